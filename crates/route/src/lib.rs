@@ -1,0 +1,1 @@
+//! Strait's routing engine (placeholder while being written).
