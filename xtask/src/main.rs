@@ -1,1 +1,52 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! Owns developer tooling only: nothing in the workspace depends on it, and it
+//! depends on no Strait crate (it drives the built binaries from the outside).
+//!
+//! Commands:
+//! - `bench`: Strait against Envoy and nginx as reverse proxies (see `bench.rs`).
+//! - `loadgen`: internal; the open-loop fixed-rate load generator that `bench`
+//!   runs pinned to its own core (see `loadgen.rs`).
+
+mod bench;
+mod configs;
+mod loadgen;
+mod procs;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  bench     compare Strait, Envoy and nginx as reverse proxies
+            (`cargo xtask bench --help` for options)
+";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    match command.as_deref() {
+        Some("bench") => {
+            let Some(options) = bench::Options::parse(&rest)? else {
+                print!("{}", bench::USAGE);
+                return Ok(());
+            };
+            bench::run(&options)
+        }
+        Some("loadgen") => loadgen::run(&loadgen::Args::parse(&rest)?),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}

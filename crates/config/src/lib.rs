@@ -9,5 +9,46 @@
 
 pub mod model;
 pub mod parse;
+pub mod translate;
 
-pub use parse::{descriptor_pool, parse_bootstrap};
+pub use parse::{ParseError, descriptor_pool, parse_bootstrap};
+pub use translate::{translate_bootstrap, translate_cluster, translate_listener, translate_route_config};
+
+/// Everything that can be wrong with a config. `strait check` prints all of
+/// them, so each one names the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The text is not YAML/JSON, or not an instance of the proto (unknown
+    /// field, wrong type, bad enum name).
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    /// A well-formed proto that Envoy itself would refuse (duplicate names, a
+    /// STATIC cluster with a host name, a status code out of range, ...).
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    /// A field Envoy understands but Strait does not implement (yet). Refused
+    /// rather than ignored: silently dropping it would change behaviour.
+    #[error("{path}: not supported: {what}")]
+    Unsupported { path: String, what: String },
+}
+
+impl ConfigError {
+    /// The dotted field path the error is about; empty for the whole document.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Parse(e) => &e.path,
+            Self::Invalid { path, .. } | Self::Unsupported { path, .. } => path,
+        }
+    }
+}
+
+/// Parses a bootstrap (YAML or JSON) and translates it into the model.
+///
+/// Collects every translation problem rather than stopping at the first, so a
+/// user fixes a file in one round. A parse error is necessarily alone: nothing
+/// after it can be read.
+pub fn load(text: &str) -> Result<model::Config, Vec<ConfigError>> {
+    let bootstrap = parse_bootstrap(text).map_err(|e| vec![ConfigError::Parse(e)])?;
+    translate_bootstrap(&bootstrap)
+}

@@ -189,7 +189,25 @@ pub struct Cluster {
 pub enum Discovery {
     Static,
     /// `STRICT_DNS`: every address the names resolve to is a host.
-    StrictDns { refresh_rate: Duration },
+    StrictDns {
+        refresh_rate: Duration,
+        /// `dns_lookup_family` (default `AUTO`): which address families the
+        /// resolver asks for, and which it prefers.
+        lookup_family: DnsLookupFamily,
+    },
+}
+
+/// Envoy `Cluster.DnsLookupFamily`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsLookupFamily {
+    /// IPv6 first; IPv4 only when there is no IPv6 answer.
+    Auto,
+    V4Only,
+    V6Only,
+    /// IPv4 first; IPv6 only when there is no IPv4 answer.
+    V4Preferred,
+    /// Both families; every answer is a host.
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,6 +76,8 @@ impl std::fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

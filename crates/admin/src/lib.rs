@@ -1,0 +1,220 @@
+//! The admin server, Envoy-compatible where Istio's tooling reads it.
+//!
+//! Owns the admin endpoints: `/ready`, `/stats/prometheus`, `/stats`,
+//! `/config_dump`, `/listeners`, `/clusters`, `/server_info`, `/quitquitquit`.
+//! It binds only where the config says (loopback by default). It reads the
+//! snapshot store, the cluster registry and the bound-listener table; it never
+//! changes config.
+
+use std::{convert::Infallible, fmt::Write as _, net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use strait_net::{BoundListeners, DrainWatch};
+use strait_snapshot::Store;
+use strait_upstream::ClusterRegistry;
+use tokio::{net::TcpListener, sync::watch};
+
+/// What the admin server reads, and the one thing it may ask for: shutdown.
+#[derive(Clone)]
+pub struct AdminContext {
+    pub store: Arc<Store>,
+    pub registry: Arc<ClusterRegistry>,
+    pub listeners: Arc<BoundListeners>,
+    pub prometheus: PrometheusHandle,
+    /// Set to true by `/quitquitquit`.
+    pub quit: watch::Sender<bool>,
+    pub started: std::time::Instant,
+}
+
+/// Serves admin requests on `listener` until `drain` fires.
+pub async fn serve(listener: TcpListener, ctx: AdminContext, drain: DrainWatch) {
+    let stop = drain.signaled();
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(handle(&ctx, req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let json = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
+    match (req.method(), path) {
+        (_, "/ready") => {
+            if ctx.store.is_ready() {
+                text(StatusCode::OK, "LIVE\n".into())
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n".into())
+            }
+        }
+        (_, "/stats/prometheus") => text(StatusCode::OK, ctx.prometheus.render()),
+        (_, "/stats") => text(StatusCode::OK, plain_stats(&ctx.prometheus.render())),
+        (_, "/config_dump") => json_response(config_dump(ctx)),
+        (_, "/listeners") => listeners(ctx, json),
+        (_, "/clusters") => clusters(ctx, json),
+        (_, "/server_info") => json_response(serde_json::json!({
+            "version": concat!("strait/", env!("CARGO_PKG_VERSION")),
+            "state": if ctx.store.is_ready() { "LIVE" } else { "PRE_INITIALIZING" },
+            "uptime_current_epoch": format!("{}s", ctx.started.elapsed().as_secs()),
+        })),
+        (&Method::POST, "/quitquitquit") => {
+            ctx.quit.send_replace(true);
+            text(StatusCode::OK, "OK\n".into())
+        }
+        (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into()),
+        _ => text(StatusCode::NOT_FOUND, "invalid path\n".into()),
+    }
+}
+
+/// Envoy's `ConfigDump` shape for a static config: one `BootstrapConfigDump`
+/// holding the bootstrap as loaded, plus the snapshot version.
+fn config_dump(ctx: &AdminContext) -> serde_json::Value {
+    let snap = ctx.store.load();
+    serde_json::json!({
+        "configs": [{
+            "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+            "bootstrap": snap.source(),
+            "last_updated": rfc3339(snap.last_updated()),
+        }],
+        "version_info": snap.version().to_string(),
+    })
+}
+
+fn listeners(ctx: &AdminContext, json: bool) -> Response<Full<Bytes>> {
+    let all = ctx.listeners.all();
+    if json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|(name, addr)| {
+                serde_json::json!({
+                    "name": name,
+                    "local_address": {"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}},
+                })
+            })
+            .collect();
+        return json_response(serde_json::json!({ "listener_statuses": list }));
+    }
+    let mut out = String::new();
+    for (name, addr) in all {
+        let _ = writeln!(out, "{name}::{addr}");
+    }
+    text(StatusCode::OK, out)
+}
+
+fn clusters(ctx: &AdminContext, json: bool) -> Response<Full<Bytes>> {
+    let all = ctx.registry.all();
+    if json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|c| {
+                let hosts: Vec<_> = c
+                    .hosts()
+                    .iter()
+                    .map(|h| host_json(h.addr(), h.weight()))
+                    .collect();
+                serde_json::json!({ "name": c.name(), "host_statuses": hosts })
+            })
+            .collect();
+        return json_response(serde_json::json!({ "cluster_statuses": list }));
+    }
+    let mut out = String::new();
+    for c in all {
+        for h in c.hosts() {
+            let _ = writeln!(out, "{}::{}::weight::{}", c.name(), h.addr(), h.weight());
+            let _ = writeln!(out, "{}::{}::health_flags::healthy", c.name(), h.addr());
+            let _ = writeln!(out, "{}::{}::cx_idle::{}", c.name(), h.addr(), h.idle_connections());
+        }
+    }
+    text(StatusCode::OK, out)
+}
+
+fn host_json(addr: SocketAddr, weight: u32) -> serde_json::Value {
+    serde_json::json!({
+        "address": {"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}},
+        "weight": weight,
+        "health_status": {"eds_health_status": "HEALTHY"},
+    })
+}
+
+/// Envoy's `/stats` text form (`name: value`), derived from the Prometheus
+/// rendering so both views always agree.
+fn plain_stats(prom: &str) -> String {
+    let mut out = String::new();
+    for line in prom.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        if let Some((name, value)) = line.rsplit_once(' ') {
+            let _ = writeln!(out, "{name}: {value}");
+        }
+    }
+    out
+}
+
+fn rfc3339(secs: u64) -> String {
+    // Civil-from-days (proleptic Gregorian), to avoid a date dependency.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=UTF-8"));
+    resp
+}
+
+fn json_response(v: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn plain_stats_from_prometheus() {
+        let s = plain_stats("# TYPE x counter\nx{a=\"b\"} 3\n");
+        assert_eq!(s, "x{a=\"b\"}: 3\n");
+    }
+}

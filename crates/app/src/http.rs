@@ -1,0 +1,299 @@
+//! The per-request HTTP path: route, pick a host, forward, stream back.
+//!
+//! A request loads the snapshot once and reads everything (listener, routes,
+//! timeouts) from it, so it sees exactly one config version.
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use strait_codec::{Body, headers};
+use strait_config::model::{
+    ForwardAction, HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
+};
+use strait_route::{RequestView, RouteResult};
+use strait_upstream::{Lease, PooledBody, UpstreamError};
+use tokio::sync::oneshot;
+
+use crate::{local_reply::LocalReply, proxy::Shared, stats::HttpStats};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+
+/// What one downstream connection knows about itself.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) listener: Arc<str>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) stats: Arc<HttpStats>,
+}
+
+/// The response body: local, or streamed from upstream.
+#[derive(Debug)]
+pub(crate) enum ProxyBody {
+    Local(Body),
+    Upstream(PooledBody),
+}
+
+impl ProxyBody {
+    pub(crate) fn local(text: &'static str) -> Self {
+        ProxyBody::Local(Body::full(Bytes::from_static(text.as_bytes())))
+    }
+}
+
+impl http_body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Local(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local(b) => b.is_end_stream(),
+            ProxyBody::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local(b) => b.size_hint(),
+            ProxyBody::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+/// Handles one request end to end. Never fails: every error is a response.
+pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    conn.stats.rq_total.increment(1);
+    let snapshot = conn.shared.store.load();
+    let hcm = snapshot
+        .listener(&conn.listener)
+        .and_then(|l| match &l.spec.filter_chain.terminal {
+            NetworkFilter::Http(hcm) => l.routes.as_ref().map(|r| (hcm, r)),
+            NetworkFilter::Tcp(_) => None,
+        });
+    let mut resp = match hcm {
+        None => LocalReply::ListenerDraining.response(),
+        Some((hcm, routes)) => {
+            let view = RequestView::from_request(&req);
+            match routes.route(&view) {
+                RouteResult::NoVirtualHost | RouteResult::NoRoute(_) => {
+                    conn.stats.no_route.increment(1);
+                    LocalReply::NoRoute.response()
+                }
+                RouteResult::Matched(m) => match m.action() {
+                    RouteAction::DirectResponse { status, body } => direct(*status, body.as_deref()),
+                    RouteAction::Forward(action) => {
+                        let path = m.rewritten_path(view.path);
+                        forward(req, &conn, hcm, action, path).await
+                    }
+                },
+            }
+            .with_server_header(hcm)
+        }
+    };
+    if let Some(d) = HeaderValue::from_str(&started.elapsed().as_millis().to_string()).ok()
+        && matches!(resp.body(), ProxyBody::Upstream(_))
+    {
+        resp.headers_mut().insert(X_SERVICE_TIME.clone(), d);
+    }
+    conn.stats.response(resp.status().as_u16());
+    conn.stats.rq_time.record(started.elapsed().as_secs_f64() * 1000.0);
+    resp
+}
+
+trait WithServerHeader {
+    fn with_server_header(self, hcm: &HttpConnectionManager) -> Self;
+}
+
+impl WithServerHeader for Response<ProxyBody> {
+    fn with_server_header(mut self, hcm: &HttpConnectionManager) -> Self {
+        let set = match hcm.server_header {
+            ServerHeaderTransformation::Overwrite => true,
+            ServerHeaderTransformation::AppendIfAbsent => !self.headers().contains_key(header::SERVER),
+            ServerHeaderTransformation::PassThrough => false,
+        };
+        if set && let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
+            self.headers_mut().insert(header::SERVER, v);
+        }
+        self
+    }
+}
+
+fn direct(status: u16, body: Option<&str>) -> Response<ProxyBody> {
+    let body = body.map(|b| Body::full(Bytes::copy_from_slice(b.as_bytes()))).unwrap_or_default();
+    let mut resp = Response::new(ProxyBody::Local(body));
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    if http_body::Body::size_hint(resp.body()).exact() != Some(0) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    resp
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    conn: &ConnCtx,
+    hcm: &HttpConnectionManager,
+    action: &ForwardAction,
+    rewritten: Option<String>,
+) -> Response<ProxyBody> {
+    let upgrade = headers::upgrade_token(req.headers());
+    if let Some(token) = &upgrade
+        && !hcm.upgrades.iter().any(|u| u == token)
+    {
+        return LocalReply::UpgradeRefused.response();
+    }
+    let Some(cluster) = conn.shared.registry.get(&action.cluster) else {
+        return LocalReply::NoCluster.response();
+    };
+    let Some(host) = cluster.pick() else {
+        return LocalReply::NoHealthyUpstream.response();
+    };
+    let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let h2 = matches!(cluster.spec().protocol, strait_config::model::UpstreamProtocol::Http2);
+    let (body_done, up_req) = match upstream_request(req, conn, hcm, action, rewritten, h2, upgrade.is_some()) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let lease = match cluster.lease(host).await {
+        Ok(l) => l,
+        Err(_) => return LocalReply::ConnectFailure.response(),
+    };
+    let sent = lease.send(up_req);
+    let result = match action.timeout {
+        None => sent.await,
+        Some(limit) => {
+            // Envoy's route timeout starts once the whole request has been
+            // sent, so a long upload is not cut short by it.
+            tokio::pin!(sent);
+            let deadline = async {
+                if let Some(done) = body_done {
+                    let _ = done.await;
+                }
+                tokio::time::sleep(limit).await;
+            };
+            tokio::select! {
+                r = &mut sent => r,
+                () = deadline => {
+                    Lease::count_timeout(&cluster);
+                    return LocalReply::UpstreamTimeout.response();
+                }
+            }
+        }
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(UpstreamError::Connect(_)) => return LocalReply::ConnectFailure.response(),
+        Err(_) => return LocalReply::UpstreamReset.response(),
+    };
+    let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let Some(down) = downstream_upgrade {
+        let up = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(down), Ok(up)) = (down.await, up.await) {
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up)).await;
+            }
+        });
+    }
+    headers::strip_hop_by_hop(resp.headers_mut(), switching);
+    resp.map(ProxyBody::Upstream)
+}
+
+type Prepared = (Option<oneshot::Receiver<()>>, Request<Body>);
+
+/// Turns the downstream request into the upstream one: origin-form URI for
+/// HTTP/1.1 (absolute for HTTP/2), hop-by-hop headers removed, Envoy's
+/// request headers added.
+fn upstream_request(
+    req: Request<Incoming>,
+    conn: &ConnCtx,
+    hcm: &HttpConnectionManager,
+    action: &ForwardAction,
+    rewritten: Option<String>,
+    h2: bool,
+    upgrade: bool,
+) -> Result<Prepared, Response<ProxyBody>> {
+    let (mut parts, body) = req.into_parts();
+    let authority = RequestView::from_parts(&parts).authority.to_owned();
+    let path = match rewritten {
+        Some(p) => PathAndQuery::try_from(p).ok(),
+        None => parts.uri.path_and_query().cloned(),
+    }
+    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h, upgrade);
+    // Envoy answers `Expect: 100-continue` itself (hyper sends the 100 when
+    // the body is first read), so the upstream must not be asked again.
+    h.remove(header::EXPECT);
+    if hcm.use_remote_address {
+        let ip = conn.peer.ip().to_string();
+        let value = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    } else if !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if hcm.generate_request_id && !h.contains_key(&X_REQUEST_ID) {
+        h.insert(X_REQUEST_ID.clone(), headers::request_id());
+    }
+    match action.timeout {
+        Some(t) => {
+            if let Ok(v) = HeaderValue::from_str(&t.as_millis().to_string()) {
+                h.insert(X_EXPECTED_TIMEOUT.clone(), v);
+            }
+        }
+        None => {
+            h.remove(&X_EXPECTED_TIMEOUT);
+        }
+    }
+    if h2 {
+        h.remove(header::HOST);
+        parts.version = Version::HTTP_2;
+        let uri = Uri::builder().scheme("http").authority(authority.as_str()).path_and_query(path).build();
+        parts.uri = uri.map_err(|_| bad_request())?;
+    } else {
+        if !h.contains_key(header::HOST) {
+            let v = HeaderValue::from_str(&authority).map_err(|_| bad_request())?;
+            h.insert(header::HOST, v);
+        }
+        parts.version = Version::HTTP_11;
+        parts.uri = Uri::from(path);
+    }
+    let (done, body) = if http_body::Body::is_end_stream(&body) {
+        (None, Body::Empty)
+    } else {
+        let (tx, rx) = oneshot::channel();
+        (Some(rx), Body::streaming(body, tx))
+    };
+    Ok((done, Request::from_parts(parts, body)))
+}
+
+fn bad_request() -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::local(""));
+    *r.status_mut() = http::StatusCode::BAD_REQUEST;
+    r
+}

@@ -1,0 +1,189 @@
+//! The set of running listeners: binding on config change, accept loops on
+//! every worker, and draining listeners that are removed or moved.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper::service::service_fn;
+use strait_codec::{ServerOptions, ServerProtocol, server};
+use strait_config::model::{CodecType, Config, NetworkFilter};
+use strait_net::{Drain, DrainWatch, NetError};
+use tokio::{net::TcpStream, runtime::Handle};
+
+use crate::{
+    http::{ConnCtx, handle},
+    proxy::Shared,
+    stats::{ListenerStats, TcpStats},
+    tcp,
+};
+
+/// How long a client may take to send a request head (slowloris bound).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub(crate) struct ListenerSet {
+    active: HashMap<String, Active>,
+}
+
+#[derive(Debug)]
+struct Active {
+    /// The address as configured (port 0 stays 0), to detect a move.
+    configured: SocketAddr,
+    stop: Drain,
+}
+
+/// Sockets bound for a new config, not yet serving. Dropping a plan closes
+/// them, so a config that fails later leaves nothing behind.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    new: Vec<(String, SocketAddr, std::net::TcpListener)>,
+    removed: Vec<String>,
+}
+
+impl ListenerSet {
+    /// Binds sockets for listeners that are new or moved. Unchanged
+    /// addresses keep their sockets (and open connections).
+    pub(crate) fn plan(&self, config: &Config) -> Result<Plan, NetError> {
+        let mut new = Vec::new();
+        for l in &config.listeners {
+            match self.active.get(&l.name) {
+                Some(a) if a.configured == l.address => {}
+                _ => new.push((l.name.clone(), l.address, strait_net::bind(l.address)?)),
+            }
+        }
+        let removed = self
+            .active
+            .iter()
+            .filter(|(name, a)| {
+                config.listeners.iter().all(|l| &l.name != *name)
+                    || new.iter().any(|(n, addr, _)| n == *name && *addr != a.configured)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        Ok(Plan { new, removed })
+    }
+
+    /// Starts accepting on the plan's sockets and drains removed listeners.
+    /// Call after the snapshot that names the new listeners is live.
+    pub(crate) fn commit(&mut self, plan: Plan, shared: &Arc<Shared>, workers: &[Handle]) {
+        for name in plan.removed {
+            if let Some(old) = self.active.remove(&name) {
+                old.stop.signal();
+                shared.bound.remove(&name);
+            }
+        }
+        for (name, configured, socket) in plan.new {
+            let bound = socket.local_addr().unwrap_or(configured);
+            let (stop, watch) = Drain::new();
+            let name: Arc<str> = Arc::from(name.as_str());
+            let lstats = Arc::new(ListenerStats::new(&bound.to_string()));
+            for worker in workers {
+                match socket.try_clone() {
+                    Ok(s) => {
+                        worker.spawn(accept_loop(
+                            s,
+                            Arc::clone(&name),
+                            Arc::clone(shared),
+                            watch.clone(),
+                            Arc::clone(&lstats),
+                        ));
+                    }
+                    Err(e) => tracing::error!(listener = %name, error = %e, "cannot share listening socket"),
+                }
+            }
+            shared.bound.insert(&name, bound);
+            tracing::info!(listener = %name, address = %bound, "listening");
+            self.active.insert(name.to_string(), Active { configured, stop });
+        }
+    }
+
+    /// Stops accepting everywhere and asks every connection to finish.
+    pub(crate) fn drain_all(&mut self) {
+        for (_, a) in self.active.drain() {
+            a.stop.signal();
+        }
+    }
+}
+
+async fn accept_loop(
+    socket: std::net::TcpListener,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    drain: DrainWatch,
+    lstats: Arc<ListenerStats>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listener = %name, error = %e, "cannot register listener");
+            return;
+        }
+    };
+    let stop = drain.clone().signaled();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        tokio::spawn(connection(stream, peer, Arc::clone(&name), Arc::clone(&shared), drain.clone(), Arc::clone(&lstats)));
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    drain: DrainWatch,
+    lstats: Arc<ListenerStats>,
+) {
+    lstats.cx_total.increment(1);
+    lstats.cx_active.increment(1.0);
+    let _ = stream.set_nodelay(true);
+    let snapshot = shared.store.load();
+    let Some(entry) = snapshot.listener(&name) else {
+        lstats.cx_active.decrement(1.0);
+        return;
+    };
+    match &entry.spec.filter_chain.terminal {
+        NetworkFilter::Http(hcm) => {
+            let stats = shared.http_stats(&hcm.stat_prefix);
+            stats.cx_total.increment(1);
+            stats.cx_active.increment(1.0);
+            let opts = ServerOptions {
+                protocol: match hcm.codec {
+                    CodecType::Auto => ServerProtocol::Auto,
+                    CodecType::Http1 => ServerProtocol::Http1,
+                    CodecType::Http2 => ServerProtocol::Http2,
+                },
+                max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
+                header_read_timeout: Some(HEADER_READ_TIMEOUT),
+            };
+            drop(snapshot);
+            let ctx = Arc::new(ConnCtx { shared, listener: name, peer, stats: Arc::clone(&stats) });
+            let svc = service_fn(move |req| {
+                let ctx = Arc::clone(&ctx);
+                async move { Ok::<_, std::convert::Infallible>(handle(req, ctx).await) }
+            });
+            if let Err(e) = server::serve(stream, &opts, svc, drain.signaled()).await {
+                tracing::debug!(error = %e, "downstream connection ended with error");
+            }
+            stats.cx_active.decrement(1.0);
+        }
+        NetworkFilter::Tcp(proxy) => {
+            let proxy = proxy.clone();
+            drop(snapshot);
+            let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);
+            tcp::serve(stream, &proxy, &shared, &stats).await;
+        }
+    }
+    lstats.cx_active.decrement(1.0);
+}

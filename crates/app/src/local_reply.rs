@@ -1,0 +1,83 @@
+//! The one place an error becomes a response. Statuses and bodies are Envoy's,
+//! so clients and dashboards written for Envoy read them the same way.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::http::ProxyBody;
+
+/// Why the proxy answered instead of the upstream. Each carries Envoy's
+/// response flag (the access-log `%RESPONSE_FLAGS%` short form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LocalReply {
+    /// NR: no virtual host or route matched.
+    NoRoute,
+    /// NC: the route names a cluster that does not exist.
+    NoCluster,
+    /// UH: the cluster has no host to send to.
+    NoHealthyUpstream,
+    /// UF: the upstream connection could not be made.
+    ConnectFailure,
+    /// UC: the upstream connection closed before response headers.
+    UpstreamReset,
+    /// UT: the route timeout elapsed before the response headers.
+    UpstreamTimeout,
+    /// An `Upgrade` the connection manager is not configured for.
+    UpgradeRefused,
+    /// The listener was removed while this connection was open.
+    ListenerDraining,
+}
+
+impl LocalReply {
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            LocalReply::NoRoute => StatusCode::NOT_FOUND,
+            LocalReply::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            LocalReply::UpgradeRefused => StatusCode::FORBIDDEN,
+            LocalReply::NoCluster
+            | LocalReply::NoHealthyUpstream
+            | LocalReply::ConnectFailure
+            | LocalReply::UpstreamReset
+            | LocalReply::ListenerDraining => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub(crate) fn body(self) -> &'static str {
+        match self {
+            LocalReply::NoRoute | LocalReply::NoCluster | LocalReply::UpgradeRefused => "",
+            LocalReply::NoHealthyUpstream => "no healthy upstream",
+            LocalReply::ConnectFailure => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+            }
+            LocalReply::UpstreamReset => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+            }
+            LocalReply::UpstreamTimeout => "upstream request timeout",
+            LocalReply::ListenerDraining => "listener draining",
+        }
+    }
+
+    pub(crate) fn flag(self) -> &'static str {
+        match self {
+            LocalReply::NoRoute => "NR",
+            LocalReply::NoCluster => "NC",
+            LocalReply::NoHealthyUpstream => "UH",
+            LocalReply::ConnectFailure => "UF",
+            LocalReply::UpstreamReset => "UC",
+            LocalReply::UpstreamTimeout => "UT",
+            LocalReply::UpgradeRefused => "UPE",
+            LocalReply::ListenerDraining => "DC",
+        }
+    }
+
+    pub(crate) fn response(self) -> Response<ProxyBody> {
+        tracing::debug!(response_flags = self.flag(), status = self.status().as_u16(), "local reply");
+        let body = self.body();
+        let mut resp = Response::new(ProxyBody::local(body));
+        *resp.status_mut() = self.status();
+        if !body.is_empty() {
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,237 @@
+//! Start-up, the shared state every connection sees, and shutdown.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use strait_net::{BoundListeners, Drain};
+use tokio::{runtime::Runtime, sync::watch};
+
+use crate::{
+    AppError, ClusterRegistry, Store,
+    reload::Reloader,
+    stats::{HttpStats, TcpStats, prometheus},
+    workers::Workers,
+};
+
+/// Where the config comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file, watched for changes (and re-read on [`Proxy::reload`]).
+    File(PathBuf),
+    /// Text compiled into the binary or built by the caller; never reloaded.
+    Inline(String),
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: ConfigSource,
+    /// Worker threads; each runs its own event loop.
+    pub concurrency: usize,
+    /// How often the config file is checked for changes.
+    pub watch_interval: Duration,
+}
+
+impl Options {
+    pub fn new(config: ConfigSource) -> Self {
+        Options {
+            config,
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            watch_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// State shared by every connection on every worker.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<Store>,
+    pub(crate) registry: Arc<ClusterRegistry>,
+    pub(crate) bound: Arc<BoundListeners>,
+    http_stats: ArcSwap<HashMap<String, Arc<HttpStats>>>,
+    tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
+}
+
+impl Shared {
+    /// Stat handles for a connection manager's `stat_prefix`, registered on
+    /// first use. One lock-free lookup per connection.
+    pub(crate) fn http_stats(&self, prefix: &str) -> Arc<HttpStats> {
+        if let Some(s) = self.http_stats.load().get(prefix) {
+            return Arc::clone(s);
+        }
+        let made = Arc::new(HttpStats::new(prefix));
+        self.http_stats.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.entry(prefix.to_owned()).or_insert_with(|| Arc::clone(&made));
+            m
+        });
+        self.http_stats.load().get(prefix).cloned().unwrap_or(made)
+    }
+
+    pub(crate) fn tcp_stats(&self, prefix: &str) -> Arc<TcpStats> {
+        if let Some(s) = self.tcp_stats.load().get(prefix) {
+            return Arc::clone(s);
+        }
+        let made = Arc::new(TcpStats::new(prefix));
+        self.tcp_stats.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.entry(prefix.to_owned()).or_insert_with(|| Arc::clone(&made));
+            m
+        });
+        self.tcp_stats.load().get(prefix).cloned().unwrap_or(made)
+    }
+}
+
+/// A running proxy. Dropping it without [`Proxy::shutdown`] also stops it.
+pub struct Proxy {
+    control: Option<Runtime>,
+    workers: Option<Workers>,
+    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
+    admin: Option<SocketAddr>,
+    quit: watch::Receiver<bool>,
+    admin_drain: Drain,
+}
+
+impl Proxy {
+    /// Loads the config, binds every listener and the admin server, and
+    /// starts serving. Fails (binding nothing) if the first config is bad.
+    pub fn start(opts: Options) -> Result<Proxy, AppError> {
+        let control = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("strait-control")
+            .enable_all()
+            .build()?;
+        let workers = Workers::start(opts.concurrency)?;
+        let shared = Arc::new(Shared {
+            store: Arc::new(Store::new()),
+            registry: Arc::new(ClusterRegistry::new()),
+            bound: BoundListeners::new(),
+            http_stats: ArcSwap::default(),
+            tcp_stats: ArcSwap::default(),
+        });
+        let prometheus = prometheus();
+        let reloader = Arc::new(Reloader::new(opts.config.clone(), Arc::clone(&shared), workers.handles().to_vec()));
+        let first = control.block_on(reloader.reload());
+        if let Err(e) = first {
+            workers.stop();
+            return Err(e);
+        }
+        let (quit_tx, quit) = watch::channel(false);
+        let (admin_drain, admin_watch) = Drain::new();
+        let mut admin = None;
+        if let Some(a) = shared.store.load().config().admin.clone() {
+            let socket = strait_net::bind(a.address)?;
+            admin = socket.local_addr().ok();
+            let ctx = strait_admin::AdminContext {
+                store: Arc::clone(&shared.store),
+                registry: Arc::clone(&shared.registry),
+                listeners: Arc::clone(&shared.bound),
+                prometheus: prometheus.clone(),
+                quit: quit_tx,
+                started: Instant::now(),
+            };
+            control.spawn(async move {
+                match tokio::net::TcpListener::from_std(socket) {
+                    Ok(l) => strait_admin::serve(l, ctx, admin_watch).await,
+                    Err(e) => tracing::error!(error = %e, "admin listener"),
+                }
+            });
+            if let Some(addr) = admin {
+                tracing::info!(address = %addr, "admin listening");
+            }
+        }
+        control.spawn(async move {
+            // Histograms are drained into their buckets here, not per request.
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                prometheus.run_upkeep();
+            }
+        });
+        if matches!(opts.config, ConfigSource::File(_)) {
+            control.spawn(Arc::clone(&reloader).watch(opts.watch_interval));
+        }
+        Ok(Proxy { control: Some(control), workers: Some(workers), shared, reloader, admin, quit, admin_drain })
+    }
+
+    /// The admin server's bound address, if the config has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The address listener `name` is bound to (port 0 resolved).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.shared.bound.get(name)
+    }
+
+    /// The live config version (1 after start, +1 per applied reload).
+    pub fn version(&self) -> u64 {
+        self.shared.store.load().version()
+    }
+
+    /// Re-reads the config file now (SIGHUP). On error the running config
+    /// stays and the error names the field.
+    pub fn reload(&self) -> Result<u64, AppError> {
+        match &self.control {
+            Some(rt) => rt.block_on(self.reloader.reload()),
+            None => Ok(self.version()),
+        }
+    }
+
+    /// Blocks until SIGINT, SIGTERM or `POST /quitquitquit`; SIGHUP reloads.
+    pub fn run_until_signal(&mut self) -> Result<(), AppError> {
+        let Some(rt) = &self.control else { return Ok(()) };
+        let reloader = Arc::clone(&self.reloader);
+        let mut quit = self.quit.clone();
+        rt.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hup = signal(SignalKind::hangup())?;
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        if let Err(e) = reloader.reload().await {
+                            tracing::error!("reload refused, keeping the running config: {e}");
+                        }
+                    }
+                    _ = term.recv() => return Ok(()),
+                    _ = int.recv() => return Ok(()),
+                    _ = quit.wait_for(|q| *q) => return Ok(()),
+                }
+            }
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`,
+    /// then stops every runtime.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.stop(grace);
+    }
+
+    fn stop(&mut self, grace: Duration) {
+        self.admin_drain.signal();
+        if let Some(rt) = self.control.take() {
+            rt.block_on(async {
+                self.reloader.drain_all().await;
+                tokio::time::sleep(grace).await;
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
+        }
+        if let Some(w) = self.workers.take() {
+            w.stop();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop(Duration::ZERO);
+    }
+}

@@ -1,0 +1,129 @@
+//! Config loading and hot reload: file → Envoy protos → model → snapshot →
+//! publish. One writer at a time; a config that fails at any step leaves the
+//! running one untouched.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use prost_reflect::SerializeOptions;
+use strait_config::model::Config;
+use strait_snapshot::Snapshot;
+use tokio::{runtime::Handle, sync::Mutex};
+
+use crate::{
+    AppError,
+    listeners::ListenerSet,
+    proxy::{ConfigSource, Shared},
+};
+
+/// Parses and validates `text` as Strait would load it, without binding
+/// anything: `strait check`. Returns every problem found, each naming its
+/// field path.
+pub fn check(text: &str) -> Result<Config, Vec<String>> {
+    let (config, _) = parse(text)?;
+    Snapshot::compile(1, config.clone(), serde_json::Value::Null, &Snapshot::empty())
+        .map_err(|e| vec![e.to_string()])?;
+    Ok(config)
+}
+
+/// Text → (model, source document for `/config_dump`).
+fn parse(text: &str) -> Result<(Config, serde_json::Value), Vec<String>> {
+    let msg = strait_config::parse::parse_message(text, "envoy.config.bootstrap.v3.Bootstrap")
+        .map_err(|e| vec![e.to_string()])?;
+    let bootstrap: Bootstrap = msg.transcode_to().map_err(|e| vec![e.to_string()])?;
+    let config = strait_config::translate_bootstrap(&bootstrap)
+        .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    // Envoy's config_dump uses proto field names (snake_case).
+    let opts = SerializeOptions::new().use_proto_field_name(true);
+    let source = msg
+        .serialize_with_options(serde_json::value::Serializer, &opts)
+        .map_err(|e| vec![e.to_string()])?;
+    Ok((config, source))
+}
+
+/// The single config writer.
+#[derive(Debug)]
+pub(crate) struct Reloader {
+    source: ConfigSource,
+    shared: Arc<Shared>,
+    workers: Vec<Handle>,
+    listeners: Mutex<ListenerSet>,
+    version: AtomicU64,
+}
+
+impl Reloader {
+    pub(crate) fn new(source: ConfigSource, shared: Arc<Shared>, workers: Vec<Handle>) -> Self {
+        Reloader { source, shared, workers, listeners: Mutex::new(ListenerSet::default()), version: AtomicU64::new(0) }
+    }
+
+    /// Reads the source and applies it. Returns the new live version.
+    pub(crate) async fn reload(&self) -> Result<u64, AppError> {
+        let text = match &self.source {
+            ConfigSource::Inline(t) => t.clone(),
+            ConfigSource::File(path) => tokio::fs::read_to_string(path)
+                .await
+                .map_err(|source| AppError::Read { path: path.display().to_string(), source })?,
+        };
+        let result = self.apply(&text).await;
+        match &result {
+            Ok(v) => tracing::info!(version = v, "config applied"),
+            Err(e) => tracing::error!("config refused, keeping version {}: {e}", self.shared.store.load().version()),
+        }
+        result
+    }
+
+    async fn apply(&self, text: &str) -> Result<u64, AppError> {
+        let (config, source) = parse(text).map_err(AppError::Config)?;
+        let mut listeners = self.listeners.lock().await;
+        let previous = self.shared.store.load();
+        let version = self.version.load(Ordering::Relaxed) + 1;
+        let snapshot = Snapshot::compile(version, config.clone(), source, &previous)
+            .map_err(|e| AppError::Config(vec![e.to_string()]))?;
+        let plan = listeners.plan(&config)?;
+        // Clusters first, so a request on the new snapshot finds them; the
+        // ones the new config drops go only after it is live.
+        self.shared.registry.reconcile(&config.clusters).await;
+        self.shared.store.publish(snapshot);
+        self.version.store(version, Ordering::Relaxed);
+        listeners.commit(plan, &self.shared, &self.workers);
+        self.shared.registry.retain(&config.clusters);
+        Ok(version)
+    }
+
+    pub(crate) async fn drain_all(&self) {
+        self.listeners.lock().await.drain_all();
+    }
+
+    /// Polls the config file and reloads when it changes. Polling (rather
+    /// than inotify) also sees Kubernetes ConfigMap updates, which swap a
+    /// symlink, and editors that write by rename.
+    pub(crate) async fn watch(self: Arc<Self>, every: Duration) {
+        let ConfigSource::File(path) = &self.source else { return };
+        let mut seen = stamp(path).await;
+        loop {
+            tokio::time::sleep(every).await;
+            let now = stamp(path).await;
+            if now != seen {
+                seen = now;
+                let _ = self.reload().await;
+            }
+        }
+    }
+}
+
+/// What identifies a version of the file: modification time, size, and the
+/// content itself (a rewrite within one mtime tick must still be seen).
+async fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    let meta = tokio::fs::metadata(path).await.ok()?;
+    let bytes = tokio::fs::read(path).await.ok()?;
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&bytes);
+    Some((meta.modified().ok()?, meta.len(), hash))
+}

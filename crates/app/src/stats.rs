@@ -1,0 +1,105 @@
+//! The process-wide metrics recorder and per-listener stat handles. Handles
+//! are registered once, when a listener starts, so a request only does atomic
+//! increments.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Envoy's default histogram buckets (milliseconds).
+const BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+/// Several in-process proxies (tests) share it.
+pub(crate) fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            // Invariant: the bucket list is non-empty, the only error case.
+            let builder = builder.set_buckets(&BUCKETS_MS).unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program
+            // chose its own); our handle then renders only what we record.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Stats of one HTTP connection manager, named as Envoy names them.
+#[derive(Debug)]
+pub(crate) struct HttpStats {
+    pub(crate) cx_total: Counter,
+    pub(crate) cx_active: Gauge,
+    pub(crate) rq_total: Counter,
+    pub(crate) rq_class: [Counter; 5],
+    pub(crate) rq_time: Histogram,
+    pub(crate) no_route: Counter,
+}
+
+impl HttpStats {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let label = ("envoy_http_conn_manager_prefix", prefix.to_owned());
+        let class = |k: &'static str| {
+            metrics::counter!("envoy_http_downstream_rq_xx", &[label.clone(), ("envoy_response_code_class", k.to_owned())])
+        };
+        HttpStats {
+            cx_total: metrics::counter!("envoy_http_downstream_cx_total", &[label.clone()]),
+            cx_active: metrics::gauge!("envoy_http_downstream_cx_active", &[label.clone()]),
+            rq_total: metrics::counter!("envoy_http_downstream_rq_total", &[label.clone()]),
+            rq_class: [class("1"), class("2"), class("3"), class("4"), class("5")],
+            rq_time: metrics::histogram!("envoy_http_downstream_rq_time", &[label.clone()]),
+            no_route: metrics::counter!("envoy_http_rq_no_route", &[label.clone()]),
+        }
+    }
+
+    pub(crate) fn response(&self, status: u16) {
+        if let Some(c) = self.rq_class.get(usize::from(status / 100).wrapping_sub(1)) {
+            c.increment(1);
+        }
+    }
+}
+
+/// Stats of one TCP proxy, named as Envoy names them.
+#[derive(Debug)]
+pub(crate) struct TcpStats {
+    pub(crate) cx_total: Counter,
+    pub(crate) rx_bytes: Counter,
+    pub(crate) tx_bytes: Counter,
+    pub(crate) no_route: Counter,
+}
+
+impl TcpStats {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let label = ("envoy_tcp_prefix", prefix.to_owned());
+        TcpStats {
+            cx_total: metrics::counter!("envoy_tcp_downstream_cx_total", &[label.clone()]),
+            rx_bytes: metrics::counter!("envoy_tcp_downstream_cx_rx_bytes_total", &[label.clone()]),
+            tx_bytes: metrics::counter!("envoy_tcp_downstream_cx_tx_bytes_total", &[label.clone()]),
+            no_route: metrics::counter!("envoy_tcp_downstream_cx_no_route", &[label.clone()]),
+        }
+    }
+}
+
+/// Listener-level counters.
+#[derive(Debug)]
+pub(crate) struct ListenerStats {
+    pub(crate) cx_total: Counter,
+    pub(crate) cx_active: Gauge,
+}
+
+impl ListenerStats {
+    pub(crate) fn new(address: &str) -> Self {
+        let label = ("envoy_listener_address", address.to_owned());
+        ListenerStats {
+            cx_total: metrics::counter!("envoy_listener_downstream_cx_total", &[label.clone()]),
+            cx_active: metrics::gauge!("envoy_listener_downstream_cx_active", &[label.clone()]),
+        }
+    }
+}

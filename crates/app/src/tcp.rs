@@ -1,0 +1,62 @@
+//! The TCP proxy path: one downstream connection spliced to one upstream.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use strait_config::model::{TcpCluster, TcpProxy};
+use strait_net::{Counters, splice};
+use tokio::net::TcpStream;
+
+use crate::{proxy::Shared, stats::TcpStats};
+
+/// Proxies `stream` per `proxy` until both directions close.
+pub(crate) async fn serve(stream: TcpStream, proxy: &TcpProxy, shared: &Shared, stats: &TcpStats) {
+    stats.cx_total.increment(1);
+    let name = match &proxy.cluster {
+        TcpCluster::Single(name) => name.as_str(),
+        TcpCluster::Weighted(list) => {
+            let total: u64 = list.iter().map(|w| u64::from(w.weight)).sum();
+            let mut pick = if total == 0 { 0 } else { next_random() % total };
+            let mut chosen = list.first().map_or("", |w| w.name.as_str());
+            for w in list {
+                if pick < u64::from(w.weight) {
+                    chosen = &w.name;
+                    break;
+                }
+                pick -= u64::from(w.weight);
+            }
+            chosen
+        }
+    };
+    let Some(cluster) = shared.registry.get(name) else {
+        stats.no_route.increment(1);
+        return;
+    };
+    let Some(host) = cluster.pick() else { return };
+    let upstream = match cluster.connect_tcp(&host).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(cluster = name, error = %e, "tcp proxy upstream connect failed");
+            return;
+        }
+    };
+    let counters = Arc::new(Counters::default());
+    let result = splice(stream, upstream, proxy.idle_timeout, Arc::clone(&counters)).await;
+    stats.rx_bytes.increment(counters.sent.load(Ordering::Relaxed));
+    stats.tx_bytes.increment(counters.received.load(Ordering::Relaxed));
+    if let Err(e) = result {
+        tracing::debug!(cluster = name, error = %e, "tcp proxy connection ended");
+    }
+}
+
+/// A cheap pseudo-random number for weighted picks (splitmix64 over a
+/// process-wide counter): uniform enough for traffic splitting, no lock.
+fn next_random() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    let mut z = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,124 @@
+//! Upstream client connections: TCP connect, then an HTTP/1.1 or HTTP/2
+//! handshake, with the connection driven by a task on the current runtime.
+
+use std::{net::SocketAddr, time::Duration};
+
+use http::{Request, Response};
+use hyper::{
+    body::Incoming,
+    client::conn::{http1, http2},
+};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::Body;
+
+/// The protocol spoken to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c).
+    Http2,
+}
+
+/// Why an upstream connection could not be made. Envoy reports all of these
+/// as `UF` (upstream connection failure).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[error("connection failure: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection timeout")]
+    Timeout,
+    #[error("handshake failure: {0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+/// One upstream connection's request sender.
+#[derive(Debug)]
+pub enum ClientConn {
+    Http1(http1::SendRequest<Body>),
+    /// Cloneable: every clone multiplexes onto the same connection.
+    Http2(http2::SendRequest<Body>),
+}
+
+impl ClientConn {
+    /// Connects to `addr` within `timeout` and spawns the connection's driver
+    /// on the current tokio runtime. Must be called within a runtime.
+    pub async fn connect(
+        addr: SocketAddr,
+        protocol: Protocol,
+        timeout: Duration,
+    ) -> Result<ClientConn, ConnectError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
+        // Small proxied requests must not wait for Nagle.
+        stream.set_nodelay(true)?;
+        let io = TokioIo::new(stream);
+        match protocol {
+            Protocol::Http1 => {
+                let (send, conn) = http1::handshake(io).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(error = %e, "upstream http1 connection ended");
+                    }
+                });
+                Ok(ClientConn::Http1(send))
+            }
+            Protocol::Http2 => {
+                let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "upstream http2 connection ended");
+                    }
+                });
+                Ok(ClientConn::Http2(send))
+            }
+        }
+    }
+
+    /// True when a request can be sent now without waiting.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            ClientConn::Http1(s) => s.is_ready(),
+            ClientConn::Http2(s) => s.is_ready(),
+        }
+    }
+
+    /// True once the connection can never send again.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            ClientConn::Http1(s) => s.is_closed(),
+            ClientConn::Http2(s) => s.is_closed(),
+        }
+    }
+
+    /// Waits until the connection can take a request.
+    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            ClientConn::Http1(s) => s.ready().await,
+            ClientConn::Http2(s) => s.ready().await,
+        }
+    }
+
+    /// Sends `req` and waits for the response head. For HTTP/1.1 the
+    /// connection is busy until the response body has been read.
+    pub async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>, hyper::Error> {
+        match self {
+            ClientConn::Http1(s) => s.send_request(req).await,
+            ClientConn::Http2(s) => s.send_request(req).await,
+        }
+    }
+
+    /// Another handle onto the same HTTP/2 connection; `None` for HTTP/1.1.
+    pub fn share(&self) -> Option<ClientConn> {
+        match self {
+            ClientConn::Http1(_) => None,
+            ClientConn::Http2(s) => Some(ClientConn::Http2(s.clone())),
+        }
+    }
+}

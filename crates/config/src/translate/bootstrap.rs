@@ -1,0 +1,213 @@
+//! The bootstrap itself: admin, runtime, static resources, and the checks that
+//! span resources (unique names and addresses, cluster references).
+
+use std::collections::{HashMap, HashSet};
+
+use envoy_types::pb::envoy::config::bootstrap::v3::{
+    Admin, Bootstrap, LayeredRuntime, RuntimeLayer, bootstrap::StaticResources, runtime_layer::LayerSpecifier,
+};
+
+use super::{Context, at, cluster, ip_socket_address, item, listener};
+use crate::model;
+
+pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
+    let Bootstrap {
+        // Identity only matters to a management server, and there is no xDS.
+        node: _,
+        node_context_params: _,
+        static_resources,
+        dynamic_resources,
+        cluster_manager,
+        hds_config,
+        flags_path,
+        stats_sinks,
+        deferred_stat_options,
+        stats_config,
+        // Both only pace flushes to stats sinks, which are refused below.
+        stats_flush_interval: _,
+        stats_flush: _,
+        watchdog,
+        watchdogs,
+        tracing,
+        layered_runtime,
+        admin,
+        overload_manager,
+        enable_dispatcher_stats,
+        header_prefix,
+        stats_server_version_override,
+        use_tcp_for_dns_lookups,
+        dns_resolution_config,
+        typed_dns_resolver_config,
+        bootstrap_extensions,
+        fatal_actions,
+        config_sources,
+        default_config_source,
+        default_socket_interface,
+        certificate_provider_instances,
+        // Registers headers for faster lookup in Envoy's header map; no
+        // behaviour depends on it.
+        inline_headers: _,
+        perf_tracing_file_path,
+        default_regex_engine,
+        xds_delegate_extension,
+        xds_config_tracker_extension,
+        listener_manager,
+        application_log_config,
+        grpc_async_client_manager_config,
+        memory_allocator_manager,
+        enable_worker_cpu_affinity,
+        stats_eviction,
+    } = b;
+    if dynamic_resources.is_some() {
+        cx.unsupported("dynamic_resources", "dynamic_resources (xDS)");
+    }
+    reject_set!(cx, "";
+        cluster_manager, hds_config, flags_path, stats_sinks, deferred_stat_options, stats_config,
+        watchdog, watchdogs, tracing, overload_manager, enable_dispatcher_stats, header_prefix,
+        stats_server_version_override, use_tcp_for_dns_lookups, dns_resolution_config,
+        typed_dns_resolver_config, bootstrap_extensions, fatal_actions, config_sources,
+        default_config_source, default_socket_interface, certificate_provider_instances,
+        perf_tracing_file_path, default_regex_engine, xds_delegate_extension,
+        xds_config_tracker_extension, listener_manager, application_log_config,
+        grpc_async_client_manager_config, memory_allocator_manager, enable_worker_cpu_affinity,
+        stats_eviction,
+    );
+    if let Some(lr) = layered_runtime {
+        runtime(cx, "layered_runtime", lr);
+    }
+    let admin = admin.as_ref().and_then(|a| self::admin(cx, "admin", a));
+    let (listeners, clusters) = match static_resources {
+        Some(sr) => resources(cx, "static_resources", sr),
+        None => (Vec::new(), Vec::new()),
+    };
+    model::Config {
+        admin,
+        listeners,
+        clusters,
+    }
+}
+
+fn admin(cx: &mut Context, path: &str, a: &Admin) -> Option<model::Admin> {
+    let Admin {
+        access_log,
+        access_log_path,
+        // Where the CPU profiler would write; Strait has no profiler endpoint.
+        profile_path: _,
+        address,
+        socket_options,
+        // Strait has no global connection limit (the overload manager is
+        // refused), so there is nothing to be exempt from.
+        ignore_global_conn_limit: _,
+        allow_paths,
+    } = a;
+    reject_set!(cx, path; access_log, socket_options, allow_paths);
+    // Envoy's own examples write `/dev/null`, which is the same as no log.
+    if !access_log_path.is_empty() && access_log_path != "/dev/null" {
+        cx.unsupported(
+            at(path, "access_log_path"),
+            "admin access log (only /dev/null is accepted)",
+        );
+    }
+    // Envoy starts no admin server when the address is left out.
+    address.as_ref()?;
+    let address = ip_socket_address(cx, &at(path, "address"), address)?;
+    Some(model::Admin { address })
+}
+
+/// Accepts a runtime that overrides nothing: empty static layers and admin
+/// layers (which only let `/runtime_modify` add overrides, an endpoint Strait
+/// does not have).
+fn runtime(cx: &mut Context, path: &str, lr: &LayeredRuntime) {
+    let LayeredRuntime { layers } = lr;
+    for (i, layer) in layers.iter().enumerate() {
+        let path = item(path, "layers", i);
+        // The name only labels the layer in `/runtime` output.
+        let RuntimeLayer { name: _, layer_specifier } = layer;
+        match layer_specifier {
+            Some(LayerSpecifier::StaticLayer(s)) if s.fields.is_empty() => {}
+            Some(LayerSpecifier::StaticLayer(s)) => {
+                let mut keys: Vec<&str> = s.fields.keys().map(String::as_str).collect();
+                keys.sort_unstable();
+                cx.unsupported(
+                    at(&path, "static_layer"),
+                    format!("runtime overrides ({})", keys.join(", ")),
+                );
+            }
+            Some(LayerSpecifier::AdminLayer(_)) => {}
+            Some(LayerSpecifier::DiskLayer(_)) => cx.unsupported(at(&path, "disk_layer"), "disk_layer"),
+            Some(LayerSpecifier::RtdsLayer(_)) => cx.unsupported(at(&path, "rtds_layer"), "rtds_layer"),
+            None => cx.invalid(path, "needs one of static_layer, disk_layer, admin_layer, rtds_layer"),
+        }
+    }
+}
+
+fn resources(cx: &mut Context, path: &str, sr: &StaticResources) -> (Vec<model::Listener>, Vec<model::Cluster>) {
+    let StaticResources {
+        listeners,
+        clusters,
+        secrets,
+    } = sr;
+    reject_set!(cx, path; secrets);
+
+    let mut out_clusters = Vec::with_capacity(clusters.len());
+    let mut cluster_names: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in clusters.iter().enumerate() {
+        let cpath = item(path, "clusters", i);
+        if !c.name.is_empty()
+            && let Some(first) = cluster_names.insert(&c.name, i)
+        {
+            cx.invalid(
+                at(&cpath, "name"),
+                format!("duplicate cluster name '{}' (also {})", c.name, item(path, "clusters", first)),
+            );
+        }
+        if let Some(c) = cluster::cluster(cx, c, &cpath) {
+            out_clusters.push(c);
+        }
+    }
+
+    // Explicit names first, so a generated name can avoid all of them.
+    let mut used_names: HashSet<String> = HashSet::new();
+    let mut explicit: HashMap<&str, usize> = HashMap::new();
+    for (i, l) in listeners.iter().enumerate() {
+        if l.name.is_empty() {
+            continue;
+        }
+        used_names.insert(l.name.clone());
+        if let Some(first) = explicit.insert(&l.name, i) {
+            cx.invalid(
+                at(&item(path, "listeners", i), "name"),
+                format!("duplicate listener name '{}' (also {})", l.name, item(path, "listeners", first)),
+            );
+        }
+    }
+    let mut out_listeners = Vec::with_capacity(listeners.len());
+    let mut addresses = HashMap::new();
+    for (i, l) in listeners.iter().enumerate() {
+        let lpath = item(path, "listeners", i);
+        let Some(mut ml) = listener::listener(cx, l, &lpath) else {
+            continue;
+        };
+        if l.name.is_empty() && !used_names.insert(ml.name.clone()) {
+            // Port-0 listeners share an address text; the index keeps the
+            // generated name unique and stable across reloads of one file.
+            ml.name = format!("{}_{i}", ml.name);
+            used_names.insert(ml.name.clone());
+        }
+        // Port 0 asks the kernel for a fresh port each time, so such
+        // listeners never collide.
+        if ml.address.port() != 0
+            && let Some(first) = addresses.insert(ml.address, i)
+        {
+            cx.invalid(
+                at(&lpath, "address"),
+                format!("{} is already used by {}", ml.address, item(path, "listeners", first)),
+            );
+        }
+        out_listeners.push(ml);
+    }
+
+    let known: HashSet<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+    cx.check_cluster_refs(&known);
+    (out_listeners, out_clusters)
+}

@@ -1,0 +1,419 @@
+//! Clusters: discovery type, endpoints, load balancing and upstream protocol.
+
+use std::{net::IpAddr, time::Duration};
+
+use envoy_types::pb::envoy::{
+    config::{
+        cluster::v3::{
+            Cluster,
+            cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbConfig, LbPolicy, RoundRobinLbConfig},
+        },
+        core::v3::{HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, Locality},
+        endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint},
+    },
+    extensions::upstreams::http::v3::{
+        HttpProtocolOptions as UpstreamHttpOptions,
+        http_protocol_options::{
+            ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+        },
+    },
+};
+
+use super::{Context, at, decode_any, item, positive_duration, socket_address, u32_value};
+use crate::model;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
+/// Envoy's default `per_connection_buffer_limit_bytes`.
+const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
+/// The keys Envoy accepts for the upstream HTTP protocol options: the type's
+/// name and the extension's name.
+const HTTP_OPTIONS_KEYS: [&str; 2] = [
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "envoy.upstreams.http.http_protocol_options",
+];
+
+pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model::Cluster> {
+    let Cluster {
+        transport_socket_matches,
+        transport_socket_matcher,
+        name,
+        // Names stats only.
+        alt_stat_name: _,
+        stats_matcher,
+        eds_cluster_config,
+        connect_timeout,
+        per_connection_buffer_limit_bytes,
+        per_connection_buffer_high_watermark_timeout,
+        lb_policy,
+        load_assignment,
+        health_checks,
+        max_requests_per_connection,
+        circuit_breakers,
+        upstream_http_protocol_options,
+        common_http_protocol_options,
+        http_protocol_options,
+        http2_protocol_options,
+        typed_extension_protocol_options,
+        dns_refresh_rate,
+        dns_jitter,
+        dns_failure_refresh_rate,
+        respect_dns_ttl,
+        dns_lookup_family,
+        dns_resolvers,
+        use_tcp_for_dns_lookups,
+        dns_resolution_config,
+        typed_dns_resolver_config,
+        wait_for_warm_on_init,
+        outlier_detection,
+        cleanup_interval,
+        upstream_bind_config,
+        lb_subset_config,
+        common_lb_config,
+        transport_socket,
+        // Read only by filters and extensions Strait does not run.
+        metadata: _,
+        protocol_selection,
+        upstream_connection_options,
+        close_connections_on_host_health_failure,
+        ignore_health_on_host_removal,
+        filters,
+        load_balancing_policy,
+        lrs_server,
+        lrs_report_endpoint_metrics,
+        track_timeout_budgets,
+        upstream_config,
+        track_cluster_stats,
+        preconnect_policy,
+        connection_pool_per_downstream_connection,
+        queuing_policies,
+        cluster_discovery_type,
+        lb_config,
+    } = c;
+    reject_set!(cx, path;
+        transport_socket_matches, transport_socket_matcher, stats_matcher, eds_cluster_config,
+        per_connection_buffer_high_watermark_timeout, health_checks, max_requests_per_connection,
+        circuit_breakers, upstream_http_protocol_options, common_http_protocol_options, dns_jitter,
+        dns_failure_refresh_rate, respect_dns_ttl, dns_resolvers, use_tcp_for_dns_lookups,
+        dns_resolution_config, typed_dns_resolver_config, outlier_detection, cleanup_interval,
+        upstream_bind_config, lb_subset_config, common_lb_config, transport_socket,
+        protocol_selection, upstream_connection_options, close_connections_on_host_health_failure,
+        ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server,
+        lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats,
+        preconnect_policy,
+        connection_pool_per_downstream_connection, queuing_policies,
+    );
+    // Warming waits for the first DNS answer, which Strait always does.
+    cx.reject_unless_bool(path, "wait_for_warm_on_init", wait_for_warm_on_init, true);
+    let before = cx.problems.len();
+    if name.is_empty() {
+        cx.invalid(at(path, "name"), "must not be empty");
+    }
+    if *lb_policy != LbPolicy::RoundRobin as i32 {
+        let policy = LbPolicy::try_from(*lb_policy).map_or("unknown", |p| p.as_str_name());
+        cx.unsupported(at(path, "lb_policy"), format!("lb_policy {policy}"));
+    }
+    match lb_config {
+        None => {}
+        // The round robin options without slow start are round robin itself.
+        Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig { slow_start_config: None })) => {}
+        Some(LbConfig::RoundRobinLbConfig(_)) => cx.unsupported(
+            at(path, "round_robin_lb_config.slow_start_config"),
+            "slow_start_config",
+        ),
+        Some(other) => {
+            let field = match other {
+                LbConfig::RingHashLbConfig(_) => "ring_hash_lb_config",
+                LbConfig::MaglevLbConfig(_) => "maglev_lb_config",
+                LbConfig::OriginalDstLbConfig(_) => "original_dst_lb_config",
+                LbConfig::LeastRequestLbConfig(_) => "least_request_lb_config",
+                LbConfig::RoundRobinLbConfig(_) => "round_robin_lb_config",
+            };
+            cx.unsupported(at(path, field), field);
+        }
+    }
+
+    let discovery = match cluster_discovery_type {
+        // proto3 cannot tell an omitted `type` from STATIC, its zero value.
+        None => Some(model::Discovery::Static),
+        Some(ClusterDiscoveryType::Type(t)) => match DiscoveryType::try_from(*t) {
+            // STATIC ignores the DNS fields, as Envoy does.
+            Ok(DiscoveryType::Static) => Some(model::Discovery::Static),
+            Ok(DiscoveryType::StrictDns) => Some(model::Discovery::StrictDns {
+                refresh_rate: positive_duration(
+                    cx,
+                    &at(path, "dns_refresh_rate"),
+                    dns_refresh_rate,
+                    DEFAULT_DNS_REFRESH_RATE,
+                ),
+                lookup_family: lookup_family(cx, &at(path, "dns_lookup_family"), *dns_lookup_family),
+            }),
+            Ok(other) => {
+                cx.unsupported(at(path, "type"), format!("cluster type {}", other.as_str_name()));
+                None
+            }
+            Err(_) => {
+                cx.invalid(at(path, "type"), format!("unknown cluster type {t}"));
+                None
+            }
+        },
+        Some(ClusterDiscoveryType::ClusterType(_)) => {
+            cx.unsupported(at(path, "cluster_type"), "custom cluster_type");
+            None
+        }
+    };
+    let is_static = matches!(discovery, Some(model::Discovery::Static));
+    let endpoints = match load_assignment {
+        Some(la) => self::load_assignment(cx, la, &at(path, "load_assignment"), is_static),
+        // A cluster without hosts is valid; every request to it fails.
+        None => Vec::new(),
+    };
+    let protocol = protocol(
+        cx,
+        path,
+        http_protocol_options,
+        http2_protocol_options,
+        typed_extension_protocol_options,
+    );
+    let connect_timeout = positive_duration(
+        cx,
+        &at(path, "connect_timeout"),
+        connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    if cx.problems.len() != before {
+        return None;
+    }
+    Some(model::Cluster {
+        name: name.clone(),
+        discovery: discovery?,
+        connect_timeout,
+        lb_policy: model::LbPolicy::RoundRobin,
+        endpoints,
+        protocol,
+        buffer_limit: u32_value(per_connection_buffer_limit_bytes, DEFAULT_BUFFER_LIMIT),
+    })
+}
+
+fn lookup_family(cx: &mut Context, path: &str, family: i32) -> model::DnsLookupFamily {
+    match DnsLookupFamily::try_from(family) {
+        Ok(DnsLookupFamily::Auto) => model::DnsLookupFamily::Auto,
+        Ok(DnsLookupFamily::V4Only) => model::DnsLookupFamily::V4Only,
+        Ok(DnsLookupFamily::V6Only) => model::DnsLookupFamily::V6Only,
+        Ok(DnsLookupFamily::V4Preferred) => model::DnsLookupFamily::V4Preferred,
+        Ok(DnsLookupFamily::All) => model::DnsLookupFamily::All,
+        Err(_) => {
+            cx.invalid(path, format!("unknown dns_lookup_family {family}"));
+            model::DnsLookupFamily::Auto
+        }
+    }
+}
+
+/// The upstream protocol: HTTP/1.1 unless `typed_extension_protocol_options`
+/// or the deprecated cluster-level `http2_protocol_options` say HTTP/2.
+fn protocol(
+    cx: &mut Context,
+    path: &str,
+    http1: &Option<Http1ProtocolOptions>,
+    http2: &Option<Http2ProtocolOptions>,
+    typed: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Any>,
+) -> model::UpstreamProtocol {
+    if http1.as_ref().is_some_and(|o| *o != Http1ProtocolOptions::default()) {
+        cx.unsupported(at(path, "http_protocol_options"), "http_protocol_options");
+    }
+    let mut protocol = None;
+    if let Some(o) = http2 {
+        if *o != Http2ProtocolOptions::default() {
+            cx.unsupported(at(path, "http2_protocol_options"), "http2_protocol_options");
+        }
+        protocol = Some(model::UpstreamProtocol::Http2);
+    }
+    // Sorted so errors come out in the same order on every run.
+    let mut keys: Vec<&String> = typed.keys().collect();
+    keys.sort_unstable();
+    for key in keys {
+        let kpath = at(path, &format!("typed_extension_protocol_options[\"{key}\"]"));
+        let Some(any) = typed.get(key) else { continue };
+        if !HTTP_OPTIONS_KEYS.contains(&key.as_str()) {
+            cx.unsupported(kpath, format!("protocol options {key}"));
+            continue;
+        }
+        if http1.is_some() || http2.is_some() {
+            cx.invalid(
+                kpath.clone(),
+                "cannot be combined with the deprecated http_protocol_options/http2_protocol_options",
+            );
+        }
+        if let Some(o) = decode_any::<UpstreamHttpOptions>(cx, &kpath, any)
+            && let Some(p) = upstream_http_options(cx, &kpath, &o)
+        {
+            protocol = Some(p);
+        }
+    }
+    protocol.unwrap_or(model::UpstreamProtocol::Http1)
+}
+
+fn upstream_http_options(cx: &mut Context, path: &str, o: &UpstreamHttpOptions) -> Option<model::UpstreamProtocol> {
+    let UpstreamHttpOptions {
+        common_http_protocol_options,
+        upstream_http_protocol_options,
+        http_filters,
+        header_validation_config,
+        outlier_detection,
+        request_mirror_policies,
+        hash_policy,
+        retry_policy,
+        upstream_protocol_options,
+    } = o;
+    reject_set!(cx, path;
+        common_http_protocol_options, upstream_http_protocol_options, http_filters,
+        header_validation_config, outlier_detection, request_mirror_policies, hash_policy,
+        retry_policy,
+    );
+    let epath = at(path, "explicit_http_config");
+    match upstream_protocol_options {
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig { protocol_config })) => {
+            match protocol_config {
+                Some(ProtocolConfig::HttpProtocolOptions(o)) => {
+                    if *o != Http1ProtocolOptions::default() {
+                        let field = "http_protocol_options";
+                        cx.unsupported(at(&epath, field), field);
+                    }
+                    Some(model::UpstreamProtocol::Http1)
+                }
+                Some(ProtocolConfig::Http2ProtocolOptions(o)) => {
+                    if *o != Http2ProtocolOptions::default() {
+                        let field = "http2_protocol_options";
+                        cx.unsupported(at(&epath, field), field);
+                    }
+                    Some(model::UpstreamProtocol::Http2)
+                }
+                Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                    cx.unsupported(at(&epath, "http3_protocol_options"), "HTTP/3 upstreams");
+                    None
+                }
+                None => {
+                    cx.invalid(epath, "needs http_protocol_options or http2_protocol_options");
+                    None
+                }
+            }
+        }
+        Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_)) => {
+            let field = "use_downstream_protocol_config";
+            cx.unsupported(at(path, field), field);
+            None
+        }
+        Some(UpstreamProtocolOptions::AutoConfig(_)) => {
+            cx.unsupported(at(path, "auto_config"), "auto_config");
+            None
+        }
+        None => {
+            cx.invalid(
+                path,
+                "needs one of explicit_http_config, use_downstream_protocol_config, auto_config",
+            );
+            None
+        }
+    }
+}
+
+fn load_assignment(cx: &mut Context, la: &ClusterLoadAssignment, path: &str, is_static: bool) -> Vec<model::Endpoint> {
+    let ClusterLoadAssignment {
+        cluster_name,
+        endpoints,
+        named_endpoints,
+        policy,
+    } = la;
+    reject_set!(cx, path; named_endpoints, policy);
+    if cluster_name.is_empty() {
+        cx.invalid(at(path, "cluster_name"), "must not be empty");
+    }
+    let mut out = Vec::new();
+    for (i, lle) in endpoints.iter().enumerate() {
+        let lpath = item(path, "endpoints", i);
+        let LocalityLbEndpoints {
+            locality,
+            // Read only by extensions Strait does not run.
+            metadata: _,
+            lb_endpoints,
+            // Locality weights only act under locality-weighted balancing,
+            // which lives in the refused `common_lb_config`.
+            load_balancing_weight: _,
+            priority,
+            proximity,
+            lb_config,
+        } = lle;
+        reject_set!(cx, &lpath; priority, proximity, lb_config);
+        if locality.as_ref().is_some_and(|l| *l != Locality::default()) {
+            cx.unsupported(at(&lpath, "locality"), "locality");
+        }
+        for (j, lbe) in lb_endpoints.iter().enumerate() {
+            if let Some(e) = lb_endpoint(cx, lbe, &item(&lpath, "lb_endpoints", j), is_static) {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+fn lb_endpoint(cx: &mut Context, lbe: &LbEndpoint, path: &str, is_static: bool) -> Option<model::Endpoint> {
+    let LbEndpoint {
+        health_status,
+        // Read only by subset balancing and transport socket matches, both
+        // refused.
+        metadata: _,
+        load_balancing_weight,
+        host_identifier,
+    } = lbe;
+    let healthy = [HealthStatus::Unknown as i32, HealthStatus::Healthy as i32];
+    if !healthy.contains(health_status) {
+        let status = HealthStatus::try_from(*health_status).map_or("unknown", |s| s.as_str_name());
+        cx.unsupported(at(path, "health_status"), format!("health_status {status}"));
+    }
+    let weight = u32_value(load_balancing_weight, 1);
+    if weight == 0 {
+        cx.invalid(at(path, "load_balancing_weight"), "must be at least 1");
+    }
+    let e = match host_identifier {
+        Some(lb_endpoint::HostIdentifier::Endpoint(e)) => e,
+        Some(lb_endpoint::HostIdentifier::EndpointName(_)) => {
+            cx.unsupported(at(path, "endpoint_name"), "endpoint_name");
+            return None;
+        }
+        None => {
+            cx.invalid(at(path, "endpoint"), "is required");
+            return None;
+        }
+    };
+    let path = at(path, "endpoint");
+    let Endpoint {
+        address,
+        // Only used by active health checks, which are refused.
+        health_check_config: _,
+        // Used by auto host rewrite (refused) and admin output only.
+        hostname: _,
+        additional_addresses,
+        // Names the host in stats only.
+        observability_name: _,
+    } = e;
+    reject_set!(cx, &path; additional_addresses);
+    let apath = at(&path, "address");
+    let (host, port) = socket_address(cx, &apath, address)?;
+    let host_path = at(&apath, "socket_address.address");
+    if is_static && host.parse::<IpAddr>().is_err() {
+        cx.invalid(
+            host_path,
+            format!("'{host}' is not an IP address; STATIC clusters need IP addresses (use STRICT_DNS for names)"),
+        );
+        return None;
+    }
+    if port == 0 {
+        cx.invalid(at(&apath, "socket_address.port_value"), "an upstream port must not be 0");
+        return None;
+    }
+    Some(model::Endpoint {
+        host: host.to_owned(),
+        port,
+        weight,
+    })
+}

@@ -1,0 +1,85 @@
+//! Sockets and byte streams, below any protocol.
+//!
+//! Owns: binding listening sockets ([`bind`]), the table of bound listener
+//! addresses ([`BoundListeners`], which `/listeners` shows and port-0 tests
+//! read), the drain signal ([`Drain`]) and the TCP proxy's bidirectional copy
+//! with half-close and idle timeout ([`splice`]).
+//! Must not depend on config, HTTP or upstream crates.
+
+mod drain;
+mod splice;
+
+use std::{collections::BTreeMap, io, net::SocketAddr, sync::Arc};
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub use drain::{Drain, DrainWatch};
+pub use splice::{Counters, splice};
+
+/// Errors from socket set-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds a non-blocking listening socket with `SO_REUSEADDR` (so a restart or
+/// a re-bind after a config change is not refused while old connections sit in
+/// TIME_WAIT). Each worker accepts on a clone of the returned socket.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
+    let mk = || -> io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    mk().map_err(|source| NetError::Bind { addr, source })
+}
+
+/// Listener name → the address actually bound (port 0 resolved). Written by
+/// the listener set-up path, read by admin; lock-free for readers.
+#[derive(Debug, Default)]
+pub struct BoundListeners {
+    map: ArcSwap<BTreeMap<String, SocketAddr>>,
+}
+
+impl BoundListeners {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn get(&self, name: &str) -> Option<SocketAddr> {
+        self.map.load().get(name).copied()
+    }
+
+    pub fn all(&self) -> Vec<(String, SocketAddr)> {
+        self.map.load().iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    pub fn insert(&self, name: &str, addr: SocketAddr) {
+        self.map.rcu(|m| {
+            let mut m = BTreeMap::clone(m);
+            m.insert(name.to_owned(), addr);
+            m
+        });
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.map.rcu(|m| {
+            let mut m = BTreeMap::clone(m);
+            m.remove(name);
+            m
+        });
+    }
+}

@@ -1,0 +1,200 @@
+//! The config a request reads, and how it is replaced.
+//!
+//! Owns [`Snapshot`], the compiled, immutable, versioned config (listeners with
+//! their compiled route tables, cluster specs, the source document for
+//! `/config_dump`), and [`Store`], an `ArcSwap<Snapshot>` with a version watch.
+//! A request loads one snapshot and reads everything from it, so it sees one
+//! version, never a mix. Compilation happens in [`Snapshot::compile`], off the
+//! hot path; a compile error leaves the store untouched.
+//!
+//! Depends only on the model crates (`config`, `route`); never on I/O crates.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
+use strait_config::model::{Cluster, Config, Listener, NetworkFilter};
+use strait_route::RouteTable;
+
+/// Why a config could not become a snapshot.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    #[error("listener {listener}: route_config: {source}")]
+    Route {
+        listener: String,
+        #[source]
+        source: strait_route::RouteError,
+    },
+}
+
+/// One listener as a request sees it: its spec and, for HTTP listeners, the
+/// compiled route table.
+#[derive(Debug)]
+pub struct ListenerEntry {
+    pub spec: Listener,
+    /// `Some` when the terminal filter is the HTTP connection manager.
+    pub routes: Option<Arc<RouteTable>>,
+}
+
+/// The whole compiled config at one version. Immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    version: u64,
+    /// Seconds since the epoch when this snapshot was compiled.
+    last_updated: u64,
+    config: Arc<Config>,
+    /// The source document (Envoy bootstrap as proto3 JSON), for `/config_dump`.
+    source: Arc<serde_json::Value>,
+    listeners: HashMap<String, Arc<ListenerEntry>>,
+    clusters: HashMap<String, Arc<Cluster>>,
+}
+
+impl Snapshot {
+    /// The snapshot before any config: no listeners, no clusters, version 0.
+    pub fn empty() -> Self {
+        Snapshot {
+            version: 0,
+            last_updated: now_secs(),
+            config: Arc::new(Config::default()),
+            source: Arc::new(serde_json::Value::Null),
+            listeners: HashMap::new(),
+            clusters: HashMap::new(),
+        }
+    }
+
+    /// Compiles `config` into version `version`. Listener entries whose spec
+    /// is unchanged from `previous` are shared with it rather than recompiled,
+    /// so a change to one listener does not rebuild every route table.
+    pub fn compile(
+        version: u64,
+        config: Config,
+        source: serde_json::Value,
+        previous: &Snapshot,
+    ) -> Result<Snapshot, SnapshotError> {
+        let mut listeners = HashMap::with_capacity(config.listeners.len());
+        for spec in &config.listeners {
+            let entry = match previous.listeners.get(&spec.name) {
+                Some(old) if old.spec == *spec => Arc::clone(old),
+                _ => Arc::new(compile_listener(spec)?),
+            };
+            listeners.insert(spec.name.clone(), entry);
+        }
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let shared = previous.clusters.get(&c.name).filter(|old| ***old == *c);
+                (c.name.clone(), shared.cloned().unwrap_or_else(|| Arc::new(c.clone())))
+            })
+            .collect();
+        Ok(Snapshot {
+            version,
+            last_updated: now_secs(),
+            config: Arc::new(config),
+            source: Arc::new(source),
+            listeners,
+            clusters,
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn last_updated(&self) -> u64 {
+        self.last_updated
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn source(&self) -> &serde_json::Value {
+        &self.source
+    }
+
+    /// The listener named `name`, as of this version.
+    pub fn listener(&self, name: &str) -> Option<&Arc<ListenerEntry>> {
+        self.listeners.get(name)
+    }
+
+    /// The cluster spec named `name`, as of this version.
+    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
+    }
+}
+
+fn compile_listener(spec: &Listener) -> Result<ListenerEntry, SnapshotError> {
+    let routes = match &spec.filter_chain.terminal {
+        NetworkFilter::Http(hcm) => Some(Arc::new(RouteTable::compile(&hcm.route_config).map_err(
+            |source| SnapshotError::Route {
+                listener: spec.name.clone(),
+                source,
+            },
+        )?)),
+        NetworkFilter::Tcp(_) => None,
+    };
+    Ok(ListenerEntry {
+        spec: spec.clone(),
+        routes,
+    })
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The one place the live snapshot is kept. Readers call [`Store::load`]
+/// (lock-free, no allocation beyond an `Arc` increment); the single writer
+/// calls [`Store::publish`].
+#[derive(Debug)]
+pub struct Store {
+    current: ArcSwap<Snapshot>,
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    /// A store holding [`Snapshot::empty`]; not ready until the first publish.
+    pub fn new() -> Self {
+        Store {
+            current: ArcSwap::from_pointee(Snapshot::empty()),
+            version: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// The live snapshot. Never blocks; hold the `Arc` for as long as one
+    /// request needs a consistent view.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Makes `snapshot` live and tells watchers its version.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let version = snapshot.version;
+        self.current.store(Arc::new(snapshot));
+        self.version.send_replace(version);
+    }
+
+    /// True once a config has been published (version > 0).
+    pub fn is_ready(&self) -> bool {
+        *self.version.borrow() > 0
+    }
+
+    /// A receiver that changes whenever a new version is published.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}

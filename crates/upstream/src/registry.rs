@@ -1,0 +1,72 @@
+//! The registry of live clusters, reconciled by name on every config change.
+
+use std::{collections::HashMap, sync::Arc};
+
+use arc_swap::ArcSwap;
+use strait_config::model;
+
+use crate::cluster::Cluster;
+
+/// Live clusters by name. Readers take a lock-free view per request; the one
+/// config writer calls [`ClusterRegistry::reconcile`].
+#[derive(Debug, Default)]
+pub struct ClusterRegistry {
+    clusters: ArcSwap<HashMap<String, Arc<Cluster>>>,
+}
+
+impl ClusterRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The live cluster named `name`. No lock; one atomic load and a hash.
+    pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.clusters.load().get(name).cloned()
+    }
+
+    /// All live clusters, for `/clusters` and stats.
+    pub fn all(&self) -> Vec<Arc<Cluster>> {
+        let mut v: Vec<_> = self.clusters.load().values().cloned().collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// Adds new clusters and updates changed ones in place, keeping the live
+    /// state of every cluster that is still configured. Clusters no longer
+    /// configured stay until [`ClusterRegistry::retain`] is called after the
+    /// new snapshot is live, so a request on the old snapshot still finds them.
+    /// Must be called within a tokio runtime (DNS clusters spawn resolvers).
+    pub async fn reconcile(&self, specs: &[model::Cluster]) {
+        let current = self.clusters.load_full();
+        let mut next: HashMap<String, Arc<Cluster>> = (*current).clone();
+        for spec in specs {
+            match current.get(&spec.name) {
+                Some(live) => live.update(spec).await,
+                None => {
+                    next.insert(spec.name.clone(), Cluster::start(spec).await);
+                }
+            }
+        }
+        self.clusters.store(Arc::new(next));
+    }
+
+    /// Drops clusters not named in `specs`; their pools close as the last
+    /// in-flight request releases them.
+    pub fn retain(&self, specs: &[model::Cluster]) {
+        let current = self.clusters.load_full();
+        if current.keys().all(|k| specs.iter().any(|s| &s.name == k)) {
+            return;
+        }
+        let next = current
+            .iter()
+            .filter(|(k, _)| specs.iter().any(|s| &s.name == *k))
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        for (name, cluster) in current.iter() {
+            if !specs.iter().any(|s| &s.name == name) {
+                cluster.stop();
+            }
+        }
+        self.clusters.store(Arc::new(next));
+    }
+}

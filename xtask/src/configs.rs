@@ -1,0 +1,133 @@
+//! Generated configuration for the benchmark's processes: one Envoy v3
+//! bootstrap (read by both Envoy and Strait) and nginx configs for the shared
+//! upstream and for nginx as a proxy. Pure string building, no I/O.
+
+use std::path::Path;
+
+/// The fixed response the upstream serves for `GET /` (13 bytes).
+pub const UPSTREAM_BODY: &str = "hello, world\n";
+
+/// An Envoy v3 bootstrap: one listener whose HTTP connection manager accepts
+/// HTTP/1.1 and h2c prior knowledge (`codec_type: AUTO`), routing `/` to a
+/// static cluster that speaks HTTP/1.1 to the upstream. Deliberately minimal,
+/// so that Strait and Envoy run the very same file with default behaviour.
+pub fn envoy_bootstrap(listen_port: u16, admin_port: u16, upstream_port: u16) -> String {
+    format!(
+        r#"admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+static_resources:
+  listeners:
+  - name: bench
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: AUTO
+          route_config:
+            name: bench
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }}
+"#
+    )
+}
+
+/// nginx as the shared upstream: one process, `GET /` answered from config.
+pub fn nginx_upstream(prefix: &Path, port: u16) -> String {
+    let body = UPSTREAM_BODY.escape_default();
+    nginx_main(
+        prefix,
+        &format!(
+            r#"    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 "{body}";
+        }}
+    }}
+"#
+        ),
+    )
+}
+
+/// nginx as a reverse proxy. nginx 1.22 serves h2c prior knowledge only on a
+/// listener marked `http2` (and then only HTTP/2), so it gets two ports.
+pub fn nginx_proxy(prefix: &Path, http1_port: u16, http2_port: u16, upstream_port: u16) -> String {
+    let location = r#"        location / {
+            proxy_pass http://upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+"#;
+    nginx_main(
+        prefix,
+        &format!(
+            r#"    upstream upstream {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 600s;
+    }}
+    server {{
+        listen 127.0.0.1:{http1_port} backlog=4096;
+{location}    }}
+    server {{
+        listen 127.0.0.1:{http2_port} http2 backlog=4096;
+{location}    }}
+"#
+        ),
+    )
+}
+
+/// The part every nginx instance shares: a single process in the foreground
+/// (so the process we spawn is the one that serves, and its /proc entry
+/// accounts for all the work), every path inside `prefix`, no access log,
+/// and keep-alive limits far above what a run needs so no connection is
+/// closed mid-measurement.
+fn nginx_main(prefix: &Path, servers: &str) -> String {
+    let p = prefix.display();
+    format!(
+        r#"worker_processes 1;
+daemon off;
+master_process off;
+pid {p}/nginx.pid;
+error_log {p}/error.log error;
+events {{
+    worker_connections 8192;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {p}/tmp-body;
+    proxy_temp_path {p}/tmp-proxy;
+    fastcgi_temp_path {p}/tmp-fastcgi;
+    uwsgi_temp_path {p}/tmp-uwsgi;
+    scgi_temp_path {p}/tmp-scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+{servers}}}
+"#
+    )
+}
