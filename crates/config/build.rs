@@ -27,10 +27,14 @@ fn envoy_types_dir() -> PathBuf {
 
 fn from_registry_cache() -> Option<PathBuf> {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR")?);
-    let lock = manifest.ancestors().map(|d| d.join("Cargo.lock")).find(|p| p.exists())?;
+    let lock = manifest
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.exists())?;
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = fs::read_to_string(lock).ok()?;
-    let at = text.find("name = \"envoy-types\"\nversion = \"")? + "name = \"envoy-types\"\nversion = \"".len();
+    let at = text.find("name = \"envoy-types\"\nversion = \"")?
+        + "name = \"envoy-types\"\nversion = \"".len();
     let version = &text[at..at + text[at..].find('"')?];
     let home = env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -58,7 +62,9 @@ fn from_cargo_metadata() -> PathBuf {
     let text = String::from_utf8(output.stdout).expect("cargo metadata prints UTF-8");
     // A targeted scan keeps serde out of the build script. Each package object
     // has "name":"envoy-types" ... "manifest_path":"...".
-    let start = text.find("\"name\":\"envoy-types\"").expect("envoy-types in cargo metadata");
+    let start = text
+        .find("\"name\":\"envoy-types\"")
+        .expect("envoy-types in cargo metadata");
     let rest = &text[start..];
     let key = "\"manifest_path\":\"";
     let at = rest.find(key).expect("manifest_path after envoy-types") + key.len();

@@ -22,7 +22,12 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { check: false, config: None, concurrency: None, level: "info".into() };
+    let mut args = Args {
+        check: false,
+        config: None,
+        concurrency: None,
+        level: "info".into(),
+    };
     let mut it = std::env::args().skip(1).peekable();
     match it.peek().map(String::as_str) {
         Some("run") => {
@@ -41,7 +46,16 @@ fn parse_args() -> anyhow::Result<Args> {
             "--concurrency" => args.concurrency = Some(value()?.parse().context("--concurrency")?),
             "-l" | "--log-level" => args.level = value()?,
             "-h" | "--help" => {
-                println!("{}", include_str!("main.rs").lines().skip(3).take(5).map(|l| &l[3.min(l.len())..]).collect::<Vec<_>>().join("\n"));
+                println!(
+                    "{}",
+                    include_str!("main.rs")
+                        .lines()
+                        .skip(3)
+                        .take(5)
+                        .map(|l| &l[3.min(l.len())..])
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -67,8 +81,11 @@ fn run() -> anyhow::Result<ExitCode> {
         None => ConfigSource::Inline(DEFAULT_CONFIG.into()),
     };
     if args.check {
-        let Some(path) = &args.config else { bail!("check needs -c FILE") };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let Some(path) = &args.config else {
+            bail!("check needs -c FILE")
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         return Ok(match strait_app::check(&text) {
             Ok(_) => {
                 println!("{}: OK", path.display());

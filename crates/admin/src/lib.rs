@@ -61,7 +61,10 @@ pub async fn serve(listener: TcpListener, ctx: AdminContext, drain: DrainWatch) 
 
 fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let json = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
+    let json = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
     match (req.method(), path) {
         (_, "/ready") => {
             if ctx.store.is_ready() {
@@ -145,7 +148,13 @@ fn clusters(ctx: &AdminContext, json: bool) -> Response<Full<Bytes>> {
         for h in c.hosts() {
             let _ = writeln!(out, "{}::{}::weight::{}", c.name(), h.addr(), h.weight());
             let _ = writeln!(out, "{}::{}::health_flags::healthy", c.name(), h.addr());
-            let _ = writeln!(out, "{}::{}::cx_idle::{}", c.name(), h.addr(), h.idle_connections());
+            let _ = writeln!(
+                out,
+                "{}::{}::cx_idle::{}",
+                c.name(),
+                h.addr(),
+                h.idle_connections()
+            );
         }
     }
     text(StatusCode::OK, out)
@@ -163,7 +172,10 @@ fn host_json(addr: SocketAddr, weight: u32) -> serde_json::Value {
 /// rendering so both views always agree.
 fn plain_stats(prom: &str) -> String {
     let mut out = String::new();
-    for line in prom.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in prom
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         if let Some((name, value)) = line.rsplit_once(' ') {
             let _ = writeln!(out, "{name}: {value}");
         }
@@ -184,21 +196,30 @@ fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=UTF-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
     resp
 }
 
 fn json_response(v: serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

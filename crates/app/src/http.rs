@@ -58,7 +58,10 @@ impl http_body::Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Local(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
@@ -101,7 +104,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                     LocalReply::NoRoute.response()
                 }
                 RouteResult::Matched(m) => match m.action() {
-                    RouteAction::DirectResponse { status, body } => direct(*status, body.as_deref()),
+                    RouteAction::DirectResponse { status, body } => {
+                        direct(*status, body.as_deref())
+                    }
                     RouteAction::Forward(action) => {
                         let path = m.rewritten_path(view.path);
                         forward(req, &conn, hcm, action, path).await
@@ -117,7 +122,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         resp.headers_mut().insert(X_SERVICE_TIME.clone(), d);
     }
     conn.stats.response(resp.status().as_u16());
-    conn.stats.rq_time.record(started.elapsed().as_secs_f64() * 1000.0);
+    conn.stats
+        .rq_time
+        .record(started.elapsed().as_secs_f64() * 1000.0);
     resp
 }
 
@@ -129,7 +136,9 @@ impl WithServerHeader for Response<ProxyBody> {
     fn with_server_header(mut self, hcm: &HttpConnectionManager) -> Self {
         let set = match hcm.server_header {
             ServerHeaderTransformation::Overwrite => true,
-            ServerHeaderTransformation::AppendIfAbsent => !self.headers().contains_key(header::SERVER),
+            ServerHeaderTransformation::AppendIfAbsent => {
+                !self.headers().contains_key(header::SERVER)
+            }
             ServerHeaderTransformation::PassThrough => false,
         };
         if set && let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
@@ -140,11 +149,14 @@ impl WithServerHeader for Response<ProxyBody> {
 }
 
 fn direct(status: u16, body: Option<&str>) -> Response<ProxyBody> {
-    let body = body.map(|b| Body::full(Bytes::copy_from_slice(b.as_bytes()))).unwrap_or_default();
+    let body = body
+        .map(|b| Body::full(Bytes::copy_from_slice(b.as_bytes())))
+        .unwrap_or_default();
     let mut resp = Response::new(ProxyBody::Local(body));
     *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
     if http_body::Body::size_hint(resp.body()).exact() != Some(0) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     resp
 }
@@ -169,11 +181,15 @@ async fn forward(
         return LocalReply::NoHealthyUpstream.response();
     };
     let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let h2 = matches!(cluster.spec().protocol, strait_config::model::UpstreamProtocol::Http2);
-    let (body_done, up_req) = match upstream_request(req, conn, hcm, action, rewritten, h2, upgrade.is_some()) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+    let h2 = matches!(
+        cluster.spec().protocol,
+        strait_config::model::UpstreamProtocol::Http2
+    );
+    let (body_done, up_req) =
+        match upstream_request(req, conn, hcm, action, rewritten, h2, upgrade.is_some()) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
     let lease = match cluster.lease(host).await {
         Ok(l) => l,
         Err(_) => return LocalReply::ConnectFailure.response(),
@@ -210,7 +226,9 @@ async fn forward(
         let up = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             if let (Ok(down), Ok(up)) = (down.await, up.await) {
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up)).await;
+                let _ =
+                    tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up))
+                        .await;
             }
         });
     }
@@ -273,7 +291,11 @@ fn upstream_request(
     if h2 {
         h.remove(header::HOST);
         parts.version = Version::HTTP_2;
-        let uri = Uri::builder().scheme("http").authority(authority.as_str()).path_and_query(path).build();
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority.as_str())
+            .path_and_query(path)
+            .build();
         parts.uri = uri.map_err(|_| bad_request())?;
     } else {
         if !h.contains_key(header::HOST) {

@@ -55,7 +55,9 @@ impl ListenerSet {
             .iter()
             .filter(|(name, a)| {
                 config.listeners.iter().all(|l| &l.name != *name)
-                    || new.iter().any(|(n, addr, _)| n == *name && *addr != a.configured)
+                    || new
+                        .iter()
+                        .any(|(n, addr, _)| n == *name && *addr != a.configured)
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -87,12 +89,15 @@ impl ListenerSet {
                             Arc::clone(&lstats),
                         ));
                     }
-                    Err(e) => tracing::error!(listener = %name, error = %e, "cannot share listening socket"),
+                    Err(e) => {
+                        tracing::error!(listener = %name, error = %e, "cannot share listening socket")
+                    }
                 }
             }
             shared.bound.insert(&name, bound);
             tracing::info!(listener = %name, address = %bound, "listening");
-            self.active.insert(name.to_string(), Active { configured, stop });
+            self.active
+                .insert(name.to_string(), Active { configured, stop });
         }
     }
 
@@ -133,7 +138,14 @@ async fn accept_loop(
             },
             () = &mut stop => return,
         };
-        tokio::spawn(connection(stream, peer, Arc::clone(&name), Arc::clone(&shared), drain.clone(), Arc::clone(&lstats)));
+        tokio::spawn(connection(
+            stream,
+            peer,
+            Arc::clone(&name),
+            Arc::clone(&shared),
+            drain.clone(),
+            Arc::clone(&lstats),
+        ));
     }
 }
 
@@ -168,7 +180,12 @@ async fn connection(
                 header_read_timeout: Some(HEADER_READ_TIMEOUT),
             };
             drop(snapshot);
-            let ctx = Arc::new(ConnCtx { shared, listener: name, peer, stats: Arc::clone(&stats) });
+            let ctx = Arc::new(ConnCtx {
+                shared,
+                listener: name,
+                peer,
+                stats: Arc::clone(&stats),
+            });
             let svc = service_fn(move |req| {
                 let ctx = Arc::clone(&ctx);
                 async move { Ok::<_, std::convert::Infallible>(handle(req, ctx).await) }

@@ -70,7 +70,11 @@ impl LocalReply {
     }
 
     pub(crate) fn response(self) -> Response<ProxyBody> {
-        tracing::debug!(response_flags = self.flag(), status = self.status().as_u16(), "local reply");
+        tracing::debug!(
+            response_flags = self.flag(),
+            status = self.status().as_u16(),
+            "local reply"
+        );
         let body = self.body();
         let mut resp = Response::new(ProxyBody::local(body));
         *resp.status_mut() = self.status();

@@ -68,7 +68,8 @@ impl Shared {
         let made = Arc::new(HttpStats::new(prefix));
         self.http_stats.rcu(|m| {
             let mut m = HashMap::clone(m);
-            m.entry(prefix.to_owned()).or_insert_with(|| Arc::clone(&made));
+            m.entry(prefix.to_owned())
+                .or_insert_with(|| Arc::clone(&made));
             m
         });
         self.http_stats.load().get(prefix).cloned().unwrap_or(made)
@@ -81,7 +82,8 @@ impl Shared {
         let made = Arc::new(TcpStats::new(prefix));
         self.tcp_stats.rcu(|m| {
             let mut m = HashMap::clone(m);
-            m.entry(prefix.to_owned()).or_insert_with(|| Arc::clone(&made));
+            m.entry(prefix.to_owned())
+                .or_insert_with(|| Arc::clone(&made));
             m
         });
         self.tcp_stats.load().get(prefix).cloned().unwrap_or(made)
@@ -117,7 +119,11 @@ impl Proxy {
             tcp_stats: ArcSwap::default(),
         });
         let prometheus = prometheus();
-        let reloader = Arc::new(Reloader::new(opts.config.clone(), Arc::clone(&shared), workers.handles().to_vec()));
+        let reloader = Arc::new(Reloader::new(
+            opts.config.clone(),
+            Arc::clone(&shared),
+            workers.handles().to_vec(),
+        ));
         let first = control.block_on(reloader.reload());
         if let Err(e) = first {
             workers.stop();
@@ -157,7 +163,15 @@ impl Proxy {
         if matches!(opts.config, ConfigSource::File(_)) {
             control.spawn(Arc::clone(&reloader).watch(opts.watch_interval));
         }
-        Ok(Proxy { control: Some(control), workers: Some(workers), shared, reloader, admin, quit, admin_drain })
+        Ok(Proxy {
+            control: Some(control),
+            workers: Some(workers),
+            shared,
+            reloader,
+            admin,
+            quit,
+            admin_drain,
+        })
     }
 
     /// The admin server's bound address, if the config has one.
@@ -186,7 +200,9 @@ impl Proxy {
 
     /// Blocks until SIGINT, SIGTERM or `POST /quitquitquit`; SIGHUP reloads.
     pub fn run_until_signal(&mut self) -> Result<(), AppError> {
-        let Some(rt) = &self.control else { return Ok(()) };
+        let Some(rt) = &self.control else {
+            return Ok(());
+        };
         let reloader = Arc::clone(&self.reloader);
         let mut quit = self.quit.clone();
         rt.block_on(async move {

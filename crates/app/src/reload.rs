@@ -28,8 +28,13 @@ use crate::{
 /// field path.
 pub fn check(text: &str) -> Result<Config, Vec<String>> {
     let (config, _) = parse(text)?;
-    Snapshot::compile(1, config.clone(), serde_json::Value::Null, &Snapshot::empty())
-        .map_err(|e| vec![e.to_string()])?;
+    Snapshot::compile(
+        1,
+        config.clone(),
+        serde_json::Value::Null,
+        &Snapshot::empty(),
+    )
+    .map_err(|e| vec![e.to_string()])?;
     Ok(config)
 }
 
@@ -60,21 +65,35 @@ pub(crate) struct Reloader {
 
 impl Reloader {
     pub(crate) fn new(source: ConfigSource, shared: Arc<Shared>, workers: Vec<Handle>) -> Self {
-        Reloader { source, shared, workers, listeners: Mutex::new(ListenerSet::default()), version: AtomicU64::new(0) }
+        Reloader {
+            source,
+            shared,
+            workers,
+            listeners: Mutex::new(ListenerSet::default()),
+            version: AtomicU64::new(0),
+        }
     }
 
     /// Reads the source and applies it. Returns the new live version.
     pub(crate) async fn reload(&self) -> Result<u64, AppError> {
         let text = match &self.source {
             ConfigSource::Inline(t) => t.clone(),
-            ConfigSource::File(path) => tokio::fs::read_to_string(path)
-                .await
-                .map_err(|source| AppError::Read { path: path.display().to_string(), source })?,
+            ConfigSource::File(path) => {
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| AppError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+            }
         };
         let result = self.apply(&text).await;
         match &result {
             Ok(v) => tracing::info!(version = v, "config applied"),
-            Err(e) => tracing::error!("config refused, keeping version {}: {e}", self.shared.store.load().version()),
+            Err(e) => tracing::error!(
+                "config refused, keeping version {}: {e}",
+                self.shared.store.load().version()
+            ),
         }
         result
     }
@@ -105,7 +124,9 @@ impl Reloader {
     /// than inotify) also sees Kubernetes ConfigMap updates, which swap a
     /// symlink, and editors that write by rename.
     pub(crate) async fn watch(self: Arc<Self>, every: Duration) {
-        let ConfigSource::File(path) = &self.source else { return };
+        let ConfigSource::File(path) = &self.source else {
+            return;
+        };
         let mut seen = stamp(path).await;
         loop {
             tokio::time::sleep(every).await;

@@ -21,7 +21,9 @@ pub(crate) fn prometheus() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
             // Invariant: the bucket list is non-empty, the only error case.
-            let builder = builder.set_buckets(&BUCKETS_MS).unwrap_or_else(|_| PrometheusBuilder::new());
+            let builder = builder
+                .set_buckets(&BUCKETS_MS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding program
@@ -47,7 +49,10 @@ impl HttpStats {
     pub(crate) fn new(prefix: &str) -> Self {
         let label = ("envoy_http_conn_manager_prefix", prefix.to_owned());
         let class = |k: &'static str| {
-            metrics::counter!("envoy_http_downstream_rq_xx", &[label.clone(), ("envoy_response_code_class", k.to_owned())])
+            metrics::counter!(
+                "envoy_http_downstream_rq_xx",
+                &[label.clone(), ("envoy_response_code_class", k.to_owned())]
+            )
         };
         HttpStats {
             cx_total: metrics::counter!("envoy_http_downstream_cx_total", &[label.clone()]),

@@ -44,8 +44,12 @@ pub(crate) async fn serve(stream: TcpStream, proxy: &TcpProxy, shared: &Shared, 
     };
     let counters = Arc::new(Counters::default());
     let result = splice(stream, upstream, proxy.idle_timeout, Arc::clone(&counters)).await;
-    stats.rx_bytes.increment(counters.sent.load(Ordering::Relaxed));
-    stats.tx_bytes.increment(counters.received.load(Ordering::Relaxed));
+    stats
+        .rx_bytes
+        .increment(counters.sent.load(Ordering::Relaxed));
+    stats
+        .tx_bytes
+        .increment(counters.received.load(Ordering::Relaxed));
     if let Err(e) = result {
         tracing::debug!(cluster = name, error = %e, "tcp proxy connection ended");
     }

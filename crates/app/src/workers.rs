@@ -21,7 +21,9 @@ impl Workers {
         let mut handles = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for i in 0..count.max(1) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             handles.push(rt.handle().clone());
             let mut rx = stop.subscribe();
             threads.push(
@@ -34,7 +36,11 @@ impl Workers {
                     })?,
             );
         }
-        Ok(Workers { handles, threads, stop })
+        Ok(Workers {
+            handles,
+            threads,
+            stop,
+        })
     }
 
     pub(crate) fn handles(&self) -> &[Handle] {

@@ -23,7 +23,10 @@ pub enum Body {
     Incoming(Incoming),
     /// Like `Incoming`, and `done` fires once the last frame has been read:
     /// the router starts its timeout then, as Envoy does.
-    Streaming { body: Incoming, done: Option<oneshot::Sender<()>> },
+    Streaming {
+        body: Incoming,
+        done: Option<oneshot::Sender<()>>,
+    },
 }
 
 impl Body {
@@ -40,7 +43,10 @@ impl Body {
 impl Body {
     /// A streamed body that reports its end on `done`.
     pub fn streaming(body: Incoming, done: oneshot::Sender<()>) -> Self {
-        Body::Streaming { body, done: Some(done) }
+        Body::Streaming {
+            body,
+            done: Some(done),
+        }
     }
 }
 

@@ -12,7 +12,9 @@ pub mod parse;
 pub mod translate;
 
 pub use parse::{ParseError, descriptor_pool, parse_bootstrap};
-pub use translate::{translate_bootstrap, translate_cluster, translate_listener, translate_route_config};
+pub use translate::{
+    translate_bootstrap, translate_cluster, translate_listener, translate_route_config,
+};
 
 /// Everything that can be wrong with a config. `strait check` prints all of
 /// them, so each one names the field it is about.

@@ -16,7 +16,9 @@ pub fn descriptor_pool() -> &'static DescriptorPool {
     // The bytes are produced by envoy-types' own build and checked by its CI; a
     // failure here is a broken dependency, not bad input.
     #[allow(clippy::expect_used)]
-    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).expect("envoy-types descriptor set decodes"))
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(DESCRIPTORS).expect("envoy-types descriptor set decodes")
+    })
 }
 
 /// Parses `text` (YAML or JSON; JSON is YAML) as a message of `full_name`.
@@ -33,9 +35,13 @@ pub fn parse_message(text: &str, full_name: &str) -> Result<DynamicMessage, Pars
 }
 
 /// Like [`parse_message`], from an already parsed JSON value.
-pub fn parse_value(value: serde_json::Value, full_name: &str) -> Result<DynamicMessage, ParseError> {
-    let desc: MessageDescriptor =
-        descriptor_pool().get_message_by_name(full_name).ok_or_else(|| ParseError {
+pub fn parse_value(
+    value: serde_json::Value,
+    full_name: &str,
+) -> Result<DynamicMessage, ParseError> {
+    let desc: MessageDescriptor = descriptor_pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| ParseError {
             path: String::new(),
             message: format!("unknown message type {full_name}"),
         })?;
@@ -104,7 +110,9 @@ static_resources:
         let b = parse_bootstrap(yaml).expect("parses");
         let sr = b.static_resources.expect("static");
         assert_eq!(sr.listeners[0].name, "l");
-        let any = sr.listeners[0].filter_chains[0].filters[0].config_type.clone();
+        let any = sr.listeners[0].filter_chains[0].filters[0]
+            .config_type
+            .clone();
         assert!(format!("{any:?}").contains("tcp_proxy.v3.TcpProxy"));
         let ct = sr.clusters[0].connect_timeout.expect("timeout");
         assert_eq!((ct.seconds, ct.nanos), (0, 250_000_000));

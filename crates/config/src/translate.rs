@@ -100,7 +100,13 @@ impl Context {
 
     /// Refuses a `BoolValue` that is explicitly set to anything but `default`:
     /// writing the default out is common and means the same as leaving it out.
-    fn reject_unless_bool(&mut self, path: &str, field: &str, value: &Option<BoolValue>, default: bool) {
+    fn reject_unless_bool(
+        &mut self,
+        path: &str,
+        field: &str,
+        value: &Option<BoolValue>,
+        default: bool,
+    ) {
         if let Some(v) = value
             && v.value != default
         {
@@ -216,7 +222,10 @@ pub fn translate_cluster(c: &Cluster, path: &str) -> Result<model::Cluster, Vec<
 
 /// Translates one route configuration as RDS delivers it: `validate_clusters`
 /// defaults to false there, and cluster references are not checked.
-pub fn translate_route_config(rc: &RouteConfiguration, path: &str) -> Result<model::RouteConfig, Vec<ConfigError>> {
+pub fn translate_route_config(
+    rc: &RouteConfiguration,
+    path: &str,
+) -> Result<model::RouteConfig, Vec<ConfigError>> {
     let mut cx = Context::default();
     let out = route::route_config(&mut cx, rc, path, false);
     cx.required_clusters.clear();
@@ -258,7 +267,12 @@ fn duration(cx: &mut Context, path: &str, d: &ProtoDuration) -> Option<Duration>
 
 /// A timeout where Envoy reads 0 as "disabled": unset gives `default`, 0 gives
 /// `None`, anything else the value.
-fn timeout(cx: &mut Context, path: &str, d: &Option<ProtoDuration>, default: Option<Duration>) -> Option<Duration> {
+fn timeout(
+    cx: &mut Context,
+    path: &str,
+    d: &Option<ProtoDuration>,
+    default: Option<Duration>,
+) -> Option<Duration> {
     match d {
         None => default,
         Some(d) => match duration(cx, path, d) {
@@ -270,7 +284,12 @@ fn timeout(cx: &mut Context, path: &str, d: &Option<ProtoDuration>, default: Opt
 }
 
 /// A duration Envoy requires to be strictly positive, with its default.
-fn positive_duration(cx: &mut Context, path: &str, d: &Option<ProtoDuration>, default: Duration) -> Duration {
+fn positive_duration(
+    cx: &mut Context,
+    path: &str,
+    d: &Option<ProtoDuration>,
+    default: Duration,
+) -> Duration {
     match d {
         None => default,
         Some(d) => match duration(cx, path, d) {
@@ -299,7 +318,11 @@ fn type_name(url: &str) -> &str {
 }
 
 /// Decodes `any` as `M`, which the caller chose by its type URL.
-fn decode_any<M: prost::Message + prost::Name + Default>(cx: &mut Context, path: &str, any: &Any) -> Option<M> {
+fn decode_any<M: prost::Message + prost::Name + Default>(
+    cx: &mut Context,
+    path: &str,
+    any: &Any,
+) -> Option<M> {
     if type_name(&any.type_url) != M::full_name() {
         cx.invalid(
             at(path, "@type"),
@@ -318,7 +341,11 @@ fn decode_any<M: prost::Message + prost::Name + Default>(cx: &mut Context, path:
 
 /// The host and port of a TCP `socket_address`; `path` is the `Address`
 /// field's own path. The host is not checked to be an IP literal.
-fn socket_address<'a>(cx: &mut Context, path: &str, a: &'a Option<Address>) -> Option<(&'a str, u16)> {
+fn socket_address<'a>(
+    cx: &mut Context,
+    path: &str,
+    a: &'a Option<Address>,
+) -> Option<(&'a str, u16)> {
     let Some(Address { address }) = a else {
         cx.invalid(path, "is required");
         return None;
@@ -359,7 +386,10 @@ fn socket_address<'a>(cx: &mut Context, path: &str, a: &'a Option<Address>) -> O
         Some(PortSpecifier::PortValue(p)) => match u16::try_from(*p) {
             Ok(p) => Some(p),
             Err(_) => {
-                cx.invalid(at(&path, "port_value"), format!("{p} is not a port (0..=65535)"));
+                cx.invalid(
+                    at(&path, "port_value"),
+                    format!("{p} is not a port (0..=65535)"),
+                );
                 None
             }
         },

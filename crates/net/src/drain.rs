@@ -26,7 +26,9 @@ impl Drain {
     }
 
     pub fn watch(&self) -> DrainWatch {
-        DrainWatch { rx: self.tx.subscribe() }
+        DrainWatch {
+            rx: self.tx.subscribe(),
+        }
     }
 }
 

@@ -64,7 +64,11 @@ impl BoundListeners {
     }
 
     pub fn all(&self) -> Vec<(String, SocketAddr)> {
-        self.map.load().iter().map(|(k, v)| (k.clone(), *v)).collect()
+        self.map
+            .load()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     pub fn insert(&self, name: &str, addr: SocketAddr) {

@@ -60,7 +60,10 @@ pub async fn splice(
             }
         }
     };
-    Ok((counters.sent.load(Ordering::Relaxed), counters.received.load(Ordering::Relaxed)))
+    Ok((
+        counters.sent.load(Ordering::Relaxed),
+        counters.received.load(Ordering::Relaxed),
+    ))
 }
 
 fn total(c: &Counters) -> u64 {

@@ -88,7 +88,10 @@ impl Snapshot {
             .iter()
             .map(|c| {
                 let shared = previous.clusters.get(&c.name).filter(|old| ***old == *c);
-                (c.name.clone(), shared.cloned().unwrap_or_else(|| Arc::new(c.clone())))
+                (
+                    c.name.clone(),
+                    shared.cloned().unwrap_or_else(|| Arc::new(c.clone())),
+                )
             })
             .collect();
         Ok(Snapshot {
@@ -130,12 +133,12 @@ impl Snapshot {
 
 fn compile_listener(spec: &Listener) -> Result<ListenerEntry, SnapshotError> {
     let routes = match &spec.filter_chain.terminal {
-        NetworkFilter::Http(hcm) => Some(Arc::new(RouteTable::compile(&hcm.route_config).map_err(
-            |source| SnapshotError::Route {
+        NetworkFilter::Http(hcm) => Some(Arc::new(
+            RouteTable::compile(&hcm.route_config).map_err(|source| SnapshotError::Route {
                 listener: spec.name.clone(),
                 source,
-            },
-        )?)),
+            })?,
+        )),
         NetworkFilter::Tcp(_) => None,
     };
     Ok(ListenerEntry {

@@ -65,7 +65,10 @@ impl ClusterStats {
         let label = ("envoy_cluster_name", name.to_owned());
         let c = |n: &'static str| metrics::counter!(n, &[label.clone()]);
         let class = |k: &'static str| {
-            metrics::counter!("envoy_cluster_upstream_rq_xx", &[label.clone(), ("envoy_response_code_class", k.to_owned())])
+            metrics::counter!(
+                "envoy_cluster_upstream_rq_xx",
+                &[label.clone(), ("envoy_response_code_class", k.to_owned())]
+            )
         };
         ClusterStats {
             cx_total: c("envoy_cluster_upstream_cx_total"),
@@ -185,7 +188,11 @@ impl Cluster {
                 continue;
             }
             match tokio::net::lookup_host((ep.host.as_str(), ep.port)).await {
-                Ok(found) => addrs.extend(by_family(found.collect(), &spec.discovery).into_iter().map(|a| (a, ep.weight))),
+                Ok(found) => addrs.extend(
+                    by_family(found.collect(), &spec.discovery)
+                        .into_iter()
+                        .map(|a| (a, ep.weight)),
+                ),
                 Err(e) => {
                     tracing::warn!(cluster = %self.name, host = %ep.host, error = %e, "DNS resolution failed");
                     // Keep the last good hosts for this name rather than
@@ -211,11 +218,20 @@ impl Cluster {
                     .iter()
                     .find(|h| h.addr == addr && h.weight == weight)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Host { addr, weight, pool: Pool::new() }))
+                    .unwrap_or_else(|| {
+                        Arc::new(Host {
+                            addr,
+                            weight,
+                            pool: Pool::new(),
+                        })
+                    })
             })
             .collect();
         let unchanged = hosts.len() == current.hosts.len()
-            && hosts.iter().zip(&current.hosts).all(|(a, b)| Arc::ptr_eq(a, b));
+            && hosts
+                .iter()
+                .zip(&current.hosts)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
         if unchanged {
             return;
         }
@@ -227,8 +243,11 @@ impl Cluster {
 /// Envoy's `dns_lookup_family`: which resolved addresses become hosts.
 fn by_family(found: Vec<SocketAddr>, discovery: &Discovery) -> Vec<SocketAddr> {
     use strait_config::model::DnsLookupFamily as F;
-    let Discovery::StrictDns { lookup_family, .. } = discovery else { return found };
-    let (v4, v6): (Vec<SocketAddr>, Vec<SocketAddr>) = found.into_iter().partition(SocketAddr::is_ipv4);
+    let Discovery::StrictDns { lookup_family, .. } = discovery else {
+        return found;
+    };
+    let (v4, v6): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        found.into_iter().partition(SocketAddr::is_ipv4);
     match lookup_family {
         F::V4Only => v4,
         F::V6Only => v6,
@@ -294,7 +313,11 @@ mod tests {
     use super::*;
 
     fn host(w: u32) -> Arc<Host> {
-        Arc::new(Host { addr: "127.0.0.1:1".parse().expect("addr"), weight: w, pool: Pool::new() })
+        Arc::new(Host {
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            weight: w,
+            pool: Pool::new(),
+        })
     }
 
     #[test]

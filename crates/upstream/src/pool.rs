@@ -49,7 +49,10 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn new() -> Self {
-        Pool { idle: ArrayQueue::new(MAX_IDLE_PER_HOST), h2: ArcSwapOption::empty() }
+        Pool {
+            idle: ArrayQueue::new(MAX_IDLE_PER_HOST),
+            h2: ArcSwapOption::empty(),
+        }
     }
 
     pub(crate) fn idle_len(&self) -> usize {
@@ -100,7 +103,9 @@ impl Cluster {
         let conn = match host.pool.take_idle(protocol) {
             Some(c) => c,
             None => {
-                let conn = match ClientConn::connect(host.addr(), protocol, self.connect_timeout()).await {
+                let conn = match ClientConn::connect(host.addr(), protocol, self.connect_timeout())
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         self.stats.cx_connect_fail.increment(1);
@@ -117,7 +122,12 @@ impl Cluster {
                 conn
             }
         };
-        Ok(Lease { conn, host, cluster: Arc::clone(self), started: Instant::now() })
+        Ok(Lease {
+            conn,
+            host,
+            cluster: Arc::clone(self),
+            started: Instant::now(),
+        })
     }
 }
 
@@ -136,10 +146,15 @@ impl Lease {
         }
         let resp = self.conn.send(req).await.map_err(UpstreamError::Reset)?;
         let status = resp.status().as_u16();
-        if let Some(c) = stats.rq_class.get(usize::from(status / 100).wrapping_sub(1)) {
+        if let Some(c) = stats
+            .rq_class
+            .get(usize::from(status / 100).wrapping_sub(1))
+        {
             c.increment(1);
         }
-        stats.rq_time.record(self.started.elapsed().as_secs_f64() * 1000.0);
+        stats
+            .rq_time
+            .record(self.started.elapsed().as_secs_f64() * 1000.0);
         // An upgraded (101) connection belongs to the tunnel now; an HTTP/2
         // connection is shared and never returned.
         let back = match &self.conn {
@@ -196,7 +211,10 @@ impl http_body::Body for PooledBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(None) = res {
@@ -218,7 +236,11 @@ impl Cluster {
     /// Opens a raw TCP connection to `host` (for the TCP proxy), counted in
     /// the cluster's connection stats.
     pub async fn connect_tcp(&self, host: &Host) -> Result<tokio::net::TcpStream, UpstreamError> {
-        let attempt = tokio::time::timeout(self.connect_timeout(), tokio::net::TcpStream::connect(host.addr())).await;
+        let attempt = tokio::time::timeout(
+            self.connect_timeout(),
+            tokio::net::TcpStream::connect(host.addr()),
+        )
+        .await;
         match attempt {
             Ok(Ok(s)) => {
                 self.stats.cx_total.increment(1);

@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{
-    Admin, Bootstrap, LayeredRuntime, RuntimeLayer, bootstrap::StaticResources, runtime_layer::LayerSpecifier,
+    Admin, Bootstrap, LayeredRuntime, RuntimeLayer, bootstrap::StaticResources,
+    runtime_layer::LayerSpecifier,
 };
 
 use super::{Context, at, cluster, ip_socket_address, item, listener};
@@ -122,7 +123,10 @@ fn runtime(cx: &mut Context, path: &str, lr: &LayeredRuntime) {
     for (i, layer) in layers.iter().enumerate() {
         let path = item(path, "layers", i);
         // The name only labels the layer in `/runtime` output.
-        let RuntimeLayer { name: _, layer_specifier } = layer;
+        let RuntimeLayer {
+            name: _,
+            layer_specifier,
+        } = layer;
         match layer_specifier {
             Some(LayerSpecifier::StaticLayer(s)) if s.fields.is_empty() => {}
             Some(LayerSpecifier::StaticLayer(s)) => {
@@ -134,14 +138,25 @@ fn runtime(cx: &mut Context, path: &str, lr: &LayeredRuntime) {
                 );
             }
             Some(LayerSpecifier::AdminLayer(_)) => {}
-            Some(LayerSpecifier::DiskLayer(_)) => cx.unsupported(at(&path, "disk_layer"), "disk_layer"),
-            Some(LayerSpecifier::RtdsLayer(_)) => cx.unsupported(at(&path, "rtds_layer"), "rtds_layer"),
-            None => cx.invalid(path, "needs one of static_layer, disk_layer, admin_layer, rtds_layer"),
+            Some(LayerSpecifier::DiskLayer(_)) => {
+                cx.unsupported(at(&path, "disk_layer"), "disk_layer")
+            }
+            Some(LayerSpecifier::RtdsLayer(_)) => {
+                cx.unsupported(at(&path, "rtds_layer"), "rtds_layer")
+            }
+            None => cx.invalid(
+                path,
+                "needs one of static_layer, disk_layer, admin_layer, rtds_layer",
+            ),
         }
     }
 }
 
-fn resources(cx: &mut Context, path: &str, sr: &StaticResources) -> (Vec<model::Listener>, Vec<model::Cluster>) {
+fn resources(
+    cx: &mut Context,
+    path: &str,
+    sr: &StaticResources,
+) -> (Vec<model::Listener>, Vec<model::Cluster>) {
     let StaticResources {
         listeners,
         clusters,
@@ -158,7 +173,11 @@ fn resources(cx: &mut Context, path: &str, sr: &StaticResources) -> (Vec<model::
         {
             cx.invalid(
                 at(&cpath, "name"),
-                format!("duplicate cluster name '{}' (also {})", c.name, item(path, "clusters", first)),
+                format!(
+                    "duplicate cluster name '{}' (also {})",
+                    c.name,
+                    item(path, "clusters", first)
+                ),
             );
         }
         if let Some(c) = cluster::cluster(cx, c, &cpath) {
@@ -177,7 +196,11 @@ fn resources(cx: &mut Context, path: &str, sr: &StaticResources) -> (Vec<model::
         if let Some(first) = explicit.insert(&l.name, i) {
             cx.invalid(
                 at(&item(path, "listeners", i), "name"),
-                format!("duplicate listener name '{}' (also {})", l.name, item(path, "listeners", first)),
+                format!(
+                    "duplicate listener name '{}' (also {})",
+                    l.name,
+                    item(path, "listeners", first)
+                ),
             );
         }
     }
@@ -201,7 +224,11 @@ fn resources(cx: &mut Context, path: &str, sr: &StaticResources) -> (Vec<model::
         {
             cx.invalid(
                 at(&lpath, "address"),
-                format!("{} is already used by {}", ml.address, item(path, "listeners", first)),
+                format!(
+                    "{} is already used by {}",
+                    ml.address,
+                    item(path, "listeners", first)
+                ),
             );
         }
         out_listeners.push(ml);

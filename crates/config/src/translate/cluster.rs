@@ -6,10 +6,15 @@ use envoy_types::pb::envoy::{
     config::{
         cluster::v3::{
             Cluster,
-            cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbConfig, LbPolicy, RoundRobinLbConfig},
+            cluster::{
+                ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbConfig, LbPolicy,
+                RoundRobinLbConfig,
+            },
         },
         core::v3::{HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, Locality},
-        endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint},
+        endpoint::v3::{
+            ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+        },
     },
     extensions::upstreams::http::v3::{
         HttpProtocolOptions as UpstreamHttpOptions,
@@ -116,7 +121,9 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     match lb_config {
         None => {}
         // The round robin options without slow start are round robin itself.
-        Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig { slow_start_config: None })) => {}
+        Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
+            slow_start_config: None,
+        })) => {}
         Some(LbConfig::RoundRobinLbConfig(_)) => cx.unsupported(
             at(path, "round_robin_lb_config.slow_start_config"),
             "slow_start_config",
@@ -146,10 +153,17 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
                     dns_refresh_rate,
                     DEFAULT_DNS_REFRESH_RATE,
                 ),
-                lookup_family: lookup_family(cx, &at(path, "dns_lookup_family"), *dns_lookup_family),
+                lookup_family: lookup_family(
+                    cx,
+                    &at(path, "dns_lookup_family"),
+                    *dns_lookup_family,
+                ),
             }),
             Ok(other) => {
-                cx.unsupported(at(path, "type"), format!("cluster type {}", other.as_str_name()));
+                cx.unsupported(
+                    at(path, "type"),
+                    format!("cluster type {}", other.as_str_name()),
+                );
                 None
             }
             Err(_) => {
@@ -218,7 +232,10 @@ fn protocol(
     http2: &Option<Http2ProtocolOptions>,
     typed: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Any>,
 ) -> model::UpstreamProtocol {
-    if http1.as_ref().is_some_and(|o| *o != Http1ProtocolOptions::default()) {
+    if http1
+        .as_ref()
+        .is_some_and(|o| *o != Http1ProtocolOptions::default())
+    {
         cx.unsupported(at(path, "http_protocol_options"), "http_protocol_options");
     }
     let mut protocol = None;
@@ -232,7 +249,10 @@ fn protocol(
     let mut keys: Vec<&String> = typed.keys().collect();
     keys.sort_unstable();
     for key in keys {
-        let kpath = at(path, &format!("typed_extension_protocol_options[\"{key}\"]"));
+        let kpath = at(
+            path,
+            &format!("typed_extension_protocol_options[\"{key}\"]"),
+        );
         let Some(any) = typed.get(key) else { continue };
         if !HTTP_OPTIONS_KEYS.contains(&key.as_str()) {
             cx.unsupported(kpath, format!("protocol options {key}"));
@@ -253,7 +273,11 @@ fn protocol(
     protocol.unwrap_or(model::UpstreamProtocol::Http1)
 }
 
-fn upstream_http_options(cx: &mut Context, path: &str, o: &UpstreamHttpOptions) -> Option<model::UpstreamProtocol> {
+fn upstream_http_options(
+    cx: &mut Context,
+    path: &str,
+    o: &UpstreamHttpOptions,
+) -> Option<model::UpstreamProtocol> {
     let UpstreamHttpOptions {
         common_http_protocol_options,
         upstream_http_protocol_options,
@@ -272,32 +296,35 @@ fn upstream_http_options(cx: &mut Context, path: &str, o: &UpstreamHttpOptions) 
     );
     let epath = at(path, "explicit_http_config");
     match upstream_protocol_options {
-        Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig { protocol_config })) => {
-            match protocol_config {
-                Some(ProtocolConfig::HttpProtocolOptions(o)) => {
-                    if *o != Http1ProtocolOptions::default() {
-                        let field = "http_protocol_options";
-                        cx.unsupported(at(&epath, field), field);
-                    }
-                    Some(model::UpstreamProtocol::Http1)
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+            protocol_config,
+        })) => match protocol_config {
+            Some(ProtocolConfig::HttpProtocolOptions(o)) => {
+                if *o != Http1ProtocolOptions::default() {
+                    let field = "http_protocol_options";
+                    cx.unsupported(at(&epath, field), field);
                 }
-                Some(ProtocolConfig::Http2ProtocolOptions(o)) => {
-                    if *o != Http2ProtocolOptions::default() {
-                        let field = "http2_protocol_options";
-                        cx.unsupported(at(&epath, field), field);
-                    }
-                    Some(model::UpstreamProtocol::Http2)
-                }
-                Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
-                    cx.unsupported(at(&epath, "http3_protocol_options"), "HTTP/3 upstreams");
-                    None
-                }
-                None => {
-                    cx.invalid(epath, "needs http_protocol_options or http2_protocol_options");
-                    None
-                }
+                Some(model::UpstreamProtocol::Http1)
             }
-        }
+            Some(ProtocolConfig::Http2ProtocolOptions(o)) => {
+                if *o != Http2ProtocolOptions::default() {
+                    let field = "http2_protocol_options";
+                    cx.unsupported(at(&epath, field), field);
+                }
+                Some(model::UpstreamProtocol::Http2)
+            }
+            Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                cx.unsupported(at(&epath, "http3_protocol_options"), "HTTP/3 upstreams");
+                None
+            }
+            None => {
+                cx.invalid(
+                    epath,
+                    "needs http_protocol_options or http2_protocol_options",
+                );
+                None
+            }
+        },
         Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_)) => {
             let field = "use_downstream_protocol_config";
             cx.unsupported(at(path, field), field);
@@ -317,7 +344,12 @@ fn upstream_http_options(cx: &mut Context, path: &str, o: &UpstreamHttpOptions) 
     }
 }
 
-fn load_assignment(cx: &mut Context, la: &ClusterLoadAssignment, path: &str, is_static: bool) -> Vec<model::Endpoint> {
+fn load_assignment(
+    cx: &mut Context,
+    la: &ClusterLoadAssignment,
+    path: &str,
+    is_static: bool,
+) -> Vec<model::Endpoint> {
     let ClusterLoadAssignment {
         cluster_name,
         endpoints,
@@ -356,7 +388,12 @@ fn load_assignment(cx: &mut Context, la: &ClusterLoadAssignment, path: &str, is_
     out
 }
 
-fn lb_endpoint(cx: &mut Context, lbe: &LbEndpoint, path: &str, is_static: bool) -> Option<model::Endpoint> {
+fn lb_endpoint(
+    cx: &mut Context,
+    lbe: &LbEndpoint,
+    path: &str,
+    is_static: bool,
+) -> Option<model::Endpoint> {
     let LbEndpoint {
         health_status,
         // Read only by subset balancing and transport socket matches, both
@@ -408,7 +445,10 @@ fn lb_endpoint(cx: &mut Context, lbe: &LbEndpoint, path: &str, is_static: bool) 
         return None;
     }
     if port == 0 {
-        cx.invalid(at(&apath, "socket_address.port_value"), "an upstream port must not be 0");
+        cx.invalid(
+            at(&apath, "socket_address.port_value"),
+            "an upstream port must not be 0",
+        );
         return None;
     }
     Some(model::Endpoint {

@@ -9,8 +9,8 @@ use envoy_types::pb::envoy::{
         network::http_connection_manager::v3::{
             HttpConnectionManager, HttpFilter,
             http_connection_manager::{
-                CodecType, PathWithEscapedSlashesAction, RouteSpecifier, ServerHeaderTransformation, StripPortMode,
-                UpgradeConfig,
+                CodecType, PathWithEscapedSlashesAction, RouteSpecifier,
+                ServerHeaderTransformation, StripPortMode, UpgradeConfig,
             },
             http_filter,
         },
@@ -18,7 +18,9 @@ use envoy_types::pb::envoy::{
 };
 use prost::Name;
 
-use super::{Context, at, bool_value, decode_any, duration, item, route, timeout, type_name, u32_value};
+use super::{
+    Context, at, bool_value, decode_any, duration, item, route, timeout, type_name, u32_value,
+};
 use crate::model;
 
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -144,7 +146,13 @@ pub(super) fn connection_manager(
     if timeout(cx, &headers_timeout, request_headers_timeout, None).is_some() {
         cx.unsupported(headers_timeout, "request_headers_timeout");
     }
-    reject_unless_duration(cx, path, "drain_timeout", drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    reject_unless_duration(
+        cx,
+        path,
+        "drain_timeout",
+        drain_timeout,
+        DEFAULT_DRAIN_TIMEOUT,
+    );
     reject_unless_duration(
         cx,
         path,
@@ -177,14 +185,21 @@ pub(super) fn connection_manager(
             model::CodecType::Auto
         }
         Err(_) => {
-            cx.invalid(at(path, "codec_type"), format!("unknown codec type {codec_type}"));
+            cx.invalid(
+                at(path, "codec_type"),
+                format!("unknown codec type {codec_type}"),
+            );
             model::CodecType::Auto
         }
     };
     let server_header = match ServerHeaderTransformation::try_from(*server_header_transformation) {
         Ok(ServerHeaderTransformation::Overwrite) => model::ServerHeaderTransformation::Overwrite,
-        Ok(ServerHeaderTransformation::AppendIfAbsent) => model::ServerHeaderTransformation::AppendIfAbsent,
-        Ok(ServerHeaderTransformation::PassThrough) => model::ServerHeaderTransformation::PassThrough,
+        Ok(ServerHeaderTransformation::AppendIfAbsent) => {
+            model::ServerHeaderTransformation::AppendIfAbsent
+        }
+        Ok(ServerHeaderTransformation::PassThrough) => {
+            model::ServerHeaderTransformation::PassThrough
+        }
         Err(_) => {
             cx.invalid(
                 at(path, "server_header_transformation"),
@@ -216,7 +231,9 @@ pub(super) fn connection_manager(
 
     let route_config = match route_specifier {
         // An inline table is static: Envoy checks its cluster names by default.
-        Some(RouteSpecifier::RouteConfig(rc)) => route::route_config(cx, rc, &at(path, "route_config"), true),
+        Some(RouteSpecifier::RouteConfig(rc)) => {
+            route::route_config(cx, rc, &at(path, "route_config"), true)
+        }
         Some(RouteSpecifier::Rds(_)) => {
             cx.unsupported(at(path, "rds"), "rds needs dynamic_resources (xDS)");
             None
@@ -285,7 +302,12 @@ fn common_options(cx: &mut Context, path: &str, o: &HttpProtocolOptions) -> Opti
         max_response_headers_kb, max_stream_duration, headers_with_underscores_action,
         max_requests_per_connection,
     );
-    timeout(cx, &at(path, "idle_timeout"), idle_timeout, Some(DEFAULT_IDLE_TIMEOUT))
+    timeout(
+        cx,
+        &at(path, "idle_timeout"),
+        idle_timeout,
+        Some(DEFAULT_IDLE_TIMEOUT),
+    )
 }
 
 /// Enabled upgrade types, lower-cased as Envoy compares them.
@@ -334,7 +356,9 @@ fn http_filter_list(cx: &mut Context, path: &str, filters: &[HttpFilter]) {
             config_type,
         } = f;
         let is_router = match config_type {
-            Some(http_filter::ConfigType::TypedConfig(any)) if type_name(&any.type_url) == Router::full_name() => {
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if type_name(&any.type_url) == Router::full_name() =>
+            {
                 let tpath = at(&fpath, "typed_config");
                 if let Some(r) = decode_any::<Router>(cx, &tpath, any) {
                     router_options(cx, &tpath, &r);
@@ -375,7 +399,10 @@ fn http_filter_list(cx: &mut Context, path: &str, filters: &[HttpFilter]) {
         if let Some(first) = router.replace(i) {
             cx.invalid(
                 fpath,
-                format!("a second router (the first is {})", item(path, "http_filters", first)),
+                format!(
+                    "a second router (the first is {})",
+                    item(path, "http_filters", first)
+                ),
             );
         } else if i + 1 != filters.len() {
             cx.invalid(fpath, "the router must be the last HTTP filter");

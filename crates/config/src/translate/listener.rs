@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use envoy_types::pb::envoy::{
-    config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener, filter, listener::DeprecatedV1},
+    config::listener::v3::{
+        Filter, FilterChain, FilterChainMatch, Listener, filter, listener::DeprecatedV1,
+    },
     extensions::filters::network::{
         http_connection_manager::v3::HttpConnectionManager,
         tcp_proxy::v3::{
@@ -14,7 +16,9 @@ use envoy_types::pb::envoy::{
 };
 use prost::Name;
 
-use super::{Context, at, decode_any, http, ip_socket_address, item, timeout, type_name, u32_value};
+use super::{
+    Context, at, decode_any, http, ip_socket_address, item, timeout, type_name, u32_value,
+};
 use crate::model;
 
 /// Envoy's default `per_connection_buffer_limit_bytes`.
@@ -83,14 +87,32 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
     cx.reject_unless_bool(path, "freebind", freebind, false);
     cx.reject_unless_bool(path, "bind_to_port", bind_to_port, true);
     if let Some(DeprecatedV1 { bind_to_port }) = deprecated_v1 {
-        cx.reject_unless_bool(&at(path, "deprecated_v1"), "bind_to_port", bind_to_port, true);
+        cx.reject_unless_bool(
+            &at(path, "deprecated_v1"),
+            "bind_to_port",
+            bind_to_port,
+            true,
+        );
     }
     if u32_value(tcp_fast_open_queue_length, 0) != 0 {
-        cx.unsupported(at(path, "tcp_fast_open_queue_length"), "tcp_fast_open_queue_length");
+        cx.unsupported(
+            at(path, "tcp_fast_open_queue_length"),
+            "tcp_fast_open_queue_length",
+        );
     }
     let watermark_path = at(path, "per_connection_buffer_high_watermark_timeout");
-    if timeout(cx, &watermark_path, per_connection_buffer_high_watermark_timeout, None).is_some() {
-        cx.unsupported(watermark_path, "per_connection_buffer_high_watermark_timeout");
+    if timeout(
+        cx,
+        &watermark_path,
+        per_connection_buffer_high_watermark_timeout,
+        None,
+    )
+    .is_some()
+    {
+        cx.unsupported(
+            watermark_path,
+            "per_connection_buffer_high_watermark_timeout",
+        );
     }
 
     let address = ip_socket_address(cx, &at(path, "address"), address);
@@ -139,7 +161,10 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
         name: _,
     } = fc;
     // An empty match matches every connection, as if it were absent.
-    if filter_chain_match.as_ref().is_some_and(|m| *m != FilterChainMatch::default()) {
+    if filter_chain_match
+        .as_ref()
+        .is_some_and(|m| *m != FilterChainMatch::default())
+    {
         cx.unsupported(at(path, "filter_chain_match"), "filter_chain_match");
     }
     cx.reject_unless_bool(path, "use_proxy_proto", use_proxy_proto, false);
@@ -161,17 +186,28 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
         if i + 1 == filters.len() {
             terminal = Some(nf);
         } else {
-            cx.invalid(fpath, format!("{} is a terminal filter and must be last in the chain", f.name));
+            cx.invalid(
+                fpath,
+                format!(
+                    "{} is a terminal filter and must be last in the chain",
+                    f.name
+                ),
+            );
         }
     }
-    Some(model::FilterChain { terminal: terminal? })
+    Some(model::FilterChain {
+        terminal: terminal?,
+    })
 }
 
 /// One network filter. Every filter Strait knows is terminal.
 fn network_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<model::NetworkFilter> {
     // Envoy picks the implementation by the config's type URL; the name is a
     // label (and the ECDS resource name, which is refused).
-    let Filter { name: _, config_type } = f;
+    let Filter {
+        name: _,
+        config_type,
+    } = f;
     let any = match config_type {
         Some(filter::ConfigType::TypedConfig(any)) => any,
         Some(filter::ConfigType::ConfigDiscovery(_)) => {
@@ -192,7 +228,10 @@ fn network_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<model::Net
         let tp: TcpProxy = decode_any(cx, &path, any)?;
         tcp_proxy(cx, &tp, &path).map(model::NetworkFilter::Tcp)
     } else {
-        cx.unsupported(at(&path, "@type"), format!("network filter {}", any.type_url));
+        cx.unsupported(
+            at(&path, "@type"),
+            format!("network filter {}", any.type_url),
+        );
         None
     }
 }
@@ -231,13 +270,21 @@ fn tcp_proxy(cx: &mut Context, tp: &TcpProxy, path: &str) -> Option<model::TcpPr
     );
     // Envoy's default is one attempt; writing it out changes nothing.
     if u32_value(max_connect_attempts, 1) != 1 {
-        cx.unsupported(at(path, "max_connect_attempts"), "max_connect_attempts other than 1");
+        cx.unsupported(
+            at(path, "max_connect_attempts"),
+            "max_connect_attempts other than 1",
+        );
     }
     cx.reject_unless_bool(path, "check_drain_close", check_drain_close, false);
     if stat_prefix.is_empty() {
         cx.invalid(at(path, "stat_prefix"), "must not be empty");
     }
-    let idle_timeout = timeout(cx, &at(path, "idle_timeout"), idle_timeout, Some(DEFAULT_TCP_IDLE_TIMEOUT));
+    let idle_timeout = timeout(
+        cx,
+        &at(path, "idle_timeout"),
+        idle_timeout,
+        Some(DEFAULT_TCP_IDLE_TIMEOUT),
+    );
 
     let cluster = match cluster_specifier {
         Some(ClusterSpecifier::Cluster(name)) => {
@@ -280,7 +327,10 @@ fn tcp_proxy(cx: &mut Context, tp: &TcpProxy, path: &str) -> Option<model::TcpPr
             model::TcpCluster::Weighted(out)
         }
         None => {
-            cx.invalid(at(path, "cluster"), "one of cluster or weighted_clusters is required");
+            cx.invalid(
+                at(path, "cluster"),
+                "one of cluster or weighted_clusters is required",
+            );
             return None;
         }
     };

@@ -5,8 +5,8 @@ use std::{collections::HashMap, time::Duration};
 use envoy_types::pb::envoy::config::{
     core::v3::{DataSource, data_source},
     route::v3::{
-        DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
-        route_action::ClusterSpecifier, route_match::PathSpecifier,
+        DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+        route, route_action::ClusterSpecifier, route_match::PathSpecifier,
     },
 };
 
@@ -64,14 +64,23 @@ pub(super) fn route_config(
     );
     let table = Table {
         validate_clusters: bool_value(validate_clusters, static_table),
-        max_direct_response_body: u32_value(max_direct_response_body_size_bytes, DEFAULT_MAX_DIRECT_RESPONSE_BODY),
+        max_direct_response_body: u32_value(
+            max_direct_response_body_size_bytes,
+            DEFAULT_MAX_DIRECT_RESPONSE_BODY,
+        ),
     };
     let before = cx.problems.len();
     // Lower-cased domain -> where it was first seen.
     let mut domains: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(virtual_hosts.len());
     for (i, vh) in virtual_hosts.iter().enumerate() {
-        if let Some(vh) = virtual_host(cx, vh, &item(path, "virtual_hosts", i), &table, &mut domains) {
+        if let Some(vh) = virtual_host(
+            cx,
+            vh,
+            &item(path, "virtual_hosts", i),
+            &table,
+            &mut domains,
+        ) {
             out.push(vh);
         }
     }
@@ -193,8 +202,12 @@ fn route(cx: &mut Context, r: &Route, path: &str, table: &Table) -> Option<model
         }
     };
     let action = match action {
-        Some(route::Action::Route(ra)) => forward(cx, ra, &at(path, "route"), table).map(model::RouteAction::Forward),
-        Some(route::Action::DirectResponse(dr)) => direct_response(cx, dr, &at(path, "direct_response"), table),
+        Some(route::Action::Route(ra)) => {
+            forward(cx, ra, &at(path, "route"), table).map(model::RouteAction::Forward)
+        }
+        Some(route::Action::DirectResponse(dr)) => {
+            direct_response(cx, dr, &at(path, "direct_response"), table)
+        }
         Some(route::Action::Redirect(_)) => {
             cx.unsupported(at(path, "redirect"), "redirect");
             None
@@ -249,7 +262,10 @@ fn route_match(cx: &mut Context, m: &RouteMatch, path: &str) -> Option<model::Ro
         Some(PathSpecifier::PathSeparatedPrefix(_)) => unsupported(cx, "path_separated_prefix"),
         Some(PathSpecifier::PathMatchPolicy(_)) => unsupported(cx, "path_match_policy"),
         None => {
-            cx.invalid(path, "needs one of prefix, path, safe_regex, path_separated_prefix");
+            cx.invalid(
+                path,
+                "needs one of prefix, path, safe_regex, path_separated_prefix",
+            );
             None
         }
     };
@@ -259,7 +275,12 @@ fn route_match(cx: &mut Context, m: &RouteMatch, path: &str) -> Option<model::Ro
     })
 }
 
-fn forward(cx: &mut Context, ra: &RouteAction, path: &str, table: &Table) -> Option<model::ForwardAction> {
+fn forward(
+    cx: &mut Context,
+    ra: &RouteAction,
+    path: &str,
+    table: &Table,
+) -> Option<model::ForwardAction> {
     let RouteAction {
         cluster_not_found_response_code,
         metadata_match,
@@ -299,7 +320,12 @@ fn forward(cx: &mut Context, ra: &RouteAction, path: &str, table: &Table) -> Opt
         internal_redirect_policy, internal_redirect_action, max_internal_redirects, hedge_policy,
         max_stream_duration, host_rewrite_specifier,
     );
-    cx.reject_unless_bool(path, "include_vh_rate_limits", include_vh_rate_limits, false);
+    cx.reject_unless_bool(
+        path,
+        "include_vh_rate_limits",
+        include_vh_rate_limits,
+        false,
+    );
     let cluster = match cluster_specifier {
         Some(ClusterSpecifier::Cluster(name)) if name.is_empty() => {
             cx.invalid(at(path, "cluster"), "must not be empty");
@@ -320,7 +346,10 @@ fn forward(cx: &mut Context, ra: &RouteAction, path: &str, table: &Table) -> Opt
             None
         }
         Some(ClusterSpecifier::ClusterSpecifierPlugin(_)) => {
-            cx.unsupported(at(path, "cluster_specifier_plugin"), "cluster_specifier_plugin");
+            cx.unsupported(
+                at(path, "cluster_specifier_plugin"),
+                "cluster_specifier_plugin",
+            );
             None
         }
         Some(ClusterSpecifier::InlineClusterSpecifierPlugin(_)) => {
@@ -331,11 +360,19 @@ fn forward(cx: &mut Context, ra: &RouteAction, path: &str, table: &Table) -> Opt
             None
         }
         None => {
-            cx.invalid(path, "needs one of cluster, cluster_header, weighted_clusters");
+            cx.invalid(
+                path,
+                "needs one of cluster, cluster_header, weighted_clusters",
+            );
             None
         }
     };
-    let timeout = super::timeout(cx, &at(path, "timeout"), timeout, Some(DEFAULT_ROUTE_TIMEOUT));
+    let timeout = super::timeout(
+        cx,
+        &at(path, "timeout"),
+        timeout,
+        Some(DEFAULT_ROUTE_TIMEOUT),
+    );
     Some(model::ForwardAction {
         cluster: cluster?,
         timeout,

@@ -1,0 +1,297 @@
+//! Real upstream servers for tests, each on its own thread and runtime so a
+//! test of any flavour (sync or async) can use them.
+//!
+//! The HTTP echo server answers by path:
+//! - `/status/N`: status N, echo body.
+//! - `/delay/MS`: waits MS milliseconds, then echoes.
+//! - `/bytes/N`: streams N bytes (64 KiB chunks).
+//! - `/count`: reads the request body as a stream and answers its length.
+//! - `/trailers`: a body followed by trailers `x-trailer: yes`.
+//! - `/ws`: accepts a WebSocket-style upgrade (101) and echoes raw bytes.
+//! - `/reset`: fails the request, so the connection is closed without a response.
+//! - anything else: 200 with a JSON echo of the request
+//!   (`{"upstream","method","path","version","headers":[[k,v]..],"body_len"}`).
+//!
+//! Every response carries `x-upstream: NAME`.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::{body::Frame, body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+    sync::oneshot,
+};
+
+type Out = BoxBody<Bytes, Infallible>;
+
+/// Counters an upstream keeps, to assert on connection reuse and delivery.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+/// A running upstream; stops when dropped.
+#[derive(Debug)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    pub fn connections(&self) -> u64 {
+        self.counters.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.counters.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An HTTP echo upstream speaking HTTP/1.1 and HTTP/2 (prior knowledge),
+/// named `name` in its `x-upstream` header.
+pub fn http_echo(name: &str) -> Upstream {
+    let name: Arc<str> = Arc::from(name);
+    spawn_server(move |listener, counters| async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counters.connections.fetch_add(1, Ordering::SeqCst);
+            let name = Arc::clone(&name);
+            let counters = Arc::clone(&counters);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    counters.requests.fetch_add(1, Ordering::SeqCst);
+                    respond(req, Arc::clone(&name))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
+
+/// A TCP upstream that echoes every byte back, and on EOF writes
+/// `\n<total bytes>` and closes its write half.
+pub fn tcp_echo() -> Upstream {
+    spawn_server(|listener, counters| async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            counters.connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut total = 0u64;
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            total += n as u64;
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = s.write_all(format!("\n{total}").as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    })
+}
+
+fn spawn_server<F, Fut>(serve: F) -> Upstream
+where
+    F: FnOnce(TcpListener, Arc<Counters>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let c = Arc::clone(&counters);
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("upstream runtime: {e}"));
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("bind: {e}"));
+            let _ = addr_tx.send(
+                listener
+                    .local_addr()
+                    .unwrap_or_else(|e| panic!("addr: {e}")),
+            );
+            tokio::select! {
+                () = serve(listener, c) => {}
+                _ = stop_rx => {}
+            }
+        });
+    });
+    let addr = addr_rx
+        .recv()
+        .unwrap_or_else(|e| panic!("upstream did not start: {e}"));
+    Upstream {
+        addr,
+        counters,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+async fn respond(
+    mut req: Request<Incoming>,
+    name: Arc<str>,
+) -> Result<Response<Out>, std::io::Error> {
+    let path = req.uri().path().to_owned();
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (head, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut resp = match head {
+        "reset" => return Err(std::io::Error::other("reset requested")),
+        "bytes" => {
+            let n: usize = arg.parse().unwrap_or(0);
+            let chunks = (0..n.div_ceil(65536)).map(move |i| {
+                let len = (n - i * 65536).min(65536);
+                Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; len])))
+            });
+            Response::new(BoxBody::new(futures_iter(chunks)))
+        }
+        "count" => {
+            let mut total = 0usize;
+            let mut body = req.into_body();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => total += f.data_ref().map_or(0, |d| d.len()),
+                    Err(e) => return Err(std::io::Error::other(e)),
+                }
+            }
+            full(format!("{{\"received\":{total}}}"))
+        }
+        "trailers" => {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-trailer", HeaderValue::from_static("yes"));
+            let frames = vec![
+                Ok(Frame::data(Bytes::from_static(b"ok"))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            Response::new(BoxBody::new(futures_iter(frames.into_iter())))
+        }
+        "ws" => {
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut r = Response::new(full(String::new()).into_body());
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert("upgrade", HeaderValue::from_static("websocket"));
+            r.headers_mut()
+                .insert("connection", HeaderValue::from_static("upgrade"));
+            r
+        }
+        _ => {
+            if head == "delay" {
+                tokio::time::sleep(Duration::from_millis(arg.parse().unwrap_or(0))).await;
+            }
+            let method = req.method().to_string();
+            let version = format!("{:?}", req.version());
+            let uri = req.uri().to_string();
+            let headers: Vec<(String, String)> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map_err(std::io::Error::other)?
+                .to_bytes();
+            let echo = serde_json::json!({
+                "upstream": &*name, "method": method, "path": uri, "version": version,
+                "headers": headers, "body_len": body.len(),
+            });
+            let mut r = full(echo.to_string());
+            if head == "status" {
+                *r.status_mut() = arg
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::OK);
+            }
+            r
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        resp.headers_mut().insert("x-upstream", v);
+    }
+    Ok(resp)
+}
+
+fn full(s: String) -> Response<Out> {
+    Response::new(BoxBody::new(Full::new(Bytes::from(s))))
+}
+
+/// A body produced frame by frame from an iterator (lazily, so `/bytes/N`
+/// streams without holding N bytes).
+fn futures_iter<I: Iterator<Item = Result<Frame<Bytes>, Infallible>> + Unpin>(
+    iter: I,
+) -> IterBody<I> {
+    IterBody(iter)
+}
+
+struct IterBody<I>(I);
+
+impl<I: Iterator<Item = Result<Frame<Bytes>, Infallible>> + Unpin> http_body::Body for IterBody<I> {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
