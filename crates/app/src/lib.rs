@@ -18,6 +18,7 @@ mod workers;
 
 pub use proxy::{ConfigSource, Options, Proxy};
 pub use reload::check;
+pub use workers::RuntimeModel;
 
 /// Errors that stop the proxy from starting or a config from applying.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use crate::{
     AppError, ClusterRegistry, Store,
     reload::Reloader,
     stats::{HttpStats, TcpStats, prometheus},
-    workers::Workers,
+    workers::{RuntimeModel, Workers},
 };
 
 /// Where the config comes from.
@@ -36,6 +36,9 @@ pub struct Options {
     pub concurrency: usize,
     /// How often the config file is checked for changes.
     pub watch_interval: Duration,
+    /// Thread model; see docs/decisions/0001-workers.md. `STRAIT_RUNTIME=shared`
+    /// in the environment selects [`RuntimeModel::Shared`] for comparison.
+    pub runtime: RuntimeModel,
 }
 
 impl Options {
@@ -44,6 +47,10 @@ impl Options {
             config,
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             watch_interval: Duration::from_millis(200),
+            runtime: match std::env::var("STRAIT_RUNTIME").as_deref() {
+                Ok("shared") => RuntimeModel::Shared,
+                _ => RuntimeModel::PerCore,
+            },
         }
     }
 }
@@ -110,7 +117,7 @@ impl Proxy {
             .thread_name("strait-control")
             .enable_all()
             .build()?;
-        let workers = Workers::start(opts.concurrency)?;
+        let workers = Workers::start(opts.concurrency, opts.runtime)?;
         let shared = Arc::new(Shared {
             store: Arc::new(Store::new()),
             registry: Arc::new(ClusterRegistry::new()),

@@ -1,0 +1,509 @@
+//! Bad configs: each must produce an error at a given field path.
+
+use serde_json::{Value, json};
+
+use super::{
+    CLUSTER0, ENDPOINT0, ENDPOINT0_PATH, HCM, HCM_PATH, ROUTE0, ROUTE0_PATH, TCP, edited, render,
+};
+use crate::{ConfigError, load};
+
+/// (what, edits as JSON pointer and value, path of an expected error, a word
+/// its message must contain).
+type BadCase = (&'static str, Vec<(String, Value)>, String, &'static str);
+
+fn router() -> Value {
+    json!({"name": "envoy.filters.http.router",
+           "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+}
+
+fn cors(optional: bool) -> Value {
+    json!({"name": "envoy.filters.http.cors", "is_optional": optional,
+           "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}})
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let hcm = |f: &str| format!("{HCM}/{f}");
+    let hcm_path = |f: &str| format!("{HCM_PATH}.{f}");
+    let route0 = |f: &str| format!("{ROUTE0}/{f}");
+    let route0_path = |f: &str| format!("{ROUTE0_PATH}.{f}");
+    let upstream_key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    let cases: Vec<BadCase> = vec![
+        (
+            "http3 codec",
+            vec![(hcm("codec_type"), json!("HTTP3"))],
+            hcm_path("codec_type"),
+            "HTTP3",
+        ),
+        (
+            "unknown network filter",
+            vec![(
+                HCM.to_owned(),
+                json!({"@type": "type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo"}),
+            )],
+            format!("{HCM_PATH}.@type"),
+            "echo.v3.Echo",
+        ),
+        (
+            "terminal filter not last",
+            vec![(
+                "/static_resources/listeners/1/filter_chains/0/filters/1".into(),
+                json!({"name": "again", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    "stat_prefix": "t", "cluster": "backend"}}),
+            )],
+            "static_resources.listeners[1].filter_chains[0].filters[0]".into(),
+            "last",
+        ),
+        (
+            "no filters",
+            vec![("/static_resources/listeners/1/filter_chains/0/filters".into(), json!([]))],
+            "static_resources.listeners[1].filter_chains[0].filters".into(),
+            "terminal",
+        ),
+        (
+            "two filter chains",
+            vec![(
+                "/static_resources/listeners/1/filter_chains/1".into(),
+                json!({"filters": []}),
+            )],
+            "static_resources.listeners[1].filter_chains".into(),
+            "filter_chain_match",
+        ),
+        (
+            "filter chain match",
+            vec![(
+                "/static_resources/listeners/1/filter_chains/0/filter_chain_match".into(),
+                json!({"destination_port": 80}),
+            )],
+            "static_resources.listeners[1].filter_chains[0].filter_chain_match".into(),
+            "filter_chain_match",
+        ),
+        (
+            "transport socket",
+            vec![(
+                "/static_resources/listeners/1/filter_chains/0/transport_socket".into(),
+                json!({"name": "envoy.transport_sockets.raw_buffer"}),
+            )],
+            "static_resources.listeners[1].filter_chains[0].transport_socket".into(),
+            "transport_socket",
+        ),
+        (
+            "missing route_config",
+            vec![(hcm("route_config"), Value::Null)],
+            hcm_path("route_config"),
+            "required",
+        ),
+        (
+            "rds",
+            vec![
+                (hcm("route_config"), Value::Null),
+                (hcm("rds"), json!({"route_config_name": "r", "config_source": {"ads": {}}})),
+            ],
+            hcm_path("rds"),
+            "xDS",
+        ),
+        (
+            "no router",
+            vec![(hcm("http_filters"), json!([]))],
+            hcm_path("http_filters"),
+            "envoy.filters.http.router",
+        ),
+        (
+            "unknown http filter",
+            vec![(hcm("http_filters"), json!([cors(false), router()]))],
+            hcm_path("http_filters[0].typed_config.@type"),
+            "cors",
+        ),
+        (
+            "router not last",
+            vec![(hcm("http_filters"), json!([router(), cors(true)]))],
+            hcm_path("http_filters[0]"),
+            "last",
+        ),
+        (
+            "router option",
+            vec![(hcm("http_filters/0/typed_config/suppress_envoy_headers"), json!(true))],
+            hcm_path("http_filters[0].typed_config.suppress_envoy_headers"),
+            "suppress_envoy_headers",
+        ),
+        (
+            "hcm access log",
+            vec![(
+                hcm("access_log"),
+                json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}}]),
+            )],
+            hcm_path("access_log"),
+            "access_log",
+        ),
+        (
+            "upgrade with filters",
+            vec![(
+                hcm("upgrade_configs"),
+                json!([{"upgrade_type": "websocket", "filters": [router()]}]),
+            )],
+            hcm_path("upgrade_configs[0].filters"),
+            "filters",
+        ),
+        (
+            "max_request_headers_kb 0",
+            vec![(hcm("max_request_headers_kb"), json!(0))],
+            hcm_path("max_request_headers_kb"),
+            "1..=",
+        ),
+        (
+            "safe_regex",
+            vec![(route0("match"), json!({"safe_regex": {"regex": ".*"}}))],
+            route0_path("match.safe_regex"),
+            "safe_regex",
+        ),
+        (
+            "header matcher",
+            vec![(
+                route0("match/headers"),
+                json!([{"name": "x-a", "string_match": {"exact": "b"}}]),
+            )],
+            route0_path("match.headers"),
+            "headers",
+        ),
+        (
+            "redirect",
+            vec![
+                (route0("route"), Value::Null),
+                (route0("redirect"), json!({"path_redirect": "/x"})),
+            ],
+            route0_path("redirect"),
+            "redirect",
+        ),
+        (
+            "weighted route clusters",
+            vec![(
+                route0("route"),
+                json!({"weighted_clusters": {"clusters": [{"name": "backend", "weight": 1}]}}),
+            )],
+            route0_path("route.weighted_clusters"),
+            "weighted_clusters",
+        ),
+        (
+            "retry policy",
+            vec![(route0("route/retry_policy"), json!({"retry_on": "5xx"}))],
+            route0_path("route.retry_policy"),
+            "retry_policy",
+        ),
+        (
+            "bad direct response status",
+            vec![
+                (route0("route"), Value::Null),
+                (route0("direct_response"), json!({"status": 99})),
+            ],
+            route0_path("direct_response.status"),
+            "200..=599",
+        ),
+        (
+            "direct response from a file",
+            vec![
+                (route0("route"), Value::Null),
+                (
+                    route0("direct_response"),
+                    json!({"status": 200, "body": {"filename": "/etc/motd"}}),
+                ),
+            ],
+            route0_path("direct_response.body.filename"),
+            "filename",
+        ),
+        (
+            "route header mutation",
+            vec![(
+                route0("request_headers_to_add"),
+                json!([{"header": {"key": "x-a", "value": "b"}}]),
+            )],
+            route0_path("request_headers_to_add"),
+            "request_headers_to_add",
+        ),
+        (
+            "vhost without domains",
+            vec![(hcm("route_config/virtual_hosts/0/domains"), json!([]))],
+            hcm_path("route_config.virtual_hosts[0].domains"),
+            "at least one",
+        ),
+        (
+            "duplicate domain across vhosts",
+            vec![(
+                hcm("route_config/virtual_hosts/1"),
+                json!({"name": "vh2", "domains": ["example.com", "*"]}),
+            )],
+            hcm_path("route_config.virtual_hosts[1].domains[1]"),
+            "duplicate",
+        ),
+        (
+            "route to unknown cluster in a static table",
+            vec![(route0("route/cluster"), json!("nope"))],
+            route0_path("route.cluster"),
+            "unknown cluster",
+        ),
+        (
+            "tcp proxy to unknown cluster",
+            vec![(format!("{TCP}/cluster"), json!("nope"))],
+            "static_resources.listeners[1].filter_chains[0].filters[0].typed_config.cluster".into(),
+            "unknown cluster",
+        ),
+        (
+            "tcp proxy weight 0",
+            vec![
+                (format!("{TCP}/cluster"), Value::Null),
+                (
+                    format!("{TCP}/weighted_clusters"),
+                    json!({"clusters": [{"name": "backend", "weight": 0}]}),
+                ),
+            ],
+            "static_resources.listeners[1].filter_chains[0].filters[0].typed_config.weighted_clusters.clusters[0].weight"
+                .into(),
+            "at least 1",
+        ),
+        (
+            "tcp proxy hash policy",
+            vec![(format!("{TCP}/hash_policy"), json!([{"source_ip": {}}]))],
+            "static_resources.listeners[1].filter_chains[0].filters[0].typed_config.hash_policy".into(),
+            "hash_policy",
+        ),
+        (
+            "duplicate listener names",
+            vec![("/static_resources/listeners/1/name".into(), json!("http"))],
+            "static_resources.listeners[1].name".into(),
+            "duplicate",
+        ),
+        (
+            "two listeners on one address",
+            vec![(
+                "/static_resources/listeners/1/address/socket_address/port_value".into(),
+                json!(10000),
+            )],
+            "static_resources.listeners[1].address".into(),
+            "already used",
+        ),
+        (
+            "listener filters",
+            vec![(
+                "/static_resources/listeners/0/listener_filters".into(),
+                json!([{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}]),
+            )],
+            "static_resources.listeners[0].listener_filters".into(),
+            "listener_filters",
+        ),
+        (
+            "use_original_dst",
+            vec![("/static_resources/listeners/0/use_original_dst".into(), json!(true))],
+            "static_resources.listeners[0].use_original_dst".into(),
+            "use_original_dst",
+        ),
+        (
+            "named port",
+            vec![(
+                "/static_resources/listeners/0/address/socket_address".into(),
+                json!({"address": "127.0.0.1", "named_port": "http"}),
+            )],
+            "static_resources.listeners[0].address.socket_address.named_port".into(),
+            "named_port",
+        ),
+        (
+            "udp listener",
+            vec![(
+                "/static_resources/listeners/0/address/socket_address/protocol".into(),
+                json!("UDP"),
+            )],
+            "static_resources.listeners[0].address.socket_address.protocol".into(),
+            "UDP",
+        ),
+        (
+            "pipe listener",
+            vec![(
+                "/static_resources/listeners/0/address".into(),
+                json!({"pipe": {"path": "/tmp/s"}}),
+            )],
+            "static_resources.listeners[0].address.pipe".into(),
+            "pipe",
+        ),
+        (
+            "listener on a host name",
+            vec![(
+                "/static_resources/listeners/0/address/socket_address/address".into(),
+                json!("localhost"),
+            )],
+            "static_resources.listeners[0].address.socket_address.address".into(),
+            "IP address",
+        ),
+        (
+            "port out of range",
+            vec![(format!("{ENDPOINT0}/address/socket_address/port_value"), json!(70000))],
+            format!("{ENDPOINT0_PATH}.address.socket_address.port_value"),
+            "not a port",
+        ),
+        (
+            "STATIC cluster with a host name",
+            vec![(format!("{ENDPOINT0}/address/socket_address/address"), json!("localhost"))],
+            format!("{ENDPOINT0_PATH}.address.socket_address.address"),
+            "STATIC",
+        ),
+        (
+            "unsupported cluster type",
+            vec![(format!("{CLUSTER0}/type"), json!("EDS"))],
+            "static_resources.clusters[0].type".into(),
+            "EDS",
+        ),
+        (
+            "unsupported lb policy",
+            vec![(format!("{CLUSTER0}/lb_policy"), json!("LEAST_REQUEST"))],
+            "static_resources.clusters[0].lb_policy".into(),
+            "LEAST_REQUEST",
+        ),
+        (
+            "duplicate cluster names",
+            vec![(
+                "/static_resources/clusters/1".into(),
+                json!({"name": "backend", "type": "STATIC"}),
+            )],
+            "static_resources.clusters[1].name".into(),
+            "duplicate",
+        ),
+        (
+            "zero connect timeout",
+            vec![(format!("{CLUSTER0}/connect_timeout"), json!("0s"))],
+            "static_resources.clusters[0].connect_timeout".into(),
+            "greater than 0",
+        ),
+        (
+            "circuit breakers",
+            vec![(
+                format!("{CLUSTER0}/circuit_breakers"),
+                json!({"thresholds": [{"max_connections": 1}]}),
+            )],
+            "static_resources.clusters[0].circuit_breakers".into(),
+            "circuit_breakers",
+        ),
+        (
+            "endpoint weight 0",
+            vec![(
+                format!("{CLUSTER0}/load_assignment/endpoints/0/lb_endpoints/0/load_balancing_weight"),
+                json!(0),
+            )],
+            "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].load_balancing_weight".into(),
+            "at least 1",
+        ),
+        (
+            "endpoint priority",
+            vec![(format!("{CLUSTER0}/load_assignment/endpoints/0/priority"), json!(1))],
+            "static_resources.clusters[0].load_assignment.endpoints[0].priority".into(),
+            "priority",
+        ),
+        (
+            "auto upstream protocol",
+            vec![(
+                format!("{CLUSTER0}/typed_extension_protocol_options"),
+                json!({upstream_key: {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "auto_config": {}}}),
+            )],
+            format!("static_resources.clusters[0].typed_extension_protocol_options[\"{upstream_key}\"].auto_config"),
+            "auto_config",
+        ),
+        (
+            "stats config",
+            vec![("/stats_config".into(), json!({"use_all_default_tags": false}))],
+            "stats_config".into(),
+            "stats_config",
+        ),
+        (
+            "dynamic resources",
+            vec![("/dynamic_resources".into(), json!({"lds_config": {"ads": {}}}))],
+            "dynamic_resources".into(),
+            "xDS",
+        ),
+        (
+            "runtime overrides",
+            vec![(
+                "/layered_runtime".into(),
+                json!({"layers": [{"name": "s", "static_layer": {"foo.bar": 1}}]}),
+            )],
+            "layered_runtime.layers[0].static_layer".into(),
+            "foo.bar",
+        ),
+        (
+            "admin access log file",
+            vec![("/admin/access_log_path".into(), json!("/tmp/admin.log"))],
+            "admin.access_log_path".into(),
+            "/dev/null",
+        ),
+        (
+            "secrets",
+            vec![("/static_resources/secrets".into(), json!([{"name": "s"}]))],
+            "static_resources.secrets".into(),
+            "secrets",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, edits, path, word) in &cases {
+        let edits: Vec<(&str, Value)> =
+            edits.iter().map(|(p, v)| (p.as_str(), v.clone())).collect();
+        match load(&edited(&edits)) {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(errors) => {
+                let hit = errors
+                    .iter()
+                    .any(|e| e.path() == path && e.to_string().contains(word));
+                if !hit {
+                    failures.push(format!(
+                        "{what}: want {path} with '{word}', got:\n  {}",
+                        render(&errors).replace('\n', "\n  ")
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_typo_is_a_parse_error_naming_the_field() {
+    let text = edited(&[(&format!("{CLUSTER0}/conect_timeout"), json!("1s"))]);
+    let errors = load(&text).expect_err("typo refused");
+    assert_eq!(errors.len(), 1, "{}", render(&errors));
+    assert!(
+        matches!(errors[0], ConfigError::Parse(_)),
+        "{}",
+        render(&errors)
+    );
+    let msg = errors[0].to_string();
+    assert!(
+        msg.contains("clusters") && msg.contains("conect_timeout"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn load_reports_every_problem_at_once() {
+    let text = edited(&[
+        (&format!("{HCM}/codec_type"), json!("HTTP3")),
+        (&format!("{CLUSTER0}/type"), json!("EDS")),
+        ("/static_resources/listeners/1/name", json!("http")),
+        (
+            &format!("{ROUTE0}/match"),
+            json!({"safe_regex": {"regex": ".*"}}),
+        ),
+    ]);
+    let errors = load(&text).expect_err("refused");
+    let paths: Vec<&str> = errors.iter().map(ConfigError::path).collect();
+    for want in [
+        format!("{HCM_PATH}.codec_type"),
+        "static_resources.clusters[0].type".to_owned(),
+        "static_resources.listeners[1].name".to_owned(),
+        format!("{ROUTE0_PATH}.match.safe_regex"),
+    ] {
+        assert!(
+            paths.contains(&want.as_str()),
+            "missing {want}: {}",
+            render(&errors)
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! Good configs translate to the expected model, with Envoy's defaults.
+
+use std::{net::SocketAddr, time::Duration};
+
+use serde_json::json;
+
+use super::{HCM, ROUTE0, edited, load_ok};
+use crate::{model::*, parse::parse_message};
+
+#[test]
+fn full_config_translates_to_the_expected_model() {
+    let yaml = r#"
+admin:
+  access_log_path: /dev/null
+  address: {socket_address: {address: "::1", port_value: 9901}}
+node: {id: n1, cluster: c1}
+layered_runtime:
+  layers:
+  - {name: static, static_layer: {}}
+  - {name: admin, admin_layer: {}}
+static_resources:
+  listeners:
+  - name: web
+    address: {socket_address: {address: 0.0.0.0, port_value: 8000}}
+    per_connection_buffer_limit_bytes: 32768
+    traffic_direction: INBOUND
+    enable_reuse_port: false
+    filter_chains:
+    - filter_chain_match: {}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          codec_type: HTTP1
+          server_name: strait
+          server_header_transformation: PASS_THROUGH
+          stream_idle_timeout: 0s
+          request_timeout: 10s
+          common_http_protocol_options: {idle_timeout: 60s}
+          http_protocol_options: {}
+          max_request_headers_kb: 96
+          use_remote_address: true
+          generate_request_id: false
+          normalize_path: false
+          drain_timeout: 5s
+          upgrade_configs:
+          - upgrade_type: WebSocket
+          - upgrade_type: CONNECT
+            enabled: false
+          http_filters:
+          - name: envoy.filters.http.cors
+            is_optional: true
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+              dynamic_stats: true
+          route_config:
+            name: main
+            virtual_hosts:
+            - name: api
+              domains: ["API.example.com", "*.api.example.com"]
+              routes:
+              - name: health
+                match: {path: /health, case_sensitive: false}
+                decorator: {operation: health}
+                direct_response: {status: 200, body: {inline_string: ok}}
+              - match: {prefix: /v1/}
+                route: {cluster: api_v1, timeout: 0s, prefix_rewrite: /}
+            - name: fallback
+              domains: ["*"]
+              routes:
+              - match: {prefix: /}
+                route: {cluster: dns_backend, timeout: 2.5s}
+              - match: {prefix: /gone}
+                direct_response: {status: 410, body: {inline_string: ""}}
+  - address: {socket_address: {address: 127.0.0.1, port_value: 9000}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          idle_timeout: 0s
+          max_connect_attempts: 1
+          weighted_clusters:
+            clusters:
+            - {name: api_v1, weight: 3}
+            - {name: dns_backend, weight: 1}
+  clusters:
+  - name: api_v1
+    connect_timeout: 0.25s
+    per_connection_buffer_limit_bytes: 65536
+    load_assignment:
+      cluster_name: api_v1
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}
+          load_balancing_weight: 2
+        - endpoint: {address: {socket_address: {address: "fd00::2", port_value: 81}}}
+          health_status: HEALTHY
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+  - name: dns_backend
+    type: STRICT_DNS
+    dns_lookup_family: V4_ONLY
+    dns_refresh_rate: 10s
+    lb_policy: ROUND_ROBIN
+    load_assignment:
+      cluster_name: dns_backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: backend.local, port_value: 8080}}}
+  - name: legacy_h2
+    type: STATIC
+    http2_protocol_options: {}
+"#;
+    let addr = |s: &str| s.parse::<SocketAddr>().expect("address");
+    let expected = Config {
+        admin: Some(Admin {
+            address: addr("[::1]:9901"),
+        }),
+        listeners: vec![
+            Listener {
+                name: "web".into(),
+                address: addr("0.0.0.0:8000"),
+                buffer_limit: 32768,
+                filter_chain: FilterChain {
+                    terminal: NetworkFilter::Http(HttpConnectionManager {
+                        stat_prefix: "web".into(),
+                        codec: CodecType::Http1,
+                        route_config: RouteConfig {
+                            name: "main".into(),
+                            virtual_hosts: vec![
+                                VirtualHost {
+                                    name: "api".into(),
+                                    domains: vec![
+                                        "api.example.com".into(),
+                                        "*.api.example.com".into(),
+                                    ],
+                                    routes: vec![
+                                        Route {
+                                            name: "health".into(),
+                                            matcher: RouteMatch {
+                                                path: PathMatch::Exact("/health".into()),
+                                                case_sensitive: false,
+                                            },
+                                            action: RouteAction::DirectResponse {
+                                                status: 200,
+                                                body: Some("ok".into()),
+                                            },
+                                        },
+                                        Route {
+                                            name: String::new(),
+                                            matcher: RouteMatch {
+                                                path: PathMatch::Prefix("/v1/".into()),
+                                                case_sensitive: true,
+                                            },
+                                            action: RouteAction::Forward(ForwardAction {
+                                                cluster: "api_v1".into(),
+                                                timeout: None,
+                                                prefix_rewrite: Some("/".into()),
+                                            }),
+                                        },
+                                    ],
+                                },
+                                VirtualHost {
+                                    name: "fallback".into(),
+                                    domains: vec!["*".into()],
+                                    routes: vec![
+                                        Route {
+                                            name: String::new(),
+                                            matcher: RouteMatch {
+                                                path: PathMatch::Prefix("/".into()),
+                                                case_sensitive: true,
+                                            },
+                                            action: RouteAction::Forward(ForwardAction {
+                                                cluster: "dns_backend".into(),
+                                                timeout: Some(Duration::from_millis(2500)),
+                                                prefix_rewrite: None,
+                                            }),
+                                        },
+                                        Route {
+                                            name: String::new(),
+                                            matcher: RouteMatch {
+                                                path: PathMatch::Prefix("/gone".into()),
+                                                case_sensitive: true,
+                                            },
+                                            action: RouteAction::DirectResponse {
+                                                status: 410,
+                                                body: None,
+                                            },
+                                        },
+                                    ],
+                                },
+                            ],
+                        },
+                        server_name: "strait".into(),
+                        server_header: ServerHeaderTransformation::PassThrough,
+                        upgrades: vec!["websocket".into()],
+                        stream_idle_timeout: None,
+                        request_timeout: Some(Duration::from_secs(10)),
+                        idle_timeout: Some(Duration::from_secs(60)),
+                        max_request_headers_kb: 96,
+                        use_remote_address: true,
+                        generate_request_id: false,
+                        http_filters: vec![],
+                    }),
+                },
+            },
+            Listener {
+                name: "127.0.0.1_9000".into(),
+                address: addr("127.0.0.1:9000"),
+                buffer_limit: 1 << 20,
+                filter_chain: FilterChain {
+                    terminal: NetworkFilter::Tcp(TcpProxy {
+                        stat_prefix: "tcp".into(),
+                        cluster: TcpCluster::Weighted(vec![
+                            WeightedCluster {
+                                name: "api_v1".into(),
+                                weight: 3,
+                            },
+                            WeightedCluster {
+                                name: "dns_backend".into(),
+                                weight: 1,
+                            },
+                        ]),
+                        idle_timeout: None,
+                    }),
+                },
+            },
+        ],
+        clusters: vec![
+            Cluster {
+                name: "api_v1".into(),
+                discovery: Discovery::Static,
+                connect_timeout: Duration::from_millis(250),
+                lb_policy: LbPolicy::RoundRobin,
+                endpoints: vec![
+                    Endpoint {
+                        host: "10.0.0.1".into(),
+                        port: 80,
+                        weight: 2,
+                    },
+                    Endpoint {
+                        host: "fd00::2".into(),
+                        port: 81,
+                        weight: 1,
+                    },
+                ],
+                protocol: UpstreamProtocol::Http2,
+                buffer_limit: 65536,
+            },
+            Cluster {
+                name: "dns_backend".into(),
+                discovery: Discovery::StrictDns {
+                    refresh_rate: Duration::from_secs(10),
+                    lookup_family: DnsLookupFamily::V4Only,
+                },
+                connect_timeout: Duration::from_secs(5),
+                lb_policy: LbPolicy::RoundRobin,
+                endpoints: vec![Endpoint {
+                    host: "backend.local".into(),
+                    port: 8080,
+                    weight: 1,
+                }],
+                protocol: UpstreamProtocol::Http1,
+                buffer_limit: 1 << 20,
+            },
+            Cluster {
+                name: "legacy_h2".into(),
+                discovery: Discovery::Static,
+                connect_timeout: Duration::from_secs(5),
+                lb_policy: LbPolicy::RoundRobin,
+                endpoints: vec![],
+                protocol: UpstreamProtocol::Http2,
+                buffer_limit: 1 << 20,
+            },
+        ],
+    };
+    assert_eq!(load_ok(yaml), expected);
+}
+
+#[test]
+fn envoy_example_config_translates_with_envoy_defaults() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - name: listener_0
+    address: {socket_address: {address: 0.0.0.0, port_value: 10000}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          codec_type: AUTO
+          route_config:
+            name: local_route
+            virtual_hosts:
+            - name: local_service
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                route: {cluster: service_backend}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: service_backend
+    type: STRICT_DNS
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: service_backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: localhost, port_value: 8080}}}
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 9901}}
+"#;
+    let c = load_ok(yaml);
+    let admin = c.admin.expect("admin");
+    assert_eq!(
+        admin.address,
+        "127.0.0.1:9901".parse::<SocketAddr>().expect("addr")
+    );
+    let l = &c.listeners[0];
+    assert_eq!((l.name.as_str(), l.buffer_limit), ("listener_0", 1 << 20));
+    let NetworkFilter::Http(hcm) = &l.filter_chain.terminal else {
+        panic!("expected an HCM: {l:?}");
+    };
+    assert_eq!(hcm.codec, CodecType::Auto);
+    assert_eq!(hcm.server_name, "envoy");
+    assert_eq!(hcm.server_header, ServerHeaderTransformation::Overwrite);
+    assert_eq!(hcm.stream_idle_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(hcm.request_timeout, None);
+    assert_eq!(hcm.idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(hcm.max_request_headers_kb, 60);
+    assert!(!hcm.use_remote_address && hcm.generate_request_id);
+    assert!(hcm.upgrades.is_empty() && hcm.http_filters.is_empty());
+    let route = &hcm.route_config.virtual_hosts[0].routes[0];
+    assert_eq!(
+        route.action,
+        RouteAction::Forward(ForwardAction {
+            cluster: "service_backend".into(),
+            timeout: Some(Duration::from_secs(15)),
+            prefix_rewrite: None,
+        })
+    );
+    let cl = &c.clusters[0];
+    assert_eq!(
+        cl.discovery,
+        Discovery::StrictDns {
+            refresh_rate: Duration::from_secs(5),
+            lookup_family: DnsLookupFamily::Auto,
+        }
+    );
+    assert_eq!(cl.connect_timeout, Duration::from_secs(1));
+    assert_eq!(cl.protocol, UpstreamProtocol::Http1);
+    assert_eq!(cl.endpoints[0].host, "localhost");
+}
+
+#[test]
+fn unknown_route_cluster_is_allowed_without_validate_clusters() {
+    let text = edited(&[
+        (&format!("{ROUTE0}/route/cluster"), json!("nope")),
+        (
+            &format!("{HCM}/route_config/validate_clusters"),
+            json!(false),
+        ),
+    ]);
+    let c = load_ok(&text);
+    let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chain.terminal else {
+        panic!("expected an HCM");
+    };
+    let action = &hcm.route_config.virtual_hosts[0].routes[0].action;
+    assert!(
+        matches!(action, RouteAction::Forward(f) if f.cluster == "nope"),
+        "{action:?}"
+    );
+}
+
+#[test]
+fn rds_route_config_defaults_to_unvalidated_clusters() {
+    let rc = parse_message(
+        r#"{name: r, virtual_hosts: [{name: v, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: later}}]}]}"#,
+        "envoy.config.route.v3.RouteConfiguration",
+    )
+    .expect("parses")
+    .transcode_to::<envoy_types::pb::envoy::config::route::v3::RouteConfiguration>()
+    .expect("transcodes");
+    let out = crate::translate_route_config(&rc, "r").expect("translates");
+    assert_eq!(out.virtual_hosts[0].routes.len(), 1);
+}
+
+#[test]
+fn unnamed_port_zero_listeners_get_distinct_stable_names() {
+    let listener = |port: u16| {
+        json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+               "filter_chains": [{"filters": [{"name": "t", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                   "stat_prefix": "t", "cluster": "backend"}}]}]})
+    };
+    let text = edited(&[
+        ("/static_resources/listeners/0", listener(0)),
+        ("/static_resources/listeners/1", listener(0)),
+    ]);
+    let names: Vec<String> = load_ok(&text)
+        .listeners
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(names, ["127.0.0.1_0", "127.0.0.1_0_1"]);
+}
