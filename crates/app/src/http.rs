@@ -116,10 +116,10 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             .with_server_header(hcm)
         }
     };
-    if let Some(d) = HeaderValue::from_str(&started.elapsed().as_millis().to_string()).ok()
-        && matches!(resp.body(), ProxyBody::Upstream(_))
-    {
-        resp.headers_mut().insert(X_SERVICE_TIME.clone(), d);
+    if matches!(resp.body(), ProxyBody::Upstream(_)) {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        resp.headers_mut()
+            .insert(X_SERVICE_TIME.clone(), HeaderValue::from(ms));
     }
     conn.stats.response(resp.status().as_u16());
     conn.stats
@@ -251,7 +251,6 @@ fn upstream_request(
     upgrade: bool,
 ) -> Result<Prepared, Response<ProxyBody>> {
     let (mut parts, body) = req.into_parts();
-    let authority = RequestView::from_parts(&parts).authority.to_owned();
     let path = match rewritten {
         Some(p) => PathAndQuery::try_from(p).ok(),
         None => parts.uri.path_and_query().cloned(),
@@ -280,26 +279,38 @@ fn upstream_request(
     }
     match action.timeout {
         Some(t) => {
-            if let Ok(v) = HeaderValue::from_str(&t.as_millis().to_string()) {
-                h.insert(X_EXPECTED_TIMEOUT.clone(), v);
-            }
+            let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+            h.insert(X_EXPECTED_TIMEOUT.clone(), HeaderValue::from(ms));
         }
         None => {
             h.remove(&X_EXPECTED_TIMEOUT);
         }
     }
     if h2 {
+        // HTTP/2 carries the host as :authority, taken from the URI.
+        let authority = match parts.uri.authority() {
+            Some(a) => a.clone(),
+            None => h
+                .get(header::HOST)
+                .and_then(|v| http::uri::Authority::try_from(v.as_bytes()).ok())
+                .ok_or_else(bad_request)?,
+        };
         h.remove(header::HOST);
         parts.version = Version::HTTP_2;
         let uri = Uri::builder()
             .scheme("http")
-            .authority(authority.as_str())
+            .authority(authority)
             .path_and_query(path)
             .build();
         parts.uri = uri.map_err(|_| bad_request())?;
     } else {
         if !h.contains_key(header::HOST) {
-            let v = HeaderValue::from_str(&authority).map_err(|_| bad_request())?;
+            // HTTP/2 downstream or absolute form: Host comes from :authority.
+            let v = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .ok_or_else(bad_request)?;
             h.insert(header::HOST, v);
         }
         parts.version = Version::HTTP_11;

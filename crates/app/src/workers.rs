@@ -36,12 +36,18 @@ impl Workers {
                 .build()?;
             let handles = vec![rt.handle().clone()];
             let mut rx = stop.subscribe();
-            let thread = std::thread::Builder::new().name("strait-workers".into()).spawn(move || {
-                rt.block_on(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                });
-            })?;
-            return Ok(Workers { handles, threads: vec![thread], stop });
+            let thread = std::thread::Builder::new()
+                .name("strait-workers".into())
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    });
+                })?;
+            return Ok(Workers {
+                handles,
+                threads: vec![thread],
+                stop,
+            });
         }
         let mut handles = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
