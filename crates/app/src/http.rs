@@ -188,7 +188,7 @@ async fn forward(
     let (body_done, up_req) =
         match upstream_request(req, conn, hcm, action, rewritten, h2, upgrade.is_some()) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(BadRequest) => return bad_request(),
         };
     let lease = match cluster.lease(host).await {
         Ok(l) => l,
@@ -249,7 +249,7 @@ fn upstream_request(
     rewritten: Option<String>,
     h2: bool,
     upgrade: bool,
-) -> Result<Prepared, Response<ProxyBody>> {
+) -> Result<Prepared, BadRequest> {
     let (mut parts, body) = req.into_parts();
     let path = match rewritten {
         Some(p) => PathAndQuery::try_from(p).ok(),
@@ -293,7 +293,7 @@ fn upstream_request(
             None => h
                 .get(header::HOST)
                 .and_then(|v| http::uri::Authority::try_from(v.as_bytes()).ok())
-                .ok_or_else(bad_request)?,
+                .ok_or(BadRequest)?,
         };
         h.remove(header::HOST);
         parts.version = Version::HTTP_2;
@@ -302,7 +302,7 @@ fn upstream_request(
             .authority(authority)
             .path_and_query(path)
             .build();
-        parts.uri = uri.map_err(|_| bad_request())?;
+        parts.uri = uri.map_err(|_| BadRequest)?;
     } else {
         if !h.contains_key(header::HOST) {
             // HTTP/2 downstream or absolute form: Host comes from :authority.
@@ -310,7 +310,7 @@ fn upstream_request(
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                .ok_or_else(bad_request)?;
+                .ok_or(BadRequest)?;
             h.insert(header::HOST, v);
         }
         parts.version = Version::HTTP_11;
@@ -324,6 +324,10 @@ fn upstream_request(
     };
     Ok((done, Request::from_parts(parts, body)))
 }
+
+/// The request cannot be expressed upstream (e.g. no usable authority).
+#[derive(Debug)]
+struct BadRequest;
 
 fn bad_request() -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::local(""));

@@ -48,6 +48,7 @@ pub(crate) struct HttpStats {
 impl HttpStats {
     pub(crate) fn new(prefix: &str) -> Self {
         let label = ("envoy_http_conn_manager_prefix", prefix.to_owned());
+        let labels = std::slice::from_ref(&label);
         let class = |k: &'static str| {
             metrics::counter!(
                 "envoy_http_downstream_rq_xx",
@@ -55,12 +56,12 @@ impl HttpStats {
             )
         };
         HttpStats {
-            cx_total: metrics::counter!("envoy_http_downstream_cx_total", &[label.clone()]),
-            cx_active: metrics::gauge!("envoy_http_downstream_cx_active", &[label.clone()]),
-            rq_total: metrics::counter!("envoy_http_downstream_rq_total", &[label.clone()]),
+            cx_total: metrics::counter!("envoy_http_downstream_cx_total", labels),
+            cx_active: metrics::gauge!("envoy_http_downstream_cx_active", labels),
+            rq_total: metrics::counter!("envoy_http_downstream_rq_total", labels),
             rq_class: [class("1"), class("2"), class("3"), class("4"), class("5")],
-            rq_time: metrics::histogram!("envoy_http_downstream_rq_time", &[label.clone()]),
-            no_route: metrics::counter!("envoy_http_rq_no_route", &[label.clone()]),
+            rq_time: metrics::histogram!("envoy_http_downstream_rq_time", labels),
+            no_route: metrics::counter!("envoy_http_rq_no_route", labels),
         }
     }
 
@@ -83,11 +84,12 @@ pub(crate) struct TcpStats {
 impl TcpStats {
     pub(crate) fn new(prefix: &str) -> Self {
         let label = ("envoy_tcp_prefix", prefix.to_owned());
+        let labels = std::slice::from_ref(&label);
         TcpStats {
-            cx_total: metrics::counter!("envoy_tcp_downstream_cx_total", &[label.clone()]),
-            rx_bytes: metrics::counter!("envoy_tcp_downstream_cx_rx_bytes_total", &[label.clone()]),
-            tx_bytes: metrics::counter!("envoy_tcp_downstream_cx_tx_bytes_total", &[label.clone()]),
-            no_route: metrics::counter!("envoy_tcp_downstream_cx_no_route", &[label.clone()]),
+            cx_total: metrics::counter!("envoy_tcp_downstream_cx_total", labels),
+            rx_bytes: metrics::counter!("envoy_tcp_downstream_cx_rx_bytes_total", labels),
+            tx_bytes: metrics::counter!("envoy_tcp_downstream_cx_tx_bytes_total", labels),
+            no_route: metrics::counter!("envoy_tcp_downstream_cx_no_route", labels),
         }
     }
 }
@@ -102,9 +104,10 @@ pub(crate) struct ListenerStats {
 impl ListenerStats {
     pub(crate) fn new(address: &str) -> Self {
         let label = ("envoy_listener_address", address.to_owned());
+        let labels = std::slice::from_ref(&label);
         ListenerStats {
-            cx_total: metrics::counter!("envoy_listener_downstream_cx_total", &[label.clone()]),
-            cx_active: metrics::gauge!("envoy_listener_downstream_cx_active", &[label.clone()]),
+            cx_total: metrics::counter!("envoy_listener_downstream_cx_total", labels),
+            cx_active: metrics::gauge!("envoy_listener_downstream_cx_active", labels),
         }
     }
 }

@@ -63,7 +63,7 @@ pub(crate) struct ClusterStats {
 impl ClusterStats {
     fn new(name: &str) -> Self {
         let label = ("envoy_cluster_name", name.to_owned());
-        let c = |n: &'static str| metrics::counter!(n, &[label.clone()]);
+        let c = |n: &'static str| metrics::counter!(n, std::slice::from_ref(&label));
         let class = |k: &'static str| {
             metrics::counter!(
                 "envoy_cluster_upstream_rq_xx",
@@ -77,7 +77,10 @@ impl ClusterStats {
             rq_total: c("envoy_cluster_upstream_rq_total"),
             rq_timeout: c("envoy_cluster_upstream_rq_timeout"),
             rq_class: [class("1"), class("2"), class("3"), class("4"), class("5")],
-            rq_time: metrics::histogram!("envoy_cluster_upstream_rq_time", &[label.clone()]),
+            rq_time: metrics::histogram!(
+                "envoy_cluster_upstream_rq_time",
+                std::slice::from_ref(&label)
+            ),
             no_healthy: c("envoy_cluster_upstream_cx_none_healthy"),
         }
     }
