@@ -109,7 +109,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                     }
                     RouteAction::Forward(action) => {
                         let path = m.rewritten_path(view.path);
-                        forward(req, &conn, hcm, action, path).await
+                        forward(req, &conn, hcm, action, path, started).await
                     }
                 },
             }
@@ -167,6 +167,7 @@ async fn forward(
     hcm: &HttpConnectionManager,
     action: &ForwardAction,
     rewritten: Option<String>,
+    started: Instant,
 ) -> Response<ProxyBody> {
     let upgrade = headers::upgrade_token(req.headers());
     if let Some(token) = &upgrade
@@ -195,27 +196,22 @@ async fn forward(
         Err(_) => return LocalReply::ConnectFailure.response(),
     };
     let sent = lease.send(up_req);
-    let result = match action.timeout {
-        None => sent.await,
-        Some(limit) => {
-            // Envoy's route timeout starts once the whole request has been
-            // sent, so a long upload is not cut short by it.
+    let result =
+        if action.timeout.is_none() && (hcm.request_timeout.is_none() || body_done.is_none()) {
+            sent.await
+        } else {
             tokio::pin!(sent);
-            let deadline = async {
-                if let Some(done) = body_done {
-                    let _ = done.await;
-                }
-                tokio::time::sleep(limit).await;
-            };
+            let deadline = deadline(started, hcm.request_timeout, body_done, action.timeout);
             tokio::select! {
                 r = &mut sent => r,
-                () = deadline => {
-                    Lease::count_timeout(&cluster);
-                    return LocalReply::UpstreamTimeout.response();
+                reply = deadline => {
+                    if reply == LocalReply::UpstreamTimeout {
+                        Lease::count_timeout(&cluster);
+                    }
+                    return reply.response();
                 }
             }
-        }
-    };
+        };
     let mut resp = match result {
         Ok(r) => r,
         Err(UpstreamError::Connect(_)) => return LocalReply::ConnectFailure.response(),
@@ -234,6 +230,38 @@ async fn forward(
     }
     headers::strip_hop_by_hop(resp.headers_mut(), switching);
     resp.map(ProxyBody::Upstream)
+}
+
+/// Resolves with the reply to send when a timer fires first: Envoy's
+/// `request_timeout` bounds receiving the whole request (from its start), and
+/// the route timeout starts once the request has been sent, so a long upload
+/// is not cut short by it.
+async fn deadline(
+    started: Instant,
+    request_timeout: Option<std::time::Duration>,
+    body_done: Option<oneshot::Receiver<()>>,
+    route_timeout: Option<std::time::Duration>,
+) -> LocalReply {
+    if let Some(done) = body_done {
+        match request_timeout {
+            Some(limit) => {
+                let left = limit.saturating_sub(started.elapsed());
+                if tokio::time::timeout(left, done).await.is_err() {
+                    return LocalReply::RequestTimeout;
+                }
+            }
+            None => {
+                let _ = done.await;
+            }
+        }
+    }
+    match route_timeout {
+        Some(limit) => {
+            tokio::time::sleep(limit).await;
+            LocalReply::UpstreamTimeout
+        }
+        None => std::future::pending().await,
+    }
 }
 
 type Prepared = (Option<oneshot::Receiver<()>>, Request<Body>);

@@ -16,8 +16,17 @@ use crate::{
     tcp,
 };
 
-/// How long a client may take to send a request head (slowloris bound).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an HTTP/1.1 connection may wait for (the rest of) a request
+/// head. hyper has one timer for both a keep-alive connection waiting for its
+/// next request (Envoy's `idle_timeout`, 1 h) and a head arriving slowly
+/// (covered in Envoy by `stream_idle_timeout`, 5 min); the shorter of the two
+/// configured values bounds both, so neither limit is ever exceeded.
+fn header_read_timeout(hcm: &strait_config::model::HttpConnectionManager) -> Option<Duration> {
+    match (hcm.idle_timeout, hcm.stream_idle_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct ListenerSet {
@@ -177,7 +186,7 @@ async fn connection(
                     CodecType::Http2 => ServerProtocol::Http2,
                 },
                 max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
-                header_read_timeout: Some(HEADER_READ_TIMEOUT),
+                header_read_timeout: header_read_timeout(hcm),
             };
             drop(snapshot);
             let ctx = Arc::new(ConnCtx {

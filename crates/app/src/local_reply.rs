@@ -21,6 +21,8 @@ pub(crate) enum LocalReply {
     UpstreamReset,
     /// UT: the route timeout elapsed before the response headers.
     UpstreamTimeout,
+    /// The whole request was not received within `request_timeout`.
+    RequestTimeout,
     /// An `Upgrade` the connection manager is not configured for.
     UpgradeRefused,
     /// The listener was removed while this connection was open.
@@ -32,6 +34,7 @@ impl LocalReply {
         match self {
             LocalReply::NoRoute => StatusCode::NOT_FOUND,
             LocalReply::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            LocalReply::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             LocalReply::UpgradeRefused => StatusCode::FORBIDDEN,
             LocalReply::NoCluster
             | LocalReply::NoHealthyUpstream
@@ -52,6 +55,7 @@ impl LocalReply {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
             }
             LocalReply::UpstreamTimeout => "upstream request timeout",
+            LocalReply::RequestTimeout => "request timeout",
             LocalReply::ListenerDraining => "listener draining",
         }
     }
@@ -64,6 +68,7 @@ impl LocalReply {
             LocalReply::ConnectFailure => "UF",
             LocalReply::UpstreamReset => "UC",
             LocalReply::UpstreamTimeout => "UT",
+            LocalReply::RequestTimeout => "DT",
             LocalReply::UpgradeRefused => "UPE",
             LocalReply::ListenerDraining => "DC",
         }
