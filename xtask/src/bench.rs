@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -42,6 +42,9 @@ options:
 
 const PROXY_CORE: u32 = 0;
 const LOAD_CORE: u32 = 1;
+const PACER_LATE_WARNING_US: u64 = 200;
+const OTHER_LOAD_WARNING_PERCENT: f64 = 5.0;
+const SATURATED_PERCENT: f64 = 90.0;
 const H2LOAD_HTTP1: &[&str] = &["--h1", "-c", "32", "-m", "1"];
 const H2LOAD_HTTP2: &[&str] = &["-c", "8", "-m", "16"];
 
@@ -122,6 +125,12 @@ impl Proxy {
         }
     }
 
+    /// Position in [`Proxy::ALL`], which lists the variants in declaration
+    /// order.
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn from_name(name: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
@@ -166,21 +175,26 @@ struct Measurement {
     cpu_us_per_request: f64,
     p50_us: f64,
     p99_us: f64,
+    /// Share of the proxy's core it used during the saturation run; well
+    /// below 100 means the load core, not the proxy, was the bottleneck.
+    cpu_busy_percent: f64,
     rss_mib: f64,
     peak_rss_mib: f64,
     saturation_non_2xx: u64,
     latency: Value,
 }
 
-/// Table rows: label, the figure, decimals.
-type Row = (&'static str, fn(&Measurement) -> f64, usize);
-const ROWS: [Row; 6] = [
-    ("req/s (saturation)", |m| m.rps, 0),
-    ("CPU µs/req", |m| m.cpu_us_per_request, 1),
-    ("p50 µs @RATE rps", |m| m.p50_us, 0),
-    ("p99 µs @RATE rps", |m| m.p99_us, 0),
-    ("RSS MiB", |m| m.rss_mib, 1),
-    ("peak RSS MiB", |m| m.peak_rss_mib, 1),
+/// Table rows: label, the figure, decimals, whether Strait's ratio to the
+/// others means anything.
+type Row = (&'static str, fn(&Measurement) -> f64, usize, bool);
+const ROWS: [Row; 7] = [
+    ("req/s (saturation)", |m| m.rps, 0, true),
+    ("CPU µs/req", |m| m.cpu_us_per_request, 1, true),
+    ("proxy core busy %", |m| m.cpu_busy_percent, 0, false),
+    ("p50 µs @RATE rps", |m| m.p50_us, 0, true),
+    ("p99 µs @RATE rps", |m| m.p99_us, 0, true),
+    ("RSS MiB", |m| m.rss_mib, 1, true),
+    ("peak RSS MiB", |m| m.peak_rss_mib, 1, true),
 ];
 
 /// Everything the runs share.
@@ -231,6 +245,7 @@ pub fn run(options: &Options) -> Result<()> {
         }
     };
 
+    procs::clean_up_on_signal()?;
     let upstream_port = procs::free_port()?;
     let upstream_prefix = run_dir.join("upstream");
     let mut upstream = start_nginx(&nginx, &upstream_prefix, "upstream", LOAD_CORE, |prefix| {
@@ -315,7 +330,9 @@ impl Bench<'_> {
             bail!("no 2xx responses in the warm-up run:\n{}", warm.output);
         }
         let before = procs::cpu_ticks(pid)?;
+        let started = Instant::now();
         let saturation = h2load(http2, port, self.options.duration)?;
+        let wall_seconds = started.elapsed().as_secs_f64();
         let after = procs::cpu_ticks(pid)?;
         running.guard.ensure_alive()?;
         if saturation.ok == 0 {
@@ -326,7 +343,17 @@ impl Bench<'_> {
         }
         let cpu_seconds = (after - before) as f64 / self.clock_ticks as f64;
 
-        let latency = self.latency(http2, port)?;
+        let core_before = procs::core_busy_ticks(PROXY_CORE)?;
+        let proxy_before = procs::cpu_ticks(pid)?;
+        let started = Instant::now();
+        let mut latency = self.latency(http2, port)?;
+        let wall_ticks = started.elapsed().as_secs_f64() * self.clock_ticks as f64;
+        let proxy_ticks = procs::cpu_ticks(pid)? - proxy_before;
+        let core_ticks = procs::core_busy_ticks(PROXY_CORE)? - core_before;
+        // Anything else running on the proxy's core delays it by whole
+        // scheduler slices (milliseconds): worth knowing when reading p99.
+        latency["other_load_on_proxy_core_percent"] =
+            json!(core_ticks.saturating_sub(proxy_ticks) as f64 * 100.0 / wall_ticks);
         running.guard.ensure_alive()?;
         let (rss_kib, peak_kib) = procs::memory_kib(pid)?;
         let quantile = |key: &str| {
@@ -337,6 +364,7 @@ impl Bench<'_> {
         Ok(Measurement {
             rps: saturation.rps,
             cpu_us_per_request: cpu_seconds * 1e6 / saturation.ok as f64,
+            cpu_busy_percent: cpu_seconds * 100.0 / wall_seconds,
             p50_us: quantile("p50_us")?,
             p99_us: quantile("p99_us")?,
             rss_mib: rss_kib as f64 / 1024.0,
@@ -574,15 +602,14 @@ fn build_strait(root: &Path, target: &Path) -> Result<PathBuf, String> {
         .map_err(|err| format!("cannot run cargo: {err}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
+        // The first error says the most (a missing package, the first
+        // compile error); cargo's own summary comes last.
+        let why = stderr
             .lines()
-            .rev()
-            .find(|line| !line.trim().is_empty())
-            .unwrap_or("");
-        return Err(format!(
-            "`cargo build --release -p strait` failed: {}",
-            last.trim()
-        ));
+            .find(|line| line.starts_with("error"))
+            .or_else(|| stderr.lines().rev().find(|line| !line.trim().is_empty()))
+            .map_or_else(|| output.status.to_string(), |line| line.trim().to_owned());
+        return Err(format!("`cargo build --release -p strait` failed: {why}"));
     }
     let binary = target.join("release").join("strait");
     if binary.is_file() {
@@ -607,8 +634,8 @@ fn render(options: &Options, table: &[(Protocol, Vec<Cell>)], floor: &Value) -> 
             let _ = write!(out, "{:>11}", proxy.name());
         }
         let _ = writeln!(out, "{:>15}{:>15}", "strait/envoy", "strait/nginx");
-        for (label, figure, decimals) in ROWS {
-            let value = |proxy: Proxy| match &cells[proxy as usize] {
+        for (label, figure, decimals, has_ratio) in ROWS {
+            let value = |proxy: Proxy| match &cells[proxy.index()] {
                 Cell::Measured(m) => Some(figure(m)),
                 _ => None,
             };
@@ -619,6 +646,7 @@ fn render(options: &Options, table: &[(Protocol, Vec<Cell>)], floor: &Value) -> 
             }
             for other in [Proxy::Envoy, Proxy::Nginx] {
                 let shown = ratio(value(Proxy::Strait), value(other))
+                    .filter(|_| has_ratio)
                     .map_or("-".to_owned(), |r| format!("{r:.2}x"));
                 let _ = write!(out, "{shown:>15}");
             }
@@ -649,7 +677,65 @@ fn render(options: &Options, table: &[(Protocol, Vec<Cell>)], floor: &Value) -> 
         "\nload generator floor (direct to the upstream, HTTP/1.1 @{rate} rps): p50 {} µs, p99 {} µs",
         floor["p50_us"], floor["p99_us"]
     );
+    for warning in noise_warnings(table, floor) {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     out
+}
+
+/// What in this run makes the figures less trustworthy than they look.
+fn noise_warnings(table: &[(Protocol, Vec<Cell>)], floor: &Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let measured: Vec<(Proxy, Protocol, &Measurement)> = table
+        .iter()
+        .flat_map(|(protocol, cells)| {
+            Proxy::ALL
+                .into_iter()
+                .zip(cells)
+                .filter_map(|(proxy, cell)| match cell {
+                    Cell::Measured(m) => Some((proxy, *protocol, m)),
+                    _ => None,
+                })
+        })
+        .collect();
+    // The pacer only sleeps and hands out send times; if it ran late, the
+    // load core was taken by something else.
+    let pacer_late_p99 = measured
+        .iter()
+        .map(|(_, _, m)| &m.latency)
+        .chain([floor])
+        .filter_map(|report| report["pacer_late_p99_us"].as_u64())
+        .max()
+        .unwrap_or(0);
+    if pacer_late_p99 > PACER_LATE_WARNING_US {
+        warnings.push(format!(
+            "the load generator itself ran up to {pacer_late_p99} µs late (p99): \
+             the load core was busy with other work"
+        ));
+    }
+    for (proxy, protocol, m) in &measured {
+        let other = m.latency["other_load_on_proxy_core_percent"]
+            .as_f64()
+            .unwrap_or(0.0);
+        if other > OTHER_LOAD_WARNING_PERCENT {
+            warnings.push(format!(
+                "{other:.0}% of the proxy core went to other processes during the {} {} \
+                 latency run: its tail (p99) waited for their scheduler slices",
+                proxy.name(),
+                protocol.title()
+            ));
+        }
+        if m.cpu_busy_percent < SATURATED_PERCENT {
+            warnings.push(format!(
+                "{} {} used only {:.0}% of its core under saturation: the load core \
+                 or other processes limited its req/s (CPU µs/req still holds)",
+                proxy.name(),
+                protocol.title(),
+                m.cpu_busy_percent
+            ));
+        }
+    }
+    warnings
 }
 
 fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
@@ -669,6 +755,7 @@ fn to_json(bench: &Bench, table: &[(Protocol, Vec<Cell>)], floor: &Value) -> Val
                 Cell::Measured(m) => json!({
                     "rps": m.rps,
                     "cpu_us_per_request": m.cpu_us_per_request,
+                    "cpu_busy_percent": m.cpu_busy_percent,
                     "p50_us": m.p50_us,
                     "p99_us": m.p99_us,
                     "rss_mib": m.rss_mib,

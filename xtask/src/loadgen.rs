@@ -140,17 +140,14 @@ async fn drive(args: &Args) -> Result<serde_json::Value> {
         latencies_us.extend(outcome.latencies_us);
         errors += outcome.errors;
     }
-    if pacer.join().is_err() {
+    let Ok(mut pacer_late_us) = pacer.join() else {
         bail!("load generator: pacer thread panicked");
-    }
+    };
+    pacer_late_us.sort_unstable();
     let measured_seconds = args.duration.as_secs_f64();
 
     latencies_us.sort_unstable();
-    let quantile = |q: f64| -> Option<u64> {
-        let n = latencies_us.len();
-        let rank = ((q * n as f64).ceil() as usize).clamp(1, n.max(1));
-        latencies_us.get(rank - 1).copied()
-    };
+    let quantile = |q: f64| quantile_of(&latencies_us, q);
     Ok(serde_json::json!({
         "requests": latencies_us.len(),
         "errors": errors,
@@ -161,13 +158,30 @@ async fn drive(args: &Args) -> Result<serde_json::Value> {
         "p99_us": quantile(0.99),
         "p999_us": quantile(0.999),
         "max_us": latencies_us.last(),
+        // How late the pacer itself handed out send times: the part of the
+        // latencies above that is the load generator's own scheduling.
+        "pacer_late_p99_us": quantile_of(&pacer_late_us, 0.99),
+        "pacer_late_max_us": pacer_late_us.last(),
     }))
+}
+
+/// The `q` quantile (nearest rank) of sorted samples.
+fn quantile_of(sorted: &[u64], q: f64) -> Option<u64> {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 /// Emits scheduled send times at exactly `period` apart, never catching up
 /// by skipping: if the thread wakes late, the late sends carry their
-/// original, earlier schedule and so their lateness is measured.
-fn pace(schedule: &mpsc::UnboundedSender<Instant>, start: Instant, period: Duration, total: u64) {
+/// original, earlier schedule and so their lateness is measured. Returns
+/// how late each send time was handed out, in µs.
+fn pace(
+    schedule: &mpsc::UnboundedSender<Instant>,
+    start: Instant,
+    period: Duration,
+    total: u64,
+) -> Vec<u64> {
+    let mut late_us = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     for i in 0..total {
         let due = start + Duration::from_nanos(period.as_nanos() as u64 * i);
         let now = Instant::now();
@@ -175,9 +189,11 @@ fn pace(schedule: &mpsc::UnboundedSender<Instant>, start: Instant, period: Durat
             std::thread::sleep(due - now);
         }
         if schedule.send(due).is_err() {
-            return;
+            break;
         }
+        late_us.push(due.elapsed().as_micros() as u64);
     }
+    late_us
 }
 
 struct Outcome {

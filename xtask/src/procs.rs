@@ -7,9 +7,49 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+/// Pids of the live [`Guard`]s, for [`clean_up_on_signal`]: drop guards do
+/// not run when a signal ends the process.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// On SIGINT or SIGTERM, kills every guarded child and exits (status 130).
+/// Call once, before starting children.
+pub fn clean_up_on_signal() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut interrupt), Ok(mut terminate)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                let pids = LIVE.lock().map(|pids| pids.clone()).unwrap_or_default();
+                for pid in &pids {
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg(pid.to_string())
+                        .status();
+                }
+                eprintln!("\ninterrupted; stopped {} child process(es)", pids.len());
+                std::process::exit(130);
+            });
+        })?;
+    Ok(())
+}
 
 /// A running child process, killed (SIGKILL) and reaped when dropped, so
 /// every exit path of the benchmark, errors and panics included, cleans up.
@@ -42,6 +82,9 @@ impl Guard {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {name} ({})", program.display()))?;
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(child.id());
+        }
         Ok(Self {
             name: name.to_owned(),
             child,
@@ -98,6 +141,9 @@ impl Drop for Guard {
         // Already exited is fine: kill then only fails, and wait reaps.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|pid| *pid != self.child.id());
+        }
     }
 }
 
@@ -128,6 +174,26 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
             .context("non-numeric /proc/PID/stat field")
     };
     Ok(field(11)? + field(12)?)
+}
+
+/// Busy time (user, nice, system, irq, softirq, steal) of one CPU since
+/// boot, in clock ticks, from /proc/stat.
+pub fn core_busy_ticks(core: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let prefix = format!("cpu{core} ");
+    let line = stat
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .with_context(|| format!("no cpu{core} in /proc/stat"))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(|field| field.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    Ok([0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum())
 }
 
 pub fn clock_ticks_per_second() -> u64 {
