@@ -2,23 +2,21 @@
 //! that `envoy-types` ships, so the proto3 JSON mapping (including `Any` with
 //! `@type`, durations as strings, enums by name) is the real one.
 
-use std::sync::OnceLock;
-
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_types.bin"));
 
 /// The descriptor pool of Envoy's whole v3 API (plus xds, udpa, google types).
-/// Decoded once, on first use; later calls are a pointer read.
-pub fn descriptor_pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+///
+/// Decoded afresh on each call (about 40 ms) and freed with the last message
+/// that uses it, rather than cached: alive it holds about 50 MB, which a
+/// running proxy would otherwise keep for the rare config parse.
+pub fn descriptor_pool() -> DescriptorPool {
     // The bytes are produced by envoy-types' own build and checked by its CI; a
     // failure here is a broken dependency, not bad input.
     #[allow(clippy::expect_used)]
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(DESCRIPTORS).expect("envoy-types descriptor set decodes")
-    })
+    DescriptorPool::decode(DESCRIPTORS).expect("envoy-types descriptor set decodes")
 }
 
 /// Parses `text` (YAML or JSON; JSON is YAML) as a message of `full_name`.
