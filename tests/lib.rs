@@ -1,2 +1,14 @@
-//! End-to-end tests live in this package's test targets (`http.rs`, ...);
-//! the library is empty. Shared helpers are in `strait-test-support`.
+//! End-to-end tests live in this package's test targets; the library is
+//! empty. Shared helpers are in `strait-test-support`.
+//!
+//! - `http.rs`: hyper client, HTTP/1.1 and HTTP/2 on both sides, concurrent
+//!   streams, keep-alive, trailers, hop-by-hop, request ids, `server`.
+//! - `curl.rs`: the system curl (GET, POST, h2 prior knowledge, HEAD,
+//!   100-continue, chunked).
+//! - `bodies.rs`: 1 GiB up and down in bounded memory.
+//! - `grpc.rs` (+ `grpc/echo.py`): grpcio client and server through the proxy.
+//! - `upgrade.rs`: WebSocket upgrade tunnels, 403 when not configured.
+//! - `errors.rs`: Envoy's local replies (404, 503, 504, direct responses).
+//! - `tcp.rs`: TCP proxy, half-close, weighted clusters, byte counters.
+//! - `admin.rs`: `/ready`, `/config_dump`, `/listeners`, `/stats/prometheus`.
+//! - `malformed.rs`, `reload.rs`: malformed input; hot reload.

@@ -98,19 +98,22 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         None => LocalReply::ListenerDraining.response(),
         Some((hcm, routes)) => {
             let view = RequestView::from_request(&req);
-            match routes.route(&view) {
-                RouteResult::NoVirtualHost | RouteResult::NoRoute(_) => {
-                    conn.stats.no_route.increment(1);
-                    LocalReply::NoRoute.response()
-                }
-                RouteResult::Matched(m) => match m.action() {
-                    RouteAction::DirectResponse { status, body } => {
-                        direct(*status, body.as_deref())
+            match refuse(&req, hcm) {
+                Some(refused) => refused,
+                None => match routes.route(&view) {
+                    RouteResult::NoVirtualHost | RouteResult::NoRoute(_) => {
+                        conn.stats.no_route.increment(1);
+                        LocalReply::NoRoute.response()
                     }
-                    RouteAction::Forward(action) => {
-                        let path = m.rewritten_path(view.path);
-                        forward(req, &conn, hcm, action, path, started).await
-                    }
+                    RouteResult::Matched(m) => match m.action() {
+                        RouteAction::DirectResponse { status, body } => {
+                            direct(*status, body.as_deref())
+                        }
+                        RouteAction::Forward(action) => {
+                            let path = m.rewritten_path(view.path);
+                            forward(req, &conn, hcm, action, path, started).await
+                        }
+                    },
                 },
             }
             .with_server_header(hcm)
@@ -357,8 +360,41 @@ fn upstream_request(
 #[derive(Debug)]
 struct BadRequest;
 
+/// A request the proxy will not route, answered as Envoy's codec answers
+/// it: more than one `Host` (RFC 9112 §3.2: 400), or a head larger than
+/// `max_request_headers_kb` (431). hyper's own head limit is its read
+/// buffer, which one read can overshoot, so the exact count (names, values,
+/// method and target, as Envoy's header map counts them) is made here.
+/// Allocation-free: one pass over the header map.
+fn refuse(req: &Request<Incoming>, hcm: &HttpConnectionManager) -> Option<Response<ProxyBody>> {
+    let h = req.headers();
+    if req.version() < Version::HTTP_2 && h.get_all(header::HOST).iter().nth(1).is_some() {
+        return Some(bad_request());
+    }
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let bytes = h
+        .iter()
+        .fold(req.method().as_str().len() + target, |n, (k, v)| {
+            n + k.as_str().len() + v.len()
+        });
+    if bytes > hcm.max_request_headers_kb as usize * 1024 {
+        return Some(refused(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    }
+    None
+}
+
 fn bad_request() -> Response<ProxyBody> {
+    refused(http::StatusCode::BAD_REQUEST)
+}
+
+/// A local answer to a request the proxy could not make sense of. The
+/// connection closes after it (HTTP/1.x; hyper drops the header on HTTP/2),
+/// so bytes that followed a refused request are never read as a request of
+/// their own.
+fn refused(status: http::StatusCode) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::local(""));
-    *r.status_mut() = http::StatusCode::BAD_REQUEST;
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }

@@ -196,6 +196,18 @@ impl Proxy {
         self.shared.store.load().version()
     }
 
+    /// How many config updates (file changes, reloads) were refused since
+    /// start. Each refusal leaves the running config in place.
+    pub fn reload_failures(&self) -> u64 {
+        self.reloader.refused()
+    }
+
+    /// Why the most recently refused config update was refused (every
+    /// problem found, each naming its field), if any was.
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.reloader.last_error()
+    }
+
     /// Re-reads the config file now (SIGHUP). On error the running config
     /// stays and the error names the field.
     pub fn reload(&self) -> Result<u64, AppError> {

@@ -61,6 +61,9 @@ pub(crate) struct Reloader {
     workers: Vec<Handle>,
     listeners: Mutex<ListenerSet>,
     version: AtomicU64,
+    /// Configs refused so far, and why the last one was.
+    refused: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Reloader {
@@ -71,7 +74,22 @@ impl Reloader {
             workers,
             listeners: Mutex::new(ListenerSet::default()),
             version: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_error: std::sync::Mutex::new(None),
         }
+    }
+
+    /// How many configs were refused since start.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    /// Why the most recently refused config was refused.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Reads the source and applies it. Returns the new live version.
@@ -90,10 +108,19 @@ impl Reloader {
         let result = self.apply(&text).await;
         match &result {
             Ok(v) => tracing::info!(version = v, "config applied"),
-            Err(e) => tracing::error!(
-                "config refused, keeping version {}: {e}",
-                self.shared.store.load().version()
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "config refused, keeping version {}: {e}",
+                    self.shared.store.load().version()
+                );
+                // The message first, then the count: whoever sees the count
+                // move finds this error (or a later one).
+                *self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+                self.refused.fetch_add(1, Ordering::SeqCst);
+            }
         }
         result
     }

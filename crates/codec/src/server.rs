@@ -25,7 +25,9 @@ pub enum ServerProtocol {
 pub struct ServerOptions {
     pub protocol: ServerProtocol,
     /// Largest request head accepted; larger heads get 431 (Envoy's
-    /// `max_request_headers_kb`).
+    /// `max_request_headers_kb`). For HTTP/1.1 this bounds hyper's read
+    /// buffer, which one read can overshoot by up to its spare capacity, so
+    /// callers that need the exact limit count the parsed head themselves.
     pub max_header_bytes: usize,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Option<Duration>,

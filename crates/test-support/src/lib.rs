@@ -5,8 +5,11 @@
 //!   HTTP/2 echo with behaviour chosen by path, TCP echo).
 //! - [`proxy`]: Strait in-process from a YAML bootstrap written to a temp
 //!   file, with helpers to rewrite it (hot reload) and read its admin.
+//! - [`admin`]: reading the admin server and single Prometheus series.
+//! - [`client`]: a hyper client, and streaming request/response helpers.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
+pub mod admin;
 pub mod client;
 pub mod proxy;
 pub mod upstream;

@@ -66,6 +66,16 @@ impl TestProxy {
         self.proxy().version()
     }
 
+    /// Config updates refused since start (see [`Proxy::reload_failures`]).
+    pub fn reload_failures(&self) -> u64 {
+        self.proxy().reload_failures()
+    }
+
+    /// Why the last refused config update was refused.
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.proxy().last_reload_error()
+    }
+
     pub fn config_path(&self) -> &std::path::Path {
         &self.config
     }

@@ -6,26 +6,30 @@
 //! - `/delay/MS`: waits MS milliseconds, then echoes.
 //! - `/bytes/N`: streams N bytes (64 KiB chunks).
 //! - `/count`: reads the request body as a stream and answers its length.
-//! - `/trailers`: a body followed by trailers `x-trailer: yes`.
+//! - `/trailers`: a body followed by trailers `x-trailer: yes` plus the
+//!   request's trailers, if it had any.
 //! - `/ws`: accepts a WebSocket-style upgrade (101) and echoes raw bytes.
 //! - `/reset`: fails the request, so the connection is closed without a response.
 //! - anything else: 200 with a JSON echo of the request
 //!   (`{"upstream","method","path","version","headers":[[k,v]..],"body_len"}`).
 //!
-//! Every response carries `x-upstream: NAME`.
+//! Every response carries `x-upstream: NAME`, plus one header per request
+//! header `x-respond-header: NAME=VALUE` (to make the upstream send e.g. a
+//! `server` or hop-by-hop header). Each request's path and query
+//! (as the upstream parsed it) is recorded, see [`Upstream::paths`].
 
 use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{body::Frame, body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -42,6 +46,8 @@ type Out = BoxBody<Bytes, Infallible>;
 pub struct Counters {
     pub connections: AtomicU64,
     pub requests: AtomicU64,
+    /// Path and query of every request the HTTP echo received, in order.
+    pub paths: Mutex<Vec<String>>,
 }
 
 /// A running upstream; stops when dropped.
@@ -60,6 +66,16 @@ impl Upstream {
 
     pub fn requests(&self) -> u64 {
         self.counters.requests.load(Ordering::SeqCst)
+    }
+
+    /// Path and query of every request that reached this (HTTP echo)
+    /// upstream so far, in arrival order.
+    pub fn paths(&self) -> Vec<String> {
+        self.counters
+            .paths
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -84,11 +100,21 @@ pub fn http_echo(name: &str) -> Upstream {
                 continue;
             };
             counters.connections.fetch_add(1, Ordering::SeqCst);
+            // As production servers do: HTTP/2 WINDOW_UPDATEs and other small
+            // frames must not wait for Nagle (it stalls uploads for ~40 ms
+            // per window against a delayed ACK).
+            let _ = stream.set_nodelay(true);
             let name = Arc::clone(&name);
             let counters = Arc::clone(&counters);
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
+                let svc = service_fn(move |req: Request<Incoming>| {
                     counters.requests.fetch_add(1, Ordering::SeqCst);
+                    let path = req.uri().path_and_query().map_or("", |p| p.as_str());
+                    counters
+                        .paths
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(path.to_owned());
                     respond(req, Arc::clone(&name))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -174,6 +200,15 @@ async fn respond(
     name: Arc<str>,
 ) -> Result<Response<Out>, std::io::Error> {
     let path = req.uri().path().to_owned();
+    let extra: Vec<(http::HeaderName, HeaderValue)> = req
+        .headers()
+        .get_all("x-respond-header")
+        .iter()
+        .filter_map(|v| {
+            let (k, v) = v.to_str().ok()?.split_once('=')?;
+            Some((k.parse().ok()?, v.parse().ok()?))
+        })
+        .collect();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (head, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let mut resp = match head {
@@ -198,7 +233,16 @@ async fn respond(
             full(format!("{{\"received\":{total}}}"))
         }
         "trailers" => {
-            let mut trailers = HeaderMap::new();
+            // The request's own trailers come back too, so a test can see
+            // that they crossed the proxy.
+            let mut trailers = req
+                .into_body()
+                .collect()
+                .await
+                .map_err(std::io::Error::other)?
+                .trailers()
+                .cloned()
+                .unwrap_or_default();
             trailers.insert("x-trailer", HeaderValue::from_static("yes"));
             let frames = vec![
                 Ok(Frame::data(Bytes::from_static(b"ok"))),
@@ -267,6 +311,9 @@ async fn respond(
     };
     if let Ok(v) = HeaderValue::from_str(&name) {
         resp.headers_mut().insert("x-upstream", v);
+    }
+    for (k, v) in extra {
+        resp.headers_mut().append(k, v);
     }
     Ok(resp)
 }

@@ -2,7 +2,10 @@
 
 use std::{
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Instant,
 };
@@ -45,6 +48,14 @@ impl UpstreamError {
 pub(crate) struct Pool {
     idle: ArrayQueue<ClientConn>,
     h2: ArcSwapOption<ClientConn>,
+    /// Held while an HTTP/2 connection is being made, so a burst of requests
+    /// on a cold pool opens one connection and multiplexes onto it (as
+    /// Envoy's pool does) instead of opening one each. Only the connect path
+    /// takes it; a request that finds the shared connection never does.
+    h2_connecting: tokio::sync::Mutex<()>,
+    /// HTTP/2 connect attempts that failed: requests that waited on a failed
+    /// attempt fail with it rather than each retrying in turn.
+    h2_failures: AtomicU64,
 }
 
 impl Pool {
@@ -52,6 +63,8 @@ impl Pool {
         Pool {
             idle: ArrayQueue::new(MAX_IDLE_PER_HOST),
             h2: ArcSwapOption::empty(),
+            h2_connecting: tokio::sync::Mutex::new(()),
+            h2_failures: AtomicU64::new(0),
         }
     }
 
@@ -102,25 +115,26 @@ impl Cluster {
         let protocol = self.protocol();
         let conn = match host.pool.take_idle(protocol) {
             Some(c) => c,
-            None => {
-                let conn = match ClientConn::connect(host.addr(), protocol, self.connect_timeout())
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.stats.cx_connect_fail.increment(1);
-                        if matches!(e, ConnectError::Timeout) {
-                            self.stats.cx_connect_timeout.increment(1);
+            None if protocol == Protocol::Http2 => {
+                let failures = host.pool.h2_failures.load(Ordering::Acquire);
+                let _connecting = host.pool.h2_connecting.lock().await;
+                if let Some(c) = host.pool.take_idle(protocol) {
+                    c
+                } else if host.pool.h2_failures.load(Ordering::Acquire) != failures {
+                    return Err(UpstreamError::Connect(ConnectError::Io(
+                        std::io::Error::other("shared HTTP/2 connection attempt failed"),
+                    )));
+                } else {
+                    match self.connect(&host, protocol).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            host.pool.h2_failures.fetch_add(1, Ordering::Release);
+                            return Err(e);
                         }
-                        return Err(e.into());
                     }
-                };
-                self.stats.cx_total.increment(1);
-                if let Some(shared) = conn.share() {
-                    host.pool.h2.store(Some(Arc::new(shared)));
                 }
-                conn
             }
+            None => self.connect(&host, protocol).await?,
         };
         Ok(Lease {
             conn,
@@ -128,6 +142,28 @@ impl Cluster {
             cluster: Arc::clone(self),
             started: Instant::now(),
         })
+    }
+}
+
+impl Cluster {
+    /// Opens a new connection to `host`; an HTTP/2 one becomes the host's
+    /// shared connection.
+    async fn connect(&self, host: &Host, protocol: Protocol) -> Result<ClientConn, UpstreamError> {
+        let conn = match ClientConn::connect(host.addr(), protocol, self.connect_timeout()).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.stats.cx_connect_fail.increment(1);
+                if matches!(e, ConnectError::Timeout) {
+                    self.stats.cx_connect_timeout.increment(1);
+                }
+                return Err(e.into());
+            }
+        };
+        self.stats.cx_total.increment(1);
+        if let Some(shared) = conn.share() {
+            host.pool.h2.store(Some(Arc::new(shared)));
+        }
+        Ok(conn)
     }
 }
 
