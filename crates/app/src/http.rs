@@ -199,22 +199,24 @@ async fn forward(
         Err(_) => return LocalReply::ConnectFailure.response(),
     };
     let sent = lease.send(up_req);
-    let result =
-        if action.timeout.is_none() && (hcm.request_timeout.is_none() || body_done.is_none()) {
-            sent.await
-        } else {
-            tokio::pin!(sent);
-            let deadline = deadline(started, hcm.request_timeout, body_done, action.timeout);
-            tokio::select! {
-                r = &mut sent => r,
-                reply = deadline => {
+    let result = if action.timeout.is_none() && body_done.is_none() {
+        sent.await
+    } else {
+        tokio::pin!(sent);
+        let deadline = deadline(started, hcm.request_timeout, body_done, action.timeout);
+        tokio::select! {
+            // A broken downstream body also breaks the upstream send; the
+            // body's own report is seen first so the client gets its 400.
+            biased;
+            reply = deadline => {
                     if reply == LocalReply::UpstreamTimeout {
                         Lease::count_timeout(&cluster);
                     }
                     return reply.response();
                 }
-            }
-        };
+            r = &mut sent => r,
+        }
+    };
     let mut resp = match result {
         Ok(r) => r,
         Err(UpstreamError::Connect(_)) => return LocalReply::ConnectFailure.response(),
@@ -242,20 +244,22 @@ async fn forward(
 async fn deadline(
     started: Instant,
     request_timeout: Option<std::time::Duration>,
-    body_done: Option<oneshot::Receiver<()>>,
+    body_done: Option<oneshot::Receiver<bool>>,
     route_timeout: Option<std::time::Duration>,
 ) -> LocalReply {
     if let Some(done) = body_done {
-        match request_timeout {
+        let clean = match request_timeout {
             Some(limit) => {
                 let left = limit.saturating_sub(started.elapsed());
-                if tokio::time::timeout(left, done).await.is_err() {
-                    return LocalReply::RequestTimeout;
+                match tokio::time::timeout(left, done).await {
+                    Ok(clean) => clean.unwrap_or(false),
+                    Err(_) => return LocalReply::RequestTimeout,
                 }
             }
-            None => {
-                let _ = done.await;
-            }
+            None => done.await.unwrap_or(false),
+        };
+        if !clean {
+            return LocalReply::BadRequestBody;
         }
     }
     match route_timeout {
@@ -267,7 +271,7 @@ async fn deadline(
     }
 }
 
-type Prepared = (Option<oneshot::Receiver<()>>, Request<Body>);
+type Prepared = (Option<oneshot::Receiver<bool>>, Request<Body>);
 
 /// Turns the downstream request into the upstream one: origin-form URI for
 /// HTTP/1.1 (absolute for HTTP/2), hop-by-hop headers removed, Envoy's
@@ -367,6 +371,11 @@ struct BadRequest;
 /// method and target, as Envoy's header map counts them) is made here.
 /// Allocation-free: one pass over the header map.
 fn refuse(req: &Request<Incoming>, hcm: &HttpConnectionManager) -> Option<Response<ProxyBody>> {
+    if req.version() < Version::HTTP_11 {
+        // Envoy's default (`accept_http_10: false`): HTTP/1.0 is refused with
+        // 426, which tells the client to speak HTTP/1.1.
+        return Some(refused(http::StatusCode::UPGRADE_REQUIRED));
+    }
     let h = req.headers();
     if req.version() < Version::HTTP_2 && h.get_all(header::HOST).iter().nth(1).is_some() {
         return Some(bad_request());

@@ -21,6 +21,9 @@ pub(crate) enum LocalReply {
     UpstreamReset,
     /// UT: the route timeout elapsed before the response headers.
     UpstreamTimeout,
+    /// The downstream request body was malformed (e.g. a bad chunk size) or
+    /// cut off; the upstream request was aborted.
+    BadRequestBody,
     /// The whole request was not received within `request_timeout`.
     RequestTimeout,
     /// An `Upgrade` the connection manager is not configured for.
@@ -35,6 +38,7 @@ impl LocalReply {
             LocalReply::NoRoute => StatusCode::NOT_FOUND,
             LocalReply::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             LocalReply::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            LocalReply::BadRequestBody => StatusCode::BAD_REQUEST,
             LocalReply::UpgradeRefused => StatusCode::FORBIDDEN,
             LocalReply::NoCluster
             | LocalReply::NoHealthyUpstream
@@ -56,6 +60,7 @@ impl LocalReply {
             }
             LocalReply::UpstreamTimeout => "upstream request timeout",
             LocalReply::RequestTimeout => "request timeout",
+            LocalReply::BadRequestBody => "",
             LocalReply::ListenerDraining => "listener draining",
         }
     }
@@ -69,6 +74,7 @@ impl LocalReply {
             LocalReply::UpstreamReset => "UC",
             LocalReply::UpstreamTimeout => "UT",
             LocalReply::RequestTimeout => "DT",
+            LocalReply::BadRequestBody => "DPE",
             LocalReply::UpgradeRefused => "UPE",
             LocalReply::ListenerDraining => "DC",
         }
@@ -86,6 +92,14 @@ impl LocalReply {
         if !body.is_empty() {
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        if matches!(
+            self,
+            LocalReply::BadRequestBody | LocalReply::RequestTimeout
+        ) {
+            // The rest of the request body cannot be trusted or waited for.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

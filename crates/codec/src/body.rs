@@ -21,11 +21,12 @@ pub enum Body {
     /// Streamed from the peer with back-pressure: nothing is read from the
     /// downstream socket until the upstream side asks for it.
     Incoming(Incoming),
-    /// Like `Incoming`, and `done` fires once the last frame has been read:
+    /// Like `Incoming`, and `done` fires once the last frame has been read
+    /// (`true`) or the peer's body failed (`false`, e.g. a bad chunk):
     /// the router starts its timeout then, as Envoy does.
     Streaming {
         body: Incoming,
-        done: Option<oneshot::Sender<()>>,
+        done: Option<oneshot::Sender<bool>>,
     },
 }
 
@@ -41,8 +42,8 @@ impl Body {
 }
 
 impl Body {
-    /// A streamed body that reports its end on `done`.
-    pub fn streaming(body: Incoming, done: oneshot::Sender<()>) -> Self {
+    /// A streamed body that reports how it ended on `done`.
+    pub fn streaming(body: Incoming, done: oneshot::Sender<bool>) -> Self {
         Body::Streaming {
             body,
             done: Some(done),
@@ -71,12 +72,17 @@ impl http_body::Body for Body {
             Body::Streaming { body, done } => {
                 let res = Pin::new(&mut *body).poll_frame(cx);
                 let ended = match &res {
-                    Poll::Ready(None) => true,
-                    Poll::Ready(Some(Ok(f))) => f.is_trailers() || body.is_end_stream(),
-                    _ => false,
+                    Poll::Ready(None) => Some(true),
+                    Poll::Ready(Some(Ok(f))) => {
+                        (f.is_trailers() || body.is_end_stream()).then_some(true)
+                    }
+                    Poll::Ready(Some(Err(_))) => Some(false),
+                    Poll::Pending => None,
                 };
-                if ended && let Some(tx) = done.take() {
-                    let _ = tx.send(());
+                if let Some(clean) = ended
+                    && let Some(tx) = done.take()
+                {
+                    let _ = tx.send(clean);
                 }
                 res
             }
