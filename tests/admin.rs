@@ -106,5 +106,29 @@ async fn prometheus_counts_requests_per_listener_and_cluster() -> anyhow::Result
         [7.0, 5.0, 2.0, 7.0, 5.0, 2.0],
         "deltas of {series:#?}\nin:\n{text}"
     );
+    // Byte counters move with the traffic, both sides of the proxy.
+    for name in [
+        r#"envoy_http_downstream_cx_rx_bytes_total{envoy_http_conn_manager_prefix="counted"}"#,
+        r#"envoy_http_downstream_cx_tx_bytes_total{envoy_http_conn_manager_prefix="counted"}"#,
+        r#"envoy_cluster_upstream_cx_rx_bytes_total{envoy_cluster_name="backend"}"#,
+        r#"envoy_cluster_upstream_cx_tx_bytes_total{envoy_cluster_name="backend"}"#,
+    ] {
+        let bytes = prometheus_value(&text, name).unwrap_or(0.0);
+        // Seven request heads (or responses) of well over 30 bytes each.
+        assert!(bytes > 7.0 * 30.0, "{name} = {bytes}\nin:\n{text}");
+    }
+    // Latency histograms per listener and per cluster, in Envoy's buckets.
+    assert!(
+        text.contains(
+            r#"envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="backend",le="0.5"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix="counted"}"#
+        ),
+        "{text}"
+    );
     Ok(())
 }

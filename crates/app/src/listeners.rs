@@ -4,7 +4,7 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::service::service_fn;
-use strait_codec::{ServerOptions, ServerProtocol, server};
+use strait_codec::{Counted, ServerOptions, ServerProtocol, server};
 use strait_config::model::{CodecType, Config, NetworkFilter};
 use strait_net::{Drain, DrainWatch, NetError};
 use tokio::{net::TcpStream, runtime::Handle};
@@ -199,7 +199,8 @@ async fn connection(
                 let ctx = Arc::clone(&ctx);
                 async move { Ok::<_, std::convert::Infallible>(handle(req, ctx).await) }
             });
-            if let Err(e) = server::serve(stream, &opts, svc, drain.signaled()).await {
+            let io = Counted::new(stream, Arc::clone(&stats));
+            if let Err(e) = server::serve(io, &opts, svc, drain.signaled()).await {
                 tracing::debug!(error = %e, "downstream connection ended with error");
             }
             stats.cx_active.decrement(1.0);

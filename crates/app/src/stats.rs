@@ -43,6 +43,17 @@ pub(crate) struct HttpStats {
     pub(crate) rq_class: [Counter; 5],
     pub(crate) rq_time: Histogram,
     pub(crate) no_route: Counter,
+    rx_bytes: Counter,
+    tx_bytes: Counter,
+}
+
+impl strait_codec::ByteCounter for HttpStats {
+    fn received(&self, bytes: u64) {
+        self.rx_bytes.increment(bytes);
+    }
+    fn sent(&self, bytes: u64) {
+        self.tx_bytes.increment(bytes);
+    }
 }
 
 impl HttpStats {
@@ -62,6 +73,8 @@ impl HttpStats {
             rq_class: [class("1"), class("2"), class("3"), class("4"), class("5")],
             rq_time: metrics::histogram!("envoy_http_downstream_rq_time", labels),
             no_route: metrics::counter!("envoy_http_rq_no_route", labels),
+            rx_bytes: metrics::counter!("envoy_http_downstream_cx_rx_bytes_total", labels),
+            tx_bytes: metrics::counter!("envoy_http_downstream_cx_tx_bytes_total", labels),
         }
     }
 

@@ -44,12 +44,11 @@ pub(crate) async fn serve(stream: TcpStream, proxy: &TcpProxy, shared: &Shared, 
     };
     let counters = Arc::new(Counters::default());
     let result = splice(stream, upstream, proxy.idle_timeout, Arc::clone(&counters)).await;
-    stats
-        .rx_bytes
-        .increment(counters.sent.load(Ordering::Relaxed));
-    stats
-        .tx_bytes
-        .increment(counters.received.load(Ordering::Relaxed));
+    let up = counters.sent.load(Ordering::Relaxed);
+    let down = counters.received.load(Ordering::Relaxed);
+    stats.rx_bytes.increment(up);
+    stats.tx_bytes.increment(down);
+    cluster.count_bytes(down, up);
     if let Err(e) = result {
         tracing::debug!(cluster = name, error = %e, "tcp proxy connection ended");
     }

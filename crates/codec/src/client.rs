@@ -11,7 +11,7 @@ use hyper::{
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::Body;
+use crate::{Body, ByteCounter, Counted};
 
 /// The protocol spoken to an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +45,19 @@ pub enum ClientConn {
 impl ClientConn {
     /// Connects to `addr` within `timeout` and spawns the connection's driver
     /// on the current tokio runtime. Must be called within a runtime.
-    pub async fn connect(
+    /// Bytes moved on the connection are reported to `counter`.
+    pub async fn connect<C: ByteCounter + Unpin>(
         addr: SocketAddr,
         protocol: Protocol,
         timeout: Duration,
+        counter: C,
     ) -> Result<ClientConn, ConnectError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ConnectError::Timeout)??;
         // Small proxied requests must not wait for Nagle.
         stream.set_nodelay(true)?;
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(Counted::new(stream, counter));
         match protocol {
             Protocol::Http1 => {
                 let (send, conn) = http1::handshake(io).await?;

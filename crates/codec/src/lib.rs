@@ -11,8 +11,10 @@
 pub mod body;
 pub mod client;
 pub mod headers;
+pub mod io;
 pub mod server;
 
 pub use body::Body;
 pub use client::{ClientConn, ConnectError, Protocol};
+pub use io::{ByteCounter, Counted};
 pub use server::{ServerOptions, ServerProtocol};

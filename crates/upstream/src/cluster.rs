@@ -58,6 +58,25 @@ pub(crate) struct ClusterStats {
     pub(crate) rq_class: [Counter; 5],
     pub(crate) rq_time: Histogram,
     pub(crate) no_healthy: Counter,
+    /// Shared with every connection's byte counter; an `Arc` of its own so a
+    /// live connection never keeps the whole cluster alive.
+    pub(crate) bytes: Arc<ByteStats>,
+}
+
+/// `upstream_cx_rx_bytes_total` / `upstream_cx_tx_bytes_total`.
+#[derive(Debug)]
+pub(crate) struct ByteStats {
+    rx: Counter,
+    tx: Counter,
+}
+
+impl strait_codec::ByteCounter for ByteStats {
+    fn received(&self, bytes: u64) {
+        self.rx.increment(bytes);
+    }
+    fn sent(&self, bytes: u64) {
+        self.tx.increment(bytes);
+    }
 }
 
 impl ClusterStats {
@@ -82,6 +101,10 @@ impl ClusterStats {
                 std::slice::from_ref(&label)
             ),
             no_healthy: c("envoy_cluster_upstream_cx_none_healthy"),
+            bytes: Arc::new(ByteStats {
+                rx: c("envoy_cluster_upstream_cx_rx_bytes_total"),
+                tx: c("envoy_cluster_upstream_cx_tx_bytes_total"),
+            }),
         }
     }
 }
@@ -124,6 +147,14 @@ impl Cluster {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Adds bytes moved on a connection this cluster does not drive itself
+    /// (the TCP proxy's splice).
+    pub fn count_bytes(&self, received: u64, sent: u64) {
+        use strait_codec::ByteCounter;
+        self.stats.bytes.received(received);
+        self.stats.bytes.sent(sent);
     }
 
     /// The spec currently in force.

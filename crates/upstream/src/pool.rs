@@ -149,16 +149,18 @@ impl Cluster {
     /// Opens a new connection to `host`; an HTTP/2 one becomes the host's
     /// shared connection.
     async fn connect(&self, host: &Host, protocol: Protocol) -> Result<ClientConn, UpstreamError> {
-        let conn = match ClientConn::connect(host.addr(), protocol, self.connect_timeout()).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.stats.cx_connect_fail.increment(1);
-                if matches!(e, ConnectError::Timeout) {
-                    self.stats.cx_connect_timeout.increment(1);
+        let bytes = Arc::clone(&self.stats.bytes);
+        let conn =
+            match ClientConn::connect(host.addr(), protocol, self.connect_timeout(), bytes).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.stats.cx_connect_fail.increment(1);
+                    if matches!(e, ConnectError::Timeout) {
+                        self.stats.cx_connect_timeout.increment(1);
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
-            }
-        };
+            };
         self.stats.cx_total.increment(1);
         if let Some(shared) = conn.share() {
             host.pool.h2.store(Some(Arc::new(shared)));
