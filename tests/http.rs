@@ -321,3 +321,35 @@ async fn server_header_follows_server_header_transformation() -> anyhow::Result<
     }
     Ok(())
 }
+
+/// Envoy's connection `idle_timeout`: a connection with no open stream for
+/// that long is closed (HTTP/2 with GOAWAY), but a slow stream is not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_after_idle_timeout() -> anyhow::Result<()> {
+    let up = http_echo("a");
+    let hcm = "          common_http_protocol_options: {idle_timeout: 0.3s}";
+    let proxy = TestProxy::start(&http_config(up.addr, hcm, ""), 1);
+    for h2 in [false, true] {
+        let addr = proxy.listener("listener");
+        let mut c = if h2 {
+            Client::http2(addr).await?
+        } else {
+            Client::http1(addr).await?
+        };
+        // A stream longer than the idle timeout keeps the connection.
+        assert_eq!(c.get("/delay/600").await?.status, 200, "h2={h2}");
+        assert!(!c.is_closed(), "h2={h2}: closed while a stream was open");
+        let start = std::time::Instant::now();
+        strait_test_support::eventually(
+            "the idle connection to close",
+            std::time::Duration::from_secs(5),
+            || async { c.is_closed().then_some(()) },
+        )
+        .await;
+        assert!(
+            start.elapsed() >= std::time::Duration::from_millis(250),
+            "h2={h2}: closed too early"
+        );
+    }
+    Ok(())
+}

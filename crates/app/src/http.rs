@@ -6,9 +6,12 @@
 use std::{
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -39,6 +42,93 @@ pub(crate) struct ConnCtx {
     pub(crate) listener: Arc<str>,
     pub(crate) peer: SocketAddr,
     pub(crate) stats: Arc<HttpStats>,
+    pub(crate) streams: StreamCount,
+}
+
+/// Open streams on one connection, for Envoy's connection `idle_timeout`
+/// ("no active streams for this long").
+#[derive(Debug)]
+pub(crate) struct StreamCount {
+    born: Instant,
+    active: AtomicUsize,
+    /// Milliseconds after `born` when the last stream ended.
+    last_end_ms: AtomicU64,
+}
+
+impl StreamCount {
+    pub(crate) fn new() -> Self {
+        StreamCount {
+            born: Instant::now(),
+            active: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the connection has had no stream; `None` while one is open.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Some(self.born.elapsed().saturating_sub(since))
+    }
+}
+
+/// Counts a stream open from its request until its response body is done
+/// (or dropped).
+#[derive(Debug)]
+pub(crate) struct StreamGuard(Arc<ConnCtx>);
+
+impl StreamGuard {
+    pub(crate) fn open(conn: &Arc<ConnCtx>) -> Self {
+        conn.streams.active.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(Arc::clone(conn))
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let s = &self.0.streams;
+        let now = u64::try_from(s.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        s.last_end_ms.store(now, Ordering::Release);
+        s.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its stream counted until it is finished.
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    body: ProxyBody,
+    _stream: StreamGuard,
+}
+
+impl Tracked {
+    pub(crate) fn new(body: ProxyBody, stream: StreamGuard) -> Self {
+        Tracked {
+            body,
+            _stream: stream,
+        }
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The response body: local, or streamed from upstream.

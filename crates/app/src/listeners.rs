@@ -10,7 +10,7 @@ use strait_net::{Drain, DrainWatch, NetError};
 use tokio::{net::TcpStream, runtime::Handle};
 
 use crate::{
-    http::{ConnCtx, handle},
+    http::{ConnCtx, StreamCount, StreamGuard, Tracked, handle},
     proxy::Shared,
     stats::{ListenerStats, TcpStats},
     tcp,
@@ -188,19 +188,32 @@ async fn connection(
                 max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
                 header_read_timeout: header_read_timeout(hcm),
             };
+            let idle_timeout = hcm.idle_timeout;
             drop(snapshot);
             let ctx = Arc::new(ConnCtx {
                 shared,
                 listener: name,
                 peer,
                 stats: Arc::clone(&stats),
+                streams: StreamCount::new(),
             });
+            let idle = idle_watch(Arc::clone(&ctx), idle_timeout);
             let svc = service_fn(move |req| {
                 let ctx = Arc::clone(&ctx);
-                async move { Ok::<_, std::convert::Infallible>(handle(req, ctx).await) }
+                async move {
+                    let stream = StreamGuard::open(&ctx);
+                    let resp = handle(req, ctx).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, stream)))
+                }
             });
             let io = Counted::new(stream, Arc::clone(&stats));
-            if let Err(e) = server::serve(io, &opts, svc, drain.signaled()).await {
+            let stop = async move {
+                tokio::select! {
+                    () = drain.signaled() => {}
+                    () = idle => {}
+                }
+            };
+            if let Err(e) = server::serve(io, &opts, svc, stop).await {
                 tracing::debug!(error = %e, "downstream connection ended with error");
             }
             stats.cx_active.decrement(1.0);
@@ -213,4 +226,20 @@ async fn connection(
         }
     }
     lstats.cx_active.decrement(1.0);
+}
+
+/// Resolves once the connection has had no open stream for `limit` (Envoy's
+/// `common_http_protocol_options.idle_timeout`); the connection then closes
+/// gracefully (HTTP/2: GOAWAY). Never resolves when `limit` is `None`.
+async fn idle_watch(ctx: Arc<ConnCtx>, limit: Option<Duration>) {
+    let Some(limit) = limit else {
+        return std::future::pending().await;
+    };
+    loop {
+        match ctx.streams.idle_for() {
+            Some(idle) if idle >= limit => return,
+            Some(idle) => tokio::time::sleep(limit - idle).await,
+            None => tokio::time::sleep(limit).await,
+        }
+    }
 }

@@ -129,6 +129,13 @@ impl Reloader {
         let (config, source) = parse(text).map_err(AppError::Config)?;
         let mut listeners = self.listeners.lock().await;
         let previous = self.shared.store.load();
+        if previous.version() > 0 && previous.config().admin != config.admin {
+            // The admin server is bound once at start (as Envoy's is); a
+            // changed address would silently not take effect.
+            return Err(AppError::Config(vec![
+                "admin.address: changing the admin server needs a restart".into(),
+            ]));
+        }
         let version = self.version.load(Ordering::Relaxed) + 1;
         let snapshot = Snapshot::compile(version, config.clone(), source, &previous)
             .map_err(|e| AppError::Config(vec![e.to_string()]))?;

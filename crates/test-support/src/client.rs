@@ -120,6 +120,14 @@ impl Client {
 
     /// Another handle on the same HTTP/2 connection (requests multiplex as
     /// concurrent streams); `None` for HTTP/1.1, whose connection is serial.
+    /// True once the connection is closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Client::H1(s) => s.is_closed(),
+            Client::H2(s) => s.is_closed(),
+        }
+    }
+
     pub fn share(&self) -> Option<Client> {
         match self {
             Client::H1(_) => None,
