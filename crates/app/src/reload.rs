@@ -3,12 +3,11 @@
 //! running one untouched.
 
 use std::{
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
@@ -64,6 +63,11 @@ pub(crate) struct Reloader {
     /// Configs refused so far, and why the last one was.
     refused: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
+    /// Hash of the file text last read by [`Reloader::reload`]; the watcher
+    /// reloads when the file's text differs from it. Kept here rather than
+    /// in the watcher so a change made between start-up and the watcher's
+    /// first look is not missed.
+    last_read: AtomicU64,
 }
 
 impl Reloader {
@@ -76,6 +80,7 @@ impl Reloader {
             version: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             last_error: std::sync::Mutex::new(None),
+            last_read: AtomicU64::new(0),
         }
     }
 
@@ -105,6 +110,8 @@ impl Reloader {
                     })?
             }
         };
+        self.last_read
+            .store(hash(text.as_bytes()), Ordering::Release);
         let result = self.apply(&text).await;
         match &result {
             Ok(v) => tracing::info!(version = v, "config applied"),
@@ -161,24 +168,21 @@ impl Reloader {
         let ConfigSource::File(path) = &self.source else {
             return;
         };
-        let mut seen = stamp(path).await;
         loop {
             tokio::time::sleep(every).await;
-            let now = stamp(path).await;
-            if now != seen {
-                seen = now;
+            // Reading the (small) file each tick, rather than trusting mtime,
+            // also sees a rewrite within one mtime tick.
+            let Ok(bytes) = tokio::fs::read(path).await else {
+                continue;
+            };
+            if hash(&bytes) != self.last_read.load(Ordering::Acquire) {
                 let _ = self.reload().await;
             }
         }
     }
 }
 
-/// What identifies a version of the file: modification time, size, and the
-/// content itself (a rewrite within one mtime tick must still be seen).
-async fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
-    let meta = tokio::fs::metadata(path).await.ok()?;
-    let bytes = tokio::fs::read(path).await.ok()?;
+fn hash(bytes: &[u8]) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&bytes);
-    Some((meta.modified().ok()?, meta.len(), hash))
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(bytes)
 }
