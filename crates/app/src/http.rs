@@ -33,6 +33,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// What one downstream connection knows about itself.
@@ -361,6 +362,19 @@ async fn deadline(
     }
 }
 
+/// Methods whose requests Envoy sends with `content-length: 0` when they
+/// have no body (it leaves GET, HEAD, DELETE, CONNECT and TRACE bare).
+fn needs_zero_length(method: &http::Method) -> bool {
+    !matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::DELETE
+            | http::Method::CONNECT
+            | http::Method::TRACE
+    )
+}
+
 type Prepared = (Option<oneshot::Receiver<bool>>, Request<Body>);
 
 /// Turns the downstream request into the upstream one: origin-form URI for
@@ -376,13 +390,20 @@ fn upstream_request(
     upgrade: bool,
 ) -> Result<Prepared, BadRequest> {
     let (mut parts, body) = req.into_parts();
-    let path = match rewritten {
-        Some(p) => PathAndQuery::try_from(p).ok(),
-        None => parts.uri.path_and_query().cloned(),
-    }
-    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let original = parts.uri.path_and_query().cloned();
+    let rewritten_to = rewritten.and_then(|p| PathAndQuery::try_from(p).ok());
+    let path = rewritten_to
+        .clone()
+        .or_else(|| original.clone())
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, upgrade);
+    if rewritten_to.is_some()
+        && let Some(v) = original.and_then(|o| HeaderValue::from_str(o.as_str()).ok())
+    {
+        // Envoy records the path before a rewrite for the upstream.
+        h.insert(X_ORIGINAL_PATH.clone(), v);
+    }
     // Envoy answers `Expect: 100-continue` itself (hyper sends the 100 when
     // the body is first read), so the upstream must not be asked again.
     h.remove(header::EXPECT);
@@ -442,6 +463,16 @@ fn upstream_request(
         parts.uri = Uri::from(path);
     }
     let (done, body) = if http_body::Body::is_end_stream(&body) {
+        if !h2
+            && needs_zero_length(&parts.method)
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            // As Envoy's HTTP/1 codec does: a bodiless request whose method
+            // may carry a body says so explicitly.
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
         (None, Body::Empty)
     } else {
         let (tx, rx) = oneshot::channel();

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod envoy;
 pub mod proxy;
 pub mod upstream;
 
