@@ -25,7 +25,12 @@ struct Req {
 }
 
 const fn get(authority: &'static str, path: &'static str) -> Req {
-    Req { method: "GET", authority, path, headers: &[] }
+    Req {
+        method: "GET",
+        authority,
+        path,
+        headers: &[],
+    }
 }
 
 /// What a client and the upstream observed for one request, with the
@@ -41,8 +46,14 @@ struct Observed {
 }
 
 /// Response headers a client acts on; others (date, server timing) vary.
-const RESPONSE_HEADERS: &[&str] =
-    &["location", "server", "content-type", "x-upstream", "x-resp", "x-vh"];
+const RESPONSE_HEADERS: &[&str] = &[
+    "location",
+    "server",
+    "content-type",
+    "x-upstream",
+    "x-resp",
+    "x-vh",
+];
 
 /// Upstream-seen headers whose values differ per request: compared by presence.
 const VOLATILE: &[&str] = &["x-request-id", "x-envoy-upstream-service-time"];
@@ -61,20 +72,33 @@ fn observe(r: &Reply) -> Observed {
         upstream_path = echo["path"].as_str().map(str::to_owned);
         for h in echo["headers"].as_array().into_iter().flatten() {
             let (k, v) = (h[0].as_str().unwrap_or(""), h[1].as_str().unwrap_or(""));
-            let v = if VOLATILE.contains(&k) { "<present>" } else { v };
+            let v = if VOLATILE.contains(&k) {
+                "<present>"
+            } else {
+                v
+            };
             upstream_headers.insert(k.to_owned(), v.to_owned());
         }
     } else {
         local_body = Some(r.text());
     }
-    Observed { status: r.status.as_u16(), upstream, upstream_path, upstream_headers, response_headers, local_body }
+    Observed {
+        status: r.status.as_u16(),
+        upstream,
+        upstream_path,
+        upstream_headers,
+        response_headers,
+        local_body,
+    }
 }
 
 /// A bootstrap with one HTTP listener using `route_config` (YAML, indented
 /// for its place) and clusters `a` and `b` pointing at the echo upstreams.
 fn bootstrap(route_config: &str, a: &Upstream, b: &Upstream) -> String {
-    let route_config: String =
-        route_config.lines().map(|l| format!("            {l}\n")).collect();
+    let route_config: String = route_config
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
     format!(
         r#"
 static_resources:
@@ -109,7 +133,10 @@ admin:
 
 async fn send(addr: std::net::SocketAddr, req: &Req) -> anyhow::Result<Observed> {
     let mut c = Client::http1(addr).await?;
-    let mut b = Request::builder().method(req.method).uri(req.path).header("host", req.authority);
+    let mut b = Request::builder()
+        .method(req.method)
+        .uri(req.path)
+        .header("host", req.authority);
     for (k, v) in req.headers {
         b = b.header(*k, *v);
     }
@@ -134,7 +161,12 @@ async fn differential(case: &str, route_config: &str, requests: &[Req]) -> anyho
             ));
         }
     }
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
     Ok(())
 }
 
@@ -211,12 +243,42 @@ virtual_hosts:
         get("h", "/empty"),
         get("h", "/b/c"),
         get("h", "/nothing-matches"),
-        Req { method: "POST", authority: "h", path: "/b", headers: &[("x-custom", "1")] },
-        Req { method: "PUT", authority: "h", path: "/b", headers: &[] },
-        Req { method: "DELETE", authority: "h", path: "/b", headers: &[] },
-        Req { method: "OPTIONS", authority: "h", path: "/b", headers: &[] },
-        Req { method: "PATCH", authority: "h", path: "/b", headers: &[] },
-        Req { method: "HEAD", authority: "h", path: "/teapot", headers: &[] },
+        Req {
+            method: "POST",
+            authority: "h",
+            path: "/b",
+            headers: &[("x-custom", "1")],
+        },
+        Req {
+            method: "PUT",
+            authority: "h",
+            path: "/b",
+            headers: &[],
+        },
+        Req {
+            method: "DELETE",
+            authority: "h",
+            path: "/b",
+            headers: &[],
+        },
+        Req {
+            method: "OPTIONS",
+            authority: "h",
+            path: "/b",
+            headers: &[],
+        },
+        Req {
+            method: "PATCH",
+            authority: "h",
+            path: "/b",
+            headers: &[],
+        },
+        Req {
+            method: "HEAD",
+            authority: "h",
+            path: "/teapot",
+            headers: &[],
+        },
         Req {
             method: "GET",
             authority: "h",

@@ -12,3 +12,6 @@
 //! - `tcp.rs`: TCP proxy, half-close, weighted clusters, byte counters.
 //! - `admin.rs`: `/ready`, `/config_dump`, `/listeners`, `/stats/prometheus`.
 //! - `malformed.rs`, `reload.rs`: malformed input; hot reload.
+//! - `retries.rs`, `filters.rs`, `mirror.rs` (+ `flaky.rs`, an upstream that
+//!   fails its first requests): router retries, fault/CORS/header-mutation
+//!   filters, request mirroring.

@@ -235,10 +235,10 @@ async fn fifty_reloads_and_four_bad_configs_under_load() -> anyhow::Result<()> {
     assert!(err.contains("prefix_rewrit"), "{err}");
     let cors = next.replace(
         "          http_filters:\n",
-        "          http_filters:\n          - name: envoy.filters.http.cors\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}\n",
+        "          http_filters:\n          - name: envoy.filters.http.lua\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua}\n",
     );
     let err = refused(&proxy, "an unsupported filter", &cors).await;
-    assert!(err.contains("cors"), "{err}");
+    assert!(err.contains("lua"), "{err}");
     let teapot = next.replace(
         "              routes:\n",
         "              routes:\n              - match: {prefix: \"/teapot\"}\n                direct_response: {status: 999}\n",

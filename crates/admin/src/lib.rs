@@ -6,7 +6,7 @@
 //! snapshot store, the cluster registry and the bound-listener table; it never
 //! changes config.
 
-use std::{convert::Infallible, fmt::Write as _, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, fmt::Write as _, sync::Arc};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -133,39 +133,131 @@ fn clusters(ctx: &AdminContext, json: bool) -> Response<Full<Bytes>> {
         let list: Vec<_> = all
             .iter()
             .map(|c| {
-                let hosts: Vec<_> = c
-                    .hosts()
-                    .iter()
-                    .map(|h| host_json(h.addr(), h.weight()))
-                    .collect();
-                serde_json::json!({ "name": c.name(), "host_statuses": hosts })
+                let hosts: Vec<_> = c.hosts().iter().map(|h| host_json(h)).collect();
+                serde_json::json!({
+                    "name": c.name(),
+                    "added_via_api": false,
+                    "host_statuses": hosts,
+                })
             })
             .collect();
         return json_response(serde_json::json!({ "cluster_statuses": list }));
     }
     let mut out = String::new();
     for c in all {
-        for h in c.hosts() {
-            let _ = writeln!(out, "{}::{}::weight::{}", c.name(), h.addr(), h.weight());
-            let _ = writeln!(out, "{}::{}::health_flags::healthy", c.name(), h.addr());
+        let name = c.name();
+        let spec = c.spec();
+        for (prio, t) in [
+            ("default_priority", &spec.circuit_breakers.default),
+            ("high_priority", &spec.circuit_breakers.high),
+        ] {
             let _ = writeln!(
                 out,
-                "{}::{}::cx_idle::{}",
-                c.name(),
-                h.addr(),
-                h.idle_connections()
+                "{name}::{prio}::max_connections::{}",
+                t.max_connections
             );
+            let _ = writeln!(
+                out,
+                "{name}::{prio}::max_pending_requests::{}",
+                t.max_pending_requests
+            );
+            let _ = writeln!(out, "{name}::{prio}::max_requests::{}", t.max_requests);
+            let _ = writeln!(out, "{name}::{prio}::max_retries::{}", t.max_retries);
+        }
+        let _ = writeln!(out, "{name}::added_via_api::false");
+        for h in c.hosts() {
+            let addr = h.addr();
+            for (stat, v) in h.stats() {
+                let _ = writeln!(out, "{name}::{addr}::{stat}::{v}");
+            }
+            let _ = writeln!(out, "{name}::{addr}::cx_idle::{}", h.idle_connections());
+            let _ = writeln!(out, "{name}::{addr}::hostname::");
+            let _ = writeln!(out, "{name}::{addr}::health_flags::{}", health_flags(&h));
+            let _ = writeln!(out, "{name}::{addr}::weight::{}", h.weight());
+            let loc = h.locality();
+            let _ = writeln!(out, "{name}::{addr}::region::{}", loc.region);
+            let _ = writeln!(out, "{name}::{addr}::zone::{}", loc.zone);
+            let _ = writeln!(out, "{name}::{addr}::sub_zone::{}", loc.sub_zone);
+            let _ = writeln!(out, "{name}::{addr}::canary::false");
+            let _ = writeln!(out, "{name}::{addr}::priority::{}", h.priority());
+            let _ = writeln!(out, "{name}::{addr}::success_rate::-1");
+            let _ = writeln!(out, "{name}::{addr}::local_origin_success_rate::-1");
         }
     }
     text(StatusCode::OK, out)
 }
 
-fn host_json(addr: SocketAddr, weight: u32) -> serde_json::Value {
-    serde_json::json!({
+/// Envoy's `health_flags` text: `healthy`, or the failure flags joined by `|`.
+fn health_flags(h: &strait_upstream::Host) -> String {
+    let mut flags = Vec::new();
+    if h.failed_active_health_check() {
+        flags.push("/failed_active_hc");
+    }
+    if h.failed_outlier_check() {
+        flags.push("/failed_outlier_check");
+    }
+    if !h.eds_health().is_usable() {
+        flags.push("/failed_eds_health");
+    }
+    if flags.is_empty() {
+        "healthy".to_owned()
+    } else {
+        flags.join("|")
+    }
+}
+
+/// One `HostStatus` of Envoy's `ClusterStatuses`.
+fn host_json(h: &strait_upstream::Host) -> serde_json::Value {
+    use strait_upstream::EndpointHealth as E;
+    let addr = h.addr();
+    let eds = match h.eds_health() {
+        E::Unknown | E::Healthy => "HEALTHY",
+        E::Unhealthy => "UNHEALTHY",
+        E::Draining => "DRAINING",
+        E::Timeout => "TIMEOUT",
+        E::Degraded => "DEGRADED",
+    };
+    let stats: Vec<_> = h
+        .stats()
+        .iter()
+        .map(|(name, v)| {
+            let kind = if name.ends_with("_active") {
+                "GAUGE"
+            } else {
+                "COUNTER"
+            };
+            serde_json::json!({"name": name, "value": v.to_string(), "type": kind})
+        })
+        .collect();
+    let mut health = serde_json::json!({"eds_health_status": eds});
+    if h.failed_active_health_check() {
+        health["failed_active_health_check"] = true.into();
+    }
+    if h.failed_outlier_check() {
+        health["failed_outlier_check"] = true.into();
+    }
+    let loc = h.locality();
+    let mut locality = serde_json::Map::new();
+    for (k, v) in [
+        ("region", &loc.region),
+        ("zone", &loc.zone),
+        ("sub_zone", &loc.sub_zone),
+    ] {
+        if !v.is_empty() {
+            locality.insert(k.to_owned(), v.clone().into());
+        }
+    }
+    let mut out = serde_json::json!({
         "address": {"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}},
-        "weight": weight,
-        "health_status": {"eds_health_status": "HEALTHY"},
-    })
+        "stats": stats,
+        "health_status": health,
+        "weight": h.weight(),
+        "locality": locality,
+    });
+    if h.priority() > 0 {
+        out["priority"] = h.priority().into();
+    }
+    out
 }
 
 /// Envoy's `/stats` text form (`name: value`), derived from the Prometheus

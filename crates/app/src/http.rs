@@ -24,10 +24,15 @@ use strait_config::model::{
     ForwardAction, HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
 };
 use strait_route::{RequestView, RouteResult};
-use strait_upstream::{Lease, PooledBody, UpstreamError};
+use strait_upstream::PooledBody;
 use tokio::sync::oneshot;
 
-use crate::{local_reply::LocalReply, proxy::Shared, stats::HttpStats};
+use strait_config::model::filter::FilterOverride;
+
+use crate::{
+    filters, hash, local_reply::LocalReply, mirror, proxy::Shared, retry::Plan, router,
+    stats::HttpStats,
+};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -179,12 +184,12 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let started = Instant::now();
     conn.stats.rq_total.increment(1);
     let snapshot = conn.shared.store.load();
-    let hcm = snapshot
-        .listener(&conn.listener)
-        .and_then(|l| match &l.spec.filter_chain.terminal {
-            NetworkFilter::Http(hcm) => l.routes.as_ref().map(|r| (hcm, r)),
-            NetworkFilter::Tcp(_) => None,
-        });
+    let listener = snapshot.listener(&conn.listener);
+    let limit = listener.map_or(0, |l| l.spec.buffer_limit as usize);
+    let hcm = listener.and_then(|l| match &l.spec.filter_chain.terminal {
+        NetworkFilter::Http(hcm) => l.routes.as_ref().map(|r| (hcm, r)),
+        NetworkFilter::Tcp(_) => None,
+    });
     let mut resp = match hcm {
         None => LocalReply::ListenerDraining.response(),
         Some((hcm, routes)) => {
@@ -200,9 +205,21 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                         RouteAction::DirectResponse { status, body } => {
                             direct(*status, body.as_deref())
                         }
+                        // Placeholder until the router integration: no
+                        // response header mutations yet.
+                        RouteAction::Redirect(_) => {
+                            let (status, location) =
+                                m.redirect(&view).unwrap_or((301, String::new()));
+                            let mut resp = direct(status, None);
+                            if let Ok(v) = HeaderValue::from_str(&location) {
+                                resp.headers_mut().insert(header::LOCATION, v);
+                            }
+                            resp
+                        }
                         RouteAction::Forward(action) => {
                             let path = m.rewritten_path(view.path);
-                            forward(req, &conn, hcm, action, path, started).await
+                            let overrides = m.route().per_filter_config();
+                            filtered(req, &conn, hcm, action, path, started, overrides, limit).await
                         }
                     },
                 },
@@ -262,6 +279,7 @@ async fn forward(
     action: &ForwardAction,
     rewritten: Option<String>,
     started: Instant,
+    buffer_limit: usize,
 ) -> Response<ProxyBody> {
     let upgrade = headers::upgrade_token(req.headers());
     if let Some(token) = &upgrade
@@ -269,49 +287,80 @@ async fn forward(
     {
         return LocalReply::UpgradeRefused.response();
     }
-    let Some(cluster) = conn.shared.registry.get(&action.cluster) else {
-        return LocalReply::NoCluster.response();
+    // Placeholder until the router integration: only a literal cluster name
+    // is resolved here; cluster_header and weighted_clusters (chosen with
+    // `Matched::cluster`) answer as an unknown cluster would.
+    let name = match &action.cluster {
+        strait_config::model::ClusterSpecifier::Name(name) => name.as_str(),
+        _ => "",
     };
-    let Some(host) = cluster.pick() else {
-        return LocalReply::NoHealthyUpstream.response();
+    let Some(cluster) = conn.shared.registry.get(name) else {
+        return LocalReply::NoCluster.response();
     };
     let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let h2 = matches!(
         cluster.spec().protocol,
         strait_config::model::UpstreamProtocol::Http2
     );
-    let (body_done, up_req) =
-        match upstream_request(req, conn, hcm, action, rewritten, h2, upgrade.is_some()) {
+    let mut plan = Plan::new(
+        action.retry_policy.as_ref(),
+        action.timeout,
+        req.headers_mut(),
+        hcm.use_remote_address,
+        conn.peer,
+    );
+    if upgrade.is_some() {
+        // An upgraded request's body is a tunnel: it cannot be replayed.
+        plan.max_retries = 0;
+    }
+    let hash = if action.hash_policy.is_empty() {
+        None
+    } else {
+        hash::request_hash(
+            &action.hash_policy,
+            req.headers(),
+            req.uri().query(),
+            conn.peer.ip(),
+            strait_upstream::lb::xxhash64,
+        )
+    };
+    let route_timeout = plan.route_timeout;
+    let expected = plan.per_try_timeout.or(route_timeout);
+    let (body_done, mut up_req) =
+        match upstream_request(req, conn, hcm, expected, rewritten, h2, upgrade.is_some()) {
             Ok(r) => r,
             Err(BadRequest) => return bad_request(),
         };
-    let lease = match cluster.lease(host).await {
-        Ok(l) => l,
-        Err(_) => return LocalReply::ConnectFailure.response(),
-    };
-    let sent = lease.send(up_req);
-    let result = if action.timeout.is_none() && body_done.is_none() {
-        sent.await
+    // Keep a copy of the body when it may be sent again (a retry or a
+    // mirror), up to the listener's buffer limit, as Envoy does.
+    let replayable = plan.max_retries > 0 || !action.request_mirror_policies.is_empty();
+    let recording = if replayable && !matches!(up_req.body(), Body::Empty) {
+        let body = std::mem::take(up_req.body_mut());
+        let (body, watch) = Body::recording(body, buffer_limit);
+        *up_req.body_mut() = body;
+        Some(watch)
     } else {
-        tokio::pin!(sent);
-        let deadline = deadline(started, hcm.request_timeout, body_done, action.timeout);
-        tokio::select! {
-            // A broken downstream body also breaks the upstream send; the
-            // body's own report is seen first so the client gets its 400.
-            biased;
-            reply = deadline => {
-                    if reply == LocalReply::UpstreamTimeout {
-                        Lease::count_timeout(&cluster);
-                    }
-                    return reply.response();
-                }
-            r = &mut sent => r,
-        }
+        None
     };
-    let mut resp = match result {
+    if !action.request_mirror_policies.is_empty() {
+        mirror::spawn(
+            &conn.shared.registry,
+            &action.request_mirror_policies,
+            &up_req,
+            recording.as_ref(),
+        );
+    }
+    let attempts = router::Attempts {
+        cluster: &cluster,
+        plan,
+        hash,
+        attempt_count: action.include_attempt_count,
+        recording,
+    };
+    let deadline = deadline(started, hcm.request_timeout, body_done, route_timeout);
+    let mut resp = match router::send(attempts, up_req, deadline).await {
         Ok(r) => r,
-        Err(UpstreamError::Connect(_)) => return LocalReply::ConnectFailure.response(),
-        Err(_) => return LocalReply::UpstreamReset.response(),
+        Err(reply) => return reply.response(),
     };
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some(down) = downstream_upgrade {
@@ -326,6 +375,46 @@ async fn forward(
     }
     headers::strip_hop_by_hop(resp.headers_mut(), switching);
     resp.map(ProxyBody::Upstream)
+}
+
+/// Runs the HTTP filters around [`forward`]: a filter may answer first
+/// (fault abort, CORS preflight), and the response passes back through them.
+#[allow(clippy::too_many_arguments)]
+async fn filtered(
+    req: Request<Incoming>,
+    conn: &ConnCtx,
+    hcm: &HttpConnectionManager,
+    action: &ForwardAction,
+    rewritten: Option<String>,
+    started: Instant,
+    overrides: &[FilterOverride],
+    buffer_limit: usize,
+) -> Response<ProxyBody> {
+    if hcm.http_filters.is_empty() {
+        return forward(req, conn, hcm, action, rewritten, started, buffer_limit).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let cluster = match &action.cluster {
+        strait_config::model::ClusterSpecifier::Name(name) => Some(name.as_str()),
+        _ => None,
+    };
+    let decoded = filters::decode(
+        &hcm.http_filters,
+        overrides,
+        &mut parts,
+        cluster,
+        &conn.stats,
+    )
+    .await;
+    let mut resp = match decoded.reply {
+        Some(reply) => reply,
+        None => {
+            let req = Request::from_parts(parts, body);
+            forward(req, conn, hcm, action, rewritten, started, buffer_limit).await
+        }
+    };
+    filters::encode(&decoded.state, &mut resp);
+    resp
 }
 
 /// Resolves with the reply to send when a timer fires first: Envoy's
@@ -384,7 +473,7 @@ fn upstream_request(
     req: Request<Incoming>,
     conn: &ConnCtx,
     hcm: &HttpConnectionManager,
-    action: &ForwardAction,
+    expected_timeout: Option<std::time::Duration>,
     rewritten: Option<String>,
     h2: bool,
     upgrade: bool,
@@ -423,7 +512,7 @@ fn upstream_request(
     if hcm.generate_request_id && !h.contains_key(&X_REQUEST_ID) {
         h.insert(X_REQUEST_ID.clone(), headers::request_id());
     }
-    match action.timeout {
+    match expected_timeout {
         Some(t) => {
             let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
             h.insert(X_EXPECTED_TIMEOUT.clone(), HeaderValue::from(ms));

@@ -7,11 +7,16 @@
 //! Everything a request reads of config comes from one snapshot in the
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
 
+mod filters;
+mod hash;
 mod http;
 mod listeners;
 mod local_reply;
+mod mirror;
 mod proxy;
 mod reload;
+mod retry;
+mod router;
 mod stats;
 mod tcp;
 mod workers;

@@ -19,6 +19,8 @@ pub(crate) enum LocalReply {
     ConnectFailure,
     /// UC: the upstream connection closed before response headers.
     UpstreamReset,
+    /// UO: a circuit breaker of the cluster is open.
+    Overflow,
     /// UT: the route timeout elapsed before the response headers.
     UpstreamTimeout,
     /// The downstream request body was malformed (e.g. a bad chunk size) or
@@ -44,6 +46,7 @@ impl LocalReply {
             | LocalReply::NoHealthyUpstream
             | LocalReply::ConnectFailure
             | LocalReply::UpstreamReset
+            | LocalReply::Overflow
             | LocalReply::ListenerDraining => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -57,6 +60,9 @@ impl LocalReply {
             }
             LocalReply::UpstreamReset => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+            }
+            LocalReply::Overflow => {
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow"
             }
             LocalReply::UpstreamTimeout => "upstream request timeout",
             LocalReply::RequestTimeout => "request timeout",
@@ -72,6 +78,7 @@ impl LocalReply {
             LocalReply::NoHealthyUpstream => "UH",
             LocalReply::ConnectFailure => "UF",
             LocalReply::UpstreamReset => "UC",
+            LocalReply::Overflow => "UO",
             LocalReply::UpstreamTimeout => "UT",
             LocalReply::RequestTimeout => "DT",
             LocalReply::BadRequestBody => "DPE",

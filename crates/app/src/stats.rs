@@ -2,7 +2,7 @@
 //! are registered once, when a listener starts, so a request only does atomic
 //! increments.
 
-use std::sync::OnceLock;
+use std::sync::{OnceLock, atomic::AtomicU64};
 
 use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -43,6 +43,10 @@ pub(crate) struct HttpStats {
     pub(crate) rq_class: [Counter; 5],
     pub(crate) rq_time: Histogram,
     pub(crate) no_route: Counter,
+    /// Faults in progress (the fault filter's `max_active_faults`).
+    pub(crate) active_faults: AtomicU64,
+    pub(crate) fault_delays: Counter,
+    pub(crate) fault_aborts: Counter,
     rx_bytes: Counter,
     tx_bytes: Counter,
 }
@@ -73,6 +77,9 @@ impl HttpStats {
             rq_class: [class("1"), class("2"), class("3"), class("4"), class("5")],
             rq_time: metrics::histogram!("envoy_http_downstream_rq_time", labels),
             no_route: metrics::counter!("envoy_http_rq_no_route", labels),
+            active_faults: AtomicU64::new(0),
+            fault_delays: metrics::counter!("envoy_http_fault_delays_injected", labels),
+            fault_aborts: metrics::counter!("envoy_http_fault_aborts_injected", labels),
             rx_bytes: metrics::counter!("envoy_http_downstream_cx_rx_bytes_total", labels),
             tx_bytes: metrics::counter!("envoy_http_downstream_cx_tx_bytes_total", labels),
         }

@@ -2,13 +2,15 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// A body sent upstream or answered locally. An enum rather than a boxed
 /// trait object so a request costs no allocation for its body.
@@ -28,6 +30,67 @@ pub enum Body {
         body: Incoming,
         done: Option<oneshot::Sender<bool>>,
     },
+    /// Another body, passed through while a copy of its frames is kept (up
+    /// to a limit) so the request can be sent again: a retry or a mirror.
+    /// Boxed: only requests that may be replayed pay for it.
+    Recording(Box<Recorder>),
+    /// A recorded body, sent again from memory.
+    Replay { frames: Recorded, next: usize },
+}
+
+/// A whole request body kept in memory; cheap to clone.
+pub type Recorded = Arc<[ReplayFrame]>;
+
+/// One kept frame (`http_body::Frame` is not `Clone`).
+#[derive(Debug, Clone)]
+pub enum ReplayFrame {
+    Data(Bytes),
+    Trailers(HeaderMap),
+}
+
+/// See [`Body::Recording`].
+#[derive(Debug)]
+pub struct Recorder {
+    inner: Body,
+    kept: Vec<ReplayFrame>,
+    bytes: usize,
+    limit: usize,
+    /// Set to the whole body once it has passed through, or to `None` as
+    /// soon as it is over the limit (or broken). Dropped unset when the body
+    /// is dropped before its end, which reads as "not replayable".
+    report: Option<watch::Sender<Option<Option<Recorded>>>>,
+}
+
+/// Where a [`Body::Recording`] reports; cloneable, so a retry and a mirror
+/// can both wait for the copy.
+pub type RecordingWatch = watch::Receiver<Option<Option<Recorded>>>;
+
+impl Recorder {
+    fn finish(&mut self, whole: bool) {
+        if let Some(tx) = self.report.take() {
+            let kept = std::mem::take(&mut self.kept);
+            // A watch keeps the value for receivers that look later.
+            tx.send_replace(Some(whole.then(|| kept.into())));
+        }
+    }
+
+    fn keep(&mut self, frame: &Frame<Bytes>) {
+        if self.report.is_none() {
+            return;
+        }
+        if let Some(d) = frame.data_ref() {
+            self.bytes += d.len();
+            if self.bytes > self.limit {
+                // Envoy gives up on retrying (and shadowing) a request whose
+                // body outgrew the buffer; the copy is dropped at once.
+                self.finish(false);
+                return;
+            }
+            self.kept.push(ReplayFrame::Data(d.clone()));
+        } else if let Some(t) = frame.trailers_ref() {
+            self.kept.push(ReplayFrame::Trailers(t.clone()));
+        }
+    }
 }
 
 impl Body {
@@ -48,6 +111,31 @@ impl Body {
             body,
             done: Some(done),
         }
+    }
+}
+
+impl Body {
+    /// Wraps `inner` so that a copy of up to `limit` bytes of it is kept;
+    /// the receiver gets the whole body once it has been sent, or `None` if
+    /// it was larger than `limit`, failed, or was not sent to the end.
+    pub fn recording(inner: Body, limit: usize) -> (Self, RecordingWatch) {
+        let (tx, rx) = watch::channel(None);
+        let mut rec = Recorder {
+            inner,
+            kept: Vec::new(),
+            bytes: 0,
+            limit,
+            report: Some(tx),
+        };
+        if http_body::Body::is_end_stream(&rec.inner) {
+            rec.finish(true);
+        }
+        (Body::Recording(Box::new(rec)), rx)
+    }
+
+    /// A body that sends `frames` again.
+    pub fn replay(frames: Recorded) -> Self {
+        Body::Replay { frames, next: 0 }
     }
 }
 
@@ -86,6 +174,29 @@ impl http_body::Body for Body {
                 }
                 res
             }
+            Body::Recording(rec) => {
+                let res = Pin::new(&mut rec.inner).poll_frame(cx);
+                match &res {
+                    Poll::Ready(Some(Ok(f))) => {
+                        rec.keep(f);
+                        if http_body::Body::is_end_stream(&rec.inner) {
+                            rec.finish(true);
+                        }
+                    }
+                    Poll::Ready(None) => rec.finish(true),
+                    Poll::Ready(Some(Err(_))) => rec.finish(false),
+                    Poll::Pending => {}
+                }
+                res
+            }
+            Body::Replay { frames, next } => {
+                let frame = frames.get(*next).map(|f| match f {
+                    ReplayFrame::Data(d) => Ok(Frame::data(d.clone())),
+                    ReplayFrame::Trailers(t) => Ok(Frame::trailers(t.clone())),
+                });
+                *next += 1;
+                Poll::Ready(frame)
+            }
         }
     }
 
@@ -94,6 +205,8 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
             Body::Incoming(b) | Body::Streaming { body: b, .. } => b.is_end_stream(),
+            Body::Recording(rec) => rec.inner.is_end_stream(),
+            Body::Replay { frames, next } => *next >= frames.len(),
         }
     }
 
@@ -102,6 +215,22 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(b) | Body::Streaming { body: b, .. } => b.size_hint(),
+            Body::Recording(rec) => rec.inner.size_hint(),
+            Body::Replay { frames, next } => {
+                let left = frames.get(*next..).unwrap_or_default();
+                if left.iter().any(|f| matches!(f, ReplayFrame::Trailers(_))) {
+                    SizeHint::default()
+                } else {
+                    let n = left
+                        .iter()
+                        .map(|f| match f {
+                            ReplayFrame::Data(d) => d.len() as u64,
+                            ReplayFrame::Trailers(_) => 0,
+                        })
+                        .sum();
+                    SizeHint::with_exact(n)
+                }
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod headers;
 pub mod io;
 pub mod server;
 
-pub use body::Body;
+pub use body::{Body, Recorded, RecordingWatch, ReplayFrame};
 pub use client::{ClientConn, ConnectError, Protocol};
 pub use io::{ByteCounter, Counted};
 pub use server::{ServerOptions, ServerProtocol};

@@ -7,6 +7,13 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+pub mod filter;
+pub mod policy;
+mod route;
+
+pub use filter::HttpFilter;
+pub use route::*;
+
 /// A whole static configuration: what one bootstrap file describes.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -40,6 +47,8 @@ pub struct FilterChain {
     pub terminal: NetworkFilter,
 }
 
+// Built once per config; the size of a variant costs nothing per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkFilter {
     Http(HttpConnectionManager),
@@ -74,6 +83,21 @@ pub struct HttpConnectionManager {
     pub generate_request_id: bool,
     /// HTTP filters before the router, in order. The router is implied last.
     pub http_filters: Vec<HttpFilter>,
+    /// `strip_matching_host_port` / `strip_any_host_port`: the port removed
+    /// from `:authority` before routing (and upstream, except for CONNECT).
+    pub strip_host_port: StripHostPort,
+}
+
+/// Which port the connection manager strips from `:authority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StripHostPort {
+    /// Keep the authority as received (Envoy's default).
+    #[default]
+    None,
+    /// `strip_matching_host_port`: only a port equal to the listener's.
+    Matching,
+    /// `strip_any_host_port`: any port.
+    Any,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +113,6 @@ pub enum ServerHeaderTransformation {
     AppendIfAbsent,
     PassThrough,
 }
-
-/// A non-router HTTP filter. Empty for now: the routing issue adds fault, cors
-/// and header mutation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HttpFilter {}
 
 /// `envoy.filters.network.tcp_proxy`.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,58 +135,6 @@ pub struct WeightedCluster {
     pub weight: u32,
 }
 
-/// Envoy `RouteConfiguration`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RouteConfig {
-    pub name: String,
-    pub virtual_hosts: Vec<VirtualHost>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct VirtualHost {
-    pub name: String,
-    /// As written: exact names, `*.suffix`, `prefix.*` or `*`. Lower-cased.
-    pub domains: Vec<String>,
-    pub routes: Vec<Route>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub name: String,
-    pub matcher: RouteMatch,
-    pub action: RouteAction,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteMatch {
-    pub path: PathMatch,
-    /// `case_sensitive` (default true).
-    pub case_sensitive: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Prefix(String),
-    Exact(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RouteAction {
-    /// Forward to a cluster.
-    Forward(ForwardAction),
-    /// Answer locally.
-    DirectResponse { status: u16, body: Option<String> },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForwardAction {
-    pub cluster: String,
-    /// `timeout` (default 15 s); `None` (written as 0s) disables.
-    pub timeout: Option<Duration>,
-    /// `prefix_rewrite`, if any.
-    pub prefix_rewrite: Option<String>,
-}
-
 /// Envoy `Cluster`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
@@ -183,6 +150,17 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     /// `per_connection_buffer_limit_bytes` (default 1 MiB).
     pub buffer_limit: u32,
+    /// `common_lb_config` and `load_assignment.policy`: how priorities and
+    /// localities share traffic.
+    pub lb_common: LbCommon,
+    /// `circuit_breakers.thresholds`, by routing priority.
+    pub circuit_breakers: CircuitBreakers,
+    /// `outlier_detection`; `None` when the cluster has none.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// `health_checks`: active health checkers, each run against every host.
+    pub health_checks: Vec<HealthCheck>,
+    /// Connection pool limits from the upstream HTTP protocol options.
+    pub pool: PoolOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,11 +188,38 @@ pub enum DnsLookupFamily {
     All,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Envoy `Cluster.LbPolicy` with its `lb_config`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LbPolicy {
+    /// Weighted round robin.
     RoundRobin,
+    /// `choice_count` random hosts (default 2), the least loaded wins;
+    /// weighted hosts compare `active ^ active_request_bias / weight`.
+    LeastRequest {
+        choice_count: u32,
+        active_request_bias: f64,
+    },
+    /// Weighted random.
+    Random,
+    /// Ketama-style consistent hashing of the request hash onto a ring.
+    RingHash {
+        minimum_ring_size: u64,
+        maximum_ring_size: u64,
+    },
+    /// Maglev consistent hashing (`table_size` a prime, default 65537).
+    Maglev { table_size: u64 },
 }
 
+impl LbPolicy {
+    /// True for the policies that consume a request hash.
+    pub fn is_hash(&self) -> bool {
+        matches!(self, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. })
+    }
+}
+
+/// One endpoint of a `ClusterLoadAssignment`, flattened: the locality fields
+/// are repeated on each endpoint. Both static `load_assignment` and EDS
+/// produce this shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// An IP literal for STATIC clusters, a DNS name or IP for STRICT_DNS.
@@ -222,6 +227,202 @@ pub struct Endpoint {
     pub port: u16,
     /// `load_balancing_weight` (default 1).
     pub weight: u32,
+    /// `LocalityLbEndpoints.priority` (0 is the highest).
+    pub priority: u32,
+    pub locality: Locality,
+    /// `LocalityLbEndpoints.load_balancing_weight`; 0 when unset (such a
+    /// locality gets no traffic under locality-weighted balancing).
+    pub locality_weight: u32,
+    /// `LbEndpoint.health_status` as the control plane reported it.
+    pub health: EndpointHealth,
+}
+
+impl Endpoint {
+    /// A healthy priority-0 endpoint without locality.
+    pub fn new(host: impl Into<String>, port: u16, weight: u32) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            port,
+            weight,
+            priority: 0,
+            locality: Locality::default(),
+            locality_weight: 0,
+            health: EndpointHealth::Unknown,
+        }
+    }
+}
+
+/// Envoy `core.v3.Locality`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Locality {
+    pub region: String,
+    pub zone: String,
+    pub sub_zone: String,
+}
+
+/// Envoy `core.v3.HealthStatus` of an endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EndpointHealth {
+    #[default]
+    Unknown,
+    Healthy,
+    Unhealthy,
+    Draining,
+    Timeout,
+    /// Strait routes to degraded hosts as to healthy ones (Envoy would prefer
+    /// healthy hosts while enough of them remain).
+    Degraded,
+}
+
+impl EndpointHealth {
+    /// Whether the control plane lets this endpoint take traffic.
+    pub fn is_usable(self) -> bool {
+        matches!(
+            self,
+            EndpointHealth::Unknown | EndpointHealth::Healthy | EndpointHealth::Degraded
+        )
+    }
+}
+
+/// `common_lb_config` and `ClusterLoadAssignment.policy`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LbCommon {
+    /// `healthy_panic_threshold` in percent (default 50; 0 disables panic).
+    pub healthy_panic_threshold: f64,
+    /// `locality_weighted_lb_config` is set.
+    pub locality_weighted: bool,
+    /// `policy.overprovisioning_factor` in percent (default 140).
+    pub overprovisioning_factor: u32,
+}
+
+impl Default for LbCommon {
+    fn default() -> Self {
+        LbCommon {
+            healthy_panic_threshold: 50.0,
+            locality_weighted: false,
+            overprovisioning_factor: 140,
+        }
+    }
+}
+
+/// `circuit_breakers.thresholds` for the DEFAULT and HIGH routing priorities.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CircuitBreakers {
+    pub default: Thresholds,
+    pub high: Thresholds,
+}
+
+/// One `CircuitBreakers.Thresholds`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+    /// `retry_budget`: when set, it replaces `max_retries`.
+    pub retry_budget: Option<RetryBudget>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+            retry_budget: None,
+        }
+    }
+}
+
+/// `Thresholds.RetryBudget`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// Percent of active requests that may be retries (default 20).
+    pub budget_percent: f64,
+    /// Retries always allowed regardless of the budget (default 3).
+    pub min_retry_concurrency: u32,
+}
+
+/// Envoy `OutlierDetection`. Percentages are 0-100.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: u32,
+    pub consecutive_gateway_failure: u32,
+    pub consecutive_local_origin_failure: u32,
+    pub split_external_local_origin_errors: bool,
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+    pub enforcing_consecutive_5xx: u32,
+    pub enforcing_consecutive_gateway_failure: u32,
+    pub enforcing_consecutive_local_origin_failure: u32,
+    pub enforcing_success_rate: u32,
+    pub success_rate_minimum_hosts: u32,
+    pub success_rate_request_volume: u32,
+    /// Divided by 1000 to give the standard deviation factor (default 1900).
+    pub success_rate_stdev_factor: u32,
+    pub failure_percentage_threshold: u32,
+    pub enforcing_failure_percentage: u32,
+    pub failure_percentage_minimum_hosts: u32,
+    pub failure_percentage_request_volume: u32,
+}
+
+/// One `core.v3.HealthCheck`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub timeout: Duration,
+    pub interval: Duration,
+    /// `interval_jitter`: up to this much is added to each interval.
+    pub interval_jitter: Duration,
+    /// `unhealthy_interval`/`healthy_edge_interval`-style overrides are
+    /// refused; `no_traffic_interval` is ignored (see translation).
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub kind: HealthCheckKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthCheckKind {
+    Http {
+        path: String,
+        /// `host`; the cluster name when empty (Envoy's default).
+        host: Option<String>,
+        /// Half-open ranges `[start, end)`; default `[200, 400)`.
+        expected_statuses: Vec<(u16, u16)>,
+        request_headers: Vec<(String, String)>,
+    },
+    Tcp {
+        /// Bytes written after connecting; nothing when empty.
+        send: Vec<u8>,
+        /// Each block must appear in the reply, in order; none means a
+        /// successful connect is enough.
+        receive: Vec<Vec<u8>>,
+    },
+    /// `grpc.health.v1.Health/Check` over HTTP/2.
+    Grpc {
+        service_name: String,
+        authority: Option<String>,
+    },
+}
+
+/// Connection pool limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// `max_requests_per_connection`; `None` is unlimited.
+    pub max_requests_per_connection: Option<u32>,
+    /// `common_http_protocol_options.idle_timeout` (default 1 h; 0 disables).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_requests_per_connection: None,
+            idle_timeout: Some(Duration::from_secs(3600)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

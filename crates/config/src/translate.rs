@@ -46,9 +46,13 @@ mod bootstrap;
 #[allow(deprecated)]
 mod cluster;
 #[allow(deprecated)]
+mod filter;
+#[allow(deprecated)]
 mod http;
 #[allow(deprecated)]
 mod listener;
+#[allow(deprecated)]
+mod policy;
 #[allow(deprecated)]
 mod route;
 #[cfg(test)]

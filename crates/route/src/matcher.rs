@@ -1,21 +1,32 @@
 //! What a route matches against ([`RequestView`]) and the compiled form of a
 //! route's `match` block.
 //!
-//! A [`RouteMatcher`] is a conjunction of conditions. Today it holds only the
-//! path condition; header, query-parameter and runtime-fraction conditions
-//! join it as fields, each checked after the path so that the cheap, most
-//! selective test runs first.
+//! A [`RouteMatcher`] is a conjunction of conditions, checked cheapest and
+//! most selective first: the path, then the runtime fraction, gRPC,
+//! headers and query parameters.
 
-use http::{HeaderMap, Method, Uri, header::HOST, request::Parts};
-use strait_config::model::{PathMatch, RouteMatch};
+use http::{HeaderMap, HeaderName, Method, Uri, header::HOST, request::Parts};
+use regex::Regex;
+use strait_config::model::{FractionalPercent, PathMatch, RouteMatch};
 
 use crate::RouteError;
+
+mod header;
+mod value;
+
+use header::{CompiledHeaderMatcher, CompiledQueryMatcher};
+pub(crate) use header::{first, header_name, is_grpc};
+pub(crate) use value::{full_match_regex, search_regex};
+
+/// `x-forwarded-proto`, which Envoy's redirects read for the request scheme.
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The parts of a request that routing may look at, borrowed from wherever
 /// the codec keeps them.
 ///
 /// Construct it with [`RequestView::new`], [`RequestView::from_parts`] or
-/// [`RequestView::from_request`]; fields are added as matchers grow.
+/// [`RequestView::from_request`], then [`RequestView::with_random`] (and
+/// [`RequestView::with_scheme`] on TLS listeners).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct RequestView<'a> {
@@ -29,9 +40,17 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
+    /// `:scheme`: the URI's scheme when it has one, else `http`. What header
+    /// matchers on `:scheme` see; redirects prefer `x-forwarded-proto`.
+    pub scheme: &'a str,
+    /// The request's random value, as Envoy draws one per stream: it decides
+    /// `runtime_fraction` matches and the weighted cluster. The caller
+    /// supplies it (0 by default) so that routing stays deterministic.
+    pub random: u64,
 }
 
 impl<'a> RequestView<'a> {
+    /// A view with scheme `http` and random value 0.
     pub fn new(
         authority: &'a str,
         path: &'a str,
@@ -43,6 +62,8 @@ impl<'a> RequestView<'a> {
             path,
             method,
             headers,
+            scheme: "http",
+            random: 0,
         }
     }
 
@@ -58,6 +79,35 @@ impl<'a> RequestView<'a> {
         Self::from_head(request.uri(), request.method(), request.headers())
     }
 
+    /// Sets the random value (see [`RequestView::random`]).
+    pub fn with_random(mut self, random: u64) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// Sets `:scheme` (e.g. `https` for a TLS listener's HTTP/1 requests).
+    pub fn with_scheme(mut self, scheme: &'a str) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// Replaces the authority, e.g. with the port stripped by
+    /// [`crate::strip_host_port`].
+    pub fn with_authority(mut self, authority: &'a str) -> Self {
+        self.authority = authority;
+        self
+    }
+
+    /// The scheme redirects start from: `x-forwarded-proto` when present
+    /// (the connection manager sets it before routing), else `:scheme`.
+    pub fn forwarded_proto(&self) -> &'a str {
+        self.headers
+            .get(&X_FORWARDED_PROTO)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or(self.scheme)
+    }
+
     fn from_head(uri: &'a Uri, method: &'a Method, headers: &'a HeaderMap) -> Self {
         let authority = match uri.authority() {
             Some(authority) => authority.as_str(),
@@ -67,7 +117,11 @@ impl<'a> RequestView<'a> {
                 .unwrap_or(""),
         };
         let path = uri.path_and_query().map_or("", |pq| pq.as_str());
-        Self::new(authority, path, method, headers)
+        let view = Self::new(authority, path, method, headers);
+        match uri.scheme_str() {
+            Some(scheme) => view.with_scheme(scheme),
+            None => view,
+        }
     }
 }
 
@@ -75,10 +129,14 @@ impl<'a> RequestView<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMatcher {
     path: PathMatcher,
+    runtime_fraction: Option<FractionalPercent>,
+    grpc: bool,
+    headers: Box<[CompiledHeaderMatcher]>,
+    query_parameters: Box<[CompiledQueryMatcher]>,
 }
 
 /// The path condition. Compared against the path without its query string
-/// or fragment, which is what Envoy's `prefix` and `path` see.
+/// or fragment, which is what Envoy's path matchers see.
 #[derive(Debug, Clone)]
 enum PathMatcher {
     Prefix {
@@ -89,14 +147,21 @@ enum PathMatcher {
         path: Box<str>,
         case_sensitive: bool,
     },
+    /// Anchored: the whole path must match.
+    Regex(Regex),
+    /// The path equals the prefix or continues with `/` after it.
+    SeparatedPrefix {
+        prefix: Box<str>,
+        case_sensitive: bool,
+    },
 }
 
 impl RouteMatcher {
-    /// Compiles a route's `match` block.
-    ///
-    /// Nothing in today's model can fail; the `Result` is where regexes and
-    /// path templates will report errors.
-    pub(crate) fn compile(config: &RouteMatch) -> Result<Self, RouteError> {
+    /// Compiles a route's `match` block; `at` names the route in errors.
+    pub(crate) fn compile(
+        config: &RouteMatch,
+        at: &dyn Fn() -> String,
+    ) -> Result<Self, RouteError> {
         let case_sensitive = config.case_sensitive;
         let path = match &config.path {
             PathMatch::Prefix(prefix) => PathMatcher::Prefix {
@@ -107,18 +172,61 @@ impl RouteMatcher {
                 path: path.as_str().into(),
                 case_sensitive,
             },
+            PathMatch::Regex(pattern) => PathMatcher::Regex(full_match_regex(pattern, at)?),
+            PathMatch::SeparatedPrefix(prefix) => PathMatcher::SeparatedPrefix {
+                prefix: prefix.as_str().into(),
+                case_sensitive,
+            },
         };
-        Ok(Self { path })
+        if let Some(f) = config.runtime_fraction
+            && f.denominator == 0
+        {
+            return Err(RouteError::InvalidFraction { at: at() });
+        }
+        Ok(Self {
+            path,
+            runtime_fraction: config.runtime_fraction,
+            grpc: config.grpc,
+            headers: config
+                .headers
+                .iter()
+                .map(|h| CompiledHeaderMatcher::compile(h, at))
+                .collect::<Result<_, _>>()?,
+            query_parameters: config
+                .query_parameters
+                .iter()
+                .map(|q| CompiledQueryMatcher::compile(q, at))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// Whether the request matches; if so, how many leading bytes of `path`
-    /// the path condition consumed (what `prefix_rewrite` replaces).
+    /// the path condition consumed (what `prefix_rewrite` replaces; all of
+    /// it for `path` and `safe_regex`).
     ///
     /// `path` is `request.path` with the query already cut off by
     /// [`path_without_query`], done once per request rather than per route.
-    /// Pure, does not allocate.
-    pub(crate) fn matches(&self, _request: &RequestView<'_>, path: &str) -> Option<usize> {
-        self.path.matches(path)
+    /// Pure; allocates only for a header with several values.
+    pub(crate) fn matches(&self, request: &RequestView<'_>, path: &str) -> Option<usize> {
+        let matched_len = self.path.matches(path)?;
+        if let Some(f) = self.runtime_fraction
+            && request.random % u64::from(f.denominator) >= u64::from(f.numerator)
+        {
+            return None;
+        }
+        if self.grpc && !is_grpc(request.headers) {
+            return None;
+        }
+        if !self.headers.iter().all(|h| h.matches(request)) {
+            return None;
+        }
+        if !self.query_parameters.is_empty() {
+            let query = query_of(request.path);
+            if !self.query_parameters.iter().all(|q| q.matches(query)) {
+                return None;
+            }
+        }
+        Some(matched_len)
     }
 }
 
@@ -129,19 +237,20 @@ impl PathMatcher {
         if path.is_empty() {
             return None;
         }
+        let starts_with = |prefix: &str, case_sensitive: bool| {
+            path.as_bytes().get(..prefix.len()).is_some_and(|head| {
+                if case_sensitive {
+                    head == prefix.as_bytes()
+                } else {
+                    head.eq_ignore_ascii_case(prefix.as_bytes())
+                }
+            })
+        };
         match self {
             Self::Prefix {
                 prefix,
                 case_sensitive,
-            } => {
-                let head = path.as_bytes().get(..prefix.len())?;
-                let hit = if *case_sensitive {
-                    head == prefix.as_bytes()
-                } else {
-                    head.eq_ignore_ascii_case(prefix.as_bytes())
-                };
-                hit.then_some(prefix.len())
-            }
+            } => starts_with(prefix, *case_sensitive).then_some(prefix.len()),
             Self::Exact {
                 path: exact,
                 case_sensitive,
@@ -152,6 +261,14 @@ impl PathMatcher {
                     path.eq_ignore_ascii_case(exact)
                 };
                 hit.then_some(path.len())
+            }
+            Self::Regex(re) => re.is_match(path).then_some(path.len()),
+            Self::SeparatedPrefix {
+                prefix,
+                case_sensitive,
+            } => {
+                let boundary = matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'));
+                (boundary && starts_with(prefix, *case_sensitive)).then_some(prefix.len())
             }
         }
     }
@@ -166,15 +283,30 @@ pub(crate) fn path_without_query(path_and_query: &str) -> &str {
     }
 }
 
+/// What follows the first `?` of `path_and_query`, up to any `#`; empty when
+/// there is no query.
+pub(crate) fn query_of(path_and_query: &str) -> &str {
+    let without_fragment = match path_and_query.find('#') {
+        Some(end) => &path_and_query[..end],
+        None => path_and_query,
+    };
+    without_fragment
+        .split_once('?')
+        .map_or("", |(_, query)| query)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn matcher(path: PathMatch, case_sensitive: bool) -> RouteMatcher {
-        RouteMatcher::compile(&RouteMatch {
-            path,
-            case_sensitive,
-        })
+        RouteMatcher::compile(
+            &RouteMatch {
+                case_sensitive,
+                ..RouteMatch::path(path)
+            },
+            &|| "test".to_owned(),
+        )
         .expect("compiles")
     }
 
@@ -239,6 +371,46 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(path_without_query(input), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn queries_are_found() {
+        let cases = [
+            ("/a?b=1", "b=1"),
+            ("/a", ""),
+            ("/a?", ""),
+            ("/a?b#c", "b"),
+            ("/a#c?d", ""),
+            ("?x", "x"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(query_of(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn schemes() {
+        let request = http::Request::builder()
+            .uri("https://a.com/p")
+            .body(())
+            .expect("valid request");
+        let view = RequestView::from_request(&request);
+        assert_eq!((view.scheme, view.forwarded_proto()), ("https", "https"));
+        let mut headers = HeaderMap::new();
+        let view = RequestView::new("h", "/", &Method::GET, &headers);
+        assert_eq!(
+            (view.scheme, view.forwarded_proto(), view.random),
+            ("http", "http", 0)
+        );
+        headers.insert(&X_FORWARDED_PROTO, http::HeaderValue::from_static("https"));
+        let view = RequestView::new("h", "/", &Method::GET, &headers)
+            .with_scheme("http")
+            .with_random(7)
+            .with_authority("other");
+        assert_eq!(
+            (view.forwarded_proto(), view.random, view.authority),
+            ("https", 7, "other")
+        );
     }
 
     #[test]

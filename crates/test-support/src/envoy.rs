@@ -52,22 +52,38 @@ impl Envoy {
             .arg(&config)
             .arg("--admin-address-path")
             .arg(&admin_file)
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting envoy: {e}"));
-        let mut envoy = Envoy { child, admin: SocketAddr::from(([127, 0, 0, 1], 0)), _dir: dir };
+        let mut envoy = Envoy {
+            child,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            _dir: dir,
+        };
         let log_path = envoy._dir.path().join("envoy.log");
         envoy.admin = eventually_blocking("envoy's admin address", Duration::from_secs(30), || {
             if let Ok(Some(status)) = envoy.child.try_wait() {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 panic!("envoy exited ({status}) on this config:\n{log}");
             }
-            std::fs::read_to_string(&admin_file).ok()?.trim().parse().ok()
+            std::fs::read_to_string(&admin_file)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
         });
         eventually_blocking("envoy to be LIVE", Duration::from_secs(30), || {
-            get(envoy.admin, "/ready").filter(|b| b.contains("LIVE")).map(|_| ())
+            get(envoy.admin, "/ready")
+                .filter(|b| b.contains("LIVE"))
+                .map(|_| ())
         });
         envoy
     }
@@ -78,7 +94,10 @@ impl Envoy {
             .unwrap_or_else(|| panic!("envoy /listeners did not answer"));
         let v: serde_json::Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("envoy /listeners: {e}"));
-        let statuses = v["listener_statuses"].as_array().cloned().unwrap_or_default();
+        let statuses = v["listener_statuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let l = statuses
             .iter()
             .find(|l| l["name"] == name)
@@ -86,7 +105,9 @@ impl Envoy {
         let sa = &l["local_address"]["socket_address"];
         let ip = sa["address"].as_str().unwrap_or("127.0.0.1");
         let port = sa["port_value"].as_u64().unwrap_or(0);
-        format!("{ip}:{port}").parse().unwrap_or_else(|e| panic!("listener address: {e}"))
+        format!("{ip}:{port}")
+            .parse()
+            .unwrap_or_else(|e| panic!("listener address: {e}"))
     }
 
     pub fn admin(&self) -> SocketAddr {
@@ -105,11 +126,18 @@ impl Drop for Envoy {
 fn get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let (head, body) = out.split_once("\r\n\r\n")?;
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Some(body.to_owned());
     }
     // De-chunk: size line, data, CRLF, until the 0 chunk.

@@ -23,7 +23,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU16, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -48,6 +48,9 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// Path and query of every request the HTTP echo received, in order.
     pub paths: Mutex<Vec<String>>,
+    /// When not 0, the HTTP echo answers every request with this status
+    /// (see [`Upstream::fail_with`]).
+    pub fail_with: AtomicU16,
 }
 
 /// A running upstream; stops when dropped.
@@ -60,6 +63,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Makes the HTTP echo answer every request with `status` (0: echo
+    /// normally again), to provoke outlier detection and health checks.
+    pub fn fail_with(&self, status: u16) {
+        self.counters.fail_with.store(status, Ordering::SeqCst);
+    }
+
     pub fn connections(&self) -> u64 {
         self.counters.connections.load(Ordering::SeqCst)
     }
@@ -93,8 +102,17 @@ impl Drop for Upstream {
 /// An HTTP echo upstream speaking HTTP/1.1 and HTTP/2 (prior knowledge),
 /// named `name` in its `x-upstream` header.
 pub fn http_echo(name: &str) -> Upstream {
+    http_echo_at(
+        name,
+        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+/// [`http_echo`] bound to `addr`: restarts a stopped upstream on its old
+/// port (panics if the port cannot be bound).
+pub fn http_echo_at(name: &str, addr: SocketAddr) -> Upstream {
     let name: Arc<str> = Arc::from(name);
-    spawn_server(move |listener, counters| async move {
+    spawn_server_at(addr, move |listener, counters| async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
@@ -109,13 +127,30 @@ pub fn http_echo(name: &str) -> Upstream {
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     counters.requests.fetch_add(1, Ordering::SeqCst);
+                    let fail = counters.fail_with.load(Ordering::SeqCst);
                     let path = req.uri().path_and_query().map_or("", |p| p.as_str());
                     counters
                         .paths
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(path.to_owned());
-                    respond(req, Arc::clone(&name))
+                    let name = Arc::clone(&name);
+                    async move {
+                        if let Ok(status) = StatusCode::from_u16(fail)
+                            && fail != 0
+                        {
+                            let mut resp =
+                                Response::new(Full::new(Bytes::from_static(b"failing")).boxed());
+                            *resp.status_mut() = status;
+                            resp.headers_mut().insert(
+                                "x-upstream",
+                                HeaderValue::from_str(&name)
+                                    .unwrap_or(HeaderValue::from_static("?")),
+                            );
+                            return Ok::<_, std::io::Error>(resp);
+                        }
+                        respond(req, name).await
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -160,6 +195,17 @@ where
     F: FnOnce(TcpListener, Arc<Counters>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
+    spawn_server_at(
+        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        serve,
+    )
+}
+
+fn spawn_server_at<F, Fut>(bind: SocketAddr, serve: F) -> Upstream
+where
+    F: FnOnce(TcpListener, Arc<Counters>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = oneshot::channel();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -170,7 +216,7 @@ where
             .build()
             .unwrap_or_else(|e| panic!("upstream runtime: {e}"));
         rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0")
+            let listener = TcpListener::bind(bind)
                 .await
                 .unwrap_or_else(|e| panic!("bind: {e}"));
             let _ = addr_tx.send(

@@ -9,10 +9,19 @@
 //! Depends on `config` (specs) and `codec` (client connections); never on
 //! routing, snapshots or listeners.
 
+mod breaker;
 mod cluster;
+mod health;
+mod host;
+pub mod lb;
+mod outlier;
 mod pool;
 mod registry;
 
-pub use cluster::{Cluster, Host};
+pub use breaker::{BreakerGuard, RetryGuard, RoutingPriority};
+pub use cluster::Cluster;
+pub use host::Host;
+pub use lb::LbContext;
 pub use pool::{Lease, PooledBody, UpstreamError};
 pub use registry::ClusterRegistry;
+pub use strait_config::model::{EndpointHealth, Locality};

@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwapOption;
@@ -17,8 +17,14 @@ use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use strait_codec::{Body, ClientConn, ConnectError, Protocol};
+use tokio::sync::Notify;
 
-use crate::cluster::{Cluster, Host};
+use crate::{
+    breaker::{BreakerCounts, BreakerGuard, RoutingPriority},
+    cluster::Cluster,
+    host::{Host, HostCounters},
+    outlier::Outcome,
+};
 
 /// Idle HTTP/1.1 connections kept per host. Beyond this, a returned
 /// connection is closed.
@@ -33,6 +39,10 @@ pub enum UpstreamError {
     /// The connection failed after it was made, before response headers.
     #[error("connection termination: {0}")]
     Reset(#[source] hyper::Error),
+    /// A circuit breaker is open (`max_requests`, `max_pending_requests` or
+    /// `max_connections`): Envoy answers 503 with flag `UO`.
+    #[error("overflow")]
+    Overflow,
 }
 
 impl UpstreamError {
@@ -42,12 +52,46 @@ impl UpstreamError {
     }
 }
 
+/// Counts one open connection against the cluster's `max_connections` and
+/// the host's `cx_active`; released when the connection is dropped.
+#[derive(Debug)]
+struct CxGuard {
+    cluster: Arc<BreakerCounts>,
+    host: Arc<HostCounters>,
+}
+
+impl Drop for CxGuard {
+    fn drop(&mut self) {
+        self.cluster.connections.fetch_sub(1, Ordering::AcqRel);
+        self.host.cx_active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A pooled HTTP/1.1 connection with what the pool limits need.
+#[derive(Debug)]
+struct PooledConn {
+    conn: ClientConn,
+    _cx: CxGuard,
+    /// Requests sent on it so far (`max_requests_per_connection`).
+    uses: u32,
+    /// When it last went idle (`idle_timeout`).
+    idle_since: Instant,
+}
+
+/// The shared HTTP/2 connection of a host.
+#[derive(Debug)]
+struct SharedConn {
+    conn: ClientConn,
+    _cx: CxGuard,
+    uses: AtomicU64,
+}
+
 /// A host's connections: a lock-free stack of idle HTTP/1.1 connections, or
 /// one shared HTTP/2 connection.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    idle: ArrayQueue<ClientConn>,
-    h2: ArcSwapOption<ClientConn>,
+    idle: ArrayQueue<PooledConn>,
+    h2: ArcSwapOption<SharedConn>,
     /// Held while an HTTP/2 connection is being made, so a burst of requests
     /// on a cold pool opens one connection and multiplexes onto it (as
     /// Envoy's pool does) instead of opening one each. Only the connect path
@@ -56,6 +100,9 @@ pub(crate) struct Pool {
     /// HTTP/2 connect attempts that failed: requests that waited on a failed
     /// attempt fail with it rather than each retrying in turn.
     h2_failures: AtomicU64,
+    /// Wakes requests pending on `max_connections` when a connection is
+    /// returned or closed.
+    released: Notify,
 }
 
 impl Pool {
@@ -65,6 +112,7 @@ impl Pool {
             h2: ArcSwapOption::empty(),
             h2_connecting: tokio::sync::Mutex::new(()),
             h2_failures: AtomicU64::new(0),
+            released: Notify::new(),
         }
     }
 
@@ -77,26 +125,68 @@ impl Pool {
         self.h2.store(None);
     }
 
-    /// An idle, ready connection, if the pool has one. Connections that
-    /// closed while idle are dropped here.
-    fn take_idle(&self, protocol: Protocol) -> Option<ClientConn> {
-        match protocol {
-            Protocol::Http1 => {
-                while let Some(conn) = self.idle.pop() {
-                    if conn.is_ready() {
-                        return Some(conn);
-                    }
-                }
-                None
+    /// Closes idle connections older than `timeout`, and a shared HTTP/2
+    /// connection that has closed (GOAWAY or error). Control runtime only.
+    pub(crate) fn sweep(&self, timeout: Option<Duration>) {
+        let n = self.idle.len();
+        let mut closed = false;
+        for _ in 0..n {
+            let Some(c) = self.idle.pop() else { break };
+            let expired = timeout.is_some_and(|t| c.idle_since.elapsed() >= t);
+            if expired || c.conn.is_closed() {
+                closed = true;
+                continue;
             }
-            Protocol::Http2 => {
-                let shared = self.h2.load();
-                match shared.as_deref() {
-                    Some(conn) if !conn.is_closed() => conn.share(),
-                    _ => None,
-                }
+            let _ = self.idle.push(c);
+        }
+        if self.h2.load().as_ref().is_some_and(|s| s.conn.is_closed()) {
+            self.h2.store(None);
+            closed = true;
+        }
+        if closed {
+            self.released.notify_waiters();
+        }
+    }
+
+    /// An idle, ready connection, if the pool has one. Connections that
+    /// closed or outstayed `idle_timeout` while idle are dropped here.
+    fn take_idle(&self, idle_timeout: Option<Duration>) -> Option<PooledConn> {
+        while let Some(c) = self.idle.pop() {
+            let expired = idle_timeout.is_some_and(|t| c.idle_since.elapsed() >= t);
+            if c.conn.is_ready() && !expired {
+                return Some(c);
             }
         }
+        None
+    }
+
+    /// A handle on the shared HTTP/2 connection, unless it is closed (after
+    /// GOAWAY), or has served `max_requests` streams: a new one replaces it.
+    fn take_shared(&self, max_requests: Option<u32>) -> Option<ClientConn> {
+        let shared = self.h2.load();
+        let s = shared.as_deref()?;
+        if s.conn.is_closed() {
+            return None;
+        }
+        let used = s.uses.fetch_add(1, Ordering::Relaxed);
+        if max_requests.is_some_and(|m| used >= u64::from(m)) {
+            return None;
+        }
+        s.conn.share()
+    }
+}
+
+/// What a request holds from lease to the end of its response body: its
+/// breaker slot and its place in the host's active-request count.
+#[derive(Debug)]
+struct InFlight {
+    _rq: BreakerGuard,
+    host: Arc<HostCounters>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.host.rq_active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -104,68 +194,168 @@ impl Pool {
 #[derive(Debug)]
 pub struct Lease {
     conn: ClientConn,
+    /// The pool entry to return, for HTTP/1.1.
+    pooled: Option<(CxGuard, u32)>,
+    in_flight: InFlight,
     host: Arc<Host>,
     cluster: Arc<Cluster>,
     started: Instant,
 }
 
 impl Cluster {
-    /// Checks out a connection to `host`, opening one if none is idle.
+    /// Checks out a connection to `host` at the default routing priority,
+    /// opening one if none is idle.
     pub async fn lease(self: &Arc<Self>, host: Arc<Host>) -> Result<Lease, UpstreamError> {
+        self.lease_with(host, RoutingPriority::Default).await
+    }
+
+    /// Checks out a connection to `host` under the circuit breakers of
+    /// `priority`. Fails with [`UpstreamError::Overflow`] when a breaker is
+    /// open. A request that finds `max_connections` reached waits (as a
+    /// pending request, up to `connect_timeout`) for a connection to free.
+    pub async fn lease_with(
+        self: &Arc<Self>,
+        host: Arc<Host>,
+        priority: RoutingPriority,
+    ) -> Result<Lease, UpstreamError> {
+        let rq = self
+            .acquire_request(priority)
+            .ok_or(UpstreamError::Overflow)?;
+        host.counters.rq_active.fetch_add(1, Ordering::AcqRel);
+        host.counters.rq_total.fetch_add(1, Ordering::Relaxed);
+        let in_flight = InFlight {
+            _rq: rq,
+            host: Arc::clone(&host.counters),
+        };
         let protocol = self.protocol();
-        let conn = match host.pool.take_idle(protocol) {
-            Some(c) => c,
-            None if protocol == Protocol::Http2 => {
-                let failures = host.pool.h2_failures.load(Ordering::Acquire);
-                let _connecting = host.pool.h2_connecting.lock().await;
-                if let Some(c) = host.pool.take_idle(protocol) {
-                    c
-                } else if host.pool.h2_failures.load(Ordering::Acquire) != failures {
-                    return Err(UpstreamError::Connect(ConnectError::Io(
-                        std::io::Error::other("shared HTTP/2 connection attempt failed"),
-                    )));
-                } else {
-                    match self.connect(&host, protocol).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            host.pool.h2_failures.fetch_add(1, Ordering::Release);
-                            return Err(e);
-                        }
-                    }
-                }
+        let pool_opts = self.spec.load().pool;
+        let (conn, pooled) = match protocol {
+            Protocol::Http1 => {
+                self.lease_h1(&host, priority, pool_opts.idle_timeout)
+                    .await?
             }
-            None => self.connect(&host, protocol).await?,
+            Protocol::Http2 => (
+                self.lease_h2(&host, pool_opts.max_requests_per_connection)
+                    .await?,
+                None,
+            ),
         };
         Ok(Lease {
             conn,
+            pooled,
+            in_flight,
             host,
             cluster: Arc::clone(self),
             started: Instant::now(),
         })
     }
-}
 
-impl Cluster {
-    /// Opens a new connection to `host`; an HTTP/2 one becomes the host's
-    /// shared connection.
-    async fn connect(&self, host: &Host, protocol: Protocol) -> Result<ClientConn, UpstreamError> {
-        let bytes = Arc::clone(&self.stats.bytes);
-        let conn =
-            match ClientConn::connect(host.addr(), protocol, self.connect_timeout(), bytes).await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.stats.cx_connect_fail.increment(1);
-                    if matches!(e, ConnectError::Timeout) {
-                        self.stats.cx_connect_timeout.increment(1);
-                    }
-                    return Err(e.into());
-                }
-            };
-        self.stats.cx_total.increment(1);
-        if let Some(shared) = conn.share() {
-            host.pool.h2.store(Some(Arc::new(shared)));
+    async fn lease_h1(
+        &self,
+        host: &Arc<Host>,
+        priority: RoutingPriority,
+        idle_timeout: Option<Duration>,
+    ) -> Result<(ClientConn, Option<(CxGuard, u32)>), UpstreamError> {
+        if let Some(c) = host.pool.take_idle(idle_timeout) {
+            return Ok((c.conn, Some((c._cx, c.uses))));
         }
-        Ok(conn)
+        if !self.connection_allowed() {
+            let _pending = self
+                .acquire_pending(priority)
+                .ok_or(UpstreamError::Overflow)?;
+            let deadline = tokio::time::Instant::now() + self.connect_timeout();
+            loop {
+                let released = host.pool.released.notified();
+                if let Some(c) = host.pool.take_idle(idle_timeout) {
+                    return Ok((c.conn, Some((c._cx, c.uses))));
+                }
+                if self.breakers.connections.load(Ordering::Acquire)
+                    < u64::from(self.spec.load().circuit_breakers.default.max_connections)
+                {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, released).await.is_err() {
+                    self.stats.rq_pending_overflow.increment(1);
+                    return Err(UpstreamError::Overflow);
+                }
+            }
+        }
+        let (conn, cx) = self.connect(host, Protocol::Http1).await?;
+        Ok((conn, Some((cx, 0))))
+    }
+
+    async fn lease_h2(
+        &self,
+        host: &Arc<Host>,
+        max_requests: Option<u32>,
+    ) -> Result<ClientConn, UpstreamError> {
+        if let Some(c) = host.pool.take_shared(max_requests) {
+            return Ok(c);
+        }
+        let failures = host.pool.h2_failures.load(Ordering::Acquire);
+        let _connecting = host.pool.h2_connecting.lock().await;
+        if let Some(c) = host.pool.take_shared(max_requests) {
+            return Ok(c);
+        }
+        if host.pool.h2_failures.load(Ordering::Acquire) != failures {
+            return Err(UpstreamError::Connect(ConnectError::Io(
+                std::io::Error::other("shared HTTP/2 connection attempt failed"),
+            )));
+        }
+        if !self.connection_allowed() {
+            return Err(UpstreamError::Overflow);
+        }
+        match self.connect(host, Protocol::Http2).await {
+            Ok((conn, cx)) => {
+                let lease = conn.share();
+                host.pool.h2.store(Some(Arc::new(SharedConn {
+                    conn,
+                    _cx: cx,
+                    uses: AtomicU64::new(1),
+                })));
+                lease.ok_or(UpstreamError::Overflow)
+            }
+            Err(e) => {
+                host.pool.h2_failures.fetch_add(1, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a new connection to `host`, counted against `max_connections`.
+    async fn connect(
+        &self,
+        host: &Arc<Host>,
+        protocol: Protocol,
+    ) -> Result<(ClientConn, CxGuard), UpstreamError> {
+        let bytes = Arc::clone(&self.stats.bytes);
+        // Counted before the attempt so concurrent connects respect the limit.
+        self.breakers.connections.fetch_add(1, Ordering::AcqRel);
+        host.counters.cx_active.fetch_add(1, Ordering::AcqRel);
+        let cx = CxGuard {
+            cluster: Arc::clone(&self.breakers),
+            host: Arc::clone(&host.counters),
+        };
+        match ClientConn::connect(host.addr(), protocol, self.connect_timeout(), bytes).await {
+            Ok(c) => {
+                self.stats.cx_total.increment(1);
+                host.counters.cx_total.fetch_add(1, Ordering::Relaxed);
+                Ok((c, cx))
+            }
+            Err(e) => {
+                self.stats.cx_connect_fail.increment(1);
+                host.counters
+                    .cx_connect_fail
+                    .fetch_add(1, Ordering::Relaxed);
+                if matches!(e, ConnectError::Timeout) {
+                    self.stats.cx_connect_timeout.increment(1);
+                }
+                self.report(host, Outcome::LocalFailure);
+                drop(cx);
+                host.pool.released.notify_waiters();
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -175,14 +365,24 @@ impl Lease {
     }
 
     /// Sends `req` and returns the response with a body that gives the
-    /// connection back to the pool once it has been read to the end.
+    /// connection back to the pool once it has been read to the end. The
+    /// result feeds outlier detection.
     pub async fn send(mut self, req: Request<Body>) -> Result<Response<PooledBody>, UpstreamError> {
-        let stats = &self.cluster.stats;
+        let cluster = Arc::clone(&self.cluster);
+        let stats = &cluster.stats;
         stats.rq_total.increment(1);
-        if let Err(e) = self.conn.ready().await {
-            return Err(UpstreamError::Reset(e));
-        }
-        let resp = self.conn.send(req).await.map_err(UpstreamError::Reset)?;
+        let sent = match self.conn.ready().await {
+            Ok(()) => self.conn.send(req).await,
+            Err(e) => Err(e),
+        };
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.host.counters.rq_error.fetch_add(1, Ordering::Relaxed);
+                cluster.report(&self.host, Outcome::LocalFailure);
+                return Err(UpstreamError::Reset(e));
+            }
+        };
         let status = resp.status().as_u16();
         if let Some(c) = stats
             .rq_class
@@ -190,16 +390,40 @@ impl Lease {
         {
             c.increment(1);
         }
+        let counter = if status >= 500 {
+            &self.host.counters.rq_error
+        } else {
+            &self.host.counters.rq_success
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        cluster.report(&self.host, Outcome::Status(status));
         stats
             .rq_time
             .record(self.started.elapsed().as_secs_f64() * 1000.0);
+        let Lease {
+            conn,
+            pooled,
+            in_flight,
+            host,
+            ..
+        } = self;
         // An upgraded (101) connection belongs to the tunnel now; an HTTP/2
         // connection is shared and never returned.
-        let back = match &self.conn {
-            ClientConn::Http1(_) if status != 101 => Some(self),
+        let back = match (pooled, &conn) {
+            (Some((cx, uses)), ClientConn::Http1(_)) if status != 101 => Some(Returning {
+                conn,
+                cx,
+                uses: uses + 1,
+                host,
+                max_uses: cluster.spec.load().pool.max_requests_per_connection,
+            }),
             _ => None,
         };
-        Ok(resp.map(|inner| PooledBody { inner, back }))
+        Ok(resp.map(|inner| PooledBody {
+            inner,
+            back,
+            in_flight: Some(in_flight),
+        }))
     }
 
     /// Counts an upstream timeout against the cluster.
@@ -208,31 +432,70 @@ impl Lease {
     }
 }
 
+/// An HTTP/1.1 connection on its way back to the pool.
+#[derive(Debug)]
+struct Returning {
+    conn: ClientConn,
+    cx: CxGuard,
+    uses: u32,
+    host: Arc<Host>,
+    max_uses: Option<u32>,
+}
+
+impl Returning {
+    fn give_back(self) {
+        let Returning {
+            conn,
+            cx,
+            uses,
+            host,
+            max_uses,
+        } = self;
+        if max_uses.is_some_and(|m| uses >= m) {
+            // Used up: closing it frees a `max_connections` slot.
+            drop((conn, cx));
+            host.pool.released.notify_one();
+            return;
+        }
+        let entry = move |conn| PooledConn {
+            conn,
+            _cx: cx,
+            uses,
+            idle_since: Instant::now(),
+        };
+        if conn.is_ready() {
+            let _ = host.pool.idle.push(entry(conn));
+            host.pool.released.notify_one();
+        } else {
+            // hyper marks the connection ready a moment after the body's
+            // last frame; wait for that off the request path.
+            tokio::spawn(async move {
+                let mut conn = conn;
+                if conn.ready().await.is_ok() {
+                    let _ = host.pool.idle.push(entry(conn));
+                }
+                host.pool.released.notify_one();
+            });
+        }
+    }
+}
+
 /// An upstream response body. When it has been read to the end (or dropped
 /// after the end), the HTTP/1.1 connection goes back to its pool; dropped
 /// early, the connection is closed so no stale bytes reach the next request.
+/// The request counts as active (least request, `max_requests`) until then.
 #[derive(Debug)]
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<Lease>,
+    back: Option<Returning>,
+    in_flight: Option<InFlight>,
 }
 
 impl PooledBody {
     fn release(&mut self) {
-        if let Some(lease) = self.back.take() {
-            let Lease { conn, host, .. } = lease;
-            if conn.is_ready() {
-                let _ = host.pool.idle.push(conn);
-            } else {
-                // hyper marks the connection ready a moment after the body's
-                // last frame; wait for that off the request path.
-                tokio::spawn(async move {
-                    let mut conn = conn;
-                    if conn.ready().await.is_ok() {
-                        let _ = host.pool.idle.push(conn);
-                    }
-                });
-            }
+        self.in_flight = None;
+        if let Some(r) = self.back.take() {
+            r.give_back();
         }
     }
 }
@@ -241,6 +504,11 @@ impl Drop for PooledBody {
     fn drop(&mut self) {
         if http_body::Body::is_end_stream(&self.inner) {
             self.release();
+        } else if let Some(r) = self.back.take() {
+            // Closed mid-body: wake anyone waiting for a connection slot.
+            let host = Arc::clone(&r.host);
+            drop(r);
+            host.pool.released.notify_one();
         }
     }
 }
@@ -287,11 +555,13 @@ impl Cluster {
             }
             Ok(Err(e)) => {
                 self.stats.cx_connect_fail.increment(1);
+                self.report(host, Outcome::LocalFailure);
                 Err(UpstreamError::Connect(ConnectError::Io(e)))
             }
             Err(_) => {
                 self.stats.cx_connect_fail.increment(1);
                 self.stats.cx_connect_timeout.increment(1);
+                self.report(host, Outcome::LocalFailure);
                 Err(UpstreamError::Connect(ConnectError::Timeout))
             }
         }

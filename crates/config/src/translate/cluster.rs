@@ -1,17 +1,19 @@
 //! Clusters: discovery type, endpoints, load balancing and upstream protocol.
 
+mod lb;
+mod resilience;
+
 use std::{net::IpAddr, time::Duration};
 
 use envoy_types::pb::envoy::{
     config::{
         cluster::v3::{
             Cluster,
-            cluster::{
-                ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbConfig, LbPolicy,
-                RoundRobinLbConfig,
-            },
+            cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily},
         },
-        core::v3::{HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, Locality},
+        core::v3::{
+            HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions, Locality,
+        },
         endpoint::v3::{
             ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
         },
@@ -97,11 +99,11 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     } = c;
     reject_set!(cx, path;
         transport_socket_matches, transport_socket_matcher, stats_matcher, eds_cluster_config,
-        per_connection_buffer_high_watermark_timeout, health_checks, max_requests_per_connection,
-        circuit_breakers, upstream_http_protocol_options, common_http_protocol_options, dns_jitter,
+        per_connection_buffer_high_watermark_timeout,
+        upstream_http_protocol_options, dns_jitter,
         dns_failure_refresh_rate, respect_dns_ttl, dns_resolvers, use_tcp_for_dns_lookups,
-        dns_resolution_config, typed_dns_resolver_config, outlier_detection, cleanup_interval,
-        upstream_bind_config, lb_subset_config, common_lb_config, transport_socket,
+        dns_resolution_config, typed_dns_resolver_config, cleanup_interval,
+        upstream_bind_config, lb_subset_config, transport_socket,
         protocol_selection, upstream_connection_options, close_connections_on_host_health_failure,
         ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server,
         lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats,
@@ -114,31 +116,17 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     if name.is_empty() {
         cx.invalid(at(path, "name"), "must not be empty");
     }
-    if *lb_policy != LbPolicy::RoundRobin as i32 {
-        let policy = LbPolicy::try_from(*lb_policy).map_or("unknown", |p| p.as_str_name());
-        cx.unsupported(at(path, "lb_policy"), format!("lb_policy {policy}"));
-    }
-    match lb_config {
-        None => {}
-        // The round robin options without slow start are round robin itself.
-        Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
-            slow_start_config: None,
-        })) => {}
-        Some(LbConfig::RoundRobinLbConfig(_)) => cx.unsupported(
-            at(path, "round_robin_lb_config.slow_start_config"),
-            "slow_start_config",
-        ),
-        Some(other) => {
-            let field = match other {
-                LbConfig::RingHashLbConfig(_) => "ring_hash_lb_config",
-                LbConfig::MaglevLbConfig(_) => "maglev_lb_config",
-                LbConfig::OriginalDstLbConfig(_) => "original_dst_lb_config",
-                LbConfig::LeastRequestLbConfig(_) => "least_request_lb_config",
-                LbConfig::RoundRobinLbConfig(_) => "round_robin_lb_config",
-            };
-            cx.unsupported(at(path, field), field);
-        }
-    }
+    let lb_policy = lb::policy(cx, path, *lb_policy, lb_config);
+    let circuit_breakers =
+        resilience::circuit_breakers(cx, &at(path, "circuit_breakers"), circuit_breakers);
+    let outlier_detection = outlier_detection
+        .as_ref()
+        .map(|od| resilience::outlier_detection(cx, &at(path, "outlier_detection"), od));
+    let health_checks = health_checks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, hc)| resilience::health_check(cx, &item(path, "health_checks", i), hc))
+        .collect();
 
     let discovery = match cluster_discovery_type {
         // proto3 cannot tell an omitted `type` from STATIC, its zero value.
@@ -177,12 +165,23 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         }
     };
     let is_static = matches!(discovery, Some(model::Discovery::Static));
+    let la_path = at(path, "load_assignment");
     let endpoints = match load_assignment {
-        Some(la) => self::load_assignment(cx, la, &at(path, "load_assignment"), is_static),
+        Some(la) => self::load_assignment(cx, la, &la_path, is_static),
         // A cluster without hosts is valid; every request to it fails.
         None => Vec::new(),
     };
-    let protocol = protocol(
+    let policy_path = at(&la_path, "policy");
+    let lb_common = lb::common(
+        cx,
+        path,
+        common_lb_config,
+        load_assignment
+            .as_ref()
+            .and_then(|la| la.policy.as_ref())
+            .map(|p| (p, policy_path.as_str())),
+    );
+    let (protocol, typed_common) = protocol(
         cx,
         path,
         http_protocol_options,
@@ -195,6 +194,23 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         connect_timeout,
         DEFAULT_CONNECT_TIMEOUT,
     );
+    if common_http_protocol_options.is_some() && typed_common.is_some() {
+        cx.invalid(
+            at(path, "common_http_protocol_options"),
+            "cannot be combined with typed_extension_protocol_options",
+        );
+    }
+    let (common_path, common) = match (&typed_common, common_http_protocol_options) {
+        (Some((p, o)), _) => (p.clone(), Some(o)),
+        (None, Some(o)) => (at(path, "common_http_protocol_options"), Some(o)),
+        (None, None) => (String::new(), None),
+    };
+    let pool = resilience::pool_options(
+        cx,
+        &common_path,
+        common,
+        max_requests_per_connection.as_ref().map(|v| v.value),
+    );
     if cx.problems.len() != before {
         return None;
     }
@@ -202,10 +218,15 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         name: name.clone(),
         discovery: discovery?,
         connect_timeout,
-        lb_policy: model::LbPolicy::RoundRobin,
+        lb_policy,
         endpoints,
         protocol,
         buffer_limit: u32_value(per_connection_buffer_limit_bytes, DEFAULT_BUFFER_LIMIT),
+        lb_common,
+        circuit_breakers,
+        outlier_detection,
+        health_checks,
+        pool,
     })
 }
 
@@ -231,7 +252,10 @@ fn protocol(
     http1: &Option<Http1ProtocolOptions>,
     http2: &Option<Http2ProtocolOptions>,
     typed: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Any>,
-) -> model::UpstreamProtocol {
+) -> (
+    model::UpstreamProtocol,
+    Option<(String, HttpProtocolOptions)>,
+) {
     if http1
         .as_ref()
         .is_some_and(|o| *o != Http1ProtocolOptions::default())
@@ -239,6 +263,7 @@ fn protocol(
         cx.unsupported(at(path, "http_protocol_options"), "http_protocol_options");
     }
     let mut protocol = None;
+    let mut common = None;
     if let Some(o) = http2 {
         if *o != Http2ProtocolOptions::default() {
             cx.unsupported(at(path, "http2_protocol_options"), "http2_protocol_options");
@@ -264,13 +289,16 @@ fn protocol(
                 "cannot be combined with the deprecated http_protocol_options/http2_protocol_options",
             );
         }
-        if let Some(o) = decode_any::<UpstreamHttpOptions>(cx, &kpath, any)
-            && let Some(p) = upstream_http_options(cx, &kpath, &o)
-        {
-            protocol = Some(p);
+        if let Some(o) = decode_any::<UpstreamHttpOptions>(cx, &kpath, any) {
+            if let Some(p) = upstream_http_options(cx, &kpath, &o) {
+                protocol = Some(p);
+            }
+            if let Some(c) = o.common_http_protocol_options {
+                common = Some((at(&kpath, "common_http_protocol_options"), c));
+            }
         }
     }
-    protocol.unwrap_or(model::UpstreamProtocol::Http1)
+    (protocol.unwrap_or(model::UpstreamProtocol::Http1), common)
 }
 
 fn upstream_http_options(
@@ -289,8 +317,10 @@ fn upstream_http_options(
         retry_policy,
         upstream_protocol_options,
     } = o;
+    // Read by the caller, which owns the pool options.
+    let _ = common_http_protocol_options;
     reject_set!(cx, path;
-        common_http_protocol_options, upstream_http_protocol_options, http_filters,
+        upstream_http_protocol_options, http_filters,
         header_validation_config, outlier_detection, request_mirror_policies, hash_policy,
         retry_policy,
     );
@@ -356,7 +386,9 @@ fn load_assignment(
         named_endpoints,
         policy,
     } = la;
-    reject_set!(cx, path; named_endpoints, policy);
+    // `policy` is read by the caller with `common_lb_config`.
+    let _ = policy;
+    reject_set!(cx, path; named_endpoints);
     if cluster_name.is_empty() {
         cx.invalid(at(path, "cluster_name"), "must not be empty");
     }
@@ -368,19 +400,38 @@ fn load_assignment(
             // Read only by extensions Strait does not run.
             metadata: _,
             lb_endpoints,
-            // Locality weights only act under locality-weighted balancing,
-            // which lives in the refused `common_lb_config`.
-            load_balancing_weight: _,
+            load_balancing_weight,
             priority,
             proximity,
             lb_config,
         } = lle;
-        reject_set!(cx, &lpath; priority, proximity, lb_config);
-        if locality.as_ref().is_some_and(|l| *l != Locality::default()) {
-            cx.unsupported(at(&lpath, "locality"), "locality");
+        reject_set!(cx, &lpath; proximity, lb_config);
+        let locality = locality
+            .as_ref()
+            .map_or_else(model::Locality::default, |l| {
+                let Locality {
+                    region,
+                    zone,
+                    sub_zone,
+                } = l;
+                model::Locality {
+                    region: region.clone(),
+                    zone: zone.clone(),
+                    sub_zone: sub_zone.clone(),
+                }
+            });
+        // Envoy requires priorities to be contiguous from 0; a gap would
+        // leave a level with no hosts, which the priority maths treats as
+        // fully unhealthy anyway.
+        if *priority > 127 {
+            cx.invalid(at(&lpath, "priority"), "must be at most 127");
         }
+        let locality_weight = u32_value(load_balancing_weight, 0);
         for (j, lbe) in lb_endpoints.iter().enumerate() {
-            if let Some(e) = lb_endpoint(cx, lbe, &item(&lpath, "lb_endpoints", j), is_static) {
+            if let Some(mut e) = lb_endpoint(cx, lbe, &item(&lpath, "lb_endpoints", j), is_static) {
+                e.priority = *priority;
+                e.locality = locality.clone();
+                e.locality_weight = locality_weight;
                 out.push(e);
             }
         }
@@ -402,11 +453,21 @@ fn lb_endpoint(
         load_balancing_weight,
         host_identifier,
     } = lbe;
-    let healthy = [HealthStatus::Unknown as i32, HealthStatus::Healthy as i32];
-    if !healthy.contains(health_status) {
-        let status = HealthStatus::try_from(*health_status).map_or("unknown", |s| s.as_str_name());
-        cx.unsupported(at(path, "health_status"), format!("health_status {status}"));
-    }
+    let health = match HealthStatus::try_from(*health_status) {
+        Ok(HealthStatus::Unknown) => model::EndpointHealth::Unknown,
+        Ok(HealthStatus::Healthy) => model::EndpointHealth::Healthy,
+        Ok(HealthStatus::Unhealthy) => model::EndpointHealth::Unhealthy,
+        Ok(HealthStatus::Draining) => model::EndpointHealth::Draining,
+        Ok(HealthStatus::Timeout) => model::EndpointHealth::Timeout,
+        Ok(HealthStatus::Degraded) => model::EndpointHealth::Degraded,
+        Err(_) => {
+            cx.invalid(
+                at(path, "health_status"),
+                format!("unknown health_status {health_status}"),
+            );
+            model::EndpointHealth::Unknown
+        }
+    };
     let weight = u32_value(load_balancing_weight, 1);
     if weight == 0 {
         cx.invalid(at(path, "load_balancing_weight"), "must be at least 1");
@@ -425,15 +486,16 @@ fn lb_endpoint(
     let path = at(path, "endpoint");
     let Endpoint {
         address,
-        // Only used by active health checks, which are refused.
-        health_check_config: _,
+        health_check_config,
         // Used by auto host rewrite (refused) and admin output only.
         hostname: _,
         additional_addresses,
         // Names the host in stats only.
         observability_name: _,
     } = e;
-    reject_set!(cx, &path; additional_addresses);
+    // A health check port or address other than the endpoint's own is not
+    // supported: checks go to the endpoint's address.
+    reject_set!(cx, &path; additional_addresses, health_check_config);
     let apath = at(&path, "address");
     let (host, port) = socket_address(cx, &apath, address)?;
     let host_path = at(&apath, "socket_address.address");
@@ -451,9 +513,7 @@ fn lb_endpoint(
         );
         return None;
     }
-    Some(model::Endpoint {
-        host: host.to_owned(),
-        port,
-        weight,
-    })
+    let mut ep = model::Endpoint::new(host, port, weight);
+    ep.health = health;
+    Some(ep)
 }

@@ -19,7 +19,8 @@ use envoy_types::pb::envoy::{
 use prost::Name;
 
 use super::{
-    Context, at, bool_value, decode_any, duration, item, route, timeout, type_name, u32_value,
+    Context, at, bool_value, decode_any, duration, filter, item, route, timeout, type_name,
+    u32_value,
 };
 use crate::model;
 
@@ -110,7 +111,7 @@ pub(super) fn connection_manager(
         always_set_request_id_in_response, forward_client_cert_details,
         set_current_client_cert_details, forward_client_cert_matcher, proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6, merge_slashes, request_id_extension,
-        local_reply_config, strip_matching_host_port, path_normalization_options,
+        local_reply_config, path_normalization_options,
         strip_trailing_host_dot, proxy_status_config, typed_header_validation_config,
         append_x_forwarded_port, append_local_overload, forward_proto_config,
     );
@@ -139,9 +140,18 @@ pub(super) fn connection_manager(
             "path_with_escaped_slashes_action other than KEEP_UNCHANGED",
         );
     }
-    if let Some(StripPortMode::StripAnyHostPort(true)) = strip_port_mode {
-        cx.unsupported(at(path, "strip_any_host_port"), "strip_any_host_port");
-    }
+    let strip_host_port = match (strip_matching_host_port, strip_port_mode) {
+        (true, Some(StripPortMode::StripAnyHostPort(true))) => {
+            cx.invalid(
+                at(path, "strip_any_host_port"),
+                "only one of strip_matching_host_port and strip_any_host_port may be set",
+            );
+            model::StripHostPort::None
+        }
+        (true, _) => model::StripHostPort::Matching,
+        (false, Some(StripPortMode::StripAnyHostPort(true))) => model::StripHostPort::Any,
+        (false, _) => model::StripHostPort::None,
+    };
     let headers_timeout = at(path, "request_headers_timeout");
     if timeout(cx, &headers_timeout, request_headers_timeout, None).is_some() {
         cx.unsupported(headers_timeout, "request_headers_timeout");
@@ -227,7 +237,7 @@ pub(super) fn connection_manager(
     );
     let request_timeout = timeout(cx, &at(path, "request_timeout"), request_timeout, None);
     let upgrades = upgrades(cx, path, upgrade_configs);
-    http_filter_list(cx, path, http_filters);
+    let http_filters = http_filter_list(cx, path, http_filters);
 
     let route_config = match route_specifier {
         // An inline table is static: Envoy checks its cluster names by default.
@@ -264,8 +274,8 @@ pub(super) fn connection_manager(
         max_request_headers_kb,
         use_remote_address: bool_value(use_remote_address, false),
         generate_request_id: bool_value(generate_request_id, true),
-        // Every supported filter list is "router only"; see `http_filter_list`.
-        http_filters: Vec::new(),
+        http_filters,
+        strip_host_port,
     })
 }
 
@@ -343,10 +353,15 @@ fn upgrades(cx: &mut Context, path: &str, configs: &[UpgradeConfig]) -> Vec<Stri
     out
 }
 
-/// Checks that the HTTP filters are exactly the router, last, plus optional
-/// filters Strait skips as Envoy skips optional filters it does not know.
-fn http_filter_list(cx: &mut Context, path: &str, filters: &[HttpFilter]) {
+/// The HTTP filters before the router, checking that the router is last;
+/// optional filters Strait does not know are skipped as Envoy skips them.
+fn http_filter_list(
+    cx: &mut Context,
+    path: &str,
+    filters: &[HttpFilter],
+) -> Vec<model::HttpFilter> {
     let mut router = None;
+    let mut out = Vec::new();
     for (i, f) in filters.iter().enumerate() {
         let fpath = item(path, "http_filters", i);
         let HttpFilter {
@@ -366,11 +381,20 @@ fn http_filter_list(cx: &mut Context, path: &str, filters: &[HttpFilter]) {
                 true
             }
             Some(http_filter::ConfigType::TypedConfig(any)) => {
-                if !is_optional {
-                    cx.unsupported(
+                let tpath = at(&fpath, "typed_config");
+                let before = cx.problems.len();
+                match filter::http_filter_config(cx, any, &tpath) {
+                    Some(config) => out.push(model::HttpFilter {
+                        name: name.clone(),
+                        disabled: *disabled,
+                        config,
+                    }),
+                    None if cx.problems.len() > before => {}
+                    None if !is_optional => cx.unsupported(
                         at(&fpath, "typed_config.@type"),
                         format!("HTTP filter {name} ({})", any.type_url),
-                    );
+                    ),
+                    None => {}
                 }
                 false
             }
@@ -414,6 +438,7 @@ fn http_filter_list(cx: &mut Context, path: &str, filters: &[HttpFilter]) {
             format!("needs {ROUTER_NAME} as the last filter"),
         );
     }
+    out
 }
 
 /// The router's own options: all must be at their defaults.

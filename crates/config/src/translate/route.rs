@@ -1,17 +1,21 @@
-//! Route configurations: virtual hosts, routes, matches and actions.
+//! Route configurations: virtual hosts, routes and their actions. Matches,
+//! action details and header mutations are in the submodules.
 
 use std::{collections::HashMap, time::Duration};
 
 use envoy_types::pb::envoy::config::{
     core::v3::{DataSource, data_source},
-    route::v3::{
-        DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-        route, route_action::ClusterSpecifier, route_match::PathSpecifier,
-    },
+    route::v3::{DirectResponseAction, Route, RouteAction, RouteConfiguration, VirtualHost, route},
 };
 
-use super::{Context, at, bool_value, item, u32_value};
-use crate::model;
+use super::{Context, at, bool_value, filter, item, policy, u32_value};
+use crate::model::{self, filter::FilterOverrideConfig};
+
+mod action;
+mod headers;
+mod matcher;
+
+use headers::Lists;
 
 /// Envoy's default upstream request `timeout`.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -42,8 +46,7 @@ pub(super) fn route_config(
         response_headers_to_remove,
         request_headers_to_add,
         request_headers_to_remove,
-        // Orders header mutations, which are all refused.
-        most_specific_header_mutations_wins: _,
+        most_specific_header_mutations_wins,
         validate_clusters,
         max_direct_response_body_size_bytes,
         cluster_specifier_plugins,
@@ -57,10 +60,18 @@ pub(super) fn route_config(
         route_specifiers,
     } = rc;
     reject_set!(cx, path;
-        vhds, internal_only_headers, response_headers_to_add, response_headers_to_remove,
-        request_headers_to_add, request_headers_to_remove, cluster_specifier_plugins,
-        request_mirror_policies, ignore_port_in_host_matching, vhost_header,
-        ignore_path_parameters_in_path_matching, typed_per_filter_config, route_specifiers,
+        vhds, internal_only_headers, cluster_specifier_plugins, request_mirror_policies,
+        vhost_header, ignore_path_parameters_in_path_matching, route_specifiers,
+    );
+    let headers = headers::mutations(
+        cx,
+        path,
+        Lists {
+            request_add: request_headers_to_add,
+            request_remove: request_headers_to_remove,
+            response_add: response_headers_to_add,
+            response_remove: response_headers_to_remove,
+        },
     );
     let table = Table {
         validate_clusters: bool_value(validate_clusters, static_table),
@@ -84,9 +95,17 @@ pub(super) fn route_config(
             out.push(vh);
         }
     }
+    let mut table_overrides = Vec::new();
+    filter::per_filter_configs(cx, typed_per_filter_config, path, &mut table_overrides);
+    for vh in &mut out {
+        policy::inherit_overrides(&table_overrides, &mut vh.routes);
+    }
     (cx.problems.len() == before).then(|| model::RouteConfig {
         name: name.clone(),
         virtual_hosts: out,
+        ignore_port_in_host_matching: *ignore_port_in_host_matching,
+        headers,
+        most_specific_header_mutations_wins: *most_specific_header_mutations_wins,
     })
 }
 
@@ -125,12 +144,21 @@ fn virtual_host(
         route_specifiers,
     } = vh;
     reject_set!(cx, path;
-        matcher, require_tls, virtual_clusters, rate_limits, request_headers_to_add,
-        request_headers_to_remove, response_headers_to_add, response_headers_to_remove, cors,
-        typed_per_filter_config, include_request_attempt_count, include_attempt_count_in_response,
-        retry_policy, retry_policy_typed_config, hedge_policy, include_is_timeout_retry_header,
-        per_request_buffer_limit_bytes, request_body_buffer_limit, request_mirror_policies,
-        route_specifiers,
+        matcher, require_tls, virtual_clusters, rate_limits, include_attempt_count_in_response,
+        retry_policy_typed_config, hedge_policy, include_is_timeout_retry_header,
+        per_request_buffer_limit_bytes, request_body_buffer_limit, route_specifiers,
+    );
+    let vhost_defaults = policy::VhostDefaults::new(
+        cx,
+        path,
+        policy::VhostFields {
+            retry_policy,
+            cors,
+            typed_per_filter_config,
+            include_request_attempt_count: *include_request_attempt_count,
+            request_mirror_policies,
+        },
+        table.validate_clusters,
     );
     if name.is_empty() {
         cx.invalid(at(path, "name"), "must not be empty");
@@ -154,16 +182,28 @@ fn virtual_host(
         seen.insert(d.clone(), dpath);
         out_domains.push(d);
     }
+    let headers = headers::mutations(
+        cx,
+        path,
+        Lists {
+            request_add: request_headers_to_add,
+            request_remove: request_headers_to_remove,
+            response_add: response_headers_to_add,
+            response_remove: response_headers_to_remove,
+        },
+    );
     let mut out_routes = Vec::with_capacity(routes.len());
     for (i, r) in routes.iter().enumerate() {
         if let Some(r) = self::route(cx, r, &item(path, "routes", i), table) {
             out_routes.push(r);
         }
     }
+    vhost_defaults.apply(&mut out_routes);
     Some(model::VirtualHost {
         name: name.clone(),
         domains: out_domains,
         routes: out_routes,
+        headers,
     })
 }
 
@@ -190,12 +230,20 @@ fn route(cx: &mut Context, r: &Route, path: &str, table: &Table) -> Option<model
         action,
     } = r;
     reject_set!(cx, path;
-        typed_per_filter_config, request_headers_to_add, request_headers_to_remove,
-        response_headers_to_add, response_headers_to_remove, per_request_buffer_limit_bytes,
-        request_body_buffer_limit, route_specifiers,
+        per_request_buffer_limit_bytes, request_body_buffer_limit, route_specifiers,
+    );
+    let headers = headers::mutations(
+        cx,
+        path,
+        Lists {
+            request_add: request_headers_to_add,
+            request_remove: request_headers_to_remove,
+            response_add: response_headers_to_add,
+            response_remove: response_headers_to_remove,
+        },
     );
     let matcher = match r#match {
-        Some(m) => route_match(cx, m, &at(path, "match")),
+        Some(m) => matcher::route_match(cx, m, &at(path, "match")),
         None => {
             cx.invalid(at(path, "match"), "is required");
             None
@@ -208,9 +256,8 @@ fn route(cx: &mut Context, r: &Route, path: &str, table: &Table) -> Option<model
         Some(route::Action::DirectResponse(dr)) => {
             direct_response(cx, dr, &at(path, "direct_response"), table)
         }
-        Some(route::Action::Redirect(_)) => {
-            cx.unsupported(at(path, "redirect"), "redirect");
-            None
+        Some(route::Action::Redirect(r)) => {
+            action::redirect(cx, r, &at(path, "redirect")).map(model::RouteAction::Redirect)
         }
         Some(route::Action::FilterAction(_)) => {
             cx.unsupported(at(path, "filter_action"), "filter_action");
@@ -225,53 +272,24 @@ fn route(cx: &mut Context, r: &Route, path: &str, table: &Table) -> Option<model
             None
         }
     };
+    let mut per_filter_config = Vec::new();
+    if let Some(route::Action::Route(ra)) = r.action.as_ref()
+        && let Some(c) = &ra.cors
+        && let Some(c) = filter::route_cors(cx, c, &at(&at(path, "route"), "cors"))
+    {
+        filter::set_override(
+            &mut per_filter_config,
+            String::new(),
+            FilterOverrideConfig::Cors(c),
+        );
+    }
+    filter::per_filter_configs(cx, typed_per_filter_config, path, &mut per_filter_config);
     Some(model::Route {
         name: name.clone(),
         matcher: matcher?,
         action: action?,
-    })
-}
-
-fn route_match(cx: &mut Context, m: &RouteMatch, path: &str) -> Option<model::RouteMatch> {
-    let RouteMatch {
-        case_sensitive,
-        runtime_fraction,
         headers,
-        query_parameters,
-        cookies,
-        grpc,
-        tls_context,
-        dynamic_metadata,
-        filter_state,
-        path_specifier,
-    } = m;
-    // `grpc: {}` and `tls_context: {}` restrict matching by their presence.
-    reject_set!(cx, path;
-        runtime_fraction, headers, query_parameters, cookies, grpc, tls_context, dynamic_metadata,
-        filter_state,
-    );
-    let unsupported = |cx: &mut Context, field: &str| {
-        cx.unsupported(at(path, field), field);
-        None
-    };
-    let path_match = match path_specifier {
-        Some(PathSpecifier::Prefix(p)) => Some(model::PathMatch::Prefix(p.clone())),
-        Some(PathSpecifier::Path(p)) => Some(model::PathMatch::Exact(p.clone())),
-        Some(PathSpecifier::SafeRegex(_)) => unsupported(cx, "safe_regex"),
-        Some(PathSpecifier::ConnectMatcher(_)) => unsupported(cx, "connect_matcher"),
-        Some(PathSpecifier::PathSeparatedPrefix(_)) => unsupported(cx, "path_separated_prefix"),
-        Some(PathSpecifier::PathMatchPolicy(_)) => unsupported(cx, "path_match_policy"),
-        None => {
-            cx.invalid(
-                path,
-                "needs one of prefix, path, safe_regex, path_separated_prefix",
-            );
-            None
-        }
-    };
-    Some(model::RouteMatch {
-        path: path_match?,
-        case_sensitive: bool_value(case_sensitive, true),
+        per_filter_config,
     })
 }
 
@@ -313,70 +331,67 @@ fn forward(
         host_rewrite_specifier,
     } = ra;
     reject_set!(cx, path;
-        cluster_not_found_response_code, metadata_match, regex_rewrite, path_rewrite_policy,
-        path_rewrite, append_x_forwarded_host, idle_timeout, flush_timeout, early_data_policy,
-        retry_policy, retry_policy_typed_config, request_mirror_policies, priority, rate_limits,
-        hash_policy, cors, max_grpc_timeout, grpc_timeout_offset, upgrade_configs,
+        metadata_match, path_rewrite_policy, path_rewrite, append_x_forwarded_host, flush_timeout,
+        early_data_policy, retry_policy_typed_config, priority, rate_limits, upgrade_configs,
         internal_redirect_policy, internal_redirect_action, max_internal_redirects, hedge_policy,
-        max_stream_duration, host_rewrite_specifier,
     );
+    // `cors` is read by `route`: it is per-filter config, kept on the route.
+    let _ = cors;
     cx.reject_unless_bool(
         path,
         "include_vh_rate_limits",
         include_vh_rate_limits,
         false,
     );
-    let cluster = match cluster_specifier {
-        Some(ClusterSpecifier::Cluster(name)) if name.is_empty() => {
-            cx.invalid(at(path, "cluster"), "must not be empty");
-            None
-        }
-        Some(ClusterSpecifier::Cluster(name)) => {
-            if table.validate_clusters {
-                cx.require_cluster(at(path, "cluster"), name);
-            }
-            Some(name.clone())
-        }
-        Some(ClusterSpecifier::ClusterHeader(_)) => {
-            cx.unsupported(at(path, "cluster_header"), "cluster_header");
-            None
-        }
-        Some(ClusterSpecifier::WeightedClusters(_)) => {
-            cx.unsupported(at(path, "weighted_clusters"), "weighted_clusters");
-            None
-        }
-        Some(ClusterSpecifier::ClusterSpecifierPlugin(_)) => {
-            cx.unsupported(
-                at(path, "cluster_specifier_plugin"),
-                "cluster_specifier_plugin",
-            );
-            None
-        }
-        Some(ClusterSpecifier::InlineClusterSpecifierPlugin(_)) => {
-            cx.unsupported(
-                at(path, "inline_cluster_specifier_plugin"),
-                "inline_cluster_specifier_plugin",
-            );
-            None
-        }
-        None => {
-            cx.invalid(
-                path,
-                "needs one of cluster, cluster_header, weighted_clusters",
-            );
-            None
-        }
-    };
+    let cluster = action::cluster_specifier(cx, cluster_specifier, path, table.validate_clusters);
+    let regex_rewrite = regex_rewrite
+        .as_ref()
+        .and_then(|r| matcher::regex_rewrite(cx, r, &at(path, "regex_rewrite")));
+    if regex_rewrite.is_some() && !prefix_rewrite.is_empty() {
+        cx.invalid(
+            at(path, "regex_rewrite"),
+            "only one of prefix_rewrite and regex_rewrite may be set",
+        );
+    }
     let timeout = super::timeout(
         cx,
         &at(path, "timeout"),
         timeout,
         Some(DEFAULT_ROUTE_TIMEOUT),
     );
+    // 0 disables the route's idle timeout, unlike unset (which inherits the
+    // connection manager's), so both are kept apart.
+    let idle_timeout = idle_timeout
+        .as_ref()
+        .and_then(|d| super::duration(cx, &at(path, "idle_timeout"), d));
     Some(model::ForwardAction {
         cluster: cluster?,
+        cluster_not_found_status: action::cluster_not_found_status(
+            cx,
+            *cluster_not_found_response_code,
+            path,
+        ),
         timeout,
+        idle_timeout,
         prefix_rewrite: (!prefix_rewrite.is_empty()).then(|| prefix_rewrite.clone()),
+        regex_rewrite,
+        host_rewrite: action::host_rewrite(cx, host_rewrite_specifier, path),
+        grpc_timeout: action::grpc_timeout(cx, path, max_grpc_timeout, grpc_timeout_offset),
+        max_stream_duration: max_stream_duration
+            .as_ref()
+            .map(|m| action::max_stream_duration(cx, m, &at(path, "max_stream_duration"))),
+        retry_policy: retry_policy
+            .as_ref()
+            .and_then(|p| policy::retry_policy(cx, p, &at(path, "retry_policy"))),
+        hash_policy: policy::hash_policies(cx, hash_policy, path),
+        request_mirror_policies: policy::mirror_policies(
+            cx,
+            request_mirror_policies,
+            path,
+            table.validate_clusters,
+        ),
+        // Set from the virtual host by `policy::VhostDefaults::apply`.
+        include_attempt_count: false,
     })
 }
 

@@ -49,9 +49,9 @@ static_resources:
           - upgrade_type: CONNECT
             enabled: false
           http_filters:
-          - name: envoy.filters.http.cors
+          - name: envoy.filters.http.lua
             is_optional: true
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -145,27 +145,34 @@ static_resources:
                                         Route {
                                             name: "health".into(),
                                             matcher: RouteMatch {
-                                                path: PathMatch::Exact("/health".into()),
                                                 case_sensitive: false,
+                                                ..RouteMatch::path(PathMatch::Exact(
+                                                    "/health".into(),
+                                                ))
                                             },
                                             action: RouteAction::DirectResponse {
                                                 status: 200,
                                                 body: Some("ok".into()),
                                             },
+                                            headers: HeaderMutations::default(),
+                                            per_filter_config: vec![],
                                         },
                                         Route {
                                             name: String::new(),
                                             matcher: RouteMatch {
-                                                path: PathMatch::Prefix("/v1/".into()),
                                                 case_sensitive: true,
+                                                ..RouteMatch::path(PathMatch::Prefix("/v1/".into()))
                                             },
                                             action: RouteAction::Forward(ForwardAction {
-                                                cluster: "api_v1".into(),
                                                 timeout: None,
                                                 prefix_rewrite: Some("/".into()),
+                                                ..ForwardAction::to_cluster("api_v1")
                                             }),
+                                            headers: HeaderMutations::default(),
+                                            per_filter_config: vec![],
                                         },
                                     ],
+                                    headers: HeaderMutations::default(),
                                 },
                                 VirtualHost {
                                     name: "fallback".into(),
@@ -174,29 +181,37 @@ static_resources:
                                         Route {
                                             name: String::new(),
                                             matcher: RouteMatch {
-                                                path: PathMatch::Prefix("/".into()),
                                                 case_sensitive: true,
+                                                ..RouteMatch::path(PathMatch::Prefix("/".into()))
                                             },
                                             action: RouteAction::Forward(ForwardAction {
-                                                cluster: "dns_backend".into(),
                                                 timeout: Some(Duration::from_millis(2500)),
                                                 prefix_rewrite: None,
+                                                ..ForwardAction::to_cluster("dns_backend")
                                             }),
+                                            headers: HeaderMutations::default(),
+                                            per_filter_config: vec![],
                                         },
                                         Route {
                                             name: String::new(),
                                             matcher: RouteMatch {
-                                                path: PathMatch::Prefix("/gone".into()),
                                                 case_sensitive: true,
+                                                ..RouteMatch::path(PathMatch::Prefix(
+                                                    "/gone".into(),
+                                                ))
                                             },
                                             action: RouteAction::DirectResponse {
                                                 status: 410,
                                                 body: None,
                                             },
+                                            headers: HeaderMutations::default(),
+                                            per_filter_config: vec![],
                                         },
                                     ],
+                                    headers: HeaderMutations::default(),
                                 },
                             ],
+                            ..RouteConfig::default()
                         },
                         server_name: "strait".into(),
                         server_header: ServerHeaderTransformation::PassThrough,
@@ -208,6 +223,7 @@ static_resources:
                         use_remote_address: true,
                         generate_request_id: false,
                         http_filters: vec![],
+                        strip_host_port: StripHostPort::None,
                     }),
                 },
             },
@@ -240,19 +256,19 @@ static_resources:
                 connect_timeout: Duration::from_millis(250),
                 lb_policy: LbPolicy::RoundRobin,
                 endpoints: vec![
+                    Endpoint::new("10.0.0.1", 80, 2),
                     Endpoint {
-                        host: "10.0.0.1".into(),
-                        port: 80,
-                        weight: 2,
-                    },
-                    Endpoint {
-                        host: "fd00::2".into(),
-                        port: 81,
-                        weight: 1,
+                        health: EndpointHealth::Healthy,
+                        ..Endpoint::new("fd00::2", 81, 1)
                     },
                 ],
                 protocol: UpstreamProtocol::Http2,
                 buffer_limit: 65536,
+                lb_common: LbCommon::default(),
+                circuit_breakers: CircuitBreakers::default(),
+                outlier_detection: None,
+                health_checks: vec![],
+                pool: PoolOptions::default(),
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -262,13 +278,14 @@ static_resources:
                 },
                 connect_timeout: Duration::from_secs(5),
                 lb_policy: LbPolicy::RoundRobin,
-                endpoints: vec![Endpoint {
-                    host: "backend.local".into(),
-                    port: 8080,
-                    weight: 1,
-                }],
+                endpoints: vec![Endpoint::new("backend.local", 8080, 1)],
                 protocol: UpstreamProtocol::Http1,
                 buffer_limit: 1 << 20,
+                lb_common: LbCommon::default(),
+                circuit_breakers: CircuitBreakers::default(),
+                outlier_detection: None,
+                health_checks: vec![],
+                pool: PoolOptions::default(),
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -278,6 +295,11 @@ static_resources:
                 endpoints: vec![],
                 protocol: UpstreamProtocol::Http2,
                 buffer_limit: 1 << 20,
+                lb_common: LbCommon::default(),
+                circuit_breakers: CircuitBreakers::default(),
+                outlier_detection: None,
+                health_checks: vec![],
+                pool: PoolOptions::default(),
             },
         ],
     };
@@ -345,11 +367,7 @@ admin:
     let route = &hcm.route_config.virtual_hosts[0].routes[0];
     assert_eq!(
         route.action,
-        RouteAction::Forward(ForwardAction {
-            cluster: "service_backend".into(),
-            timeout: Some(Duration::from_secs(15)),
-            prefix_rewrite: None,
-        })
+        RouteAction::Forward(ForwardAction::to_cluster("service_backend"))
     );
     let cl = &c.clusters[0];
     assert_eq!(
@@ -379,7 +397,7 @@ fn unknown_route_cluster_is_allowed_without_validate_clusters() {
     };
     let action = &hcm.route_config.virtual_hosts[0].routes[0].action;
     assert!(
-        matches!(action, RouteAction::Forward(f) if f.cluster == "nope"),
+        matches!(action, RouteAction::Forward(f) if f.cluster == ClusterSpecifier::Name("nope".into())),
         "{action:?}"
     );
 }
@@ -415,4 +433,77 @@ fn unnamed_port_zero_listeners_get_distinct_stable_names() {
         .map(|l| l.name)
         .collect();
     assert_eq!(names, ["127.0.0.1_0", "127.0.0.1_0_1"]);
+}
+
+#[test]
+fn cluster_resilience_and_balancing_translate() {
+    let yaml = r#"
+static_resources:
+  clusters:
+  - name: c
+    lb_policy: RING_HASH
+    ring_hash_lb_config: {minimum_ring_size: 2048}
+    common_lb_config:
+      healthy_panic_threshold: {value: 25}
+      locality_weighted_lb_config: {}
+    circuit_breakers:
+      thresholds:
+      - {max_connections: 10, max_requests: 20}
+      - priority: HIGH
+        retry_budget: {budget_percent: {value: 30}, min_retry_concurrency: 5}
+    outlier_detection: {consecutive_5xx: 2, base_ejection_time: 2s}
+    health_checks:
+    - timeout: 1s
+      interval: 2s
+      unhealthy_threshold: 3
+      healthy_threshold: 1
+      tcp_health_check: {send: {text: "50494e47"}, receive: [{text: "504f4e47"}]}
+    load_assignment:
+      cluster_name: c
+      policy: {overprovisioning_factor: 200}
+      endpoints:
+      - locality: {region: r, zone: z}
+        load_balancing_weight: 7
+        priority: 1
+        lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}
+          health_status: DRAINING
+"#;
+    let cfg = load_ok(yaml);
+    let c = &cfg.clusters[0];
+    assert_eq!(
+        c.lb_policy,
+        LbPolicy::RingHash {
+            minimum_ring_size: 2048,
+            maximum_ring_size: 8 * 1024 * 1024
+        }
+    );
+    assert_eq!(c.lb_common.healthy_panic_threshold, 25.0);
+    assert!(c.lb_common.locality_weighted);
+    assert_eq!(c.lb_common.overprovisioning_factor, 200);
+    assert_eq!(c.circuit_breakers.default.max_connections, 10);
+    assert_eq!(c.circuit_breakers.default.max_requests, 20);
+    assert_eq!(c.circuit_breakers.default.max_pending_requests, 1024);
+    assert_eq!(
+        c.circuit_breakers.high.retry_budget,
+        Some(RetryBudget {
+            budget_percent: 30.0,
+            min_retry_concurrency: 5
+        })
+    );
+    let od = c.outlier_detection.as_ref().expect("outlier detection");
+    assert_eq!(od.consecutive_5xx, 2);
+    assert_eq!(od.base_ejection_time, Duration::from_secs(2));
+    assert_eq!(od.max_ejection_percent, 10);
+    assert_eq!(
+        c.health_checks[0].kind,
+        HealthCheckKind::Tcp {
+            send: b"PING".to_vec(),
+            receive: vec![b"PONG".to_vec()]
+        }
+    );
+    let e = &c.endpoints[0];
+    assert_eq!((e.priority, e.locality_weight), (1, 7));
+    assert_eq!(e.locality.zone, "z");
+    assert_eq!(e.health, EndpointHealth::Draining);
 }

@@ -1,0 +1,197 @@
+//! One upstream host: its address, balancing metadata, health flags,
+//! per-host counters and connection pool.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
+    },
+};
+
+use arc_swap::ArcSwap;
+use strait_config::model::{self, EndpointHealth, Locality};
+
+use crate::{outlier::OutlierState, pool::Pool};
+
+/// Health flag bits; a host takes traffic (outside panic) only when none is set.
+pub(crate) const FAILED_ACTIVE_HC: u8 = 1;
+pub(crate) const FAILED_OUTLIER: u8 = 2;
+/// The control plane reported the endpoint UNHEALTHY, DRAINING or TIMEOUT.
+pub(crate) const FAILED_EDS: u8 = 4;
+/// Health checks are configured and this host has not passed one yet.
+pub(crate) const PENDING_ACTIVE_HC: u8 = 8;
+
+/// One upstream address and its connection pool. A host keeps its identity
+/// (pool, health, ejections) across endpoint updates as long as its address
+/// stays; weight, priority and locality may change under it.
+#[derive(Debug)]
+pub struct Host {
+    addr: SocketAddr,
+    weight: AtomicU32,
+    priority: AtomicU32,
+    locality_weight: AtomicU32,
+    locality: ArcSwap<Locality>,
+    eds_health: AtomicU8,
+    flags: AtomicU8,
+    pub(crate) pool: Pool,
+    /// Counters shared with connection and request guards, which must not
+    /// keep the host (and so its pool) alive.
+    pub(crate) counters: Arc<HostCounters>,
+    pub(crate) outlier: OutlierState,
+    /// Consecutive active health check results: successes in the low half,
+    /// failures in the high half, so one store resets the other.
+    pub(crate) hc_streak: AtomicU64,
+}
+
+/// Per-host counters for `/clusters` and least-request balancing.
+#[derive(Debug, Default)]
+pub(crate) struct HostCounters {
+    pub(crate) rq_active: AtomicU64,
+    pub(crate) rq_total: AtomicU64,
+    pub(crate) rq_error: AtomicU64,
+    pub(crate) rq_success: AtomicU64,
+    pub(crate) rq_timeout: AtomicU64,
+    pub(crate) cx_active: AtomicU64,
+    pub(crate) cx_total: AtomicU64,
+    pub(crate) cx_connect_fail: AtomicU64,
+}
+
+impl Host {
+    pub(crate) fn new(addr: SocketAddr, ep: &model::Endpoint, health_checked: bool) -> Host {
+        let host = Host {
+            addr,
+            weight: AtomicU32::new(ep.weight.max(1)),
+            priority: AtomicU32::new(ep.priority),
+            locality_weight: AtomicU32::new(ep.locality_weight),
+            locality: ArcSwap::from_pointee(ep.locality.clone()),
+            eds_health: AtomicU8::new(health_code(ep.health)),
+            flags: AtomicU8::new(0),
+            pool: Pool::new(),
+            counters: Arc::new(HostCounters::default()),
+            outlier: OutlierState::default(),
+            hc_streak: AtomicU64::new(0),
+        };
+        if health_checked {
+            // Envoy keeps a new host out of rotation until it passes a check.
+            host.set_flag(FAILED_ACTIVE_HC | PENDING_ACTIVE_HC, true);
+        }
+        host.apply(ep);
+        host
+    }
+
+    /// Takes the endpoint's metadata; true when anything the balancers read
+    /// changed.
+    pub(crate) fn apply(&self, ep: &model::Endpoint) -> bool {
+        let mut changed = self.weight.swap(ep.weight.max(1), Ordering::Relaxed) != ep.weight.max(1);
+        changed |= self.priority.swap(ep.priority, Ordering::Relaxed) != ep.priority;
+        changed |= self
+            .locality_weight
+            .swap(ep.locality_weight, Ordering::Relaxed)
+            != ep.locality_weight;
+        if **self.locality.load() != ep.locality {
+            self.locality.store(Arc::new(ep.locality.clone()));
+            changed = true;
+        }
+        self.eds_health
+            .store(health_code(ep.health), Ordering::Relaxed);
+        changed |= self.set_flag(FAILED_EDS, !ep.health.is_usable());
+        changed
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub fn priority(&self) -> u32 {
+        self.priority.load(Ordering::Relaxed)
+    }
+
+    pub fn locality(&self) -> Arc<Locality> {
+        self.locality.load_full()
+    }
+
+    pub(crate) fn locality_weight(&self) -> u32 {
+        self.locality_weight.load(Ordering::Relaxed)
+    }
+
+    /// The health status the control plane gave (Envoy's `eds_health_status`).
+    pub fn eds_health(&self) -> EndpointHealth {
+        match self.eds_health.load(Ordering::Relaxed) {
+            1 => EndpointHealth::Healthy,
+            2 => EndpointHealth::Unhealthy,
+            3 => EndpointHealth::Draining,
+            4 => EndpointHealth::Timeout,
+            5 => EndpointHealth::Degraded,
+            _ => EndpointHealth::Unknown,
+        }
+    }
+
+    /// True when no health flag keeps this host out of rotation.
+    pub fn is_healthy(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & (FAILED_ACTIVE_HC | FAILED_OUTLIER | FAILED_EDS) == 0
+    }
+
+    pub fn failed_active_health_check(&self) -> bool {
+        self.has_flag(FAILED_ACTIVE_HC)
+    }
+
+    pub fn failed_outlier_check(&self) -> bool {
+        self.has_flag(FAILED_OUTLIER)
+    }
+
+    pub(crate) fn has_flag(&self, flag: u8) -> bool {
+        self.flags.load(Ordering::Relaxed) & flag != 0
+    }
+
+    /// Sets or clears `flag`; true when that changed it.
+    pub(crate) fn set_flag(&self, flag: u8, on: bool) -> bool {
+        let before = if on {
+            self.flags.fetch_or(flag, Ordering::AcqRel)
+        } else {
+            self.flags.fetch_and(!flag, Ordering::AcqRel)
+        };
+        (before & flag != 0) != on
+    }
+
+    /// Requests now in flight to this host (least-request balancing).
+    pub fn active_requests(&self) -> u64 {
+        self.counters.rq_active.load(Ordering::Relaxed)
+    }
+
+    /// Idle pooled HTTP/1.1 connections (for `/clusters` and tests).
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_len()
+    }
+
+    /// Counters for `/clusters`: `(name, value)` in Envoy's order.
+    pub fn stats(&self) -> [(&'static str, u64); 8] {
+        let c = &self.counters;
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("cx_active", v(&c.cx_active)),
+            ("cx_connect_fail", v(&c.cx_connect_fail)),
+            ("cx_total", v(&c.cx_total)),
+            ("rq_active", v(&c.rq_active)),
+            ("rq_error", v(&c.rq_error)),
+            ("rq_success", v(&c.rq_success)),
+            ("rq_timeout", v(&c.rq_timeout)),
+            ("rq_total", v(&c.rq_total)),
+        ]
+    }
+}
+
+fn health_code(h: EndpointHealth) -> u8 {
+    match h {
+        EndpointHealth::Unknown => 0,
+        EndpointHealth::Healthy => 1,
+        EndpointHealth::Unhealthy => 2,
+        EndpointHealth::Draining => 3,
+        EndpointHealth::Timeout => 4,
+        EndpointHealth::Degraded => 5,
+    }
+}
