@@ -23,7 +23,7 @@ use strait_codec::{Body, headers};
 use strait_config::model::{
     ForwardAction, HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
 };
-use strait_route::{RequestView, RouteResult};
+use strait_route::{Choice, HostRewriteOutcome, Matched, RequestView, RouteResult};
 use strait_upstream::PooledBody;
 use tokio::sync::oneshot;
 
@@ -47,6 +47,9 @@ pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) listener: Arc<str>,
     pub(crate) peer: SocketAddr,
+    /// The local address the connection was accepted on (its port decides
+    /// `strip_matching_host_port`).
+    pub(crate) local: SocketAddr,
     pub(crate) stats: Arc<HttpStats>,
     pub(crate) streams: StreamCount,
 }
@@ -193,7 +196,15 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let mut resp = match hcm {
         None => LocalReply::ListenerDraining.response(),
         Some((hcm, routes)) => {
-            let view = RequestView::from_request(&req);
+            let base = RequestView::from_request(&req);
+            let authority = strait_route::strip_host_port(
+                base.authority,
+                hcm.strip_host_port,
+                conn.local.port(),
+            );
+            let view = base
+                .with_authority(authority)
+                .with_random(headers::random_u64());
             match refuse(&req, hcm) {
                 Some(refused) => refused,
                 None => match routes.route(&view) {
@@ -203,10 +214,10 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                     }
                     RouteResult::Matched(m) => match m.action() {
                         RouteAction::DirectResponse { status, body } => {
-                            direct(*status, body.as_deref())
+                            let mut resp = direct(*status, body.as_deref());
+                            m.apply_response_headers(resp.headers_mut(), None);
+                            resp
                         }
-                        // Placeholder until the router integration: no
-                        // response header mutations yet.
                         RouteAction::Redirect(_) => {
                             let (status, location) =
                                 m.redirect(&view).unwrap_or((301, String::new()));
@@ -214,12 +225,13 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                             if let Ok(v) = HeaderValue::from_str(&location) {
                                 resp.headers_mut().insert(header::LOCATION, v);
                             }
+                            m.apply_response_headers(resp.headers_mut(), None);
                             resp
                         }
                         RouteAction::Forward(action) => {
-                            let path = m.rewritten_path(view.path);
+                            let routed = Routed::new(m, action, &view);
                             let overrides = m.route().per_filter_config();
-                            filtered(req, &conn, hcm, action, path, started, overrides, limit).await
+                            filtered(req, &conn, hcm, routed, started, overrides, limit).await
                         }
                     },
                 },
@@ -237,6 +249,50 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         .rq_time
         .record(started.elapsed().as_secs_f64() * 1000.0);
     resp
+}
+
+/// What routing decided for a forwarded request, detached from the request
+/// so the request can be taken apart and changed.
+pub(crate) struct Routed<'t> {
+    pub(crate) action: &'t ForwardAction,
+    pub(crate) matched: Matched<'t>,
+    pub(crate) choice: Choice<'t>,
+    pub(crate) rewritten: Option<String>,
+    /// The route timeout for this request (`grpc-timeout` considered).
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) host: HostAction,
+}
+
+/// What to do with the upstream request's host.
+pub(crate) enum HostAction {
+    Keep,
+    Set(HeaderValue),
+    /// `auto_host_rewrite`: the chosen upstream host's DNS name.
+    Auto,
+}
+
+impl<'t> Routed<'t> {
+    fn new(matched: Matched<'t>, action: &'t ForwardAction, view: &RequestView<'_>) -> Self {
+        let chosen = matched.cluster(view);
+        let host = match matched.host_rewrite(view, chosen.as_ref()) {
+            HostRewriteOutcome::Keep => HostAction::Keep,
+            HostRewriteOutcome::Set(h) => {
+                HeaderValue::from_str(&h).map_or(HostAction::Keep, HostAction::Set)
+            }
+            HostRewriteOutcome::Auto => HostAction::Auto,
+        };
+        Routed {
+            action,
+            matched,
+            choice: matched.choice(view).unwrap_or(Choice {
+                name: "".into(),
+                weighted: None,
+            }),
+            rewritten: matched.rewritten_path(view.path),
+            timeout: matched.upstream_timeout(view),
+            host,
+        }
+    }
 }
 
 trait WithServerHeader {
@@ -276,26 +332,23 @@ async fn forward(
     mut req: Request<Incoming>,
     conn: &ConnCtx,
     hcm: &HttpConnectionManager,
-    action: &ForwardAction,
-    rewritten: Option<String>,
+    routed: &Routed<'_>,
     started: Instant,
     buffer_limit: usize,
 ) -> Response<ProxyBody> {
+    let action = routed.action;
     let upgrade = headers::upgrade_token(req.headers());
     if let Some(token) = &upgrade
         && !hcm.upgrades.iter().any(|u| u == token)
     {
         return LocalReply::UpgradeRefused.response();
     }
-    // Placeholder until the router integration: only a literal cluster name
-    // is resolved here; cluster_header and weighted_clusters (chosen with
-    // `Matched::cluster`) answer as an unknown cluster would.
-    let name = match &action.cluster {
-        strait_config::model::ClusterSpecifier::Name(name) => name.as_str(),
-        _ => "",
-    };
-    let Some(cluster) = conn.shared.registry.get(name) else {
-        return LocalReply::NoCluster.response();
+    let Some(cluster) = conn.shared.registry.get(&routed.choice.name) else {
+        // Envoy's `cluster_not_found_response_code` (503 by default).
+        let mut resp = LocalReply::NoCluster.response();
+        *resp.status_mut() = http::StatusCode::from_u16(action.cluster_not_found_status)
+            .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE);
+        return resp;
     };
     let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let h2 = matches!(
@@ -304,7 +357,7 @@ async fn forward(
     );
     let mut plan = Plan::new(
         action.retry_policy.as_ref(),
-        action.timeout,
+        routed.timeout,
         req.headers_mut(),
         hcm.use_remote_address,
         conn.peer,
@@ -327,7 +380,7 @@ async fn forward(
     let route_timeout = plan.route_timeout;
     let expected = plan.per_try_timeout.or(route_timeout);
     let (body_done, mut up_req) =
-        match upstream_request(req, conn, hcm, expected, rewritten, h2, upgrade.is_some()) {
+        match upstream_request(req, conn, hcm, expected, routed, h2, upgrade.is_some()) {
             Ok(r) => r,
             Err(BadRequest) => return bad_request(),
         };
@@ -355,6 +408,7 @@ async fn forward(
         plan,
         hash,
         attempt_count: action.include_attempt_count,
+        auto_host: matches!(routed.host, HostAction::Auto),
         recording,
     };
     let deadline = deadline(started, hcm.request_timeout, body_done, route_timeout);
@@ -384,36 +438,39 @@ async fn filtered(
     req: Request<Incoming>,
     conn: &ConnCtx,
     hcm: &HttpConnectionManager,
-    action: &ForwardAction,
-    rewritten: Option<String>,
+    routed: Routed<'_>,
     started: Instant,
     overrides: &[FilterOverride],
     buffer_limit: usize,
 ) -> Response<ProxyBody> {
-    if hcm.http_filters.is_empty() {
-        return forward(req, conn, hcm, action, rewritten, started, buffer_limit).await;
-    }
-    let (mut parts, body) = req.into_parts();
-    let cluster = match &action.cluster {
-        strait_config::model::ClusterSpecifier::Name(name) => Some(name.as_str()),
-        _ => None,
+    let mut resp = if hcm.http_filters.is_empty() {
+        forward(req, conn, hcm, &routed, started, buffer_limit).await
+    } else {
+        let (mut parts, body) = req.into_parts();
+        let cluster = Some(&*routed.choice.name).filter(|n| !n.is_empty());
+        let decoded = filters::decode(
+            &hcm.http_filters,
+            overrides,
+            &mut parts,
+            cluster,
+            &conn.stats,
+        )
+        .await;
+        let mut resp = match decoded.reply {
+            Some(reply) => reply,
+            None => {
+                let req = Request::from_parts(parts, body);
+                forward(req, conn, hcm, &routed, started, buffer_limit).await
+            }
+        };
+        filters::encode(&decoded.state, &mut resp);
+        resp
     };
-    let decoded = filters::decode(
-        &hcm.http_filters,
-        overrides,
-        &mut parts,
-        cluster,
-        &conn.stats,
-    )
-    .await;
-    let mut resp = match decoded.reply {
-        Some(reply) => reply,
-        None => {
-            let req = Request::from_parts(parts, body);
-            forward(req, conn, hcm, action, rewritten, started, buffer_limit).await
-        }
-    };
-    filters::encode(&decoded.state, &mut resp);
+    // Route-level response header changes apply to every response of the
+    // route, local replies included, as Envoy's router does.
+    routed
+        .matched
+        .apply_response_headers_for(resp.headers_mut(), Some(&routed.choice));
     resp
 }
 
@@ -474,19 +531,39 @@ fn upstream_request(
     conn: &ConnCtx,
     hcm: &HttpConnectionManager,
     expected_timeout: Option<std::time::Duration>,
-    rewritten: Option<String>,
+    routed: &Routed<'_>,
     h2: bool,
     upgrade: bool,
 ) -> Result<Prepared, BadRequest> {
     let (mut parts, body) = req.into_parts();
     let original = parts.uri.path_and_query().cloned();
-    let rewritten_to = rewritten.and_then(|p| PathAndQuery::try_from(p).ok());
+    let rewritten_to = routed
+        .rewritten
+        .as_deref()
+        .and_then(|p| PathAndQuery::try_from(p).ok());
     let path = rewritten_to
         .clone()
         .or_else(|| original.clone())
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, upgrade);
+    routed
+        .matched
+        .apply_request_headers_for(h, Some(&routed.choice));
+    if let HostAction::Set(host) = &routed.host {
+        // Envoy keeps the original in x-forwarded-host only when asked
+        // (`append_x_forwarded_host`, not supported yet).
+        h.insert(header::HOST, host.clone());
+        if let Some(mut uri_parts) = Some(parts.uri.clone().into_parts())
+            && uri_parts.authority.is_some()
+            && let Ok(a) = http::uri::Authority::try_from(host.as_bytes())
+        {
+            uri_parts.authority = Some(a);
+            if let Ok(uri) = Uri::from_parts(uri_parts) {
+                parts.uri = uri;
+            }
+        }
+    }
     if rewritten_to.is_some()
         && let Some(v) = original.and_then(|o| HeaderValue::from_str(o.as_str()).ok())
     {

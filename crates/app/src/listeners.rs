@@ -194,6 +194,7 @@ async fn connection(
                 shared,
                 listener: name,
                 peer,
+                local: stream.local_addr().unwrap_or(peer),
                 stats: Arc::clone(&stats),
                 streams: StreamCount::new(),
             });

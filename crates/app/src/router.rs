@@ -23,6 +23,9 @@ pub(crate) struct Attempts<'a> {
     pub(crate) hash: Option<u64>,
     /// The virtual host's `include_request_attempt_count`.
     pub(crate) attempt_count: bool,
+    /// The route's `auto_host_rewrite`: each attempt's Host becomes the
+    /// chosen upstream host's DNS name (when it has one).
+    pub(crate) auto_host: bool,
     /// The request body's copy, when it may be sent again; `None` for a
     /// request without a body.
     pub(crate) recording: Option<RecordingWatch>,
@@ -72,6 +75,9 @@ pub(crate) async fn send(
         };
         if a.plan.policy.avoid_previous_hosts && a.plan.max_retries > 0 {
             tried.push(host.addr());
+        }
+        if a.auto_host && !host.hostname().is_empty() {
+            set_host(&mut req, host.hostname());
         }
         let one = one_attempt(a.cluster, host, req, a.plan.per_try_timeout);
         let outcome = tokio::select! {
@@ -225,4 +231,20 @@ fn finish(
 /// runs only on the retry path, never for a request that is not retried.
 fn stat(cluster: &Cluster, name: &'static str) {
     metrics::counter!(name, "envoy_cluster_name" => cluster.name().to_owned()).increment(1);
+}
+
+/// Sets the request's host: the `Host` header for HTTP/1.1, the URI's
+/// authority for HTTP/2 (which the codec sends as `:authority`).
+fn set_host(req: &mut Request<Body>, host: &str) {
+    if req.version() == Version::HTTP_2 {
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(a) = http::uri::Authority::try_from(host) {
+            parts.authority = Some(a);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    } else if let Ok(v) = HeaderValue::from_str(host) {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
 }

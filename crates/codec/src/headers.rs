@@ -89,10 +89,7 @@ pub fn upgrade_token(headers: &HeaderMap) -> Option<String> {
 /// xorshift generator seeded from the OS-keyed std hasher: unique enough for
 /// tracing, no lock, no syscall per request.
 pub fn request_id() -> HeaderValue {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(seed());
-    }
-    let (a, b) = STATE.with(|s| (next(s), next(s)));
+    let (a, b) = RNG.with(|s| (next(s), next(s)));
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&a.to_le_bytes());
     bytes[8..].copy_from_slice(&b.to_le_bytes());
@@ -112,6 +109,16 @@ pub fn request_id() -> HeaderValue {
     }
     // Invariant: only ASCII hex digits and dashes were written.
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// A per-thread pseudo-random `u64` (xorshift): for routing decisions such
+/// as weighted clusters and `runtime_fraction`, not for secrets.
+pub fn random_u64() -> u64 {
+    RNG.with(next)
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
 }
 
 fn seed() -> u64 {

@@ -83,6 +83,16 @@ pub struct ChosenCluster<'a> {
     weighted: Option<&'a WeightedClusterEntry>,
 }
 
+/// A cluster choice that borrows only the route table, for callers that
+/// must change the request after choosing (see [`crate::Matched::choice`]).
+#[derive(Debug, Clone)]
+pub struct Choice<'t> {
+    /// The cluster name; empty when a `cluster_header` was missing.
+    pub name: Cow<'t, str>,
+    /// The weighted-cluster entry chosen, whose header mutations apply.
+    pub weighted: Option<&'t WeightedClusterEntry>,
+}
+
 /// What to do with the upstream request's host (`:authority`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostRewriteOutcome<'a> {
@@ -135,6 +145,34 @@ impl ForwardEntry {
                 .transpose()?,
             host_rewrite,
         })
+    }
+
+    /// Like [`ForwardEntry::choose`], detached from the request: a name
+    /// taken from a request header is copied, so the caller may go on to
+    /// change the request. Allocates only for header-named clusters.
+    pub(crate) fn choice(&self, request: &RequestView<'_>) -> Choice<'_> {
+        let owned = |h: &HeaderName| Cow::Owned(header_str(request.headers, h).to_owned());
+        match &self.cluster {
+            ClusterEntry::Name(name) => Choice {
+                name: Cow::Borrowed(name),
+                weighted: None,
+            },
+            ClusterEntry::Header(h) => Choice {
+                name: owned(h),
+                weighted: None,
+            },
+            ClusterEntry::Weighted(w) => {
+                let entry = w.pick(request);
+                let name = match &entry.target {
+                    Target::Name(name) => Cow::Borrowed(&**name),
+                    Target::Header(h) => owned(h),
+                };
+                Choice {
+                    name,
+                    weighted: Some(entry),
+                }
+            }
+        }
     }
 
     /// Picks the cluster. Pure; does not allocate.

@@ -124,7 +124,7 @@ mod redirect;
 mod table;
 
 pub use action::{
-    ChosenCluster, HostRewriteOutcome, StreamDuration, WeightedClusterEntry, grpc_timeout,
+    Choice, ChosenCluster, HostRewriteOutcome, StreamDuration, WeightedClusterEntry, grpc_timeout,
 };
 pub use authority::{port_of, strip_host_port, strip_port};
 pub use headers::HeaderMutation;

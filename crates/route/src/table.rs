@@ -9,7 +9,10 @@ use strait_config::model::{Route, RouteAction, RouteConfig, VirtualHost};
 
 use crate::{
     RouteError,
-    action::{self, ChosenCluster, ForwardEntry, HostRewriteOutcome, StreamDuration},
+    action::{
+        self, Choice, ChosenCluster, ForwardEntry, HostRewriteOutcome, StreamDuration,
+        WeightedClusterEntry,
+    },
     authority::strip_port,
     domain::{DomainIndex, DomainIndexBuilder},
     headers::{HeaderMutation, apply_levels},
@@ -386,6 +389,25 @@ impl<'t> Matched<'t> {
         }
     }
 
+    /// The cluster choice of [`Matched::cluster`], detached from the
+    /// request (see [`Choice`]). `None` for routes that do not forward.
+    pub fn choice(&self, request: &RequestView<'_>) -> Option<Choice<'t>> {
+        match &self.route.compiled {
+            CompiledAction::Forward(forward) => Some(forward.choice(request)),
+            CompiledAction::Redirect(_) | CompiledAction::DirectResponse => None,
+        }
+    }
+
+    /// [`Matched::apply_request_headers`] for a detached [`Choice`].
+    pub fn apply_request_headers_for(&self, headers: &mut HeaderMap, choice: Option<&Choice<'_>>) {
+        self.apply_levels_with(headers, choice.and_then(|c| c.weighted), false);
+    }
+
+    /// [`Matched::apply_response_headers`] for a detached [`Choice`].
+    pub fn apply_response_headers_for(&self, headers: &mut HeaderMap, choice: Option<&Choice<'_>>) {
+        self.apply_levels_with(headers, choice.and_then(|c| c.weighted), true);
+    }
+
     /// What to do with the upstream request's host: `host_rewrite_literal`
     /// (the chosen weighted cluster's first, then the route's),
     /// `host_rewrite_header`, `host_rewrite_path_regex`, or
@@ -468,10 +490,17 @@ impl<'t> Matched<'t> {
         cluster: Option<&ChosenCluster<'_>>,
         response: bool,
     ) {
+        self.apply_levels_with(headers, cluster.and_then(ChosenCluster::weighted), response);
+    }
+
+    fn apply_levels_with(
+        &self,
+        headers: &mut HeaderMap,
+        weighted: Option<&WeightedClusterEntry>,
+        response: bool,
+    ) {
         let levels = [
-            cluster
-                .and_then(ChosenCluster::weighted)
-                .map(|w| w.headers()),
+            weighted.map(|w| w.headers()),
             Some(&self.route.headers),
             Some(&self.virtual_host.headers),
             Some(&self.table.headers),

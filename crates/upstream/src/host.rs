@@ -28,6 +28,9 @@ pub(crate) const PENDING_ACTIVE_HC: u8 = 8;
 #[derive(Debug)]
 pub struct Host {
     addr: SocketAddr,
+    /// The endpoint's DNS name when it was resolved from one (STRICT_DNS);
+    /// empty for IP literals. Route `auto_host_rewrite` sends it as Host.
+    hostname: Box<str>,
     weight: AtomicU32,
     priority: AtomicU32,
     locality_weight: AtomicU32,
@@ -58,9 +61,20 @@ pub(crate) struct HostCounters {
 }
 
 impl Host {
+    /// The DNS name this host was resolved from; empty for IP endpoints.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
     pub(crate) fn new(addr: SocketAddr, ep: &model::Endpoint, health_checked: bool) -> Host {
+        let hostname = if ep.host.parse::<std::net::IpAddr>().is_ok() {
+            Box::default()
+        } else {
+            ep.host.as_str().into()
+        };
         let host = Host {
             addr,
+            hostname,
             weight: AtomicU32::new(ep.weight.max(1)),
             priority: AtomicU32::new(ep.priority),
             locality_weight: AtomicU32::new(ep.locality_weight),
