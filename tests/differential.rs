@@ -95,6 +95,12 @@ fn observe(r: &Reply) -> Observed {
 /// A bootstrap with one HTTP listener using `route_config` (YAML, indented
 /// for its place) and clusters `a` and `b` pointing at the echo upstreams.
 fn bootstrap(route_config: &str, a: &Upstream, b: &Upstream) -> String {
+    bootstrap_with_filters(route_config, "", a, b)
+}
+
+/// As [`bootstrap`], with HTTP filters (YAML list items, indented for their
+/// place) before the router.
+fn bootstrap_with_filters(route_config: &str, filters: &str, a: &Upstream, b: &Upstream) -> String {
     let route_config: String = route_config
         .lines()
         .map(|l| format!("            {l}\n"))
@@ -114,7 +120,7 @@ static_resources:
           route_config:
 {route_config}
           http_filters:
-          - name: envoy.filters.http.router
+{filters}          - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
   clusters:
 {clusters}
@@ -146,14 +152,26 @@ async fn send(addr: std::net::SocketAddr, req: &Req) -> anyhow::Result<Observed>
 /// Runs `requests` against Strait and Envoy on `route_config`; every
 /// difference is reported, not just the first.
 async fn differential(case: &str, route_config: &str, requests: &[Req]) -> anyhow::Result<()> {
+    differential_with_filters(case, route_config, "", requests).await
+}
+
+async fn differential_with_filters(
+    case: &str,
+    route_config: &str,
+    filters: &str,
+    requests: &[Req],
+) -> anyhow::Result<()> {
     let (a, b) = (http_echo("a"), http_echo("b"));
-    let yaml = bootstrap(route_config, &a, &b);
+    let yaml = bootstrap_with_filters(route_config, filters, &a, &b);
     let strait = TestProxy::start(&yaml, 1);
     let envoy = Envoy::start(&yaml);
     let mut diffs = Vec::new();
     for req in requests {
         let ours = send(strait.listener("listener"), req).await?;
         let theirs = send(envoy.listener("listener"), req).await?;
+        if std::env::var_os("DIFF_VERBOSE").is_some() {
+            eprintln!("{case}: {} {} (host {}): {ours:?}", req.method, req.path, req.authority);
+        }
         if ours != theirs {
             diffs.push(format!(
                 "{case}: {} {} (host {}):\n  strait: {ours:?}\n  envoy:  {theirs:?}",
@@ -287,4 +305,155 @@ virtual_hosts:
         },
     ];
     differential("paths", routes, &reqs).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matchers_redirects_and_header_mutations_match_envoy() -> anyhow::Result<()> {
+    let routes = r#"
+name: matchers
+request_headers_to_add: [{header: {key: x-rc, value: rc}}]
+virtual_hosts:
+- name: all
+  domains: ["*"]
+  request_headers_to_add:
+  - {header: {key: x-vh, value: vh}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+  response_headers_to_add:
+  - {header: {key: x-vh, value: vh-resp}}
+  routes:
+  - match: {safe_regex: {regex: "/re/[0-9]+"}}
+    route: {cluster: a, regex_rewrite: {pattern: {regex: "^/re/([0-9]+)$"}, substitution: "/num/\\1"}}
+  - match: {path_separated_prefix: "/sep"}
+    route: {cluster: b}
+  - match: {prefix: "/hdr"}
+    route: {cluster: a, host_rewrite_literal: "rewritten.example"}
+    request_headers_to_add:
+    - {header: {key: x-route, value: r}}
+    - {header: {key: x-vh, value: from-route}, append_action: APPEND_IF_EXISTS_OR_ADD}
+    request_headers_to_remove: ["x-drop"]
+    response_headers_to_add:
+    - {header: {key: x-resp, value: added}, append_action: ADD_IF_ABSENT}
+  - match: {prefix: "/h", headers: [{name: end-user, string_match: {exact: jason}}]}
+    route: {cluster: b}
+  - match: {prefix: "/h", headers: [{name: x-missing, present_match: true, invert_match: true}]}
+    route: {cluster: a, prefix_rewrite: "/inverted"}
+  - match: {prefix: "/range", headers: [{name: x-n, range_match: {start: 10, end: 20}}]}
+    route: {cluster: b}
+  - match: {prefix: "/q", query_parameters: [{name: v, string_match: {exact: "2"}}]}
+    route: {cluster: b}
+  - match: {prefix: "/m", headers: [{name: ":method", string_match: {exact: POST}}]}
+    route: {cluster: b}
+  - match: {prefix: "/redirect"}
+    redirect: {https_redirect: true, host_redirect: "example.org", strip_query: true}
+  - match: {prefix: "/redir2"}
+    redirect: {prefix_rewrite: "/new", response_code: TEMPORARY_REDIRECT}
+  - match: {prefix: "/redir3"}
+    redirect: {port_redirect: 8443, scheme_redirect: https}
+  - match: {prefix: "/"}
+    route: {cluster: a}
+"#;
+    let reqs = [
+        get("h", "/re/123"),
+        get("h", "/re/12a"),
+        get("h", "/re/123/x"),
+        get("h", "/sep"),
+        get("h", "/sep/x"),
+        get("h", "/separate"),
+        get("h", "/sep?x=1"),
+        Req { method: "GET", authority: "h", path: "/h", headers: &[("end-user", "jason")] },
+        Req { method: "GET", authority: "h", path: "/h", headers: &[("end-user", "Jason")] },
+        get("h", "/h/x"),
+        Req { method: "GET", authority: "h", path: "/h", headers: &[("x-missing", "1")] },
+        Req { method: "GET", authority: "h", path: "/range", headers: &[("x-n", "15")] },
+        Req { method: "GET", authority: "h", path: "/range", headers: &[("x-n", "20")] },
+        Req { method: "GET", authority: "h", path: "/range", headers: &[("x-n", "abc")] },
+        get("h", "/q?v=2"),
+        get("h", "/q?v=1&v=2"),
+        get("h", "/q?v=2&v=1"),
+        get("h", "/q?v"),
+        Req { method: "POST", authority: "h", path: "/m", headers: &[] },
+        get("h", "/m"),
+        get("h:8080", "/redirect?x=1"),
+        get("h", "/redir2/a?b=1"),
+        get("h:80", "/redir3/p"),
+        Req { method: "GET", authority: "h", path: "/hdr", headers: &[("x-drop", "1"), ("x-vh", "client")] },
+        get("h", "/other"),
+    ];
+    differential("matchers", routes, &reqs).await
+}
+
+/// Istio's BookInfo routing samples (`../shared/istio/bookinfo/`) written as
+/// the Envoy route configuration istiod generates for them: reviews to v2
+/// for `end-user: jason`, else v1; ratings delayed and aborted for jason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookinfo_routing_matches_envoy() -> anyhow::Result<()> {
+    let routes = r#"
+name: bookinfo
+virtual_hosts:
+- name: reviews
+  domains: ["reviews", "reviews:9080"]
+  routes:
+  - match: {prefix: "/", headers: [{name: end-user, string_match: {exact: jason}}]}
+    route: {cluster: b, prefix_rewrite: "/reviews-v2/"}
+  - match: {prefix: "/"}
+    route: {cluster: a, prefix_rewrite: "/reviews-v1/"}
+- name: productpage
+  domains: ["productpage", "productpage:9080"]
+  routes:
+  - match: {path: "/productpage"}
+    route: {cluster: a}
+  - match: {prefix: "/static/"}
+    route: {cluster: a}
+  - match: {prefix: "/api/v1/products"}
+    route: {cluster: b}
+"#;
+    let reqs = [
+        get("reviews:9080", "/reviews/0"),
+        Req { method: "GET", authority: "reviews:9080", path: "/reviews/0", headers: &[("end-user", "jason")] },
+        Req { method: "GET", authority: "reviews", path: "/reviews/1", headers: &[("end-user", "tom")] },
+        get("productpage:9080", "/productpage"),
+        get("productpage:9080", "/productpage/x"),
+        get("productpage", "/static/bootstrap.css"),
+        get("productpage", "/api/v1/products/0/reviews"),
+        get("ratings:9080", "/ratings/0"),
+    ];
+    differential("bookinfo", routes, &reqs).await
+}
+
+/// BookInfo's ratings fault samples (`virtual-service-ratings-test-abort`
+/// and `-delay`) as istiod writes them: the fault filter in the chain, the
+/// fault itself per route, only for `end-user: jason`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookinfo_faults_match_envoy() -> anyhow::Result<()> {
+    let filters = r#"          - name: envoy.filters.http.fault
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
+"#;
+    let routes = r#"
+name: ratings
+virtual_hosts:
+- name: ratings
+  domains: ["ratings", "ratings:9080"]
+  routes:
+  - match: {prefix: "/abort", headers: [{name: end-user, string_match: {exact: jason}}]}
+    route: {cluster: a}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        abort: {http_status: 500, percentage: {numerator: 100, denominator: HUNDRED}}
+  - match: {prefix: "/delay", headers: [{name: end-user, string_match: {exact: jason}}]}
+    route: {cluster: a}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        delay: {fixed_delay: 0.2s, percentage: {numerator: 100, denominator: HUNDRED}}
+  - match: {prefix: "/"}
+    route: {cluster: b}
+"#;
+    let jason: &[(&str, &str)] = &[("end-user", "jason")];
+    let reqs = [
+        Req { method: "GET", authority: "ratings:9080", path: "/abort/0", headers: jason },
+        get("ratings:9080", "/abort/0"),
+        Req { method: "GET", authority: "ratings:9080", path: "/delay/0", headers: jason },
+        get("ratings", "/delay/0"),
+    ];
+    differential_with_filters("bookinfo-faults", routes, filters, &reqs).await
 }

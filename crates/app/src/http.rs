@@ -38,6 +38,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
 static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 
@@ -551,8 +552,14 @@ fn upstream_request(
         .matched
         .apply_request_headers_for(h, Some(&routed.choice));
     if let HostAction::Set(host) = &routed.host {
-        // Envoy keeps the original in x-forwarded-host only when asked
-        // (`append_x_forwarded_host`, not supported yet).
+        // Envoy tells the upstream what the host was before the rewrite.
+        let before = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => h.get(header::HOST).cloned(),
+        };
+        if let Some(before) = before {
+            h.insert(X_ORIGINAL_HOST.clone(), before);
+        }
         h.insert(header::HOST, host.clone());
         if let Some(mut uri_parts) = Some(parts.uri.clone().into_parts())
             && uri_parts.authority.is_some()

@@ -236,6 +236,15 @@ fn stat(cluster: &Cluster, name: &'static str) {
 /// Sets the request's host: the `Host` header for HTTP/1.1, the URI's
 /// authority for HTTP/2 (which the codec sends as `:authority`).
 fn set_host(req: &mut Request<Body>, host: &str) {
+    let before = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(http::header::HOST).cloned(),
+    };
+    if let Some(before) = before {
+        // Envoy tells the upstream what the host was before the rewrite.
+        req.headers_mut()
+            .insert(http::HeaderName::from_static("x-envoy-original-host"), before);
+    }
     if req.version() == Version::HTTP_2 {
         let mut parts = req.uri().clone().into_parts();
         if let Ok(a) = http::uri::Authority::try_from(host) {

@@ -1,0 +1,142 @@
+//! Routing behaviour that needs many requests or a reload to show: weighted
+//! splits, and bad route configurations refused while the last good one
+//! keeps serving.
+
+use std::time::Duration;
+
+use strait_test_support::{
+    client::Client,
+    eventually,
+    proxy::TestProxy,
+    upstream::{Upstream, http_echo},
+};
+
+fn config(a: &Upstream, b: &Upstream, routes: &str) -> String {
+    let routes: String = routes.lines().map(|l| format!("              {l}\n")).collect();
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: listener
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: routing
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+{routes}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: a
+    type: STATIC
+    load_assignment:
+      cluster_name: a
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {pa}}}}}}}}}]}}]
+  - name: b
+    type: STATIC
+    load_assignment:
+      cluster_name: b
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {pb}}}}}}}}}]}}]
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+"#,
+        pa = a.addr.port(),
+        pb = b.addr.port(),
+    )
+}
+
+/// Sends `n` requests over 8 keep-alive connections; how many `a` served.
+async fn share_of_a(proxy: &TestProxy, n: usize) -> anyhow::Result<f64> {
+    let addr = proxy.listener("listener");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::http1(addr).await?;
+            let mut a = 0usize;
+            for _ in 0..n / 8 {
+                let r = c.get("/").await?;
+                anyhow::ensure!(r.status == 200, "status {}", r.status);
+                a += usize::from(r.header("x-upstream") == Some("a"));
+            }
+            anyhow::Ok(a)
+        }));
+    }
+    let mut a = 0;
+    for t in tasks {
+        a += t.await??;
+    }
+    Ok(a as f64 / (n / 8 * 8) as f64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_clusters_split_within_three_points() -> anyhow::Result<()> {
+    let (a, b) = (http_echo("a"), http_echo("b"));
+    for (wa, wb) in [(50, 50), (80, 20), (1, 3)] {
+        let routes = format!(
+            "- match: {{prefix: \"/\"}}\n  route:\n    weighted_clusters:\n      clusters: [{{name: a, weight: {wa}}}, {{name: b, weight: {wb}}}]\n"
+        );
+        let proxy = TestProxy::start(&config(&a, &b, &routes), 2);
+        let share = share_of_a(&proxy, 10_000).await?;
+        let want = f64::from(wa) / f64::from(wa + wb);
+        assert!(
+            (share - want).abs() <= 0.03,
+            "{wa}/{wb}: a served {:.1}% (want {:.1}% ± 3)",
+            share * 100.0,
+            want * 100.0
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_route_configs_are_refused_with_the_field_and_old_config_serves() -> anyhow::Result<()> {
+    let (a, b) = (http_echo("a"), http_echo("b"));
+    let good = "- match: {prefix: \"/\"}\n  route: {cluster: a}\n";
+    let proxy = TestProxy::start(&config(&a, &b, good), 1);
+    let mut c = Client::http1(proxy.listener("listener")).await?;
+    let bad: [(&str, &str, &str); 4] = [
+        (
+            "invalid regex",
+            "- match: {safe_regex: {regex: \"/(unclosed\"}}\n  route: {cluster: a}\n",
+            "match.safe_regex",
+        ),
+        (
+            "unknown cluster (validate_clusters defaults to true inline)",
+            "- match: {prefix: \"/\"}\n  route: {cluster: nowhere}\n",
+            "route.cluster",
+        ),
+        (
+            "weights summing to zero",
+            "- match: {prefix: \"/\"}\n  route:\n    weighted_clusters:\n      clusters: [{name: a, weight: 0}, {name: b, weight: 0}]\n",
+            "weighted_clusters",
+        ),
+        (
+            "a redirect and a cluster on one route",
+            "- match: {prefix: \"/\"}\n  route: {cluster: a}\n  redirect: {path_redirect: /x}\n",
+            "routes[0]",
+        ),
+    ];
+    for (what, routes, field) in bad {
+        let before = proxy.reload_failures();
+        proxy.rewrite(&config(&a, &b, routes));
+        eventually(what, Duration::from_secs(10), || async {
+            (proxy.reload_failures() > before).then_some(())
+        })
+        .await;
+        let err = proxy.last_reload_error().unwrap_or_default();
+        assert!(err.contains(field), "{what}: error does not name {field}: {err}");
+        assert_eq!(proxy.version(), 1, "{what} was applied");
+        let r = c.get("/still").await?;
+        assert_eq!((r.status.as_u16(), r.header("x-upstream")), (200, Some("a")), "{what}");
+    }
+    Ok(())
+}
