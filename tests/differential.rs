@@ -94,12 +94,8 @@ fn observe(r: &Reply) -> Observed {
 
 /// A bootstrap with one HTTP listener using `route_config` (YAML, indented
 /// for its place) and clusters `a` and `b` pointing at the echo upstreams.
-fn bootstrap(route_config: &str, a: &Upstream, b: &Upstream) -> String {
-    bootstrap_with_filters(route_config, "", a, b)
-}
-
-/// As [`bootstrap`], with HTTP filters (YAML list items, indented for their
-/// place) before the router.
+/// `filters` are HTTP filters (YAML list items, indented for their place)
+/// before the router; empty for none.
 fn bootstrap_with_filters(route_config: &str, filters: &str, a: &Upstream, b: &Upstream) -> String {
     let route_config: String = route_config
         .lines()
@@ -170,7 +166,10 @@ async fn differential_with_filters(
         let ours = send(strait.listener("listener"), req).await?;
         let theirs = send(envoy.listener("listener"), req).await?;
         if std::env::var_os("DIFF_VERBOSE").is_some() {
-            eprintln!("{case}: {} {} (host {}): {ours:?}", req.method, req.path, req.authority);
+            eprintln!(
+                "{case}: {} {} (host {}): {ours:?}",
+                req.method, req.path, req.authority
+            );
         }
         if ours != theirs {
             diffs.push(format!(
@@ -359,23 +358,63 @@ virtual_hosts:
         get("h", "/sep/x"),
         get("h", "/separate"),
         get("h", "/sep?x=1"),
-        Req { method: "GET", authority: "h", path: "/h", headers: &[("end-user", "jason")] },
-        Req { method: "GET", authority: "h", path: "/h", headers: &[("end-user", "Jason")] },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/h",
+            headers: &[("end-user", "jason")],
+        },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/h",
+            headers: &[("end-user", "Jason")],
+        },
         get("h", "/h/x"),
-        Req { method: "GET", authority: "h", path: "/h", headers: &[("x-missing", "1")] },
-        Req { method: "GET", authority: "h", path: "/range", headers: &[("x-n", "15")] },
-        Req { method: "GET", authority: "h", path: "/range", headers: &[("x-n", "20")] },
-        Req { method: "GET", authority: "h", path: "/range", headers: &[("x-n", "abc")] },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/h",
+            headers: &[("x-missing", "1")],
+        },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/range",
+            headers: &[("x-n", "15")],
+        },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/range",
+            headers: &[("x-n", "20")],
+        },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/range",
+            headers: &[("x-n", "abc")],
+        },
         get("h", "/q?v=2"),
         get("h", "/q?v=1&v=2"),
         get("h", "/q?v=2&v=1"),
         get("h", "/q?v"),
-        Req { method: "POST", authority: "h", path: "/m", headers: &[] },
+        Req {
+            method: "POST",
+            authority: "h",
+            path: "/m",
+            headers: &[],
+        },
         get("h", "/m"),
         get("h:8080", "/redirect?x=1"),
         get("h", "/redir2/a?b=1"),
         get("h:80", "/redir3/p"),
-        Req { method: "GET", authority: "h", path: "/hdr", headers: &[("x-drop", "1"), ("x-vh", "client")] },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/hdr",
+            headers: &[("x-drop", "1"), ("x-vh", "client")],
+        },
         get("h", "/other"),
     ];
     differential("matchers", routes, &reqs).await
@@ -408,8 +447,18 @@ virtual_hosts:
 "#;
     let reqs = [
         get("reviews:9080", "/reviews/0"),
-        Req { method: "GET", authority: "reviews:9080", path: "/reviews/0", headers: &[("end-user", "jason")] },
-        Req { method: "GET", authority: "reviews", path: "/reviews/1", headers: &[("end-user", "tom")] },
+        Req {
+            method: "GET",
+            authority: "reviews:9080",
+            path: "/reviews/0",
+            headers: &[("end-user", "jason")],
+        },
+        Req {
+            method: "GET",
+            authority: "reviews",
+            path: "/reviews/1",
+            headers: &[("end-user", "tom")],
+        },
         get("productpage:9080", "/productpage"),
         get("productpage:9080", "/productpage/x"),
         get("productpage", "/static/bootstrap.css"),
@@ -450,9 +499,19 @@ virtual_hosts:
 "#;
     let jason: &[(&str, &str)] = &[("end-user", "jason")];
     let reqs = [
-        Req { method: "GET", authority: "ratings:9080", path: "/abort/0", headers: jason },
+        Req {
+            method: "GET",
+            authority: "ratings:9080",
+            path: "/abort/0",
+            headers: jason,
+        },
         get("ratings:9080", "/abort/0"),
-        Req { method: "GET", authority: "ratings:9080", path: "/delay/0", headers: jason },
+        Req {
+            method: "GET",
+            authority: "ratings:9080",
+            path: "/delay/0",
+            headers: jason,
+        },
         get("ratings", "/delay/0"),
     ];
     differential_with_filters("bookinfo-faults", routes, filters, &reqs).await

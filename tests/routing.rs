@@ -12,7 +12,10 @@ use strait_test_support::{
 };
 
 fn config(a: &Upstream, b: &Upstream, routes: &str) -> String {
-    let routes: String = routes.lines().map(|l| format!("              {l}\n")).collect();
+    let routes: String = routes
+        .lines()
+        .map(|l| format!("              {l}\n"))
+        .collect();
     format!(
         r#"
 static_resources:
@@ -98,7 +101,8 @@ async fn weighted_clusters_split_within_three_points() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_route_configs_are_refused_with_the_field_and_old_config_serves() -> anyhow::Result<()> {
+async fn bad_route_configs_are_refused_with_the_field_and_old_config_serves() -> anyhow::Result<()>
+{
     let (a, b) = (http_echo("a"), http_echo("b"));
     let good = "- match: {prefix: \"/\"}\n  route: {cluster: a}\n";
     let proxy = TestProxy::start(&config(&a, &b, good), 1);
@@ -133,10 +137,39 @@ async fn bad_route_configs_are_refused_with_the_field_and_old_config_serves() ->
         })
         .await;
         let err = proxy.last_reload_error().unwrap_or_default();
-        assert!(err.contains(field), "{what}: error does not name {field}: {err}");
+        assert!(
+            err.contains(field),
+            "{what}: error does not name {field}: {err}"
+        );
         assert_eq!(proxy.version(), 1, "{what} was applied");
         let r = c.get("/still").await?;
-        assert_eq!((r.status.as_u16(), r.header("x-upstream")), (200, Some("a")), "{what}");
+        assert_eq!(
+            (r.status.as_u16(), r.header("x-upstream")),
+            (200, Some("a")),
+            "{what}"
+        );
     }
+    Ok(())
+}
+
+/// A route's `max_stream_duration` bounds the whole stream: Envoy answers 408
+/// "downstream duration timeout" when it elapses before the response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_stream_duration_answers_408() -> anyhow::Result<()> {
+    let (a, b) = (http_echo("a"), http_echo("b"));
+    let routes = "- match: {prefix: \"/\"}\n  route: {cluster: a, max_stream_duration: {max_stream_duration: 0.2s}}\n";
+    let proxy = TestProxy::start(&config(&a, &b, routes), 1);
+    let mut c = Client::http1(proxy.listener("listener")).await?;
+    let started = std::time::Instant::now();
+    let r = c.get("/delay/2000").await?;
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.text(), "downstream duration timeout");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // A fast request on a fresh connection is unaffected.
+    let r = Client::http1(proxy.listener("listener"))
+        .await?
+        .get("/fast")
+        .await?;
+    assert_eq!(r.status, 200);
     Ok(())
 }

@@ -23,7 +23,7 @@ use strait_codec::{Body, headers};
 use strait_config::model::{
     ForwardAction, HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
 };
-use strait_route::{Choice, HostRewriteOutcome, Matched, RequestView, RouteResult};
+use strait_route::{Choice, HostRewriteOutcome, Matched, RequestView, RouteResult, StreamDuration};
 use strait_upstream::PooledBody;
 use tokio::sync::oneshot;
 
@@ -261,6 +261,8 @@ pub(crate) struct Routed<'t> {
     pub(crate) rewritten: Option<String>,
     /// The route timeout for this request (`grpc-timeout` considered).
     pub(crate) timeout: Option<Duration>,
+    /// The route's `max_stream_duration` (or its `grpc-timeout` form).
+    pub(crate) stream_limit: Option<Duration>,
     pub(crate) host: HostAction,
 }
 
@@ -291,6 +293,10 @@ impl<'t> Routed<'t> {
             }),
             rewritten: matched.rewritten_path(view.path),
             timeout: matched.upstream_timeout(view),
+            stream_limit: match matched.stream_duration(view) {
+                StreamDuration::Limit(d) => Some(d),
+                StreamDuration::Inherit | StreamDuration::Disabled => None,
+            },
             host,
         }
     }
@@ -412,7 +418,11 @@ async fn forward(
         auto_host: matches!(routed.host, HostAction::Auto),
         recording,
     };
-    let deadline = deadline(started, hcm.request_timeout, body_done, route_timeout);
+    let deadline = with_stream_limit(
+        started,
+        routed.stream_limit,
+        deadline(started, hcm.request_timeout, body_done, route_timeout),
+    );
     let mut resp = match router::send(attempts, up_req, deadline).await {
         Ok(r) => r,
         Err(reply) => return reply.response(),
@@ -506,6 +516,26 @@ async fn deadline(
             LocalReply::UpstreamTimeout
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Bounds the whole stream by the route's `max_stream_duration` (from
+/// `started`): Envoy answers 408 "downstream duration timeout" when it
+/// elapses before the response.
+async fn with_stream_limit(
+    started: Instant,
+    limit: Option<Duration>,
+    inner: impl std::future::Future<Output = LocalReply>,
+) -> LocalReply {
+    match limit {
+        None => inner.await,
+        Some(limit) => {
+            let left = limit.saturating_sub(started.elapsed());
+            tokio::select! {
+                reply = inner => reply,
+                () = tokio::time::sleep(left) => LocalReply::StreamDurationTimeout,
+            }
+        }
     }
 }
 

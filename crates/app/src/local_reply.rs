@@ -26,6 +26,8 @@ pub(crate) enum LocalReply {
     /// The downstream request body was malformed (e.g. a bad chunk size) or
     /// cut off; the upstream request was aborted.
     BadRequestBody,
+    /// The route's `max_stream_duration` elapsed before the response.
+    StreamDurationTimeout,
     /// The whole request was not received within `request_timeout`.
     RequestTimeout,
     /// An `Upgrade` the connection manager is not configured for.
@@ -39,7 +41,9 @@ impl LocalReply {
         match self {
             LocalReply::NoRoute => StatusCode::NOT_FOUND,
             LocalReply::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            LocalReply::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            LocalReply::RequestTimeout | LocalReply::StreamDurationTimeout => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             LocalReply::BadRequestBody => StatusCode::BAD_REQUEST,
             LocalReply::UpgradeRefused => StatusCode::FORBIDDEN,
             LocalReply::NoCluster
@@ -66,6 +70,7 @@ impl LocalReply {
             }
             LocalReply::UpstreamTimeout => "upstream request timeout",
             LocalReply::RequestTimeout => "request timeout",
+            LocalReply::StreamDurationTimeout => "downstream duration timeout",
             LocalReply::BadRequestBody => "",
             LocalReply::ListenerDraining => "listener draining",
         }
@@ -80,7 +85,7 @@ impl LocalReply {
             LocalReply::UpstreamReset => "UC",
             LocalReply::Overflow => "UO",
             LocalReply::UpstreamTimeout => "UT",
-            LocalReply::RequestTimeout => "DT",
+            LocalReply::RequestTimeout | LocalReply::StreamDurationTimeout => "DT",
             LocalReply::BadRequestBody => "DPE",
             LocalReply::UpgradeRefused => "UPE",
             LocalReply::ListenerDraining => "DC",

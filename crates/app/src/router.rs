@@ -242,8 +242,10 @@ fn set_host(req: &mut Request<Body>, host: &str) {
     };
     if let Some(before) = before {
         // Envoy tells the upstream what the host was before the rewrite.
-        req.headers_mut()
-            .insert(http::HeaderName::from_static("x-envoy-original-host"), before);
+        req.headers_mut().insert(
+            http::HeaderName::from_static("x-envoy-original-host"),
+            before,
+        );
     }
     if req.version() == Version::HTTP_2 {
         let mut parts = req.uri().clone().into_parts();
