@@ -29,6 +29,7 @@ fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {
         outlier_detection: None,
         health_checks: vec![],
         pool: model::PoolOptions::default(),
+        tls: None,
     }
 }
 
