@@ -36,7 +36,7 @@ pub(crate) async fn serve(stream: Downstream, proxy: &TcpProxy, shared: &Shared,
         return;
     };
     let Some(host) = cluster.pick() else { return };
-    let mut upstream = match cluster.connect_tcp(&host).await {
+    let upstream = match cluster.connect_tcp(&host).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(cluster = name, error = %e, "tcp proxy upstream connect failed");
@@ -44,8 +44,8 @@ pub(crate) async fn serve(stream: Downstream, proxy: &TcpProxy, shared: &Shared,
         }
     };
     let counters = Arc::new(Counters::default());
-    let result = match stream {
-        MaybeTls::Plain(rewind) => {
+    let result = match (stream, upstream) {
+        (MaybeTls::Plain(rewind), MaybeTls::Plain(mut upstream)) => {
             // Send what the listener filters read (e.g. a ClientHello for
             // TLS passthrough), then splice the sockets directly.
             let (prefix, stream) = rewind.into_parts();
@@ -59,9 +59,9 @@ pub(crate) async fn serve(stream: Downstream, proxy: &TcpProxy, shared: &Shared,
                 Err(e) => Err(e),
             }
         }
-        tls @ MaybeTls::Tls(_) => {
-            splice_io(tls, upstream, proxy.idle_timeout, Arc::clone(&counters)).await
-        }
+        // TLS on either side: the generic splice (the downstream replays
+        // what the listener filters read by itself).
+        (down, up) => splice_io(down, up, proxy.idle_timeout, Arc::clone(&counters)).await,
     };
     let up = counters.sent.load(Ordering::Relaxed);
     let down = counters.received.load(Ordering::Relaxed);

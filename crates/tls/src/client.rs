@@ -26,6 +26,9 @@ pub type ClientTlsStream<IO> = tokio_rustls::client::TlsStream<IO>;
 #[derive(Clone)]
 pub struct ClientTls {
     connector: tokio_rustls::TlsConnector,
+    /// When the context names no ALPN protocols: the same config offering
+    /// `h2`, and offering `http/1.1` (Envoy offers the cluster's protocol).
+    by_protocol: Option<(tokio_rustls::TlsConnector, tokio_rustls::TlsConnector)>,
     /// `sni`, when set; otherwise the peer's IP names the server (rustls
     /// sends no SNI for an IP, matching Envoy without `sni`).
     sni: Option<ServerName<'static>>,
@@ -91,6 +94,16 @@ impl ClientTls {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let by_protocol = common.alpn.is_empty().then(|| {
+            let mut h2 = config.clone();
+            h2.alpn_protocols = vec![b"h2".to_vec()];
+            let mut h1 = config.clone();
+            h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+            (
+                tokio_rustls::TlsConnector::from(Arc::new(h2)),
+                tokio_rustls::TlsConnector::from(Arc::new(h1)),
+            )
+        });
         let sni = if ctx.sni.is_empty() {
             None
         } else {
@@ -100,13 +113,19 @@ impl ClientTls {
         };
         Ok(ClientTls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            by_protocol,
             sni,
         })
     }
 
     /// Runs the client handshake on `io`, connected to `peer`. The caller
     /// bounds it in time (the cluster's `connect_timeout`).
-    pub async fn connect<IO>(&self, io: IO, peer: IpAddr) -> std::io::Result<ClientTlsStream<IO>>
+    pub async fn connect<IO>(
+        &self,
+        io: IO,
+        peer: IpAddr,
+        alpn: DefaultAlpn,
+    ) -> std::io::Result<ClientTlsStream<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -114,13 +133,27 @@ impl ClientTls {
             .sni
             .clone()
             .unwrap_or(ServerName::IpAddress(peer.into()));
-        self.connector.connect(name, io).await
+        let connector = match (&self.by_protocol, alpn) {
+            (Some((h2, _)), DefaultAlpn::Http2) => h2,
+            (Some((_, h1)), DefaultAlpn::Http1) => h1,
+            _ => &self.connector,
+        };
+        connector.connect(name, io).await
     }
 
     /// True when the negotiated ALPN of `stream` is `h2`.
     pub fn negotiated_h2<IO>(stream: &ClientTlsStream<IO>) -> bool {
         stream.get_ref().1.alpn_protocol() == Some(b"h2")
     }
+}
+
+/// What to offer by ALPN when the context itself names no protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAlpn {
+    /// Nothing (the TCP proxy).
+    None,
+    Http1,
+    Http2,
 }
 
 /// Envoy's upstream verification: the chain against `trusted_ca` (when

@@ -27,7 +27,7 @@ mod server;
 mod stream;
 mod versions;
 
-pub use client::{ClientTls, ClientTlsStream};
+pub use client::{ClientTls, ClientTlsStream, DefaultAlpn};
 pub use rewind::Rewind;
 pub use server::{ServerTls, ServerTlsStream};
 pub use stream::MaybeTls;

@@ -14,7 +14,7 @@ use strait_config::model::{
         TlsSecrets, UpstreamTls,
     },
 };
-use strait_tls::{ClientTls, ServerTls, TlsError};
+use strait_tls::{ClientTls, DefaultAlpn, ServerTls, TlsError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Ca {
@@ -133,7 +133,7 @@ async fn handshake(server: ServerTls, client: ClientTls) -> Result<bool, String>
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let result = async {
         let mut c = client
-            .connect(b, peer)
+            .connect(b, peer, DefaultAlpn::None)
             .await
             .map_err(|e| format!("client: {e}"))?;
         c.write_all(b"x")
