@@ -47,6 +47,11 @@ static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-se
 pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) listener: Arc<str>,
+    /// The filter chain the connection matched (index into the listener's
+    /// chains).
+    pub(crate) chain: usize,
+    /// The connection is TLS-terminated (`x-forwarded-proto: https`).
+    pub(crate) tls: bool,
     pub(crate) peer: SocketAddr,
     /// The local address the connection was accepted on (its port decides
     /// `strip_matching_host_port`).
@@ -183,6 +188,11 @@ impl http_body::Body for ProxyBody {
     }
 }
 
+/// The downstream scheme, as Envoy sets `x-forwarded-proto`.
+fn scheme(conn: &ConnCtx) -> HeaderValue {
+    HeaderValue::from_static(if conn.tls { "https" } else { "http" })
+}
+
 /// Handles one request end to end. Never fails: every error is a response.
 pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -190,10 +200,12 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let snapshot = conn.shared.store.load();
     let listener = snapshot.listener(&conn.listener);
     let limit = listener.map_or(0, |l| l.spec.buffer_limit as usize);
-    let hcm = listener.and_then(|l| match &l.spec.filter_chain.terminal {
-        NetworkFilter::Http(hcm) => l.routes.as_ref().map(|r| (hcm, r)),
-        NetworkFilter::Tcp(_) => None,
-    });
+    let hcm = listener
+        .and_then(|l| l.chain(conn.chain))
+        .and_then(|(spec, compiled)| match &spec.terminal {
+            NetworkFilter::Http(hcm) => compiled.routes.as_ref().map(|r| (hcm, r)),
+            NetworkFilter::Tcp(_) => None,
+        });
     let mut resp = match hcm {
         None => LocalReply::ListenerDraining.response(),
         Some((hcm, routes)) => {
@@ -619,9 +631,9 @@ fn upstream_request(
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(X_FORWARDED_FOR.clone(), v);
         }
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_PROTO.clone(), scheme(conn));
     } else if !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_PROTO.clone(), scheme(conn));
     }
     if hcm.generate_request_id && !h.contains_key(&X_REQUEST_ID) {
         h.insert(X_REQUEST_ID.clone(), headers::request_id());

@@ -1,7 +1,7 @@
 //! Composes a running proxy from config.
 //!
 //! Owns: worker runtimes ([`workers`]), the listener set and accept loops
-//! ([`listeners`]), the per-request HTTP path and the one place errors become
+//! ([`listeners`]), listener filters ([`inspect`]), the per-request HTTP path and the one place errors become
 //! responses ([`http`], [`local_reply`]), the TCP proxy path ([`tcp`]), config
 //! loading and hot reload ([`reload`]), and start-up/shutdown ([`Proxy`]).
 //! Everything a request reads of config comes from one snapshot in the
@@ -10,6 +10,7 @@
 mod filters;
 mod hash;
 mod http;
+mod inspect;
 mod listeners;
 mod local_reply;
 mod mirror;

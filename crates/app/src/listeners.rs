@@ -5,12 +5,15 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::service::service_fn;
 use strait_codec::{Counted, ServerOptions, ServerProtocol, server};
-use strait_config::model::{CodecType, Config, NetworkFilter};
+use strait_config::model::{CodecType, Config, HttpConnectionManager, NetworkFilter};
 use strait_net::{Drain, DrainWatch, NetError};
+use strait_snapshot::ConnectionInfo;
+use strait_tls::{MaybeTls, Rewind, ServerTlsStream};
 use tokio::{net::TcpStream, runtime::Handle};
 
 use crate::{
     http::{ConnCtx, StreamCount, StreamGuard, Tracked, handle},
+    inspect,
     proxy::Shared,
     stats::{ListenerStats, TcpStats},
     tcp,
@@ -21,7 +24,7 @@ use crate::{
 /// next request (Envoy's `idle_timeout`, 1 h) and a head arriving slowly
 /// (covered in Envoy by `stream_idle_timeout`, 5 min); the shorter of the two
 /// configured values bounds both, so neither limit is ever exceeded.
-fn header_read_timeout(hcm: &strait_config::model::HttpConnectionManager) -> Option<Duration> {
+fn header_read_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
     match (hcm.idle_timeout, hcm.stream_idle_timeout) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -158,6 +161,10 @@ async fn accept_loop(
     }
 }
 
+/// A downstream connection after its listener filters and transport
+/// socket: the replayed bytes first, TLS-terminated or not.
+pub(crate) type Downstream = MaybeTls<Rewind<TcpStream>, ServerTlsStream<Rewind<TcpStream>>>;
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -168,65 +175,133 @@ async fn connection(
 ) {
     lstats.cx_total.increment(1);
     lstats.cx_active.increment(1.0);
+    serve_connection(stream, peer, name, shared, drain).await;
+    lstats.cx_active.decrement(1.0);
+}
+
+/// Listener filters, filter-chain match, transport socket, then the chain's
+/// terminal filter. Every early return closes the connection, as Envoy does.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    drain: DrainWatch,
+) {
     let _ = stream.set_nodelay(true);
-    let snapshot = shared.store.load();
-    let Some(entry) = snapshot.listener(&name) else {
-        lstats.cx_active.decrement(1.0);
+    let local = stream.local_addr().unwrap_or(peer);
+    // The listener entry (not the whole snapshot) is held until the chain is
+    // known; requests load the snapshot afresh.
+    let Some(entry) = shared.store.load().listener(&name).cloned() else {
         return;
     };
-    match &entry.spec.filter_chain.terminal {
-        NetworkFilter::Http(hcm) => {
-            let stats = shared.http_stats(&hcm.stat_prefix);
-            stats.cx_total.increment(1);
-            stats.cx_active.increment(1.0);
-            let opts = ServerOptions {
-                protocol: match hcm.codec {
-                    CodecType::Auto => ServerProtocol::Auto,
-                    CodecType::Http1 => ServerProtocol::Http1,
-                    CodecType::Http2 => ServerProtocol::Http2,
-                },
-                max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
-                header_read_timeout: header_read_timeout(hcm),
-            };
-            let idle_timeout = hcm.idle_timeout;
-            drop(snapshot);
-            let ctx = Arc::new(ConnCtx {
-                shared,
-                listener: name,
-                peer,
-                local: stream.local_addr().unwrap_or(peer),
-                stats: Arc::clone(&stats),
-                streams: StreamCount::new(),
-            });
-            let idle = idle_watch(Arc::clone(&ctx), idle_timeout);
-            let svc = service_fn(move |req| {
-                let ctx = Arc::clone(&ctx);
-                async move {
-                    let stream = StreamGuard::open(&ctx);
-                    let resp = handle(req, ctx).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, stream)))
+    let inspected = match inspect::run(stream, &entry.spec.listener_filters).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!(listener = %name, %peer, error = %e, "connection closed");
+            return;
+        }
+    };
+    let info = ConnectionInfo {
+        local,
+        peer,
+        server_name: inspected.server_name.as_deref(),
+        transport_protocol: inspected.transport_protocol(),
+        application_protocols: &inspected.protocols,
+    };
+    let Some((index, (chain, compiled))) = entry
+        .select(&info)
+        .and_then(|i| entry.chain(i).map(|c| (i, c)))
+    else {
+        tracing::debug!(listener = %name, %peer, sni = ?info.server_name, "no matching filter chain");
+        return;
+    };
+    let io: Downstream = match &compiled.tls {
+        None => MaybeTls::Plain(inspected.stream),
+        Some(tls) => {
+            let tls = tls.clone();
+            let handshake = tls.accept(inspected.stream);
+            match inspect::within(chain.handshake_timeout, handshake).await {
+                Some(Ok(s)) => MaybeTls::Tls(Box::new(s)),
+                Some(Err(e)) => {
+                    tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
+                    return;
                 }
-            });
-            let io = Counted::new(stream, Arc::clone(&stats));
-            let stop = async move {
-                tokio::select! {
-                    () = drain.signaled() => {}
-                    () = idle => {}
+                None => {
+                    tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
+                    return;
                 }
-            };
-            if let Err(e) = server::serve(io, &opts, svc, stop).await {
-                tracing::debug!(error = %e, "downstream connection ended with error");
             }
-            stats.cx_active.decrement(1.0);
+        }
+    };
+    match &chain.terminal {
+        NetworkFilter::Http(hcm) => {
+            let hcm = hcm.clone();
+            drop(entry);
+            serve_http(io, &hcm, index, local, peer, name, shared, drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
             let proxy = proxy.clone();
-            drop(snapshot);
+            drop(entry);
             let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);
-            tcp::serve(stream, &proxy, &shared, &stats).await;
+            tcp::serve(io, &proxy, &shared, &stats).await;
         }
     }
-    lstats.cx_active.decrement(1.0);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_http(
+    io: Downstream,
+    hcm: &HttpConnectionManager,
+    chain: usize,
+    local: SocketAddr,
+    peer: SocketAddr,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    drain: DrainWatch,
+) {
+    let stats = shared.http_stats(&hcm.stat_prefix);
+    stats.cx_total.increment(1);
+    stats.cx_active.increment(1.0);
+    let opts = ServerOptions {
+        protocol: match hcm.codec {
+            CodecType::Auto => ServerProtocol::Auto,
+            CodecType::Http1 => ServerProtocol::Http1,
+            CodecType::Http2 => ServerProtocol::Http2,
+        },
+        max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
+        header_read_timeout: header_read_timeout(hcm),
+    };
+    let ctx = Arc::new(ConnCtx {
+        shared,
+        listener: name,
+        chain,
+        tls: io.is_tls(),
+        peer,
+        local,
+        stats: Arc::clone(&stats),
+        streams: StreamCount::new(),
+    });
+    let idle = idle_watch(Arc::clone(&ctx), hcm.idle_timeout);
+    let svc = service_fn(move |req| {
+        let ctx = Arc::clone(&ctx);
+        async move {
+            let stream = StreamGuard::open(&ctx);
+            let resp = handle(req, ctx).await;
+            Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, stream)))
+        }
+    });
+    let io = Counted::new(io, Arc::clone(&stats));
+    let stop = async move {
+        tokio::select! {
+            () = drain.signaled() => {}
+            () = idle => {}
+        }
+    };
+    if let Err(e) = server::serve(io, &opts, svc, stop).await {
+        tracing::debug!(error = %e, "downstream connection ended with error");
+    }
+    stats.cx_active.decrement(1.0);
 }
 
 /// Resolves once the connection has had no open stream for `limit` (Envoy's

@@ -149,7 +149,8 @@ impl Reloader {
         let plan = listeners.plan(&config)?;
         // Clusters first, so a request on the new snapshot finds them; the
         // ones the new config drops go only after it is live.
-        self.shared.registry.reconcile(&config.clusters).await;
+        let tls = |name: &str| snapshot.cluster_tls(name).cloned();
+        self.shared.registry.reconcile(&config.clusters, &tls).await;
         self.shared.store.publish(snapshot);
         self.version.store(version, Ordering::Relaxed);
         listeners.commit(plan, &self.shared, &self.workers);

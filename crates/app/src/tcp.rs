@@ -6,13 +6,14 @@ use std::sync::{
 };
 
 use strait_config::model::{TcpCluster, TcpProxy};
-use strait_net::{Counters, splice};
-use tokio::net::TcpStream;
+use strait_net::{Counters, splice, splice_io};
+use strait_tls::MaybeTls;
+use tokio::io::AsyncWriteExt;
 
-use crate::{proxy::Shared, stats::TcpStats};
+use crate::{listeners::Downstream, proxy::Shared, stats::TcpStats};
 
 /// Proxies `stream` per `proxy` until both directions close.
-pub(crate) async fn serve(stream: TcpStream, proxy: &TcpProxy, shared: &Shared, stats: &TcpStats) {
+pub(crate) async fn serve(stream: Downstream, proxy: &TcpProxy, shared: &Shared, stats: &TcpStats) {
     stats.cx_total.increment(1);
     let name = match &proxy.cluster {
         TcpCluster::Single(name) => name.as_str(),
@@ -43,7 +44,25 @@ pub(crate) async fn serve(stream: TcpStream, proxy: &TcpProxy, shared: &Shared, 
         }
     };
     let counters = Arc::new(Counters::default());
-    let result = splice(stream, upstream, proxy.idle_timeout, Arc::clone(&counters)).await;
+    let result = match (stream, upstream) {
+        (MaybeTls::Plain(rewind), MaybeTls::Plain(mut upstream)) => {
+            // Send what the listener filters read (e.g. a ClientHello for
+            // TLS passthrough), then splice the sockets directly.
+            let (prefix, stream) = rewind.into_parts();
+            match upstream.write_all(&prefix).await {
+                Ok(()) => {
+                    counters
+                        .sent
+                        .fetch_add(prefix.len() as u64, Ordering::Relaxed);
+                    splice(stream, upstream, proxy.idle_timeout, Arc::clone(&counters)).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        // TLS on either side: the generic splice (the downstream replays
+        // what the listener filters read by itself).
+        (down, up) => splice_io(down, up, proxy.idle_timeout, Arc::clone(&counters)).await,
+    };
     let up = counters.sent.load(Ordering::Relaxed);
     let down = counters.received.load(Ordering::Relaxed);
     stats.rx_bytes.increment(up);

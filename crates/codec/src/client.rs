@@ -1,5 +1,6 @@
 //! Upstream client connections: TCP connect, then an HTTP/1.1 or HTTP/2
-//! handshake, with the connection driven by a task on the current runtime.
+//! handshake (over the socket, or over any stream the caller layered on it,
+//! such as TLS), with the connection driven by a task on the current runtime.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -9,7 +10,10 @@ use hyper::{
     client::conn::{http1, http2},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
 
 use crate::{Body, ByteCounter, Counted};
 
@@ -32,6 +36,8 @@ pub enum ConnectError {
     Timeout,
     #[error("handshake failure: {0}")]
     Handshake(#[from] hyper::Error),
+    #[error("TLS handshake failure: {0}")]
+    Tls(std::io::Error),
 }
 
 /// One upstream connection's request sender.
@@ -52,12 +58,22 @@ impl ClientConn {
         timeout: Duration,
         counter: C,
     ) -> Result<ClientConn, ConnectError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ConnectError::Timeout)??;
-        // Small proxied requests must not wait for Nagle.
-        stream.set_nodelay(true)?;
-        let io = TokioIo::new(Counted::new(stream, counter));
+        let stream = connect_tcp(addr, timeout).await?;
+        Self::handshake(stream, protocol, counter).await
+    }
+
+    /// The HTTP handshake over an established stream `io`; the connection's
+    /// driver is spawned on the current tokio runtime.
+    pub async fn handshake<I, C>(
+        io: I,
+        protocol: Protocol,
+        counter: C,
+    ) -> Result<ClientConn, ConnectError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        C: ByteCounter + Unpin,
+    {
+        let io = TokioIo::new(Counted::new(io, counter));
         match protocol {
             Protocol::Http1 => {
                 let (send, conn) = http1::handshake(io).await?;
@@ -123,4 +139,14 @@ impl ClientConn {
             ClientConn::Http2(s) => Some(ClientConn::Http2(s.clone())),
         }
     }
+}
+
+/// A TCP connection to `addr` within `timeout`, with Nagle off (small
+/// proxied requests must not wait for it).
+pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout)??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }

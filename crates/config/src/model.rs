@@ -10,6 +10,7 @@ use std::{net::SocketAddr, time::Duration};
 pub mod filter;
 pub mod policy;
 mod route;
+pub mod tls;
 
 pub use filter::HttpFilter;
 pub use route::*;
@@ -36,15 +37,93 @@ pub struct Listener {
     /// Envoy `per_connection_buffer_limit_bytes` (default 1 MiB): the read
     /// buffer bound per connection, which also bounds buffering of bodies.
     pub buffer_limit: u32,
-    /// The single filter chain. Filter-chain matching (several chains) is the
-    /// TLS issue's; until then more than one chain is refused.
-    pub filter_chain: FilterChain,
+    /// `filter_chains`, in config order. A connection gets the one whose
+    /// `filter_chain_match` is most specific (Envoy's order), else
+    /// `default_filter_chain`, else it is closed.
+    pub filter_chains: Vec<FilterChain>,
+    /// `default_filter_chain`: for connections no chain matches.
+    pub default_filter_chain: Option<FilterChain>,
+    /// `listener_filters` and their timeout.
+    pub listener_filters: ListenerFilters,
+}
+
+impl Listener {
+    /// Every chain, `default_filter_chain` last; indices into this order
+    /// name a chain (see the snapshot's filter-chain matching).
+    pub fn chains(&self) -> impl Iterator<Item = &FilterChain> {
+        self.filter_chains
+            .iter()
+            .chain(self.default_filter_chain.as_ref())
+    }
+}
+
+/// The listener filters Strait runs before choosing a filter chain. They
+/// read the start of the connection; the bytes are replayed to the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListenerFilters {
+    /// `envoy.filters.listener.tls_inspector`: SNI, ALPN, and transport
+    /// protocol `tls` from the ClientHello.
+    pub tls_inspector: bool,
+    /// `envoy.filters.listener.http_inspector`: application protocol
+    /// `http/1.1`, `http/1.0` or `h2c` for plaintext HTTP.
+    pub http_inspector: bool,
+    /// `listener_filters_timeout` (default 15 s); `None` disables.
+    pub timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout` (default false: close).
+    pub continue_on_timeout: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterChain {
+    /// `name`, for logs and stats.
+    pub name: String,
+    pub matcher: FilterChainMatch,
+    /// `transport_socket` `DownstreamTlsContext`; `None` is plaintext.
+    pub tls: Option<tls::DownstreamTls>,
+    /// `transport_socket_connect_timeout`: bounds the TLS handshake;
+    /// `None` (Envoy's default) leaves it unbounded.
+    pub handshake_timeout: Option<Duration>,
     /// The terminal network filter of the chain.
     pub terminal: NetworkFilter,
+}
+
+impl FilterChain {
+    /// A plaintext chain that matches every connection.
+    pub fn new(terminal: NetworkFilter) -> FilterChain {
+        FilterChain {
+            name: String::new(),
+            matcher: FilterChainMatch::default(),
+            tls: None,
+            handshake_timeout: None,
+            terminal,
+        }
+    }
+}
+
+/// Envoy `FilterChainMatch`. Empty fields match everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FilterChainMatch {
+    pub destination_port: Option<u16>,
+    /// `prefix_ranges`: the destination (local) address.
+    pub prefix_ranges: Vec<tls::CidrRange>,
+    /// Lower-cased; `*.example.com` matches any name below example.com.
+    pub server_names: Vec<String>,
+    /// `tls` or `raw_buffer`; empty matches both.
+    pub transport_protocol: String,
+    pub application_protocols: Vec<String>,
+    pub source_type: SourceType,
+    pub source_prefix_ranges: Vec<tls::CidrRange>,
+    pub source_ports: Vec<u16>,
+}
+
+/// Envoy `FilterChainMatch.ConnectionSourceType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceType {
+    #[default]
+    Any,
+    /// The source is the destination's own IP or loopback.
+    SameIpOrLoopback,
+    External,
 }
 
 // Built once per config; the size of a variant costs nothing per request.
@@ -161,6 +240,8 @@ pub struct Cluster {
     pub health_checks: Vec<HealthCheck>,
     /// Connection pool limits from the upstream HTTP protocol options.
     pub pool: PoolOptions,
+    /// `transport_socket` `UpstreamTlsContext`; `None` is plaintext.
+    pub tls: Option<tls::UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,6 +57,8 @@ mod policy;
 mod route;
 #[cfg(test)]
 mod tests;
+#[allow(deprecated)]
+mod tls;
 
 /// Problems found so far, and the cluster names that must exist once every
 /// cluster is known (checked by [`translate_bootstrap`]).

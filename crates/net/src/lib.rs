@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use drain::{Drain, DrainWatch};
-pub use splice::{Counters, splice};
+pub use splice::{Counters, splice, splice_io};
 
 /// Errors from socket set-up.
 #[derive(Debug, thiserror::Error)]

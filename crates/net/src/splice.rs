@@ -10,7 +10,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
@@ -34,8 +34,44 @@ pub async fn splice(
     idle: Option<Duration>,
     counters: Arc<Counters>,
 ) -> io::Result<(u64, u64)> {
-    let (mut dr, mut dw) = downstream.into_split();
-    let (mut ur, mut uw) = upstream.into_split();
+    let (dr, dw) = downstream.into_split();
+    let (ur, uw) = upstream.into_split();
+    run(dr, dw, ur, uw, idle, counters).await
+}
+
+/// [`splice`] for any byte streams (a TLS-terminated downstream, a
+/// listener-filter replay). Each side is split with `tokio::io::split`,
+/// which costs a short critical section per read and write; plain TCP on
+/// both sides should use [`splice`].
+pub async fn splice_io<D, U>(
+    downstream: D,
+    upstream: U,
+    idle: Option<Duration>,
+    counters: Arc<Counters>,
+) -> io::Result<(u64, u64)>
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (dr, dw) = tokio::io::split(downstream);
+    let (ur, uw) = tokio::io::split(upstream);
+    run(dr, dw, ur, uw, idle, counters).await
+}
+
+async fn run<DR, DW, UR, UW>(
+    mut dr: DR,
+    mut dw: DW,
+    mut ur: UR,
+    mut uw: UW,
+    idle: Option<Duration>,
+    counters: Arc<Counters>,
+) -> io::Result<(u64, u64)>
+where
+    DR: AsyncRead + Unpin,
+    DW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
     let up = copy_half(&mut dr, &mut uw, &counters.sent);
     let down = copy_half(&mut ur, &mut dw, &counters.received);
     let both = async { tokio::try_join!(up, down) };
@@ -70,9 +106,9 @@ fn total(c: &Counters) -> u64 {
     c.sent.load(Ordering::Relaxed) + c.received.load(Ordering::Relaxed)
 }
 
-async fn copy_half(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn copy_half<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    from: &mut R,
+    to: &mut W,
     count: &AtomicU64,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];

@@ -7,7 +7,16 @@
 //! version, never a mix. Compilation happens in [`Snapshot::compile`], off the
 //! hot path; a compile error leaves the store untouched.
 //!
-//! Depends only on the model crates (`config`, `route`); never on I/O crates.
+//! Filter-chain selection lives here too ([`ListenerEntry::select`]): it is
+//! pure matching over the compiled listener.
+//!
+//! Depends on the model crates (`config`, `route`) and on `tls`, which
+//! compiles TLS contexts (reading certificate files) at compile time so a bad
+//! certificate refuses the config; never on I/O crates above it.
+
+mod chains;
+
+pub use chains::ConnectionInfo;
 
 use std::{
     collections::HashMap,
@@ -16,8 +25,9 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use strait_config::model::{Cluster, Config, Listener, NetworkFilter};
+use strait_config::model::{Cluster, Config, FilterChain, Listener, NetworkFilter};
 use strait_route::RouteTable;
+use strait_tls::{ClientTls, ServerTls, TlsError};
 
 /// Why a config could not become a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +39,57 @@ pub enum SnapshotError {
         #[source]
         source: strait_route::RouteError,
     },
+    #[error("listener {listener}: filter chain {chain}: transport_socket: {source}")]
+    ListenerTls {
+        listener: String,
+        chain: String,
+        #[source]
+        source: TlsError,
+    },
+    #[error("cluster {cluster}: transport_socket: {source}")]
+    ClusterTls {
+        cluster: String,
+        #[source]
+        source: TlsError,
+    },
 }
 
-/// One listener as a request sees it: its spec and, for HTTP listeners, the
-/// compiled route table.
+/// One listener as a connection sees it: its spec and one compiled entry
+/// per filter chain.
 #[derive(Debug)]
 pub struct ListenerEntry {
     pub spec: Listener,
+    /// In [`Listener::chains`] order (`default_filter_chain` last).
+    pub chains: Vec<ChainEntry>,
+}
+
+/// One filter chain, compiled.
+#[derive(Debug)]
+pub struct ChainEntry {
     /// `Some` when the terminal filter is the HTTP connection manager.
     pub routes: Option<Arc<RouteTable>>,
+    /// `Some` when the chain terminates TLS.
+    pub tls: Option<ServerTls>,
+}
+
+impl ListenerEntry {
+    /// The chain for `conn` (Envoy's filter-chain match, then
+    /// `default_filter_chain`); `None` means the connection is closed.
+    pub fn select(&self, conn: &ConnectionInfo<'_>) -> Option<usize> {
+        let matchers: Vec<_> = self.spec.filter_chains.iter().map(|c| &c.matcher).collect();
+        chains::select(&matchers, conn).or_else(|| {
+            self.spec
+                .default_filter_chain
+                .as_ref()
+                .map(|_| self.spec.filter_chains.len())
+        })
+    }
+
+    /// Chain `index` as chosen by [`ListenerEntry::select`].
+    pub fn chain(&self, index: usize) -> Option<(&FilterChain, &ChainEntry)> {
+        let spec = self.spec.chains().nth(index)?;
+        Some((spec, self.chains.get(index)?))
+    }
 }
 
 /// The whole compiled config at one version. Immutable once built.
@@ -51,6 +103,8 @@ pub struct Snapshot {
     source: Arc<serde_json::Value>,
     listeners: HashMap<String, Arc<ListenerEntry>>,
     clusters: HashMap<String, Arc<Cluster>>,
+    /// Compiled `UpstreamTlsContext` of the clusters that have one.
+    cluster_tls: HashMap<String, ClientTls>,
 }
 
 impl Snapshot {
@@ -63,6 +117,7 @@ impl Snapshot {
             source: Arc::new(serde_json::Value::Null),
             listeners: HashMap::new(),
             clusters: HashMap::new(),
+            cluster_tls: HashMap::new(),
         }
     }
 
@@ -83,17 +138,31 @@ impl Snapshot {
             };
             listeners.insert(spec.name.clone(), entry);
         }
-        let clusters = config
-            .clusters
-            .iter()
-            .map(|c| {
-                let shared = previous.clusters.get(&c.name).filter(|old| ***old == *c);
-                (
-                    c.name.clone(),
-                    shared.cloned().unwrap_or_else(|| Arc::new(c.clone())),
-                )
-            })
-            .collect();
+        let mut clusters = HashMap::with_capacity(config.clusters.len());
+        let mut cluster_tls = HashMap::new();
+        for c in &config.clusters {
+            let shared = previous.clusters.get(&c.name).filter(|old| ***old == *c);
+            let tls = match (shared, previous.cluster_tls.get(&c.name)) {
+                // Unchanged spec: keep the compiled context (no file reads).
+                (Some(_), Some(old)) => Some(old.clone()),
+                _ => c
+                    .tls
+                    .as_ref()
+                    .map(ClientTls::compile)
+                    .transpose()
+                    .map_err(|source| SnapshotError::ClusterTls {
+                        cluster: c.name.clone(),
+                        source,
+                    })?,
+            };
+            if let Some(tls) = tls {
+                cluster_tls.insert(c.name.clone(), tls);
+            }
+            clusters.insert(
+                c.name.clone(),
+                shared.cloned().unwrap_or_else(|| Arc::new(c.clone())),
+            );
+        }
         Ok(Snapshot {
             version,
             last_updated: now_secs(),
@@ -101,6 +170,7 @@ impl Snapshot {
             source: Arc::new(source),
             listeners,
             clusters,
+            cluster_tls,
         })
     }
 
@@ -129,21 +199,44 @@ impl Snapshot {
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
     }
+
+    /// The compiled `UpstreamTlsContext` of cluster `name`, if it has one.
+    pub fn cluster_tls(&self, name: &str) -> Option<&ClientTls> {
+        self.cluster_tls.get(name)
+    }
 }
 
 fn compile_listener(spec: &Listener) -> Result<ListenerEntry, SnapshotError> {
-    let routes = match &spec.filter_chain.terminal {
-        NetworkFilter::Http(hcm) => Some(Arc::new(
-            RouteTable::compile(&hcm.route_config).map_err(|source| SnapshotError::Route {
+    let mut chains = Vec::with_capacity(spec.filter_chains.len() + 1);
+    for (i, chain) in spec.chains().enumerate() {
+        let routes = match &chain.terminal {
+            NetworkFilter::Http(hcm) => Some(Arc::new(
+                RouteTable::compile(&hcm.route_config).map_err(|source| SnapshotError::Route {
+                    listener: spec.name.clone(),
+                    source,
+                })?,
+            )),
+            NetworkFilter::Tcp(_) => None,
+        };
+        let tls = chain
+            .tls
+            .as_ref()
+            .map(ServerTls::compile)
+            .transpose()
+            .map_err(|source| SnapshotError::ListenerTls {
                 listener: spec.name.clone(),
+                chain: if chain.name.is_empty() {
+                    format!("#{i}")
+                } else {
+                    chain.name.clone()
+                },
                 source,
-            })?,
-        )),
-        NetworkFilter::Tcp(_) => None,
-    };
+            })?;
+        chains.push(ChainEntry { routes, tls });
+    }
     Ok(ListenerEntry {
         spec: spec.clone(),
-        routes,
+        chains,
     })
 }
 

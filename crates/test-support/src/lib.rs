@@ -6,10 +6,12 @@
 //! - [`proxy`]: Strait in-process from a YAML bootstrap written to a temp
 //!   file, with helpers to rewrite it (hot reload) and read its admin.
 //! - [`admin`]: reading the admin server and single Prometheus series.
+//! - [`certs`]: a test CA issuing SPIFFE certificates, and TLS config blocks.
 //! - [`client`]: a hyper client, and streaming request/response helpers.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod admin;
+pub mod certs;
 pub mod client;
 pub mod envoy;
 pub mod proxy;

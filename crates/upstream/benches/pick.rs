@@ -29,6 +29,7 @@ fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {
         outlier_detection: None,
         health_checks: vec![],
         pool: model::PoolOptions::default(),
+        tls: None,
     }
 }
 
@@ -61,7 +62,7 @@ fn pick(c: &mut Criterion) {
         for weighted in [false, true] {
             for (name, policy) in policies {
                 let registry = ClusterRegistry::new();
-                rt.block_on(registry.reconcile(&[spec(policy, hosts, weighted)]));
+                rt.block_on(registry.reconcile(&[spec(policy, hosts, weighted)], &|_| None));
                 let Some(cluster) = registry.get("bench") else {
                     panic!("cluster missing")
                 };

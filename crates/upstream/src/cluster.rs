@@ -9,10 +9,11 @@ use std::{
     time::Duration,
 };
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics::{Counter, Histogram};
 use strait_codec::Protocol;
 use strait_config::model::{self, Discovery, UpstreamProtocol};
+use strait_tls::ClientTls;
 use tokio::sync::Notify;
 
 use crate::{
@@ -34,6 +35,8 @@ const PICK_ATTEMPTS: u64 = 3;
 pub struct Cluster {
     name: String,
     pub(crate) spec: ArcSwap<model::Cluster>,
+    /// The compiled `UpstreamTlsContext`; `None` connects in plaintext.
+    pub(crate) tls: ArcSwapOption<ClientTls>,
     pub(crate) lb: ArcSwap<LbState>,
     rr: AtomicUsize,
     /// Wakes the DNS resolver early when the spec changes.
@@ -135,10 +138,11 @@ impl Cluster {
     /// the first round runs before returning. Spawns the cluster's
     /// maintenance task (balancer rebuilds, outlier sweeps, health checks,
     /// idle connection expiry) on the current runtime.
-    pub(crate) async fn start(spec: &model::Cluster) -> Arc<Cluster> {
+    pub(crate) async fn start(spec: &model::Cluster, tls: Option<ClientTls>) -> Arc<Cluster> {
         let cluster = Arc::new(Cluster {
             name: spec.name.clone(),
             spec: ArcSwap::from_pointee(spec.clone()),
+            tls: ArcSwapOption::from(tls.map(Arc::new)),
             lb: ArcSwap::from_pointee(LbState::default()),
             rr: AtomicUsize::new(0),
             refresh: Notify::new(),
@@ -261,12 +265,14 @@ impl Cluster {
     }
 
     /// Applies a changed spec, keeping hosts (and pools) that remain.
-    pub(crate) async fn update(&self, spec: &model::Cluster) {
+    pub(crate) async fn update(&self, spec: &model::Cluster, tls: Option<ClientTls>) {
         let old = self.spec.load_full();
         if *old == *spec {
             return;
         }
-        let protocol_changed = old.protocol != spec.protocol;
+        self.tls.store(tls.map(Arc::new));
+        // Pooled connections speak the old protocol or TLS settings.
+        let protocol_changed = old.protocol != spec.protocol || old.tls != spec.tls;
         self.spec.store(Arc::new(spec.clone()));
         if protocol_changed {
             for h in &self.lb.load().hosts {

@@ -22,6 +22,6 @@ pub use breaker::{BreakerGuard, RetryGuard, RoutingPriority};
 pub use cluster::Cluster;
 pub use host::Host;
 pub use lb::LbContext;
-pub use pool::{Lease, PooledBody, UpstreamError};
+pub use pool::{Lease, PooledBody, UpstreamError, UpstreamStream};
 pub use registry::ClusterRegistry;
 pub use strait_config::model::{EndpointHealth, Locality};

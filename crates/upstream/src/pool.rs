@@ -17,7 +17,8 @@ use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use strait_codec::{Body, ClientConn, ConnectError, Protocol};
-use tokio::sync::Notify;
+use strait_tls::{ClientTlsStream, DefaultAlpn, MaybeTls};
+use tokio::{net::TcpStream, sync::Notify};
 
 use crate::{
     breaker::{BreakerCounts, BreakerGuard, RoutingPriority},
@@ -336,7 +337,7 @@ impl Cluster {
             cluster: Arc::clone(&self.breakers),
             host: Arc::clone(&host.counters),
         };
-        match ClientConn::connect(host.addr(), protocol, self.connect_timeout(), bytes).await {
+        match self.open(host, protocol, bytes).await {
             Ok(c) => {
                 self.stats.cx_total.increment(1);
                 host.counters.cx_total.fetch_add(1, Ordering::Relaxed);
@@ -538,31 +539,67 @@ impl http_body::Body for PooledBody {
     }
 }
 
+/// A TCP proxy's upstream connection: plaintext, or TLS per the cluster's
+/// `UpstreamTlsContext`.
+pub type UpstreamStream = MaybeTls<TcpStream, ClientTlsStream<TcpStream>>;
+
 impl Cluster {
-    /// Opens a raw TCP connection to `host` (for the TCP proxy), counted in
-    /// the cluster's connection stats.
-    pub async fn connect_tcp(&self, host: &Host) -> Result<tokio::net::TcpStream, UpstreamError> {
-        let attempt = tokio::time::timeout(
-            self.connect_timeout(),
-            tokio::net::TcpStream::connect(host.addr()),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(s)) => {
+    /// TCP connect plus, when the cluster has TLS, the TLS handshake, all
+    /// within `connect_timeout` (Envoy counts both as connecting).
+    async fn transport(
+        &self,
+        host: &Host,
+        alpn: DefaultAlpn,
+    ) -> Result<UpstreamStream, ConnectError> {
+        let timeout = self.connect_timeout();
+        let attempt = async {
+            let tcp = strait_codec::client::connect_tcp(host.addr(), timeout).await?;
+            match self.tls.load_full() {
+                None => Ok(MaybeTls::Plain(tcp)),
+                Some(tls) => tls
+                    .connect(tcp, host.addr().ip(), alpn)
+                    .await
+                    .map(|s| MaybeTls::Tls(Box::new(s)))
+                    .map_err(ConnectError::Tls),
+            }
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+    }
+
+    /// A new HTTP connection to `host`: transport, then the HTTP handshake.
+    async fn open(
+        &self,
+        host: &Host,
+        protocol: Protocol,
+        bytes: Arc<crate::cluster::ByteStats>,
+    ) -> Result<ClientConn, ConnectError> {
+        let alpn = match protocol {
+            Protocol::Http1 => DefaultAlpn::Http1,
+            Protocol::Http2 => DefaultAlpn::Http2,
+        };
+        match self.transport(host, alpn).await? {
+            MaybeTls::Plain(tcp) => ClientConn::handshake(tcp, protocol, bytes).await,
+            tls @ MaybeTls::Tls(_) => ClientConn::handshake(tls, protocol, bytes).await,
+        }
+    }
+
+    /// Opens a connection to `host` for the TCP proxy (TLS when the cluster
+    /// has it), counted in the cluster's connection stats.
+    pub async fn connect_tcp(&self, host: &Host) -> Result<UpstreamStream, UpstreamError> {
+        match self.transport(host, DefaultAlpn::None).await {
+            Ok(s) => {
                 self.stats.cx_total.increment(1);
-                let _ = s.set_nodelay(true);
                 Ok(s)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 self.stats.cx_connect_fail.increment(1);
+                if matches!(e, ConnectError::Timeout) {
+                    self.stats.cx_connect_timeout.increment(1);
+                }
                 self.report(host, Outcome::LocalFailure);
-                Err(UpstreamError::Connect(ConnectError::Io(e)))
-            }
-            Err(_) => {
-                self.stats.cx_connect_fail.increment(1);
-                self.stats.cx_connect_timeout.increment(1);
-                self.report(host, Outcome::LocalFailure);
-                Err(UpstreamError::Connect(ConnectError::Timeout))
+                Err(UpstreamError::Connect(e))
             }
         }
     }

@@ -4,6 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use arc_swap::ArcSwap;
 use strait_config::model;
+use strait_tls::ClientTls;
 
 use crate::cluster::Cluster;
 
@@ -35,15 +36,24 @@ impl ClusterRegistry {
     /// state of every cluster that is still configured. Clusters no longer
     /// configured stay until [`ClusterRegistry::retain`] is called after the
     /// new snapshot is live, so a request on the old snapshot still finds them.
-    /// Must be called within a tokio runtime (DNS clusters spawn resolvers).
-    pub async fn reconcile(&self, specs: &[model::Cluster]) {
+    /// `tls` gives each cluster's compiled `UpstreamTlsContext` (from the
+    /// snapshot being published). Must be called within a tokio runtime
+    /// (DNS clusters spawn resolvers).
+    pub async fn reconcile(
+        &self,
+        specs: &[model::Cluster],
+        tls: &(dyn Fn(&str) -> Option<ClientTls> + Sync),
+    ) {
         let current = self.clusters.load_full();
         let mut next: HashMap<String, Arc<Cluster>> = (*current).clone();
         for spec in specs {
             match current.get(&spec.name) {
-                Some(live) => live.update(spec).await,
+                Some(live) => live.update(spec, tls(&spec.name)).await,
                 None => {
-                    next.insert(spec.name.clone(), Cluster::start(spec).await);
+                    next.insert(
+                        spec.name.clone(),
+                        Cluster::start(spec, tls(&spec.name)).await,
+                    );
                 }
             }
         }

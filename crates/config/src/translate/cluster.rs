@@ -103,7 +103,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         upstream_http_protocol_options, dns_jitter,
         dns_failure_refresh_rate, respect_dns_ttl, dns_resolvers, use_tcp_for_dns_lookups,
         dns_resolution_config, typed_dns_resolver_config, cleanup_interval,
-        upstream_bind_config, lb_subset_config, transport_socket,
+        upstream_bind_config, lb_subset_config,
         protocol_selection, upstream_connection_options, close_connections_on_host_health_failure,
         ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server,
         lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats,
@@ -211,6 +211,10 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         common,
         max_requests_per_connection.as_ref().map(|v| v.value),
     );
+    let tls = match transport_socket {
+        Some(ts) => super::tls::upstream(cx, ts, &at(path, "transport_socket")).flatten(),
+        None => None,
+    };
     if cx.problems.len() != before {
         return None;
     }
@@ -227,6 +231,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         outlier_detection,
         health_checks,
         pool,
+        tls,
     })
 }
 

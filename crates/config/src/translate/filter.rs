@@ -561,7 +561,7 @@ static_resources:
 
     fn hcm(y: &str) -> HttpConnectionManager {
         let cfg = load(y).unwrap_or_else(|e| panic!("{e:?}"));
-        match &cfg.listeners[0].filter_chain.terminal {
+        match &cfg.listeners[0].filter_chains[0].terminal {
             NetworkFilter::Http(h) => h.clone(),
             NetworkFilter::Tcp(_) => panic!("not http"),
         }

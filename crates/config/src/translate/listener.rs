@@ -1,10 +1,15 @@
-//! Listeners, their single filter chain, and the TCP proxy network filter.
+//! Listeners, their filter chains and `filter_chain_match`, listener
+//! filters (TLS and HTTP inspectors), and the TCP proxy network filter.
 
 use std::time::Duration;
 
 use envoy_types::pb::envoy::{
     config::listener::v3::{
-        Filter, FilterChain, FilterChainMatch, Listener, filter, listener::DeprecatedV1,
+        Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter,
+        filter_chain_match::ConnectionSourceType, listener::DeprecatedV1, listener_filter,
+    },
+    extensions::filters::listener::{
+        http_inspector::v3::HttpInspector, tls_inspector::v3::TlsInspector,
     },
     extensions::filters::network::{
         http_connection_manager::v3::HttpConnectionManager,
@@ -20,11 +25,14 @@ use super::{
     Context, at, decode_any, http, ip_socket_address, item, timeout, type_name, u32_value,
 };
 use crate::model;
+use crate::model::tls::CidrRange;
 
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 /// Envoy's default TCP proxy `idle_timeout`.
 const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Envoy's default `listener_filters_timeout`.
+const DEFAULT_LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<model::Listener> {
     let Listener {
@@ -46,9 +54,8 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         deprecated_v1,
         drain_type,
         listener_filters,
-        // Both only apply to listener filters, which are refused.
-        listener_filters_timeout: _,
-        continue_on_listener_filters_timeout: _,
+        listener_filters_timeout,
+        continue_on_listener_filters_timeout,
         transparent,
         freebind,
         socket_options,
@@ -77,8 +84,8 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         listener_specifier,
     } = l;
     reject_set!(cx, path;
-        additional_addresses, stats_matcher, fcds_config, filter_chain_matcher, default_filter_chain,
-        drain_type, listener_filters, socket_options, udp_listener_config, api_listener,
+        additional_addresses, stats_matcher, fcds_config, filter_chain_matcher,
+        drain_type, socket_options, udp_listener_config, api_listener,
         connection_balance_config, access_log, tcp_backlog_size, enable_mptcp, tcp_keepalive,
         listener_specifier,
     );
@@ -116,20 +123,41 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
     }
 
     let address = ip_socket_address(cx, &at(path, "address"), address);
-    let chain = match filter_chains.as_slice() {
-        [] => {
-            cx.invalid(at(path, "filter_chains"), "a listener needs a filter chain");
-            None
-        }
-        [one] => filter_chain(cx, one, &item(path, "filter_chains", 0)),
-        _ => {
-            cx.unsupported(
-                at(path, "filter_chains"),
-                "several filter chains need filter_chain_match (not yet supported)",
+    if filter_chains.is_empty() && default_filter_chain.is_none() {
+        cx.invalid(at(path, "filter_chains"), "a listener needs a filter chain");
+    }
+    let before = cx.problems.len();
+    let chains: Vec<_> = filter_chains
+        .iter()
+        .enumerate()
+        .filter_map(|(i, fc)| filter_chain(cx, fc, &item(path, "filter_chains", i)))
+        .collect();
+    let default_chain = default_filter_chain
+        .as_ref()
+        .map(|fc| filter_chain(cx, fc, &at(path, "default_filter_chain")));
+    // Envoy refuses two chains with the same match: one could never win.
+    for (i, a) in chains.iter().enumerate() {
+        if chains[..i].iter().any(|b| b.matcher == a.matcher) {
+            cx.invalid(
+                item(path, "filter_chains", i),
+                "another filter chain has the same filter_chain_match",
             );
-            None
         }
+    }
+    let mut filters = model::ListenerFilters {
+        timeout: timeout(
+            cx,
+            &at(path, "listener_filters_timeout"),
+            listener_filters_timeout,
+            Some(DEFAULT_LISTENER_FILTERS_TIMEOUT),
+        ),
+        continue_on_timeout: *continue_on_listener_filters_timeout,
+        ..model::ListenerFilters::default()
     };
+    for (i, f) in listener_filters.iter().enumerate() {
+        listener_filter(cx, f, &item(path, "listener_filters", i), &mut filters);
+    }
+    let chains_ok = cx.problems.len() == before;
     let address = address?;
     let name = if name.is_empty() {
         // Envoy invents a UUID; an address-based name is as unique within a
@@ -142,8 +170,179 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         name,
         address,
         buffer_limit: u32_value(per_connection_buffer_limit_bytes, DEFAULT_BUFFER_LIMIT),
-        filter_chain: chain?,
+        filter_chains: if chains_ok { chains } else { return None },
+        default_filter_chain: default_chain.flatten(),
+        listener_filters: filters,
     })
+}
+
+/// One `listener_filters` entry: the TLS and HTTP inspectors are known.
+fn listener_filter(
+    cx: &mut Context,
+    f: &ListenerFilter,
+    path: &str,
+    out: &mut model::ListenerFilters,
+) {
+    let ListenerFilter {
+        // A label; the type URL picks the implementation.
+        name: _,
+        filter_disabled,
+        config_type,
+    } = f;
+    reject_set!(cx, path; filter_disabled);
+    let any = match config_type {
+        Some(listener_filter::ConfigType::TypedConfig(any)) => any,
+        Some(listener_filter::ConfigType::ConfigDiscovery(_)) => {
+            cx.unsupported(at(path, "config_discovery"), "config_discovery (ECDS)");
+            return;
+        }
+        None => {
+            cx.invalid(at(path, "typed_config"), "is required");
+            return;
+        }
+    };
+    let path = at(path, "typed_config");
+    let ty = type_name(&any.type_url);
+    if ty == TlsInspector::full_name() {
+        let Some(t): Option<TlsInspector> = decode_any(cx, &path, any) else {
+            return;
+        };
+        let TlsInspector {
+            enable_ja3_fingerprinting,
+            enable_ja4_fingerprinting,
+            // A read-size hint; the inspector reads what arrives either way.
+            initial_read_buffer_size: _,
+            max_client_hello_size,
+            close_connection_on_client_hello_parsing_errors,
+        } = &t;
+        cx.reject_unless_bool(
+            &path,
+            "enable_ja3_fingerprinting",
+            enable_ja3_fingerprinting,
+            false,
+        );
+        cx.reject_unless_bool(
+            &path,
+            "enable_ja4_fingerprinting",
+            enable_ja4_fingerprinting,
+            false,
+        );
+        reject_set!(cx, &path; max_client_hello_size, close_connection_on_client_hello_parsing_errors);
+        out.tls_inspector = true;
+    } else if ty == HttpInspector::full_name() {
+        let Some(HttpInspector {}) = decode_any(cx, &path, any) else {
+            return;
+        };
+        out.http_inspector = true;
+    } else {
+        cx.unsupported(
+            at(&path, "@type"),
+            format!("listener filter {}", any.type_url),
+        );
+    }
+}
+
+fn chain_match(cx: &mut Context, m: &FilterChainMatch, path: &str) -> model::FilterChainMatch {
+    let FilterChainMatch {
+        destination_port,
+        prefix_ranges,
+        address_suffix,
+        suffix_len,
+        direct_source_prefix_ranges,
+        source_type,
+        source_prefix_ranges,
+        source_ports,
+        server_names,
+        transport_protocol,
+        application_protocols,
+    } = m;
+    reject_set!(cx, path; address_suffix, suffix_len, direct_source_prefix_ranges);
+    let destination_port = destination_port.as_ref().and_then(|p| {
+        let port = u16::try_from(p.value).ok().filter(|p| *p != 0);
+        if port.is_none() {
+            cx.invalid(at(path, "destination_port"), "must be 1-65535");
+        }
+        port
+    });
+    let source_type = match ConnectionSourceType::try_from(*source_type) {
+        Ok(ConnectionSourceType::Any) => model::SourceType::Any,
+        Ok(ConnectionSourceType::SameIpOrLoopback) => model::SourceType::SameIpOrLoopback,
+        Ok(ConnectionSourceType::External) => model::SourceType::External,
+        Err(_) => {
+            cx.invalid(
+                at(path, "source_type"),
+                format!("unknown source type {source_type}"),
+            );
+            model::SourceType::Any
+        }
+    };
+    let mut ports = Vec::with_capacity(source_ports.len());
+    for (i, p) in source_ports.iter().enumerate() {
+        match u16::try_from(*p) {
+            Ok(p) if p != 0 => ports.push(p),
+            _ => cx.invalid(item(path, "source_ports", i), "must be 1-65535"),
+        }
+    }
+    let mut names = Vec::with_capacity(server_names.len());
+    for (i, n) in server_names.iter().enumerate() {
+        // Envoy accepts exact names and a leading "*." only.
+        let bare = n.strip_prefix("*.").unwrap_or(n);
+        if bare.is_empty() || bare.contains('*') {
+            cx.invalid(
+                item(path, "server_names", i),
+                format!("{n:?}: only exact names and a leading \"*.\" wildcard are supported"),
+            );
+            continue;
+        }
+        names.push(n.to_ascii_lowercase());
+    }
+    model::FilterChainMatch {
+        destination_port,
+        prefix_ranges: cidr_ranges(cx, prefix_ranges, &at(path, "prefix_ranges")),
+        server_names: names,
+        transport_protocol: transport_protocol.clone(),
+        application_protocols: application_protocols.clone(),
+        source_type,
+        source_prefix_ranges: cidr_ranges(
+            cx,
+            source_prefix_ranges,
+            &at(path, "source_prefix_ranges"),
+        ),
+        source_ports: ports,
+    }
+}
+
+fn cidr_ranges(
+    cx: &mut Context,
+    ranges: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
+    path: &str,
+) -> Vec<CidrRange> {
+    let mut out = Vec::with_capacity(ranges.len());
+    for (i, r) in ranges.iter().enumerate() {
+        let rpath = format!("{path}[{i}]");
+        let envoy_types::pb::envoy::config::core::v3::CidrRange {
+            address_prefix,
+            prefix_len,
+        } = r;
+        let Ok(address) = address_prefix.parse::<std::net::IpAddr>() else {
+            cx.invalid(
+                at(&rpath, "address_prefix"),
+                format!("{address_prefix:?} is not an IP address"),
+            );
+            continue;
+        };
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let len = prefix_len.as_ref().map_or(0, |l| l.value);
+        let Some(prefix_len) = u8::try_from(len).ok().filter(|l| u32::from(*l) <= max) else {
+            cx.invalid(at(&rpath, "prefix_len"), format!("must be at most {max}"));
+            continue;
+        };
+        out.push(CidrRange {
+            address,
+            prefix_len,
+        });
+    }
+    out
 }
 
 fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model::FilterChain> {
@@ -154,21 +353,24 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
         // Read only by extensions Strait does not run.
         metadata: _,
         transport_socket,
-        // Bounds transport socket negotiation; without a transport socket
-        // (refused below) there is none.
-        transport_socket_connect_timeout: _,
-        // Used by FCDS and stats only.
-        name: _,
+        transport_socket_connect_timeout,
+        name,
     } = fc;
-    // An empty match matches every connection, as if it were absent.
-    if filter_chain_match
+    let matcher = filter_chain_match
         .as_ref()
-        .is_some_and(|m| *m != FilterChainMatch::default())
-    {
-        cx.unsupported(at(path, "filter_chain_match"), "filter_chain_match");
-    }
+        .map(|m| chain_match(cx, m, &at(path, "filter_chain_match")))
+        .unwrap_or_default();
     cx.reject_unless_bool(path, "use_proxy_proto", use_proxy_proto, false);
-    reject_set!(cx, path; transport_socket);
+    let tls = match transport_socket {
+        Some(ts) => super::tls::downstream(cx, ts, &at(path, "transport_socket")).flatten(),
+        None => None,
+    };
+    let handshake_timeout = timeout(
+        cx,
+        &at(path, "transport_socket_connect_timeout"),
+        transport_socket_connect_timeout,
+        None,
+    );
 
     if filters.is_empty() {
         cx.invalid(
@@ -196,6 +398,10 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
         }
     }
     Some(model::FilterChain {
+        name: name.clone(),
+        matcher,
+        tls,
+        handshake_timeout,
         terminal: terminal?,
     })
 }

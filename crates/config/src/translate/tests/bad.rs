@@ -68,31 +68,87 @@ fn bad_configs_name_the_field() {
             "terminal",
         ),
         (
-            "two filter chains",
+            "two filter chains with the same match",
             vec![(
                 "/static_resources/listeners/1/filter_chains/1".into(),
-                json!({"filters": []}),
+                json!({"filters": [{"name": "t", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    "stat_prefix": "t", "cluster": "backend"}}]}),
             )],
-            "static_resources.listeners[1].filter_chains".into(),
-            "filter_chain_match",
+            "static_resources.listeners[1].filter_chains[1]".into(),
+            "same filter_chain_match",
         ),
         (
-            "filter chain match",
+            "filter chain match on a suffix",
             vec![(
                 "/static_resources/listeners/1/filter_chains/0/filter_chain_match".into(),
-                json!({"destination_port": 80}),
+                json!({"address_suffix": "::1"}),
             )],
-            "static_resources.listeners[1].filter_chains[0].filter_chain_match".into(),
-            "filter_chain_match",
+            "static_resources.listeners[1].filter_chains[0].filter_chain_match.address_suffix".into(),
+            "address_suffix",
         ),
         (
-            "transport socket",
+            "bad server name wildcard",
+            vec![(
+                "/static_resources/listeners/1/filter_chains/0/filter_chain_match".into(),
+                json!({"server_names": ["a.*.example.com"]}),
+            )],
+            "static_resources.listeners[1].filter_chains[0].filter_chain_match.server_names[0]".into(),
+            "wildcard",
+        ),
+        (
+            "transport socket without config",
             vec![(
                 "/static_resources/listeners/1/filter_chains/0/transport_socket".into(),
                 json!({"name": "envoy.transport_sockets.raw_buffer"}),
             )],
-            "static_resources.listeners[1].filter_chains[0].transport_socket".into(),
-            "transport_socket",
+            "static_resources.listeners[1].filter_chains[0].transport_socket.typed_config".into(),
+            "required",
+        ),
+        (
+            "SDS certificates",
+            vec![(
+                "/static_resources/listeners/1/filter_chains/0/transport_socket".into(),
+                json!({"name": "tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "default"}]}}}),
+            )],
+            "static_resources.listeners[1].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs".into(),
+            "SDS",
+        ),
+        (
+            "TLS 1.1 maximum",
+            vec![(
+                "/static_resources/clusters/0/transport_socket".into(),
+                json!({"name": "tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "common_tls_context": {"tls_params": {"tls_maximum_protocol_version": "TLSv1_1"}}}}),
+            )],
+            "static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_params.tls_maximum_protocol_version".into(),
+            "TLSv1_1",
+        ),
+        (
+            "email SAN matcher",
+            vec![(
+                "/static_resources/clusters/0/transport_socket".into(),
+                json!({"name": "tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "common_tls_context": {"validation_context": {
+                        "trusted_ca": {"filename": "/ca.pem"},
+                        "match_typed_subject_alt_names": [{"san_type": "EMAIL", "matcher": {"exact": "a@b"}}]}}}}),
+            )],
+            "static_resources.clusters[0].transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].san_type".into(),
+            "EMAIL",
+        ),
+        (
+            "unknown listener filter",
+            vec![(
+                "/static_resources/listeners/1/listener_filters".into(),
+                json!([{"name": "x", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}]),
+            )],
+            "static_resources.listeners[1].listener_filters[0].typed_config.@type".into(),
+            "listener filter",
         ),
         (
             "missing route_config",
@@ -247,14 +303,15 @@ fn bad_configs_name_the_field() {
             "already used",
         ),
         (
-            "listener filters",
+            "TLS inspector fingerprinting",
             vec![(
                 "/static_resources/listeners/0/listener_filters".into(),
                 json!([{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}]),
+                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+                    "enable_ja3_fingerprinting": true}}]),
             )],
-            "static_resources.listeners[0].listener_filters".into(),
-            "listener_filters",
+            "static_resources.listeners[0].listener_filters[0].typed_config.enable_ja3_fingerprinting".into(),
+            "enable_ja3_fingerprinting",
         ),
         (
             "use_original_dst",

@@ -128,8 +128,8 @@ static_resources:
                 name: "web".into(),
                 address: addr("0.0.0.0:8000"),
                 buffer_limit: 32768,
-                filter_chain: FilterChain {
-                    terminal: NetworkFilter::Http(HttpConnectionManager {
+                filter_chains: vec![FilterChain::new(NetworkFilter::Http(
+                    HttpConnectionManager {
                         stat_prefix: "web".into(),
                         codec: CodecType::Http1,
                         route_config: RouteConfig {
@@ -224,28 +224,36 @@ static_resources:
                         generate_request_id: false,
                         http_filters: vec![],
                         strip_host_port: StripHostPort::None,
-                    }),
+                    },
+                ))],
+                default_filter_chain: None,
+                listener_filters: ListenerFilters {
+                    timeout: Some(Duration::from_secs(15)),
+                    ..ListenerFilters::default()
                 },
             },
             Listener {
                 name: "127.0.0.1_9000".into(),
                 address: addr("127.0.0.1:9000"),
                 buffer_limit: 1 << 20,
-                filter_chain: FilterChain {
-                    terminal: NetworkFilter::Tcp(TcpProxy {
-                        stat_prefix: "tcp".into(),
-                        cluster: TcpCluster::Weighted(vec![
-                            WeightedCluster {
-                                name: "api_v1".into(),
-                                weight: 3,
-                            },
-                            WeightedCluster {
-                                name: "dns_backend".into(),
-                                weight: 1,
-                            },
-                        ]),
-                        idle_timeout: None,
-                    }),
+                filter_chains: vec![FilterChain::new(NetworkFilter::Tcp(TcpProxy {
+                    stat_prefix: "tcp".into(),
+                    cluster: TcpCluster::Weighted(vec![
+                        WeightedCluster {
+                            name: "api_v1".into(),
+                            weight: 3,
+                        },
+                        WeightedCluster {
+                            name: "dns_backend".into(),
+                            weight: 1,
+                        },
+                    ]),
+                    idle_timeout: None,
+                }))],
+                default_filter_chain: None,
+                listener_filters: ListenerFilters {
+                    timeout: Some(Duration::from_secs(15)),
+                    ..ListenerFilters::default()
                 },
             },
         ],
@@ -269,6 +277,7 @@ static_resources:
                 outlier_detection: None,
                 health_checks: vec![],
                 pool: PoolOptions::default(),
+                tls: None,
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -286,6 +295,7 @@ static_resources:
                 outlier_detection: None,
                 health_checks: vec![],
                 pool: PoolOptions::default(),
+                tls: None,
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -300,6 +310,7 @@ static_resources:
                 outlier_detection: None,
                 health_checks: vec![],
                 pool: PoolOptions::default(),
+                tls: None,
             },
         ],
     };
@@ -352,7 +363,7 @@ admin:
     );
     let l = &c.listeners[0];
     assert_eq!((l.name.as_str(), l.buffer_limit), ("listener_0", 1 << 20));
-    let NetworkFilter::Http(hcm) = &l.filter_chain.terminal else {
+    let NetworkFilter::Http(hcm) = &l.filter_chains[0].terminal else {
         panic!("expected an HCM: {l:?}");
     };
     assert_eq!(hcm.codec, CodecType::Auto);
@@ -392,7 +403,7 @@ fn unknown_route_cluster_is_allowed_without_validate_clusters() {
         ),
     ]);
     let c = load_ok(&text);
-    let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chain.terminal else {
+    let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chains[0].terminal else {
         panic!("expected an HCM");
     };
     let action = &hcm.route_config.virtual_hosts[0].routes[0].action;

@@ -16,7 +16,7 @@ fn route0(edits: &[(String, Value)]) -> Route {
 
 fn hcm(edits: &[(&str, Value)]) -> HttpConnectionManager {
     let c = load_ok(&edited(edits));
-    match &c.listeners[0].filter_chain.terminal {
+    match &c.listeners[0].filter_chains[0].terminal {
         NetworkFilter::Http(hcm) => hcm.clone(),
         NetworkFilter::Tcp(_) => panic!("expected an HCM"),
     }

@@ -1,0 +1,218 @@
+//! Downstream TLS: a filter chain's `DownstreamTlsContext` compiled into a
+//! rustls server config, and the handshake.
+
+use std::sync::Arc;
+
+use rustls::{
+    DistinguishedName, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    pki_types::{CertificateDer, UnixTime},
+    server::{
+        ClientHello, ResolvesServerCert, WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+    sign::CertifiedKey,
+};
+use strait_config::model::tls::DownstreamTls;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::{
+    TlsError, load,
+    san::SanRules,
+    versions::{Side, provider_and_versions},
+};
+
+/// A TLS-terminated downstream connection.
+pub type ServerTlsStream<IO> = tokio_rustls::server::TlsStream<IO>;
+
+/// A compiled `DownstreamTlsContext`. Cheap to clone; shared by every
+/// connection of its filter chain.
+#[derive(Clone)]
+pub struct ServerTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads the certificates and CA bundle and builds the server config.
+    /// Blocks on file I/O: call when compiling a snapshot, not per
+    /// connection.
+    pub fn compile(ctx: &DownstreamTls) -> Result<ServerTls, TlsError> {
+        let common = &ctx.common;
+        if common.secrets.certificates.is_empty() {
+            return Err(TlsError::Unsupported(
+                "common_tls_context.tls_certificates: a server needs at least one certificate"
+                    .to_owned(),
+            ));
+        }
+        let (provider, versions) = provider_and_versions(common, Side::Server)?;
+        let provider = Arc::new(provider);
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&versions)?;
+
+        let validation = common.secrets.validation.as_ref();
+        let builder = match validation.and_then(|v| v.trusted_ca.as_ref()) {
+            Some(ca) => {
+                let roots = Arc::new(load::roots(ca)?);
+                let mut vb = WebPkiClientVerifier::builder_with_provider(roots, provider);
+                if !ctx.require_client_certificate {
+                    vb = vb.allow_unauthenticated();
+                }
+                let inner = vb.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
+                let sans = SanRules::new(validation.map_or(&[][..], |v| &v.san_matchers[..]));
+                builder.with_client_cert_verifier(Arc::new(SanCheckedClient { inner, sans }))
+            }
+            None => {
+                if ctx.require_client_certificate {
+                    return Err(TlsError::Unsupported(
+                        "require_client_certificate needs validation_context.trusted_ca".to_owned(),
+                    ));
+                }
+                if validation.is_some_and(|v| !v.san_matchers.is_empty()) {
+                    return Err(TlsError::Unsupported(
+                        "validation_context: SAN matchers need trusted_ca".to_owned(),
+                    ));
+                }
+                builder.with_no_client_auth()
+            }
+        };
+
+        let mut certs = Vec::with_capacity(common.secrets.certificates.len());
+        for c in &common.secrets.certificates {
+            let ck = load::certified_key(c)?;
+            let names = dns_names(&ck);
+            certs.push((Arc::new(ck), names));
+        }
+        let mut config = builder.with_cert_resolver(Arc::new(BySni { certs }));
+        config.alpn_protocols = common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config.ignore_client_order = !ctx.prefer_client_ciphers;
+        Ok(ServerTls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+
+    /// Runs the server handshake on `io`. Not bounded in time here: the
+    /// caller bounds it (Envoy's `transport_socket_connect_timeout`).
+    pub async fn accept<IO>(&self, io: IO) -> std::io::Result<ServerTlsStream<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.acceptor.accept(io).await
+    }
+}
+
+/// The DNS SANs of the leaf, lower-cased, for SNI selection.
+fn dns_names(ck: &CertifiedKey) -> Vec<String> {
+    let Some(leaf) = ck.cert.first() else {
+        return Vec::new();
+    };
+    match webpki::EndEntityCert::try_from(leaf) {
+        Ok(ee) => ee
+            .valid_dns_names()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Envoy's certificate selection: a certificate whose DNS SANs match the
+/// SNI (exactly, then by wildcard) and whose key the client can use; else
+/// the first certificate the client can use; else the first.
+#[derive(Debug)]
+struct BySni {
+    certs: Vec<(Arc<CertifiedKey>, Vec<String>)>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        let usable = |ck: &CertifiedKey| ck.key.choose_scheme(schemes).is_some();
+        if let Some(sni) = hello.server_name() {
+            let sni = sni.to_ascii_lowercase();
+            let wildcard = sni.split_once('.').map(|(_, rest)| format!("*.{rest}"));
+            let exact = self
+                .certs
+                .iter()
+                .find(|(ck, names)| names.contains(&sni) && usable(ck));
+            let wild = || {
+                self.certs.iter().find(|(ck, names)| {
+                    wildcard.as_ref().is_some_and(|w| names.contains(w)) && usable(ck)
+                })
+            };
+            if let Some((ck, _)) = exact.or_else(wild) {
+                return Some(Arc::clone(ck));
+            }
+        }
+        self.certs
+            .iter()
+            .find(|(ck, _)| usable(ck))
+            .or_else(|| self.certs.first())
+            .map(|(ck, _)| Arc::clone(ck))
+    }
+}
+
+/// rustls' chain verification followed by Envoy's SAN matchers.
+#[derive(Debug)]
+struct SanCheckedClient {
+    inner: Arc<dyn ClientCertVerifier>,
+    sans: SanRules,
+}
+
+impl ClientCertVerifier for SanCheckedClient {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if self.sans.accepts(end_entity) {
+            Ok(ok)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
