@@ -16,7 +16,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use strait_config::model::{Cluster, Config, Listener, NetworkFilter};
+use strait_config::model::{Cluster, Config, Listener, NetworkFilter, RouteSource};
 use strait_route::RouteTable;
 
 /// Why a config could not become a snapshot.
@@ -28,6 +28,14 @@ pub enum SnapshotError {
         listener: String,
         #[source]
         source: strait_route::RouteError,
+    },
+    /// A listener names an RDS route config the config does not hold. The
+    /// xDS client holds such listeners back until it arrives (warming), so
+    /// this is a bug upstream of the snapshot, or a static listener's.
+    #[error("listener {listener}: rds route config '{route_config}' has not been received")]
+    MissingRouteConfig {
+        listener: String,
+        route_config: String,
     },
 }
 
@@ -78,8 +86,10 @@ impl Snapshot {
         let mut listeners = HashMap::with_capacity(config.listeners.len());
         for spec in &config.listeners {
             let entry = match previous.listeners.get(&spec.name) {
-                Some(old) if old.spec == *spec => Arc::clone(old),
-                _ => Arc::new(compile_listener(spec)?),
+                Some(old) if old.spec == *spec && same_rds(spec, &config, &previous.config) => {
+                    Arc::clone(old)
+                }
+                _ => Arc::new(compile_listener(spec, &config)?),
             };
             listeners.insert(spec.name.clone(), entry);
         }
@@ -131,14 +141,38 @@ impl Snapshot {
     }
 }
 
-fn compile_listener(spec: &Listener) -> Result<ListenerEntry, SnapshotError> {
+/// Whether an RDS listener's route config is the same in both configs (an
+/// inline one travels with the spec, which the caller compares).
+fn same_rds(spec: &Listener, new: &Config, old: &Config) -> bool {
+    match &spec.filter_chain.terminal {
+        NetworkFilter::Http(hcm) => match &hcm.route_config {
+            RouteSource::Inline(_) => true,
+            RouteSource::Rds(name) => new.route_config(name) == old.route_config(name),
+        },
+        NetworkFilter::Tcp(_) => true,
+    }
+}
+
+fn compile_listener(spec: &Listener, config: &Config) -> Result<ListenerEntry, SnapshotError> {
     let routes = match &spec.filter_chain.terminal {
-        NetworkFilter::Http(hcm) => Some(Arc::new(
-            RouteTable::compile(&hcm.route_config).map_err(|source| SnapshotError::Route {
-                listener: spec.name.clone(),
-                source,
-            })?,
-        )),
+        NetworkFilter::Http(hcm) => {
+            let rc =
+                match &hcm.route_config {
+                    RouteSource::Inline(rc) => rc,
+                    RouteSource::Rds(name) => config.route_config(name).ok_or_else(|| {
+                        SnapshotError::MissingRouteConfig {
+                            listener: spec.name.clone(),
+                            route_config: name.clone(),
+                        }
+                    })?,
+                };
+            Some(Arc::new(RouteTable::compile(rc).map_err(|source| {
+                SnapshotError::Route {
+                    listener: spec.name.clone(),
+                    source,
+                }
+            })?))
+        }
         NetworkFilter::Tcp(_) => None,
     };
     Ok(ListenerEntry {

@@ -7,6 +7,8 @@
 //!   file, with helpers to rewrite it (hot reload) and read its admin.
 //! - [`admin`]: reading the admin server and single Prometheus series.
 //! - [`client`]: a hyper client, and streaming request/response helpers.
+//! - [`xds_server`]: a real ADS control plane (SotW and delta) that records
+//!   every ACK and NACK.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod admin;
@@ -14,6 +16,7 @@ pub mod client;
 pub mod envoy;
 pub mod proxy;
 pub mod upstream;
+pub mod xds_server;
 
 use std::{
     path::{Path, PathBuf},
