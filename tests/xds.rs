@@ -20,13 +20,14 @@ use strait_test_support::{
 /// How long a push may take to be applied and answered.
 const APPLY: Duration = Duration::from_secs(10);
 
-fn bootstrap(xds: SocketAddr) -> String {
+/// `api`: the bootstrap's `ads_config.api_type`, GRPC or DELTA_GRPC.
+fn bootstrap(xds: SocketAddr, api: &str) -> String {
     format!(
         r#"
 node: {{id: "sidecar~127.0.0.1~test.default~default.svc.cluster.local", cluster: test.default}}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: {api}
     transport_api_version: V3
     set_node_on_first_message_only: true
     grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
@@ -138,7 +139,7 @@ struct Setup {
 
 /// The control plane serving everything routed to upstream `a`, and Strait
 /// started against it, serving.
-async fn setup() -> Setup {
+async fn setup(api: &str) -> Setup {
     let xds = XdsServer::start();
     let a = http_echo("a");
     let b = http_echo("b");
@@ -149,7 +150,7 @@ async fn setup() -> Setup {
         ENDPOINT,
         vec![endpoints("svc-a", &a), endpoints("svc-b", &b)],
     );
-    let proxy = TestProxy::start(&bootstrap(xds.addr()), 1);
+    let proxy = TestProxy::start(&bootstrap(xds.addr(), api), 1);
     let addr = eventually("listener web from LDS", APPLY, || async {
         proxy.try_listener("web")
     })
@@ -178,8 +179,37 @@ async fn all_acked(xds: &XdsServer) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serves_lds_rds_cds_eds_and_acks_every_push() {
-    let s = setup().await;
+async fn sotw_serves_lds_rds_cds_eds_and_acks_every_push() {
+    serves_lds_rds_cds_eds_and_acks_every_push("GRPC").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_serves_lds_rds_cds_eds_and_acks_every_push() {
+    serves_lds_rds_cds_eds_and_acks_every_push("DELTA_GRPC").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sotw_bad_route_is_nacked_and_the_previous_config_keeps_serving() {
+    a_bad_route_is_nacked_and_the_previous_config_keeps_serving("GRPC").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_bad_route_is_nacked_and_the_previous_config_keeps_serving() {
+    a_bad_route_is_nacked_and_the_previous_config_keeps_serving("DELTA_GRPC").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sotw_control_plane_restart_keeps_config_and_resumes_the_stream() {
+    control_plane_restart_keeps_config_and_resumes_the_stream("GRPC").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_control_plane_restart_keeps_config_and_resumes_the_stream() {
+    control_plane_restart_keeps_config_and_resumes_the_stream("DELTA_GRPC").await;
+}
+
+async fn serves_lds_rds_cds_eds_and_acks_every_push(api: &str) {
+    let s = setup(api).await;
     all_acked(&s.xds).await;
     let reqs = s.xds.requests();
     assert!(reqs[0].has_node, "the first request carries the node");
@@ -188,10 +218,14 @@ async fn serves_lds_rds_cds_eds_and_acks_every_push() {
         "set_node_on_first_message_only"
     );
     assert!(s.xds.nacks(LISTENER).is_empty() && s.xds.nacks(CLUSTER).is_empty());
-    let eds = reqs.iter().rev().find(|r| r.type_url == ENDPOINT);
+    let eds: std::collections::BTreeSet<String> = reqs
+        .iter()
+        .filter(|r| r.type_url == ENDPOINT)
+        .flat_map(|r| r.resource_names.clone())
+        .collect();
     assert_eq!(
-        eds.map(|r| r.resource_names.clone()),
-        Some(vec!["svc-a".to_owned(), "svc-b".to_owned()]),
+        eds.into_iter().collect::<Vec<_>>(),
+        ["svc-a", "svc-b"],
         "EDS subscribed by cluster name"
     );
     assert!(s.a.requests() >= 1);
@@ -213,9 +247,8 @@ async fn serves_lds_rds_cds_eds_and_acks_every_push() {
     assert!(dump.text().contains("xds-grpc"), "{}", dump.text());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_route_is_nacked_and_the_previous_config_keeps_serving() {
-    let s = setup().await;
+async fn a_bad_route_is_nacked_and_the_previous_config_keeps_serving(api: &str) {
+    let s = setup(api).await;
     all_acked(&s.xds).await;
     let bad = r#"
   - match: {safe_regex: {regex: "(unclosed"}}
@@ -246,9 +279,8 @@ async fn a_bad_route_is_nacked_and_the_previous_config_keeps_serving() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_plane_restart_keeps_config_and_resumes_the_stream() {
-    let s = setup().await;
+async fn control_plane_restart_keeps_config_and_resumes_the_stream(api: &str) {
+    let s = setup(api).await;
     all_acked(&s.xds).await;
     let streams = s.xds.streams();
     s.xds.stop();
@@ -275,7 +307,9 @@ async fn control_plane_restart_keeps_config_and_resumes_the_stream() {
         .filter(|r| r.stream >= streams && r.type_url == CLUSTER && !r.is_reply())
         .collect();
     assert!(
-        resumed.iter().any(|r| !r.version_info.is_empty()),
+        resumed
+            .iter()
+            .any(|r| !r.version_info.is_empty() || r.initial_versions > 0),
         "the resumed stream tells the last accepted version: {resumed:?}"
     );
 }

@@ -61,6 +61,8 @@ pub struct DynamicResources {
 pub enum AdsApi {
     /// `GRPC`: state of the world.
     StateOfTheWorld,
+    /// `DELTA_GRPC`: incremental (Istio's default since 1.22).
+    Delta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -56,6 +56,9 @@ pub struct RecordedRequest {
     /// `error_detail.message` of a NACK.
     pub error_detail: Option<String>,
     pub has_node: bool,
+    /// Delta only: how many `initial_resource_versions` the request carried
+    /// (what the client already has, on a reconnect).
+    pub initial_versions: usize,
 }
 
 impl RecordedRequest {
@@ -212,12 +215,17 @@ impl XdsServer {
             .collect()
     }
 
-    /// True once some stream has ACKed `type_url` at its current version.
+    /// True once some stream has ACKed `type_url` at its current version
+    /// (SotW), or, for delta, once the last reply of the type is an ACK.
     pub fn acked_current(&self, type_url: &str) -> bool {
         let version = self.version(type_url);
-        self.replies(type_url)
-            .iter()
-            .any(|r| r.error_detail.is_none() && r.version_info == version)
+        let replies = self.replies(type_url);
+        match replies.last() {
+            Some(last) if last.delta => last.error_detail.is_none(),
+            _ => replies
+                .iter()
+                .any(|r| r.error_detail.is_none() && r.version_info == version),
+        }
     }
 
     /// NACKs of `type_url` so far.
@@ -535,6 +543,7 @@ fn record_sotw(state: &State, stream: u64, req: &DiscoveryRequest) {
         resource_names: req.resource_names.clone(),
         error_detail: req.error_detail.as_ref().map(|s| s.message.clone()),
         has_node: req.node.is_some(),
+        initial_versions: 0,
     });
 }
 
@@ -548,5 +557,6 @@ fn record_delta(state: &State, stream: u64, req: &DeltaDiscoveryRequest) {
         resource_names: req.resource_names_subscribe.clone(),
         error_detail: req.error_detail.as_ref().map(|s| s.message.clone()),
         has_node: req.node.is_some(),
+        initial_versions: req.initial_resource_versions.len(),
     });
 }

@@ -57,99 +57,98 @@ impl Cache {
     /// problem refuses the whole response, with each problem prefixed by
     /// the resource's name.
     pub fn apply(&mut self, type_url: &str, resources: &[Any]) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
         match type_url {
-            type_url::LISTENER => {
-                let mut next = BTreeMap::new();
-                for any in resources {
-                    let Some(l) = decode::<Listener>(any, &mut problems) else {
-                        continue;
-                    };
-                    if self.base.listeners.iter().any(|s| s.name == l.name) {
-                        note(
-                            &mut problems,
-                            "listener",
-                            &l.name,
-                            vec![ConfigError::Invalid {
-                                path: "name".into(),
-                                message: "a static listener has this name".into(),
-                            }],
-                        );
-                        continue;
-                    }
-                    match translate_listener(&l, &l.name) {
-                        Ok(m) => {
-                            next.insert(l.name.clone(), m);
-                        }
-                        Err(e) => note(&mut problems, "listener", &l.name, e),
-                    }
-                }
-                self.listeners = next;
+            type_url::LISTENER => self.listeners.clear(),
+            type_url::CLUSTER => self.clusters.clear(),
+            _ => {}
+        }
+        self.apply_delta(type_url, resources, &[])
+    }
+
+    /// Applies one delta response: `resources` are added or replaced by
+    /// name, `removed` dropped. Every resource is translated; any problem
+    /// refuses the whole response.
+    pub fn apply_delta(
+        &mut self,
+        type_url: &str,
+        resources: &[Any],
+        removed: &[String],
+    ) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for any in resources {
+            self.insert(type_url, any, &mut problems);
+        }
+        for name in removed {
+            match type_url {
+                type_url::LISTENER => drop(self.listeners.remove(name)),
+                type_url::CLUSTER => drop(self.clusters.remove(name)),
+                type_url::ROUTE => drop(self.routes.remove(name)),
+                type_url::ENDPOINT => drop(self.endpoints.remove(name)),
+                _ => {}
             }
-            type_url::CLUSTER => {
-                let mut next = BTreeMap::new();
-                for any in resources {
-                    let Some(c) = decode::<Cluster>(any, &mut problems) else {
-                        continue;
-                    };
-                    if self.base.clusters.iter().any(|s| s.name == c.name) {
-                        note(
-                            &mut problems,
-                            "cluster",
-                            &c.name,
-                            vec![ConfigError::Invalid {
-                                path: "name".into(),
-                                message: "a static cluster has this name".into(),
-                            }],
-                        );
-                        continue;
-                    }
-                    match translate_cluster(&c, &c.name) {
-                        Ok(m) => {
-                            next.insert(c.name.clone(), m);
-                        }
-                        Err(e) => note(&mut problems, "cluster", &c.name, e),
-                    }
-                }
-                self.clusters = next;
-            }
-            type_url::ROUTE => {
-                for any in resources {
-                    let Some(rc) = decode::<RouteConfiguration>(any, &mut problems) else {
-                        continue;
-                    };
-                    match translate_route_config(&rc, &rc.name) {
-                        Ok(m) => {
-                            self.routes.insert(rc.name.clone(), m);
-                        }
-                        Err(e) => note(&mut problems, "route config", &rc.name, e),
-                    }
-                }
-            }
-            type_url::ENDPOINT => {
-                for any in resources {
-                    let Some(cla) = decode::<ClusterLoadAssignment>(any, &mut problems) else {
-                        continue;
-                    };
-                    match translate_cluster_load_assignment(&cla, &cla.cluster_name) {
-                        Ok(eps) => {
-                            self.endpoints.insert(cla.cluster_name.clone(), eps);
-                        }
-                        Err(e) => note(
-                            &mut problems,
-                            "cluster load assignment",
-                            &cla.cluster_name,
-                            e,
-                        ),
-                    }
-                }
-            }
-            other => problems.push(format!("unexpected type {other}")),
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems)
+        }
+    }
+
+    /// Translates one resource of `type_url` into its map, or records why
+    /// it cannot be.
+    fn insert(&mut self, type_url: &str, any: &Any, problems: &mut Vec<String>) {
+        match type_url {
+            type_url::LISTENER => {
+                let Some(l) = decode::<Listener>(any, problems) else {
+                    return;
+                };
+                if self.base.listeners.iter().any(|s| s.name == l.name) {
+                    problems.push(format!(
+                        "listener '{}': name: a static listener has this name",
+                        l.name
+                    ));
+                    return;
+                }
+                match translate_listener(&l, &l.name) {
+                    Ok(m) => drop(self.listeners.insert(l.name.clone(), m)),
+                    Err(e) => note(problems, "listener", &l.name, e),
+                }
+            }
+            type_url::CLUSTER => {
+                let Some(c) = decode::<Cluster>(any, problems) else {
+                    return;
+                };
+                if self.base.clusters.iter().any(|s| s.name == c.name) {
+                    problems.push(format!(
+                        "cluster '{}': name: a static cluster has this name",
+                        c.name
+                    ));
+                    return;
+                }
+                match translate_cluster(&c, &c.name) {
+                    Ok(m) => drop(self.clusters.insert(c.name.clone(), m)),
+                    Err(e) => note(problems, "cluster", &c.name, e),
+                }
+            }
+            type_url::ROUTE => {
+                let Some(rc) = decode::<RouteConfiguration>(any, problems) else {
+                    return;
+                };
+                match translate_route_config(&rc, &rc.name) {
+                    Ok(m) => drop(self.routes.insert(rc.name.clone(), m)),
+                    Err(e) => note(problems, "route config", &rc.name, e),
+                }
+            }
+            type_url::ENDPOINT => {
+                let Some(cla) = decode::<ClusterLoadAssignment>(any, problems) else {
+                    return;
+                };
+                match translate_cluster_load_assignment(&cla, &cla.cluster_name) {
+                    Ok(eps) => drop(self.endpoints.insert(cla.cluster_name.clone(), eps)),
+                    Err(e) => note(problems, "cluster load assignment", &cla.cluster_name, e),
+                }
+            }
+            other => problems.push(format!("unexpected type {other}")),
         }
     }
 
@@ -258,5 +257,122 @@ fn decode<M: Message + prost::Name + Default>(any: &Any, problems: &mut Vec<Stri
             problems.push(format!("cannot decode {}: {e}", any.type_url));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strait_test_support::xds_server::resource;
+
+    use super::*;
+
+    fn listener(rds: &str) -> Any {
+        resource(
+            "envoy.config.listener.v3.Listener",
+            &format!(
+                r#"{{name: l, address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}},
+                filter_chains: [{{filters: [{{name: hcm, typed_config: {{
+                  "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
+                  stat_prefix: s,
+                  rds: {{route_config_name: {rds}, config_source: {{ads: {{}}}}}},
+                  http_filters: [{{name: r, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]}}}}]}}]}}"#
+            ),
+        )
+        .1
+    }
+
+    fn route(name: &str, regex: &str) -> Any {
+        resource(
+            "envoy.config.route.v3.RouteConfiguration",
+            &format!(
+                r#"{{name: {name}, virtual_hosts: [{{name: v, domains: ["*"],
+                routes: [{{match: {{safe_regex: {{regex: "{regex}"}}}}, route: {{cluster: c}}}}]}}]}}"#
+            ),
+        )
+        .1
+    }
+
+    fn eds_cluster(name: &str) -> Any {
+        resource(
+            "envoy.config.cluster.v3.Cluster",
+            &format!(
+                "{{name: {name}, type: EDS, eds_cluster_config: {{eds_config: {{ads: {{}}}}}}}}"
+            ),
+        )
+        .1
+    }
+
+    fn cla(name: &str) -> Any {
+        resource(
+            "envoy.config.endpoint.v3.ClusterLoadAssignment",
+            &format!(
+                "{{cluster_name: {name}, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 10.0.0.1, port_value: 80}}}}}}}}]}}]}}"
+            ),
+        )
+        .1
+    }
+
+    #[test]
+    fn a_listener_waits_for_its_route_config() {
+        let mut c = Cache::new(model::Config::default());
+        c.apply(type_url::LISTENER, &[listener("r1")])
+            .expect("accepted");
+        assert_eq!(c.route_names().into_iter().collect::<Vec<_>>(), ["r1"]);
+        assert!(c.build().listeners.is_empty(), "warming");
+        c.apply(type_url::ROUTE, &[route("r1", "/a.*")])
+            .expect("accepted");
+        let built = c.build();
+        assert_eq!(built.listeners.len(), 1);
+        assert_eq!(built.route_configs.len(), 1);
+    }
+
+    #[test]
+    fn an_eds_cluster_waits_for_its_endpoints_and_follows_them() {
+        let mut c = Cache::new(model::Config::default());
+        c.apply(type_url::CLUSTER, &[eds_cluster("a"), eds_cluster("b")])
+            .expect("accepted");
+        assert_eq!(
+            c.endpoint_names().into_iter().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(c.build().clusters.is_empty(), "warming");
+        c.apply(type_url::ENDPOINT, &[cla("a")]).expect("accepted");
+        let built = c.build();
+        assert_eq!(built.clusters.len(), 1);
+        assert_eq!(built.clusters[0].endpoints[0].host, "10.0.0.1");
+        // Cluster b goes: its endpoints are no longer wanted.
+        c.apply(type_url::CLUSTER, &[eds_cluster("a")])
+            .expect("accepted");
+        c.apply(type_url::ENDPOINT, &[cla("b")]).expect("accepted");
+        c.prune();
+        assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["a"]);
+        assert!(!c.endpoints.contains_key("b"));
+    }
+
+    #[test]
+    fn a_bad_resource_is_named_with_its_field() {
+        let mut c = Cache::new(model::Config::default());
+        let errs = c
+            .apply(type_url::ROUTE, &[route("r1", "(")])
+            .expect_err("refused");
+        assert!(
+            errs[0].starts_with("route config 'r1': r1.virtual_hosts[0]"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("regex"), "{errs:?}");
+    }
+
+    #[test]
+    fn delta_removes_by_name() {
+        let mut c = Cache::new(model::Config::default());
+        c.apply_delta(
+            type_url::CLUSTER,
+            &[eds_cluster("a"), eds_cluster("b")],
+            &[],
+        )
+        .expect("accepted");
+        c.apply_delta(type_url::CLUSTER, &[], &["a".into()])
+            .expect("accepted");
+        assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["b"]);
     }
 }

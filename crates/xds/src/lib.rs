@@ -17,6 +17,7 @@
 //! the data plane, or the cluster registry.
 
 mod cache;
+mod delta;
 mod stream;
 
 use std::future::Future;

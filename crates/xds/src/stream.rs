@@ -15,7 +15,7 @@ use envoy_types::pb::{
 };
 use strait_config::model;
 use tokio::sync::mpsc;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::{Cache, Publish, XdsError, type_url};
 
@@ -25,10 +25,10 @@ use crate::{Cache, Publish, XdsError, type_url};
 const BASE_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK's `error_detail`.
-const INVALID_ARGUMENT: i32 = 3;
+pub(crate) const INVALID_ARGUMENT: i32 = 3;
 /// Istio pushes can be large (thousands of clusters); tonic's 4 MiB default
 /// would cut the stream.
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Protocol state of one resource type: what was last accepted (sent back as
 /// `version_info`), the nonce of the last response (reset per stream), and
@@ -52,17 +52,32 @@ pub async fn run<P: Publish>(base: model::Config, publisher: P) {
     };
     let mut cache = Cache::new(base);
     let mut types: BTreeMap<&'static str, TypeState> = BTreeMap::new();
+    let mut delta_types = BTreeMap::new();
     let mut failures = 0u32;
     loop {
         let mut progressed = false;
-        let result = session(
-            &dynamic,
-            &mut cache,
-            &mut types,
-            &publisher,
-            &mut progressed,
-        )
-        .await;
+        let result = match dynamic.api {
+            model::AdsApi::StateOfTheWorld => {
+                session(
+                    &dynamic,
+                    &mut cache,
+                    &mut types,
+                    &publisher,
+                    &mut progressed,
+                )
+                .await
+            }
+            model::AdsApi::Delta => {
+                crate::delta::session(
+                    &dynamic,
+                    &mut cache,
+                    &mut delta_types,
+                    &publisher,
+                    &mut progressed,
+                )
+                .await
+            }
+        };
         if progressed {
             failures = 0;
         }
@@ -115,20 +130,7 @@ async fn session<P: Publish>(
     publisher: &P,
     progressed: &mut bool,
 ) -> Result<(), XdsError> {
-    let uri = ads_uri(cache, &dynamic.ads_cluster)?;
-    let connect_timeout = cache
-        .base()
-        .clusters
-        .iter()
-        .find(|c| c.name == dynamic.ads_cluster)
-        .map_or(Duration::from_secs(5), |c| c.connect_timeout);
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| XdsError::BadEndpoint {
-        cluster: dynamic.ads_cluster.clone(),
-        message: e.to_string(),
-    })?;
-    let channel = endpoint.connect_timeout(connect_timeout).connect().await?;
-    let mut client =
-        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let mut client = connect(dynamic, cache).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut sender = Sender {
         tx,
@@ -142,12 +144,7 @@ async fn session<P: Publish>(
     // Clusters before listeners, as Envoy orders its initial requests, so
     // the clusters routes name are there first. Named types are re-requested
     // with what was subscribed before the reconnect.
-    for t in [
-        type_url::CLUSTER,
-        type_url::LISTENER,
-        type_url::ENDPOINT,
-        type_url::ROUTE,
-    ] {
+    for t in TYPES {
         let wildcard = t == type_url::CLUSTER || t == type_url::LISTENER;
         let state = types.entry(t).or_default();
         if wildcard || !state.names.is_empty() {
@@ -165,6 +162,34 @@ async fn session<P: Publish>(
     Err(XdsError::Closed)
 }
 
+/// The four types, in the order a new stream requests them.
+pub(crate) const TYPES: [&str; 4] = [
+    type_url::CLUSTER,
+    type_url::LISTENER,
+    type_url::ENDPOINT,
+    type_url::ROUTE,
+];
+
+/// A gRPC channel to the ADS cluster (HTTP/2 over TCP).
+pub(crate) async fn connect(
+    dynamic: &model::DynamicResources,
+    cache: &Cache,
+) -> Result<AggregatedDiscoveryServiceClient<Channel>, XdsError> {
+    let uri = ads_uri(cache, &dynamic.ads_cluster)?;
+    let connect_timeout = cache
+        .base()
+        .clusters
+        .iter()
+        .find(|c| c.name == dynamic.ads_cluster)
+        .map_or(Duration::from_secs(5), |c| c.connect_timeout);
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| XdsError::BadEndpoint {
+        cluster: dynamic.ads_cluster.clone(),
+        message: e.to_string(),
+    })?;
+    let channel = endpoint.connect_timeout(connect_timeout).connect().await?;
+    Ok(AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
+}
+
 /// Applies one response and answers it: ACK when the resulting config is
 /// live (or unchanged), NACK with every reason otherwise. Then follows
 /// subscription changes the accepted resources imply.
@@ -175,14 +200,7 @@ async fn handle<P: Publish>(
     publisher: &P,
     sender: &mut Sender,
 ) {
-    let Some(type_url) = [
-        type_url::LISTENER,
-        type_url::ROUTE,
-        type_url::CLUSTER,
-        type_url::ENDPOINT,
-    ]
-    .into_iter()
-    .find(|t| *t == resp.type_url) else {
+    let Some(type_url) = TYPES.into_iter().find(|t| *t == resp.type_url) else {
         tracing::warn!(type_url = %resp.type_url, "ignoring a response of a type never requested");
         return;
     };
@@ -273,16 +291,16 @@ impl Sender {
 
 /// An unbounded receiver as a stream: requests are few and small, and the
 /// writer must never wait on the network while holding the cache.
-struct UnboundedStream(mpsc::UnboundedReceiver<DiscoveryRequest>);
+pub(crate) struct UnboundedStream<T>(mpsc::UnboundedReceiver<T>);
 
-impl UnboundedStream {
-    fn new(rx: mpsc::UnboundedReceiver<DiscoveryRequest>) -> Self {
+impl<T> UnboundedStream<T> {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<T>) -> Self {
         UnboundedStream(rx)
     }
 }
 
-impl tonic::codegen::tokio_stream::Stream for UnboundedStream {
-    type Item = DiscoveryRequest;
+impl<T> tonic::codegen::tokio_stream::Stream for UnboundedStream<T> {
+    type Item = T;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,

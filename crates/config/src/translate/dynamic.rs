@@ -154,13 +154,7 @@ pub(super) fn dynamic_resources(
     }
     let api = match ApiType::try_from(*api_type) {
         Ok(ApiType::Grpc | ApiType::AggregatedGrpc) => Some(model::AdsApi::StateOfTheWorld),
-        Ok(ApiType::DeltaGrpc | ApiType::AggregatedDeltaGrpc) => {
-            cx.unsupported(
-                at(&apath, "api_type"),
-                "DELTA_GRPC (incremental xDS); use GRPC",
-            );
-            None
-        }
+        Ok(ApiType::DeltaGrpc | ApiType::AggregatedDeltaGrpc) => Some(model::AdsApi::Delta),
         Ok(other) => {
             cx.unsupported(
                 at(&apath, "api_type"),

@@ -399,13 +399,13 @@ fn bad_configs_name_the_field() {
                     "lds_config": {"ads": {}},
                     "cds_config": {"ads": {}},
                     "ads_config": {
-                        "api_type": "DELTA_GRPC",
+                        "api_type": "REST",
                         "grpc_services": [{"envoy_grpc": {"cluster_name": "backend"}}]
                     }
                 }),
             )],
             "dynamic_resources.ads_config.api_type".into(),
-            "DELTA_GRPC",
+            "REST",
         ),
         (
             "ads over a file",
