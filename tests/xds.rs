@@ -51,10 +51,9 @@ admin:
     )
 }
 
-fn listener() -> (String, envoy_types::pb::google::protobuf::Any) {
-    resource(
-        "envoy.config.listener.v3.Listener",
-        r#"
+/// Listener `web` on 127.0.0.1:0 whose HCM takes route config
+/// `web-routes` from RDS.
+const LISTENER_YAML: &str = r#"
 name: web
 address: {socket_address: {address: 127.0.0.1, port_value: 0}}
 filter_chains:
@@ -67,8 +66,10 @@ filter_chains:
       http_filters:
       - name: envoy.filters.http.router
         typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-"#,
-    )
+"#;
+
+fn listener() -> (String, envoy_types::pb::google::protobuf::Any) {
+    resource("envoy.config.listener.v3.Listener", LISTENER_YAML)
 }
 
 /// Routes `/` to `cluster`; `extra_route` is one more route first.
@@ -208,6 +209,56 @@ async fn delta_control_plane_restart_keeps_config_and_resumes_the_stream() {
     control_plane_restart_keeps_config_and_resumes_the_stream("DELTA_GRPC").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eds_updates_move_traffic_and_a_listener_waits_for_its_routes() {
+    let s = setup("GRPC").await;
+    // New endpoints for svc-a: the live cluster's hosts follow.
+    s.xds.set(
+        ENDPOINT,
+        vec![endpoints("svc-a", &s.b), endpoints("svc-b", &s.b)],
+    );
+    eventually("svc-a's endpoint moved to upstream b", APPLY, || async {
+        (upstream_of(s.addr, "/x").await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    all_acked(&s.xds).await;
+
+    // A second listener naming a route config the server does not have is
+    // held back (warming), ACKed, and goes live when its routes arrive.
+    let web2 = LISTENER_YAML
+        .replace("name: web\n", "name: web2\n")
+        .replace("web-routes", "later");
+    s.xds.set(
+        LISTENER,
+        vec![
+            listener(),
+            resource("envoy.config.listener.v3.Listener", &web2),
+        ],
+    );
+    eventually("the listener push is ACKed", APPLY, || async {
+        s.xds.acked_current(LISTENER).then_some(())
+    })
+    .await;
+    assert!(
+        s.proxy.try_listener("web2").is_none(),
+        "web2 waits for RDS 'later'"
+    );
+    let later = resource(
+        "envoy.config.route.v3.RouteConfiguration",
+        r#"{name: later, virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: svc-b}}]}]}"#,
+    );
+    s.xds.set(ROUTE, vec![routes("svc-a", ""), later]);
+    let addr2 = eventually("web2 goes live", APPLY, || async {
+        s.proxy.try_listener("web2")
+    })
+    .await;
+    eventually("web2 routes by its own config", APPLY, || async {
+        (upstream_of(addr2, "/y").await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    assert!(s.xds.nacks(LISTENER).is_empty() && s.xds.nacks(ROUTE).is_empty());
+}
+
 async fn serves_lds_rds_cds_eds_and_acks_every_push(api: &str) {
     let s = setup(api).await;
     all_acked(&s.xds).await;
@@ -238,6 +289,17 @@ async fn serves_lds_rds_cds_eds_and_acks_every_push(api: &str) {
     .await;
     all_acked(&s.xds).await;
     assert!(s.b.requests() >= 1);
+
+    // The stats pilot-agent reads.
+    for series in [
+        "envoy_cluster_manager_cds_update_success",
+        "envoy_listener_manager_lds_update_success",
+    ] {
+        let v = admin::stat(s.proxy.admin(), series)
+            .await
+            .unwrap_or_else(|e| panic!("{series}: {e}"));
+        assert!(v.is_some_and(|v| v >= 1.0), "{series}: {v:?}");
+    }
 
     // /config_dump keeps working.
     let dump = admin::get(s.proxy.admin(), "/config_dump")

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Cache, Publish, XdsError,
+    stats::stats,
     stream::{INVALID_ARGUMENT, TYPES, UnboundedStream, connect},
     type_url,
 };
@@ -66,6 +67,9 @@ pub(crate) async fn session<P: Publish>(
         .await?
         .into_inner();
     while let Some(resp) = inbound.message().await? {
+        if !*progressed {
+            stats().connected(true);
+        }
         *progressed = true;
         handle(resp, cache, types, publisher, &mut sender).await;
     }
@@ -108,6 +112,7 @@ async fn handle<P: Publish>(
                 .map_err(|e| vec![e]);
         }
     }
+    stats().update(type_url, result.is_ok());
     let state = types.entry(type_url).or_default();
     let error_detail = match result {
         Ok(()) => {

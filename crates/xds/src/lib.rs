@@ -18,6 +18,7 @@
 
 mod cache;
 mod delta;
+mod stats;
 mod stream;
 
 use std::future::Future;

@@ -17,7 +17,7 @@ use strait_config::model;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{Cache, Publish, XdsError, type_url};
+use crate::{Cache, Publish, XdsError, stats::stats, type_url};
 
 /// First wait before reconnecting; doubled per failed attempt up to
 /// [`MAX_BACKOFF`]. Short, so a restarted control plane is found quickly; the
@@ -80,6 +80,7 @@ pub async fn run<P: Publish>(base: model::Config, publisher: P) {
         };
         if progressed {
             failures = 0;
+            stats().connected(false);
         }
         if let Err(e) = result {
             tracing::warn!(error = %e, "xDS stream ended; keeping the last good config");
@@ -156,6 +157,9 @@ async fn session<P: Publish>(
         .await?
         .into_inner();
     while let Some(resp) = inbound.message().await? {
+        if !*progressed {
+            stats().connected(true);
+        }
         *progressed = true;
         handle(resp, cache, types, publisher, &mut sender).await;
     }
@@ -220,6 +224,7 @@ async fn handle<P: Publish>(
                 .map_err(|e| vec![e]);
         }
     }
+    stats().update(type_url, result.is_ok());
     let state = types.entry(type_url).or_default();
     state.nonce = resp.nonce.clone();
     match result {
