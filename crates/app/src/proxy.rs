@@ -97,6 +97,20 @@ impl Shared {
     }
 }
 
+/// The single writer as the xDS client's publisher.
+struct XdsWriter {
+    reloader: Arc<Reloader>,
+}
+
+impl strait_xds::Publish for XdsWriter {
+    async fn publish(&self, config: strait_config::model::Config) -> Result<u64, String> {
+        self.reloader
+            .publish(config)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// A running proxy. Dropping it without [`Proxy::shutdown`] also stops it.
 pub struct Proxy {
     control: Option<Runtime>,
@@ -167,7 +181,14 @@ impl Proxy {
                 prometheus.run_upkeep();
             }
         });
-        if matches!(opts.config, ConfigSource::File(_)) {
+        if let Some((base, _)) = reloader.xds_base() {
+            control.spawn(strait_xds::run(
+                base,
+                XdsWriter {
+                    reloader: Arc::clone(&reloader),
+                },
+            ));
+        } else if matches!(opts.config, ConfigSource::File(_)) {
             control.spawn(Arc::clone(&reloader).watch(opts.watch_interval));
         }
         Ok(Proxy {

@@ -29,12 +29,23 @@ pub fn check(text: &str) -> Result<Config, Vec<String>> {
     let (config, _) = parse(text)?;
     Snapshot::compile(
         1,
-        config.clone(),
+        static_part(&config),
         serde_json::Value::Null,
         &Snapshot::empty(),
     )
     .map_err(|e| vec![e.to_string()])?;
     Ok(config)
+}
+
+/// What of `config` can be live before any xDS response: with
+/// `dynamic_resources`, static listeners that wait for RDS and static EDS
+/// clusters are held back until the control plane delivers what they need.
+fn static_part(config: &Config) -> Config {
+    if config.dynamic.is_some() {
+        strait_xds::Cache::new(config.clone()).build()
+    } else {
+        config.clone()
+    }
 }
 
 /// Text → (model, source document for `/config_dump`).
@@ -68,6 +79,11 @@ pub(crate) struct Reloader {
     /// in the watcher so a change made between start-up and the watcher's
     /// first look is not missed.
     last_read: AtomicU64,
+    /// The bootstrap's config when it has `dynamic_resources`: the base the
+    /// xDS client adds to, and the source document every xDS-built snapshot
+    /// carries. Set by the first load; a bootstrap with xDS is not reloaded
+    /// from the file afterwards (Envoy never re-reads its bootstrap).
+    xds_base: std::sync::Mutex<Option<(Config, serde_json::Value)>>,
 }
 
 impl Reloader {
@@ -81,7 +97,17 @@ impl Reloader {
             refused: AtomicU64::new(0),
             last_error: std::sync::Mutex::new(None),
             last_read: AtomicU64::new(0),
+            xds_base: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The bootstrap config and its source document, when it has
+    /// `dynamic_resources`.
+    pub(crate) fn xds_base(&self) -> Option<(Config, serde_json::Value)> {
+        self.xds_base
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// How many configs were refused since start.
@@ -99,6 +125,11 @@ impl Reloader {
 
     /// Reads the source and applies it. Returns the new live version.
     pub(crate) async fn reload(&self) -> Result<u64, AppError> {
+        if self.xds_base().is_some() {
+            return self.refuse(AppError::Config(vec![
+                "dynamic_resources: a bootstrap with xDS is read once; restart to change it".into(),
+            ]));
+        }
         let text = match &self.source {
             ConfigSource::Inline(t) => t.clone(),
             ConfigSource::File(path) => {
@@ -112,7 +143,38 @@ impl Reloader {
         };
         self.last_read
             .store(hash(text.as_bytes()), Ordering::Release);
-        let result = self.apply(&text).await;
+        let result = match parse(&text) {
+            Ok((config, source)) => {
+                if config.dynamic.is_some() {
+                    *self
+                        .xds_base
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((config.clone(), source.clone()));
+                }
+                self.apply(static_part(&config), source).await
+            }
+            Err(e) => Err(AppError::Config(e)),
+        };
+        self.report(result)
+    }
+
+    /// Applies a whole config from the xDS client, with the bootstrap's
+    /// source document. Counted and reported like a file reload.
+    pub(crate) async fn publish(&self, config: Config) -> Result<u64, AppError> {
+        let source = self
+            .xds_base()
+            .map_or(serde_json::Value::Null, |(_, source)| source);
+        let result = self.apply(config, source).await;
+        self.report(result)
+    }
+
+    fn refuse(&self, e: AppError) -> Result<u64, AppError> {
+        self.report(Err(e))
+    }
+
+    /// Logs the outcome and, for a refusal, records why.
+    fn report(&self, result: Result<u64, AppError>) -> Result<u64, AppError> {
         match &result {
             Ok(v) => tracing::info!(version = v, "config applied"),
             Err(e) => {
@@ -132,8 +194,9 @@ impl Reloader {
         result
     }
 
-    async fn apply(&self, text: &str) -> Result<u64, AppError> {
-        let (config, source) = parse(text).map_err(AppError::Config)?;
+    /// Compiles and publishes `config`: the one path every source (file or
+    /// xDS) takes to a live snapshot.
+    async fn apply(&self, config: Config, source: serde_json::Value) -> Result<u64, AppError> {
         let mut listeners = self.listeners.lock().await;
         let previous = self.shared.store.load();
         if previous.version() > 0 && previous.config().admin != config.admin {

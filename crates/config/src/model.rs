@@ -7,6 +7,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use envoy_types::pb::envoy::config::core::v3::Node;
+
 pub mod filter;
 pub mod policy;
 mod route;
@@ -22,6 +24,46 @@ pub struct Config {
     pub admin: Option<Admin>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    /// Route configurations delivered by RDS, which listeners name through
+    /// [`RouteSource::Rds`]. Always empty for a purely static bootstrap.
+    pub route_configs: Vec<RouteConfig>,
+    /// `dynamic_resources`: where the rest of the config comes from.
+    pub dynamic: Option<DynamicResources>,
+    /// The bootstrap's `node`, sent verbatim to the control plane. Strait
+    /// itself reads nothing from it, so it stays the proto.
+    pub node: Option<Node>,
+}
+
+impl Config {
+    /// The route configuration named `name` among [`Config::route_configs`].
+    pub fn route_config(&self, name: &str) -> Option<&RouteConfig> {
+        self.route_configs.iter().find(|rc| rc.name == name)
+    }
+}
+
+/// Bootstrap `dynamic_resources`: an ADS stream carrying LDS and CDS (and the
+/// RDS and EDS they lead to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicResources {
+    /// The static cluster the ADS gRPC stream goes to
+    /// (`ads_config.grpc_services[0].envoy_grpc.cluster_name`).
+    pub ads_cluster: String,
+    /// `ads_config.api_type`.
+    pub api: AdsApi,
+    /// `ads_config.set_node_on_first_message_only`.
+    pub node_on_first_message_only: bool,
+    /// `lds_config`/`cds_config` `initial_fetch_timeout` (default 15 s);
+    /// `None` when 0 (wait forever).
+    pub initial_fetch_timeout: Option<Duration>,
+}
+
+/// The xDS flavour of the ADS stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdsApi {
+    /// `GRPC`: state of the world.
+    StateOfTheWorld,
+    /// `DELTA_GRPC`: incremental (Istio's default since 1.22).
+    Delta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +96,14 @@ impl Listener {
         self.filter_chains
             .iter()
             .chain(self.default_filter_chain.as_ref())
+    }
+
+    /// The RDS route config names this listener's HTTP chains need.
+    pub fn rds_names(&self) -> impl Iterator<Item = &str> {
+        self.chains().filter_map(|c| match &c.terminal {
+            NetworkFilter::Http(hcm) => hcm.route_config.rds_name(),
+            NetworkFilter::Tcp(_) => None,
+        })
     }
 }
 
@@ -139,7 +189,8 @@ pub enum NetworkFilter {
 pub struct HttpConnectionManager {
     pub stat_prefix: String,
     pub codec: CodecType,
-    pub route_config: RouteConfig,
+    /// The route table: inline, or named for RDS.
+    pub route_config: RouteSource,
     /// `server_name`; Envoy's default `server_header_transformation` is
     /// OVERWRITE, so responses carry `server: <this>` (default "envoy").
     pub server_name: String,
@@ -165,6 +216,34 @@ pub struct HttpConnectionManager {
     /// `strip_matching_host_port` / `strip_any_host_port`: the port removed
     /// from `:authority` before routing (and upstream, except for CONNECT).
     pub strip_host_port: StripHostPort,
+}
+
+/// Where a connection manager's routes come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteSource {
+    /// `route_config`: the table is part of the listener.
+    Inline(RouteConfig),
+    /// `rds`: the [`RouteConfig`] of this name in [`Config::route_configs`],
+    /// delivered over ADS.
+    Rds(String),
+}
+
+impl RouteSource {
+    /// The inline table, if the routes are not from RDS.
+    pub fn inline(&self) -> Option<&RouteConfig> {
+        match self {
+            RouteSource::Inline(rc) => Some(rc),
+            RouteSource::Rds(_) => None,
+        }
+    }
+
+    /// The RDS name, if the routes are from RDS.
+    pub fn rds_name(&self) -> Option<&str> {
+        match self {
+            RouteSource::Rds(name) => Some(name),
+            RouteSource::Inline(_) => None,
+        }
+    }
 }
 
 /// Which port the connection manager strips from `:authority`.
@@ -253,6 +332,12 @@ pub enum Discovery {
         /// `dns_lookup_family` (default `AUTO`): which address families the
         /// resolver asks for, and which it prefers.
         lookup_family: DnsLookupFamily,
+    },
+    /// `EDS` over ADS: the endpoints arrive as the `ClusterLoadAssignment`
+    /// named `service_name` and are filled into [`Cluster::endpoints`] by the
+    /// xDS client before the config is published.
+    Eds {
+        service_name: String,
     },
 }
 

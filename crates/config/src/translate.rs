@@ -27,6 +27,8 @@ use envoy_types::pb::{
     google::protobuf::{Any, BoolValue, Duration as ProtoDuration, UInt32Value},
 };
 
+pub use dynamic::translate_cluster_load_assignment;
+
 use crate::{ConfigError, model};
 
 // Declared before the submodules: `macro_rules!` scope is textual.
@@ -45,6 +47,8 @@ macro_rules! reject_set {
 mod bootstrap;
 #[allow(deprecated)]
 mod cluster;
+#[allow(deprecated)]
+mod dynamic;
 #[allow(deprecated)]
 mod filter;
 #[allow(deprecated)]

@@ -25,7 +25,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use strait_config::model::{Cluster, Config, FilterChain, Listener, NetworkFilter};
+use strait_config::model::{Cluster, Config, FilterChain, Listener, NetworkFilter, RouteSource};
 use strait_route::RouteTable;
 use strait_tls::{ClientTls, ServerTls, TlsError};
 
@@ -51,6 +51,14 @@ pub enum SnapshotError {
         cluster: String,
         #[source]
         source: TlsError,
+    },
+    /// A listener names an RDS route config the config does not hold. The
+    /// xDS client holds such listeners back until it arrives (warming), so
+    /// this is a bug upstream of the snapshot, or a static listener's.
+    #[error("listener {listener}: rds route config '{route_config}' has not been received")]
+    MissingRouteConfig {
+        listener: String,
+        route_config: String,
     },
 }
 
@@ -133,8 +141,10 @@ impl Snapshot {
         let mut listeners = HashMap::with_capacity(config.listeners.len());
         for spec in &config.listeners {
             let entry = match previous.listeners.get(&spec.name) {
-                Some(old) if old.spec == *spec => Arc::clone(old),
-                _ => Arc::new(compile_listener(spec)?),
+                Some(old) if old.spec == *spec && same_rds(spec, &config, &previous.config) => {
+                    Arc::clone(old)
+                }
+                _ => Arc::new(compile_listener(spec, &config)?),
             };
             listeners.insert(spec.name.clone(), entry);
         }
@@ -206,16 +216,39 @@ impl Snapshot {
     }
 }
 
-fn compile_listener(spec: &Listener) -> Result<ListenerEntry, SnapshotError> {
+/// Whether an RDS listener's route configs are the same in both configs (an
+/// inline one travels with the spec, which the caller compares).
+fn same_rds(spec: &Listener, new: &Config, old: &Config) -> bool {
+    spec.chains().all(|chain| match &chain.terminal {
+        NetworkFilter::Http(hcm) => match &hcm.route_config {
+            RouteSource::Inline(_) => true,
+            RouteSource::Rds(name) => new.route_config(name) == old.route_config(name),
+        },
+        NetworkFilter::Tcp(_) => true,
+    })
+}
+
+fn compile_listener(spec: &Listener, config: &Config) -> Result<ListenerEntry, SnapshotError> {
     let mut chains = Vec::with_capacity(spec.filter_chains.len() + 1);
     for (i, chain) in spec.chains().enumerate() {
         let routes = match &chain.terminal {
-            NetworkFilter::Http(hcm) => Some(Arc::new(
-                RouteTable::compile(&hcm.route_config).map_err(|source| SnapshotError::Route {
-                    listener: spec.name.clone(),
-                    source,
-                })?,
-            )),
+            NetworkFilter::Http(hcm) => {
+                let rc = match &hcm.route_config {
+                    RouteSource::Inline(rc) => rc,
+                    RouteSource::Rds(name) => config.route_config(name).ok_or_else(|| {
+                        SnapshotError::MissingRouteConfig {
+                            listener: spec.name.clone(),
+                            route_config: name.clone(),
+                        }
+                    })?,
+                };
+                Some(Arc::new(RouteTable::compile(rc).map_err(|source| {
+                    SnapshotError::Route {
+                        listener: spec.name.clone(),
+                        source,
+                    }
+                })?))
+            }
             NetworkFilter::Tcp(_) => None,
         };
         let tls = chain

@@ -8,6 +8,8 @@
 //! - [`admin`]: reading the admin server and single Prometheus series.
 //! - [`certs`]: a test CA issuing SPIFFE certificates, and TLS config blocks.
 //! - [`client`]: a hyper client, and streaming request/response helpers.
+//! - [`xds_server`]: a real ADS control plane (SotW and delta) that records
+//!   every ACK and NACK.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod admin;
@@ -16,6 +18,7 @@ pub mod client;
 pub mod envoy;
 pub mod proxy;
 pub mod upstream;
+pub mod xds_server;
 
 use std::{
     path::{Path, PathBuf},

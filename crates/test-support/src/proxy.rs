@@ -56,6 +56,11 @@ impl TestProxy {
             .unwrap_or_else(|| panic!("no listener {name}"))
     }
 
+    /// The bound address of listener `name`, if it exists (yet).
+    pub fn try_listener(&self, name: &str) -> Option<SocketAddr> {
+        self.proxy().listener_addr(name)
+    }
+
     pub fn admin(&self) -> SocketAddr {
         self.proxy()
             .admin_addr()

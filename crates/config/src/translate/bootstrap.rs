@@ -8,13 +8,14 @@ use envoy_types::pb::envoy::config::bootstrap::v3::{
     runtime_layer::LayerSpecifier,
 };
 
-use super::{Context, at, cluster, ip_socket_address, item, listener};
+use super::{Context, at, cluster, dynamic, ip_socket_address, item, listener};
 use crate::model;
 
 pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let Bootstrap {
-        // Identity only matters to a management server, and there is no xDS.
-        node: _,
+        node,
+        // Which node fields go into xdstp:// resource names; Strait uses no
+        // xdstp names.
         node_context_params: _,
         static_resources,
         dynamic_resources,
@@ -59,9 +60,9 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         enable_worker_cpu_affinity,
         stats_eviction,
     } = b;
-    if dynamic_resources.is_some() {
-        cx.unsupported("dynamic_resources", "dynamic_resources (xDS)");
-    }
+    let dynamic = dynamic_resources
+        .as_ref()
+        .and_then(|d| dynamic::dynamic_resources(cx, "dynamic_resources", d));
     reject_set!(cx, "";
         cluster_manager, hds_config, flags_path, stats_sinks, deferred_stat_options, stats_config,
         watchdog, watchdogs, tracing, overload_manager, enable_dispatcher_stats, header_prefix,
@@ -78,13 +79,29 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     }
     let admin = admin.as_ref().and_then(|a| self::admin(cx, "admin", a));
     let (listeners, clusters) = match static_resources {
-        Some(sr) => resources(cx, "static_resources", sr),
-        None => (Vec::new(), Vec::new()),
+        Some(sr) => resources(cx, "static_resources", sr, dynamic_resources.is_some()),
+        None => {
+            cx.check_cluster_refs(&HashSet::new());
+            (Vec::new(), Vec::new())
+        }
     };
+    if let Some(d) = &dynamic
+        && clusters
+            .iter()
+            .any(|c| c.name == d.ads_cluster && !matches!(c.discovery, model::Discovery::Static))
+    {
+        cx.unsupported(
+            "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name",
+            format!("ADS cluster '{}' must be STATIC", d.ads_cluster),
+        );
+    }
     model::Config {
         admin,
         listeners,
         clusters,
+        route_configs: Vec::new(),
+        dynamic,
+        node: node.clone(),
     }
 }
 
@@ -152,10 +169,13 @@ fn runtime(cx: &mut Context, path: &str, lr: &LayeredRuntime) {
     }
 }
 
+/// `xds`: whether the bootstrap has `dynamic_resources`, without which
+/// nothing would ever deliver an RDS route config or EDS endpoints.
 fn resources(
     cx: &mut Context,
     path: &str,
     sr: &StaticResources,
+    xds: bool,
 ) -> (Vec<model::Listener>, Vec<model::Cluster>) {
     let StaticResources {
         listeners,
@@ -181,6 +201,12 @@ fn resources(
             );
         }
         if let Some(c) = cluster::cluster(cx, c, &cpath) {
+            if !xds && matches!(c.discovery, model::Discovery::Eds { .. }) {
+                cx.invalid(
+                    at(&cpath, "type"),
+                    "an EDS cluster needs dynamic_resources (xDS)",
+                );
+            }
             out_clusters.push(c);
         }
     }
@@ -211,6 +237,14 @@ fn resources(
         let Some(mut ml) = listener::listener(cx, l, &lpath) else {
             continue;
         };
+        if !xds {
+            for name in ml.rds_names() {
+                cx.invalid(
+                    lpath.clone(),
+                    format!("rds route config '{name}' needs dynamic_resources (xDS)"),
+                );
+            }
+        }
         if l.name.is_empty() && !used_names.insert(ml.name.clone()) {
             // Port-0 listeners share an address text; the index keeps the
             // generated name unique and stable across reloads of one file.

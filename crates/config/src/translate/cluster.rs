@@ -98,7 +98,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         lb_config,
     } = c;
     reject_set!(cx, path;
-        transport_socket_matches, transport_socket_matcher, stats_matcher, eds_cluster_config,
+        transport_socket_matches, transport_socket_matcher, stats_matcher,
         per_connection_buffer_high_watermark_timeout,
         upstream_http_protocol_options, dns_jitter,
         dns_failure_refresh_rate, respect_dns_ttl, dns_resolvers, use_tcp_for_dns_lookups,
@@ -147,6 +147,12 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
                     *dns_lookup_family,
                 ),
             }),
+            Ok(DiscoveryType::Eds) => super::dynamic::eds(
+                cx,
+                &at(path, "eds_cluster_config"),
+                name,
+                eds_cluster_config.as_ref(),
+            ),
             Ok(other) => {
                 cx.unsupported(
                     at(path, "type"),
@@ -166,6 +172,20 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     };
     let is_static = matches!(discovery, Some(model::Discovery::Static));
     let la_path = at(path, "load_assignment");
+    if !matches!(discovery, Some(model::Discovery::Eds { .. })) && eds_cluster_config.is_some() {
+        cx.invalid(
+            at(path, "eds_cluster_config"),
+            "is only for clusters of type EDS",
+        );
+    }
+    if matches!(discovery, Some(model::Discovery::Eds { .. })) && load_assignment.is_some() {
+        // Envoy ignores it for EDS; refusing keeps a file from suggesting
+        // endpoints that are never used.
+        cx.invalid(
+            &la_path,
+            "is not used by EDS clusters (endpoints come from EDS)",
+        );
+    }
     let endpoints = match load_assignment {
         Some(la) => self::load_assignment(cx, la, &la_path, is_static),
         // A cluster without hosts is valid; every request to it fails.
@@ -379,7 +399,7 @@ fn upstream_http_options(
     }
 }
 
-fn load_assignment(
+pub(super) fn load_assignment(
     cx: &mut Context,
     la: &ClusterLoadAssignment,
     path: &str,

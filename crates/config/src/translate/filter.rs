@@ -574,7 +574,9 @@ static_resources:
             "              include_request_attempt_count: true\n              retry_policy: {retry_on: \"5xx,unavailable\", num_retries: 3, per_try_timeout: 0.5s, retry_back_off: {base_interval: 0.1s}}",
             "",
         ));
-        let RouteAction::Forward(f) = &h.route_config.virtual_hosts[0].routes[0].action else {
+        let RouteAction::Forward(f) =
+            &h.route_config.inline().expect("inline").virtual_hosts[0].routes[0].action
+        else {
             panic!("not forward");
         };
         let p = f
@@ -594,7 +596,9 @@ static_resources:
             "              retry_policy: {retry_on: 5xx, num_retries: 3}",
             "                  retry_policy: {retry_on: reset}",
         ));
-        let RouteAction::Forward(f) = &h.route_config.virtual_hosts[0].routes[0].action else {
+        let RouteAction::Forward(f) =
+            &h.route_config.inline().expect("inline").virtual_hosts[0].routes[0].action
+        else {
             panic!("not forward");
         };
         let p = f.retry_policy.as_ref().expect("route policy");
@@ -626,7 +630,7 @@ static_resources:
             f.abort.as_ref().map(|a| a.kind),
             Some(FaultAbortKind::Grpc(14))
         );
-        let route = &h.route_config.virtual_hosts[0].routes[0];
+        let route = &h.route_config.inline().expect("inline").virtual_hosts[0].routes[0];
         assert!(
             route
                 .per_filter_config

@@ -243,11 +243,9 @@ pub(super) fn connection_manager(
         // An inline table is static: Envoy checks its cluster names by default.
         Some(RouteSpecifier::RouteConfig(rc)) => {
             route::route_config(cx, rc, &at(path, "route_config"), true)
+                .map(model::RouteSource::Inline)
         }
-        Some(RouteSpecifier::Rds(_)) => {
-            cx.unsupported(at(path, "rds"), "rds needs dynamic_resources (xDS)");
-            None
-        }
+        Some(RouteSpecifier::Rds(rds)) => super::dynamic::rds(cx, &at(path, "rds"), rds),
         Some(RouteSpecifier::ScopedRoutes(_)) => {
             cx.unsupported(at(path, "scoped_routes"), "scoped_routes");
             None

@@ -162,8 +162,8 @@ fn bad_configs_name_the_field() {
                 (hcm("route_config"), Value::Null),
                 (hcm("rds"), json!({"route_config_name": "r", "config_source": {"ads": {}}})),
             ],
-            hcm_path("rds"),
-            "xDS",
+            "static_resources.listeners[0]".into(),
+            "needs dynamic_resources",
         ),
         (
             "no router",
@@ -369,9 +369,22 @@ fn bad_configs_name_the_field() {
         ),
         (
             "unsupported cluster type",
-            vec![(format!("{CLUSTER0}/type"), json!("EDS"))],
+            vec![(format!("{CLUSTER0}/type"), json!("ORIGINAL_DST"))],
             "static_resources.clusters[0].type".into(),
-            "EDS",
+            "ORIGINAL_DST",
+        ),
+        (
+            "EDS without xDS",
+            vec![
+                (format!("{CLUSTER0}/type"), json!("EDS")),
+                (format!("{CLUSTER0}/load_assignment"), Value::Null),
+                (
+                    format!("{CLUSTER0}/eds_cluster_config"),
+                    json!({"eds_config": {"ads": {}}}),
+                ),
+            ],
+            "static_resources.clusters[0].type".into(),
+            "needs dynamic_resources",
         ),
         (
             "unsupported lb policy",
@@ -437,9 +450,51 @@ fn bad_configs_name_the_field() {
         ),
         (
             "dynamic resources",
-            vec![("/dynamic_resources".into(), json!({"lds_config": {"ads": {}}}))],
-            "dynamic_resources".into(),
-            "xDS",
+            vec![(
+                "/dynamic_resources".into(),
+                json!({
+                    "lds_config": {"ads": {}},
+                    "cds_config": {"ads": {}},
+                    "ads_config": {
+                        "api_type": "REST",
+                        "grpc_services": [{"envoy_grpc": {"cluster_name": "backend"}}]
+                    }
+                }),
+            )],
+            "dynamic_resources.ads_config.api_type".into(),
+            "REST",
+        ),
+        (
+            "ads over a file",
+            vec![(
+                "/dynamic_resources".into(),
+                json!({
+                    "lds_config": {"path_config_source": {"path": "/x"}},
+                    "cds_config": {"ads": {}},
+                    "ads_config": {
+                        "api_type": "GRPC",
+                        "grpc_services": [{"envoy_grpc": {"cluster_name": "backend"}}]
+                    }
+                }),
+            )],
+            "dynamic_resources.lds_config.path_config_source".into(),
+            "file config sources",
+        ),
+        (
+            "ads cluster unknown",
+            vec![(
+                "/dynamic_resources".into(),
+                json!({
+                    "lds_config": {"ads": {}},
+                    "cds_config": {"ads": {}},
+                    "ads_config": {
+                        "api_type": "GRPC",
+                        "grpc_services": [{"envoy_grpc": {"cluster_name": "nope"}}]
+                    }
+                }),
+            )],
+            "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name".into(),
+            "unknown cluster",
         ),
         (
             "runtime overrides",
@@ -506,7 +561,7 @@ fn a_typo_is_a_parse_error_naming_the_field() {
 fn load_reports_every_problem_at_once() {
     let text = edited(&[
         (&format!("{HCM}/codec_type"), json!("HTTP3")),
-        (&format!("{CLUSTER0}/type"), json!("EDS")),
+        (&format!("{CLUSTER0}/type"), json!("ORIGINAL_DST")),
         ("/static_resources/listeners/1/name", json!("http")),
         (
             &format!("{ROUTE0}/match"),

@@ -132,7 +132,7 @@ static_resources:
                     HttpConnectionManager {
                         stat_prefix: "web".into(),
                         codec: CodecType::Http1,
-                        route_config: RouteConfig {
+                        route_config: RouteSource::Inline(RouteConfig {
                             name: "main".into(),
                             virtual_hosts: vec![
                                 VirtualHost {
@@ -212,7 +212,7 @@ static_resources:
                                 },
                             ],
                             ..RouteConfig::default()
-                        },
+                        }),
                         server_name: "strait".into(),
                         server_header: ServerHeaderTransformation::PassThrough,
                         upgrades: vec!["websocket".into()],
@@ -313,6 +313,12 @@ static_resources:
                 tls: None,
             },
         ],
+        node: Some(envoy_types::pb::envoy::config::core::v3::Node {
+            id: "n1".into(),
+            cluster: "c1".into(),
+            ..Default::default()
+        }),
+        ..Config::default()
     };
     assert_eq!(load_ok(yaml), expected);
 }
@@ -375,7 +381,7 @@ admin:
     assert_eq!(hcm.max_request_headers_kb, 60);
     assert!(!hcm.use_remote_address && hcm.generate_request_id);
     assert!(hcm.upgrades.is_empty() && hcm.http_filters.is_empty());
-    let route = &hcm.route_config.virtual_hosts[0].routes[0];
+    let route = &hcm.route_config.inline().expect("inline").virtual_hosts[0].routes[0];
     assert_eq!(
         route.action,
         RouteAction::Forward(ForwardAction::to_cluster("service_backend"))
@@ -406,7 +412,7 @@ fn unknown_route_cluster_is_allowed_without_validate_clusters() {
     let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chains[0].terminal else {
         panic!("expected an HCM");
     };
-    let action = &hcm.route_config.virtual_hosts[0].routes[0].action;
+    let action = &hcm.route_config.inline().expect("inline").virtual_hosts[0].routes[0].action;
     assert!(
         matches!(action, RouteAction::Forward(f) if f.cluster == ClusterSpecifier::Name("nope".into())),
         "{action:?}"
@@ -517,4 +523,73 @@ static_resources:
     assert_eq!((e.priority, e.locality_weight), (1, 7));
     assert_eq!(e.locality.zone, "z");
     assert_eq!(e.health, EndpointHealth::Draining);
+}
+
+#[test]
+fn dynamic_resources_over_ads_translate() {
+    let text = edited(&[
+        (
+            "/dynamic_resources",
+            json!({
+                "lds_config": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
+                "cds_config": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
+                "ads_config": {
+                    "api_type": "GRPC",
+                    "transport_api_version": "V3",
+                    "set_node_on_first_message_only": true,
+                    "grpc_services": [{"envoy_grpc": {"cluster_name": "backend"}}]
+                }
+            }),
+        ),
+        (&format!("{HCM}/route_config"), serde_json::Value::Null),
+        (
+            &format!("{HCM}/rds"),
+            json!({"route_config_name": "80", "config_source": {"ads": {}, "resource_api_version": "V3"}}),
+        ),
+    ]);
+    let c = load_ok(&text);
+    assert_eq!(
+        c.dynamic,
+        Some(DynamicResources {
+            ads_cluster: "backend".into(),
+            api: AdsApi::StateOfTheWorld,
+            node_on_first_message_only: true,
+            initial_fetch_timeout: None,
+        })
+    );
+    let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chains[0].terminal else {
+        panic!("expected an HCM");
+    };
+    assert_eq!(hcm.route_config, RouteSource::Rds("80".into()));
+}
+
+#[test]
+fn eds_assignment_translates_localities_priorities_weights_and_health() {
+    let cla = parse_message(
+        r#"{cluster_name: svc, endpoints: [
+            {locality: {region: r, zone: z}, load_balancing_weight: 7, priority: 1, lb_endpoints: [
+                {endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}, load_balancing_weight: 3, health_status: DRAINING}]}]}"#,
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+    )
+    .expect("parses")
+    .transcode_to()
+    .expect("transcodes");
+    let eps = crate::translate_cluster_load_assignment(&cla, "svc").expect("translates");
+    assert_eq!(eps.len(), 1);
+    let e = &eps[0];
+    assert_eq!((e.host.as_str(), e.port, e.weight), ("10.0.0.1", 80, 3));
+    assert_eq!((e.priority, e.locality_weight), (1, 7));
+    assert_eq!(e.locality.zone, "z");
+    assert_eq!(e.health, EndpointHealth::Draining);
+
+    let bad = parse_message(
+        r#"{cluster_name: svc, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: svc.local, port_value: 80}}}}]}]}"#,
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+    )
+    .expect("parses")
+    .transcode_to()
+    .expect("transcodes");
+    let errs =
+        crate::translate_cluster_load_assignment(&bad, "svc").expect_err("a name is refused");
+    assert!(errs[0].path().starts_with("svc.endpoints[0]"), "{errs:?}");
 }

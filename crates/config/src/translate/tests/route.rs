@@ -23,7 +23,10 @@ fn hcm(edits: &[(&str, Value)]) -> HttpConnectionManager {
 }
 
 fn rc(edits: &[(&str, Value)]) -> RouteConfig {
-    hcm(edits).route_config
+    match hcm(edits).route_config {
+        RouteSource::Inline(rc) => rc,
+        RouteSource::Rds(name) => panic!("expected an inline route config, got rds {name}"),
+    }
 }
 
 fn at(field: &str) -> String {

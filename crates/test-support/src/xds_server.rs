@@ -1,0 +1,562 @@
+//! A real ADS control plane for tests: tonic serving
+//! `StreamAggregatedResources` (state of the world) and
+//! `DeltaAggregatedResources` on 127.0.0.1, with resources set by the test
+//! and every request recorded so tests can assert on ACKs and NACKs.
+//!
+//! The server runs on its own thread and runtime, so [`XdsServer::stop`]
+//! really drops every stream (as a crashed control plane would) and
+//! [`XdsServer::restart`] comes back on the same port with the same
+//! resources.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use envoy_types::pb::{
+    envoy::service::discovery::v3::{
+        DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+        Resource,
+        aggregated_discovery_service_server::{
+            AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+        },
+    },
+    google::protobuf::Any,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::{
+    Request, Response, Status, Streaming,
+    codegen::{
+        Service,
+        tokio_stream::{Stream, wrappers::ReceiverStream},
+    },
+};
+
+pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// One request the server received, as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// Which stream (connection) it came on, counting from 0.
+    pub stream: u64,
+    pub delta: bool,
+    pub type_url: String,
+    /// SotW only: the version the client last accepted.
+    pub version_info: String,
+    pub response_nonce: String,
+    /// SotW: `resource_names`; delta: `resource_names_subscribe`.
+    pub resource_names: Vec<String>,
+    /// `error_detail.message` of a NACK.
+    pub error_detail: Option<String>,
+    pub has_node: bool,
+    /// Delta only: how many `initial_resource_versions` the request carried
+    /// (what the client already has, on a reconnect).
+    pub initial_versions: usize,
+}
+
+impl RecordedRequest {
+    /// An ACK or NACK (a reply to a response), rather than a subscription.
+    pub fn is_reply(&self) -> bool {
+        !self.response_nonce.is_empty()
+    }
+}
+
+/// The control plane. Dropping it stops the server.
+pub struct XdsServer {
+    state: Arc<State>,
+    addr: SocketAddr,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct State {
+    inner: Mutex<Inner>,
+    /// Bumped on every [`XdsServer::set`], waking every stream.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    types: HashMap<String, TypeState>,
+    requests: Vec<RecordedRequest>,
+    next_stream: u64,
+    next_resource_version: u64,
+}
+
+#[derive(Default, Clone)]
+struct TypeState {
+    version: u64,
+    /// name → (resource version, resource).
+    resources: BTreeMap<String, (u64, Any)>,
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl XdsServer {
+    /// Starts on 127.0.0.1 with a free port.
+    pub fn start() -> XdsServer {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("binding the xDS server: {e}"));
+        let addr = std_listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("xDS server address: {e}"));
+        let state = Arc::new(State::default());
+        let running = run(Arc::clone(&state), std_listener);
+        XdsServer {
+            state,
+            addr,
+            running: Mutex::new(Some(running)),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Kills the server: the listening socket closes and every stream is cut
+    /// without a gRPC status, as when a control plane crashes.
+    pub fn stop(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(r) = running {
+            let _ = r.stop.send(());
+            let _ = r.thread.join();
+        }
+    }
+
+    /// Starts again on the same port, serving the same resources. Retries
+    /// the bind briefly: the old socket may linger for a moment.
+    pub fn restart(&self) {
+        self.stop();
+        let mut tries = 0;
+        let listener = loop {
+            match std::net::TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("rebinding the xDS server on {}: {e}", self.addr),
+            }
+        };
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(run(Arc::clone(&self.state), listener));
+    }
+
+    /// Replaces every resource of `type_url` with `resources` (name and
+    /// resource), bumps the type's version and pushes to every stream
+    /// subscribed to the type.
+    pub fn set(&self, type_url: &str, resources: Vec<(String, Any)>) {
+        {
+            let mut inner = self.state.lock();
+            let Inner {
+                types,
+                next_resource_version,
+                ..
+            } = &mut *inner;
+            let ts = types.entry(type_url.to_owned()).or_default();
+            ts.version += 1;
+            let mut next = BTreeMap::new();
+            for (name, any) in resources {
+                let version = match ts.resources.get(&name) {
+                    Some((v, old)) if *old == any => *v,
+                    _ => {
+                        *next_resource_version += 1;
+                        *next_resource_version
+                    }
+                };
+                next.insert(name, (version, any));
+            }
+            ts.resources = next;
+        }
+        self.state.changed.send_modify(|v| *v += 1);
+    }
+
+    /// The current version of `type_url` as sent in `version_info`.
+    pub fn version(&self, type_url: &str) -> String {
+        self.state
+            .lock()
+            .types
+            .get(type_url)
+            .map_or(0, |t| t.version)
+            .to_string()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.lock().requests.clone()
+    }
+
+    /// Replies (ACKs and NACKs) of `type_url` so far.
+    pub fn replies(&self, type_url: &str) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.type_url == type_url && r.is_reply())
+            .collect()
+    }
+
+    /// True once some stream has ACKed `type_url` at its current version
+    /// (SotW), or, for delta, once the last reply of the type is an ACK.
+    pub fn acked_current(&self, type_url: &str) -> bool {
+        let version = self.version(type_url);
+        let replies = self.replies(type_url);
+        match replies.last() {
+            Some(last) if last.delta => last.error_detail.is_none(),
+            _ => replies
+                .iter()
+                .any(|r| r.error_detail.is_none() && r.version_info == version),
+        }
+    }
+
+    /// NACKs of `type_url` so far.
+    pub fn nacks(&self, type_url: &str) -> Vec<RecordedRequest> {
+        self.replies(type_url)
+            .into_iter()
+            .filter(|r| r.error_detail.is_some())
+            .collect()
+    }
+
+    /// How many streams have been opened.
+    pub fn streams(&self) -> u64 {
+        self.state.lock().next_stream
+    }
+}
+
+impl Drop for XdsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A resource for [`XdsServer::set`] from YAML/JSON text: `full_name` is the
+/// message type (e.g. `envoy.config.listener.v3.Listener`); the resource's
+/// name is its `name` field (`cluster_name` for a `ClusterLoadAssignment`).
+pub fn resource(full_name: &str, text: &str) -> (String, Any) {
+    use prost_reflect::Value;
+    let msg = strait_config::parse::parse_message(text, full_name)
+        .unwrap_or_else(|e| panic!("test resource {full_name}: {e}"));
+    let name = ["name", "cluster_name"]
+        .iter()
+        .find_map(|f| match msg.get_field_by_name(f).as_deref() {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("test resource {full_name} has no name"));
+    let any = Any {
+        type_url: format!("type.googleapis.com/{full_name}"),
+        value: prost::Message::encode_to_vec(&msg),
+    };
+    (name, any)
+}
+
+fn run(state: Arc<State>, listener: std::net::TcpListener) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => panic!("xDS server runtime: {e}"),
+        };
+        rt.block_on(async move {
+            let _ = listener.set_nonblocking(true);
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => panic!("xDS server listener: {e}"),
+            };
+            let service = AggregatedDiscoveryServiceServer::new(Ads { state });
+            // tonic's own `Server` router needs its axum-based `router`
+            // feature; the generated service is a plain tower service, so
+            // hyper's HTTP/2 server drives it directly.
+            let serve = async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            let mut service = service.clone();
+                            Service::call(&mut service, req)
+                        });
+                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            };
+            tokio::select! {
+                () = serve => {}
+                _ = stopped => {}
+            }
+        });
+        // Dropping the runtime cancels every connection task: the streams
+        // end abruptly, as with a crash.
+        rt.shutdown_background();
+    });
+    Running { stop, thread }
+}
+
+struct Ads {
+    state: Arc<State>,
+}
+
+type SotwStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+type DeltaStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+/// A SotW subscription of one type on one stream.
+struct SotwSub {
+    wildcard: bool,
+    names: Vec<String>,
+    /// The type version last sent; `None` forces a send.
+    sent: Option<u64>,
+}
+
+/// A delta subscription of one type on one stream.
+#[derive(Default)]
+struct DeltaSub {
+    wildcard: bool,
+    names: HashSet<String>,
+    /// name → resource version the client has.
+    sent: HashMap<String, u64>,
+    /// A response is owed even if nothing changed (the first request).
+    owe: bool,
+}
+
+fn is_wildcard_type(type_url: &str) -> bool {
+    type_url == LISTENER || type_url == CLUSTER
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = SotwStream;
+    type DeltaAggregatedResourcesStream = DeltaStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<SotwStream>, Status> {
+        let mut inbound = request.into_inner();
+        let state = Arc::clone(&self.state);
+        let (tx, rx) = mpsc::channel(64);
+        let stream_id = {
+            let mut inner = state.lock();
+            inner.next_stream += 1;
+            inner.next_stream - 1
+        };
+        tokio::spawn(async move {
+            let mut changed = state.changed.subscribe();
+            let mut subs: BTreeMap<String, SotwSub> = BTreeMap::new();
+            let mut nonce = 0u64;
+            loop {
+                tokio::select! {
+                    msg = inbound.message() => {
+                        let Ok(Some(req)) = msg else { return };
+                        record_sotw(&state, stream_id, &req);
+                        let wildcard = req.resource_names.iter().any(|n| n == "*")
+                            || (req.resource_names.is_empty() && is_wildcard_type(&req.type_url));
+                        let sub = subs.entry(req.type_url.clone()).or_insert(SotwSub {
+                            wildcard,
+                            names: Vec::new(),
+                            sent: None,
+                        });
+                        let mut names = req.resource_names.clone();
+                        names.sort();
+                        if sub.names != names || sub.wildcard != wildcard || req.response_nonce.is_empty() {
+                            sub.names = names;
+                            sub.wildcard = wildcard;
+                            sub.sent = None;
+                        }
+                    }
+                    r = changed.changed() => if r.is_err() { return },
+                }
+                let mut out = Vec::new();
+                {
+                    let inner = state.lock();
+                    for (type_url, sub) in &mut subs {
+                        let ts = inner.types.get(type_url).cloned().unwrap_or_default();
+                        if sub.sent == Some(ts.version) {
+                            continue;
+                        }
+                        sub.sent = Some(ts.version);
+                        nonce += 1;
+                        let resources = ts
+                            .resources
+                            .iter()
+                            .filter(|(name, _)| sub.wildcard || sub.names.contains(name))
+                            .map(|(_, (_, any))| any.clone())
+                            .collect();
+                        out.push(DiscoveryResponse {
+                            version_info: ts.version.to_string(),
+                            resources,
+                            type_url: type_url.clone(),
+                            nonce: nonce.to_string(),
+                            ..Default::default()
+                        });
+                    }
+                }
+                for resp in out {
+                    if tx.send(Ok(resp)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaStream>, Status> {
+        let mut inbound = request.into_inner();
+        let state = Arc::clone(&self.state);
+        let (tx, rx) = mpsc::channel(64);
+        let stream_id = {
+            let mut inner = state.lock();
+            inner.next_stream += 1;
+            inner.next_stream - 1
+        };
+        tokio::spawn(async move {
+            let mut changed = state.changed.subscribe();
+            let mut subs: BTreeMap<String, DeltaSub> = BTreeMap::new();
+            let mut nonce = 0u64;
+            loop {
+                tokio::select! {
+                    msg = inbound.message() => {
+                        let Ok(Some(req)) = msg else { return };
+                        record_delta(&state, stream_id, &req);
+                        let first = !subs.contains_key(&req.type_url);
+                        let sub = subs.entry(req.type_url.clone()).or_default();
+                        if first {
+                            sub.wildcard = req.resource_names_subscribe.is_empty()
+                                && is_wildcard_type(&req.type_url);
+                            sub.owe = true;
+                            for (name, v) in &req.initial_resource_versions {
+                                if let Ok(v) = v.parse() {
+                                    sub.sent.insert(name.clone(), v);
+                                }
+                            }
+                        }
+                        for name in &req.resource_names_subscribe {
+                            if name == "*" {
+                                sub.wildcard = true;
+                            } else {
+                                sub.names.insert(name.clone());
+                            }
+                        }
+                        for name in &req.resource_names_unsubscribe {
+                            if name == "*" {
+                                sub.wildcard = false;
+                            }
+                            sub.names.remove(name);
+                            sub.sent.remove(name);
+                        }
+                    }
+                    r = changed.changed() => if r.is_err() { return },
+                }
+                let mut out = Vec::new();
+                {
+                    let inner = state.lock();
+                    for (type_url, sub) in &mut subs {
+                        let ts = inner.types.get(type_url).cloned().unwrap_or_default();
+                        let wanted = |name: &String| sub.wildcard || sub.names.contains(name);
+                        let resources: Vec<Resource> = ts
+                            .resources
+                            .iter()
+                            .filter(|(name, (v, _))| wanted(name) && sub.sent.get(*name) != Some(v))
+                            .map(|(name, (v, any))| Resource {
+                                name: name.clone(),
+                                version: v.to_string(),
+                                resource: Some(any.clone()),
+                                ..Default::default()
+                            })
+                            .collect();
+                        let removed: Vec<String> = sub
+                            .sent
+                            .keys()
+                            .filter(|n| !ts.resources.contains_key(*n))
+                            .cloned()
+                            .collect();
+                        if resources.is_empty() && removed.is_empty() && !sub.owe {
+                            continue;
+                        }
+                        sub.owe = false;
+                        for r in &resources {
+                            if let Ok(v) = r.version.parse() {
+                                sub.sent.insert(r.name.clone(), v);
+                            }
+                        }
+                        for n in &removed {
+                            sub.sent.remove(n);
+                        }
+                        nonce += 1;
+                        out.push(DeltaDiscoveryResponse {
+                            system_version_info: ts.version.to_string(),
+                            resources,
+                            type_url: type_url.clone(),
+                            removed_resources: removed,
+                            nonce: nonce.to_string(),
+                            ..Default::default()
+                        });
+                    }
+                }
+                for resp in out {
+                    if tx.send(Ok(resp)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn record_sotw(state: &State, stream: u64, req: &DiscoveryRequest) {
+    state.lock().requests.push(RecordedRequest {
+        stream,
+        delta: false,
+        type_url: req.type_url.clone(),
+        version_info: req.version_info.clone(),
+        response_nonce: req.response_nonce.clone(),
+        resource_names: req.resource_names.clone(),
+        error_detail: req.error_detail.as_ref().map(|s| s.message.clone()),
+        has_node: req.node.is_some(),
+        initial_versions: 0,
+    });
+}
+
+fn record_delta(state: &State, stream: u64, req: &DeltaDiscoveryRequest) {
+    state.lock().requests.push(RecordedRequest {
+        stream,
+        delta: true,
+        type_url: req.type_url.clone(),
+        version_info: String::new(),
+        response_nonce: req.response_nonce.clone(),
+        resource_names: req.resource_names_subscribe.clone(),
+        error_detail: req.error_detail.as_ref().map(|s| s.message.clone()),
+        has_node: req.node.is_some(),
+        initial_versions: req.initial_resource_versions.len(),
+    });
+}

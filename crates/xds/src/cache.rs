@@ -1,0 +1,367 @@
+//! Per-type caches of translated resources, and the whole config they make
+//! together with the bootstrap's static resources.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::{
+    envoy::config::{
+        cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
+        route::v3::RouteConfiguration,
+    },
+    google::protobuf::Any,
+};
+use prost::Message;
+use strait_config::{
+    ConfigError, model, model::Discovery, translate_cluster, translate_cluster_load_assignment,
+    translate_listener, translate_route_config,
+};
+
+use crate::type_url;
+
+/// Every resource accepted so far, by type and name, translated. Cloned and
+/// changed into a candidate for each response, and kept only if the config
+/// it makes is published, so a refused response leaves no trace.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    /// The bootstrap's own config (static resources, admin, node).
+    base: model::Config,
+    listeners: BTreeMap<String, model::Listener>,
+    routes: BTreeMap<String, model::RouteConfig>,
+    clusters: BTreeMap<String, model::Cluster>,
+    /// EDS assignments by service name.
+    endpoints: BTreeMap<String, Vec<model::Endpoint>>,
+}
+
+impl Cache {
+    /// An empty cache over the bootstrap's config.
+    pub fn new(base: model::Config) -> Cache {
+        Cache {
+            base,
+            listeners: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+        }
+    }
+
+    pub fn base(&self) -> &model::Config {
+        &self.base
+    }
+
+    /// Applies one state-of-the-world response of `type_url`: listeners and
+    /// clusters are replaced wholesale (the response is the full set), route
+    /// configs and assignments merged by name (the response holds what
+    /// changed among those subscribed). Every resource is translated; any
+    /// problem refuses the whole response, with each problem prefixed by
+    /// the resource's name.
+    pub fn apply(&mut self, type_url: &str, resources: &[Any]) -> Result<(), Vec<String>> {
+        match type_url {
+            type_url::LISTENER => self.listeners.clear(),
+            type_url::CLUSTER => self.clusters.clear(),
+            _ => {}
+        }
+        self.apply_delta(type_url, resources, &[])
+    }
+
+    /// Applies one delta response: `resources` are added or replaced by
+    /// name, `removed` dropped. Every resource is translated; any problem
+    /// refuses the whole response.
+    pub fn apply_delta(
+        &mut self,
+        type_url: &str,
+        resources: &[Any],
+        removed: &[String],
+    ) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for any in resources {
+            self.insert(type_url, any, &mut problems);
+        }
+        for name in removed {
+            match type_url {
+                type_url::LISTENER => drop(self.listeners.remove(name)),
+                type_url::CLUSTER => drop(self.clusters.remove(name)),
+                type_url::ROUTE => drop(self.routes.remove(name)),
+                type_url::ENDPOINT => drop(self.endpoints.remove(name)),
+                _ => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Translates one resource of `type_url` into its map, or records why
+    /// it cannot be.
+    fn insert(&mut self, type_url: &str, any: &Any, problems: &mut Vec<String>) {
+        match type_url {
+            type_url::LISTENER => {
+                let Some(l) = decode::<Listener>(any, problems) else {
+                    return;
+                };
+                if self.base.listeners.iter().any(|s| s.name == l.name) {
+                    problems.push(format!(
+                        "listener '{}': name: a static listener has this name",
+                        l.name
+                    ));
+                    return;
+                }
+                match translate_listener(&l, &l.name) {
+                    Ok(m) => drop(self.listeners.insert(l.name.clone(), m)),
+                    Err(e) => note(problems, "listener", &l.name, e),
+                }
+            }
+            type_url::CLUSTER => {
+                let Some(c) = decode::<Cluster>(any, problems) else {
+                    return;
+                };
+                if self.base.clusters.iter().any(|s| s.name == c.name) {
+                    problems.push(format!(
+                        "cluster '{}': name: a static cluster has this name",
+                        c.name
+                    ));
+                    return;
+                }
+                match translate_cluster(&c, &c.name) {
+                    Ok(m) => drop(self.clusters.insert(c.name.clone(), m)),
+                    Err(e) => note(problems, "cluster", &c.name, e),
+                }
+            }
+            type_url::ROUTE => {
+                let Some(rc) = decode::<RouteConfiguration>(any, problems) else {
+                    return;
+                };
+                match translate_route_config(&rc, &rc.name) {
+                    Ok(m) => drop(self.routes.insert(rc.name.clone(), m)),
+                    Err(e) => note(problems, "route config", &rc.name, e),
+                }
+            }
+            type_url::ENDPOINT => {
+                let Some(cla) = decode::<ClusterLoadAssignment>(any, problems) else {
+                    return;
+                };
+                match translate_cluster_load_assignment(&cla, &cla.cluster_name) {
+                    Ok(eps) => drop(self.endpoints.insert(cla.cluster_name.clone(), eps)),
+                    Err(e) => note(problems, "cluster load assignment", &cla.cluster_name, e),
+                }
+            }
+            other => problems.push(format!("unexpected type {other}")),
+        }
+    }
+
+    /// The route config names the listeners (static and dynamic) need: the
+    /// RDS subscription.
+    pub fn route_names(&self) -> BTreeSet<String> {
+        self.base
+            .listeners
+            .iter()
+            .chain(self.listeners.values())
+            .flat_map(|l| l.rds_names().map(str::to_owned))
+            .collect()
+    }
+
+    /// The assignment names the EDS clusters need: the EDS subscription.
+    pub fn endpoint_names(&self) -> BTreeSet<String> {
+        self.base
+            .clusters
+            .iter()
+            .chain(self.clusters.values())
+            .filter_map(|c| match &c.discovery {
+                Discovery::Eds { service_name } => Some(service_name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Forgets route configs and assignments no longer subscribed to, as
+    /// Envoy does when the listener or cluster that named them goes.
+    pub fn prune(&mut self) {
+        let routes = self.route_names();
+        self.routes.retain(|name, _| routes.contains(name));
+        let endpoints = self.endpoint_names();
+        self.endpoints.retain(|name, _| endpoints.contains(name));
+    }
+
+    /// The whole config: static resources first, then the dynamic ones that
+    /// are warm. An EDS cluster whose endpoints have not arrived, and an RDS
+    /// listener whose route config has not, are left out until they do.
+    pub fn build(&self) -> model::Config {
+        let mut config = self.base.clone();
+        config.clusters = self
+            .base
+            .clusters
+            .iter()
+            .chain(self.clusters.values())
+            .filter_map(|c| self.warm_cluster(c))
+            .collect();
+        config.listeners = self
+            .base
+            .listeners
+            .iter()
+            .chain(self.listeners.values())
+            .filter(|l| self.listener_is_warm(l))
+            .cloned()
+            .collect();
+        config.route_configs = self.routes.values().cloned().collect();
+        config
+    }
+
+    fn warm_cluster(&self, c: &model::Cluster) -> Option<model::Cluster> {
+        match &c.discovery {
+            Discovery::Eds { service_name } => {
+                let endpoints = self.endpoints.get(service_name)?;
+                let mut c = c.clone();
+                c.endpoints = endpoints.clone();
+                Some(c)
+            }
+            _ => Some(c.clone()),
+        }
+    }
+
+    fn listener_is_warm(&self, l: &model::Listener) -> bool {
+        l.rds_names().all(|name| self.routes.contains_key(name))
+    }
+}
+
+/// Records `errs` about resource `name` of `kind`, each prefixed by it.
+fn note(problems: &mut Vec<String>, kind: &str, name: &str, errs: Vec<ConfigError>) {
+    problems.extend(errs.iter().map(|e| format!("{kind} '{name}': {e}")));
+}
+
+/// Decodes `any` as `M`, recording a problem when its type or bytes are
+/// wrong.
+fn decode<M: Message + prost::Name + Default>(any: &Any, problems: &mut Vec<String>) -> Option<M> {
+    if any.type_url != M::type_url() {
+        problems.push(format!(
+            "resource of type {} in a {} response",
+            any.type_url,
+            M::type_url()
+        ));
+        return None;
+    }
+    match M::decode(any.value.as_slice()) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problems.push(format!("cannot decode {}: {e}", any.type_url));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strait_test_support::xds_server::resource;
+
+    use super::*;
+
+    fn listener(rds: &str) -> Any {
+        resource(
+            "envoy.config.listener.v3.Listener",
+            &format!(
+                r#"{{name: l, address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}},
+                filter_chains: [{{filters: [{{name: hcm, typed_config: {{
+                  "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
+                  stat_prefix: s,
+                  rds: {{route_config_name: {rds}, config_source: {{ads: {{}}}}}},
+                  http_filters: [{{name: r, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]}}}}]}}]}}"#
+            ),
+        )
+        .1
+    }
+
+    fn route(name: &str, regex: &str) -> Any {
+        resource(
+            "envoy.config.route.v3.RouteConfiguration",
+            &format!(
+                r#"{{name: {name}, virtual_hosts: [{{name: v, domains: ["*"],
+                routes: [{{match: {{safe_regex: {{regex: "{regex}"}}}}, route: {{cluster: c}}}}]}}]}}"#
+            ),
+        )
+        .1
+    }
+
+    fn eds_cluster(name: &str) -> Any {
+        resource(
+            "envoy.config.cluster.v3.Cluster",
+            &format!(
+                "{{name: {name}, type: EDS, eds_cluster_config: {{eds_config: {{ads: {{}}}}}}}}"
+            ),
+        )
+        .1
+    }
+
+    fn cla(name: &str) -> Any {
+        resource(
+            "envoy.config.endpoint.v3.ClusterLoadAssignment",
+            &format!(
+                "{{cluster_name: {name}, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 10.0.0.1, port_value: 80}}}}}}}}]}}]}}"
+            ),
+        )
+        .1
+    }
+
+    #[test]
+    fn a_listener_waits_for_its_route_config() {
+        let mut c = Cache::new(model::Config::default());
+        c.apply(type_url::LISTENER, &[listener("r1")])
+            .expect("accepted");
+        assert_eq!(c.route_names().into_iter().collect::<Vec<_>>(), ["r1"]);
+        assert!(c.build().listeners.is_empty(), "warming");
+        c.apply(type_url::ROUTE, &[route("r1", "/a.*")])
+            .expect("accepted");
+        let built = c.build();
+        assert_eq!(built.listeners.len(), 1);
+        assert_eq!(built.route_configs.len(), 1);
+    }
+
+    #[test]
+    fn an_eds_cluster_waits_for_its_endpoints_and_follows_them() {
+        let mut c = Cache::new(model::Config::default());
+        c.apply(type_url::CLUSTER, &[eds_cluster("a"), eds_cluster("b")])
+            .expect("accepted");
+        assert_eq!(
+            c.endpoint_names().into_iter().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(c.build().clusters.is_empty(), "warming");
+        c.apply(type_url::ENDPOINT, &[cla("a")]).expect("accepted");
+        let built = c.build();
+        assert_eq!(built.clusters.len(), 1);
+        assert_eq!(built.clusters[0].endpoints[0].host, "10.0.0.1");
+        // Cluster b goes: its endpoints are no longer wanted.
+        c.apply(type_url::CLUSTER, &[eds_cluster("a")])
+            .expect("accepted");
+        c.apply(type_url::ENDPOINT, &[cla("b")]).expect("accepted");
+        c.prune();
+        assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["a"]);
+        assert!(!c.endpoints.contains_key("b"));
+    }
+
+    #[test]
+    fn a_bad_resource_is_named_with_its_field() {
+        let mut c = Cache::new(model::Config::default());
+        let errs = c
+            .apply(type_url::ROUTE, &[route("r1", "(")])
+            .expect_err("refused");
+        assert!(
+            errs[0].starts_with("route config 'r1': r1.virtual_hosts[0]"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("regex"), "{errs:?}");
+    }
+
+    #[test]
+    fn delta_removes_by_name() {
+        let mut c = Cache::new(model::Config::default());
+        c.apply_delta(
+            type_url::CLUSTER,
+            &[eds_cluster("a"), eds_cluster("b")],
+            &[],
+        )
+        .expect("accepted");
+        c.apply_delta(type_url::CLUSTER, &[], &["a".into()])
+            .expect("accepted");
+        assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["b"]);
+    }
+}

@@ -1,0 +1,67 @@
+//! Strait's xDS client.
+//!
+//! Owns the ADS stream to the control plane named by the bootstrap's
+//! `dynamic_resources` (state of the world over gRPC), the per-type caches of
+//! LDS, RDS, CDS and EDS resources translated into the config model, the
+//! protocol's version/nonce bookkeeping with ACK and NACK, subscriptions
+//! (wildcard for listeners and clusters, by name for route configs and
+//! endpoints, following what the listeners and clusters name), warming (an
+//! EDS cluster is left out until its endpoints arrive, an RDS listener until
+//! its route config does), and reconnecting with jittered back-off while the
+//! last good config keeps serving.
+//!
+//! It produces whole [`model::Config`]s (the static bootstrap resources plus
+//! the dynamic ones) and hands each to a [`Publish`] implementation, the
+//! proxy's single config writer; a refusal there is NACKed. Depends only on
+//! the `config` crate among Strait's: it never touches snapshots, sockets of
+//! the data plane, or the cluster registry.
+
+mod cache;
+mod delta;
+mod stats;
+mod stream;
+
+use std::future::Future;
+
+use strait_config::model;
+
+pub use cache::Cache;
+pub use stream::run;
+
+/// Type URLs of the resources this client subscribes to.
+pub mod type_url {
+    pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+}
+
+/// The proxy's config writer, as the xDS client sees it.
+pub trait Publish: Send + Sync + 'static {
+    /// Makes `config` live as one new snapshot, or refuses it (keeping the
+    /// running one) with every reason, each naming its field. The reasons
+    /// become the NACK's `error_detail`. May wait (for the writer's lock, or
+    /// for cluster hosts to be built); must not be cancelled half-way by the
+    /// caller, which awaits it to the end.
+    fn publish(&self, config: model::Config) -> impl Future<Output = Result<u64, String>> + Send;
+}
+
+/// What can go wrong talking to the control plane. Every one of them ends
+/// the current stream; [`run`] reconnects after a back-off.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XdsError {
+    /// The bootstrap names an ADS cluster that has no usable endpoint.
+    #[error("ADS cluster '{0}': no endpoint to connect to")]
+    NoAdsEndpoint(String),
+    /// The ADS cluster's endpoint does not make a URI.
+    #[error("ADS cluster '{cluster}': bad endpoint: {message}")]
+    BadEndpoint { cluster: String, message: String },
+    #[error("connecting to the control plane: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("ADS stream: {0}")]
+    Stream(#[from] tonic::Status),
+    /// The stream ended cleanly: the control plane closed it.
+    #[error("ADS stream closed by the control plane")]
+    Closed,
+}

@@ -1,0 +1,332 @@
+//! The ADS stream (state of the world): requests, responses, ACK/NACK, and
+//! reconnecting.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use envoy_types::pb::{
+    envoy::service::discovery::v3::{
+        DiscoveryRequest, DiscoveryResponse,
+        aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
+    },
+    google::rpc::Status as RpcStatus,
+};
+use strait_config::model;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{Cache, Publish, XdsError, stats::stats, type_url};
+
+/// First wait before reconnecting; doubled per failed attempt up to
+/// [`MAX_BACKOFF`]. Short, so a restarted control plane is found quickly; the
+/// jitter spreads a fleet's reconnects.
+const BASE_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK's `error_detail`.
+pub(crate) const INVALID_ARGUMENT: i32 = 3;
+/// Istio pushes can be large (thousands of clusters); tonic's 4 MiB default
+/// would cut the stream.
+pub(crate) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Protocol state of one resource type: what was last accepted (sent back as
+/// `version_info`), the nonce of the last response (reset per stream), and
+/// the names subscribed to (named types only).
+#[derive(Debug, Default)]
+struct TypeState {
+    version: String,
+    nonce: String,
+    names: BTreeSet<String>,
+}
+
+/// Runs the ADS client for a bootstrap config with `dynamic_resources`,
+/// forever: connects, subscribes, applies every accepted response through
+/// `publisher`, and reconnects with jittered back-off when the stream fails.
+/// The cache (and so the live config) survives reconnects. Returns at once
+/// if `base` has no `dynamic_resources`. Cancel-safe between publishes: drop
+/// the future to stop.
+pub async fn run<P: Publish>(base: model::Config, publisher: P) {
+    let Some(dynamic) = base.dynamic.clone() else {
+        return;
+    };
+    let mut cache = Cache::new(base);
+    let mut types: BTreeMap<&'static str, TypeState> = BTreeMap::new();
+    let mut delta_types = BTreeMap::new();
+    let mut failures = 0u32;
+    loop {
+        let mut progressed = false;
+        let result = match dynamic.api {
+            model::AdsApi::StateOfTheWorld => {
+                session(
+                    &dynamic,
+                    &mut cache,
+                    &mut types,
+                    &publisher,
+                    &mut progressed,
+                )
+                .await
+            }
+            model::AdsApi::Delta => {
+                crate::delta::session(
+                    &dynamic,
+                    &mut cache,
+                    &mut delta_types,
+                    &publisher,
+                    &mut progressed,
+                )
+                .await
+            }
+        };
+        if progressed {
+            failures = 0;
+            stats().connected(false);
+        }
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "xDS stream ended; keeping the last good config");
+        }
+        let wait = backoff(failures);
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Full jitter over an exponential ceiling: a random wait in [ceiling/2,
+/// ceiling].
+fn backoff(failures: u32) -> Duration {
+    let ceiling = BASE_BACKOFF
+        .saturating_mul(1u32 << failures.min(16))
+        .min(MAX_BACKOFF);
+    let ms = u64::try_from(ceiling.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(2);
+    Duration::from_millis(rand::random_range(ms / 2..=ms))
+}
+
+/// The address of the ADS cluster's first endpoint.
+fn ads_uri(cache: &Cache, cluster: &str) -> Result<String, XdsError> {
+    let c = cache
+        .base()
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .ok_or_else(|| XdsError::NoAdsEndpoint(cluster.to_owned()))?;
+    let e = c
+        .endpoints
+        .first()
+        .ok_or_else(|| XdsError::NoAdsEndpoint(cluster.to_owned()))?;
+    let host = if e.host.contains(':') {
+        format!("[{}]", e.host)
+    } else {
+        e.host.clone()
+    };
+    Ok(format!("http://{host}:{}", e.port))
+}
+
+/// One stream, from connect to failure.
+async fn session<P: Publish>(
+    dynamic: &model::DynamicResources,
+    cache: &mut Cache,
+    types: &mut BTreeMap<&'static str, TypeState>,
+    publisher: &P,
+    progressed: &mut bool,
+) -> Result<(), XdsError> {
+    let mut client = connect(dynamic, cache).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut sender = Sender {
+        tx,
+        node: cache.base().node.clone(),
+        node_once: dynamic.node_on_first_message_only,
+    };
+    // Nonces belong to the stream that carried them.
+    for t in types.values_mut() {
+        t.nonce.clear();
+    }
+    // Clusters before listeners, as Envoy orders its initial requests, so
+    // the clusters routes name are there first. Named types are re-requested
+    // with what was subscribed before the reconnect.
+    for t in TYPES {
+        let wildcard = t == type_url::CLUSTER || t == type_url::LISTENER;
+        let state = types.entry(t).or_default();
+        if wildcard || !state.names.is_empty() {
+            sender.request(t, state, None);
+        }
+    }
+    let mut inbound = client
+        .stream_aggregated_resources(UnboundedStream::new(rx))
+        .await?
+        .into_inner();
+    while let Some(resp) = inbound.message().await? {
+        if !*progressed {
+            stats().connected(true);
+        }
+        *progressed = true;
+        handle(resp, cache, types, publisher, &mut sender).await;
+    }
+    Err(XdsError::Closed)
+}
+
+/// The four types, in the order a new stream requests them.
+pub(crate) const TYPES: [&str; 4] = [
+    type_url::CLUSTER,
+    type_url::LISTENER,
+    type_url::ENDPOINT,
+    type_url::ROUTE,
+];
+
+/// A gRPC channel to the ADS cluster (HTTP/2 over TCP).
+pub(crate) async fn connect(
+    dynamic: &model::DynamicResources,
+    cache: &Cache,
+) -> Result<AggregatedDiscoveryServiceClient<Channel>, XdsError> {
+    let uri = ads_uri(cache, &dynamic.ads_cluster)?;
+    let connect_timeout = cache
+        .base()
+        .clusters
+        .iter()
+        .find(|c| c.name == dynamic.ads_cluster)
+        .map_or(Duration::from_secs(5), |c| c.connect_timeout);
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| XdsError::BadEndpoint {
+        cluster: dynamic.ads_cluster.clone(),
+        message: e.to_string(),
+    })?;
+    let channel = endpoint.connect_timeout(connect_timeout).connect().await?;
+    Ok(AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
+}
+
+/// Applies one response and answers it: ACK when the resulting config is
+/// live (or unchanged), NACK with every reason otherwise. Then follows
+/// subscription changes the accepted resources imply.
+async fn handle<P: Publish>(
+    resp: DiscoveryResponse,
+    cache: &mut Cache,
+    types: &mut BTreeMap<&'static str, TypeState>,
+    publisher: &P,
+    sender: &mut Sender,
+) {
+    let Some(type_url) = TYPES.into_iter().find(|t| *t == resp.type_url) else {
+        tracing::warn!(type_url = %resp.type_url, "ignoring a response of a type never requested");
+        return;
+    };
+    let mut candidate = cache.clone();
+    let mut result = candidate.apply(type_url, &resp.resources);
+    if result.is_ok() {
+        candidate.prune();
+        let before = cache.build();
+        let after = candidate.build();
+        // A push that changes nothing live (a cluster still warming, the
+        // same resources again after a reconnect) makes no new snapshot.
+        if after != before {
+            result = publisher
+                .publish(after)
+                .await
+                .map(|_| ())
+                .map_err(|e| vec![e]);
+        }
+    }
+    stats().update(type_url, result.is_ok());
+    let state = types.entry(type_url).or_default();
+    state.nonce = resp.nonce.clone();
+    match result {
+        Ok(()) => {
+            *cache = candidate;
+            state.version = resp.version_info.clone();
+            tracing::info!(type_url, version = %resp.version_info, "xDS update accepted");
+            sender.request(type_url, state, None);
+        }
+        Err(problems) => {
+            let message = problems.join("; ");
+            tracing::warn!(type_url, version = %resp.version_info, %message, "xDS update refused");
+            sender.request(type_url, state, Some(message));
+        }
+    }
+    resubscribe(cache, types, sender);
+}
+
+/// Sends a new request for RDS or EDS when the names the listeners or
+/// clusters need changed.
+fn resubscribe(cache: &Cache, types: &mut BTreeMap<&'static str, TypeState>, sender: &mut Sender) {
+    for (t, names) in [
+        (type_url::ENDPOINT, cache.endpoint_names()),
+        (type_url::ROUTE, cache.route_names()),
+    ] {
+        let state = types.entry(t).or_default();
+        if state.names != names {
+            state.names = names;
+            sender.request(t, state, None);
+        }
+    }
+}
+
+/// The request half of the stream.
+struct Sender {
+    tx: mpsc::UnboundedSender<DiscoveryRequest>,
+    /// Taken by the first request when `node_once`.
+    node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
+    node_once: bool,
+}
+
+impl Sender {
+    /// A request for `type_url` carrying the last accepted version, the last
+    /// nonce, the subscribed names, and `nack` as the error detail.
+    fn request(&mut self, type_url: &str, state: &TypeState, nack: Option<String>) {
+        let node = if self.node_once {
+            self.node.take()
+        } else {
+            self.node.clone()
+        };
+        let req = DiscoveryRequest {
+            version_info: state.version.clone(),
+            node,
+            resource_names: state.names.iter().cloned().collect(),
+            type_url: type_url.to_owned(),
+            response_nonce: state.nonce.clone(),
+            error_detail: nack.map(|message| RpcStatus {
+                code: INVALID_ARGUMENT,
+                message,
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        };
+        // The receiver lives as long as the stream; a send after it ended is
+        // moot, the next session re-requests everything.
+        let _ = self.tx.send(req);
+    }
+}
+
+/// An unbounded receiver as a stream: requests are few and small, and the
+/// writer must never wait on the network while holding the cache.
+pub(crate) struct UnboundedStream<T>(mpsc::UnboundedReceiver<T>);
+
+impl<T> UnboundedStream<T> {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<T>) -> Self {
+        UnboundedStream(rx)
+    }
+}
+
+impl<T> tonic::codegen::tokio_stream::Stream for UnboundedStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        for failures in 0..40 {
+            let ceiling = BASE_BACKOFF
+                .saturating_mul(1u32 << failures.min(16))
+                .min(MAX_BACKOFF);
+            let b = backoff(failures);
+            assert!(b <= ceiling && b >= ceiling / 2, "{failures}: {b:?}");
+        }
+    }
+}
