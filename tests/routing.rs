@@ -173,3 +173,59 @@ async fn max_stream_duration_answers_408() -> anyhow::Result<()> {
     assert_eq!(r.status, 200);
     Ok(())
 }
+
+/// The stream idle timeout (route `idle_timeout`, overriding the connection
+/// manager's `stream_idle_timeout`): a stream quiet for that long gets 408
+/// "stream timeout" before the response head, a reset after it; activity
+/// keeps it alive, and `0s` disables it for the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_bounds_quiet_streams() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, b) = (http_echo("a"), http_echo("b"));
+    let routes = "\
+- match: {prefix: \"/off/\"}
+  route: {cluster: a, prefix_rewrite: \"/\", idle_timeout: 0s}
+- match: {prefix: \"/\"}
+  route: {cluster: a, idle_timeout: 0.3s}
+";
+    let proxy = TestProxy::start(&config(&a, &b, routes), 1);
+    let addr = proxy.listener("listener");
+    for h2 in [false, true] {
+        let client = || async {
+            if h2 {
+                Client::http2(addr).await
+            } else {
+                Client::http1(addr).await
+            }
+        };
+        // Waiting for the response head.
+        let started = std::time::Instant::now();
+        let r = client().await?.get("/delay/2000").await?;
+        assert_eq!(r.status, 408, "h2={h2}");
+        assert_eq!(r.text(), "stream timeout", "h2={h2}");
+        assert!(started.elapsed() < Duration::from_millis(1500), "h2={h2}");
+        // Mid-response: the stream is reset, the body never completes.
+        let started = std::time::Instant::now();
+        let cut = client().await?.get("/drip/1500").await;
+        assert!(cut.is_err(), "h2={h2}: a quiet response body was not reset");
+        assert!(started.elapsed() < Duration::from_millis(1200), "h2={h2}");
+        // A body that keeps moving within the limit completes.
+        let r = client().await?.get("/drip/100").await?;
+        assert_eq!(r.status, 200, "h2={h2}");
+        assert_eq!(r.text(), "ab", "h2={h2}");
+        // `0s` turns it off for the route.
+        let r = client().await?.get("/off/delay/600").await?;
+        assert_eq!(r.status, 200, "h2={h2}");
+    }
+    // A request body that stalls half-way.
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"POST /count HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab")
+        .await?;
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await??;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    Ok(())
+}

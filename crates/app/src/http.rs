@@ -25,13 +25,12 @@ use strait_config::model::{
 };
 use strait_route::{Choice, HostRewriteOutcome, Matched, RequestView, RouteResult, StreamDuration};
 use strait_upstream::PooledBody;
-use tokio::sync::oneshot;
 
 use strait_config::model::filter::FilterOverride;
 
 use crate::{
     filters, hash, local_reply::LocalReply, mirror, proxy::Shared, retry::Plan, router,
-    stats::HttpStats,
+    stats::HttpStats, timeouts,
 };
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -128,12 +127,12 @@ impl Tracked {
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -146,12 +145,16 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// The response body: local, or streamed from upstream.
+/// The response body: local, or streamed from upstream (under the stream
+/// idle timer, when there is one).
 #[derive(Debug)]
 pub(crate) enum ProxyBody {
     Local(Body),
-    Upstream(PooledBody),
+    Upstream(PooledBody, Option<timeouts::IdleTimer>),
 }
+
+/// A response body's error: the upstream's, or the idle timer's reset.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ProxyBody {
     pub(crate) fn local(text: &'static str) -> Self {
@@ -161,29 +164,43 @@ impl ProxyBody {
 
 impl http_body::Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = match self.get_mut() {
             ProxyBody::Local(b) => Pin::new(b).poll_frame(cx),
-            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
-        }
+            ProxyBody::Upstream(b, None) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Upstream(b, Some(idle)) => match Pin::new(b).poll_frame(cx) {
+                Poll::Pending => {
+                    if idle.poll_expired(cx).is_ready() {
+                        // Envoy resets a stream that went idle mid-response.
+                        return Poll::Ready(Some(Err(Box::new(timeouts::StreamIdle))));
+                    }
+                    Poll::Pending
+                }
+                ready => {
+                    idle.touch();
+                    ready
+                }
+            },
+        };
+        polled.map(|f| f.map(|r| r.map_err(|e| Box::new(e) as BodyError)))
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Local(b) => b.is_end_stream(),
-            ProxyBody::Upstream(b) => b.is_end_stream(),
+            ProxyBody::Upstream(b, _) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Local(b) => b.size_hint(),
-            ProxyBody::Upstream(b) => b.size_hint(),
+            ProxyBody::Upstream(b, _) => b.size_hint(),
         }
     }
 }
@@ -252,7 +269,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             .with_server_header(hcm)
         }
     };
-    if matches!(resp.body(), ProxyBody::Upstream(_)) {
+    if matches!(resp.body(), ProxyBody::Upstream(..)) {
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         resp.headers_mut()
             .insert(X_SERVICE_TIME.clone(), HeaderValue::from(ms));
@@ -430,10 +447,18 @@ async fn forward(
         auto_host: matches!(routed.host, HostAction::Auto),
         recording,
     };
-    let deadline = with_stream_limit(
+    let idle = timeouts::stream_idle(action.idle_timeout, hcm.stream_idle_timeout);
+    let deadline = timeouts::with_stream_limit(
         started,
         routed.stream_limit,
-        deadline(started, hcm.request_timeout, body_done, route_timeout),
+        timeouts::Deadline {
+            started: started.into(),
+            request_timeout: hcm.request_timeout,
+            body: body_done.clone(),
+            route_timeout,
+            idle,
+        }
+        .fired(),
     );
     let mut resp = match router::send(attempts, up_req, deadline).await {
         Ok(r) => r,
@@ -451,7 +476,8 @@ async fn forward(
         });
     }
     headers::strip_hop_by_hop(resp.headers_mut(), switching);
-    resp.map(ProxyBody::Upstream)
+    let idle = idle.map(|limit| timeouts::IdleTimer::new(limit, body_done));
+    resp.map(|body| ProxyBody::Upstream(body, idle))
 }
 
 /// Runs the HTTP filters around [`forward`]: a filter may answer first
@@ -497,60 +523,6 @@ async fn filtered(
     resp
 }
 
-/// Resolves with the reply to send when a timer fires first: Envoy's
-/// `request_timeout` bounds receiving the whole request (from its start), and
-/// the route timeout starts once the request has been sent, so a long upload
-/// is not cut short by it.
-async fn deadline(
-    started: Instant,
-    request_timeout: Option<std::time::Duration>,
-    body_done: Option<oneshot::Receiver<bool>>,
-    route_timeout: Option<std::time::Duration>,
-) -> LocalReply {
-    if let Some(done) = body_done {
-        let clean = match request_timeout {
-            Some(limit) => {
-                let left = limit.saturating_sub(started.elapsed());
-                match tokio::time::timeout(left, done).await {
-                    Ok(clean) => clean.unwrap_or(false),
-                    Err(_) => return LocalReply::RequestTimeout,
-                }
-            }
-            None => done.await.unwrap_or(false),
-        };
-        if !clean {
-            return LocalReply::BadRequestBody;
-        }
-    }
-    match route_timeout {
-        Some(limit) => {
-            tokio::time::sleep(limit).await;
-            LocalReply::UpstreamTimeout
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Bounds the whole stream by the route's `max_stream_duration` (from
-/// `started`): Envoy answers 408 "downstream duration timeout" when it
-/// elapses before the response.
-async fn with_stream_limit(
-    started: Instant,
-    limit: Option<Duration>,
-    inner: impl std::future::Future<Output = LocalReply>,
-) -> LocalReply {
-    match limit {
-        None => inner.await,
-        Some(limit) => {
-            let left = limit.saturating_sub(started.elapsed());
-            tokio::select! {
-                reply = inner => reply,
-                () = tokio::time::sleep(left) => LocalReply::StreamDurationTimeout,
-            }
-        }
-    }
-}
-
 /// Methods whose requests Envoy sends with `content-length: 0` when they
 /// have no body (it leaves GET, HEAD, DELETE, CONNECT and TRACE bare).
 fn needs_zero_length(method: &http::Method) -> bool {
@@ -564,7 +536,7 @@ fn needs_zero_length(method: &http::Method) -> bool {
     )
 }
 
-type Prepared = (Option<oneshot::Receiver<bool>>, Request<Body>);
+type Prepared = (Option<Arc<strait_codec::Progress>>, Request<Body>);
 
 /// Turns the downstream request into the upstream one: origin-form URI for
 /// HTTP/1.1 (absolute for HTTP/2), hop-by-hop headers removed, Envoy's
@@ -690,8 +662,8 @@ fn upstream_request(
         }
         (None, Body::Empty)
     } else {
-        let (tx, rx) = oneshot::channel();
-        (Some(rx), Body::streaming(body, tx))
+        let progress = strait_codec::Progress::new();
+        (Some(Arc::clone(&progress)), Body::streaming(body, progress))
     };
     Ok((done, Request::from_parts(parts, body)))
 }

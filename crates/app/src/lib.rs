@@ -20,6 +20,7 @@ mod retry;
 mod router;
 mod stats;
 mod tcp;
+mod timeouts;
 mod workers;
 
 pub use proxy::{ConfigSource, Options, Proxy};

@@ -30,6 +30,9 @@ pub(crate) enum LocalReply {
     StreamDurationTimeout,
     /// The whole request was not received within `request_timeout`.
     RequestTimeout,
+    /// SI: no activity on the stream for the stream idle timeout before the
+    /// response head.
+    StreamIdleTimeout,
     /// An `Upgrade` the connection manager is not configured for.
     UpgradeRefused,
     /// The listener was removed while this connection was open.
@@ -41,9 +44,9 @@ impl LocalReply {
         match self {
             LocalReply::NoRoute => StatusCode::NOT_FOUND,
             LocalReply::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            LocalReply::RequestTimeout | LocalReply::StreamDurationTimeout => {
-                StatusCode::REQUEST_TIMEOUT
-            }
+            LocalReply::RequestTimeout
+            | LocalReply::StreamDurationTimeout
+            | LocalReply::StreamIdleTimeout => StatusCode::REQUEST_TIMEOUT,
             LocalReply::BadRequestBody => StatusCode::BAD_REQUEST,
             LocalReply::UpgradeRefused => StatusCode::FORBIDDEN,
             LocalReply::NoCluster
@@ -71,6 +74,7 @@ impl LocalReply {
             LocalReply::UpstreamTimeout => "upstream request timeout",
             LocalReply::RequestTimeout => "request timeout",
             LocalReply::StreamDurationTimeout => "downstream duration timeout",
+            LocalReply::StreamIdleTimeout => "stream timeout",
             LocalReply::BadRequestBody => "",
             LocalReply::ListenerDraining => "listener draining",
         }
@@ -86,6 +90,7 @@ impl LocalReply {
             LocalReply::Overflow => "UO",
             LocalReply::UpstreamTimeout => "UT",
             LocalReply::RequestTimeout | LocalReply::StreamDurationTimeout => "DT",
+            LocalReply::StreamIdleTimeout => "SI",
             LocalReply::BadRequestBody => "DPE",
             LocalReply::UpgradeRefused => "UPE",
             LocalReply::ListenerDraining => "DC",
@@ -107,7 +112,7 @@ impl LocalReply {
         }
         if matches!(
             self,
-            LocalReply::BadRequestBody | LocalReply::RequestTimeout
+            LocalReply::BadRequestBody | LocalReply::RequestTimeout | LocalReply::StreamIdleTimeout
         ) {
             // The rest of the request body cannot be trusted or waited for.
             resp.headers_mut()

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
+
+use crate::progress::{Progress, Reporter};
 
 /// A body sent upstream or answered locally. An enum rather than a boxed
 /// trait object so a request costs no allocation for its body.
@@ -23,13 +25,11 @@ pub enum Body {
     /// Streamed from the peer with back-pressure: nothing is read from the
     /// downstream socket until the upstream side asks for it.
     Incoming(Incoming),
-    /// Like `Incoming`, and `done` fires once the last frame has been read
-    /// (`true`) or the peer's body failed (`false`, e.g. a bad chunk):
-    /// the router starts its timeout then, as Envoy does.
-    Streaming {
-        body: Incoming,
-        done: Option<oneshot::Sender<bool>>,
-    },
+    /// Like `Incoming`, and its [`Progress`] records each frame and the
+    /// end: read to the end (`true`) or failed (`false`, e.g. a bad chunk,
+    /// or dropped early). The router starts its timeout at the end, as Envoy
+    /// does, and reads the frames as stream activity.
+    Streaming { body: Incoming, progress: Reporter },
     /// Another body, passed through while a copy of its frames is kept (up
     /// to a limit) so the request can be sent again: a retry or a mirror.
     /// Boxed: only requests that may be replayed pay for it.
@@ -105,11 +105,11 @@ impl Body {
 }
 
 impl Body {
-    /// A streamed body that reports how it ended on `done`.
-    pub fn streaming(body: Incoming, done: oneshot::Sender<bool>) -> Self {
+    /// A streamed body that reports its frames and its end to `progress`.
+    pub fn streaming(body: Incoming, progress: Arc<Progress>) -> Self {
         Body::Streaming {
             body,
-            done: Some(done),
+            progress: Reporter(progress),
         }
     }
 }
@@ -157,20 +157,18 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Incoming(b) => Pin::new(b).poll_frame(cx),
-            Body::Streaming { body, done } => {
+            Body::Streaming { body, progress } => {
                 let res = Pin::new(&mut *body).poll_frame(cx);
-                let ended = match &res {
-                    Poll::Ready(None) => Some(true),
+                match &res {
+                    Poll::Ready(None) => progress.0.finish(true),
                     Poll::Ready(Some(Ok(f))) => {
-                        (f.is_trailers() || body.is_end_stream()).then_some(true)
+                        progress.0.touch();
+                        if f.is_trailers() || body.is_end_stream() {
+                            progress.0.finish(true);
+                        }
                     }
-                    Poll::Ready(Some(Err(_))) => Some(false),
-                    Poll::Pending => None,
-                };
-                if let Some(clean) = ended
-                    && let Some(tx) = done.take()
-                {
-                    let _ = tx.send(clean);
+                    Poll::Ready(Some(Err(_))) => progress.0.finish(false),
+                    Poll::Pending => {}
                 }
                 res
             }

@@ -12,9 +12,11 @@ pub mod body;
 pub mod client;
 pub mod headers;
 pub mod io;
+pub mod progress;
 pub mod server;
 
 pub use body::{Body, Recorded, RecordingWatch, ReplayFrame};
 pub use client::{ClientConn, ConnectError, Protocol};
 pub use io::{ByteCounter, Counted};
+pub use progress::Progress;
 pub use server::{ServerOptions, ServerProtocol};

@@ -6,6 +6,7 @@
 //! - `/delay/MS`: waits MS milliseconds, then echoes.
 //! - `/bytes/N`: streams N bytes (64 KiB chunks).
 //! - `/count`: reads the request body as a stream and answers its length.
+//! - `/drip/MS`: sends its head and `a`, waits MS milliseconds, sends `b`.
 //! - `/trailers`: a body followed by trailers `x-trailer: yes` plus the
 //!   request's trailers, if it had any.
 //! - `/ws`: accepts a WebSocket-style upgrade (101) and echoes raw bytes.
@@ -267,6 +268,13 @@ async fn respond(
             });
             Response::new(BoxBody::new(futures_iter(chunks)))
         }
+        "drip" => {
+            let wait = Duration::from_millis(arg.parse().unwrap_or(0));
+            Response::new(BoxBody::new(Drip {
+                sent: 0,
+                wait: Box::pin(tokio::time::sleep(wait)),
+            }))
+        }
         "count" => {
             let mut total = 0usize;
             let mut body = req.into_body();
@@ -386,5 +394,36 @@ impl<I: Iterator<Item = Result<Frame<Bytes>, Infallible>> + Unpin> http_body::Bo
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         std::task::Poll::Ready(self.0.next())
+    }
+}
+
+/// See `/drip/MS`: one byte, a pause, one byte.
+struct Drip {
+    sent: u8,
+    wait: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        match self.sent {
+            0 => {
+                self.sent = 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"a")))))
+            }
+            1 => match self.wait.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => {
+                    self.sent = 2;
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"b")))))
+                }
+            },
+            _ => Poll::Ready(None),
+        }
     }
 }

@@ -360,19 +360,10 @@ fn forward(
         Some(DEFAULT_ROUTE_TIMEOUT),
     );
     // 0 disables the route's idle timeout, unlike unset (which inherits the
-    // connection manager's), so both are kept apart. A positive one is
-    // refused: per-stream idle timeouts are not enforced yet (the connection
-    // manager's `stream_idle_timeout` only bounds request heads), and it must
-    // not be silently not honoured.
+    // connection manager's `stream_idle_timeout`), so both are kept apart.
     let idle_timeout = idle_timeout
         .as_ref()
         .and_then(|d| super::duration(cx, &at(path, "idle_timeout"), d));
-    if idle_timeout.is_some_and(|d| !d.is_zero()) {
-        cx.unsupported(
-            at(path, "idle_timeout"),
-            "idle_timeout (per-route stream idle timeouts are not enforced yet; 0s is accepted)",
-        );
-    }
     Some(model::ForwardAction {
         cluster: cluster?,
         cluster_not_found_status: action::cluster_not_found_status(
