@@ -42,9 +42,7 @@ impl Deadline {
     /// timeout starts once the request has been sent, so a long upload is
     /// not cut short by it; an upload that stalls meets the idle timeout.
     pub(crate) async fn fired(self) -> LocalReply {
-        let request_end = self
-            .request_timeout
-            .map(|t| self.started + t);
+        let request_end = self.request_timeout.map(|t| self.started + t);
         let mut quiet_since = self.started;
         if let Some(body) = &self.body {
             let ended = body.ended();

@@ -3,12 +3,19 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use strait_config::model::filter::{FaultAbortKind, FaultConfig, FaultDelayKind};
+use strait_config::model::{
+    filter::{FaultAbortKind, FaultConfig, FaultDelayKind},
+    policy::Fraction,
+};
 
 pub static DELAY_HEADER: HeaderName = HeaderName::from_static("x-envoy-fault-delay-request");
 pub static ABORT_HEADER: HeaderName = HeaderName::from_static("x-envoy-fault-abort-request");
 pub static ABORT_GRPC_HEADER: HeaderName =
     HeaderName::from_static("x-envoy-fault-abort-grpc-request");
+pub static DELAY_PERCENTAGE_HEADER: HeaderName =
+    HeaderName::from_static("x-envoy-fault-delay-request-percentage");
+pub static ABORT_PERCENTAGE_HEADER: HeaderName =
+    HeaderName::from_static("x-envoy-fault-abort-request-percentage");
 
 /// The body Envoy sends with an injected abort.
 pub const ABORT_BODY: &str = "fault filter abort";
@@ -63,19 +70,37 @@ pub fn plan(
         return FaultPlan::default();
     }
     let delay = cfg.delay.as_ref().and_then(|d| {
-        let length = match d.kind {
-            FaultDelayKind::Fixed(t) => Some(t),
-            FaultDelayKind::Header => number(headers, &DELAY_HEADER).map(Duration::from_millis),
-        }?;
-        d.percentage.hits(roll()).then_some(length)
+        let (length, percentage) = match d.kind {
+            FaultDelayKind::Fixed(t) => (Some(t), d.percentage),
+            FaultDelayKind::Header => (
+                number(headers, &DELAY_HEADER).map(Duration::from_millis),
+                header_percentage(
+                    headers,
+                    &DELAY_PERCENTAGE_HEADER,
+                    d.percentage,
+                    d.percentage_scale,
+                ),
+            ),
+        };
+        percentage.hits(roll()).then_some(length?)
     });
     let abort = cfg.abort.as_ref().and_then(|a| {
-        let kind = match a.kind {
-            FaultAbortKind::Http(s) => StatusCode::from_u16(s).ok().map(Abort::Http),
-            FaultAbortKind::Grpc(s) => Some(Abort::Grpc(s)),
-            FaultAbortKind::Header => header_abort(headers),
-        }?;
-        a.percentage.hits(roll()).then_some(kind)
+        let (kind, percentage) = match a.kind {
+            FaultAbortKind::Http(s) => {
+                (StatusCode::from_u16(s).ok().map(Abort::Http), a.percentage)
+            }
+            FaultAbortKind::Grpc(s) => (Some(Abort::Grpc(s)), a.percentage),
+            FaultAbortKind::Header => (
+                header_abort(headers),
+                header_percentage(
+                    headers,
+                    &ABORT_PERCENTAGE_HEADER,
+                    a.percentage,
+                    a.percentage_scale,
+                ),
+            ),
+        };
+        percentage.hits(roll()).then_some(kind?)
     });
     FaultPlan { delay, abort }
 }
@@ -93,6 +118,26 @@ fn header_abort(headers: &HeaderMap) -> Option<Abort> {
     number(headers, &ABORT_GRPC_HEADER)
         .and_then(|s| u32::try_from(s).ok())
         .map(Abort::Grpc)
+}
+
+/// A header-controlled fault's percentage: the header's numerator, in the
+/// configured denominator's units and capped by the configured numerator,
+/// as Envoy does; the configured percentage when the header is absent or
+/// not a number.
+fn header_percentage(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    configured: Fraction,
+    scale: u32,
+) -> Fraction {
+    match number(headers, name) {
+        Some(n) => Fraction {
+            per_million: u32::try_from(n.saturating_mul(u64::from(scale)))
+                .unwrap_or(u32::MAX)
+                .min(configured.per_million),
+        },
+        None => configured,
+    }
 }
 
 fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
@@ -136,18 +181,23 @@ pub fn abort_head(abort: Abort) -> (StatusCode, [(HeaderName, HeaderValue); 2], 
 
 #[cfg(test)]
 mod tests {
-    use strait_config::model::{
-        filter::{FaultAbort, FaultDelay},
-        policy::Fraction,
-    };
+    use strait_config::model::filter::{FaultAbort, FaultDelay};
 
     use super::*;
 
     fn cfg(delay: Option<FaultDelayKind>, abort: Option<FaultAbortKind>, pct: u32) -> FaultConfig {
         let percentage = Fraction { per_million: pct };
         FaultConfig {
-            delay: delay.map(|kind| FaultDelay { kind, percentage }),
-            abort: abort.map(|kind| FaultAbort { kind, percentage }),
+            delay: delay.map(|kind| FaultDelay {
+                kind,
+                percentage,
+                percentage_scale: 10_000,
+            }),
+            abort: abort.map(|kind| FaultAbort {
+                kind,
+                percentage,
+                percentage_scale: 10_000,
+            }),
             max_active_faults: None,
             upstream_cluster: None,
             headers: Vec::new(),
@@ -205,5 +255,34 @@ mod tests {
         h.insert(&ABORT_HEADER, HeaderValue::from_static("429"));
         let p = plan(&c, &h, None, 0, || 0);
         assert_eq!(p.abort, Some(Abort::Http(StatusCode::TOO_MANY_REQUESTS)));
+    }
+
+    #[test]
+    fn percentage_headers_scale_and_cap_header_faults() {
+        // Configured: 50 of HUNDRED, i.e. half of the requests at most.
+        let c = cfg(
+            Some(FaultDelayKind::Header),
+            Some(FaultAbortKind::Header),
+            500_000,
+        );
+        let mut h = HeaderMap::new();
+        h.insert(&DELAY_HEADER, HeaderValue::from_static("20"));
+        h.insert(&ABORT_HEADER, HeaderValue::from_static("503"));
+        h.insert(&ABORT_PERCENTAGE_HEADER, HeaderValue::from_static("10"));
+        h.insert(&DELAY_PERCENTAGE_HEADER, HeaderValue::from_static("90"));
+        // Abort: 10% from the header; delay: 90% capped to the configured 50%.
+        let p = plan(&c, &h, None, 0, || 99_999);
+        assert!(p.abort.is_some() && p.delay.is_some());
+        let p = plan(&c, &h, None, 0, || 100_000);
+        assert!(p.abort.is_none() && p.delay.is_some());
+        let p = plan(&c, &h, None, 0, || 500_000);
+        assert!(p.abort.is_none() && p.delay.is_none());
+        // Not a number: the configured percentage.
+        h.insert(&ABORT_PERCENTAGE_HEADER, HeaderValue::from_static("x"));
+        assert!(plan(&c, &h, None, 0, || 499_999).abort.is_some());
+        // Fixed faults ignore the headers.
+        let fixed = cfg(None, Some(FaultAbortKind::Http(503)), 500_000);
+        h.insert(&ABORT_PERCENTAGE_HEADER, HeaderValue::from_static("0"));
+        assert!(plan(&fixed, &h, None, 0, || 0).abort.is_some());
     }
 }

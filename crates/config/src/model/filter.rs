@@ -47,6 +47,9 @@ pub struct FaultConfig {
 pub struct FaultDelay {
     pub kind: FaultDelayKind,
     pub percentage: Fraction,
+    /// Millionths per unit of `percentage`'s denominator: a header-delay
+    /// fault's `x-envoy-fault-delay-request-percentage` is in those units.
+    pub percentage_scale: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,9 @@ pub enum FaultDelayKind {
 pub struct FaultAbort {
     pub kind: FaultAbortKind,
     pub percentage: Fraction,
+    /// Millionths per unit of `percentage`'s denominator: a header-abort
+    /// fault's `x-envoy-fault-abort-request-percentage` is in those units.
+    pub percentage_scale: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -218,9 +218,12 @@ fn fault_delay(cx: &mut Context, d: &FaultDelay, path: &str) -> Option<ModelDela
             return None;
         }
     };
+    let (percentage, percentage_scale) =
+        percentage_or_all(cx, percentage.as_ref(), &at(path, "percentage"));
     Some(ModelDelay {
         kind,
-        percentage: percentage_or_all(cx, percentage.as_ref(), &at(path, "percentage")),
+        percentage,
+        percentage_scale,
     })
 }
 
@@ -246,22 +249,26 @@ fn fault_abort(cx: &mut Context, a: &FaultAbort, path: &str) -> Option<ModelAbor
             return None;
         }
     };
+    let (percentage, percentage_scale) =
+        percentage_or_all(cx, percentage.as_ref(), &at(path, "percentage"));
     Some(ModelAbort {
         kind,
-        percentage: percentage_or_all(cx, percentage.as_ref(), &at(path, "percentage")),
+        percentage,
+        percentage_scale,
     })
 }
 
-/// A fault's `percentage`: absent means the fault always applies (Envoy's
-/// default is 100%, unlike an empty `FractionalPercent` message's 0).
+/// A fault's `percentage` and its scale: absent means the fault always
+/// applies (Envoy's default is 100%, unlike an empty `FractionalPercent`
+/// message's 0), in hundredths.
 fn percentage_or_all(
     cx: &mut Context,
     p: Option<&envoy_types::pb::envoy::r#type::v3::FractionalPercent>,
     path: &str,
-) -> Fraction {
+) -> (Fraction, u32) {
     match p {
-        Some(p) => fraction(cx, p, path),
-        None => Fraction::ALL,
+        Some(p) => super::policy::fraction_and_scale(cx, p, path),
+        None => (Fraction::ALL, 10_000),
     }
 }
 

@@ -268,6 +268,17 @@ pub(super) fn runtime_fraction_default(
 
 /// A `FractionalPercent` as parts per million (capped at 100%, as Envoy does).
 pub(super) fn fraction(cx: &mut Context, f: &FractionalPercent, path: &str) -> Fraction {
+    fraction_and_scale(cx, f, path).0
+}
+
+/// The fraction, and how many millionths one unit of its denominator is
+/// (for values given later in the same units, such as Envoy's fault
+/// percentage headers).
+pub(super) fn fraction_and_scale(
+    cx: &mut Context,
+    f: &FractionalPercent,
+    path: &str,
+) -> (Fraction, u32) {
     let FractionalPercent {
         numerator,
         denominator,
@@ -284,9 +295,10 @@ pub(super) fn fraction(cx: &mut Context, f: &FractionalPercent, path: &str) -> F
             1
         }
     };
-    Fraction {
+    let fraction = Fraction {
         per_million: numerator.saturating_mul(scale).min(1_000_000),
-    }
+    };
+    (fraction, scale)
 }
 
 /// A `type.matcher.v3.StringMatcher`.
