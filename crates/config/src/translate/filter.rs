@@ -25,7 +25,7 @@ use prost::Name;
 
 use super::{
     Context, at, bool_value, decode_any, item,
-    policy::{fraction, header_condition, runtime_fraction_default, string_matcher},
+    policy::{header_condition, runtime_fraction_default, string_matcher},
     type_name,
 };
 use crate::model::{
