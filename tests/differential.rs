@@ -516,3 +516,93 @@ virtual_hosts:
     ];
     differential_with_filters("bookinfo-faults", routes, filters, &reqs).await
 }
+
+/// The header-mutation filter with per-route configs at every level (route
+/// configuration, virtual host, route): Envoy evaluates the filter's own
+/// mutations, then every level, most specific first unless
+/// `most_specific_header_mutations_wins`. Plus the fault filter's
+/// percentage headers for header-controlled faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_mutation_levels_and_fault_headers_match_envoy() -> anyhow::Result<()> {
+    let per_route = |level: &str| {
+        format!(
+            r#"
+  mutate:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute
+    mutations:
+      request_mutations:
+      - append: {{header: {{key: x-last, value: {level}}}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}
+      - append: {{header: {{key: x-first, value: {level}}}, append_action: ADD_IF_ABSENT}}"#
+        )
+    };
+    let indent = |s: String, n: usize| {
+        s.lines()
+            .map(|l| format!("{}{l}\n", " ".repeat(n)))
+            .collect::<String>()
+    };
+    let routes = format!(
+        r#"
+name: levels
+typed_per_filter_config:
+{rc}virtual_hosts:
+- name: vh
+  domains: ["*"]
+  typed_per_filter_config:
+{vh}  routes:
+  - match: {{prefix: "/route"}}
+    route: {{cluster: a}}
+    typed_per_filter_config:
+{rt}  - match: {{prefix: "/off"}}
+    route: {{cluster: a}}
+    typed_per_filter_config:
+      mutate: {{"@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}}
+  - match: {{prefix: "/"}}
+    route: {{cluster: b}}
+"#,
+        rc = indent(per_route("rc"), 0),
+        vh = indent(per_route("vh"), 2),
+        rt = indent(per_route("route"), 4),
+    );
+    let fault = r#"          - name: envoy.filters.http.fault
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              abort: {header_abort: {}, percentage: {numerator: 50, denominator: HUNDRED}}
+"#;
+    let reqs = [
+        get("x", "/route"),
+        get("x", "/vhost-only"),
+        get("x", "/off"),
+        Req {
+            method: "GET",
+            authority: "x",
+            path: "/route",
+            headers: &[
+                ("x-envoy-fault-abort-request", "503"),
+                ("x-envoy-fault-abort-request-percentage", "0"),
+            ],
+        },
+    ];
+    for wins in [false, true] {
+        let filters = format!(
+            r#"{fault}          - name: mutate
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              most_specific_header_mutations_wins: {wins}
+              mutations:
+                request_mutations:
+                - append: {{header: {{key: x-last, value: filter}}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}
+"#
+        );
+        // The second abort request depends on a 50% roll on both proxies;
+        // only the 0% one is compared exactly.
+        let compared = &reqs[..4];
+        differential_with_filters(
+            &format!("mutation-levels wins={wins}"),
+            &routes,
+            &filters,
+            compared,
+        )
+        .await?;
+    }
+    Ok(())
+}

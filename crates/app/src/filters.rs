@@ -109,11 +109,14 @@ pub(crate) async fn decode<'a>(
                     }
                 }
             }
-            Active::HeaderMutation { filter, route } => {
-                mutation::apply(&filter.request, &mut head.headers);
-                if let Some(r) = route {
-                    mutation::apply(&r.request, &mut head.headers);
-                }
+            Active::HeaderMutation {
+                filter,
+                route,
+                most_specific_wins,
+            } => {
+                mutation::apply_levels(filter, route, most_specific_wins, &mut head.headers, |m| {
+                    &m.request
+                });
             }
         }
     }
@@ -131,11 +134,18 @@ pub(crate) fn encode<B>(state: &EncodeState<'_>, resp: &mut Response<B>) {
                     cors::decorate_response(policy, origin, resp.headers_mut());
                 }
             }
-            Some(Active::HeaderMutation { filter, route }) => {
-                mutation::apply(&filter.response, resp.headers_mut());
-                if let Some(r) = route {
-                    mutation::apply(&r.response, resp.headers_mut());
-                }
+            Some(Active::HeaderMutation {
+                filter,
+                route,
+                most_specific_wins,
+            }) => {
+                mutation::apply_levels(
+                    filter,
+                    route,
+                    most_specific_wins,
+                    resp.headers_mut(),
+                    |m| &m.response,
+                );
             }
             Some(Active::Fault(_)) | None => {}
         }

@@ -38,10 +38,12 @@ pub enum Active<'a> {
     Fault(&'a FaultConfig),
     /// The CORS filter with the route's (or virtual host's) policy.
     Cors(&'a CorsPolicy),
-    /// The filter's own mutations, then the route's, if any.
+    /// The filter's own mutations, then the route's levels (most specific
+    /// first), in reverse when `most_specific_wins`.
     HeaderMutation {
         filter: &'a HeaderMutationConfig,
-        route: Option<&'a HeaderMutationConfig>,
+        route: &'a [HeaderMutationConfig],
+        most_specific_wins: bool,
     },
 }
 
@@ -72,12 +74,16 @@ pub fn active<'a>(filter: &'a HttpFilter, overrides: &'a [FilterOverride]) -> Op
             };
             policy.map(Active::Cors)
         }
-        HttpFilterConfig::HeaderMutation(base) => Some(Active::HeaderMutation {
-            filter: base,
+        HttpFilterConfig::HeaderMutation {
+            mutations,
+            most_specific_wins,
+        } => Some(Active::HeaderMutation {
+            filter: mutations,
             route: match over {
-                Some(FilterOverrideConfig::HeaderMutation(m)) => Some(m),
-                _ => None,
+                Some(FilterOverrideConfig::HeaderMutation(levels)) => levels,
+                _ => &[],
             },
+            most_specific_wins: *most_specific_wins,
         }),
     }
 }

@@ -2,7 +2,28 @@
 //! the router and on the response after it.
 
 use http::HeaderMap;
-use strait_config::model::{AppendAction, filter::HeaderOp};
+use strait_config::model::{
+    AppendAction,
+    filter::{HeaderMutationConfig, HeaderOp},
+};
+
+/// Applies the filter's own mutations, then every per-route level: most
+/// specific first (Envoy's default), or least specific first when
+/// `most_specific_wins`. `side` picks the request or response list.
+pub fn apply_levels(
+    filter: &HeaderMutationConfig,
+    levels: &[HeaderMutationConfig],
+    most_specific_wins: bool,
+    headers: &mut HeaderMap,
+    side: impl Fn(&HeaderMutationConfig) -> &[HeaderOp],
+) {
+    apply(side(filter), headers);
+    if most_specific_wins {
+        levels.iter().rev().for_each(|l| apply(side(l), headers));
+    } else {
+        levels.iter().for_each(|l| apply(side(l), headers));
+    }
+}
 
 /// Applies `ops` in order. Names and values were parsed at config load, so
 /// this only clones `HeaderValue`s (reference-counted for shared bytes).

@@ -26,7 +26,13 @@ pub enum HttpFilterConfig {
     /// hosts; a route without one is untouched.
     Cors,
     /// `envoy.filters.http.header_mutation`.
-    HeaderMutation(HeaderMutationConfig),
+    HeaderMutation {
+        mutations: HeaderMutationConfig,
+        /// `most_specific_header_mutations_wins`: per-route levels are
+        /// applied least specific first (so the most specific one's writes
+        /// stay) instead of Envoy's default, most specific first.
+        most_specific_wins: bool,
+    },
 }
 
 /// `envoy.extensions.filters.http.fault.v3.HTTPFault` (also its per-route
@@ -136,7 +142,10 @@ pub enum FilterOverrideConfig {
     Enabled,
     Fault(FaultConfig),
     Cors(CorsPolicy),
-    HeaderMutation(HeaderMutationConfig),
+    /// `HeaderMutationPerRoute` of every level that sets one (route, virtual
+    /// host, route configuration): Envoy evaluates them all. Most specific
+    /// first.
+    HeaderMutation(Vec<HeaderMutationConfig>),
 }
 
 /// Looks up the override for the filter named `name`.

@@ -58,16 +58,10 @@ pub(super) fn http_filter_config(
             mutations,
             most_specific_header_mutations_wins,
         } = &m;
-        // Strait applies only the most specific per-route mutations, so
-        // the flag that chooses that behaviour is what Strait does anyway;
-        // the default (apply every level) is not supported yet when a route
-        // overrides; see `per_filter_override`.
-        let _ = most_specific_header_mutations_wins;
-        Some(HttpFilterConfig::HeaderMutation(mutations_of(
-            cx,
-            mutations.as_ref(),
-            &at(path, "mutations"),
-        )))
+        Some(HttpFilterConfig::HeaderMutation {
+            mutations: mutations_of(cx, mutations.as_ref(), &at(path, "mutations")),
+            most_specific_wins: *most_specific_header_mutations_wins,
+        })
     } else {
         None
     }
@@ -144,11 +138,11 @@ fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverr
     } else if name == HeaderMutationPerRoute::full_name() {
         let HeaderMutationPerRoute { mutations } =
             decode_any::<HeaderMutationPerRoute>(cx, path, any)?;
-        Some(FilterOverrideConfig::HeaderMutation(mutations_of(
+        Some(FilterOverrideConfig::HeaderMutation(vec![mutations_of(
             cx,
             mutations.as_ref(),
             &at(path, "mutations"),
-        )))
+        )]))
     } else {
         cx.unsupported(
             at(path, "@type"),

@@ -469,15 +469,25 @@ impl VhostDefaults {
 }
 
 /// Adds each of `outer` (a less specific level's per-filter config) to the
-/// routes that have no entry of that name.
+/// routes that have no entry of that name. Header-mutation levels are the
+/// exception: Envoy evaluates every level, so the outer one is kept after
+/// the route's (more specific first).
 pub(super) fn inherit_overrides(outer: &[FilterOverride], routes: &mut [crate::model::Route]) {
+    use crate::model::filter::FilterOverrideConfig::HeaderMutation;
     if outer.is_empty() {
         return;
     }
     for r in routes.iter_mut() {
         for o in outer {
-            if !r.per_filter_config.iter().any(|x| x.name == o.name) {
-                r.per_filter_config.push(o.clone());
+            match r.per_filter_config.iter_mut().find(|x| x.name == o.name) {
+                None => r.per_filter_config.push(o.clone()),
+                Some(inner) => {
+                    if let (HeaderMutation(levels), HeaderMutation(more)) =
+                        (&mut inner.config, &o.config)
+                    {
+                        levels.extend(more.iter().cloned());
+                    }
+                }
             }
         }
     }
