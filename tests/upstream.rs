@@ -331,3 +331,40 @@ async fn a_restarted_upstream_is_used_again() {
     .await;
     assert!(a.requests() >= 1);
 }
+
+/// `LOGICAL_DNS`: one endpoint name, resolved by the system resolver; only
+/// its first address (of the chosen family) becomes the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logical_dns_uses_the_first_address_of_the_name() {
+    let up = http_echo("dns");
+    let yaml = config(&[up.addr], "", "/")
+        .replace(
+            "type: STATIC",
+            "type: LOGICAL_DNS\n    dns_lookup_family: V4_ONLY\n    dns_refresh_rate: 0.2s",
+        )
+        .replace(
+            &format!("address: 127.0.0.1, port_value: {}", up.addr.port()),
+            &format!("address: localhost, port_value: {}", up.addr.port()),
+        );
+    let p = TestProxy::start(&yaml, 1);
+    let mut c = Client::http1(p.listener("listener")).await.expect("client");
+    let r = c.get("/").await.expect("request");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-upstream"), Some("dns"));
+    let text = clusters_text(&p).await;
+    let hosts: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("backend::") && l.contains("::cx_total::"))
+        .filter_map(|l| l.split("::").nth(1))
+        .collect();
+    assert_eq!(hosts.len(), 1, "{text}");
+    assert!(
+        hosts.contains(format!("127.0.0.1:{}", up.addr.port()).as_str()),
+        "{text}"
+    );
+    // Re-resolution keeps the same host (and its pooled connection).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = c.get("/").await.expect("request after refresh");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.connections(), 1);
+}

@@ -333,6 +333,13 @@ pub enum Discovery {
         /// resolver asks for, and which it prefers.
         lookup_family: DnsLookupFamily,
     },
+    /// `LOGICAL_DNS`: one endpoint whose name is re-resolved every
+    /// `refresh_rate`; only the first address (of the family chosen by
+    /// `lookup_family`) is used, for new connections.
+    LogicalDns {
+        refresh_rate: Duration,
+        lookup_family: DnsLookupFamily,
+    },
     /// `EDS` over ADS: the endpoints arrive as the `ClusterLoadAssignment`
     /// named `service_name` and are filled into [`Cluster::endpoints`] by the
     /// xDS client before the config is published.

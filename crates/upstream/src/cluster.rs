@@ -152,7 +152,10 @@ impl Cluster {
             stats: ClusterStats::new(&spec.name),
         });
         cluster.resolve().await;
-        if matches!(spec.discovery, Discovery::StrictDns { .. }) {
+        if matches!(
+            spec.discovery,
+            Discovery::StrictDns { .. } | Discovery::LogicalDns { .. }
+        ) {
             tokio::spawn(refresh_loop(Arc::downgrade(&cluster)));
         }
         if !spec.health_checks.is_empty() {
@@ -303,11 +306,15 @@ impl Cluster {
                 continue;
             }
             match tokio::net::lookup_host((ep.host.as_str(), ep.port)).await {
-                Ok(found) => resolved.extend(
-                    by_family(found.collect(), &spec.discovery)
-                        .into_iter()
-                        .map(|a| (a, ep.clone())),
-                ),
+                Ok(found) => {
+                    let mut found = by_family(found.collect(), &spec.discovery);
+                    if matches!(spec.discovery, Discovery::LogicalDns { .. }) {
+                        // Envoy's logical DNS host: the first address only,
+                        // for new connections; open ones stay where they are.
+                        found.truncate(1);
+                    }
+                    resolved.extend(found.into_iter().map(|a| (a, ep.clone())));
+                }
                 Err(e) => {
                     tracing::warn!(cluster = %self.name, host = %ep.host, error = %e, "DNS resolution failed");
                     // Keep the last good hosts for this name rather than
@@ -365,7 +372,9 @@ impl Cluster {
 /// Envoy's `dns_lookup_family`: which resolved addresses become hosts.
 fn by_family(found: Vec<SocketAddr>, discovery: &Discovery) -> Vec<SocketAddr> {
     use strait_config::model::DnsLookupFamily as F;
-    let Discovery::StrictDns { lookup_family, .. } = discovery else {
+    let (Discovery::StrictDns { lookup_family, .. } | Discovery::LogicalDns { lookup_family, .. }) =
+        discovery
+    else {
         return found;
     };
     let (v4, v6): (Vec<SocketAddr>, Vec<SocketAddr>) =
@@ -388,7 +397,8 @@ async fn refresh_loop(cluster: Weak<Cluster>) {
             return;
         }
         let every = match c.spec.load().discovery {
-            Discovery::StrictDns { refresh_rate, .. } => refresh_rate,
+            Discovery::StrictDns { refresh_rate, .. }
+            | Discovery::LogicalDns { refresh_rate, .. } => refresh_rate,
             _ => return,
         };
         // A removed cluster is stopped and notified, so this wakes and ends.

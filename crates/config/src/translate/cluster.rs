@@ -134,19 +134,27 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         Some(ClusterDiscoveryType::Type(t)) => match DiscoveryType::try_from(*t) {
             // STATIC ignores the DNS fields, as Envoy does.
             Ok(DiscoveryType::Static) => Some(model::Discovery::Static),
-            Ok(DiscoveryType::StrictDns) => Some(model::Discovery::StrictDns {
-                refresh_rate: positive_duration(
+            Ok(t @ (DiscoveryType::StrictDns | DiscoveryType::LogicalDns)) => {
+                let refresh_rate = positive_duration(
                     cx,
                     &at(path, "dns_refresh_rate"),
                     dns_refresh_rate,
                     DEFAULT_DNS_REFRESH_RATE,
-                ),
-                lookup_family: lookup_family(
-                    cx,
-                    &at(path, "dns_lookup_family"),
-                    *dns_lookup_family,
-                ),
-            }),
+                );
+                let lookup_family =
+                    lookup_family(cx, &at(path, "dns_lookup_family"), *dns_lookup_family);
+                Some(if t == DiscoveryType::StrictDns {
+                    model::Discovery::StrictDns {
+                        refresh_rate,
+                        lookup_family,
+                    }
+                } else {
+                    model::Discovery::LogicalDns {
+                        refresh_rate,
+                        lookup_family,
+                    }
+                })
+            }
             Ok(DiscoveryType::Eds) => super::dynamic::eds(
                 cx,
                 &at(path, "eds_cluster_config"),
@@ -191,6 +199,16 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         // A cluster without hosts is valid; every request to it fails.
         None => Vec::new(),
     };
+    if matches!(discovery, Some(model::Discovery::LogicalDns { .. })) && endpoints.len() != 1 {
+        // As Envoy: a logical DNS cluster is one name.
+        cx.invalid(
+            &la_path,
+            format!(
+                "LOGICAL_DNS clusters need exactly one endpoint, not {}",
+                endpoints.len()
+            ),
+        );
+    }
     let policy_path = at(&la_path, "policy");
     let lb_common = lb::common(
         cx,

@@ -368,6 +368,21 @@ fn bad_configs_name_the_field() {
             "STATIC",
         ),
         (
+            "LOGICAL_DNS with two endpoints",
+            vec![
+                (format!("{CLUSTER0}/type"), json!("LOGICAL_DNS")),
+                (
+                    format!("{CLUSTER0}/load_assignment/endpoints/0/lb_endpoints"),
+                    json!([
+                        {"endpoint": {"address": {"socket_address": {"address": "localhost", "port_value": 1}}}},
+                        {"endpoint": {"address": {"socket_address": {"address": "localhost", "port_value": 2}}}}
+                    ]),
+                ),
+            ],
+            "static_resources.clusters[0].load_assignment".into(),
+            "exactly one endpoint",
+        ),
+        (
             "unsupported cluster type",
             vec![(format!("{CLUSTER0}/type"), json!("ORIGINAL_DST"))],
             "static_resources.clusters[0].type".into(),
