@@ -368,3 +368,39 @@ async fn logical_dns_uses_the_first_address_of_the_name() {
     assert_eq!(r.status, 200);
     assert_eq!(up.connections(), 1);
 }
+
+/// HTTP/2 upstream pooling: streams share one connection until
+/// `max_concurrent_streams` are open on it; then another connection opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_opens_another_connection_when_streams_are_exhausted() {
+    let up = http_echo("h2");
+    let extra = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 2}}"#;
+    let p = TestProxy::start(&config(&[up.addr], extra, "/"), 1);
+    let addr = p.listener("listener");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::http1(addr).await?;
+            c.get("/delay/400").await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.expect("task").expect("request");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-upstream"), Some("h2"));
+    }
+    assert_eq!(
+        up.connections(),
+        3,
+        "6 concurrent streams, 2 per connection"
+    );
+    // Later requests multiplex onto the open connections.
+    let mut c = Client::http1(addr).await.expect("client");
+    for _ in 0..5 {
+        assert_eq!(c.get("/").await.expect("request").status, 200);
+    }
+    assert_eq!(up.connections(), 3);
+}

@@ -587,6 +587,10 @@ pub struct PoolOptions {
     pub max_requests_per_connection: Option<u32>,
     /// `common_http_protocol_options.idle_timeout` (default 1 h; 0 disables).
     pub idle_timeout: Option<Duration>,
+    /// `http2_protocol_options.max_concurrent_streams`: streams per HTTP/2
+    /// connection before another is opened; `None` is unlimited (Envoy's
+    /// default, 2^31 - 1).
+    pub max_concurrent_streams: Option<u32>,
 }
 
 impl Default for PoolOptions {
@@ -594,6 +598,7 @@ impl Default for PoolOptions {
         PoolOptions {
             max_requests_per_connection: None,
             idle_timeout: Some(Duration::from_secs(3600)),
+            max_concurrent_streams: None,
         }
     }
 }

@@ -4,13 +4,13 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use http::{Request, Response};
@@ -79,20 +79,24 @@ struct PooledConn {
     idle_since: Instant,
 }
 
-/// The shared HTTP/2 connection of a host.
+/// A shared HTTP/2 connection of a host.
 #[derive(Debug)]
-struct SharedConn {
+pub(crate) struct SharedConn {
     conn: ClientConn,
     _cx: CxGuard,
+    /// Streams ever started on it (`max_requests_per_connection`).
     uses: AtomicU64,
+    /// Streams open on it now (`max_concurrent_streams`).
+    active: AtomicU32,
 }
 
 /// A host's connections: a lock-free stack of idle HTTP/1.1 connections, or
-/// one shared HTTP/2 connection.
+/// shared HTTP/2 connections (usually one; another is opened when every one
+/// has `max_concurrent_streams` open or has served its requests).
 #[derive(Debug)]
 pub(crate) struct Pool {
     idle: ArrayQueue<PooledConn>,
-    h2: ArcSwapOption<SharedConn>,
+    h2: ArcSwap<Vec<Arc<SharedConn>>>,
     /// Held while an HTTP/2 connection is being made, so a burst of requests
     /// on a cold pool opens one connection and multiplexes onto it (as
     /// Envoy's pool does) instead of opening one each. Only the connect path
@@ -110,7 +114,7 @@ impl Pool {
     pub(crate) fn new() -> Self {
         Pool {
             idle: ArrayQueue::new(MAX_IDLE_PER_HOST),
-            h2: ArcSwapOption::empty(),
+            h2: ArcSwap::from_pointee(Vec::new()),
             h2_connecting: tokio::sync::Mutex::new(()),
             h2_failures: AtomicU64::new(0),
             released: Notify::new(),
@@ -123,7 +127,7 @@ impl Pool {
 
     pub(crate) fn clear(&self) {
         while self.idle.pop().is_some() {}
-        self.h2.store(None);
+        self.h2.store(Arc::new(Vec::new()));
     }
 
     /// Closes idle connections older than `timeout`, and a shared HTTP/2
@@ -140,8 +144,9 @@ impl Pool {
             }
             let _ = self.idle.push(c);
         }
-        if self.h2.load().as_ref().is_some_and(|s| s.conn.is_closed()) {
-            self.h2.store(None);
+        if self.h2.load().iter().any(|s| s.conn.is_closed()) {
+            let live = self.h2_live(None);
+            self.h2.store(Arc::new(live));
             closed = true;
         }
         if closed {
@@ -161,19 +166,60 @@ impl Pool {
         None
     }
 
-    /// A handle on the shared HTTP/2 connection, unless it is closed (after
-    /// GOAWAY), or has served `max_requests` streams: a new one replaces it.
-    fn take_shared(&self, max_requests: Option<u32>) -> Option<ClientConn> {
-        let shared = self.h2.load();
-        let s = shared.as_deref()?;
-        if s.conn.is_closed() {
-            return None;
+    /// A stream on a shared HTTP/2 connection that is open (not after
+    /// GOAWAY), has served fewer than `max_requests` streams and has fewer
+    /// than `max_streams` open; `None` when none has room.
+    fn take_shared(&self, limits: H2Limits) -> Option<(ClientConn, StreamSlot)> {
+        for s in self.h2.load().iter() {
+            if s.conn.is_closed() {
+                continue;
+            }
+            let open = s.active.fetch_add(1, Ordering::AcqRel);
+            if limits.max_streams.is_some_and(|m| open >= m) {
+                s.active.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let slot = StreamSlot(Arc::clone(s));
+            let used = s.uses.fetch_add(1, Ordering::Relaxed);
+            if limits.max_requests.is_some_and(|m| used >= u64::from(m)) {
+                continue;
+            }
+            if let Some(c) = s.conn.share() {
+                return Some((c, slot));
+            }
         }
-        let used = s.uses.fetch_add(1, Ordering::Relaxed);
-        if max_requests.is_some_and(|m| used >= u64::from(m)) {
-            return None;
-        }
-        s.conn.share()
+        None
+    }
+
+    /// The shared connections still usable for new streams.
+    fn h2_live(&self, max_requests: Option<u32>) -> Vec<Arc<SharedConn>> {
+        self.h2
+            .load()
+            .iter()
+            .filter(|s| {
+                !s.conn.is_closed()
+                    && max_requests.is_none_or(|m| s.uses.load(Ordering::Relaxed) < u64::from(m))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Per-connection limits of HTTP/2 pooling.
+#[derive(Debug, Clone, Copy)]
+struct H2Limits {
+    max_requests: Option<u32>,
+    max_streams: Option<u32>,
+}
+
+/// One open stream on a shared HTTP/2 connection, released when the
+/// request's response is done.
+#[derive(Debug)]
+struct StreamSlot(Arc<SharedConn>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -183,6 +229,8 @@ impl Pool {
 struct InFlight {
     _rq: BreakerGuard,
     host: Arc<HostCounters>,
+    /// Its stream on a shared HTTP/2 connection.
+    _stream: Option<StreamSlot>,
 }
 
 impl Drop for InFlight {
@@ -224,9 +272,10 @@ impl Cluster {
             .ok_or(UpstreamError::Overflow)?;
         host.counters.rq_active.fetch_add(1, Ordering::AcqRel);
         host.counters.rq_total.fetch_add(1, Ordering::Relaxed);
-        let in_flight = InFlight {
+        let mut in_flight = InFlight {
             _rq: rq,
             host: Arc::clone(&host.counters),
+            _stream: None,
         };
         let protocol = self.protocol();
         let pool_opts = self.spec.load().pool;
@@ -235,11 +284,15 @@ impl Cluster {
                 self.lease_h1(&host, priority, pool_opts.idle_timeout)
                     .await?
             }
-            Protocol::Http2 => (
-                self.lease_h2(&host, pool_opts.max_requests_per_connection)
-                    .await?,
-                None,
-            ),
+            Protocol::Http2 => {
+                let limits = H2Limits {
+                    max_requests: pool_opts.max_requests_per_connection,
+                    max_streams: pool_opts.max_concurrent_streams,
+                };
+                let (conn, slot) = self.lease_h2(&host, limits).await?;
+                in_flight._stream = Some(slot);
+                (conn, None)
+            }
         };
         Ok(Lease {
             conn,
@@ -288,14 +341,14 @@ impl Cluster {
     async fn lease_h2(
         &self,
         host: &Arc<Host>,
-        max_requests: Option<u32>,
-    ) -> Result<ClientConn, UpstreamError> {
-        if let Some(c) = host.pool.take_shared(max_requests) {
+        limits: H2Limits,
+    ) -> Result<(ClientConn, StreamSlot), UpstreamError> {
+        if let Some(c) = host.pool.take_shared(limits) {
             return Ok(c);
         }
         let failures = host.pool.h2_failures.load(Ordering::Acquire);
         let _connecting = host.pool.h2_connecting.lock().await;
-        if let Some(c) = host.pool.take_shared(max_requests) {
+        if let Some(c) = host.pool.take_shared(limits) {
             return Ok(c);
         }
         if host.pool.h2_failures.load(Ordering::Acquire) != failures {
@@ -309,12 +362,19 @@ impl Cluster {
         match self.connect(host, Protocol::Http2).await {
             Ok((conn, cx)) => {
                 let lease = conn.share();
-                host.pool.h2.store(Some(Arc::new(SharedConn {
+                let shared = Arc::new(SharedConn {
                     conn,
                     _cx: cx,
                     uses: AtomicU64::new(1),
-                })));
-                lease.ok_or(UpstreamError::Overflow)
+                    active: AtomicU32::new(1),
+                });
+                let slot = StreamSlot(Arc::clone(&shared));
+                // Connections that are closed or used up leave the list
+                // (their open streams keep them alive until they end).
+                let mut live = host.pool.h2_live(limits.max_requests);
+                live.push(shared);
+                host.pool.h2.store(Arc::new(live));
+                Ok((lease.ok_or(UpstreamError::Overflow)?, slot))
             }
             Err(e) => {
                 host.pool.h2_failures.fetch_add(1, Ordering::Release);

@@ -219,12 +219,14 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
             .and_then(|la| la.policy.as_ref())
             .map(|p| (p, policy_path.as_str())),
     );
+    let mut max_streams = None;
     let (protocol, typed_common) = protocol(
         cx,
         path,
         http_protocol_options,
         http2_protocol_options,
         typed_extension_protocol_options,
+        &mut max_streams,
     );
     let connect_timeout = positive_duration(
         cx,
@@ -243,12 +245,13 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         (None, Some(o)) => (at(path, "common_http_protocol_options"), Some(o)),
         (None, None) => (String::new(), None),
     };
-    let pool = resilience::pool_options(
+    let mut pool = resilience::pool_options(
         cx,
         &common_path,
         common,
         max_requests_per_connection.as_ref().map(|v| v.value),
     );
+    pool.max_concurrent_streams = max_streams;
     let tls = match transport_socket {
         Some(ts) => super::tls::upstream(cx, ts, &at(path, "transport_socket")).flatten(),
         None => None,
@@ -287,6 +290,24 @@ fn lookup_family(cx: &mut Context, path: &str, family: i32) -> model::DnsLookupF
     }
 }
 
+/// HTTP/2 upstream options: `max_concurrent_streams` is honoured (Envoy's
+/// default, 2^31 - 1, means unlimited); any other non-default option would
+/// change behaviour and is refused.
+fn http2_options(cx: &mut Context, path: &str, o: &Http2ProtocolOptions) -> Option<u32> {
+    let mut rest = o.clone();
+    let streams = rest.max_concurrent_streams.take().map(|v| v.value);
+    if rest != Http2ProtocolOptions::default() {
+        cx.unsupported(
+            path,
+            "http2_protocol_options other than max_concurrent_streams",
+        );
+    }
+    if streams == Some(0) {
+        cx.invalid(at(path, "max_concurrent_streams"), "must be at least 1");
+    }
+    streams.filter(|&n| n > 0 && n < i32::MAX as u32)
+}
+
 /// The upstream protocol: HTTP/1.1 unless `typed_extension_protocol_options`
 /// or the deprecated cluster-level `http2_protocol_options` say HTTP/2.
 fn protocol(
@@ -295,6 +316,7 @@ fn protocol(
     http1: &Option<Http1ProtocolOptions>,
     http2: &Option<Http2ProtocolOptions>,
     typed: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Any>,
+    max_streams: &mut Option<u32>,
 ) -> (
     model::UpstreamProtocol,
     Option<(String, HttpProtocolOptions)>,
@@ -308,9 +330,7 @@ fn protocol(
     let mut protocol = None;
     let mut common = None;
     if let Some(o) = http2 {
-        if *o != Http2ProtocolOptions::default() {
-            cx.unsupported(at(path, "http2_protocol_options"), "http2_protocol_options");
-        }
+        *max_streams = http2_options(cx, &at(path, "http2_protocol_options"), o);
         protocol = Some(model::UpstreamProtocol::Http2);
     }
     // Sorted so errors come out in the same order on every run.
@@ -333,7 +353,7 @@ fn protocol(
             );
         }
         if let Some(o) = decode_any::<UpstreamHttpOptions>(cx, &kpath, any) {
-            if let Some(p) = upstream_http_options(cx, &kpath, &o) {
+            if let Some(p) = upstream_http_options(cx, &kpath, &o, max_streams) {
                 protocol = Some(p);
             }
             if let Some(c) = o.common_http_protocol_options {
@@ -348,6 +368,7 @@ fn upstream_http_options(
     cx: &mut Context,
     path: &str,
     o: &UpstreamHttpOptions,
+    max_streams: &mut Option<u32>,
 ) -> Option<model::UpstreamProtocol> {
     let UpstreamHttpOptions {
         common_http_protocol_options,
@@ -380,10 +401,7 @@ fn upstream_http_options(
                 Some(model::UpstreamProtocol::Http1)
             }
             Some(ProtocolConfig::Http2ProtocolOptions(o)) => {
-                if *o != Http2ProtocolOptions::default() {
-                    let field = "http2_protocol_options";
-                    cx.unsupported(at(&epath, field), field);
-                }
+                *max_streams = http2_options(cx, &at(&epath, "http2_protocol_options"), o);
                 Some(model::UpstreamProtocol::Http2)
             }
             Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
