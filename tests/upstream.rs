@@ -404,3 +404,93 @@ async fn h2_opens_another_connection_when_streams_are_exhausted() {
     }
     assert_eq!(up.connections(), 3);
 }
+
+/// TCP health checks (`send`, then every `receive` block in the reply) and
+/// gRPC ones (`grpc.health.v1.Health/Check` over HTTP/2), reflected in
+/// `/clusters`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_and_grpc_health_checks() {
+    // TCP: an echo server passes `ping`/`ping`; a closed port fails.
+    let echo = strait_test_support::upstream::tcp_echo();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let tcp = r#"    health_checks:
+    - timeout: 1s
+      interval: 0.1s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      tcp_health_check: {send: {text: "70696e67"}, receive: [{text: "70696e67"}]}"#;
+    let p = TestProxy::start(&config(&[echo.addr, dead], tcp, "/"), 1);
+    eventually("TCP checks settle", WAIT, || async {
+        (flags(&p, echo.addr).await == "healthy" && flags(&p, dead).await == "/failed_active_hc")
+            .then_some(())
+    })
+    .await;
+    drop(p);
+
+    // gRPC: SERVING passes; an HTTP error fails; recovery returns.
+    let a = http_echo("a");
+    let grpc = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    health_checks:
+    - timeout: 1s
+      interval: 0.1s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      grpc_health_check: {}"#;
+    let p = TestProxy::start(&config(&[a.addr], grpc, "/"), 1);
+    assert_eq!(flags(&p, a.addr).await, "healthy");
+    a.fail_with(503);
+    eventually("a fails gRPC checks", WAIT, || async {
+        (flags(&p, a.addr).await == "/failed_active_hc").then_some(())
+    })
+    .await;
+    a.fail_with(0);
+    eventually("a passes again", WAIT, || async {
+        (flags(&p, a.addr).await == "healthy").then_some(())
+    })
+    .await;
+}
+
+/// `RING_HASH` and `MAGLEV` consume the route's `hash_policy`: one header
+/// value always reaches the same host, and different values spread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_policy_pins_keys_to_hosts() {
+    let ups: Vec<Upstream> = (0..3).map(|i| http_echo(&format!("u{i}"))).collect();
+    let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
+    for lb in ["RING_HASH", "MAGLEV"] {
+        let yaml = config(&addrs, &format!("    lb_policy: {lb}"), "/").replace(
+            "route: {cluster: backend}",
+            "route: {cluster: backend, hash_policy: [{header: {header_name: x-user}}]}",
+        );
+        let p = TestProxy::start(&yaml, 1);
+        let mut c = Client::http1(p.listener("listener")).await.expect("client");
+        let mut seen = std::collections::BTreeSet::new();
+        for user in 0..30 {
+            let mut first = None;
+            for _ in 0..5 {
+                let r = c
+                    .send(
+                        http::Request::get("/")
+                            .header("x-user", format!("user-{user}"))
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            .expect("request"),
+                    )
+                    .await
+                    .expect("send");
+                let host = r.header("x-upstream").unwrap_or("").to_owned();
+                assert_eq!(
+                    *first.get_or_insert_with(|| host.clone()),
+                    host,
+                    "{lb} user-{user}"
+                );
+            }
+            seen.insert(first.unwrap_or_default());
+        }
+        assert_eq!(seen.len(), 3, "{lb}: 30 keys over 3 hosts reached {seen:?}");
+    }
+}

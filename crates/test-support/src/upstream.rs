@@ -7,6 +7,7 @@
 //! - `/bytes/N`: streams N bytes (64 KiB chunks).
 //! - `/count`: reads the request body as a stream and answers its length.
 //! - `/drip/MS`: sends its head and `a`, waits MS milliseconds, sends `b`.
+//! - `/grpc.health.v1.Health/Check`: a gRPC health answer, SERVING.
 //! - `/trailers`: a body followed by trailers `x-trailer: yes` plus the
 //!   request's trailers, if it had any.
 //! - `/ws`: accepts a WebSocket-style upgrade (101) and echoes raw bytes.
@@ -267,6 +268,24 @@ async fn respond(
                 Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; len])))
             });
             Response::new(BoxBody::new(futures_iter(chunks)))
+        }
+        "grpc.health.v1.Health" => {
+            let trailers: http::HeaderMap = std::iter::once((
+                http::HeaderName::from_static("grpc-status"),
+                HeaderValue::from_static("0"),
+            ))
+            .collect();
+            // `HealthCheckResponse { status: SERVING }`, length-prefixed.
+            let frames = vec![
+                Ok(Frame::data(Bytes::from_static(&[
+                    0, 0, 0, 0, 2, 0x08, 0x01,
+                ]))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            let mut r = Response::new(BoxBody::new(futures_iter(frames.into_iter())));
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            r
         }
         "drip" => {
             let wait = Duration::from_millis(arg.parse().unwrap_or(0));
