@@ -466,6 +466,32 @@ pub struct LbCommon {
     pub locality_weighted: bool,
     /// `policy.overprovisioning_factor` in percent (default 140).
     pub overprovisioning_factor: u32,
+    /// `slow_start_config` of the round-robin or least-request `lb_config`.
+    pub slow_start: Option<SlowStart>,
+}
+
+/// Envoy's slow start: a host's weight ramps up over `window` after it
+/// joins (or passes active health checks again):
+/// `weight * max(min_weight, (elapsed / window) ^ (1 / aggression))`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowStart {
+    pub window: Duration,
+    /// `aggression` (default 1.0: linear).
+    pub aggression: f64,
+    /// `min_weight_percent` as a fraction (default 0.1).
+    pub min_weight: f64,
+}
+
+impl SlowStart {
+    /// The weight factor of a host that joined `elapsed` ago; 1 after the
+    /// window. Envoy counts at least one second in.
+    pub fn factor(&self, elapsed: Duration) -> f64 {
+        if elapsed >= self.window {
+            return 1.0;
+        }
+        let t = elapsed.max(Duration::from_secs(1)).as_secs_f64() / self.window.as_secs_f64();
+        t.min(1.0).powf(1.0 / self.aggression).max(self.min_weight)
+    }
 }
 
 impl Default for LbCommon {
@@ -474,6 +500,7 @@ impl Default for LbCommon {
             healthy_panic_threshold: 50.0,
             locality_weighted: false,
             overprovisioning_factor: 140,
+            slow_start: None,
         }
     }
 }

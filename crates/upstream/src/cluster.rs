@@ -444,16 +444,26 @@ async fn maintain(cluster: Weak<Cluster>) {
             tokio::spawn(async move { crate::health::check_all(&round).await });
             next_check = now + every;
         }
-        let wake = if spec.health_checks.is_empty() {
+        let mut wake = if spec.health_checks.is_empty() {
             next_sweep
         } else {
             next_sweep.min(next_check)
         };
+        // While a host is in its slow start window, the balancer's weights
+        // are refreshed in steps of a twentieth of the window.
+        let warming = spec
+            .lb_common
+            .slow_start
+            .filter(|s| c.lb.load().hosts.iter().any(|h| h.warming_for() < s.window));
+        if let Some(s) = warming {
+            let step = (s.window / 20).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            wake = wake.min(now + step);
+        }
         // Holding the cluster while waiting is fine: `stop` wakes this.
         let rebuild = tokio::time::timeout_at(wake, c.changed.notified())
             .await
             .is_ok();
-        if rebuild && !c.stopped.load(Ordering::Relaxed) {
+        if (rebuild || warming.is_some()) && !c.stopped.load(Ordering::Relaxed) {
             c.rebuild();
         }
     }

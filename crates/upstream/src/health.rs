@@ -93,6 +93,9 @@ fn record(cluster: &Cluster, host: &Host, hc: &HealthCheck, ok: bool) {
         false
     };
     if changed {
+        if ok {
+            host.restart_warming();
+        }
         tracing::info!(cluster = %cluster.name(), host = %host.addr(), healthy = ok, "health check changed host health");
         cluster.hosts_changed();
     }

@@ -7,6 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
@@ -45,6 +46,25 @@ pub struct Host {
     /// Consecutive active health check results: successes in the low half,
     /// failures in the high half, so one store resets the other.
     pub(crate) hc_streak: AtomicU64,
+    /// When the host joined or last became healthy again after failing
+    /// active health checks (slow start counts from it), in milliseconds
+    /// since [`epoch`].
+    warming_since_ms: AtomicU64,
+}
+
+/// The process's reference instant for host timestamps kept in atomics.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Milliseconds since [`epoch`], offset by a day so that instants before the
+/// epoch (a host aged in tests) stay representable.
+fn now_ms() -> u64 {
+    const OFFSET_MS: u64 = 86_400_000;
+    u64::try_from(epoch().elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(OFFSET_MS)
 }
 
 /// Per-host counters for `/clusters` and least-request balancing.
@@ -85,6 +105,7 @@ impl Host {
             counters: Arc::new(HostCounters::default()),
             outlier: OutlierState::default(),
             hc_streak: AtomicU64::new(0),
+            warming_since_ms: AtomicU64::new(now_ms()),
         };
         if health_checked {
             // Envoy keeps a new host out of rotation until it passes a check.
@@ -119,6 +140,28 @@ impl Host {
 
     pub fn weight(&self) -> u32 {
         self.weight.load(Ordering::Relaxed)
+    }
+
+    /// How long since the host joined or last recovered from failing active
+    /// health checks (the slow start clock).
+    pub fn warming_for(&self) -> Duration {
+        Duration::from_millis(
+            now_ms().saturating_sub(self.warming_since_ms.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Restarts the slow start clock (the host passed its checks again).
+    pub(crate) fn restart_warming(&self) {
+        self.warming_since_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Moves the slow start clock back by `by` (tests of the ramp).
+    #[cfg(test)]
+    pub(crate) fn age(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let since = self.warming_since_ms.load(Ordering::Relaxed);
+        self.warming_since_ms
+            .store(since.saturating_sub(ms), Ordering::Relaxed);
     }
 
     pub fn priority(&self) -> u32 {

@@ -20,7 +20,7 @@ use std::{
 };
 
 pub use hash::{xxhash64, xxhash64_seeded};
-use strait_config::model::{LbCommon, LbPolicy};
+use strait_config::model::{LbCommon, LbPolicy, SlowStart};
 
 use crate::host::Host;
 
@@ -75,6 +75,8 @@ enum Balancer {
     LeastRequest {
         hosts: Vec<Arc<Host>>,
         cumulative: Option<Vec<u64>>,
+        /// Effective weights (slow start applied), by host index.
+        weights: Vec<u32>,
         choices: u32,
         bias: f64,
     },
@@ -200,7 +202,7 @@ impl Picker {
     fn build(hosts: Vec<Arc<Host>>, policy: &LbPolicy, common: &LbCommon, opf: f64) -> Picker {
         if !common.locality_weighted || policy.is_hash() {
             return Picker {
-                localities: vec![(1, Balancer::build(hosts, policy))],
+                localities: vec![(1, Balancer::build(hosts, policy, common.slow_start))],
             };
         }
         let mut groups: Vec<(Arc<strait_config::model::Locality>, u32, Vec<Arc<Host>>)> =
@@ -224,7 +226,7 @@ impl Picker {
                 continue;
             }
             acc += eff;
-            localities.push((acc, Balancer::build(group, policy)));
+            localities.push((acc, Balancer::build(group, policy, common.slow_start)));
         }
         Picker { localities }
     }
@@ -245,11 +247,23 @@ impl Picker {
 }
 
 impl Balancer {
-    fn build(hosts: Vec<Arc<Host>>, policy: &LbPolicy) -> Balancer {
+    fn build(hosts: Vec<Arc<Host>>, policy: &LbPolicy, slow: Option<SlowStart>) -> Balancer {
         if hosts.is_empty() {
             return Balancer::Empty;
         }
-        let weights: Vec<u32> = hosts.iter().map(|h| h.weight().max(1)).collect();
+        let slow =
+            slow.filter(|_| matches!(policy, LbPolicy::RoundRobin | LbPolicy::LeastRequest { .. }));
+        let weights: Vec<u32> = hosts
+            .iter()
+            .map(|h| match slow {
+                // Scaled by 100 so a 10% factor keeps precision; the
+                // cluster rebuilds the balancer as the factors grow.
+                Some(s) => ((f64::from(h.weight().max(1)) * 100.0 * s.factor(h.warming_for()))
+                    .round() as u32)
+                    .max(1),
+                None => h.weight().max(1),
+            })
+            .collect();
         let equal = weights.windows(2).all(|w| w[0] == w[1]);
         let cumulative = (!equal).then(|| {
             let mut acc = 0u64;
@@ -274,6 +288,7 @@ impl Balancer {
             } => Balancer::LeastRequest {
                 hosts,
                 cumulative,
+                weights,
                 choices: choice_count.max(1),
                 bias: active_request_bias,
             },
@@ -304,6 +319,7 @@ impl Balancer {
             Balancer::LeastRequest {
                 hosts,
                 cumulative,
+                weights,
                 choices,
                 bias,
             } => {
@@ -316,7 +332,7 @@ impl Balancer {
                     // choices). Weighted: Envoy's weight / (active+1)^bias,
                     // written as a cost so ties keep the first (weighted)
                     // choice and an idle cluster follows the weights.
-                    let weight = f64::from(h.weight().max(1));
+                    let weight = f64::from(weights.get(i).copied().unwrap_or(1));
                     let cost = match (cumulative.is_some(), *bias) {
                         (false, _) => active,
                         (true, 0.0) => 0.0,

@@ -116,7 +116,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     if name.is_empty() {
         cx.invalid(at(path, "name"), "must not be empty");
     }
-    let lb_policy = lb::policy(cx, path, *lb_policy, lb_config);
+    let (lb_policy, slow_start) = lb::policy(cx, path, *lb_policy, lb_config);
     let circuit_breakers =
         resilience::circuit_breakers(cx, &at(path, "circuit_breakers"), circuit_breakers);
     let outlier_detection = outlier_detection
@@ -210,7 +210,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         );
     }
     let policy_path = at(&la_path, "policy");
-    let lb_common = lb::common(
+    let mut lb_common = lb::common(
         cx,
         path,
         common_lb_config,
@@ -219,6 +219,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
             .and_then(|la| la.policy.as_ref())
             .map(|p| (p, policy_path.as_str())),
     );
+    lb_common.slow_start = slow_start;
     let mut max_streams = None;
     let (protocol, typed_common) = protocol(
         cx,

@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, atomic::AtomicUsize},
 };
 
-use strait_config::model::{Endpoint, LbCommon, LbPolicy};
+use strait_config::model::{Endpoint, LbCommon, LbPolicy, SlowStart};
 
 use super::{LbState, mix};
 use crate::host::{FAILED_ACTIVE_HC, FAILED_OUTLIER, Host};
@@ -222,4 +222,57 @@ fn locality_weights_split_traffic() {
     let got = shares(&s, false);
     let b = got.get(&hosts[2].addr()).copied().unwrap_or(0.0);
     assert!((b - 75.0).abs() <= 3.0, "zone b got {b:.1}%");
+}
+
+#[test]
+fn slow_start_ramps_a_new_host_up() {
+    let slow = SlowStart {
+        window: std::time::Duration::from_secs(100),
+        aggression: 1.0,
+        min_weight: 0.1,
+    };
+    let common = LbCommon {
+        slow_start: Some(slow),
+        ..LbCommon::default()
+    };
+    // The host clocks start at creation; age them instead of sleeping.
+    for policy in [
+        LbPolicy::RoundRobin,
+        LbPolicy::LeastRequest {
+            choice_count: 2,
+            active_request_bias: 1.0,
+        },
+    ] {
+        let veteran = host(1, 1, 0);
+        let newcomer = host(2, 1, 0);
+        // Only the old host has lived past the window; the newcomer is at
+        // the 10% floor: 1 : 0.1.
+        veteran.age(std::time::Duration::from_secs(200));
+        let s = LbState::build(vec![veteran.clone(), newcomer.clone()], &policy, &common);
+        let got = shares(&s, false);
+        let n = got.get(&newcomer.addr()).copied().unwrap_or(0.0);
+        assert!(
+            (n - 100.0 / 11.0).abs() <= 3.0,
+            "{policy:?}: newcomer got {n:.1}%"
+        );
+    }
+    // Linear by default, `1 / aggression` as the exponent otherwise; the
+    // floor; and Envoy's one-second minimum.
+    let f = |secs: u64, aggression: f64| {
+        SlowStart { aggression, ..slow }.factor(std::time::Duration::from_secs(secs))
+    };
+    assert!((f(50, 1.0) - 0.5).abs() < 1e-9);
+    assert!((f(50, 2.0) - 0.5f64.sqrt()).abs() < 1e-9);
+    assert!((f(0, 1.0) - 0.1).abs() < 1e-9);
+    assert!((f(100, 1.0) - 1.0).abs() < 1e-9);
+    assert!(
+        (SlowStart {
+            min_weight: 0.0,
+            ..slow
+        }
+        .factor(std::time::Duration::ZERO)
+            - 0.01)
+            .abs()
+            < 1e-9
+    );
 }

@@ -4,7 +4,7 @@
 use envoy_types::pb::envoy::config::{
     cluster::v3::cluster::{
         CommonLbConfig, LbConfig, LbPolicy, LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig,
-        RoundRobinLbConfig, common_lb_config::LocalityConfigSpecifier,
+        RoundRobinLbConfig, SlowStartConfig, common_lb_config::LocalityConfigSpecifier,
         ring_hash_lb_config::HashFunction,
     },
     endpoint::v3::cluster_load_assignment::Policy,
@@ -26,6 +26,18 @@ pub(super) fn policy(
     path: &str,
     lb_policy: i32,
     lb_config: &Option<LbConfig>,
+) -> (model::LbPolicy, Option<model::SlowStart>) {
+    let mut slow = None;
+    let policy = policy_and_slow_start(cx, path, lb_policy, lb_config, &mut slow);
+    (policy, slow)
+}
+
+fn policy_and_slow_start(
+    cx: &mut Context,
+    path: &str,
+    lb_policy: i32,
+    lb_config: &Option<LbConfig>,
+    slow: &mut Option<model::SlowStart>,
 ) -> model::LbPolicy {
     let policy = LbPolicy::try_from(lb_policy);
     let mut out = match policy {
@@ -77,14 +89,18 @@ pub(super) fn policy(
     }
     match config {
         LbConfig::RoundRobinLbConfig(RoundRobinLbConfig { slow_start_config }) => {
-            reject_set!(cx, &cpath; slow_start_config);
+            *slow = slow_start_config
+                .as_ref()
+                .and_then(|s| slow_start(cx, &at(&cpath, "slow_start_config"), s));
         }
         LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
             choice_count,
             active_request_bias,
             slow_start_config,
         }) => {
-            reject_set!(cx, &cpath; slow_start_config);
+            *slow = slow_start_config
+                .as_ref()
+                .and_then(|s| slow_start(cx, &at(&cpath, "slow_start_config"), s));
             let choices = choice_count.as_ref().map_or(2, |v| v.value);
             if choices < 2 {
                 cx.invalid(at(&cpath, "choice_count"), "must be at least 2");
@@ -227,4 +243,36 @@ fn is_prime(n: u64) -> bool {
         d += 1;
     }
     true
+}
+
+/// `slow_start_config`: the window is required (Envoy treats an unset one as
+/// no slow start); `aggression` must be positive; `min_weight_percent`
+/// defaults to 10%. A `runtime_key` names an override Strait has no runtime
+/// for, so the default value applies, as in Envoy without the key.
+fn slow_start(cx: &mut Context, path: &str, s: &SlowStartConfig) -> Option<model::SlowStart> {
+    let SlowStartConfig {
+        slow_start_window,
+        aggression,
+        min_weight_percent,
+    } = s;
+    let window = super::super::duration(
+        cx,
+        &at(path, "slow_start_window"),
+        slow_start_window.as_ref()?,
+    )?;
+    let aggression = aggression.as_ref().map_or(1.0, |a| a.default_value);
+    if !(aggression.is_finite() && aggression > 0.0) {
+        cx.invalid(at(path, "aggression"), "must be greater than 0");
+        return None;
+    }
+    let min = min_weight_percent.as_ref().map_or(10.0, |p| p.value);
+    if !(0.0..=100.0).contains(&min) {
+        cx.invalid(at(path, "min_weight_percent"), "must be between 0 and 100");
+        return None;
+    }
+    (!window.is_zero()).then_some(model::SlowStart {
+        window,
+        aggression,
+        min_weight: min / 100.0,
+    })
 }

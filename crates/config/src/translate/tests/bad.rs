@@ -383,6 +383,16 @@ fn bad_configs_name_the_field() {
             "exactly one endpoint",
         ),
         (
+            "slow start with zero aggression",
+            vec![(
+                format!("{CLUSTER0}/round_robin_lb_config"),
+                json!({"slow_start_config": {"slow_start_window": "1s",
+                    "aggression": {"default_value": 0, "runtime_key": "k"}}}),
+            )],
+            "static_resources.clusters[0].round_robin_lb_config.slow_start_config.aggression".into(),
+            "greater than 0",
+        ),
+        (
             "unsupported cluster type",
             vec![(format!("{CLUSTER0}/type"), json!("ORIGINAL_DST"))],
             "static_resources.clusters[0].type".into(),
