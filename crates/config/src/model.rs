@@ -321,6 +321,11 @@ pub struct Cluster {
     pub pool: PoolOptions,
     /// `transport_socket` `UpstreamTlsContext`; `None` is plaintext.
     pub tls: Option<tls::UpstreamTls>,
+    /// The unix socket path when the cluster's one endpoint is a `pipe`
+    /// address (Istio's `xds-grpc` and `sds-grpc`). Only the gRPC control
+    /// clients (ADS, SDS) dial it; `endpoints` is then empty, so the data
+    /// path has no host in it.
+    pub pipe: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

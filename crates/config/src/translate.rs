@@ -48,6 +48,8 @@ mod bootstrap;
 #[allow(deprecated)]
 mod cluster;
 #[allow(deprecated)]
+mod compressor;
+#[allow(deprecated)]
 mod dynamic;
 #[allow(deprecated)]
 mod filter;

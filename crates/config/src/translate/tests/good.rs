@@ -278,6 +278,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                pipe: None,
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -296,6 +297,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                pipe: None,
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -311,6 +313,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                pipe: None,
             },
         ],
         node: Some(envoy_types::pb::envoy::config::core::v3::Node {
