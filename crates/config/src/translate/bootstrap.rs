@@ -109,7 +109,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let (listeners, clusters) = match static_resources {
         Some(sr) => resources(cx, "static_resources", sr, dynamic_resources.is_some()),
         None => {
-            cx.check_cluster_refs(&HashSet::new());
+            cx.check_cluster_refs(&HashSet::new(), &HashSet::new());
             (Vec::new(), Vec::new())
         }
     };
@@ -306,6 +306,11 @@ fn resources(
     }
 
     let known: HashSet<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-    cx.check_cluster_refs(&known);
+    let pipes: HashSet<&str> = out_clusters
+        .iter()
+        .filter(|c| c.pipe.is_some())
+        .map(|c| c.name.as_str())
+        .collect();
+    cx.check_cluster_refs(&known, &pipes);
     (out_listeners, out_clusters)
 }

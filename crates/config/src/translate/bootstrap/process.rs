@@ -243,9 +243,8 @@ pub(super) fn runtime_key_without_effect(
         "envoy.reloadable_features.coalesce_lb_rebuilds_on_batch_update"
         | "envoy.reloadable_features.fixed_heap_use_allocated" => true,
         // `false` makes Envoy strip a `#fragment` from request paths instead
-        // of answering 400. Strait's HTTP parser (hyper) does not accept a
-        // `#` in a request target at all, so no path Strait routes can hold
-        // a fragment either way.
+        // of answering 400, which is what Strait does anyway: the `http`
+        // crate's URI parser drops the fragment of a request target.
         "envoy.reloadable_features.http_reject_path_with_fragment" => true,
         // Only Envoy's Google gRPC client reads it; Strait refuses
         // `google_grpc` services.
