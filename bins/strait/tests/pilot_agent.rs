@@ -19,7 +19,7 @@ use std::{
 use serde_json::{Value, json};
 use strait_test_support::{
     TempDir, eventually_blocking,
-    upstream::http_echo,
+    upstream::{Upstream, http_echo},
     xds_server::{CLUSTER, LISTENER, XdsServer, resource},
 };
 
@@ -95,14 +95,26 @@ fn rewrite(golden: &str, xds: &Path, admin: u16, prom: u16, ready: u16, agent: u
     serde_json::to_string_pretty(&b).expect("JSON")
 }
 
-#[test]
-fn started_like_pilot_agent_starts_envoy() {
+/// A control plane on a unix socket serving listener `web` (on `web`) and
+/// cluster `app`, and the rewritten golden bootstrap pointing at it.
+struct Setup {
+    _dir: TempDir,
+    xds: XdsServer,
+    app: Upstream,
+    agent: Upstream,
+    config: std::path::PathBuf,
+    prom: u16,
+    ready: u16,
+    web: u16,
+}
+
+fn setup(tag: &str) -> Setup {
     let golden = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures/istio/bootstrap/default_golden.json"),
     )
     .expect("golden");
-    let dir = TempDir::new("pilot-agent");
+    let dir = TempDir::new(tag);
     let socket = dir.path().join("XDS");
     let xds = XdsServer::start_unix(&socket);
     let app = http_echo("app");
@@ -114,7 +126,6 @@ fn started_like_pilot_agent_starts_envoy() {
         rewrite(&golden, &socket, admin, prom, ready, agent.addr.port()),
     )
     .expect("write bootstrap");
-
     xds.set(
         CLUSTER,
         vec![resource(
@@ -148,12 +159,25 @@ filter_chains:
             ),
         )],
     );
+    Setup {
+        _dir: dir,
+        xds,
+        app,
+        agent,
+        config,
+        prom,
+        ready,
+        web,
+    }
+}
 
-    // pkg/envoy/proxy.go's arguments, in its order.
-    let _proxy = Running(
+/// Starts the binary with pkg/envoy/proxy.go's arguments, in its order,
+/// then `extra`.
+fn start(config: &Path, extra: &[&str]) -> Running {
+    Running(
         Command::new(BIN)
             .arg("-c")
-            .arg(&config)
+            .arg(config)
             .args([
                 "--drain-time-s",
                 "1",
@@ -174,28 +198,40 @@ filter_chains:
                 "--log-format",
                 "%Y-%m-%dT%T.%fZ\t%l\tenvoy %n %g:%#\t%v\tthread=%t",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("strait starts"),
-    );
+    )
+}
 
-    // The listener and cluster came over ADS on the unix socket.
+/// Waits for the xDS listener to route `/hello` to the `app` upstream.
+fn routes(s: &Setup) {
     let reply = eventually_blocking("the xDS listener to route", WAIT, || {
-        get(web, "/hello").filter(|r| r.starts_with("HTTP/1.1 200"))
+        get(s.web, "/hello").filter(|r| r.starts_with("HTTP/1.1 200"))
     });
     assert!(reply.contains("/hello"), "{reply}");
     assert!(
-        app.counters
+        s.app
+            .counters
             .paths
             .lock()
             .expect("paths")
             .contains(&"/hello".to_owned())
     );
+}
+
+#[test]
+fn started_like_pilot_agent_starts_envoy() {
+    let s = setup("pilot-agent");
+    let _proxy = start(&s.config, &[]);
+    // The listener and cluster came over ADS on the unix socket.
+    routes(&s);
 
     // The node: the bootstrap's, announced as Strait, on the first request
     // of the stream only (`set_node_on_first_message_only: true`, delta).
-    let requests = xds.requests();
+    let requests = s.xds.requests();
     assert!(
         requests.iter().all(|r| r.delta),
         "DELTA_GRPC from the bootstrap"
@@ -219,11 +255,13 @@ filter_chains:
             .all(|r| r.node.is_none()),
         "node only on the first request"
     );
-    assert!(xds.acked_current(LISTENER) && xds.acked_current(CLUSTER));
+    eventually_blocking("the ACKs", WAIT, || {
+        (s.xds.acked_current(LISTENER) && s.xds.acked_current(CLUSTER)).then_some(())
+    });
 
     // 15090: /stats/prometheus through the listener to the admin server.
     let stats = eventually_blocking("stats through 15090", WAIT, || {
-        get(prom, "/stats/prometheus").filter(|r| r.starts_with("HTTP/1.1 200"))
+        get(s.prom, "/stats/prometheus").filter(|r| r.starts_with("HTTP/1.1 200"))
     });
     assert!(stats.contains("envoy_"), "{stats}");
     // The compressor filters are accepted and leave the body as it is.
@@ -232,18 +270,53 @@ filter_chains:
         "{stats}"
     );
     // Only /stats/prometheus is routed there.
-    let other = get(prom, "/quitquitquit").expect("answers");
+    let other = get(s.prom, "/quitquitquit").expect("answers");
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
 
     // 15021: /healthz/ready forwarded to the agent.
-    let health = get(ready, "/healthz/ready").expect("answers");
+    let health = get(s.ready, "/healthz/ready").expect("answers");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(
-        agent
+        s.agent
             .counters
             .paths
             .lock()
             .expect("paths")
             .contains(&"/healthz/ready".to_owned())
     );
+}
+
+#[test]
+fn config_yaml_and_service_flags_change_what_the_control_plane_sees() {
+    let s = setup("pilot-agent-overrides");
+    // The node on every request. Written into the file: a `false` in
+    // `--config-yaml` cannot unset the file's `true`, because a protobuf
+    // merge skips default values (Envoy's `MergeFrom` too).
+    let mut b: Value =
+        serde_json::from_str(&std::fs::read_to_string(&s.config).expect("read")).expect("JSON");
+    b["dynamic_resources"]["ads_config"]["set_node_on_first_message_only"] = json!(false);
+    std::fs::write(&s.config, b.to_string()).expect("write");
+    // State of the world instead of delta, merged over the file; then the
+    // node's cluster from the flag.
+    let _proxy = start(
+        &s.config,
+        &[
+            "--config-yaml",
+            r#"{"dynamic_resources": {"ads_config": {"api_type": "GRPC"}}}"#,
+            "--service-cluster",
+            "from-the-flag",
+        ],
+    );
+    routes(&s);
+    eventually_blocking("the ACKs", WAIT, || {
+        (s.xds.acked_current(LISTENER) && s.xds.acked_current(CLUSTER)).then_some(())
+    });
+    let requests = s.xds.requests();
+    assert!(requests.len() >= 4, "{requests:?}");
+    assert!(requests.iter().all(|r| !r.delta), "GRPC from --config-yaml");
+    for r in &requests {
+        let node = r.node.as_ref().expect("node on every request");
+        assert_eq!(node.id, "sidecar~1.2.3.4~foo~bar");
+        assert_eq!(node.cluster, "from-the-flag");
+    }
 }

@@ -178,6 +178,26 @@ static_resources:
     }
 
     #[test]
+    fn config_yaml_cannot_reset_a_value_to_its_default() {
+        // Protobuf merge (Envoy's `MergeFrom`) skips default values: a
+        // `false` or `0` in the overlay leaves the file's value.
+        let file = "dynamic_resources: {ads_config: {api_type: GRPC, set_node_on_first_message_only: true}}";
+        let o = BootstrapOverrides {
+            config_yaml: Some(
+                "dynamic_resources: {ads_config: {api_type: DELTA_GRPC, set_node_on_first_message_only: false}}"
+                    .into(),
+            ),
+            ..BootstrapOverrides::default()
+        };
+        let ads = bootstrap(&o, file)
+            .dynamic_resources
+            .and_then(|d| d.ads_config)
+            .expect("ads");
+        assert!(ads.set_node_on_first_message_only);
+        assert_eq!(ads.api_type, 3, "DELTA_GRPC replaced GRPC");
+    }
+
+    #[test]
     fn service_flags_override_the_node_last() {
         let o = BootstrapOverrides {
             config_yaml: Some("node: {id: yaml-id}".into()),
