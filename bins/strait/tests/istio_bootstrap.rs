@@ -14,9 +14,6 @@ const SINKS: &str = "stats_sinks: not supported";
 /// SDS-delivered certificates on static clusters/listeners: branch tls2.
 const SDS: &str = "sds";
 const SDS_VALIDATION: &str = "combined_validation_context: not supported";
-/// A finite global downstream connection limit: not enforced yet.
-const CONN_LIMIT: &str = "a global downstream connection limit";
-const CONN_LIMIT_RUNTIME: &str = "runtime overrides (overload.global_downstream_max_connections)";
 /// Only configured addresses count as internal: not implemented.
 const EXPLICIT_INTERNAL: &str =
     "runtime overrides (envoy.reloadable_features.explicit_internal_address_config)";
@@ -33,20 +30,11 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("authsds", &[]),
     ("default", &[]),
     ("explicit_internal_address", &[EXPLICIT_INTERNAL]),
-    ("global_downstream_connection_settings", &[CONN_LIMIT]),
-    (
-        "global_downstream_connection_settings_with_meta",
-        &[CONN_LIMIT],
-    ),
-    (
-        "global_downstream_max_connections_both",
-        &[CONN_LIMIT, CONN_LIMIT_RUNTIME],
-    ),
-    ("global_downstream_max_connections_meta", &[CONN_LIMIT]),
-    (
-        "global_downstream_max_connections_runtime",
-        &[CONN_LIMIT, CONN_LIMIT_RUNTIME],
-    ),
+    ("global_downstream_connection_settings", &[]),
+    ("global_downstream_connection_settings_with_meta", &[]),
+    ("global_downstream_max_connections_both", &[]),
+    ("global_downstream_max_connections_meta", &[]),
+    ("global_downstream_max_connections_runtime", &[]),
     (
         "invalid_stats_eviction_interval",
         &[SINKS, SDS, SDS_VALIDATION],

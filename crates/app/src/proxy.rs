@@ -68,6 +68,9 @@ pub(crate) struct Shared {
     pub(crate) bound: Arc<BoundListeners>,
     http_stats: ArcSwap<HashMap<String, Arc<HttpStats>>>,
     tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
+    /// Open downstream connections on listeners that do not
+    /// `ignore_global_conn_limit`, against `max_downstream_connections`.
+    pub(crate) downstream_cx: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -143,6 +146,7 @@ impl Proxy {
             bound: BoundListeners::new(),
             http_stats: ArcSwap::default(),
             tcp_stats: ArcSwap::default(),
+            downstream_cx: std::sync::atomic::AtomicU64::new(0),
         });
         let prometheus = prometheus();
         let reloader = Arc::new(Reloader::new(

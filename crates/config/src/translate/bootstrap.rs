@@ -98,9 +98,14 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     if let Some(c) = cluster_manager {
         process::cluster_manager(cx, "cluster_manager", c);
     }
-    if let Some(o) = overload_manager {
-        process::overload_manager(cx, "overload_manager", o);
-    }
+    // The monitor's limit wins over the deprecated runtime key, as in Envoy.
+    let monitor_limit = overload_manager
+        .as_ref()
+        .and_then(|o| process::overload_manager(cx, "overload_manager", o));
+    let runtime_limit = layered_runtime
+        .as_ref()
+        .and_then(process::runtime_connection_limit);
+    let max_downstream_connections = monitor_limit.or(runtime_limit).flatten();
     process::bootstrap_extensions(cx, "", bootstrap_extensions);
     if let Some(lr) = layered_runtime {
         runtime(cx, "layered_runtime", lr);
@@ -130,6 +135,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         route_configs: Vec::new(),
         dynamic,
         node: Some(process::node(node.as_ref())),
+        max_downstream_connections,
     }
 }
 

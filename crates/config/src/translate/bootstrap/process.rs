@@ -108,9 +108,13 @@ pub(super) fn cluster_manager(cx: &mut Context, path: &str, c: &ClusterManager) 
 }
 
 /// `overload_manager`: only the global downstream connection limit that
-/// Istio always renders, and only at Istio's "unlimited" value. A finite
-/// global limit is refused until Strait enforces one.
-pub(super) fn overload_manager(cx: &mut Context, path: &str, o: &OverloadManager) {
+/// Istio always renders. `Some(None)` for a monitor at Istio's "unlimited"
+/// value, `Some(Some(n))` for a limit, `None` without the monitor.
+pub(super) fn overload_manager(
+    cx: &mut Context,
+    path: &str,
+    o: &OverloadManager,
+) -> Option<Option<u64>> {
     let OverloadManager {
         // How often resource monitors are sampled; the one accepted below
         // is not sampled.
@@ -121,6 +125,7 @@ pub(super) fn overload_manager(cx: &mut Context, path: &str, o: &OverloadManager
         buffer_factory_config,
     } = o;
     reject_set!(cx, path; actions, loadshed_points, buffer_factory_config);
+    let mut limit = None;
     for (i, m) in resource_monitors.iter().enumerate() {
         let mpath = item(path, "resource_monitors", i);
         let ResourceMonitor { name, config_type } = m;
@@ -144,13 +149,60 @@ pub(super) fn overload_manager(cx: &mut Context, path: &str, o: &OverloadManager
         else {
             continue;
         };
-        if max < UNLIMITED_CONNECTIONS {
-            cx.unsupported(
-                at(&tpath, "max_active_downstream_connections"),
-                format!("a global downstream connection limit ({max})"),
-            );
+        limit = Some(connection_limit(
+            cx,
+            &at(&tpath, "max_active_downstream_connections"),
+            max,
+        ));
+    }
+    limit
+}
+
+/// A configured connection limit: `None` at Istio's "unlimited" or above.
+fn connection_limit(cx: &mut Context, path: &str, max: i64) -> Option<u64> {
+    match u64::try_from(max) {
+        Ok(_) if max >= UNLIMITED_CONNECTIONS => None,
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            cx.invalid(path, format!("{max} must be greater than 0"));
+            None
         }
     }
+}
+
+/// The deprecated runtime key `overload.global_downstream_max_connections`
+/// in a static layer (the last layer setting it wins): `Some(None)` at
+/// "unlimited", `Some(Some(n))` for a limit, `None` when absent (or
+/// unreadable, which the runtime translation refuses).
+pub(super) fn runtime_connection_limit(
+    lr: &envoy_types::pb::envoy::config::bootstrap::v3::LayeredRuntime,
+) -> Option<Option<u64>> {
+    use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
+    lr.layers
+        .iter()
+        .rev()
+        .find_map(|l| match &l.layer_specifier {
+            Some(LayerSpecifier::StaticLayer(s)) => s
+                .fields
+                .get(RUNTIME_CONNECTION_LIMIT)
+                .and_then(runtime_number)
+                .map(|n| (n < UNLIMITED_CONNECTIONS).then_some(n.unsigned_abs())),
+            _ => None,
+        })
+}
+
+const RUNTIME_CONNECTION_LIMIT: &str = "overload.global_downstream_max_connections";
+
+/// A positive integer runtime value, written as a number or a string.
+fn runtime_number(v: &envoy_types::pb::google::protobuf::Value) -> Option<i64> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let n = match &v.kind {
+        // Whole numbers well inside f64's exact range.
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && *n >= 1.0 && *n <= 9.0e15 => *n as i64,
+        Some(Kind::StringValue(s)) => s.parse::<i64>().ok()?,
+        _ => return None,
+    };
+    (n > 0).then_some(n)
 }
 
 /// `bootstrap_extensions`. `envoy.bootstrap.internal_listener` only makes
@@ -234,7 +286,6 @@ pub(super) fn runtime_key_without_effect(
     key: &str,
     value: &envoy_types::pb::google::protobuf::Value,
 ) -> bool {
-    use envoy_types::pb::google::protobuf::value::Kind;
     match key {
         // Lets a deprecated field be used without Envoy refusing it; Strait
         // judges deprecated fields like any other.
@@ -252,15 +303,9 @@ pub(super) fn runtime_key_without_effect(
         // RE2's program size limits; Strait's regex engine has its own
         // (larger) compiled size limit and refuses a regex above it.
         "re2.max_program_size.error_level" | "re2.max_program_size.warn_level" => true,
-        // The deprecated runtime form of the global connection limit:
-        // accepted at Istio's "unlimited", like the overload manager's.
-        "overload.global_downstream_max_connections" => match &value.kind {
-            Some(Kind::NumberValue(n)) => *n >= UNLIMITED_CONNECTIONS as f64,
-            Some(Kind::StringValue(s)) => {
-                s.parse::<i64>().is_ok_and(|n| n >= UNLIMITED_CONNECTIONS)
-            }
-            _ => false,
-        },
+        // The deprecated runtime form of the global connection limit, read
+        // by `runtime_connection_limit`.
+        RUNTIME_CONNECTION_LIMIT => runtime_number(value).is_some(),
         _ => false,
     }
 }

@@ -231,6 +231,7 @@ static_resources:
                     timeout: Some(Duration::from_secs(15)),
                     ..ListenerFilters::default()
                 },
+                ignore_global_conn_limit: false,
             },
             Listener {
                 name: "127.0.0.1_9000".into(),
@@ -255,6 +256,7 @@ static_resources:
                     timeout: Some(Duration::from_secs(15)),
                     ..ListenerFilters::default()
                 },
+                ignore_global_conn_limit: false,
             },
         ],
         clusters: vec![

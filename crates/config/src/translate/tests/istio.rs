@@ -118,6 +118,41 @@ fn istio_shaped_bootstrap_translates() {
 }
 
 #[test]
+fn global_connection_limit_from_the_monitor_or_the_runtime() {
+    // Istio's "unlimited" everywhere.
+    assert_eq!(load_ok(&istio(|_| {})).max_downstream_connections, None);
+    let monitor = |b: &mut Value| {
+        b["overload_manager"]["resource_monitors"][0]["typed_config"]["max_active_downstream_connections"] =
+            json!(20000);
+    };
+    let runtime = |b: &mut Value| {
+        b["layered_runtime"]["layers"][0]["static_layer"]["overload.global_downstream_max_connections"] =
+            json!("5000");
+    };
+    assert_eq!(
+        load_ok(&istio(monitor)).max_downstream_connections,
+        Some(20000)
+    );
+    let c = load_ok(&istio(|b| {
+        b.as_object_mut()
+            .expect("object")
+            .remove("overload_manager");
+        runtime(b);
+    }));
+    assert_eq!(c.max_downstream_connections, Some(5000));
+    // Both: the monitor wins, as in Envoy.
+    let c = load_ok(&istio(|b| {
+        monitor(b);
+        runtime(b);
+    }));
+    assert_eq!(c.max_downstream_connections, Some(20000));
+    let c = load_ok(&istio(|b| {
+        b["static_resources"]["listeners"][0]["ignore_global_conn_limit"] = json!(true);
+    }));
+    assert!(c.listeners[0].ignore_global_conn_limit);
+}
+
+#[test]
 fn a_bootstrap_without_node_still_announces_strait() {
     let c = load_ok("{}");
     assert_eq!(c.node.expect("node").user_agent_name, "strait");
@@ -173,19 +208,19 @@ fn istio_fields_that_would_change_behaviour_are_refused_by_path() {
             "upstream_connection_options",
         ),
         (
-            "finite global connection limit",
+            "connection limit of 0",
             |b| {
                 b["overload_manager"]["resource_monitors"][0]["typed_config"]["max_active_downstream_connections"] =
-                    json!(100);
+                    json!(0);
             },
             "overload_manager.resource_monitors[0].typed_config.max_active_downstream_connections",
-            "connection limit (100)",
+            "greater than 0",
         ),
         (
-            "finite runtime connection limit",
+            "unreadable runtime connection limit",
             |b| {
                 b["layered_runtime"]["layers"][0]["static_layer"]["overload.global_downstream_max_connections"] =
-                    json!(100);
+                    json!("many");
             },
             "layered_runtime.layers[0].static_layer",
             "overload.global_downstream_max_connections",
