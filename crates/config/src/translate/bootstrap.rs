@@ -86,14 +86,14 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         } = d;
     }
     if let Some(s) = stats_config {
-        process::stats_config(cx, "stats_config", s);
+        process::stats_config(s);
     }
     process::stats_intervals(cx, stats_flush_interval, stats_eviction);
     if let Some(t) = tracing {
-        process::tracing(cx, "tracing", t);
+        process::tracing(t);
     }
     if let Some(a) = application_log_config {
-        process::application_log(cx, "application_log_config", a);
+        process::application_log(a);
     }
     if let Some(c) = cluster_manager {
         process::cluster_manager(cx, "cluster_manager", c);

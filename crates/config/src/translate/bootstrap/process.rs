@@ -35,7 +35,7 @@ const UNLIMITED_CONNECTIONS: i64 = i32::MAX as i64;
 /// inclusion (`stats_matcher`) and histogram buckets shape Envoy's stat
 /// names and memory; Strait exports a fixed set of Envoy-named stats and
 /// no request depends on them.
-pub(super) fn stats_config(_cx: &mut Context, _path: &str, s: &StatsConfig) {
+pub(super) fn stats_config(s: &StatsConfig) {
     let StatsConfig {
         stats_tags: _,
         use_all_default_tags: _,
@@ -74,13 +74,13 @@ pub(super) fn stats_intervals(
 /// `tracing`: the provider Envoy would use for connection managers that
 /// enable tracing. Strait refuses `tracing` on connection managers, so no
 /// span is ever started and the provider is never used.
-pub(super) fn tracing(_cx: &mut Context, _path: &str, t: &Tracing) {
+pub(super) fn tracing(t: &Tracing) {
     let Tracing { http: _ } = t;
 }
 
 /// `application_log_config`: the format of Envoy's own log lines (spdlog or
 /// JSON). Strait's logs are `tracing`'s; nothing else reads the format.
-pub(super) fn application_log(_cx: &mut Context, _path: &str, a: &ApplicationLogConfig) {
+pub(super) fn application_log(a: &ApplicationLogConfig) {
     let ApplicationLogConfig { log_format: _ } = a;
 }
 
