@@ -98,7 +98,12 @@ impl CommandLine {
             match flag.as_str() {
                 "-c" | "--config-path" | "--config" => cl.config = Some(value()?.into()),
                 "--config-yaml" => cl.overrides.config_yaml = Some(value()?),
-                "--concurrency" => cl.concurrency = Some(number(&flag, &value()?)?),
+                "--concurrency" => match number(&flag, &value()?)? {
+                    // pilot-agent passes the flag only when positive; no
+                    // worker at all would serve nothing.
+                    0 => return Err(CliError("--concurrency must be at least 1".into())),
+                    n => cl.concurrency = Some(n),
+                },
                 "-l" | "--log-level" => cl.log_level = log_level(&value()?)?,
                 "--drain-time-s" => {
                     cl.drain_time = Some(Duration::from_secs(number(&flag, &value()?)?));
@@ -257,6 +262,7 @@ mod tests {
                 &["--concurrency", "two"],
                 "--concurrency: 'two' is not a number",
             ),
+            (&["--concurrency", "0"], "--concurrency must be at least 1"),
             (&["--drain-strategy", "slow"], "--drain-strategy: 'slow'"),
             (&["--local-address-ip-version", "v5"], "not v4 or v6"),
             (&["-l", "loud"], "unknown log level 'loud'"),
