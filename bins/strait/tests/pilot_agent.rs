@@ -103,9 +103,9 @@ struct Setup {
     app: Upstream,
     agent: Upstream,
     config: std::path::PathBuf,
+    admin: u16,
     prom: u16,
     ready: u16,
-    web: u16,
 }
 
 fn setup(tag: &str) -> Setup {
@@ -119,7 +119,7 @@ fn setup(tag: &str) -> Setup {
     let xds = XdsServer::start_unix(&socket);
     let app = http_echo("app");
     let agent = http_echo("agent");
-    let (admin, prom, ready, web) = (free_port(), free_port(), free_port(), free_port());
+    let (admin, prom, ready) = (free_port(), free_port(), free_port());
     let config = dir.path().join("envoy-rev.json");
     std::fs::write(
         &config,
@@ -143,7 +143,7 @@ fn setup(tag: &str) -> Setup {
             &format!(
                 r#"
 name: web
-address: {{socket_address: {{address: 127.0.0.1, port_value: {web}}}}}
+address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 filter_chains:
 - filters:
   - name: envoy.filters.network.http_connection_manager
@@ -165,9 +165,9 @@ filter_chains:
         app,
         agent,
         config,
+        admin,
         prom,
         ready,
-        web,
     }
 }
 
@@ -206,10 +206,21 @@ fn start(config: &Path, extra: &[&str]) -> Running {
     )
 }
 
-/// Waits for the xDS listener to route `/hello` to the `app` upstream.
+/// Waits for the xDS listener to route `/hello` to the `app` upstream. The
+/// listener binds port 0 (a port picked ahead could be taken meanwhile by
+/// another process); its port comes from the admin `/listeners`.
 fn routes(s: &Setup) {
     let reply = eventually_blocking("the xDS listener to route", WAIT, || {
-        get(s.web, "/hello").filter(|r| r.starts_with("HTTP/1.1 200"))
+        let listeners = get(s.admin, "/listeners")?;
+        let web: u16 = listeners
+            .lines()
+            .find_map(|l| l.strip_prefix("web::"))?
+            .rsplit(':')
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        get(web, "/hello").filter(|r| r.starts_with("HTTP/1.1 200"))
     });
     assert!(reply.contains("/hello"), "{reply}");
     assert!(
