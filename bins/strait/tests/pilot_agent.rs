@@ -140,10 +140,9 @@ fn setup(tag: &str) -> Setup {
         LISTENER,
         vec![resource(
             "envoy.config.listener.v3.Listener",
-            &format!(
-                r#"
+            r#"
 name: web
-address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+address: {socket_address: {address: 127.0.0.1, port_value: 0}}
 filter_chains:
 - filters:
   - name: envoy.filters.network.http_connection_manager
@@ -151,12 +150,11 @@ filter_chains:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
       stat_prefix: web
       route_config:
-        virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: app}}}}]}}]
+        virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: app}}]}]
       http_filters:
       - name: envoy.filters.http.router
-        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-"#
-            ),
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+"#,
         )],
     );
     Setup {
