@@ -1,68 +1,20 @@
-//! `strait`: the standalone proxy. Parses flags, installs logging, runs the
-//! app until a signal. Everything else lives in `strait-app`.
-//!
-//! Usage:
-//!   strait                          run the embedded default config
-//!   strait run [-c FILE] [--concurrency N] [-l LEVEL]
-//!   strait check -c FILE            validate; print every problem; exit 1 on any
-//!   strait -c FILE ...              as `run` (Envoy's command line shape)
+//! `strait`: the standalone proxy, also started by Istio's `pilot-agent` in
+//! Envoy's place. Parses the command line (`strait_app::cli`: `run`, `check`,
+//! and Envoy's flags), installs logging, runs the app until a signal.
+//! Everything else lives in `strait-app`.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
-use strait_app::{ConfigSource, Options, Proxy};
+use strait_app::{
+    ConfigSource, Options, Proxy,
+    cli::{CommandLine, Mode, USAGE},
+};
 
 const DEFAULT_CONFIG: &str = include_str!("../default.yaml");
 
-struct Args {
-    check: bool,
-    config: Option<PathBuf>,
-    concurrency: Option<usize>,
-    level: String,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        check: false,
-        config: None,
-        concurrency: None,
-        level: "info".into(),
-    };
-    let mut it = std::env::args().skip(1).peekable();
-    match it.peek().map(String::as_str) {
-        Some("run") => {
-            it.next();
-        }
-        Some("check") => {
-            args.check = true;
-            it.next();
-        }
-        _ => {}
-    }
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "-c" | "--config-path" | "--config" => args.config = Some(value()?.into()),
-            "--concurrency" => args.concurrency = Some(value()?.parse().context("--concurrency")?),
-            "-l" | "--log-level" => args.level = value()?,
-            "-h" | "--help" => {
-                println!(
-                    "{}",
-                    include_str!("main.rs")
-                        .lines()
-                        .skip(3)
-                        .take(5)
-                        .map(|l| &l[3.min(l.len())..])
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
-    Ok(args)
-}
+/// How long listeners drain on a signal when `--drain-time-s` is not given.
+const DEFAULT_DRAIN: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
     match run() {
@@ -75,41 +27,51 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    let args = parse_args()?;
+    let args = CommandLine::parse(std::env::args().skip(1))?;
+    match args.mode {
+        Mode::Help => {
+            println!("{USAGE}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Mode::Check => return check(&args),
+        Mode::Run => {}
+    }
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
         None => ConfigSource::Inline(DEFAULT_CONFIG.into()),
     };
-    if args.check {
-        let Some(path) = &args.config else {
-            bail!("check needs -c FILE")
-        };
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(match strait_app::check(&text) {
-            Ok(_) => {
-                println!("{}: OK", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                for e in &errors {
-                    println!("{}: {e}", path.display());
-                }
-                ExitCode::FAILURE
-            }
-        });
-    }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.level).context("-l")?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).context("-l")?)
         .with_writer(std::io::stderr)
         .init();
     let mut opts = Options::new(source);
+    opts.overrides = args.overrides.clone();
     if let Some(n) = args.concurrency {
         opts.concurrency = n;
     }
     let mut proxy = Proxy::start(opts)?;
     proxy.run_until_signal()?;
     tracing::info!("shutting down");
-    proxy.shutdown(Duration::from_millis(500));
+    proxy.shutdown(args.drain_time.unwrap_or(DEFAULT_DRAIN));
     Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: &CommandLine) -> anyhow::Result<ExitCode> {
+    let Some(path) = &args.config else {
+        bail!("check needs -c FILE")
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(match strait_app::check_with(&text, &args.overrides) {
+        Ok(_) => {
+            println!("{}: OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{}: {e}", path.display());
+            }
+            ExitCode::FAILURE
+        }
+    })
 }

@@ -7,6 +7,7 @@
 //! Everything a request reads of config comes from one snapshot in the
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
 
+pub mod cli;
 mod filters;
 mod hash;
 mod http;
@@ -24,7 +25,8 @@ mod timeouts;
 mod workers;
 
 pub use proxy::{ConfigSource, Options, Proxy};
-pub use reload::check;
+pub use reload::{check, check_with};
+pub use strait_config::BootstrapOverrides;
 pub use workers::RuntimeModel;
 
 /// Errors that stop the proxy from starting or a config from applying.

@@ -173,10 +173,50 @@ async fn connection(
     drain: DrainWatch,
     lstats: Arc<ListenerStats>,
 ) {
+    let Some(slot) = GlobalSlot::take(&shared, &name) else {
+        // Envoy closes a connection over the global limit at once.
+        lstats.global_cx_overflow.increment(1);
+        return;
+    };
     lstats.cx_total.increment(1);
     lstats.cx_active.increment(1.0);
-    serve_connection(stream, peer, name, shared, drain).await;
+    serve_connection(stream, peer, name, Arc::clone(&shared), drain).await;
     lstats.cx_active.decrement(1.0);
+    drop(slot);
+}
+
+/// A connection's place under the global downstream connection limit;
+/// given back when dropped.
+struct GlobalSlot<'a>(Option<&'a std::sync::atomic::AtomicU64>);
+
+impl<'a> GlobalSlot<'a> {
+    /// `None` when the limit is reached. Connections on listeners with
+    /// `ignore_global_conn_limit` take no place (Envoy does not count them).
+    fn take(shared: &'a Shared, listener: &str) -> Option<GlobalSlot<'a>> {
+        use std::sync::atomic::Ordering;
+        let snapshot = shared.store.load();
+        if snapshot
+            .listener(listener)
+            .is_some_and(|e| e.spec.ignore_global_conn_limit)
+        {
+            return Some(GlobalSlot(None));
+        }
+        let limit = snapshot.config().max_downstream_connections;
+        let open = shared.downstream_cx.fetch_add(1, Ordering::AcqRel);
+        let slot = GlobalSlot(Some(&shared.downstream_cx));
+        match limit {
+            Some(max) if open >= max => None,
+            _ => Some(slot),
+        }
+    }
+}
+
+impl Drop for GlobalSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = self.0 {
+            count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
 }
 
 /// Listener filters, filter-chain match, transport socket, then the chain's

@@ -9,6 +9,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use strait_config::BootstrapOverrides;
 use strait_net::{BoundListeners, Drain};
 use tokio::{runtime::Runtime, sync::watch};
 
@@ -32,6 +33,9 @@ pub enum ConfigSource {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub config: ConfigSource,
+    /// Command-line changes to the bootstrap (`--config-yaml`,
+    /// `--service-node`, ...), applied on every load.
+    pub overrides: BootstrapOverrides,
     /// Worker threads; each runs its own event loop.
     pub concurrency: usize,
     /// How often the config file is checked for changes.
@@ -45,6 +49,7 @@ impl Options {
     pub fn new(config: ConfigSource) -> Self {
         Options {
             config,
+            overrides: BootstrapOverrides::default(),
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             watch_interval: Duration::from_millis(200),
             runtime: match std::env::var("STRAIT_RUNTIME").as_deref() {
@@ -63,6 +68,9 @@ pub(crate) struct Shared {
     pub(crate) bound: Arc<BoundListeners>,
     http_stats: ArcSwap<HashMap<String, Arc<HttpStats>>>,
     tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
+    /// Open downstream connections on listeners that do not
+    /// `ignore_global_conn_limit`, against `max_downstream_connections`.
+    pub(crate) downstream_cx: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -138,10 +146,12 @@ impl Proxy {
             bound: BoundListeners::new(),
             http_stats: ArcSwap::default(),
             tcp_stats: ArcSwap::default(),
+            downstream_cx: std::sync::atomic::AtomicU64::new(0),
         });
         let prometheus = prometheus();
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
+            opts.overrides.clone(),
             Arc::clone(&shared),
             workers.handles().to_vec(),
         ));

@@ -12,7 +12,7 @@ use std::{
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use prost_reflect::SerializeOptions;
-use strait_config::model::Config;
+use strait_config::{BootstrapOverrides, model::Config};
 use strait_snapshot::Snapshot;
 use tokio::{runtime::Handle, sync::Mutex};
 
@@ -26,7 +26,12 @@ use crate::{
 /// anything: `strait check`. Returns every problem found, each naming its
 /// field path.
 pub fn check(text: &str) -> Result<Config, Vec<String>> {
-    let (config, _) = parse(text)?;
+    check_with(text, &BootstrapOverrides::default())
+}
+
+/// [`check`] with the command line's changes to the bootstrap applied.
+pub fn check_with(text: &str, overrides: &BootstrapOverrides) -> Result<Config, Vec<String>> {
+    let (config, _) = parse(text, overrides)?;
     Snapshot::compile(
         1,
         static_part(&config),
@@ -49,9 +54,15 @@ fn static_part(config: &Config) -> Config {
 }
 
 /// Text → (model, source document for `/config_dump`).
-fn parse(text: &str) -> Result<(Config, serde_json::Value), Vec<String>> {
-    let msg = strait_config::parse::parse_message(text, "envoy.config.bootstrap.v3.Bootstrap")
-        .map_err(|e| vec![e.to_string()])?;
+fn parse(
+    text: &str,
+    overrides: &BootstrapOverrides,
+) -> Result<(Config, serde_json::Value), Vec<String>> {
+    let parsed = overrides.apply(text).map_err(|e| vec![e.to_string()])?;
+    for w in &parsed.warnings {
+        tracing::warn!("{w}");
+    }
+    let msg = parsed.message;
     let bootstrap: Bootstrap = msg.transcode_to().map_err(|e| vec![e.to_string()])?;
     let config = strait_config::translate_bootstrap(&bootstrap)
         .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
@@ -67,6 +78,7 @@ fn parse(text: &str) -> Result<(Config, serde_json::Value), Vec<String>> {
 #[derive(Debug)]
 pub(crate) struct Reloader {
     source: ConfigSource,
+    overrides: BootstrapOverrides,
     shared: Arc<Shared>,
     workers: Vec<Handle>,
     listeners: Mutex<ListenerSet>,
@@ -87,9 +99,15 @@ pub(crate) struct Reloader {
 }
 
 impl Reloader {
-    pub(crate) fn new(source: ConfigSource, shared: Arc<Shared>, workers: Vec<Handle>) -> Self {
+    pub(crate) fn new(
+        source: ConfigSource,
+        overrides: BootstrapOverrides,
+        shared: Arc<Shared>,
+        workers: Vec<Handle>,
+    ) -> Self {
         Reloader {
             source,
+            overrides,
             shared,
             workers,
             listeners: Mutex::new(ListenerSet::default()),
@@ -143,7 +161,7 @@ impl Reloader {
         };
         self.last_read
             .store(hash(text.as_bytes()), Ordering::Release);
-        let result = match parse(&text) {
+        let result = match parse(&text, &self.overrides) {
             Ok((config, source)) => {
                 if config.dynamic.is_some() {
                     *self

@@ -119,6 +119,8 @@ impl TcpStats {
 pub(crate) struct ListenerStats {
     pub(crate) cx_total: Counter,
     pub(crate) cx_active: Gauge,
+    /// Connections closed at once because the global limit was reached.
+    pub(crate) global_cx_overflow: Counter,
 }
 
 impl ListenerStats {
@@ -128,6 +130,10 @@ impl ListenerStats {
         ListenerStats {
             cx_total: metrics::counter!("envoy_listener_downstream_cx_total", labels),
             cx_active: metrics::gauge!("envoy_listener_downstream_cx_active", labels),
+            global_cx_overflow: metrics::counter!(
+                "envoy_listener_downstream_global_cx_overflow",
+                labels
+            ),
         }
     }
 }

@@ -8,9 +8,11 @@
 //! I/O beyond the bytes handed to it.
 
 pub mod model;
+pub mod overrides;
 pub mod parse;
 pub mod translate;
 
+pub use overrides::BootstrapOverrides;
 pub use parse::{ParseError, descriptor_pool, parse_bootstrap};
 pub use translate::{
     translate_bootstrap, translate_cluster, translate_cluster_load_assignment, translate_listener,

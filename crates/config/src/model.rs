@@ -32,6 +32,12 @@ pub struct Config {
     /// The bootstrap's `node`, sent verbatim to the control plane. Strait
     /// itself reads nothing from it, so it stays the proto.
     pub node: Option<Node>,
+    /// The global downstream connection limit (the overload manager's
+    /// `envoy.resource_monitors.global_downstream_max_connections`, else the
+    /// runtime key `overload.global_downstream_max_connections`): open
+    /// connections on all listeners that do not `ignore_global_conn_limit`.
+    /// `None`: unlimited.
+    pub max_downstream_connections: Option<u64>,
 }
 
 impl Config {
@@ -87,6 +93,9 @@ pub struct Listener {
     pub default_filter_chain: Option<FilterChain>,
     /// `listener_filters` and their timeout.
     pub listener_filters: ListenerFilters,
+    /// `ignore_global_conn_limit`: connections here are neither counted
+    /// nor limited by [`Config::max_downstream_connections`].
+    pub ignore_global_conn_limit: bool,
 }
 
 impl Listener {
@@ -321,6 +330,11 @@ pub struct Cluster {
     pub pool: PoolOptions,
     /// `transport_socket` `UpstreamTlsContext`; `None` is plaintext.
     pub tls: Option<tls::UpstreamTls>,
+    /// The unix socket path when the cluster's one endpoint is a `pipe`
+    /// address (Istio's `xds-grpc` and `sds-grpc`). Only the gRPC control
+    /// clients (ADS, SDS) dial it; `endpoints` is then empty, so the data
+    /// path has no host in it.
+    pub pipe: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

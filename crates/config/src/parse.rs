@@ -32,24 +32,114 @@ pub fn parse_message(text: &str, full_name: &str) -> Result<DynamicMessage, Pars
     parse_value(value, full_name)
 }
 
+/// Like [`parse_message`], but fields the proto does not know are skipped
+/// (Envoy's `--allow-unknown-static-fields`).
+pub fn parse_message_lenient(text: &str, full_name: &str) -> Result<DynamicMessage, ParseError> {
+    let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| ParseError {
+        path: String::new(),
+        message: e.to_string(),
+    })?;
+    parse_value_with(value, full_name, false)
+}
+
 /// Like [`parse_message`], from an already parsed JSON value.
 pub fn parse_value(
     value: serde_json::Value,
     full_name: &str,
 ) -> Result<DynamicMessage, ParseError> {
+    parse_value_with(value, full_name, true)
+}
+
+fn parse_value_with(
+    mut value: serde_json::Value,
+    full_name: &str,
+    deny_unknown: bool,
+) -> Result<DynamicMessage, ParseError> {
+    unwrap_typed_structs(&mut value, &mut String::new())?;
     let desc: MessageDescriptor = descriptor_pool()
         .get_message_by_name(full_name)
         .ok_or_else(|| ParseError {
             path: String::new(),
             message: format!("unknown message type {full_name}"),
         })?;
-    let opts = DeserializeOptions::new().deny_unknown_fields(true);
+    let opts = DeserializeOptions::new().deny_unknown_fields(deny_unknown);
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
     DynamicMessage::deserialize_with_options(desc, de, &opts).map_err(|e| ParseError {
         path: track.path().to_string(),
         message: e.to_string(),
     })
+}
+
+/// The two names of Envoy's `TypedStruct`: an `Any` whose payload is a
+/// message named by `type_url` and written as a JSON-like `Struct` in
+/// `value`. Istio renders `envoy.bootstrap.internal_listener` this way.
+const TYPED_STRUCTS: [&str; 2] = ["udpa.type.v1.TypedStruct", "xds.type.v3.TypedStruct"];
+
+/// Rewrites every `TypedStruct` in `value` into the `Any` it stands for:
+/// `{"@type": T, "type_url": U, "value": {...}}` becomes `{"@type": U, ...}`.
+///
+/// Envoy does the same when it loads an extension (the struct is converted
+/// to the named message with the proto3 JSON mapping), so the named message
+/// is then parsed, and its fields checked, exactly like a typed `Any`. The
+/// descriptor set `envoy-types` ships has no `TypedStruct`, and a generic
+/// rewrite keeps every extension's translation unaware of the wrapping.
+fn unwrap_typed_structs(
+    value: &mut serde_json::Value,
+    path: &mut String,
+) -> Result<(), ParseError> {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let is_typed_struct = map
+                .get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| TYPED_STRUCTS.contains(&t.rsplit('/').next().unwrap_or(t)));
+            if is_typed_struct {
+                let invalid = |message: &str| ParseError {
+                    path: path.clone(),
+                    message: message.to_owned(),
+                };
+                let type_url = match map.remove("type_url").or_else(|| map.remove("typeUrl")) {
+                    Some(Value::String(u)) if !u.is_empty() => u,
+                    _ => return Err(invalid("TypedStruct needs a type_url")),
+                };
+                let inner = match map.remove("value") {
+                    Some(Value::Object(inner)) => inner,
+                    None | Some(Value::Null) => serde_json::Map::new(),
+                    Some(_) => return Err(invalid("TypedStruct value must be an object")),
+                };
+                map.remove("@type");
+                if let Some(extra) = map.keys().next() {
+                    return Err(invalid(&format!("TypedStruct has unknown field '{extra}'")));
+                }
+                if inner.contains_key("@type") {
+                    return Err(invalid("TypedStruct value must not have an @type"));
+                }
+                map.insert("@type".to_owned(), Value::String(type_url));
+                map.extend(inner);
+            }
+            for (key, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                unwrap_typed_structs(v, path)?;
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                unwrap_typed_structs(v, path)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Parses an Envoy v3 bootstrap (YAML or JSON) into the `envoy-types` proto.
@@ -114,6 +204,40 @@ static_resources:
         assert!(format!("{any:?}").contains("tcp_proxy.v3.TcpProxy"));
         let ct = sr.clusters[0].connect_timeout.expect("timeout");
         assert_eq!((ct.seconds, ct.nanos), (0, 250_000_000));
+    }
+
+    #[test]
+    fn typed_struct_becomes_the_message_it_names() {
+        for wrapper in TYPED_STRUCTS {
+            let json = format!(
+                r#"{{"bootstrap_extensions": [{{"name": "envoy.bootstrap.internal_listener",
+                  "typed_config": {{"@type": "type.googleapis.com/{wrapper}",
+                    "type_url": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
+                    "value": {{"buffer_size_kb": 64}}}}}}]}}"#
+            );
+            let b = parse_bootstrap(&json).expect("parses");
+            let any = b.bootstrap_extensions[0].typed_config.clone().expect("any");
+            assert_eq!(
+                any.type_url,
+                "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+            );
+            // Field 1 (buffer_size_kb, a UInt32Value) holding 64.
+            assert_eq!(any.value, vec![0x0a, 0x02, 0x08, 64]);
+        }
+    }
+
+    #[test]
+    fn typed_struct_fields_are_checked_by_the_named_message() {
+        let json = r#"{"bootstrap_extensions": [{"name": "x", "typed_config": {
+            "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+            "type_url": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
+            "value": {"buffer_size": 64}}}]}"#;
+        let err = parse_bootstrap(json).expect_err("unknown field refused");
+        assert!(err.to_string().contains("buffer_size"), "{err}");
+        let json = r#"{"bootstrap_extensions": [{"name": "x", "typed_config": {
+            "@type": "type.googleapis.com/xds.type.v3.TypedStruct", "value": {}}}]}"#;
+        let err = parse_bootstrap(json).expect_err("no type_url");
+        assert_eq!(err.path, "bootstrap_extensions[0].typed_config", "{err}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ mod bootstrap;
 #[allow(deprecated)]
 mod cluster;
 #[allow(deprecated)]
+mod compressor;
+#[allow(deprecated)]
 mod dynamic;
 #[allow(deprecated)]
 mod filter;
@@ -77,6 +79,9 @@ pub(crate) struct Context {
 struct ClusterRef {
     path: String,
     name: String,
+    /// Named by a gRPC client (ADS), which may dial a `pipe` cluster; the
+    /// data path cannot.
+    grpc: bool,
 }
 
 /// Whether a proto field holds something other than its default. Proto3 has
@@ -129,17 +134,38 @@ impl Context {
         self.required_clusters.push(ClusterRef {
             path,
             name: name.to_owned(),
+            grpc: false,
+        });
+    }
+
+    /// Like [`Self::require_cluster`], for a gRPC client's cluster.
+    fn require_grpc_cluster(&mut self, path: String, name: &str) {
+        self.required_clusters.push(ClusterRef {
+            path,
+            name: name.to_owned(),
+            grpc: true,
         });
     }
 
     /// Checks the recorded cluster references against the names of the
     /// clusters in the file (translated or not: a cluster that failed has its
     /// own error, and a second "unknown cluster" one would mislead).
-    fn check_cluster_refs(&mut self, known: &HashSet<&str>) {
+    ///
+    /// `pipes` are the clusters whose endpoint is a unix socket: only gRPC
+    /// clients may name them (the data path connects over TCP).
+    fn check_cluster_refs(&mut self, known: &HashSet<&str>, pipes: &HashSet<&str>) {
         let refs = std::mem::take(&mut self.required_clusters);
         for r in refs {
             if !known.contains(r.name.as_str()) {
                 self.invalid(r.path, format!("unknown cluster '{}'", r.name));
+            } else if !r.grpc && pipes.contains(r.name.as_str()) {
+                self.unsupported(
+                    r.path,
+                    format!(
+                        "traffic to cluster '{}', whose endpoint is a pipe (unix socket); only the xDS client dials pipes",
+                        r.name
+                    ),
+                );
             }
         }
     }

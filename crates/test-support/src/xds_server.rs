@@ -42,7 +42,7 @@ pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 /// One request the server received, as the client sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
     /// Which stream (connection) it came on, counting from 0.
     pub stream: u64,
@@ -56,6 +56,8 @@ pub struct RecordedRequest {
     /// `error_detail.message` of a NACK.
     pub error_detail: Option<String>,
     pub has_node: bool,
+    /// The node the request carried, when it carried one.
+    pub node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
     /// Delta only: how many `initial_resource_versions` the request carried
     /// (what the client already has, on a reconnect).
     pub initial_versions: usize,
@@ -71,8 +73,21 @@ impl RecordedRequest {
 /// The control plane. Dropping it stops the server.
 pub struct XdsServer {
     state: Arc<State>,
-    addr: SocketAddr,
+    bound: Bound,
     running: Mutex<Option<Running>>,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone)]
+enum Bound {
+    Tcp(SocketAddr),
+    /// A unix socket, as pilot-agent serves xDS to Envoy.
+    Unix(std::path::PathBuf),
+}
+
+enum Listening {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
 }
 
 struct Running {
@@ -117,16 +132,35 @@ impl XdsServer {
             .local_addr()
             .unwrap_or_else(|e| panic!("xDS server address: {e}"));
         let state = Arc::new(State::default());
-        let running = run(Arc::clone(&state), std_listener);
+        let running = run(Arc::clone(&state), Listening::Tcp(std_listener));
         XdsServer {
             state,
-            addr,
+            bound: Bound::Tcp(addr),
             running: Mutex::new(Some(running)),
         }
     }
 
+    /// Starts on a unix socket at `path` (which must not exist yet), as
+    /// pilot-agent serves xDS to its proxy.
+    pub fn start_unix(path: impl Into<std::path::PathBuf>) -> XdsServer {
+        let path = path.into();
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .unwrap_or_else(|e| panic!("binding the xDS server on {}: {e}", path.display()));
+        let state = Arc::new(State::default());
+        let running = run(Arc::clone(&state), Listening::Unix(listener));
+        XdsServer {
+            state,
+            bound: Bound::Unix(path),
+            running: Mutex::new(Some(running)),
+        }
+    }
+
+    /// The TCP address. Panics for a server started with [`Self::start_unix`].
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        match &self.bound {
+            Bound::Tcp(addr) => *addr,
+            Bound::Unix(path) => panic!("the xDS server listens on {}", path.display()),
+        }
     }
 
     /// Kills the server: the listening socket closes and every stream is cut
@@ -147,16 +181,27 @@ impl XdsServer {
     /// the bind briefly: the old socket may linger for a moment.
     pub fn restart(&self) {
         self.stop();
+        let addr = match &self.bound {
+            Bound::Tcp(addr) => *addr,
+            Bound::Unix(path) => {
+                let _ = std::fs::remove_file(path);
+                let l = std::os::unix::net::UnixListener::bind(path)
+                    .unwrap_or_else(|e| panic!("rebinding {}: {e}", path.display()));
+                *self.running.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(run(Arc::clone(&self.state), Listening::Unix(l)));
+                return;
+            }
+        };
         let mut tries = 0;
         let listener = loop {
-            match std::net::TcpListener::bind(self.addr) {
-                Ok(l) => break l,
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => break Listening::Tcp(l),
                 Err(e) if tries < 100 => {
                     tries += 1;
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => panic!("rebinding the xDS server on {}: {e}", self.addr),
+                Err(e) => panic!("rebinding the xDS server on {addr}: {e}"),
             }
         };
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) =
@@ -269,7 +314,7 @@ pub fn resource(full_name: &str, text: &str) -> (String, Any) {
     (name, any)
 }
 
-fn run(state: Arc<State>, listener: std::net::TcpListener) -> Running {
+fn run(state: Arc<State>, listener: Listening) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
@@ -280,30 +325,33 @@ fn run(state: Arc<State>, listener: std::net::TcpListener) -> Running {
             Err(e) => panic!("xDS server runtime: {e}"),
         };
         rt.block_on(async move {
-            let _ = listener.set_nonblocking(true);
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => panic!("xDS server listener: {e}"),
-            };
             let service = AggregatedDiscoveryServiceServer::new(Ads { state });
-            // tonic's own `Server` router needs its axum-based `router`
-            // feature; the generated service is a plain tower service, so
-            // hyper's HTTP/2 server drives it directly.
             let serve = async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let service = service.clone();
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let mut service = service.clone();
-                            Service::call(&mut service, req)
-                        });
-                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
+                match listener {
+                    Listening::Tcp(l) => {
+                        let _ = l.set_nonblocking(true);
+                        let l = match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => l,
+                            Err(e) => panic!("xDS server listener: {e}"),
+                        };
+                        loop {
+                            if let Ok((stream, _)) = l.accept().await {
+                                tokio::spawn(serve_connection(service.clone(), stream));
+                            }
+                        }
+                    }
+                    Listening::Unix(l) => {
+                        let _ = l.set_nonblocking(true);
+                        let l = match tokio::net::UnixListener::from_std(l) {
+                            Ok(l) => l,
+                            Err(e) => panic!("xDS server listener: {e}"),
+                        };
+                        loop {
+                            if let Ok((stream, _)) = l.accept().await {
+                                tokio::spawn(serve_connection(service.clone(), stream));
+                            }
+                        }
+                    }
                 }
             };
             tokio::select! {
@@ -316,6 +364,22 @@ fn run(state: Arc<State>, listener: std::net::TcpListener) -> Running {
         rt.shutdown_background();
     });
     Running { stop, thread }
+}
+
+/// Serves gRPC on one connection. tonic's own `Server` router needs its
+/// axum-based `router` feature; the generated service is a plain tower
+/// service, so hyper's HTTP/2 server drives it directly.
+async fn serve_connection<S>(service: AggregatedDiscoveryServiceServer<Ads>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let mut service = service.clone();
+        Service::call(&mut service, req)
+    });
+    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 struct Ads {
@@ -543,6 +607,7 @@ fn record_sotw(state: &State, stream: u64, req: &DiscoveryRequest) {
         resource_names: req.resource_names.clone(),
         error_detail: req.error_detail.as_ref().map(|s| s.message.clone()),
         has_node: req.node.is_some(),
+        node: req.node.clone(),
         initial_versions: 0,
     });
 }
@@ -557,6 +622,7 @@ fn record_delta(state: &State, stream: u64, req: &DeltaDiscoveryRequest) {
         resource_names: req.resource_names_subscribe.clone(),
         error_detail: req.error_detail.as_ref().map(|s| s.message.clone()),
         has_node: req.node.is_some(),
+        node: req.node.clone(),
         initial_versions: req.initial_resource_versions.len(),
     });
 }

@@ -17,6 +17,7 @@
 //! the data plane, or the cluster registry.
 
 mod cache;
+mod channel;
 mod delta;
 mod stats;
 mod stream;
@@ -26,6 +27,7 @@ use std::future::Future;
 use strait_config::model;
 
 pub use cache::Cache;
+pub use channel::grpc_channel;
 pub use stream::run;
 
 /// Type URLs of the resources this client subscribes to.
@@ -54,7 +56,7 @@ pub enum XdsError {
     /// The bootstrap names an ADS cluster that has no usable endpoint.
     #[error("ADS cluster '{0}': no endpoint to connect to")]
     NoAdsEndpoint(String),
-    /// The ADS cluster's endpoint does not make a URI.
+    /// The cluster's endpoint does not make a URI.
     #[error("ADS cluster '{cluster}': bad endpoint: {message}")]
     BadEndpoint { cluster: String, message: String },
     #[error("connecting to the control plane: {0}")]

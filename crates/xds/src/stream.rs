@@ -15,7 +15,7 @@ use envoy_types::pb::{
 };
 use strait_config::model;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{Cache, Publish, XdsError, stats::stats, type_url};
 
@@ -103,26 +103,6 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(rand::random_range(ms / 2..=ms))
 }
 
-/// The address of the ADS cluster's first endpoint.
-fn ads_uri(cache: &Cache, cluster: &str) -> Result<String, XdsError> {
-    let c = cache
-        .base()
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster)
-        .ok_or_else(|| XdsError::NoAdsEndpoint(cluster.to_owned()))?;
-    let e = c
-        .endpoints
-        .first()
-        .ok_or_else(|| XdsError::NoAdsEndpoint(cluster.to_owned()))?;
-    let host = if e.host.contains(':') {
-        format!("[{}]", e.host)
-    } else {
-        e.host.clone()
-    };
-    Ok(format!("http://{host}:{}", e.port))
-}
-
 /// One stream, from connect to failure.
 async fn session<P: Publish>(
     dynamic: &model::DynamicResources,
@@ -174,23 +154,19 @@ pub(crate) const TYPES: [&str; 4] = [
     type_url::ROUTE,
 ];
 
-/// A gRPC channel to the ADS cluster (HTTP/2 over TCP).
+/// A gRPC channel to the ADS cluster: TCP, or the unix socket of its `pipe`
+/// address.
 pub(crate) async fn connect(
     dynamic: &model::DynamicResources,
     cache: &Cache,
 ) -> Result<AggregatedDiscoveryServiceClient<Channel>, XdsError> {
-    let uri = ads_uri(cache, &dynamic.ads_cluster)?;
-    let connect_timeout = cache
+    let cluster = cache
         .base()
         .clusters
         .iter()
         .find(|c| c.name == dynamic.ads_cluster)
-        .map_or(Duration::from_secs(5), |c| c.connect_timeout);
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| XdsError::BadEndpoint {
-        cluster: dynamic.ads_cluster.clone(),
-        message: e.to_string(),
-    })?;
-    let channel = endpoint.connect_timeout(connect_timeout).connect().await?;
+        .ok_or_else(|| XdsError::NoAdsEndpoint(dynamic.ads_cluster.clone()))?;
+    let channel = crate::channel::grpc_channel(cluster).await?;
     Ok(AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
 }
 

@@ -11,6 +11,8 @@ use envoy_types::pb::envoy::config::bootstrap::v3::{
 use super::{Context, at, cluster, dynamic, ip_socket_address, item, listener};
 use crate::model;
 
+mod process;
+
 pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let Bootstrap {
         node,
@@ -25,8 +27,9 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         stats_sinks,
         deferred_stat_options,
         stats_config,
-        // Both only pace flushes to stats sinks, which are refused below.
-        stats_flush_interval: _,
+        stats_flush_interval,
+        // Flushes on admin request instead of a timer: stats sinks only,
+        // which are refused below.
         stats_flush: _,
         watchdog,
         watchdogs,
@@ -63,17 +66,47 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let dynamic = dynamic_resources
         .as_ref()
         .and_then(|d| dynamic::dynamic_resources(cx, "dynamic_resources", d));
+    // Stats sinks push stats to a collector (statsd, metrics service):
+    // behaviour with an outside effect that Strait does not implement.
     reject_set!(cx, "";
-        cluster_manager, hds_config, flags_path, stats_sinks, deferred_stat_options, stats_config,
-        watchdog, watchdogs, tracing, overload_manager, enable_dispatcher_stats, header_prefix,
+        hds_config, flags_path, stats_sinks,
+        watchdog, watchdogs, enable_dispatcher_stats, header_prefix,
         stats_server_version_override, use_tcp_for_dns_lookups, dns_resolution_config,
-        typed_dns_resolver_config, bootstrap_extensions, fatal_actions, config_sources,
+        typed_dns_resolver_config, fatal_actions, config_sources,
         default_config_source, default_socket_interface, certificate_provider_instances,
         perf_tracing_file_path, default_regex_engine, xds_delegate_extension,
-        xds_config_tracker_extension, listener_manager, application_log_config,
+        xds_config_tracker_extension, listener_manager,
         grpc_async_client_manager_config, memory_allocator_manager, enable_worker_cpu_affinity,
-        stats_eviction,
     );
+    if let Some(d) = deferred_stat_options {
+        // Envoy creates some stats on first use to save memory; the values
+        // read are the same.
+        let envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::DeferredStatOptions {
+            enable_deferred_creation_stats: _,
+        } = d;
+    }
+    if let Some(s) = stats_config {
+        process::stats_config(s);
+    }
+    process::stats_intervals(cx, stats_flush_interval, stats_eviction);
+    if let Some(t) = tracing {
+        process::tracing(t);
+    }
+    if let Some(a) = application_log_config {
+        process::application_log(a);
+    }
+    if let Some(c) = cluster_manager {
+        process::cluster_manager(cx, "cluster_manager", c);
+    }
+    // The monitor's limit wins over the deprecated runtime key, as in Envoy.
+    let monitor_limit = overload_manager
+        .as_ref()
+        .and_then(|o| process::overload_manager(cx, "overload_manager", o));
+    let runtime_limit = layered_runtime
+        .as_ref()
+        .and_then(process::runtime_connection_limit);
+    let max_downstream_connections = monitor_limit.or(runtime_limit).flatten();
+    process::bootstrap_extensions(cx, "", bootstrap_extensions);
     if let Some(lr) = layered_runtime {
         runtime(cx, "layered_runtime", lr);
     }
@@ -81,7 +114,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let (listeners, clusters) = match static_resources {
         Some(sr) => resources(cx, "static_resources", sr, dynamic_resources.is_some()),
         None => {
-            cx.check_cluster_refs(&HashSet::new());
+            cx.check_cluster_refs(&HashSet::new(), &HashSet::new());
             (Vec::new(), Vec::new())
         }
     };
@@ -101,7 +134,8 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         clusters,
         route_configs: Vec::new(),
         dynamic,
-        node: node.clone(),
+        node: Some(process::node(node.as_ref())),
+        max_downstream_connections,
     }
 }
 
@@ -118,7 +152,8 @@ fn admin(cx: &mut Context, path: &str, a: &Admin) -> Option<model::Admin> {
         ignore_global_conn_limit: _,
         allow_paths,
     } = a;
-    reject_set!(cx, path; access_log, socket_options, allow_paths);
+    reject_set!(cx, path; socket_options, allow_paths);
+    process::admin_access_log(cx, path, access_log);
     // Envoy's own examples write `/dev/null`, which is the same as no log.
     if !access_log_path.is_empty() && access_log_path != "/dev/null" {
         cx.unsupported(
@@ -132,9 +167,11 @@ fn admin(cx: &mut Context, path: &str, a: &Admin) -> Option<model::Admin> {
     Some(model::Admin { address })
 }
 
-/// Accepts a runtime that overrides nothing: empty static layers and admin
-/// layers (which only let `/runtime_modify` add overrides, an endpoint Strait
-/// does not have).
+/// Accepts a runtime that overrides nothing Strait implements: static
+/// layers holding only keys without effect on Strait (the ones Istio
+/// renders, see `process::runtime_key_without_effect`) and admin layers
+/// (which only let `/runtime_modify` add overrides, an endpoint Strait does
+/// not have).
 fn runtime(cx: &mut Context, path: &str, lr: &LayeredRuntime) {
     let LayeredRuntime { layers } = lr;
     for (i, layer) in layers.iter().enumerate() {
@@ -145,14 +182,20 @@ fn runtime(cx: &mut Context, path: &str, lr: &LayeredRuntime) {
             layer_specifier,
         } = layer;
         match layer_specifier {
-            Some(LayerSpecifier::StaticLayer(s)) if s.fields.is_empty() => {}
             Some(LayerSpecifier::StaticLayer(s)) => {
-                let mut keys: Vec<&str> = s.fields.keys().map(String::as_str).collect();
+                let mut keys: Vec<&str> = s
+                    .fields
+                    .iter()
+                    .filter(|(k, v)| !process::runtime_key_without_effect(k, v))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
                 keys.sort_unstable();
-                cx.unsupported(
-                    at(&path, "static_layer"),
-                    format!("runtime overrides ({})", keys.join(", ")),
-                );
+                if !keys.is_empty() {
+                    cx.unsupported(
+                        at(&path, "static_layer"),
+                        format!("runtime overrides ({})", keys.join(", ")),
+                    );
+                }
             }
             Some(LayerSpecifier::AdminLayer(_)) => {}
             Some(LayerSpecifier::DiskLayer(_)) => {
@@ -269,6 +312,11 @@ fn resources(
     }
 
     let known: HashSet<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-    cx.check_cluster_refs(&known);
+    let pipes: HashSet<&str> = out_clusters
+        .iter()
+        .filter(|c| c.pipe.is_some())
+        .map(|c| c.name.as_str())
+        .collect();
+    cx.check_cluster_refs(&known, &pipes);
     (out_listeners, out_clusters)
 }

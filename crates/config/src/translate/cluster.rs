@@ -101,15 +101,20 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         transport_socket_matches, transport_socket_matcher, stats_matcher,
         per_connection_buffer_high_watermark_timeout,
         upstream_http_protocol_options, dns_jitter,
-        dns_failure_refresh_rate, respect_dns_ttl, dns_resolvers, use_tcp_for_dns_lookups,
+        dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups,
         dns_resolution_config, typed_dns_resolver_config, cleanup_interval,
         upstream_bind_config, lb_subset_config,
-        protocol_selection, upstream_connection_options, close_connections_on_host_health_failure,
+        protocol_selection, close_connections_on_host_health_failure,
         ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server,
         lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats,
         preconnect_policy,
         connection_pool_per_downstream_connection, queuing_policies,
     );
+    // Re-resolving on the answer's TTL instead of `dns_refresh_rate`:
+    // Strait resolves through the system resolver, which reports no TTL, so
+    // names are re-resolved every `dns_refresh_rate`, as Envoy does when a
+    // TTL is unknown. Only the timing of refreshes differs.
+    let _ = respect_dns_ttl;
     // Warming waits for the first DNS answer, which Strait always does.
     cx.reject_unless_bool(path, "wait_for_warm_on_init", wait_for_warm_on_init, true);
     let before = cx.problems.len();
@@ -194,7 +199,11 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
             "is not used by EDS clusters (endpoints come from EDS)",
         );
     }
+    let pipe = load_assignment
+        .as_ref()
+        .and_then(|la| pipe_endpoint(cx, la, &la_path, is_static));
     let endpoints = match load_assignment {
+        Some(_) if pipe.is_some() => Vec::new(),
         Some(la) => self::load_assignment(cx, la, &la_path, is_static),
         // A cluster without hosts is valid; every request to it fails.
         None => Vec::new(),
@@ -208,6 +217,16 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
                 endpoints.len()
             ),
         );
+    }
+    match upstream_connection_options {
+        // TCP keep-alive is a TCP option: a unix socket has none, and the
+        // control plane's own gRPC keep-alive notices a dead peer.
+        Some(o) if pipe.is_some() && is_keepalive_only(o) => {}
+        Some(_) => cx.unsupported(
+            at(path, "upstream_connection_options"),
+            "upstream_connection_options",
+        ),
+        None => {}
     }
     let policy_path = at(&la_path, "policy");
     let mut lb_common = lb::common(
@@ -274,7 +293,82 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         health_checks,
         pool,
         tls,
+        pipe,
     })
+}
+
+fn is_keepalive_only(
+    o: &envoy_types::pb::envoy::config::cluster::v3::UpstreamConnectionOptions,
+) -> bool {
+    let envoy_types::pb::envoy::config::cluster::v3::UpstreamConnectionOptions {
+        tcp_keepalive: _,
+        set_local_interface_name_on_upstream_connections,
+        happy_eyeballs_config,
+    } = o;
+    !set_local_interface_name_on_upstream_connections && happy_eyeballs_config.is_none()
+}
+
+/// The unix socket path when the assignment's endpoint is a `pipe`
+/// address. Such a cluster must be STATIC with exactly that one endpoint:
+/// it is how Istio names the local control plane (`xds-grpc`) and secret
+/// server (`sds-grpc`), which only Strait's gRPC clients dial. `None` (and
+/// nothing recorded) when no endpoint is a pipe.
+fn pipe_endpoint(
+    cx: &mut Context,
+    la: &ClusterLoadAssignment,
+    path: &str,
+    is_static: bool,
+) -> Option<String> {
+    let all: Vec<(String, &LbEndpoint)> =
+        la.endpoints
+            .iter()
+            .enumerate()
+            .flat_map(|(i, lle)| {
+                lle.lb_endpoints.iter().enumerate().map(move |(j, lbe)| {
+                    (item(&item(path, "endpoints", i), "lb_endpoints", j), lbe)
+                })
+            })
+            .collect();
+    fn pipe_of(lbe: &LbEndpoint) -> Option<&envoy_types::pb::envoy::config::core::v3::Pipe> {
+        match &lbe.host_identifier {
+            Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address:
+                    Some(envoy_types::pb::envoy::config::core::v3::Address {
+                        address:
+                            Some(envoy_types::pb::envoy::config::core::v3::address::Address::Pipe(p)),
+                    }),
+                ..
+            })) => Some(p),
+            _ => None,
+        }
+    }
+    let (epath, pipe) = all
+        .iter()
+        .find_map(|(p, lbe)| pipe_of(lbe).map(|pipe| (p.clone(), pipe)))?;
+    let ppath = at(&epath, "endpoint.address.pipe");
+    if !is_static {
+        cx.unsupported(ppath, "pipe addresses outside STATIC clusters");
+        return None;
+    }
+    if all.len() != 1 {
+        cx.unsupported(ppath, "a pipe address must be its cluster's only endpoint");
+        return None;
+    }
+    let envoy_types::pb::envoy::config::core::v3::Pipe {
+        path: socket,
+        // File permissions for a listening socket Envoy creates; a client
+        // connecting to the socket has none to set.
+        mode: _,
+    } = pipe;
+    if socket.is_empty() {
+        cx.invalid(at(&ppath, "path"), "must not be empty");
+        return None;
+    }
+    if socket.starts_with('@') {
+        cx.unsupported(at(&ppath, "path"), "abstract unix socket names");
+        return None;
+    }
+    Some(socket.clone())
 }
 
 fn lookup_family(cx: &mut Context, path: &str, family: i32) -> model::DnsLookupFamily {

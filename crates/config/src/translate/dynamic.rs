@@ -223,7 +223,7 @@ fn grpc_service(cx: &mut Context, path: &str, g: &GrpcService) -> Option<String>
                 cx.invalid(at(&epath, "cluster_name"), "must not be empty");
                 return None;
             }
-            cx.require_cluster(at(&epath, "cluster_name"), cluster_name);
+            cx.require_grpc_cluster(at(&epath, "cluster_name"), cluster_name);
             Some(cluster_name.clone())
         }
         Some(TargetSpecifier::GoogleGrpc(_)) => {

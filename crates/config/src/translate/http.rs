@@ -378,6 +378,12 @@ fn http_filter_list(
                 }
                 true
             }
+            Some(http_filter::ConfigType::TypedConfig(any))
+                if type_name(&any.type_url) == super::compressor::TYPE =>
+            {
+                super::compressor::compressor(cx, &at(&fpath, "typed_config"), any);
+                false
+            }
             Some(http_filter::ConfigType::TypedConfig(any)) => {
                 let tpath = at(&fpath, "typed_config");
                 let before = cx.problems.len();

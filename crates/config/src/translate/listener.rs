@@ -78,7 +78,7 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         enable_mptcp,
         // Strait has no global connection limit or overload manager (both
         // refused in the bootstrap), so there is nothing to bypass.
-        ignore_global_conn_limit: _,
+        ignore_global_conn_limit,
         bypass_overload_manager: _,
         tcp_keepalive,
         listener_specifier,
@@ -173,6 +173,7 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         filter_chains: if chains_ok { chains } else { return None },
         default_filter_chain: default_chain.flatten(),
         listener_filters: filters,
+        ignore_global_conn_limit: *ignore_global_conn_limit,
     })
 }
 

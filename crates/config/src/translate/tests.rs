@@ -8,6 +8,7 @@ use crate::{ConfigError, load, model::Config};
 
 mod bad;
 mod good;
+mod istio;
 mod route;
 mod route_bad;
 
@@ -119,5 +120,11 @@ fn base_translates() {
 
 #[test]
 fn an_empty_bootstrap_is_an_empty_config() {
-    assert_eq!(load_ok("{}"), Config::default());
+    let mut c = load_ok("{}");
+    // Strait always announces itself to a control plane.
+    assert_eq!(
+        c.node.take().map(|n| n.user_agent_name).as_deref(),
+        Some("strait")
+    );
+    assert_eq!(c, Config::default());
 }

@@ -468,10 +468,10 @@ fn bad_configs_name_the_field() {
             "auto_config",
         ),
         (
-            "stats config",
-            vec![("/stats_config".into(), json!({"use_all_default_tags": false}))],
-            "stats_config".into(),
-            "stats_config",
+            "watchdog",
+            vec![("/watchdog".into(), json!({"miss_timeout": "1s"}))],
+            "watchdog".into(),
+            "watchdog",
         ),
         (
             "dynamic resources",

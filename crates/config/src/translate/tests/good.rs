@@ -231,6 +231,7 @@ static_resources:
                     timeout: Some(Duration::from_secs(15)),
                     ..ListenerFilters::default()
                 },
+                ignore_global_conn_limit: false,
             },
             Listener {
                 name: "127.0.0.1_9000".into(),
@@ -255,6 +256,7 @@ static_resources:
                     timeout: Some(Duration::from_secs(15)),
                     ..ListenerFilters::default()
                 },
+                ignore_global_conn_limit: false,
             },
         ],
         clusters: vec![
@@ -278,6 +280,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                pipe: None,
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -296,6 +299,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                pipe: None,
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -311,16 +315,23 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                pipe: None,
             },
         ],
         node: Some(envoy_types::pb::envoy::config::core::v3::Node {
             id: "n1".into(),
             cluster: "c1".into(),
+            user_agent_name: "strait".into(),
             ..Default::default()
         }),
         ..Config::default()
     };
-    assert_eq!(load_ok(yaml), expected);
+    let mut got = load_ok(yaml);
+    // The version is the crate's; `tests/istio.rs` checks it is there.
+    if let Some(node) = &mut got.node {
+        node.user_agent_version_type = None;
+    }
+    assert_eq!(got, expected);
 }
 
 #[test]
