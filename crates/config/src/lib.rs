@@ -14,7 +14,7 @@ pub mod translate;
 pub use parse::{ParseError, descriptor_pool, parse_bootstrap};
 pub use translate::{
     translate_bootstrap, translate_cluster, translate_cluster_load_assignment, translate_listener,
-    translate_route_config,
+    translate_route_config, translate_secret,
 };
 
 /// Everything that can be wrong with a config. `strait check` prints all of

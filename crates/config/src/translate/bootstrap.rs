@@ -78,11 +78,12 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         runtime(cx, "layered_runtime", lr);
     }
     let admin = admin.as_ref().and_then(|a| self::admin(cx, "admin", a));
-    let (listeners, clusters) = match static_resources {
+    let (listeners, clusters, secrets) = match static_resources {
         Some(sr) => resources(cx, "static_resources", sr, dynamic_resources.is_some()),
         None => {
             cx.check_cluster_refs(&HashSet::new());
-            (Vec::new(), Vec::new())
+            cx.check_secret_refs(&HashSet::new());
+            (Vec::new(), Vec::new(), model::secret::Secrets::new())
         }
     };
     if let Some(d) = &dynamic
@@ -102,6 +103,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         route_configs: Vec::new(),
         dynamic,
         node: node.clone(),
+        secrets,
     }
 }
 
@@ -176,13 +178,36 @@ fn resources(
     path: &str,
     sr: &StaticResources,
     xds: bool,
-) -> (Vec<model::Listener>, Vec<model::Cluster>) {
+) -> (
+    Vec<model::Listener>,
+    Vec<model::Cluster>,
+    model::secret::Secrets,
+) {
     let StaticResources {
         listeners,
         clusters,
         secrets,
     } = sr;
-    reject_set!(cx, path; secrets);
+    let mut out_secrets = model::secret::Secrets::new();
+    let mut secret_names: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in secrets.iter().enumerate() {
+        let spath = item(path, "secrets", i);
+        if !s.name.is_empty()
+            && let Some(first) = secret_names.insert(&s.name, i)
+        {
+            cx.invalid(
+                at(&spath, "name"),
+                format!(
+                    "duplicate secret name '{}' (also {})",
+                    s.name,
+                    item(path, "secrets", first)
+                ),
+            );
+        }
+        if let Some((name, secret)) = super::secret::secret(cx, s, &spath) {
+            out_secrets.insert(name, model::secret::SecretEntry::new(secret, ""));
+        }
+    }
 
     let mut out_clusters = Vec::with_capacity(clusters.len());
     let mut cluster_names: HashMap<&str, usize> = HashMap::new();
@@ -270,5 +295,9 @@ fn resources(
 
     let known: HashSet<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
     cx.check_cluster_refs(&known);
-    (out_listeners, out_clusters)
+    // Secrets that failed to translate have their own error; naming them
+    // unknown as well would mislead.
+    let known: HashSet<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
+    cx.check_secret_refs(&known);
+    (out_listeners, out_clusters, out_secrets)
 }
