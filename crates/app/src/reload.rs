@@ -38,10 +38,11 @@ pub fn check(text: &str) -> Result<Config, Vec<String>> {
 }
 
 /// What of `config` can be live before any xDS response: with
-/// `dynamic_resources`, static listeners that wait for RDS and static EDS
-/// clusters are held back until the control plane delivers what they need.
+/// `dynamic_resources` or SDS sources, static listeners that wait for RDS or
+/// SDS secrets and static EDS clusters are held back until the control
+/// plane (or SDS file) delivers what they need.
 fn static_part(config: &Config) -> Config {
-    if config.dynamic.is_some() {
+    if config.needs_xds() {
         strait_xds::Cache::new(config.clone()).build()
     } else {
         config.clone()
@@ -79,8 +80,8 @@ pub(crate) struct Reloader {
     /// in the watcher so a change made between start-up and the watcher's
     /// first look is not missed.
     last_read: AtomicU64,
-    /// The bootstrap's config when it has `dynamic_resources`: the base the
-    /// xDS client adds to, and the source document every xDS-built snapshot
+    /// The bootstrap's config when it has `dynamic_resources` or SDS
+    /// sources: the base the xDS client adds to, and the source document every xDS-built snapshot
     /// carries. Set by the first load; a bootstrap with xDS is not reloaded
     /// from the file afterwards (Envoy never re-reads its bootstrap).
     xds_base: std::sync::Mutex<Option<(Config, serde_json::Value)>>,
@@ -145,7 +146,7 @@ impl Reloader {
             .store(hash(text.as_bytes()), Ordering::Release);
         let result = match parse(&text) {
             Ok((config, source)) => {
-                if config.dynamic.is_some() {
+                if config.needs_xds() {
                     *self
                         .xds_base
                         .lock()
