@@ -330,15 +330,17 @@ fn compile_server(
             t.common.secrets = secrets;
             ServerTls::compile(&t)
         });
-    resolved.map(Some).map_err(|source| SnapshotError::ListenerTls {
-        listener: spec.name.clone(),
-        chain: if chain.name.is_empty() {
-            format!("#{i}")
-        } else {
-            chain.name.clone()
-        },
-        source,
-    })
+    resolved
+        .map(Some)
+        .map_err(|source| SnapshotError::ListenerTls {
+            listener: spec.name.clone(),
+            chain: if chain.name.is_empty() {
+                format!("#{i}")
+            } else {
+                chain.name.clone()
+            },
+            source,
+        })
 }
 
 /// A cluster's `UpstreamTlsContext` with its secrets resolved, compiled.

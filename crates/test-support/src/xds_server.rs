@@ -40,6 +40,9 @@ pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listene
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+mod sds;
 
 /// One request the server received, as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +288,9 @@ fn run(state: Arc<State>, listener: std::net::TcpListener) -> Running {
                 Ok(l) => l,
                 Err(e) => panic!("xDS server listener: {e}"),
             };
+            let sds = sds::server(Ads {
+                state: Arc::clone(&state),
+            });
             let service = AggregatedDiscoveryServiceServer::new(Ads { state });
             // tonic's own `Server` router needs its axum-based `router`
             // feature; the generated service is a plain tower service, so
@@ -295,10 +301,17 @@ fn run(state: Arc<State>, listener: std::net::TcpListener) -> Running {
                         continue;
                     };
                     let service = service.clone();
+                    let sds = sds.clone();
                     tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let mut service = service.clone();
-                            Service::call(&mut service, req)
+                        // ADS and SDS share the port, routed by gRPC path.
+                        let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                            if req.uri().path().starts_with(sds::PATH) {
+                                let mut sds = sds.clone();
+                                Box::pin(Service::call(&mut sds, req)) as ServiceFuture
+                            } else {
+                                let mut service = service.clone();
+                                Box::pin(Service::call(&mut service, req))
+                            }
                         });
                         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), svc)
@@ -321,6 +334,14 @@ fn run(state: Arc<State>, listener: std::net::TcpListener) -> Running {
 struct Ads {
     state: Arc<State>,
 }
+
+type ServiceFuture = Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<tonic::body::Body>, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
 
 type SotwStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
 type DeltaStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::{
     envoy::config::{
         cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
@@ -11,7 +12,6 @@ use envoy_types::pb::{
     google::protobuf::Any,
 };
 use prost::Message;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use strait_config::{
     ConfigError, model,
     model::{
@@ -398,21 +398,27 @@ mod tests {
     #[test]
     fn an_eds_cluster_waits_for_its_endpoints_and_follows_them() {
         let mut c = Cache::new(model::Config::default());
-        c.apply(type_url::CLUSTER, &[eds_cluster("a"), eds_cluster("b")], "1")
-            .expect("accepted");
+        c.apply(
+            type_url::CLUSTER,
+            &[eds_cluster("a"), eds_cluster("b")],
+            "1",
+        )
+        .expect("accepted");
         assert_eq!(
             c.endpoint_names().into_iter().collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert!(c.build().clusters.is_empty(), "warming");
-        c.apply(type_url::ENDPOINT, &[cla("a")], "1").expect("accepted");
+        c.apply(type_url::ENDPOINT, &[cla("a")], "1")
+            .expect("accepted");
         let built = c.build();
         assert_eq!(built.clusters.len(), 1);
         assert_eq!(built.clusters[0].endpoints[0].host, "10.0.0.1");
         // Cluster b goes: its endpoints are no longer wanted.
         c.apply(type_url::CLUSTER, &[eds_cluster("a")], "2")
             .expect("accepted");
-        c.apply(type_url::ENDPOINT, &[cla("b")], "2").expect("accepted");
+        c.apply(type_url::ENDPOINT, &[cla("b")], "2")
+            .expect("accepted");
         c.prune();
         assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["a"]);
         assert!(!c.endpoints.contains_key("b"));

@@ -119,7 +119,8 @@ async fn grpc_session<P: Publish>(
     progressed: &mut bool,
 ) -> Result<(), XdsError> {
     let channel = connect(&shared.base, cluster).await?;
-    let mut client = SecretDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let mut client =
+        SecretDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::unbounded_channel();
     // Envoy sends the node on every SDS request; the SDS server (Istio's
     // agent) may be another process than the ADS one.
@@ -241,11 +242,9 @@ async fn file<P: Publish>(shared: Arc<Shared<P>>, path: PathBuf) {
 /// An SDS file's text (YAML or JSON) as a `DiscoveryResponse`.
 fn parse_file(bytes: &[u8], path: &Path) -> Result<DiscoveryResponse, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let msg = strait_config::parse::parse_message(
-        text,
-        "envoy.service.discovery.v3.DiscoveryResponse",
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let msg =
+        strait_config::parse::parse_message(text, "envoy.service.discovery.v3.DiscoveryResponse")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     prost::Message::decode(prost::Message::encode_to_vec(&msg).as_slice())
         .map_err(|e| format!("{}: {e}", path.display()))
 }

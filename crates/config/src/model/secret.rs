@@ -99,7 +99,9 @@ pub type Secrets = BTreeMap<String, SecretEntry>;
 impl CommonTls {
     /// Every secret name the context references, certificates first.
     pub fn secret_refs(&self) -> impl Iterator<Item = &SdsRef> {
-        self.certificate_sds.iter().chain(self.validation_sds.iter())
+        self.certificate_sds
+            .iter()
+            .chain(self.validation_sds.iter())
     }
 
     /// True when every referenced secret has the same content in `a` and
@@ -252,7 +254,10 @@ mod tests {
         a.insert("default".into(), entry(Secret::TlsCertificate(cert("c1"))));
         let mut b = a.clone();
         // A resend under a new version with the same content is the same.
-        b.insert("default".into(), SecretEntry::new(Secret::TlsCertificate(cert("c1")), "2"));
+        b.insert(
+            "default".into(),
+            SecretEntry::new(Secret::TlsCertificate(cert("c1")), "2"),
+        );
         b.insert("other".into(), entry(Secret::TlsCertificate(cert("x"))));
         assert!(ctx.same_secrets(&a, &b));
         b.insert("default".into(), entry(Secret::TlsCertificate(cert("c2"))));

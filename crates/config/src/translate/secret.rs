@@ -30,11 +30,9 @@ pub(super) fn secret(cx: &mut Context, s: &Secret, path: &str) -> Option<(String
         cx.invalid(at(path, "name"), "must not be empty");
     }
     let model = match r#type {
-        Some(secret::Type::TlsCertificate(c)) => Model::TlsCertificate(tls::certificate(
-            cx,
-            c,
-            &at(path, "tls_certificate"),
-        )?),
+        Some(secret::Type::TlsCertificate(c)) => {
+            Model::TlsCertificate(tls::certificate(cx, c, &at(path, "tls_certificate"))?)
+        }
         Some(secret::Type::ValidationContext(v)) => {
             Model::ValidationContext(tls::validation(cx, v, &at(path, "validation_context"))?)
         }
@@ -117,7 +115,10 @@ fn source(cx: &mut Context, path: &str, cs: &ConfigSource) -> Option<SecretSourc
         }
         Some(ConfigSourceSpecifier::Path(file)) => file_source(cx, &at(path, "path"), file),
         Some(_) => {
-            cx.unsupported(path, "config sources other than ads, api_config_source and path");
+            cx.unsupported(
+                path,
+                "config sources other than ads, api_config_source and path",
+            );
             None
         }
         None => {
@@ -160,10 +161,7 @@ fn grpc_source(cx: &mut Context, path: &str, api: &ApiConfigSource) -> Option<Se
             at(path, "api_type"),
             format!("api_type {} for SDS (use GRPC)", other.as_str_name()),
         ),
-        Err(_) => cx.invalid(
-            at(path, "api_type"),
-            format!("unknown api_type {api_type}"),
-        ),
+        Err(_) => cx.invalid(at(path, "api_type"), format!("unknown api_type {api_type}")),
     }
     let cluster = match grpc_services.as_slice() {
         [one] => dynamic::grpc_service(cx, &item(path, "grpc_services", 0), one)?,

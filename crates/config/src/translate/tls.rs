@@ -20,9 +20,7 @@ use envoy_types::pb::envoy::{
 };
 use prost::Name;
 
-use super::{
-    Context, at, bool_value, decode_any, item, policy::string_matcher, secret, type_name,
-};
+use super::{Context, at, bool_value, decode_any, item, policy::string_matcher, secret, type_name};
 use crate::model::tls::{
     CertificateValidation, CommonTls, DownstreamTls, SanMatcher, SanType, TlsVersion, UpstreamTls,
 };
@@ -222,7 +220,10 @@ fn combined(
         validation_context_certificate_provider, validation_context_certificate_provider_instance,
     );
     let Some(sds) = validation_context_sds_secret_config else {
-        cx.invalid(at(path, "validation_context_sds_secret_config"), "is required");
+        cx.invalid(
+            at(path, "validation_context_sds_secret_config"),
+            "is required",
+        );
         return None;
     };
     let spath = at(path, "validation_context_sds_secret_config");

@@ -14,8 +14,7 @@ use crate::{
 };
 
 const CHAIN: &str = "/static_resources/listeners/1/filter_chains/0/transport_socket";
-const CHAIN_PATH: &str =
-    "static_resources.listeners[1].filter_chains[0].transport_socket.typed_config.common_tls_context";
+const CHAIN_PATH: &str = "static_resources.listeners[1].filter_chains[0].transport_socket.typed_config.common_tls_context";
 
 fn downstream(common: Value) -> Value {
     json!({"name": "tls", "typed_config": {
