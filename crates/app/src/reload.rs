@@ -58,9 +58,12 @@ fn parse(text: &str) -> Result<(Config, serde_json::Value), Vec<String>> {
         .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     // Envoy's config_dump uses proto field names (snake_case).
     let opts = SerializeOptions::new().use_proto_field_name(true);
-    let source = msg
+    let mut source = msg
         .serialize_with_options(serde_json::value::Serializer, &opts)
         .map_err(|e| vec![e.to_string()])?;
+    // The document is only ever shown (`/config_dump`): inline private keys
+    // must not be.
+    strait_config::redact::redact_sensitive(&mut source);
     Ok((config, source))
 }
 

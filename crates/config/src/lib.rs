@@ -9,6 +9,7 @@
 
 pub mod model;
 pub mod parse;
+pub mod redact;
 pub mod translate;
 
 pub use parse::{ParseError, descriptor_pool, parse_bootstrap};

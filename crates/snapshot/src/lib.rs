@@ -15,6 +15,8 @@
 //! certificate refuses the config; never on I/O crates above it.
 
 mod chains;
+#[cfg(test)]
+mod secret_tests;
 
 pub use chains::ConnectionInfo;
 
