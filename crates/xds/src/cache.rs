@@ -451,4 +451,89 @@ mod tests {
             .expect("accepted");
         assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["b"]);
     }
+
+    fn sds_cluster(name: &str, source: &str) -> Any {
+        resource(
+            "envoy.config.cluster.v3.Cluster",
+            &format!(
+                r#"{{name: {name}, type: STATIC, load_assignment: {{cluster_name: {name}}},
+                transport_socket: {{name: tls, typed_config: {{
+                  "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext,
+                  common_tls_context: {{
+                    tls_certificate_sds_secret_configs: [{{name: default, sds_config: {source}}}],
+                    validation_context_sds_secret_config: {{name: ROOTCA, sds_config: {source}}}}}}}}}}}"#
+            ),
+        )
+        .1
+    }
+
+    fn secret(name: &str, body: &str) -> Any {
+        resource(
+            "envoy.extensions.transport_sockets.tls.v3.Secret",
+            &format!("{{name: {name}, {body}}}"),
+        )
+        .1
+    }
+
+    const CA: &str = "validation_context: {trusted_ca: {inline_string: CA}}";
+    const CERT: &str =
+        "tls_certificate: {certificate_chain: {inline_string: C}, private_key: {inline_string: K}}";
+
+    #[test]
+    fn a_cluster_waits_for_its_secrets_by_source() {
+        let mut c = Cache::new(model::Config::default());
+        let grpc = "{api_config_source: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}";
+        c.apply(
+            type_url::CLUSTER,
+            &[sds_cluster("a", "{ads: {}}"), sds_cluster("b", grpc)],
+            "1",
+        )
+        .expect("accepted");
+        assert_eq!(
+            c.ads_secret_names().into_iter().collect::<Vec<_>>(),
+            ["ROOTCA", "default"]
+        );
+        let sources = c.secret_sources();
+        assert_eq!(sources.len(), 2, "{sources:?}");
+        assert!(sources.contains_key(&SecretSource::Grpc {
+            cluster: "sds-grpc".into()
+        }));
+        assert!(c.build().clusters.is_empty(), "warming");
+        c.apply(type_url::SECRET, &[secret("default", CERT)], "s1")
+            .expect("accepted");
+        assert!(c.build().clusters.is_empty(), "ROOTCA still missing");
+        c.apply(type_url::SECRET, &[secret("ROOTCA", CA)], "s2")
+            .expect("accepted");
+        let built = c.build();
+        // Both clusters name the same secret names: one name, one secret.
+        assert_eq!(built.clusters.len(), 2);
+        assert_eq!(built.secrets["ROOTCA"].version, "s2");
+        assert_eq!(built.secrets["default"].version, "s1");
+        // The same content again keeps the entry (no new config).
+        c.apply(type_url::SECRET, &[secret("default", CERT)], "s3")
+            .expect("accepted");
+        assert_eq!(c.build(), built);
+        // Clusters gone: their secrets are forgotten.
+        c.apply(type_url::CLUSTER, &[], "2").expect("accepted");
+        c.prune();
+        assert!(c.build().secrets.is_empty());
+    }
+
+    #[test]
+    fn a_bad_secret_is_named() {
+        let mut c = Cache::new(model::Config::default());
+        let errs = c
+            .apply(
+                type_url::SECRET,
+                &[secret("s", "generic_secret: {secret: {inline_string: x}}")],
+                "1",
+            )
+            .expect_err("refused");
+        assert_eq!(
+            errs,
+            [
+                "secret 's': s.generic_secret: not supported: generic_secret (no Strait extension consumes one)"
+            ]
+        );
+    }
 }
