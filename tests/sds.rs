@@ -1,4 +1,5 @@
-//! Secrets over SDS, end to end: a TLS listener whose certificate (`default`)
+//! Secrets over SDS, end to end: a TLS listener (and a TLS-originating
+//! cluster) whose certificate (`default`)
 //! and validation root (`ROOTCA`, in a `combined_validation_context` as
 //! Istio renders it) come from (i) ADS, (ii) a separate gRPC SDS stream to an
 //! `sds-grpc` cluster, (iii) an SDS file. Clients are real TLS clients (ours,
@@ -28,16 +29,19 @@ use strait_config::model::tls::{
 use strait_test_support::{
     TempDir,
     certs::{Issued, TestCa},
+    client::Client,
     eventually,
     proxy::{TestProxy, UPSTREAM_H2},
     upstream::{Upstream, http_echo},
-    xds_server::{LISTENER, SECRET, XdsServer, resource},
+    xds_server::{CLUSTER, LISTENER, SECRET, XdsServer, resource},
 };
 use strait_tls::{ClientTls, DefaultAlpn};
 
 const APPLY: Duration = Duration::from_secs(10);
 const HOST: &str = "web.test";
 const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/client";
+/// What the listener accepts from clients: any identity of the namespace.
+const MESH_IDS: &str = "spiffe://cluster.local/ns/default/sa/";
 
 fn server_id(version: u32) -> String {
     format!("spiffe://cluster.local/ns/default/sa/web-v{version}")
@@ -97,7 +101,7 @@ filter_chains:
         - {{name: default, sds_config: {sds_config}}}
         combined_validation_context:
           default_validation_context:
-            match_typed_subject_alt_names: [{{san_type: URI, matcher: {{exact: "{CLIENT_ID}"}}}}]
+            match_typed_subject_alt_names: [{{san_type: URI, matcher: {{prefix: "{MESH_IDS}"}}}}]
           validation_context_sds_secret_config: {{name: ROOTCA, sds_config: {sds_config}}}
   filters:
   - name: envoy.filters.network.http_connection_manager
@@ -346,6 +350,16 @@ async fn rotate_under_load(proxy: &TestProxy, ca: &TestCa, client: &Issued, rota
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_tls_from_ads_secrets_default_and_rootca() {
+    ads_secrets("GRPC").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_tls_from_delta_ads_secrets() {
+    ads_secrets("DELTA_GRPC").await;
+}
+
+/// `api`: the ADS flavour (`GRPC` or `DELTA_GRPC`).
+async fn ads_secrets(api: &str) {
     let echo = http_echo("echo");
     let ca = TestCa::new("mesh-ca");
     let server = ca.issue(&server_id(1), &[HOST]);
@@ -360,7 +374,12 @@ async fn listener_tls_from_ads_secrets_default_and_rootca() {
             &listener_yaml("{ads: {}}"),
         )],
     );
-    let proxy = TestProxy::start(&bootstrap(&echo, Some(xds.addr()), "", ""), 1);
+    let yaml = bootstrap(&echo, Some(xds.addr()), "", "").replacen(
+        "api_type: GRPC",
+        &format!("api_type: {api}"),
+        1,
+    );
+    let proxy = TestProxy::start(&yaml, 1);
     // The listener warms until its secrets arrive.
     eventually("LDS ACK", APPLY, || async {
         xds.acked_current(LISTENER).then_some(())
@@ -602,4 +621,156 @@ async fn a_bad_secret_is_nacked_and_the_previous_keeps_serving() {
         "{reason}"
     );
     assert_eq!(fresh_request(&tls, addr).await.expect("still v1"), 1);
+}
+
+/// Cluster `inbound`: mutual TLS to `addr` with the proxy's own `default`
+/// certificate and `ROOTCA`, verifying the server's SPIFFE identity.
+fn inbound_cluster(addr: SocketAddr) -> (String, envoy_types::pb::google::protobuf::Any) {
+    resource(
+        "envoy.config.cluster.v3.Cluster",
+        &format!(
+            r#"
+name: inbound
+type: STATIC
+connect_timeout: 1s
+load_assignment:
+  cluster_name: inbound
+  endpoints:
+  - lb_endpoints:
+    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    sni: {HOST}
+    common_tls_context:
+      tls_certificate_sds_secret_configs: [{{name: default, sds_config: {{ads: {{}}}}}}]
+      combined_validation_context:
+        default_validation_context:
+          match_typed_subject_alt_names: [{{san_type: URI, matcher: {{prefix: "{MESH_IDS}web-v"}}}}]
+        validation_context_sds_secret_config: {{name: ROOTCA, sds_config: {{ads: {{}}}}}}
+"#,
+            port = addr.port()
+        ),
+    )
+}
+
+/// Listener `front`: plain HTTP to cluster `inbound`.
+fn front_listener() -> (String, envoy_types::pb::google::protobuf::Any) {
+    resource(
+        "envoy.config.listener.v3.Listener",
+        r#"
+name: front
+address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: front
+      route_config:
+        virtual_hosts:
+        - name: all
+          domains: ["*"]
+          routes: [{match: {prefix: "/"}, route: {cluster: inbound}}]
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+"#,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_from_sds_and_rotation_keeps_pools_working() {
+    let echo = http_echo("echo");
+    let ca = TestCa::new("mesh-ca");
+    let v1 = ca.issue(&server_id(1), &[HOST]);
+    let v2 = ca.issue(&server_id(2), &[HOST]);
+    let xds = XdsServer::start();
+    let secrets = |cert: &Issued| {
+        vec![
+            secret(&cert_secret_yaml("default", cert)),
+            secret(&ca_secret_yaml("ROOTCA", &ca)),
+        ]
+    };
+    xds.set(SECRET, secrets(&v1));
+    xds.set(
+        LISTENER,
+        vec![
+            resource(
+                "envoy.config.listener.v3.Listener",
+                &listener_yaml("{ads: {}}"),
+            ),
+            front_listener(),
+        ],
+    );
+    let proxy = TestProxy::start(&bootstrap(&echo, Some(xds.addr()), "", ""), 2);
+    let web = eventually("listener web", APPLY, || async {
+        proxy.try_listener("web")
+    })
+    .await;
+    // The cluster originates mutual TLS to `web` with the same secrets: the
+    // proxy talks to itself as one sidecar talks to another.
+    xds.set(CLUSTER, vec![inbound_cluster(web)]);
+    eventually("CDS ACK", APPLY, || async {
+        xds.acked_current(CLUSTER).then_some(())
+    })
+    .await;
+    let front = eventually("listener front", APPLY, || async {
+        proxy.try_listener("front")
+    })
+    .await;
+    let reply = eventually("a request through the TLS cluster", APPLY, || async {
+        let mut c = Client::http1(front).await.ok()?;
+        let r = c.get("/").await.ok()?;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(reply.json()["upstream"], "echo");
+
+    // Rotate while requests flow on the kept-alive downstream connection
+    // (so through the pooled upstream TLS connection, when kept).
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let task = {
+        let (stop, failures, done) = (Arc::clone(&stop), Arc::clone(&failures), Arc::clone(&done));
+        let mut c = Client::http1(front).await.expect("connect front");
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match c.get("/").await {
+                    Ok(r) if r.status == 200 => drop(done.fetch_add(1, Ordering::Relaxed)),
+                    _ => drop(failures.fetch_add(1, Ordering::Relaxed)),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    eventually("load before rotating", APPLY, || async {
+        (done.load(Ordering::Relaxed) >= 20).then_some(())
+    })
+    .await;
+    xds.set(SECRET, secrets(&v2));
+    eventually("SDS ACK of the rotation", APPLY, || async {
+        xds.acked_current(SECRET).then_some(())
+    })
+    .await;
+    let tls = client_tls(&ca, Some(&v1));
+    let seen = eventually("web to serve v2", APPLY, || async {
+        fresh_request(&tls, web).await.ok().filter(|v| *v == 2)
+    })
+    .await;
+    assert_eq!(seen, 2);
+    let before = done.load(Ordering::Relaxed);
+    eventually("more load after rotating", APPLY, || async {
+        (done.load(Ordering::Relaxed) >= before + 20).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.expect("load task");
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    // A new upstream connection (new downstream, new request) works with
+    // the rotated client certificate.
+    let mut fresh = Client::http1(front).await.expect("connect front");
+    assert_eq!(fresh.get("/").await.expect("after rotation").status, 200);
 }
