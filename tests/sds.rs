@@ -502,6 +502,15 @@ async fn rotation_over_a_separate_sds_stream_under_load() {
     .await;
     assert!(sds.acked_current(SECRET), "{:?}", sds.replies(SECRET));
     assert!(sds.nacks(SECRET).is_empty());
+    // One SDS stream (no ADS here), subscribed by name, node on every
+    // request as Envoy sends it to an SDS server.
+    let requests = sds.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.type_url == SECRET && r.has_node && !r.delta)
+    );
+    assert_eq!(requests[0].resource_names, ["ROOTCA", "default"]);
 }
 
 /// An SDS file: a `DiscoveryResponse` with both secrets.

@@ -226,6 +226,9 @@ fn resources(
             );
         }
         if let Some(c) = cluster::cluster(cx, c, &cpath) {
+            if !xds {
+                ads_secrets_need_xds(cx, &cpath, c.secret_refs());
+            }
             if !xds && matches!(c.discovery, model::Discovery::Eds { .. }) {
                 cx.invalid(
                     at(&cpath, "type"),
@@ -269,6 +272,7 @@ fn resources(
                     format!("rds route config '{name}' needs dynamic_resources (xDS)"),
                 );
             }
+            ads_secrets_need_xds(cx, &lpath, ml.secret_refs());
         }
         if l.name.is_empty() && !used_names.insert(ml.name.clone()) {
             // Port-0 listeners share an address text; the index keeps the
@@ -300,4 +304,22 @@ fn resources(
     let known: HashSet<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
     cx.check_secret_refs(&known);
     (out_listeners, out_clusters, out_secrets)
+}
+
+/// Without `dynamic_resources` nothing would ever deliver a secret whose
+/// `sds_config` is `ads`.
+fn ads_secrets_need_xds<'a>(
+    cx: &mut Context,
+    path: &str,
+    refs: impl Iterator<Item = &'a model::secret::SdsRef>,
+) {
+    for r in refs.filter(|r| r.source == model::secret::SecretSource::Ads) {
+        cx.invalid(
+            path,
+            format!(
+                "secret '{}' from sds_config ads needs dynamic_resources (xDS)",
+                r.name
+            ),
+        );
+    }
 }

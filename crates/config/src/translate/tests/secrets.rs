@@ -93,7 +93,9 @@ fn istio_sources_are_kept_per_reference() {
                 "combined_validation_context": {
                     "default_validation_context": {"match_typed_subject_alt_names": [
                         {"san_type": "URI", "matcher": {"exact": "spiffe://td/ns/a/sa/b"}}]},
-                    "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": {"ads": {}}}}})),
+                    "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": {"api_config_source": {
+                        "api_type": "GRPC",
+                        "grpc_services": [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]}}}}})),
         ),
     ]));
     let tls = c.listeners[1].filter_chains[0].tls.as_ref().expect("tls");
@@ -123,7 +125,12 @@ fn istio_sources_are_kept_per_reference() {
                     path: "/etc/old.yaml".into()
                 }
             ),
-            ("ROOTCA", SecretSource::Ads),
+            (
+                "ROOTCA",
+                SecretSource::Grpc {
+                    cluster: "sds-grpc".into()
+                }
+            ),
         ]
     );
     let default = tls.common.secrets.validation.as_ref().expect("default");
@@ -209,4 +216,17 @@ fn an_sds_resource_translates_alone() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_ads_secret_needs_dynamic_resources() {
+    let e = errors(&[(
+        CHAIN,
+        downstream(json!({"tls_certificate_sds_secret_configs": [
+            {"name": "default", "sds_config": {"ads": {}}}]})),
+    )]);
+    assert!(
+        e.contains("static_resources.listeners[1]: secret 'default' from sds_config ads needs dynamic_resources"),
+        "{e}"
+    );
 }
