@@ -557,6 +557,19 @@ async fn rotation_via_an_sds_file_under_load() {
         std::fs::rename(&tmp, &file).expect("rename");
     })
     .await;
+    // A file whose certificate is not one is refused; v2 keeps serving.
+    let refused = proxy.reload_failures();
+    let bad = sds_file_text("3", &v2, &ca).replace("BEGIN CERTIFICATE", "BEGIN NOTHING");
+    std::fs::write(&file, bad).expect("write bad SDS file");
+    eventually("the bad SDS file to be refused", APPLY, || async {
+        (proxy.reload_failures() > refused).then_some(())
+    })
+    .await;
+    let error = proxy.last_reload_error().unwrap_or_default();
+    assert!(error.contains("not a PEM certificate"), "{error}");
+    let addr = proxy.listener("web");
+    let tls = client_tls(&ca, Some(&client));
+    assert_eq!(fresh_request(&tls, addr).await.expect("still v2"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,7 +180,10 @@ impl Cache {
                     // `last_updated`), so it changes nothing live.
                     Ok((name, secret)) => match self.secrets.get(&name) {
                         Some(old) if old.secret == secret => {}
-                        _ => drop(self.secrets.insert(name, SecretEntry::new(secret, version))),
+                        _ => drop(
+                            self.secrets
+                                .insert(name, SecretEntry::dynamic(secret, version)),
+                        ),
                     },
                     Err(e) => note(problems, "secret", &s.name, e),
                 }
@@ -508,6 +511,7 @@ mod tests {
         // Both clusters name the same secret names: one name, one secret.
         assert_eq!(built.clusters.len(), 2);
         assert_eq!(built.secrets["ROOTCA"].version, "s2");
+        assert!(built.secrets["ROOTCA"].dynamic);
         assert_eq!(built.secrets["default"].version, "s1");
         // The same content again keeps the entry (no new config).
         c.apply(type_url::SECRET, &[secret("default", CERT)], "s3")

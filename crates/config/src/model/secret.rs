@@ -70,15 +70,27 @@ pub struct SecretEntry {
     pub version: String,
     /// When this content was first accepted; kept when a push resends it.
     pub last_updated: SystemTime,
+    /// Delivered by SDS (`dynamic_active_secrets` in a dump) rather than
+    /// `static_resources.secrets` (`static_secrets`).
+    pub dynamic: bool,
 }
 
 impl SecretEntry {
-    /// A secret accepted now.
+    /// A static secret (from the bootstrap), accepted now.
     pub fn new(secret: Secret, version: impl Into<String>) -> SecretEntry {
         SecretEntry {
             secret,
             version: version.into(),
             last_updated: SystemTime::now(),
+            dynamic: false,
+        }
+    }
+
+    /// A secret delivered by SDS at `version`, accepted now.
+    pub fn dynamic(secret: Secret, version: impl Into<String>) -> SecretEntry {
+        SecretEntry {
+            dynamic: true,
+            ..SecretEntry::new(secret, version)
         }
     }
 
