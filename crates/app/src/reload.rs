@@ -43,10 +43,11 @@ pub fn check_with(text: &str, overrides: &BootstrapOverrides) -> Result<Config, 
 }
 
 /// What of `config` can be live before any xDS response: with
-/// `dynamic_resources`, static listeners that wait for RDS and static EDS
-/// clusters are held back until the control plane delivers what they need.
+/// `dynamic_resources` or SDS sources, static listeners that wait for RDS or
+/// SDS secrets and static EDS clusters are held back until the control
+/// plane (or SDS file) delivers what they need.
 fn static_part(config: &Config) -> Config {
-    if config.dynamic.is_some() {
+    if config.needs_xds() {
         strait_xds::Cache::new(config.clone()).build()
     } else {
         config.clone()
@@ -68,9 +69,12 @@ fn parse(
         .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     // Envoy's config_dump uses proto field names (snake_case).
     let opts = SerializeOptions::new().use_proto_field_name(true);
-    let source = msg
+    let mut source = msg
         .serialize_with_options(serde_json::value::Serializer, &opts)
         .map_err(|e| vec![e.to_string()])?;
+    // The document is only ever shown (`/config_dump`): inline private keys
+    // must not be.
+    strait_config::redact::redact_sensitive(&mut source);
     Ok((config, source))
 }
 
@@ -91,8 +95,8 @@ pub(crate) struct Reloader {
     /// in the watcher so a change made between start-up and the watcher's
     /// first look is not missed.
     last_read: AtomicU64,
-    /// The bootstrap's config when it has `dynamic_resources`: the base the
-    /// xDS client adds to, and the source document every xDS-built snapshot
+    /// The bootstrap's config when it has `dynamic_resources` or SDS
+    /// sources: the base the xDS client adds to, and the source document every xDS-built snapshot
     /// carries. Set by the first load; a bootstrap with xDS is not reloaded
     /// from the file afterwards (Envoy never re-reads its bootstrap).
     xds_base: std::sync::Mutex<Option<(Config, serde_json::Value)>>,
@@ -163,7 +167,7 @@ impl Reloader {
             .store(hash(text.as_bytes()), Ordering::Release);
         let result = match parse(&text, &self.overrides) {
             Ok((config, source)) => {
-                if config.dynamic.is_some() {
+                if config.needs_xds() {
                     *self
                         .xds_base
                         .lock()

@@ -10,13 +10,14 @@
 pub mod model;
 pub mod overrides;
 pub mod parse;
+pub mod redact;
 pub mod translate;
 
 pub use overrides::BootstrapOverrides;
 pub use parse::{ParseError, descriptor_pool, parse_bootstrap};
 pub use translate::{
     translate_bootstrap, translate_cluster, translate_cluster_load_assignment, translate_listener,
-    translate_route_config,
+    translate_route_config, translate_secret,
 };
 
 /// Everything that can be wrong with a config. `strait check` prints all of

@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 pub mod filter;
 pub mod policy;
 mod route;
+pub mod secret;
 pub mod tls;
 
 pub use filter::HttpFilter;
@@ -38,9 +39,32 @@ pub struct Config {
     /// connections on all listeners that do not `ignore_global_conn_limit`.
     /// `None`: unlimited.
     pub max_downstream_connections: Option<u64>,
+    /// Named secrets: `static_resources.secrets`, plus those SDS delivered
+    /// (the xDS client adds them). TLS contexts name them; the snapshot
+    /// resolves the names when it compiles the contexts.
+    pub secrets: secret::Secrets,
 }
 
 impl Config {
+    /// True when something must run beside the static config: ADS
+    /// (`dynamic_resources`) or an SDS source (ADS, gRPC or file) that a TLS
+    /// context names.
+    pub fn needs_xds(&self) -> bool {
+        self.dynamic.is_some()
+            || self
+                .secret_refs()
+                .any(|r| r.source != secret::SecretSource::Static)
+    }
+
+    /// Every secret reference of every listener's filter chains and every
+    /// cluster.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &secret::SdsRef> {
+        self.listeners
+            .iter()
+            .flat_map(Listener::secret_refs)
+            .chain(self.clusters.iter().flat_map(Cluster::secret_refs))
+    }
+
     /// The route configuration named `name` among [`Config::route_configs`].
     pub fn route_config(&self, name: &str) -> Option<&RouteConfig> {
         self.route_configs.iter().find(|rc| rc.name == name)
@@ -113,6 +137,13 @@ impl Listener {
             NetworkFilter::Http(hcm) => hcm.route_config.rds_name(),
             NetworkFilter::Tcp(_) => None,
         })
+    }
+
+    /// The secrets this listener's TLS contexts name.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &secret::SdsRef> {
+        self.chains()
+            .filter_map(|c| c.tls.as_ref())
+            .flat_map(|t| t.common.secret_refs())
     }
 }
 
@@ -335,6 +366,13 @@ pub struct Cluster {
     /// clients (ADS, SDS) dial it; `endpoints` is then empty, so the data
     /// path has no host in it.
     pub pipe: Option<String>,
+}
+
+impl Cluster {
+    /// The secrets this cluster's TLS context names.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &secret::SdsRef> {
+        self.tls.iter().flat_map(|t| t.common.secret_refs())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

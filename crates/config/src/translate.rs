@@ -28,6 +28,7 @@ use envoy_types::pb::{
 };
 
 pub use dynamic::translate_cluster_load_assignment;
+pub use secret::translate_secret;
 
 use crate::{ConfigError, model};
 
@@ -61,6 +62,8 @@ mod listener;
 mod policy;
 #[allow(deprecated)]
 mod route;
+#[allow(deprecated)]
+mod secret;
 #[cfg(test)]
 mod tests;
 #[allow(deprecated)]
@@ -72,9 +75,12 @@ mod tls;
 pub(crate) struct Context {
     problems: Vec<ConfigError>,
     required_clusters: Vec<ClusterRef>,
+    /// Static secrets (`SdsSecretConfig` without `sds_config`) named so far.
+    required_secrets: Vec<ClusterRef>,
 }
 
-/// A reference to a cluster by name that Envoy resolves at load time.
+/// A reference to a cluster (or static secret) by name that Envoy resolves
+/// at load time.
 #[derive(Debug)]
 struct ClusterRef {
     path: String,
@@ -163,6 +169,31 @@ impl Context {
                     r.path,
                     format!(
                         "traffic to cluster '{}', whose endpoint is a pipe (unix socket); only the xDS client dials pipes",
+                        r.name
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Requires a static secret named `name` (`static_resources.secrets`).
+    fn require_secret(&mut self, path: String, name: &str) {
+        self.required_secrets.push(ClusterRef {
+            path,
+            name: name.to_owned(),
+            grpc: false,
+        });
+    }
+
+    /// Checks the recorded static secret references against the names of
+    /// `static_resources.secrets`.
+    fn check_secret_refs(&mut self, known: &HashSet<&str>) {
+        for r in std::mem::take(&mut self.required_secrets) {
+            if !known.contains(r.name.as_str()) {
+                self.invalid(
+                    r.path,
+                    format!(
+                        "unknown static secret '{}' (no sds_config, and static_resources.secrets has none by that name)",
                         r.name
                     ),
                 );

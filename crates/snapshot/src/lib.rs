@@ -15,6 +15,8 @@
 //! certificate refuses the config; never on I/O crates above it.
 
 mod chains;
+#[cfg(test)]
+mod secret_tests;
 
 pub use chains::ConnectionInfo;
 
@@ -25,7 +27,9 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use strait_config::model::{Cluster, Config, FilterChain, Listener, NetworkFilter, RouteSource};
+use strait_config::model::{
+    Cluster, Config, FilterChain, Listener, NetworkFilter, RouteSource, tls::UpstreamTls,
+};
 use strait_route::RouteTable;
 use strait_tls::{ClientTls, ServerTls, TlsError};
 
@@ -140,11 +144,19 @@ impl Snapshot {
     ) -> Result<Snapshot, SnapshotError> {
         let mut listeners = HashMap::with_capacity(config.listeners.len());
         for spec in &config.listeners {
-            let entry = match previous.listeners.get(&spec.name) {
-                Some(old) if old.spec == *spec && same_rds(spec, &config, &previous.config) => {
+            let old = previous
+                .listeners
+                .get(&spec.name)
+                .filter(|old| old.spec == *spec && same_rds(spec, &config, &previous.config));
+            let entry = match old {
+                // Unchanged spec, routes and secrets: share everything.
+                Some(old) if same_listener_secrets(spec, &config, &previous.config) => {
                     Arc::clone(old)
                 }
-                _ => Arc::new(compile_listener(spec, &config)?),
+                // Only secrets changed (a rotation): keep the route tables
+                // and the contexts whose secrets did not change.
+                Some(old) => Arc::new(recompile_tls(old, &config, &previous.config)?),
+                None => Arc::new(compile_listener(spec, &config)?),
             };
             listeners.insert(spec.name.clone(), entry);
         }
@@ -152,13 +164,18 @@ impl Snapshot {
         let mut cluster_tls = HashMap::new();
         for c in &config.clusters {
             let shared = previous.clusters.get(&c.name).filter(|old| ***old == *c);
+            let same_secrets = c.tls.as_ref().is_none_or(|t| {
+                t.common
+                    .same_secrets(&config.secrets, &previous.config.secrets)
+            });
             let tls = match (shared, previous.cluster_tls.get(&c.name)) {
-                // Unchanged spec: keep the compiled context (no file reads).
-                (Some(_), Some(old)) => Some(old.clone()),
+                // Unchanged spec and secrets: keep the compiled context (no
+                // file reads).
+                (Some(_), Some(old)) if same_secrets => Some(old.clone()),
                 _ => c
                     .tls
                     .as_ref()
-                    .map(ClientTls::compile)
+                    .map(|t| compile_client(t, &config))
                     .transpose()
                     .map_err(|source| SnapshotError::ClusterTls {
                         cluster: c.name.clone(),
@@ -168,6 +185,8 @@ impl Snapshot {
             if let Some(tls) = tls {
                 cluster_tls.insert(c.name.clone(), tls);
             }
+            // The spec does not hold secrets, so a rotation keeps the
+            // cluster (and the registry its pools).
             clusters.insert(
                 c.name.clone(),
                 shared.cloned().unwrap_or_else(|| Arc::new(c.clone())),
@@ -251,26 +270,87 @@ fn compile_listener(spec: &Listener, config: &Config) -> Result<ListenerEntry, S
             }
             NetworkFilter::Tcp(_) => None,
         };
-        let tls = chain
-            .tls
-            .as_ref()
-            .map(ServerTls::compile)
-            .transpose()
-            .map_err(|source| SnapshotError::ListenerTls {
-                listener: spec.name.clone(),
-                chain: if chain.name.is_empty() {
-                    format!("#{i}")
-                } else {
-                    chain.name.clone()
-                },
-                source,
-            })?;
+        let tls = compile_server(spec, i, chain, config)?;
         chains.push(ChainEntry { routes, tls });
     }
     Ok(ListenerEntry {
         spec: spec.clone(),
         chains,
     })
+}
+
+/// Whether every secret the listener's TLS contexts name is the same in
+/// both configs.
+fn same_listener_secrets(spec: &Listener, new: &Config, old: &Config) -> bool {
+    spec.chains()
+        .filter_map(|c| c.tls.as_ref())
+        .all(|t| t.common.same_secrets(&new.secrets, &old.secrets))
+}
+
+/// `old` with the TLS contexts whose secrets changed compiled again; route
+/// tables and the other contexts are shared.
+fn recompile_tls(
+    old: &ListenerEntry,
+    config: &Config,
+    previous: &Config,
+) -> Result<ListenerEntry, SnapshotError> {
+    let mut chains = Vec::with_capacity(old.chains.len());
+    for (i, (spec, entry)) in old.spec.chains().zip(&old.chains).enumerate() {
+        let tls = match &spec.tls {
+            Some(t) if !t.common.same_secrets(&config.secrets, &previous.secrets) => {
+                compile_server(&old.spec, i, spec, config)?
+            }
+            _ => entry.tls.clone(),
+        };
+        chains.push(ChainEntry {
+            routes: entry.routes.clone(),
+            tls,
+        });
+    }
+    Ok(ListenerEntry {
+        spec: old.spec.clone(),
+        chains,
+    })
+}
+
+/// Chain `i`'s `DownstreamTlsContext` with its secrets resolved, compiled.
+fn compile_server(
+    spec: &Listener,
+    i: usize,
+    chain: &FilterChain,
+    config: &Config,
+) -> Result<Option<ServerTls>, SnapshotError> {
+    let Some(tls) = &chain.tls else {
+        return Ok(None);
+    };
+    let resolved = tls
+        .common
+        .resolve(&config.secrets)
+        .map_err(TlsError::from)
+        .and_then(|secrets| {
+            let mut t = tls.clone();
+            t.common.secrets = secrets;
+            ServerTls::compile(&t)
+        });
+    resolved
+        .map(Some)
+        .map_err(|source| SnapshotError::ListenerTls {
+            listener: spec.name.clone(),
+            chain: if chain.name.is_empty() {
+                format!("#{i}")
+            } else {
+                chain.name.clone()
+            },
+            source,
+        })
+}
+
+/// A cluster's `UpstreamTlsContext` with its secrets resolved, compiled.
+fn compile_client(tls: &UpstreamTls, config: &Config) -> Result<ClientTls, TlsError> {
+    let secrets = tls.common.resolve(&config.secrets)?;
+    let mut t = tls.clone();
+    t.common.secrets = secrets;
+    ClientTls::compile(&t)
 }
 
 fn now_secs() -> u64 {

@@ -40,6 +40,9 @@ pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listene
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+mod sds;
 
 /// One request the server received, as the client sent it.
 #[derive(Debug, Clone, PartialEq)]
@@ -325,6 +328,9 @@ fn run(state: Arc<State>, listener: Listening) -> Running {
             Err(e) => panic!("xDS server runtime: {e}"),
         };
         rt.block_on(async move {
+            let sds = sds::server(Ads {
+                state: Arc::clone(&state),
+            });
             let service = AggregatedDiscoveryServiceServer::new(Ads { state });
             let serve = async move {
                 match listener {
@@ -336,7 +342,11 @@ fn run(state: Arc<State>, listener: Listening) -> Running {
                         };
                         loop {
                             if let Ok((stream, _)) = l.accept().await {
-                                tokio::spawn(serve_connection(service.clone(), stream));
+                                tokio::spawn(serve_connection(
+                                    service.clone(),
+                                    sds.clone(),
+                                    stream,
+                                ));
                             }
                         }
                     }
@@ -348,7 +358,11 @@ fn run(state: Arc<State>, listener: Listening) -> Running {
                         };
                         loop {
                             if let Ok((stream, _)) = l.accept().await {
-                                tokio::spawn(serve_connection(service.clone(), stream));
+                                tokio::spawn(serve_connection(
+                                    service.clone(),
+                                    sds.clone(),
+                                    stream,
+                                ));
                             }
                         }
                     }
@@ -369,13 +383,22 @@ fn run(state: Arc<State>, listener: Listening) -> Running {
 /// Serves gRPC on one connection. tonic's own `Server` router needs its
 /// axum-based `router` feature; the generated service is a plain tower
 /// service, so hyper's HTTP/2 server drives it directly.
-async fn serve_connection<S>(service: AggregatedDiscoveryServiceServer<Ads>, stream: S)
-where
+async fn serve_connection<S>(
+    service: AggregatedDiscoveryServiceServer<Ads>,
+    sds: envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer<Ads>,
+    stream: S,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
-        let mut service = service.clone();
-        Service::call(&mut service, req)
+    // ADS and SDS share the listener, routed by gRPC path.
+    let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+        if req.uri().path().starts_with(sds::PATH) {
+            let mut sds = sds.clone();
+            Box::pin(Service::call(&mut sds, req)) as ServiceFuture
+        } else {
+            let mut service = service.clone();
+            Box::pin(Service::call(&mut service, req))
+        }
     });
     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), svc)
@@ -385,6 +408,14 @@ where
 struct Ads {
     state: Arc<State>,
 }
+
+type ServiceFuture = Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<tonic::body::Body>, std::convert::Infallible>,
+            > + Send,
+    >,
+>;
 
 type SotwStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
 type DeltaStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;

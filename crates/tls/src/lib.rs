@@ -58,6 +58,9 @@ pub enum TlsError {
     Unsupported(String),
     #[error("rustls refused the configuration: {0}")]
     Rustls(String),
+    /// An SDS secret the context names is missing or of the wrong kind.
+    #[error("{0}")]
+    Secret(#[from] strait_config::ConfigError),
 }
 
 impl From<rustls::Error> for TlsError {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::{
     envoy::config::{
         cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
@@ -12,8 +13,13 @@ use envoy_types::pb::{
 };
 use prost::Message;
 use strait_config::{
-    ConfigError, model, model::Discovery, translate_cluster, translate_cluster_load_assignment,
-    translate_listener, translate_route_config,
+    ConfigError, model,
+    model::{
+        Discovery,
+        secret::{SdsRef, SecretEntry, SecretSource, Secrets},
+    },
+    translate_cluster, translate_cluster_load_assignment, translate_listener,
+    translate_route_config, translate_secret,
 };
 
 use crate::type_url;
@@ -30,6 +36,8 @@ pub struct Cache {
     clusters: BTreeMap<String, model::Cluster>,
     /// EDS assignments by service name.
     endpoints: BTreeMap<String, Vec<model::Endpoint>>,
+    /// Secrets from every SDS source (ADS, gRPC streams, files), by name.
+    secrets: Secrets,
 }
 
 impl Cache {
@@ -41,6 +49,7 @@ impl Cache {
             routes: BTreeMap::new(),
             clusters: BTreeMap::new(),
             endpoints: BTreeMap::new(),
+            secrets: Secrets::new(),
         }
     }
 
@@ -54,13 +63,20 @@ impl Cache {
     /// changed among those subscribed). Every resource is translated; any
     /// problem refuses the whole response, with each problem prefixed by
     /// the resource's name.
-    pub fn apply(&mut self, type_url: &str, resources: &[Any]) -> Result<(), Vec<String>> {
+    /// `version` is the response's `version_info` (kept with secrets for
+    /// `/config_dump`).
+    pub fn apply(
+        &mut self,
+        type_url: &str,
+        resources: &[Any],
+        version: &str,
+    ) -> Result<(), Vec<String>> {
         match type_url {
             type_url::LISTENER => self.listeners.clear(),
             type_url::CLUSTER => self.clusters.clear(),
             _ => {}
         }
-        self.apply_delta(type_url, resources, &[])
+        self.apply_delta(type_url, resources, &[], version)
     }
 
     /// Applies one delta response: `resources` are added or replaced by
@@ -71,10 +87,11 @@ impl Cache {
         type_url: &str,
         resources: &[Any],
         removed: &[String],
+        version: &str,
     ) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         for any in resources {
-            self.insert(type_url, any, &mut problems);
+            self.insert(type_url, any, version, &mut problems);
         }
         for name in removed {
             match type_url {
@@ -82,6 +99,7 @@ impl Cache {
                 type_url::CLUSTER => drop(self.clusters.remove(name)),
                 type_url::ROUTE => drop(self.routes.remove(name)),
                 type_url::ENDPOINT => drop(self.endpoints.remove(name)),
+                type_url::SECRET => drop(self.secrets.remove(name)),
                 _ => {}
             }
         }
@@ -94,7 +112,7 @@ impl Cache {
 
     /// Translates one resource of `type_url` into its map, or records why
     /// it cannot be.
-    fn insert(&mut self, type_url: &str, any: &Any, problems: &mut Vec<String>) {
+    fn insert(&mut self, type_url: &str, any: &Any, version: &str, problems: &mut Vec<String>) {
         match type_url {
             type_url::LISTENER => {
                 let Some(l) = decode::<Listener>(any, problems) else {
@@ -146,6 +164,30 @@ impl Cache {
                     Err(e) => note(problems, "cluster load assignment", &cla.cluster_name, e),
                 }
             }
+            type_url::SECRET => {
+                let Some(s) = decode::<Secret>(any, problems) else {
+                    return;
+                };
+                if self.base.secrets.contains_key(&s.name) {
+                    problems.push(format!(
+                        "secret '{}': name: a static secret has this name",
+                        s.name
+                    ));
+                    return;
+                }
+                match translate_secret(&s, &s.name) {
+                    // A resend of the same content keeps its entry (and its
+                    // `last_updated`), so it changes nothing live.
+                    Ok((name, secret)) => match self.secrets.get(&name) {
+                        Some(old) if old.secret == secret => {}
+                        _ => drop(
+                            self.secrets
+                                .insert(name, SecretEntry::dynamic(secret, version)),
+                        ),
+                    },
+                    Err(e) => note(problems, "secret", &s.name, e),
+                }
+            }
             other => problems.push(format!("unexpected type {other}")),
         }
     }
@@ -174,9 +216,36 @@ impl Cache {
             .collect()
     }
 
+    /// The secret names every dynamic SDS source must deliver, by source:
+    /// the ADS `Secret` subscription, each gRPC SDS stream's and each
+    /// file's.
+    pub fn secret_sources(&self) -> BTreeMap<SecretSource, BTreeSet<String>> {
+        let mut out: BTreeMap<SecretSource, BTreeSet<String>> = BTreeMap::new();
+        let listeners = self.base.listeners.iter().chain(self.listeners.values());
+        let clusters = self.base.clusters.iter().chain(self.clusters.values());
+        let refs = listeners
+            .flat_map(model::Listener::secret_refs)
+            .chain(clusters.flat_map(model::Cluster::secret_refs));
+        for r in refs.filter(|r| r.source != SecretSource::Static) {
+            out.entry(r.source.clone())
+                .or_default()
+                .insert(r.name.clone());
+        }
+        out
+    }
+
+    /// The secret names the ADS stream subscribes to.
+    pub fn ads_secret_names(&self) -> BTreeSet<String> {
+        self.secret_sources()
+            .remove(&SecretSource::Ads)
+            .unwrap_or_default()
+    }
+
     /// Forgets route configs and assignments no longer subscribed to, as
     /// Envoy does when the listener or cluster that named them goes.
     pub fn prune(&mut self) {
+        let wanted: BTreeSet<String> = self.secret_sources().into_values().flatten().collect();
+        self.secrets.retain(|name, _| wanted.contains(name));
         let routes = self.route_names();
         self.routes.retain(|name, _| routes.contains(name));
         let endpoints = self.endpoint_names();
@@ -193,6 +262,7 @@ impl Cache {
             .clusters
             .iter()
             .chain(self.clusters.values())
+            .filter(|c| self.secrets_arrived(c.secret_refs()))
             .filter_map(|c| self.warm_cluster(c))
             .collect();
         config.listeners = self
@@ -204,6 +274,11 @@ impl Cache {
             .cloned()
             .collect();
         config.route_configs = self.routes.values().cloned().collect();
+        config.secrets.extend(
+            self.secrets
+                .iter()
+                .map(|(name, entry)| (name.clone(), entry.clone())),
+        );
         config
     }
 
@@ -221,6 +296,14 @@ impl Cache {
 
     fn listener_is_warm(&self, l: &model::Listener) -> bool {
         l.rds_names().all(|name| self.routes.contains_key(name))
+            && self.secrets_arrived(l.secret_refs())
+    }
+
+    /// Whether every dynamic secret named has arrived: a listener or
+    /// cluster waits (warms) for its SDS secrets, as in Envoy. Static ones
+    /// are the bootstrap's, checked when it was translated.
+    fn secrets_arrived<'a>(&self, mut refs: impl Iterator<Item = &'a SdsRef>) -> bool {
+        refs.all(|r| r.source == SecretSource::Static || self.secrets.contains_key(&r.name))
     }
 }
 
@@ -304,11 +387,11 @@ mod tests {
     #[test]
     fn a_listener_waits_for_its_route_config() {
         let mut c = Cache::new(model::Config::default());
-        c.apply(type_url::LISTENER, &[listener("r1")])
+        c.apply(type_url::LISTENER, &[listener("r1")], "1")
             .expect("accepted");
         assert_eq!(c.route_names().into_iter().collect::<Vec<_>>(), ["r1"]);
         assert!(c.build().listeners.is_empty(), "warming");
-        c.apply(type_url::ROUTE, &[route("r1", "/a.*")])
+        c.apply(type_url::ROUTE, &[route("r1", "/a.*")], "1")
             .expect("accepted");
         let built = c.build();
         assert_eq!(built.listeners.len(), 1);
@@ -318,21 +401,27 @@ mod tests {
     #[test]
     fn an_eds_cluster_waits_for_its_endpoints_and_follows_them() {
         let mut c = Cache::new(model::Config::default());
-        c.apply(type_url::CLUSTER, &[eds_cluster("a"), eds_cluster("b")])
-            .expect("accepted");
+        c.apply(
+            type_url::CLUSTER,
+            &[eds_cluster("a"), eds_cluster("b")],
+            "1",
+        )
+        .expect("accepted");
         assert_eq!(
             c.endpoint_names().into_iter().collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert!(c.build().clusters.is_empty(), "warming");
-        c.apply(type_url::ENDPOINT, &[cla("a")]).expect("accepted");
+        c.apply(type_url::ENDPOINT, &[cla("a")], "1")
+            .expect("accepted");
         let built = c.build();
         assert_eq!(built.clusters.len(), 1);
         assert_eq!(built.clusters[0].endpoints[0].host, "10.0.0.1");
         // Cluster b goes: its endpoints are no longer wanted.
-        c.apply(type_url::CLUSTER, &[eds_cluster("a")])
+        c.apply(type_url::CLUSTER, &[eds_cluster("a")], "2")
             .expect("accepted");
-        c.apply(type_url::ENDPOINT, &[cla("b")]).expect("accepted");
+        c.apply(type_url::ENDPOINT, &[cla("b")], "2")
+            .expect("accepted");
         c.prune();
         assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["a"]);
         assert!(!c.endpoints.contains_key("b"));
@@ -342,7 +431,7 @@ mod tests {
     fn a_bad_resource_is_named_with_its_field() {
         let mut c = Cache::new(model::Config::default());
         let errs = c
-            .apply(type_url::ROUTE, &[route("r1", "(")])
+            .apply(type_url::ROUTE, &[route("r1", "(")], "1")
             .expect_err("refused");
         assert!(
             errs[0].starts_with("route config 'r1': r1.virtual_hosts[0]"),
@@ -358,10 +447,97 @@ mod tests {
             type_url::CLUSTER,
             &[eds_cluster("a"), eds_cluster("b")],
             &[],
+            "1",
         )
         .expect("accepted");
-        c.apply_delta(type_url::CLUSTER, &[], &["a".into()])
+        c.apply_delta(type_url::CLUSTER, &[], &["a".into()], "2")
             .expect("accepted");
         assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["b"]);
+    }
+
+    fn sds_cluster(name: &str, source: &str) -> Any {
+        resource(
+            "envoy.config.cluster.v3.Cluster",
+            &format!(
+                r#"{{name: {name}, type: STATIC, load_assignment: {{cluster_name: {name}}},
+                transport_socket: {{name: tls, typed_config: {{
+                  "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext,
+                  common_tls_context: {{
+                    tls_certificate_sds_secret_configs: [{{name: default, sds_config: {source}}}],
+                    validation_context_sds_secret_config: {{name: ROOTCA, sds_config: {source}}}}}}}}}}}"#
+            ),
+        )
+        .1
+    }
+
+    fn secret(name: &str, body: &str) -> Any {
+        resource(
+            "envoy.extensions.transport_sockets.tls.v3.Secret",
+            &format!("{{name: {name}, {body}}}"),
+        )
+        .1
+    }
+
+    const CA: &str = "validation_context: {trusted_ca: {inline_string: CA}}";
+    const CERT: &str =
+        "tls_certificate: {certificate_chain: {inline_string: C}, private_key: {inline_string: K}}";
+
+    #[test]
+    fn a_cluster_waits_for_its_secrets_by_source() {
+        let mut c = Cache::new(model::Config::default());
+        let grpc = "{api_config_source: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}";
+        c.apply(
+            type_url::CLUSTER,
+            &[sds_cluster("a", "{ads: {}}"), sds_cluster("b", grpc)],
+            "1",
+        )
+        .expect("accepted");
+        assert_eq!(
+            c.ads_secret_names().into_iter().collect::<Vec<_>>(),
+            ["ROOTCA", "default"]
+        );
+        let sources = c.secret_sources();
+        assert_eq!(sources.len(), 2, "{sources:?}");
+        assert!(sources.contains_key(&SecretSource::Grpc {
+            cluster: "sds-grpc".into()
+        }));
+        assert!(c.build().clusters.is_empty(), "warming");
+        c.apply(type_url::SECRET, &[secret("default", CERT)], "s1")
+            .expect("accepted");
+        assert!(c.build().clusters.is_empty(), "ROOTCA still missing");
+        c.apply(type_url::SECRET, &[secret("ROOTCA", CA)], "s2")
+            .expect("accepted");
+        let built = c.build();
+        // Both clusters name the same secret names: one name, one secret.
+        assert_eq!(built.clusters.len(), 2);
+        assert_eq!(built.secrets["ROOTCA"].version, "s2");
+        assert!(built.secrets["ROOTCA"].dynamic);
+        assert_eq!(built.secrets["default"].version, "s1");
+        // The same content again keeps the entry (no new config).
+        c.apply(type_url::SECRET, &[secret("default", CERT)], "s3")
+            .expect("accepted");
+        assert_eq!(c.build(), built);
+        // Clusters gone: their secrets are forgotten.
+        c.apply(type_url::CLUSTER, &[], "2").expect("accepted");
+        c.prune();
+        assert!(c.build().secrets.is_empty());
+    }
+
+    #[test]
+    fn a_bad_secret_is_named() {
+        let mut c = Cache::new(model::Config::default());
+        let errs = c
+            .apply(
+                type_url::SECRET,
+                &[secret("s", "generic_secret: {secret: {inline_string: x}}")],
+                "1",
+            )
+            .expect_err("refused");
+        assert_eq!(
+            errs,
+            [
+                "secret 's': s.generic_secret: not supported: generic_secret (no Strait extension consumes one)"
+            ]
+        );
     }
 }

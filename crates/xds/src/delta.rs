@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use envoy_types::pb::{
     envoy::{
         config::core::v3::Node,
-        service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse},
+        service::discovery::v3::{
+            DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+            aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
+        },
     },
     google::rpc::Status as RpcStatus,
 };
@@ -16,9 +19,10 @@ use strait_config::model;
 use tokio::sync::mpsc;
 
 use crate::{
-    Cache, Publish, XdsError,
+    Publish, XdsError,
+    shared::Shared,
     stats::stats,
-    stream::{INVALID_ARGUMENT, TYPES, UnboundedStream, connect},
+    stream::{INVALID_ARGUMENT, MAX_MESSAGE, TYPES, UnboundedStream, connect},
     type_url,
 };
 
@@ -34,16 +38,17 @@ pub(crate) struct DeltaState {
 /// One delta stream, from connect to failure.
 pub(crate) async fn session<P: Publish>(
     dynamic: &model::DynamicResources,
-    cache: &mut Cache,
+    shared: &Shared<P>,
     types: &mut BTreeMap<&'static str, DeltaState>,
-    publisher: &P,
     progressed: &mut bool,
 ) -> Result<(), XdsError> {
-    let mut client = connect(dynamic, cache).await?;
+    let channel = connect(&shared.base, &dynamic.ads_cluster).await?;
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut sender = Sender {
         tx,
-        node: cache.base().node.clone(),
+        node: shared.base.node.clone(),
         node_once: dynamic.node_on_first_message_only,
     };
     for t in TYPES {
@@ -71,7 +76,7 @@ pub(crate) async fn session<P: Publish>(
             stats().connected(true);
         }
         *progressed = true;
-        handle(resp, cache, types, publisher, &mut sender).await;
+        handle(resp, shared, types, &mut sender).await;
     }
     Err(XdsError::Closed)
 }
@@ -80,9 +85,8 @@ pub(crate) async fn session<P: Publish>(
 /// subscription changes it implies.
 async fn handle<P: Publish>(
     resp: DeltaDiscoveryResponse,
-    cache: &mut Cache,
+    shared: &Shared<P>,
     types: &mut BTreeMap<&'static str, DeltaState>,
-    publisher: &P,
     sender: &mut Sender,
 ) {
     let Some(type_url) = TYPES.into_iter().find(|t| *t == resp.type_url) else {
@@ -94,29 +98,25 @@ async fn handle<P: Publish>(
         .iter()
         .filter_map(|r| r.resource.clone())
         .collect();
-    let mut candidate = cache.clone();
-    let mut result = candidate.apply_delta(type_url, &anys, &resp.removed_resources);
-    if anys.len() != resp.resources.len() && result.is_ok() {
-        result = Err(vec![
-            "a resource without a body (TTL heartbeats are not supported)".into(),
-        ]);
-    }
-    if result.is_ok() {
-        candidate.prune();
-        let after = candidate.build();
-        if after != cache.build() {
-            result = publisher
-                .publish(after)
-                .await
-                .map(|_| ())
-                .map_err(|e| vec![e]);
-        }
-    }
+    let (result, cache) = shared
+        .update(|c| {
+            if anys.len() != resp.resources.len() {
+                return Err(vec![
+                    "a resource without a body (TTL heartbeats are not supported)".into(),
+                ]);
+            }
+            c.apply_delta(
+                type_url,
+                &anys,
+                &resp.removed_resources,
+                &resp.system_version_info,
+            )
+        })
+        .await;
     stats().update(type_url, result.is_ok());
     let state = types.entry(type_url).or_default();
     let error_detail = match result {
         Ok(()) => {
-            *cache = candidate;
             for r in &resp.resources {
                 state.versions.insert(r.name.clone(), r.version.clone());
             }
@@ -145,6 +145,7 @@ async fn handle<P: Publish>(
     for (t, names) in [
         (type_url::ENDPOINT, cache.endpoint_names()),
         (type_url::ROUTE, cache.route_names()),
+        (type_url::SECRET, cache.ads_secret_names()),
     ] {
         let state = types.entry(t).or_default();
         if state.names == names {

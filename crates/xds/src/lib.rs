@@ -1,5 +1,8 @@
 //! Strait's xDS client.
 //!
+//! Also the SDS client: secrets arrive over ADS, over their own gRPC
+//! streams, or from files (`sds`), all through the same cache (`shared`).
+//!
 //! Owns the ADS stream to the control plane named by the bootstrap's
 //! `dynamic_resources` (state of the world over gRPC), the per-type caches of
 //! LDS, RDS, CDS and EDS resources translated into the config model, the
@@ -19,6 +22,8 @@
 mod cache;
 mod channel;
 mod delta;
+mod sds;
+mod shared;
 mod stats;
 mod stream;
 
@@ -36,6 +41,7 @@ pub mod type_url {
     pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
     pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
     pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 }
 
 /// The proxy's config writer, as the xDS client sees it.
@@ -53,17 +59,18 @@ pub trait Publish: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum XdsError {
-    /// The bootstrap names an ADS cluster that has no usable endpoint.
-    #[error("ADS cluster '{0}': no endpoint to connect to")]
+    /// The bootstrap names an ADS (or SDS) cluster that has no usable
+    /// endpoint.
+    #[error("xDS cluster '{0}': no endpoint to connect to")]
     NoAdsEndpoint(String),
-    /// The cluster's endpoint does not make a URI.
-    #[error("ADS cluster '{cluster}': bad endpoint: {message}")]
+    /// The ADS (or SDS) cluster's endpoint does not make a URI.
+    #[error("xDS cluster '{cluster}': bad endpoint: {message}")]
     BadEndpoint { cluster: String, message: String },
     #[error("connecting to the control plane: {0}")]
     Connect(#[from] tonic::transport::Error),
-    #[error("ADS stream: {0}")]
+    #[error("xDS stream: {0}")]
     Stream(#[from] tonic::Status),
     /// The stream ended cleanly: the control plane closed it.
-    #[error("ADS stream closed by the control plane")]
+    #[error("xDS stream closed by the control plane")]
     Closed,
 }

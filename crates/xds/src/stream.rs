@@ -3,6 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -17,7 +18,7 @@ use strait_config::model;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use crate::{Cache, Publish, XdsError, stats::stats, type_url};
+use crate::{Cache, Publish, XdsError, shared::Shared, stats::stats, type_url};
 
 /// First wait before reconnecting; doubled per failed attempt up to
 /// [`MAX_BACKOFF`]. Short, so a restarted control plane is found quickly; the
@@ -34,23 +35,35 @@ pub(crate) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 /// `version_info`), the nonce of the last response (reset per stream), and
 /// the names subscribed to (named types only).
 #[derive(Debug, Default)]
-struct TypeState {
-    version: String,
-    nonce: String,
-    names: BTreeSet<String>,
+pub(crate) struct TypeState {
+    pub(crate) version: String,
+    pub(crate) nonce: String,
+    pub(crate) names: BTreeSet<String>,
 }
 
-/// Runs the ADS client for a bootstrap config with `dynamic_resources`,
-/// forever: connects, subscribes, applies every accepted response through
-/// `publisher`, and reconnects with jittered back-off when the stream fails.
-/// The cache (and so the live config) survives reconnects. Returns at once
-/// if `base` has no `dynamic_resources`. Cancel-safe between publishes: drop
-/// the future to stop.
+/// Runs the xDS client for a bootstrap config, forever: the ADS stream when
+/// it has `dynamic_resources` (connects, subscribes, applies every accepted
+/// response through `publisher`, reconnects with jittered back-off when the
+/// stream fails) and every SDS source its TLS contexts name (gRPC streams,
+/// files). The cache (and so the live config) survives reconnects. Returns
+/// at once when there is nothing to run. Cancel-safe between publishes:
+/// drop the future to stop (SDS tasks stop with it).
 pub async fn run<P: Publish>(base: model::Config, publisher: P) {
-    let Some(dynamic) = base.dynamic.clone() else {
-        return;
-    };
-    let mut cache = Cache::new(base);
+    let dynamic = base.dynamic.clone();
+    let shared = Arc::new(Shared::new(base, publisher));
+    let sources = crate::sds::supervise(Arc::clone(&shared));
+    match dynamic {
+        Some(dynamic) => {
+            tokio::join!(ads(&dynamic, &shared), sources);
+        }
+        // Without ADS the sources never change: run them if there are any.
+        None if crate::sds::has_sources(&shared) => sources.await,
+        None => {}
+    }
+}
+
+/// The ADS stream, reconnected forever.
+async fn ads<P: Publish>(dynamic: &model::DynamicResources, shared: &Shared<P>) {
     let mut types: BTreeMap<&'static str, TypeState> = BTreeMap::new();
     let mut delta_types = BTreeMap::new();
     let mut failures = 0u32;
@@ -58,24 +71,10 @@ pub async fn run<P: Publish>(base: model::Config, publisher: P) {
         let mut progressed = false;
         let result = match dynamic.api {
             model::AdsApi::StateOfTheWorld => {
-                session(
-                    &dynamic,
-                    &mut cache,
-                    &mut types,
-                    &publisher,
-                    &mut progressed,
-                )
-                .await
+                session(dynamic, shared, &mut types, &mut progressed).await
             }
             model::AdsApi::Delta => {
-                crate::delta::session(
-                    &dynamic,
-                    &mut cache,
-                    &mut delta_types,
-                    &publisher,
-                    &mut progressed,
-                )
-                .await
+                crate::delta::session(dynamic, shared, &mut delta_types, &mut progressed).await
             }
         };
         if progressed {
@@ -93,7 +92,7 @@ pub async fn run<P: Publish>(base: model::Config, publisher: P) {
 
 /// Full jitter over an exponential ceiling: a random wait in [ceiling/2,
 /// ceiling].
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let ceiling = BASE_BACKOFF
         .saturating_mul(1u32 << failures.min(16))
         .min(MAX_BACKOFF);
@@ -106,16 +105,17 @@ fn backoff(failures: u32) -> Duration {
 /// One stream, from connect to failure.
 async fn session<P: Publish>(
     dynamic: &model::DynamicResources,
-    cache: &mut Cache,
+    shared: &Shared<P>,
     types: &mut BTreeMap<&'static str, TypeState>,
-    publisher: &P,
     progressed: &mut bool,
 ) -> Result<(), XdsError> {
-    let mut client = connect(dynamic, cache).await?;
+    let channel = connect(&shared.base, &dynamic.ads_cluster).await?;
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut sender = Sender {
         tx,
-        node: cache.base().node.clone(),
+        node: shared.base.node.clone(),
         node_once: dynamic.node_on_first_message_only,
     };
     // Nonces belong to the stream that carried them.
@@ -141,33 +141,29 @@ async fn session<P: Publish>(
             stats().connected(true);
         }
         *progressed = true;
-        handle(resp, cache, types, publisher, &mut sender).await;
+        handle(resp, shared, types, &mut sender).await;
     }
     Err(XdsError::Closed)
 }
 
-/// The four types, in the order a new stream requests them.
-pub(crate) const TYPES: [&str; 4] = [
+/// The types, in the order a new stream requests them.
+pub(crate) const TYPES: [&str; 5] = [
     type_url::CLUSTER,
     type_url::LISTENER,
     type_url::ENDPOINT,
     type_url::ROUTE,
+    type_url::SECRET,
 ];
 
-/// A gRPC channel to the ADS cluster: TCP, or the unix socket of its `pipe`
-/// address.
-pub(crate) async fn connect(
-    dynamic: &model::DynamicResources,
-    cache: &Cache,
-) -> Result<AggregatedDiscoveryServiceClient<Channel>, XdsError> {
-    let cluster = cache
-        .base()
+/// A gRPC channel to a control-plane cluster (the ADS cluster or an SDS
+/// one): HTTP/2 over TCP, or the unix socket of its `pipe` address.
+pub(crate) async fn connect(base: &model::Config, cluster: &str) -> Result<Channel, XdsError> {
+    let spec = base
         .clusters
         .iter()
-        .find(|c| c.name == dynamic.ads_cluster)
-        .ok_or_else(|| XdsError::NoAdsEndpoint(dynamic.ads_cluster.clone()))?;
-    let channel = crate::channel::grpc_channel(cluster).await?;
-    Ok(AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
+        .find(|c| c.name == cluster)
+        .ok_or_else(|| XdsError::NoAdsEndpoint(cluster.to_owned()))?;
+    crate::channel::grpc_channel(spec).await
 }
 
 /// Applies one response and answers it: ACK when the resulting config is
@@ -175,37 +171,22 @@ pub(crate) async fn connect(
 /// subscription changes the accepted resources imply.
 async fn handle<P: Publish>(
     resp: DiscoveryResponse,
-    cache: &mut Cache,
+    shared: &Shared<P>,
     types: &mut BTreeMap<&'static str, TypeState>,
-    publisher: &P,
     sender: &mut Sender,
 ) {
     let Some(type_url) = TYPES.into_iter().find(|t| *t == resp.type_url) else {
         tracing::warn!(type_url = %resp.type_url, "ignoring a response of a type never requested");
         return;
     };
-    let mut candidate = cache.clone();
-    let mut result = candidate.apply(type_url, &resp.resources);
-    if result.is_ok() {
-        candidate.prune();
-        let before = cache.build();
-        let after = candidate.build();
-        // A push that changes nothing live (a cluster still warming, the
-        // same resources again after a reconnect) makes no new snapshot.
-        if after != before {
-            result = publisher
-                .publish(after)
-                .await
-                .map(|_| ())
-                .map_err(|e| vec![e]);
-        }
-    }
+    let (result, cache) = shared
+        .update(|c| c.apply(type_url, &resp.resources, &resp.version_info))
+        .await;
     stats().update(type_url, result.is_ok());
     let state = types.entry(type_url).or_default();
     state.nonce = resp.nonce.clone();
     match result {
         Ok(()) => {
-            *cache = candidate;
             state.version = resp.version_info.clone();
             tracing::info!(type_url, version = %resp.version_info, "xDS update accepted");
             sender.request(type_url, state, None);
@@ -216,15 +197,16 @@ async fn handle<P: Publish>(
             sender.request(type_url, state, Some(message));
         }
     }
-    resubscribe(cache, types, sender);
+    resubscribe(&cache, types, sender);
 }
 
-/// Sends a new request for RDS or EDS when the names the listeners or
+/// Sends a new request for RDS, EDS or SDS when the names the listeners or
 /// clusters need changed.
 fn resubscribe(cache: &Cache, types: &mut BTreeMap<&'static str, TypeState>, sender: &mut Sender) {
     for (t, names) in [
         (type_url::ENDPOINT, cache.endpoint_names()),
         (type_url::ROUTE, cache.route_names()),
+        (type_url::SECRET, cache.ads_secret_names()),
     ] {
         let state = types.entry(t).or_default();
         if state.names != names {
@@ -234,18 +216,18 @@ fn resubscribe(cache: &Cache, types: &mut BTreeMap<&'static str, TypeState>, sen
     }
 }
 
-/// The request half of the stream.
-struct Sender {
-    tx: mpsc::UnboundedSender<DiscoveryRequest>,
+/// The request half of a SotW stream (ADS or SDS).
+pub(crate) struct Sender {
+    pub(crate) tx: mpsc::UnboundedSender<DiscoveryRequest>,
     /// Taken by the first request when `node_once`.
-    node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
-    node_once: bool,
+    pub(crate) node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
+    pub(crate) node_once: bool,
 }
 
 impl Sender {
     /// A request for `type_url` carrying the last accepted version, the last
     /// nonce, the subscribed names, and `nack` as the error detail.
-    fn request(&mut self, type_url: &str, state: &TypeState, nack: Option<String>) {
+    pub(crate) fn request(&mut self, type_url: &str, state: &TypeState, nack: Option<String>) {
         let node = if self.node_once {
             self.node.take()
         } else {

@@ -6,7 +6,7 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
-use super::policy::ValueMatcher;
+use super::{policy::ValueMatcher, secret::SdsRef};
 
 /// Envoy `core.v3.DataSource`: where certificate or key bytes come from.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,8 +71,9 @@ pub struct SanMatcher {
     pub matcher: ValueMatcher,
 }
 
-/// A `Secret`-shaped bundle: what SDS will deliver by name later. Static
-/// configs carry it inline in the TLS context.
+/// The certificates and validation a context carries inline (or by file).
+/// SDS references are kept apart ([`CommonTls::certificate_sds`],
+/// [`CommonTls::validation_sds`]) and merged in by [`CommonTls::resolve`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TlsSecrets {
     /// `tls_certificates`, in order; the first is the default for a
@@ -91,7 +92,14 @@ pub enum TlsVersion {
 /// Envoy `CommonTlsContext`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CommonTls {
+    /// `tls_certificates` and `validation_context` (or the
+    /// `default_validation_context` of a `combined_validation_context`).
     pub secrets: TlsSecrets,
+    /// `tls_certificate_sds_secret_configs`, after the inline certificates.
+    pub certificate_sds: Vec<SdsRef>,
+    /// `validation_context_sds_secret_config`, or the one of a
+    /// `combined_validation_context` (merged over `secrets.validation`).
+    pub validation_sds: Option<SdsRef>,
     /// `alpn_protocols`, in preference order.
     pub alpn: Vec<String>,
     /// `tls_params.tls_minimum_protocol_version`; `None` is Envoy's

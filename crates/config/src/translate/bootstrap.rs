@@ -111,11 +111,12 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         runtime(cx, "layered_runtime", lr);
     }
     let admin = admin.as_ref().and_then(|a| self::admin(cx, "admin", a));
-    let (listeners, clusters) = match static_resources {
+    let (listeners, clusters, secrets) = match static_resources {
         Some(sr) => resources(cx, "static_resources", sr, dynamic_resources.is_some()),
         None => {
             cx.check_cluster_refs(&HashSet::new(), &HashSet::new());
-            (Vec::new(), Vec::new())
+            cx.check_secret_refs(&HashSet::new());
+            (Vec::new(), Vec::new(), model::secret::Secrets::new())
         }
     };
     if let Some(d) = &dynamic
@@ -136,6 +137,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         dynamic,
         node: Some(process::node(node.as_ref())),
         max_downstream_connections,
+        secrets,
     }
 }
 
@@ -219,13 +221,36 @@ fn resources(
     path: &str,
     sr: &StaticResources,
     xds: bool,
-) -> (Vec<model::Listener>, Vec<model::Cluster>) {
+) -> (
+    Vec<model::Listener>,
+    Vec<model::Cluster>,
+    model::secret::Secrets,
+) {
     let StaticResources {
         listeners,
         clusters,
         secrets,
     } = sr;
-    reject_set!(cx, path; secrets);
+    let mut out_secrets = model::secret::Secrets::new();
+    let mut secret_names: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in secrets.iter().enumerate() {
+        let spath = item(path, "secrets", i);
+        if !s.name.is_empty()
+            && let Some(first) = secret_names.insert(&s.name, i)
+        {
+            cx.invalid(
+                at(&spath, "name"),
+                format!(
+                    "duplicate secret name '{}' (also {})",
+                    s.name,
+                    item(path, "secrets", first)
+                ),
+            );
+        }
+        if let Some((name, secret)) = super::secret::secret(cx, s, &spath) {
+            out_secrets.insert(name, model::secret::SecretEntry::new(secret, ""));
+        }
+    }
 
     let mut out_clusters = Vec::with_capacity(clusters.len());
     let mut cluster_names: HashMap<&str, usize> = HashMap::new();
@@ -244,6 +269,9 @@ fn resources(
             );
         }
         if let Some(c) = cluster::cluster(cx, c, &cpath) {
+            if !xds {
+                ads_secrets_need_xds(cx, &cpath, c.secret_refs());
+            }
             if !xds && matches!(c.discovery, model::Discovery::Eds { .. }) {
                 cx.invalid(
                     at(&cpath, "type"),
@@ -287,6 +315,7 @@ fn resources(
                     format!("rds route config '{name}' needs dynamic_resources (xDS)"),
                 );
             }
+            ads_secrets_need_xds(cx, &lpath, ml.secret_refs());
         }
         if l.name.is_empty() && !used_names.insert(ml.name.clone()) {
             // Port-0 listeners share an address text; the index keeps the
@@ -318,5 +347,27 @@ fn resources(
         .map(|c| c.name.as_str())
         .collect();
     cx.check_cluster_refs(&known, &pipes);
-    (out_listeners, out_clusters)
+    // Secrets that failed to translate have their own error; naming them
+    // unknown as well would mislead.
+    let known: HashSet<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
+    cx.check_secret_refs(&known);
+    (out_listeners, out_clusters, out_secrets)
+}
+
+/// Without `dynamic_resources` nothing would ever deliver a secret whose
+/// `sds_config` is `ads`.
+fn ads_secrets_need_xds<'a>(
+    cx: &mut Context,
+    path: &str,
+    refs: impl Iterator<Item = &'a model::secret::SdsRef>,
+) {
+    for r in refs.filter(|r| r.source == model::secret::SecretSource::Ads) {
+        cx.invalid(
+            path,
+            format!(
+                "secret '{}' from sds_config ads needs dynamic_resources (xDS)",
+                r.name
+            ),
+        );
+    }
 }

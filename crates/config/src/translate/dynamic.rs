@@ -197,7 +197,7 @@ pub(super) fn dynamic_resources(
     })
 }
 
-fn grpc_service(cx: &mut Context, path: &str, g: &GrpcService) -> Option<String> {
+pub(super) fn grpc_service(cx: &mut Context, path: &str, g: &GrpcService) -> Option<String> {
     let GrpcService {
         timeout,
         initial_metadata,

@@ -12,14 +12,15 @@ use envoy_types::pb::envoy::{
         tls::v3::{
             CertificateValidationContext, CommonTlsContext, DownstreamTlsContext,
             SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext,
-            common_tls_context::ValidationContextType, subject_alt_name_matcher,
+            common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
+            subject_alt_name_matcher,
             tls_parameters::TlsProtocol,
         },
     },
 };
 use prost::Name;
 
-use super::{Context, at, bool_value, decode_any, item, policy::string_matcher, type_name};
+use super::{Context, at, bool_value, decode_any, item, policy::string_matcher, secret, type_name};
 use crate::model::tls::{
     CertificateValidation, CommonTls, DownstreamTls, SanMatcher, SanType, TlsVersion, UpstreamTls,
 };
@@ -152,12 +153,6 @@ fn common_tls(cx: &mut Context, c: Option<&CommonTlsContext>, path: &str) -> Opt
         key_log,
         validation_context_type,
     } = c;
-    if !tls_certificate_sds_secret_configs.is_empty() {
-        cx.unsupported(
-            at(path, "tls_certificate_sds_secret_configs"),
-            "SDS secrets (they arrive with xDS support); use tls_certificates",
-        );
-    }
     reject_set!(cx, path;
         tls_certificate_provider_instance, custom_tls_certificate_selector,
         tls_certificate_certificate_provider, tls_certificate_certificate_provider_instance,
@@ -175,24 +170,24 @@ fn common_tls(cx: &mut Context, c: Option<&CommonTlsContext>, path: &str) -> Opt
             out.secrets.certificates.push(c);
         }
     }
+    for (i, sds) in tls_certificate_sds_secret_configs.iter().enumerate() {
+        let spath = item(path, "tls_certificate_sds_secret_configs", i);
+        if let Some(r) = secret::sds_secret_config(cx, sds, &spath) {
+            out.certificate_sds.push(r);
+        }
+    }
     out.secrets.validation = match validation_context_type {
         None => None,
         Some(ValidationContextType::ValidationContext(v)) => {
             Some(validation(cx, v, &at(path, "validation_context"))?)
         }
-        Some(ValidationContextType::ValidationContextSdsSecretConfig(_)) => {
-            cx.unsupported(
-                at(path, "validation_context_sds_secret_config"),
-                "SDS secrets (they arrive with xDS support); use validation_context",
-            );
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(sds)) => {
+            let spath = at(path, "validation_context_sds_secret_config");
+            out.validation_sds = Some(secret::sds_secret_config(cx, sds, &spath)?);
             None
         }
-        Some(ValidationContextType::CombinedValidationContext(_)) => {
-            cx.unsupported(
-                at(path, "combined_validation_context"),
-                "combined_validation_context (needs SDS, which arrives with xDS support)",
-            );
-            None
+        Some(ValidationContextType::CombinedValidationContext(c)) => {
+            combined(cx, c, &at(path, "combined_validation_context"), &mut out)?
         }
         Some(_) => {
             cx.unsupported(
@@ -203,6 +198,41 @@ fn common_tls(cx: &mut Context, c: Option<&CommonTlsContext>, path: &str) -> Opt
         }
     };
     Some(out)
+}
+
+/// `combined_validation_context` (Istio's `default` validation plus the
+/// `ROOTCA` secret): the default stays inline, the SDS one is referenced
+/// and merged over it when the snapshot resolves secrets.
+#[allow(deprecated)]
+fn combined(
+    cx: &mut Context,
+    c: &CombinedCertificateValidationContext,
+    path: &str,
+    out: &mut CommonTls,
+) -> Option<Option<CertificateValidation>> {
+    let CombinedCertificateValidationContext {
+        default_validation_context,
+        validation_context_sds_secret_config,
+        validation_context_certificate_provider,
+        validation_context_certificate_provider_instance,
+    } = c;
+    reject_set!(cx, path;
+        validation_context_certificate_provider, validation_context_certificate_provider_instance,
+    );
+    let Some(sds) = validation_context_sds_secret_config else {
+        cx.invalid(
+            at(path, "validation_context_sds_secret_config"),
+            "is required",
+        );
+        return None;
+    };
+    let spath = at(path, "validation_context_sds_secret_config");
+    out.validation_sds = Some(secret::sds_secret_config(cx, sds, &spath)?);
+    let default = match default_validation_context {
+        Some(d) => validation(cx, d, &at(path, "default_validation_context"))?,
+        None => CertificateValidation::default(),
+    };
+    Some(Some(default))
 }
 
 fn params(cx: &mut Context, p: &TlsParameters, path: &str, out: &mut CommonTls) {
@@ -257,7 +287,7 @@ fn params(cx: &mut Context, p: &TlsParameters, path: &str, out: &mut CommonTls) 
     out.cipher_suites = cipher_suites.clone();
 }
 
-fn certificate(
+pub(super) fn certificate(
     cx: &mut Context,
     c: &TlsCertificate,
     path: &str,
@@ -321,7 +351,7 @@ fn data_source(
     }
 }
 
-fn validation(
+pub(super) fn validation(
     cx: &mut Context,
     v: &CertificateValidationContext,
     path: &str,

@@ -106,15 +106,15 @@ fn bad_configs_name_the_field() {
             "required",
         ),
         (
-            "SDS certificates",
+            "unknown static SDS certificate",
             vec![(
                 "/static_resources/listeners/1/filter_chains/0/transport_socket".into(),
                 json!({"name": "tls", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                     "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "default"}]}}}),
             )],
-            "static_resources.listeners[1].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs".into(),
-            "SDS",
+            "static_resources.listeners[1].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name".into(),
+            "unknown static secret 'default'",
         ),
         (
             "TLS 1.1 maximum",
@@ -537,10 +537,10 @@ fn bad_configs_name_the_field() {
             "/dev/null",
         ),
         (
-            "secrets",
+            "secret without content",
             vec![("/static_resources/secrets".into(), json!([{"name": "s"}]))],
-            "static_resources.secrets".into(),
-            "secrets",
+            "static_resources.secrets[0]".into(),
+            "tls_certificate or validation_context",
         ),
     ];
     let mut failures = Vec::new();
