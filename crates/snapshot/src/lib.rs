@@ -27,7 +27,7 @@ use std::{
 use arc_swap::ArcSwap;
 use strait_config::model::{Cluster, Config, FilterChain, Listener, NetworkFilter, RouteSource};
 use strait_route::RouteTable;
-use strait_tls::{ClientTls, ServerTls, TlsError};
+use strait_tls::{ClientTls, ClusterTransports, ServerTls, TlsError, TransportSource};
 
 /// Why a config could not become a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +46,10 @@ pub enum SnapshotError {
         #[source]
         source: TlsError,
     },
-    #[error("cluster {cluster}: transport_socket: {source}")]
+    #[error("cluster {cluster}: {socket}: {source}")]
     ClusterTls {
         cluster: String,
+        socket: TransportSource,
         #[source]
         source: TlsError,
     },
@@ -111,8 +112,8 @@ pub struct Snapshot {
     source: Arc<serde_json::Value>,
     listeners: HashMap<String, Arc<ListenerEntry>>,
     clusters: HashMap<String, Arc<Cluster>>,
-    /// Compiled `UpstreamTlsContext` of the clusters that have one.
-    cluster_tls: HashMap<String, ClientTls>,
+    /// Compiled transport sockets of the clusters that have any TLS.
+    cluster_tls: HashMap<String, ClusterTransports>,
 }
 
 impl Snapshot {
@@ -155,17 +156,15 @@ impl Snapshot {
             let tls = match (shared, previous.cluster_tls.get(&c.name)) {
                 // Unchanged spec: keep the compiled context (no file reads).
                 (Some(_), Some(old)) => Some(old.clone()),
-                _ => c
-                    .tls
-                    .as_ref()
-                    .map(ClientTls::compile)
-                    .transpose()
-                    .map_err(|source| SnapshotError::ClusterTls {
+                _ => Some(ClusterTransports::compile(c).map_err(|(socket, source)| {
+                    SnapshotError::ClusterTls {
                         cluster: c.name.clone(),
+                        socket,
                         source,
-                    })?,
+                    }
+                })?),
             };
-            if let Some(tls) = tls {
+            if let Some(tls) = tls.filter(|t| !t.is_plaintext()) {
                 cluster_tls.insert(c.name.clone(), tls);
             }
             clusters.insert(
@@ -212,7 +211,15 @@ impl Snapshot {
 
     /// The compiled `UpstreamTlsContext` of cluster `name`, if it has one.
     pub fn cluster_tls(&self, name: &str) -> Option<&ClientTls> {
-        self.cluster_tls.get(name)
+        self.cluster_tls
+            .get(name)
+            .and_then(ClusterTransports::default_tls)
+    }
+
+    /// All compiled transport sockets of cluster `name` (its own and its
+    /// `transport_socket_matches`); empty (plaintext) when it has no TLS.
+    pub fn cluster_transports(&self, name: &str) -> ClusterTransports {
+        self.cluster_tls.get(name).cloned().unwrap_or_default()
     }
 }
 

@@ -62,7 +62,9 @@ fn pick(c: &mut Criterion) {
         for weighted in [false, true] {
             for (name, policy) in policies {
                 let registry = ClusterRegistry::new();
-                rt.block_on(registry.reconcile(&[spec(policy, hosts, weighted)], &|_| None));
+                rt.block_on(
+                    registry.reconcile(&[spec(policy, hosts, weighted)], &|_| Default::default()),
+                );
                 let Some(cluster) = registry.get("bench") else {
                     panic!("cluster missing")
                 };

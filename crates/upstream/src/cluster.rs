@@ -9,11 +9,11 @@ use std::{
     time::Duration,
 };
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram};
 use strait_codec::Protocol;
 use strait_config::model::{self, Discovery, UpstreamProtocol};
-use strait_tls::ClientTls;
+use strait_tls::ClusterTransports;
 use tokio::sync::Notify;
 
 use crate::{
@@ -35,8 +35,9 @@ const PICK_ATTEMPTS: u64 = 3;
 pub struct Cluster {
     name: String,
     pub(crate) spec: ArcSwap<model::Cluster>,
-    /// The compiled `UpstreamTlsContext`; `None` connects in plaintext.
-    pub(crate) tls: ArcSwapOption<ClientTls>,
+    /// The compiled transport sockets; each host holds the one its
+    /// endpoint metadata chose.
+    pub(crate) transports: ArcSwap<ClusterTransports>,
     pub(crate) lb: ArcSwap<LbState>,
     rr: AtomicUsize,
     /// Wakes the DNS resolver early when the spec changes.
@@ -138,11 +139,11 @@ impl Cluster {
     /// the first round runs before returning. Spawns the cluster's
     /// maintenance task (balancer rebuilds, outlier sweeps, health checks,
     /// idle connection expiry) on the current runtime.
-    pub(crate) async fn start(spec: &model::Cluster, tls: Option<ClientTls>) -> Arc<Cluster> {
+    pub(crate) async fn start(spec: &model::Cluster, tls: ClusterTransports) -> Arc<Cluster> {
         let cluster = Arc::new(Cluster {
             name: spec.name.clone(),
             spec: ArcSwap::from_pointee(spec.clone()),
-            tls: ArcSwapOption::from(tls.map(Arc::new)),
+            transports: ArcSwap::from_pointee(tls),
             lb: ArcSwap::from_pointee(LbState::default()),
             rr: AtomicUsize::new(0),
             refresh: Notify::new(),
@@ -265,14 +266,16 @@ impl Cluster {
     }
 
     /// Applies a changed spec, keeping hosts (and pools) that remain.
-    pub(crate) async fn update(&self, spec: &model::Cluster, tls: Option<ClientTls>) {
+    pub(crate) async fn update(&self, spec: &model::Cluster, tls: ClusterTransports) {
         let old = self.spec.load_full();
         if *old == *spec {
             return;
         }
-        self.tls.store(tls.map(Arc::new));
+        self.transports.store(Arc::new(tls));
         // Pooled connections speak the old protocol or TLS settings.
-        let protocol_changed = old.protocol != spec.protocol || old.tls != spec.tls;
+        let protocol_changed = old.protocol != spec.protocol
+            || old.tls != spec.tls
+            || old.transport_socket_matches != spec.transport_socket_matches;
         self.spec.store(Arc::new(spec.clone()));
         if protocol_changed {
             for h in &self.lb.load().hosts {
@@ -331,20 +334,24 @@ impl Cluster {
         let mut seen = std::collections::HashSet::new();
         resolved.retain(|(a, _)| seen.insert(*a));
         let spec = self.spec.load();
+        let transports = self.transports.load();
         let checked = !spec.health_checks.is_empty();
         let current = self.lb.load();
         let mut changed = false;
         let hosts: Vec<Arc<Host>> = resolved
             .iter()
-            .map(
-                |(addr, ep)| match current.hosts.iter().find(|h| h.addr() == *addr) {
+            .map(|(addr, ep)| {
+                let host = match current.hosts.iter().find(|h| h.addr() == *addr) {
                     Some(h) => {
                         changed |= h.apply(ep);
                         Arc::clone(h)
                     }
                     None => Arc::new(Host::new(*addr, ep, checked)),
-                },
-            )
+                };
+                let choice = spec.transport_match(&ep.transport_metadata);
+                host.set_transport(choice, transports.get(choice));
+                host
+            })
             .collect();
         let same = hosts.len() == current.hosts.len()
             && hosts

@@ -2,6 +2,7 @@
 
 mod lb;
 mod resilience;
+mod transport;
 
 use std::{net::IpAddr, time::Duration};
 
@@ -98,7 +99,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         lb_config,
     } = c;
     reject_set!(cx, path;
-        transport_socket_matches, transport_socket_matcher, stats_matcher,
+        transport_socket_matcher, stats_matcher,
         per_connection_buffer_high_watermark_timeout,
         upstream_http_protocol_options, dns_jitter,
         dns_failure_refresh_rate, respect_dns_ttl, dns_resolvers, use_tcp_for_dns_lookups,
@@ -235,6 +236,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         Some(ts) => super::tls::upstream(cx, ts, &at(path, "transport_socket")).flatten(),
         None => None,
     };
+    let transport_socket_matches = transport::matches(cx, path, transport_socket_matches);
     if cx.problems.len() != before {
         return None;
     }
@@ -252,6 +254,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         health_checks,
         pool,
         tls,
+        transport_socket_matches,
     })
 }
 
@@ -422,8 +425,7 @@ pub(super) fn load_assignment(
         let lpath = item(path, "endpoints", i);
         let LocalityLbEndpoints {
             locality,
-            // Read only by extensions Strait does not run.
-            metadata: _,
+            metadata,
             lb_endpoints,
             load_balancing_weight,
             priority,
@@ -431,6 +433,8 @@ pub(super) fn load_assignment(
             lb_config,
         } = lle;
         reject_set!(cx, &lpath; proximity, lb_config);
+        // Otherwise read only by extensions Strait does not run.
+        transport::check_locality_metadata(cx, &lpath, metadata);
         let locality = locality
             .as_ref()
             .map_or_else(model::Locality::default, |l| {
@@ -472,9 +476,7 @@ fn lb_endpoint(
 ) -> Option<model::Endpoint> {
     let LbEndpoint {
         health_status,
-        // Read only by subset balancing and transport socket matches, both
-        // refused.
-        metadata: _,
+        metadata,
         load_balancing_weight,
         host_identifier,
     } = lbe;
@@ -508,6 +510,7 @@ fn lb_endpoint(
             return None;
         }
     };
+    let transport_metadata = transport::endpoint_metadata(cx, &at(path, "metadata"), metadata);
     let path = at(path, "endpoint");
     let Endpoint {
         address,
@@ -540,5 +543,6 @@ fn lb_endpoint(
     }
     let mut ep = model::Endpoint::new(host, port, weight);
     ep.health = health;
+    ep.transport_metadata = transport_metadata;
     Some(ep)
 }

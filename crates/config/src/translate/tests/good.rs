@@ -278,6 +278,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                transport_socket_matches: vec![],
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -296,6 +297,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                transport_socket_matches: vec![],
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -311,6 +313,7 @@ static_resources:
                 health_checks: vec![],
                 pool: PoolOptions::default(),
                 tls: None,
+                transport_socket_matches: vec![],
             },
         ],
         node: Some(envoy_types::pb::envoy::config::core::v3::Node {
