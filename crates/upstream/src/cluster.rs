@@ -458,7 +458,85 @@ async fn maintain(cluster: Weak<Cluster>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::lb::schedule;
+    use strait_config::model::{self, tls::UpstreamTls};
+    use strait_tls::ClusterTransports;
+
+    use crate::{ClusterRegistry, lb::schedule};
+
+    /// Hosts labelled `tlsMode: istio` take the TLS match, the rest the
+    /// plaintext one; a label change moves a host and its pool follows.
+    #[test]
+    fn each_host_takes_the_transport_its_labels_choose() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut spec = model::Cluster {
+            name: "c".into(),
+            ..pick_spec()
+        };
+        let labelled = |ip: &str, istio: bool| {
+            let mut ep = model::Endpoint::new(ip, 80, 1);
+            if istio {
+                ep.transport_metadata
+                    .insert("tlsMode".into(), serde_json::Value::from("istio"));
+            }
+            ep
+        };
+        spec.endpoints = vec![labelled("10.0.0.1", true), labelled("10.0.0.2", false)];
+        spec.transport_socket_matches = vec![
+            model::TransportSocketMatch {
+                name: "tlsMode-istio".into(),
+                criteria: [("tlsMode".to_owned(), serde_json::Value::from("istio"))]
+                    .into_iter()
+                    .collect(),
+                tls: Some(UpstreamTls::default()),
+            },
+            model::TransportSocketMatch {
+                name: "tlsMode-disabled".into(),
+                criteria: model::Metadata::new(),
+                tls: None,
+            },
+        ];
+        let registry = ClusterRegistry::new();
+        let transports = ClusterTransports::compile(&spec).expect("compiles");
+        rt.block_on(registry.reconcile(std::slice::from_ref(&spec), &|_| transports.clone()));
+        let cluster = registry.get("c").expect("cluster");
+        let by_ip = |ip: &str| {
+            let h = cluster
+                .hosts()
+                .into_iter()
+                .find(|h| h.addr().ip().to_string() == ip)
+                .expect("host");
+            (h.transport_match(), h.transport().is_some())
+        };
+        assert_eq!(by_ip("10.0.0.1"), (Some(0), true));
+        assert_eq!(by_ip("10.0.0.2"), (Some(1), false));
+
+        // EDS relabels the first host: it keeps its identity, loses TLS.
+        let before = cluster.hosts();
+        cluster.set_endpoints(&[labelled("10.0.0.1", false), labelled("10.0.0.2", false)]);
+        assert_eq!(by_ip("10.0.0.1"), (Some(1), false));
+        assert!(
+            cluster
+                .hosts()
+                .iter()
+                .any(|h| before.iter().any(|b| std::sync::Arc::ptr_eq(b, h)))
+        );
+    }
+
+    fn pick_spec() -> model::Cluster {
+        let yaml = r#"
+static_resources:
+  clusters:
+  - name: c
+    load_assignment: {cluster_name: c}
+"#;
+        strait_config::load(yaml)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .clusters
+            .remove(0)
+    }
 
     #[test]
     fn schedule_honours_weights_and_interleaves() {
