@@ -631,3 +631,86 @@ fn envoy_client_sidecar_talks_mtls_to_a_strait_server_sidecar() {
     assert!(e.body.starts_with(CONNECT_FAILURE), "{}", e.body);
     assert!(s.body.starts_with(CONNECT_FAILURE), "{}", s.body);
 }
+
+/// A real ClientHello (Python's `ssl`, via memory BIOs: no network).
+fn client_hello() -> Vec<u8> {
+    let script = r#"
+import ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["istio-peer-exchange", "istio", "h2"])
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+conn = ctx.wrap_bio(inc, out, server_hostname="reviews.default.svc.cluster.local")
+try:
+    conn.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+sys.stdout.buffer.write(out.read())
+"#;
+    let out = python()
+        .args(["-c", script])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success() && out.stdout.first() == Some(&0x16));
+    out.stdout
+}
+
+/// A client that sends a valid ClientHello and then stalls (never sends
+/// its certificate or Finished) is closed by
+/// `transport_socket_connect_timeout`, and others are served meanwhile.
+#[test]
+fn a_client_stalling_after_its_client_hello_is_closed_by_the_handshake_timeout() {
+    use std::{
+        io::Read,
+        net::TcpStream,
+        time::{Duration, Instant},
+    };
+    let ca = TestCa::new("mesh-ca");
+    let backend = http_echo("backend");
+    let chain = format!(
+        "      transport_socket_connect_timeout: 1s\n{tls}\n{hcm}",
+        tls = downstream_tls(
+            6,
+            &ca.issue(REVIEWS, &[]),
+            Some(ca.root()),
+            PRODUCTPAGE,
+            &INBOUND_ALPN
+        ),
+        hcm = hcm("inbound", &route("/", "backend")),
+    );
+    let server = TestProxy::start(
+        &bootstrap("inbound", &chain, &[cluster("backend", backend.addr, "")]),
+        1,
+    );
+    let inbound = server.listener("inbound");
+    let started = Instant::now();
+    let mut stalled = TcpStream::connect(inbound).expect("connect");
+    stalled.write_all(&client_hello()).expect("hello sent");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut first = [0u8; 1];
+    stalled.read_exact(&mut first).expect("the server answers");
+    assert_eq!(first[0], 0x16, "a handshake record (ServerHello)");
+
+    // Meanwhile a real client is served.
+    let client = ca.issue(PRODUCTPAGE, &[]);
+    let out = s_client(inbound, ca.root(), &client, "http/1.1", &[]);
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+
+    let mut rest = Vec::new();
+    let closed = stalled.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        closed.is_ok()
+            || closed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "not closed: {closed:?}"
+    );
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(8)).contains(&waited),
+        "closed after {waited:?}"
+    );
+}
