@@ -10,6 +10,9 @@
 //! - `upgrade.rs`: WebSocket upgrade tunnels, 403 when not configured.
 //! - `errors.rs`: Envoy's local replies (404, 503, 504, direct responses).
 //! - `tcp.rs`: TCP proxy, half-close, weighted clusters, byte counters.
+//! - `tls.rs`, `mtls.rs`: TLS listeners with curl; sidecar-to-sidecar mTLS
+//!   with SPIFFE identities, `transport_socket_matches`, `openssl s_client`
+//!   and Envoy as the peer sidecar both ways.
 //! - `admin.rs`: `/ready`, `/config_dump`, `/listeners`, `/stats/prometheus`.
 //! - `malformed.rs`, `reload.rs`: malformed input; hot reload.
 //! - `retries.rs`, `filters.rs`, `mirror.rs` (+ `flaky.rs`, an upstream that

@@ -37,11 +37,16 @@ options:
   --duration SECS   seconds per measured run (default 5)
   --rate N          requests/s for the latency runs (default 2000)
   --install         install missing tools (apt-get, pip) instead of failing
+  --tls             the TLS benchmark instead: Strait and Envoy terminating
+                    TLS with the same certificate: full handshakes per second
+                    (openssl s_time), keep-alive HTTPS req/s (HTTP/1.1, h2)
+                    and a 4 MiB body's MB/s (h2load); writes
+                    target/bench/tls-results.json
   -h, --help        this text
 ";
 
-const PROXY_CORE: u32 = 0;
-const LOAD_CORE: u32 = 1;
+pub(crate) const PROXY_CORE: u32 = 0;
+pub(crate) const LOAD_CORE: u32 = 1;
 const PACER_LATE_WARNING_US: u64 = 200;
 const OTHER_LOAD_WARNING_PERCENT: f64 = 5.0;
 const SATURATED_PERCENT: f64 = 90.0;
@@ -50,11 +55,13 @@ const H2LOAD_HTTP2: &[&str] = &["-c", "8", "-m", "16"];
 
 pub struct Options {
     proxies: Vec<Proxy>,
-    strait: Option<PathBuf>,
-    duration: Duration,
-    warmup: Duration,
+    pub(crate) strait: Option<PathBuf>,
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
     rate: u32,
-    install: bool,
+    pub(crate) install: bool,
+    /// `--tls`: the TLS benchmark (handshakes, HTTPS throughput) instead.
+    tls: bool,
 }
 
 impl Options {
@@ -67,6 +74,7 @@ impl Options {
             warmup: Duration::from_secs(1),
             rate: 2000,
             install: false,
+            tls: false,
         };
         let mut duration = None;
         let mut it = args.iter();
@@ -79,6 +87,7 @@ impl Options {
                     options.warmup = Duration::from_millis(500);
                 }
                 "--install" => options.install = true,
+                "--tls" => options.tls = true,
                 "--strait" => options.strait = Some(PathBuf::from(value()?)),
                 "--rate" => options.rate = value()?.parse().context("--rate")?,
                 "--duration" => {
@@ -216,6 +225,9 @@ struct Running {
 }
 
 pub fn run(options: &Options) -> Result<()> {
+    if options.tls {
+        return crate::tls_bench::run(options, options.proxies.contains(&Proxy::Envoy));
+    }
     let root = workspace_root();
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
@@ -246,14 +258,7 @@ pub fn run(options: &Options) -> Result<()> {
     };
 
     procs::clean_up_on_signal()?;
-    let upstream_port = procs::free_port()?;
-    let upstream_prefix = run_dir.join("upstream");
-    let mut upstream = start_nginx(&nginx, &upstream_prefix, "upstream", LOAD_CORE, |prefix| {
-        configs::nginx_upstream(prefix, upstream_port)
-    })?;
-    upstream.wait_until("GET / answers", Duration::from_secs(10), || {
-        procs::serves(upstream_port, "/", Some(UPSTREAM_BODY))
-    })?;
+    let (mut upstream, upstream_port) = start_upstream(&nginx, &run_dir)?;
 
     let bench = Bench {
         options,
@@ -461,6 +466,24 @@ impl Bench<'_> {
     }
 }
 
+/// The shared upstream (nginx on the load core), serving `GET /` and
+/// `GET /large`; returns it and its port once it answers.
+pub(crate) fn start_upstream(nginx: &Path, run_dir: &Path) -> Result<(Guard, u16)> {
+    let port = procs::free_port()?;
+    let prefix = run_dir.join("upstream");
+    std::fs::create_dir_all(&prefix)?;
+    // Every byte value, so nothing on the way can compress it away.
+    let large: Vec<u8> = (0..configs::LARGE_BYTES).map(|i| i as u8).collect();
+    std::fs::write(prefix.join("large.bin"), large)?;
+    let mut upstream = start_nginx(nginx, &prefix, "upstream", LOAD_CORE, |prefix| {
+        configs::nginx_upstream(prefix, port)
+    })?;
+    upstream.wait_until("GET / answers", Duration::from_secs(10), || {
+        procs::serves(port, "/", Some(UPSTREAM_BODY))
+    })?;
+    Ok((upstream, port))
+}
+
 fn start_nginx(
     nginx: &Path,
     prefix: &Path,
@@ -483,24 +506,33 @@ fn start_nginx(
     Guard::spawn_pinned(name, core, nginx, &args, prefix.join("stdout.log"))
 }
 
-struct H2load {
-    rps: f64,
-    ok: u64,
-    non_2xx: u64,
-    output: String,
+pub(crate) struct H2load {
+    pub(crate) rps: f64,
+    /// Bytes received per second, in MB (10^6).
+    pub(crate) mb_per_s: f64,
+    pub(crate) ok: u64,
+    pub(crate) non_2xx: u64,
+    pub(crate) output: String,
 }
 
 /// A timed h2load run on the load core: HTTP/1.1 keep-alive with 32
 /// connections, or h2c prior knowledge with 8 connections of 16 streams.
 fn h2load(http2: bool, port: u16, duration: Duration) -> Result<H2load> {
+    let flags = if http2 { H2LOAD_HTTP2 } else { H2LOAD_HTTP1 };
+    h2load_run(flags, &format!("http://127.0.0.1:{port}/"), duration)
+}
+
+/// A timed h2load run on the load core with `flags` against `url` (which
+/// may be `https://`: h2load then negotiates by ALPN).
+pub(crate) fn h2load_run(flags: &[&str], url: &str, duration: Duration) -> Result<H2load> {
     let output = Command::new("taskset")
         .arg("-c")
         .arg(LOAD_CORE.to_string())
         .arg("h2load")
-        .args(if http2 { H2LOAD_HTTP2 } else { H2LOAD_HTTP1 })
+        .args(flags)
         .args(["-t", "1", "-D"])
         .arg(format!("{}ms", duration.as_millis().max(1)))
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(url)
         .stdin(Stdio::null())
         .output()
         .context("running h2load")?;
@@ -520,6 +552,22 @@ fn h2load(http2: bool, port: u16, duration: Duration) -> Result<H2load> {
         .and_then(|field| field.strip_suffix(" req/s"))
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no req/s in h2load output:\n{text}"))?;
+    // The third field: "4.83MB/s", "483.26KB/s", "1.20GB/s".
+    let mb_per_s = text
+        .lines()
+        .find_map(|line| line.strip_prefix("finished in "))
+        .and_then(|rest| rest.split(", ").nth(2))
+        .and_then(|field| field.strip_suffix("B/s"))
+        .and_then(|n| {
+            let (digits, scale) = match n.char_indices().last()? {
+                (i, 'K') => (&n[..i], 1e-3),
+                (i, 'M') => (&n[..i], 1.0),
+                (i, 'G') => (&n[..i], 1e3),
+                _ => (n, 1e-6),
+            };
+            digits.parse::<f64>().ok().map(|v| v * scale)
+        })
+        .unwrap_or(0.0);
     // "status codes: 206172 2xx, 0 3xx, 0 4xx, 0 5xx"
     let codes: Vec<u64> = text
         .lines()
@@ -533,6 +581,7 @@ fn h2load(http2: bool, port: u16, duration: Duration) -> Result<H2load> {
     let ok = codes.first().copied().unwrap_or(0);
     Ok(H2load {
         rps,
+        mb_per_s,
         ok,
         non_2xx: codes.iter().skip(1).sum(),
         output: text,
@@ -542,7 +591,7 @@ fn h2load(http2: bool, port: u16, duration: Duration) -> Result<H2load> {
 /// Finds the tools, installing the missing ones if asked to. Returns the
 /// Envoy binary (if wanted) and nginx, which is always needed: it is the
 /// upstream.
-fn check_tools(want_envoy: bool, install: bool) -> Result<(Option<PathBuf>, PathBuf)> {
+pub(crate) fn check_tools(want_envoy: bool, install: bool) -> Result<(Option<PathBuf>, PathBuf)> {
     let missing = || {
         let mut missing = Vec::new();
         for (tool, package) in [
@@ -591,7 +640,7 @@ fn check_tools(want_envoy: bool, install: bool) -> Result<(Option<PathBuf>, Path
 }
 
 /// Builds Strait, or says in one line why there is none to measure.
-fn build_strait(root: &Path, target: &Path) -> Result<PathBuf, String> {
+pub(crate) fn build_strait(root: &Path, target: &Path) -> Result<PathBuf, String> {
     eprintln!("bench: building strait (cargo build --release -p strait)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
@@ -619,7 +668,7 @@ fn build_strait(root: &Path, target: &Path) -> Result<PathBuf, String> {
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()

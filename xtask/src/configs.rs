@@ -55,9 +55,43 @@ static_resources:
     )
 }
 
-/// nginx as the shared upstream: one process, `GET /` answered from config.
+/// [`envoy_bootstrap`] with the listener terminating TLS: certificate
+/// `cert` and key `key` (PEM files), ALPN `h2` and `http/1.1`, Envoy's
+/// default TLS versions. Strait and Envoy again run the very same file.
+pub fn envoy_tls_bootstrap(
+    listen_port: u16,
+    admin_port: u16,
+    upstream_port: u16,
+    cert: &Path,
+    key: &Path,
+) -> String {
+    let tls = format!(
+        r#"    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {{ filename: "{cert}" }}
+              private_key: {{ filename: "{key}" }}
+      filters:
+"#,
+        cert = cert.display(),
+        key = key.display(),
+    );
+    envoy_bootstrap(listen_port, admin_port, upstream_port).replacen("    - filters:\n", &tls, 1)
+}
+
+/// The path of the upstream's large response, and its size.
+pub const LARGE_PATH: &str = "/large";
+pub const LARGE_BYTES: usize = 4 << 20;
+
+/// nginx as the shared upstream: one process, `GET /` answered from config,
+/// `GET /large` a [`LARGE_BYTES`] file from `prefix`.
 pub fn nginx_upstream(prefix: &Path, port: u16) -> String {
     let body = UPSTREAM_BODY.escape_default();
+    let p = prefix.display();
     nginx_main(
         prefix,
         &format!(
@@ -66,6 +100,10 @@ pub fn nginx_upstream(prefix: &Path, port: u16) -> String {
         location / {{
             default_type text/plain;
             return 200 "{body}";
+        }}
+        location = {LARGE_PATH} {{
+            default_type application/octet-stream;
+            alias {p}/large.bin;
         }}
     }}
 "#

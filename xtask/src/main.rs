@@ -4,7 +4,8 @@
 //! depends on no Strait crate (it drives the built binaries from the outside).
 //!
 //! Commands:
-//! - `bench`: Strait against Envoy and nginx as reverse proxies (see `bench.rs`).
+//! - `bench`: Strait against Envoy and nginx as reverse proxies (see `bench.rs`);
+//!   `bench --tls`: Strait against Envoy terminating TLS (see `tls_bench.rs`).
 //! - `loadgen`: internal; the open-loop fixed-rate load generator that `bench`
 //!   runs pinned to its own core (see `loadgen.rs`).
 
@@ -12,6 +13,7 @@ mod bench;
 mod configs;
 mod loadgen;
 mod procs;
+mod tls_bench;
 
 use anyhow::{Result, bail};
 

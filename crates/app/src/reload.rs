@@ -234,7 +234,7 @@ impl Reloader {
         let plan = listeners.plan(&config)?;
         // Clusters first, so a request on the new snapshot finds them; the
         // ones the new config drops go only after it is live.
-        let tls = |name: &str| snapshot.cluster_tls(name).cloned();
+        let tls = |name: &str| snapshot.cluster_transports(name);
         self.shared.registry.reconcile(&config.clusters, &tls).await;
         self.shared.store.publish(snapshot);
         self.version.store(version, Ordering::Relaxed);

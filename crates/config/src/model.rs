@@ -366,12 +366,61 @@ pub struct Cluster {
     /// clients (ADS, SDS) dial it; `endpoints` is then empty, so the data
     /// path has no host in it.
     pub pipe: Option<String>,
+    /// `transport_socket_matches`, in order: the first whose criteria an
+    /// endpoint's metadata satisfies replaces [`Cluster::tls`] for that host.
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
+}
+
+/// Metadata as Envoy's `google.protobuf.Struct`, in its JSON form.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// The `filter_metadata` key of endpoint metadata that transport socket
+/// matches read.
+pub const TRANSPORT_SOCKET_MATCH_KEY: &str = "envoy.transport_socket_match";
+
+/// One entry of `Cluster.transport_socket_matches`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportSocketMatch {
+    /// `name`: labels stats in Envoy; kept for `/config_dump` and errors.
+    pub name: String,
+    /// `match`: every key must be present in the endpoint's
+    /// `filter_metadata["envoy.transport_socket_match"]` with an equal value
+    /// (empty matches every endpoint).
+    pub criteria: Metadata,
+    /// `transport_socket`: `None` is `raw_buffer` (plaintext).
+    pub tls: Option<tls::UpstreamTls>,
+}
+
+impl TransportSocketMatch {
+    /// Envoy's rule: the criteria are a subset of the endpoint's metadata.
+    pub fn matches(&self, metadata: &Metadata) -> bool {
+        self.criteria
+            .iter()
+            .all(|(k, v)| metadata.get(k).is_some_and(|m| m == v))
+    }
 }
 
 impl Cluster {
-    /// The secrets this cluster's TLS context names.
+    /// The secrets this cluster's TLS contexts name: its own transport
+    /// socket's and those of its `transport_socket_matches`.
     pub fn secret_refs(&self) -> impl Iterator<Item = &secret::SdsRef> {
-        self.tls.iter().flat_map(|t| t.common.secret_refs())
+        self.tls
+            .iter()
+            .chain(
+                self.transport_socket_matches
+                    .iter()
+                    .filter_map(|m| m.tls.as_ref()),
+            )
+            .flat_map(|t| t.common.secret_refs())
+    }
+
+    /// Which transport socket an endpoint with `metadata` uses: the index of
+    /// the first matching `transport_socket_matches` entry, or `None` for
+    /// the cluster's own `transport_socket`.
+    pub fn transport_match(&self, metadata: &Metadata) -> Option<usize> {
+        self.transport_socket_matches
+            .iter()
+            .position(|m| m.matches(metadata))
     }
 }
 
@@ -460,6 +509,9 @@ pub struct Endpoint {
     pub locality_weight: u32,
     /// `LbEndpoint.health_status` as the control plane reported it.
     pub health: EndpointHealth,
+    /// `LbEndpoint.metadata.filter_metadata["envoy.transport_socket_match"]`,
+    /// read by the cluster's `transport_socket_matches`.
+    pub transport_metadata: Metadata,
 }
 
 impl Endpoint {
@@ -473,6 +525,7 @@ impl Endpoint {
             locality: Locality::default(),
             locality_weight: 0,
             health: EndpointHealth::Unknown,
+            transport_metadata: Metadata::new(),
         }
     }
 }

@@ -31,7 +31,7 @@ use strait_config::model::{
     Cluster, Config, FilterChain, Listener, NetworkFilter, RouteSource, tls::UpstreamTls,
 };
 use strait_route::RouteTable;
-use strait_tls::{ClientTls, ServerTls, TlsError};
+use strait_tls::{ClientTls, ClusterTransports, ServerTls, TlsError, TransportSource};
 
 /// Why a config could not become a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +50,10 @@ pub enum SnapshotError {
         #[source]
         source: TlsError,
     },
-    #[error("cluster {cluster}: transport_socket: {source}")]
+    #[error("cluster {cluster}: {socket}: {source}")]
     ClusterTls {
         cluster: String,
+        socket: TransportSource,
         #[source]
         source: TlsError,
     },
@@ -115,8 +116,8 @@ pub struct Snapshot {
     source: Arc<serde_json::Value>,
     listeners: HashMap<String, Arc<ListenerEntry>>,
     clusters: HashMap<String, Arc<Cluster>>,
-    /// Compiled `UpstreamTlsContext` of the clusters that have one.
-    cluster_tls: HashMap<String, ClientTls>,
+    /// Compiled transport sockets of the clusters that have any TLS.
+    cluster_tls: HashMap<String, ClusterTransports>,
 }
 
 impl Snapshot {
@@ -164,25 +165,33 @@ impl Snapshot {
         let mut cluster_tls = HashMap::new();
         for c in &config.clusters {
             let shared = previous.clusters.get(&c.name).filter(|old| ***old == *c);
-            let same_secrets = c.tls.as_ref().is_none_or(|t| {
-                t.common
-                    .same_secrets(&config.secrets, &previous.config.secrets)
-            });
+            let same_secrets = c
+                .tls
+                .iter()
+                .chain(
+                    c.transport_socket_matches
+                        .iter()
+                        .filter_map(|m| m.tls.as_ref()),
+                )
+                .all(|t| {
+                    t.common
+                        .same_secrets(&config.secrets, &previous.config.secrets)
+                });
             let tls = match (shared, previous.cluster_tls.get(&c.name)) {
-                // Unchanged spec and secrets: keep the compiled context (no
+                // Unchanged spec and secrets: keep the compiled contexts (no
                 // file reads).
                 (Some(_), Some(old)) if same_secrets => Some(old.clone()),
-                _ => c
-                    .tls
-                    .as_ref()
-                    .map(|t| compile_client(t, &config))
-                    .transpose()
-                    .map_err(|source| SnapshotError::ClusterTls {
-                        cluster: c.name.clone(),
-                        source,
-                    })?,
+                _ => Some(
+                    ClusterTransports::compile_with(c, |t| compile_client(t, &config)).map_err(
+                        |(socket, source)| SnapshotError::ClusterTls {
+                            cluster: c.name.clone(),
+                            socket,
+                            source,
+                        },
+                    )?,
+                ),
             };
-            if let Some(tls) = tls {
+            if let Some(tls) = tls.filter(|t| !t.is_plaintext()) {
                 cluster_tls.insert(c.name.clone(), tls);
             }
             // The spec does not hold secrets, so a rotation keeps the
@@ -231,7 +240,15 @@ impl Snapshot {
 
     /// The compiled `UpstreamTlsContext` of cluster `name`, if it has one.
     pub fn cluster_tls(&self, name: &str) -> Option<&ClientTls> {
-        self.cluster_tls.get(name)
+        self.cluster_tls
+            .get(name)
+            .and_then(ClusterTransports::default_tls)
+    }
+
+    /// All compiled transport sockets of cluster `name` (its own and its
+    /// `transport_socket_matches`); empty (plaintext) when it has no TLS.
+    pub fn cluster_transports(&self, name: &str) -> ClusterTransports {
+        self.cluster_tls.get(name).cloned().unwrap_or_default()
     }
 }
 

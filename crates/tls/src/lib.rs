@@ -9,6 +9,8 @@
 //!   `UpstreamTlsContext` (SNI, ALPN, client certificate, server chain and
 //!   SAN verification such as SPIFFE URIs), and the handshake that
 //!   originates TLS.
+//! - [`ClusterTransports`]: a cluster's `transport_socket` and its
+//!   `transport_socket_matches`, compiled, for the per-host choice.
 //! - [`hello`]: a ClientHello peek (SNI and ALPN) for the TLS inspector, and
 //!   [`Rewind`] to replay peeked bytes.
 //!
@@ -25,12 +27,14 @@ mod rewind;
 mod san;
 mod server;
 mod stream;
+mod transports;
 mod versions;
 
 pub use client::{ClientTls, ClientTlsStream, DefaultAlpn};
 pub use rewind::Rewind;
 pub use server::{ServerTls, ServerTlsStream};
 pub use stream::MaybeTls;
+pub use transports::{ClusterTransports, TransportSource};
 
 /// Why a TLS context could not be compiled.
 #[derive(Debug, thiserror::Error)]

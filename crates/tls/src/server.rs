@@ -29,7 +29,13 @@ pub type ServerTlsStream<IO> = tokio_rustls::server::TlsStream<IO>;
 /// connection of its filter chain.
 #[derive(Clone)]
 pub struct ServerTls {
-    acceptor: tokio_rustls::TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
+    /// The same config without ALPN, for clients whose offer shares no
+    /// protocol with ours: Envoy (BoringSSL) then goes on without ALPN
+    /// where rustls would refuse the handshake, and Istio relies on that
+    /// (a client offering `istio-peer-exchange, istio` to an inbound chain
+    /// offering `h2, http/1.1`).
+    no_alpn: Arc<rustls::ServerConfig>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -91,8 +97,11 @@ impl ServerTls {
         let mut config = builder.with_cert_resolver(Arc::new(BySni { certs }));
         config.alpn_protocols = common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.ignore_client_order = !ctx.prefer_client_ciphers;
+        let mut no_alpn = config.clone();
+        no_alpn.alpn_protocols.clear();
         Ok(ServerTls {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
+            no_alpn: Arc::new(no_alpn),
         })
     }
 
@@ -102,7 +111,20 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        self.acceptor.accept(io).await
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        let ours = &self.config.alpn_protocols;
+        let disjoint = !ours.is_empty()
+            && start
+                .client_hello()
+                .alpn()
+                .is_some_and(|mut offered| !offered.any(|p| ours.iter().any(|o| o == p)));
+        let config = if disjoint {
+            Arc::clone(&self.no_alpn)
+        } else {
+            Arc::clone(&self.config)
+        };
+        start.into_stream(config).await
     }
 }
 

@@ -100,13 +100,17 @@ fn server(ca: &Ca, cert: TlsCertificate, client_san: Option<&str>) -> ServerTls 
 }
 
 fn client(ca: &Ca, cert: TlsCertificate, server_san: &str) -> ClientTls {
+    client_offering(ca, cert, server_san, &["h2"])
+}
+
+fn client_offering(ca: &Ca, cert: TlsCertificate, server_san: &str, alpn: &[&str]) -> ClientTls {
     ClientTls::compile(&UpstreamTls {
         common: CommonTls {
             secrets: TlsSecrets {
                 certificates: vec![cert],
                 validation: Some(ca.validation(Some(server_san))),
             },
-            alpn: vec!["h2".into()],
+            alpn: alpn.iter().map(|p| (*p).to_owned()).collect(),
             ..CommonTls::default()
         },
         sni: "reviews.default.svc.cluster.local".into(),
@@ -159,6 +163,22 @@ async fn mutual_tls_with_spiffe_identities_and_alpn() {
     let s = server(&ca, ca.leaf(REVIEWS, &[], false), Some(PRODUCTPAGE));
     let c = client(&ca, ca.leaf(PRODUCTPAGE, &[], false), REVIEWS);
     assert_eq!(handshake(s, c).await, Ok(true));
+}
+
+/// Istio's TCP/HTTP/1.1 clients offer only `istio-peer-exchange, istio`;
+/// a server offering `h2, http/1.1` goes on without ALPN, as Envoy does,
+/// rather than refusing the handshake as rustls would by default.
+#[tokio::test]
+async fn disjoint_alpn_goes_on_without_a_protocol() {
+    let ca = Ca::new();
+    let s = server(&ca, ca.leaf(REVIEWS, &[], false), Some(PRODUCTPAGE));
+    let c = client_offering(
+        &ca,
+        ca.leaf(PRODUCTPAGE, &[], false),
+        REVIEWS,
+        &["istio-peer-exchange", "istio"],
+    );
+    assert_eq!(handshake(s, c).await, Ok(false));
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {
         pool: model::PoolOptions::default(),
         tls: None,
         pipe: None,
+        transport_socket_matches: Vec::new(),
     }
 }
 
@@ -63,7 +64,9 @@ fn pick(c: &mut Criterion) {
         for weighted in [false, true] {
             for (name, policy) in policies {
                 let registry = ClusterRegistry::new();
-                rt.block_on(registry.reconcile(&[spec(policy, hosts, weighted)], &|_| None));
+                rt.block_on(
+                    registry.reconcile(&[spec(policy, hosts, weighted)], &|_| Default::default()),
+                );
                 let Some(cluster) = registry.get("bench") else {
                     panic!("cluster missing")
                 };

@@ -9,11 +9,11 @@ use std::{
     time::Duration,
 };
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram};
 use strait_codec::Protocol;
 use strait_config::model::{self, Discovery, UpstreamProtocol};
-use strait_tls::ClientTls;
+use strait_tls::ClusterTransports;
 use tokio::sync::Notify;
 
 use crate::{
@@ -35,8 +35,9 @@ const PICK_ATTEMPTS: u64 = 3;
 pub struct Cluster {
     name: String,
     pub(crate) spec: ArcSwap<model::Cluster>,
-    /// The compiled `UpstreamTlsContext`; `None` connects in plaintext.
-    pub(crate) tls: ArcSwapOption<ClientTls>,
+    /// The compiled transport sockets; each host holds the one its
+    /// endpoint metadata chose.
+    pub(crate) transports: ArcSwap<ClusterTransports>,
     pub(crate) lb: ArcSwap<LbState>,
     rr: AtomicUsize,
     /// Wakes the DNS resolver early when the spec changes.
@@ -138,11 +139,11 @@ impl Cluster {
     /// the first round runs before returning. Spawns the cluster's
     /// maintenance task (balancer rebuilds, outlier sweeps, health checks,
     /// idle connection expiry) on the current runtime.
-    pub(crate) async fn start(spec: &model::Cluster, tls: Option<ClientTls>) -> Arc<Cluster> {
+    pub(crate) async fn start(spec: &model::Cluster, tls: ClusterTransports) -> Arc<Cluster> {
         let cluster = Arc::new(Cluster {
             name: spec.name.clone(),
             spec: ArcSwap::from_pointee(spec.clone()),
-            tls: ArcSwapOption::from(tls.map(Arc::new)),
+            transports: ArcSwap::from_pointee(tls),
             lb: ArcSwap::from_pointee(LbState::default()),
             rr: AtomicUsize::new(0),
             refresh: Notify::new(),
@@ -268,14 +269,16 @@ impl Cluster {
     }
 
     /// Applies a changed spec, keeping hosts (and pools) that remain.
-    pub(crate) async fn update(&self, spec: &model::Cluster, tls: Option<ClientTls>) {
+    pub(crate) async fn update(&self, spec: &model::Cluster, tls: ClusterTransports) {
         let old = self.spec.load_full();
         if *old == *spec {
             return;
         }
-        self.tls.store(tls.map(Arc::new));
+        self.transports.store(Arc::new(tls));
         // Pooled connections speak the old protocol or TLS settings.
-        let protocol_changed = old.protocol != spec.protocol || old.tls != spec.tls;
+        let protocol_changed = old.protocol != spec.protocol
+            || old.tls != spec.tls
+            || old.transport_socket_matches != spec.transport_socket_matches;
         self.spec.store(Arc::new(spec.clone()));
         if protocol_changed {
             for h in &self.lb.load().hosts {
@@ -338,20 +341,24 @@ impl Cluster {
         let mut seen = std::collections::HashSet::new();
         resolved.retain(|(a, _)| seen.insert(*a));
         let spec = self.spec.load();
+        let transports = self.transports.load();
         let checked = !spec.health_checks.is_empty();
         let current = self.lb.load();
         let mut changed = false;
         let hosts: Vec<Arc<Host>> = resolved
             .iter()
-            .map(
-                |(addr, ep)| match current.hosts.iter().find(|h| h.addr() == *addr) {
+            .map(|(addr, ep)| {
+                let host = match current.hosts.iter().find(|h| h.addr() == *addr) {
                     Some(h) => {
                         changed |= h.apply(ep);
                         Arc::clone(h)
                     }
                     None => Arc::new(Host::new(*addr, ep, checked)),
-                },
-            )
+                };
+                let choice = spec.transport_match(&ep.transport_metadata);
+                host.set_transport(choice, transports.get(choice));
+                host
+            })
             .collect();
         let same = hosts.len() == current.hosts.len()
             && hosts
@@ -471,7 +478,85 @@ async fn maintain(cluster: Weak<Cluster>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::lb::schedule;
+    use strait_config::model::{self, tls::UpstreamTls};
+    use strait_tls::ClusterTransports;
+
+    use crate::{ClusterRegistry, lb::schedule};
+
+    /// Hosts labelled `tlsMode: istio` take the TLS match, the rest the
+    /// plaintext one; a label change moves a host and its pool follows.
+    #[test]
+    fn each_host_takes_the_transport_its_labels_choose() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut spec = model::Cluster {
+            name: "c".into(),
+            ..pick_spec()
+        };
+        let labelled = |ip: &str, istio: bool| {
+            let mut ep = model::Endpoint::new(ip, 80, 1);
+            if istio {
+                ep.transport_metadata
+                    .insert("tlsMode".into(), serde_json::Value::from("istio"));
+            }
+            ep
+        };
+        spec.endpoints = vec![labelled("10.0.0.1", true), labelled("10.0.0.2", false)];
+        spec.transport_socket_matches = vec![
+            model::TransportSocketMatch {
+                name: "tlsMode-istio".into(),
+                criteria: [("tlsMode".to_owned(), serde_json::Value::from("istio"))]
+                    .into_iter()
+                    .collect(),
+                tls: Some(UpstreamTls::default()),
+            },
+            model::TransportSocketMatch {
+                name: "tlsMode-disabled".into(),
+                criteria: model::Metadata::new(),
+                tls: None,
+            },
+        ];
+        let registry = ClusterRegistry::new();
+        let transports = ClusterTransports::compile(&spec).expect("compiles");
+        rt.block_on(registry.reconcile(std::slice::from_ref(&spec), &|_| transports.clone()));
+        let cluster = registry.get("c").expect("cluster");
+        let by_ip = |ip: &str| {
+            let h = cluster
+                .hosts()
+                .into_iter()
+                .find(|h| h.addr().ip().to_string() == ip)
+                .expect("host");
+            (h.transport_match(), h.transport().is_some())
+        };
+        assert_eq!(by_ip("10.0.0.1"), (Some(0), true));
+        assert_eq!(by_ip("10.0.0.2"), (Some(1), false));
+
+        // EDS relabels the first host: it keeps its identity, loses TLS.
+        let before = cluster.hosts();
+        cluster.set_endpoints(&[labelled("10.0.0.1", false), labelled("10.0.0.2", false)]);
+        assert_eq!(by_ip("10.0.0.1"), (Some(1), false));
+        assert!(
+            cluster
+                .hosts()
+                .iter()
+                .any(|h| before.iter().any(|b| std::sync::Arc::ptr_eq(b, h)))
+        );
+    }
+
+    fn pick_spec() -> model::Cluster {
+        let yaml = r#"
+static_resources:
+  clusters:
+  - name: c
+    load_assignment: {cluster_name: c}
+"#;
+        strait_config::load(yaml)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .clusters
+            .remove(0)
+    }
 
     #[test]
     fn schedule_honours_weights_and_interleaves() {

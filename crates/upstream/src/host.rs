@@ -5,15 +5,19 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use strait_config::model::{self, EndpointHealth, Locality};
+use strait_tls::ClientTls;
 
 use crate::{outlier::OutlierState, pool::Pool};
+
+/// `transport_choice` when no `transport_socket_matches` entry applies.
+const NO_MATCH: usize = usize::MAX;
 
 /// Health flag bits; a host takes traffic (outside panic) only when none is set.
 pub(crate) const FAILED_ACTIVE_HC: u8 = 1;
@@ -39,6 +43,12 @@ pub struct Host {
     eds_health: AtomicU8,
     flags: AtomicU8,
     pub(crate) pool: Pool,
+    /// The transport socket this host's endpoint metadata chose (`None`:
+    /// plaintext). Pools are per host, so one choice per host keys them.
+    transport: ArcSwapOption<ClientTls>,
+    /// Which `transport_socket_matches` entry chose it; [`NO_MATCH`] for the
+    /// cluster's own socket.
+    transport_choice: AtomicUsize,
     /// Counters shared with connection and request guards, which must not
     /// keep the host (and so its pool) alive.
     pub(crate) counters: Arc<HostCounters>,
@@ -102,6 +112,8 @@ impl Host {
             eds_health: AtomicU8::new(health_code(ep.health)),
             flags: AtomicU8::new(0),
             pool: Pool::new(),
+            transport: ArcSwapOption::empty(),
+            transport_choice: AtomicUsize::new(NO_MATCH),
             counters: Arc::new(HostCounters::default()),
             outlier: OutlierState::default(),
             hc_streak: AtomicU64::new(0),
@@ -132,6 +144,34 @@ impl Host {
             .store(health_code(ep.health), Ordering::Relaxed);
         changed |= self.set_flag(FAILED_EDS, !ep.health.is_usable());
         changed
+    }
+
+    /// Sets the transport socket for new connections. When the endpoint's
+    /// metadata now picks another `transport_socket_matches` entry, pooled
+    /// connections (which speak the old one) are closed.
+    pub(crate) fn set_transport(&self, choice: Option<usize>, tls: Option<&ClientTls>) {
+        let code = choice.unwrap_or(NO_MATCH);
+        let before = self.transport_choice.swap(code, Ordering::AcqRel);
+        // Store before clearing so no new connection uses the old socket.
+        self.transport.store(tls.cloned().map(Arc::new));
+        if before != code {
+            self.pool.clear();
+        }
+    }
+
+    /// The transport socket for a new connection (`None`: plaintext). One
+    /// atomic load; called per new connection, not per request.
+    pub(crate) fn transport(&self) -> Option<Arc<ClientTls>> {
+        self.transport.load_full()
+    }
+
+    /// Which `transport_socket_matches` entry this host uses; `None` for the
+    /// cluster's own `transport_socket` (for `/clusters` and tests).
+    pub fn transport_match(&self) -> Option<usize> {
+        match self.transport_choice.load(Ordering::Relaxed) {
+            NO_MATCH => None,
+            i => Some(i),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

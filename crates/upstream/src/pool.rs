@@ -604,8 +604,9 @@ impl http_body::Body for PooledBody {
 pub type UpstreamStream = MaybeTls<TcpStream, ClientTlsStream<TcpStream>>;
 
 impl Cluster {
-    /// TCP connect plus, when the cluster has TLS, the TLS handshake, all
-    /// within `connect_timeout` (Envoy counts both as connecting).
+    /// TCP connect plus, when the host's transport socket is TLS, the TLS
+    /// handshake, all within `connect_timeout` (Envoy counts both as
+    /// connecting).
     async fn transport(
         &self,
         host: &Host,
@@ -614,7 +615,7 @@ impl Cluster {
         let timeout = self.connect_timeout();
         let attempt = async {
             let tcp = strait_codec::client::connect_tcp(host.addr(), timeout).await?;
-            match self.tls.load_full() {
+            match host.transport() {
                 None => Ok(MaybeTls::Plain(tcp)),
                 Some(tls) => tls
                     .connect(tcp, host.addr().ip(), alpn)

@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use arc_swap::ArcSwap;
 use strait_config::model;
-use strait_tls::ClientTls;
+use strait_tls::ClusterTransports;
 
 use crate::cluster::Cluster;
 
@@ -36,13 +36,13 @@ impl ClusterRegistry {
     /// state of every cluster that is still configured. Clusters no longer
     /// configured stay until [`ClusterRegistry::retain`] is called after the
     /// new snapshot is live, so a request on the old snapshot still finds them.
-    /// `tls` gives each cluster's compiled `UpstreamTlsContext` (from the
+    /// `tls` gives each cluster's compiled transport sockets (from the
     /// snapshot being published). Must be called within a tokio runtime
     /// (DNS clusters spawn resolvers).
     pub async fn reconcile(
         &self,
         specs: &[model::Cluster],
-        tls: &(dyn Fn(&str) -> Option<ClientTls> + Sync),
+        tls: &(dyn Fn(&str) -> ClusterTransports + Sync),
     ) {
         let current = self.clusters.load_full();
         let mut next: HashMap<String, Arc<Cluster>> = (*current).clone();

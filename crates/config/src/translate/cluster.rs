@@ -2,6 +2,7 @@
 
 mod lb;
 mod resilience;
+mod transport;
 
 use std::{net::IpAddr, time::Duration};
 
@@ -98,7 +99,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         lb_config,
     } = c;
     reject_set!(cx, path;
-        transport_socket_matches, transport_socket_matcher, stats_matcher,
+        transport_socket_matcher, stats_matcher,
         per_connection_buffer_high_watermark_timeout,
         upstream_http_protocol_options, dns_jitter,
         dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups,
@@ -276,6 +277,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         Some(ts) => super::tls::upstream(cx, ts, &at(path, "transport_socket")).flatten(),
         None => None,
     };
+    let transport_socket_matches = transport::matches(cx, path, transport_socket_matches);
     if cx.problems.len() != before {
         return None;
     }
@@ -294,6 +296,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         pool,
         tls,
         pipe,
+        transport_socket_matches,
     })
 }
 
@@ -553,8 +556,7 @@ pub(super) fn load_assignment(
         let lpath = item(path, "endpoints", i);
         let LocalityLbEndpoints {
             locality,
-            // Read only by extensions Strait does not run.
-            metadata: _,
+            metadata,
             lb_endpoints,
             load_balancing_weight,
             priority,
@@ -562,6 +564,8 @@ pub(super) fn load_assignment(
             lb_config,
         } = lle;
         reject_set!(cx, &lpath; proximity, lb_config);
+        // Otherwise read only by extensions Strait does not run.
+        transport::check_locality_metadata(cx, &lpath, metadata);
         let locality = locality
             .as_ref()
             .map_or_else(model::Locality::default, |l| {
@@ -603,9 +607,7 @@ fn lb_endpoint(
 ) -> Option<model::Endpoint> {
     let LbEndpoint {
         health_status,
-        // Read only by subset balancing and transport socket matches, both
-        // refused.
-        metadata: _,
+        metadata,
         load_balancing_weight,
         host_identifier,
     } = lbe;
@@ -639,6 +641,7 @@ fn lb_endpoint(
             return None;
         }
     };
+    let transport_metadata = transport::endpoint_metadata(cx, &at(path, "metadata"), metadata);
     let path = at(path, "endpoint");
     let Endpoint {
         address,
@@ -671,5 +674,6 @@ fn lb_endpoint(
     }
     let mut ep = model::Endpoint::new(host, port, weight);
     ep.health = health;
+    ep.transport_metadata = transport_metadata;
     Some(ep)
 }

@@ -281,6 +281,7 @@ static_resources:
                 pool: PoolOptions::default(),
                 tls: None,
                 pipe: None,
+                transport_socket_matches: vec![],
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -300,6 +301,7 @@ static_resources:
                 pool: PoolOptions::default(),
                 tls: None,
                 pipe: None,
+                transport_socket_matches: vec![],
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -316,6 +318,7 @@ static_resources:
                 pool: PoolOptions::default(),
                 tls: None,
                 pipe: None,
+                transport_socket_matches: vec![],
             },
         ],
         node: Some(envoy_types::pb::envoy::config::core::v3::Node {
