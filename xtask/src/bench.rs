@@ -591,7 +591,7 @@ fn check_tools(want_envoy: bool, install: bool) -> Result<(Option<PathBuf>, Path
 }
 
 /// Builds Strait, or says in one line why there is none to measure.
-fn build_strait(root: &Path, target: &Path) -> Result<PathBuf, String> {
+pub(crate) fn build_strait(root: &Path, target: &Path) -> Result<PathBuf, String> {
     eprintln!("bench: building strait (cargo build --release -p strait)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
@@ -619,7 +619,7 @@ fn build_strait(root: &Path, target: &Path) -> Result<PathBuf, String> {
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()

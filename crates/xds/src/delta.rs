@@ -92,10 +92,15 @@ async fn handle<P: Publish>(
     let anys: Vec<_> = resp
         .resources
         .iter()
-        .filter_map(|r| r.resource.clone())
+        .filter_map(|r| Some((r.version.as_str(), r.resource.as_ref()?)))
         .collect();
     let mut candidate = cache.clone();
-    let mut result = candidate.apply_delta(type_url, &anys, &resp.removed_resources);
+    let mut result = candidate.apply_delta(
+        type_url,
+        &resp.system_version_info,
+        &anys,
+        &resp.removed_resources,
+    );
     if anys.len() != resp.resources.len() && result.is_ok() {
         result = Err(vec![
             "a resource without a body (TTL heartbeats are not supported)".into(),
@@ -117,6 +122,7 @@ async fn handle<P: Publish>(
     let error_detail = match result {
         Ok(()) => {
             *cache = candidate;
+            publisher.record(std::sync::Arc::new(cache.dump()));
             for r in &resp.resources {
                 state.versions.insert(r.name.clone(), r.version.clone());
             }

@@ -209,7 +209,7 @@ async fn handle<P: Publish>(
         return;
     };
     let mut candidate = cache.clone();
-    let mut result = candidate.apply(type_url, &resp.resources);
+    let mut result = candidate.apply(type_url, &resp.version_info, &resp.resources);
     if result.is_ok() {
         candidate.prune();
         let before = cache.build();
@@ -230,6 +230,7 @@ async fn handle<P: Publish>(
     match result {
         Ok(()) => {
             *cache = candidate;
+            publisher.record(std::sync::Arc::new(cache.dump()));
             state.version = resp.version_info.clone();
             tracing::info!(type_url, version = %resp.version_info, "xDS update accepted");
             sender.request(type_url, state, None);
