@@ -128,11 +128,19 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
         let se: Vec<Value> = static_clusters
             .iter()
             .filter_map(|c| c.get("load_assignment"))
-            .map(|la| json!({"endpoint_config": typed(la, ENDPOINT), "last_updated": r.loaded}))
+            // Envoy gives static endpoints no `last_updated`.
+            .map(|la| json!({"endpoint_config": typed(la, ENDPOINT)}))
             .collect();
         put(&mut e, "static_endpoint_configs", se);
         if let Some(x) = xds {
-            let de = dynamic(&mut r, &x.endpoints.resources, "endpoint_config");
+            // Envoy keeps no version or time for EDS resources; neither
+            // does its dump.
+            let de: Vec<Value> = x
+                .endpoints
+                .resources
+                .values()
+                .map(|res| json!({"endpoint_config": r.any(&res.resource)}))
+                .collect();
             put(&mut e, "dynamic_endpoint_configs", de);
         }
         configs.push(config("EndpointsConfigDump", e));

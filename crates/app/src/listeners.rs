@@ -118,7 +118,9 @@ impl ListenerSet {
             let bound = socket.local_addr().unwrap_or(configured);
             let (stop, watch) = Drain::new();
             let name: Arc<str> = Arc::from(name.as_str());
-            let lstats = Arc::new(ListenerStats::new(&bound.to_string()));
+            // Envoy names listener stats by the configured address (a port
+            // 0 listener is `listener.127.0.0.1_0.*`), not the bound one.
+            let lstats = Arc::new(ListenerStats::new(&configured.to_string()));
             for worker in workers {
                 match socket.try_clone() {
                     Ok(s) => {
