@@ -564,7 +564,13 @@ async fn settled(admin: SocketAddr) -> Value {
 async fn warming(admin: SocketAddr) -> Value {
     eventually("svc-c warming in the dump", APPLY, || async {
         let d = get_json(admin, "/config_dump?include_eds").await;
-        let warming = names_in(&d, "ClustersConfigDump", "dynamic_warming_clusters", "cluster", "name");
+        let warming = names_in(
+            &d,
+            "ClustersConfigDump",
+            "dynamic_warming_clusters",
+            "cluster",
+            "name",
+        );
         (warming == set(&["svc-c"])).then_some(d)
     })
     .await

@@ -89,18 +89,62 @@ filter_chains:
 }
 
 /// Route config version `n`; `regex` adds a route with that regex first
-/// (a bad one makes the push invalid).
+/// (a bad one makes the push invalid). Built as a proto directly: parsing
+/// text goes through the 50 MB descriptor pool, which would dominate 1,000
+/// pushes.
 fn routes(n: u64, regex: Option<&str>) -> (String, Any) {
+    use envoy_types::pb::envoy::{
+        config::route::v3::{
+            Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
+            route_match,
+        },
+        r#type::matcher::v3::RegexMatcher,
+    };
+    use prost::{Message, Name};
     let cluster = if n.is_multiple_of(2) { "a" } else { "b" };
-    let extra = regex.map_or(String::new(), |r| {
-        format!("{{match: {{safe_regex: {{regex: \"{r}\"}}}}, route: {{cluster: a}}}}, ")
-    });
-    resource(
-        "envoy.config.route.v3.RouteConfiguration",
-        &format!(
-            r#"{{name: web-routes, virtual_hosts: [{{name: all, domains: ["*"], routes: [{extra}{{match: {{prefix: "/"}}, route: {{cluster: {cluster}, prefix_rewrite: "/v{n}/"}}}}]}}]}}"#
-        ),
-    )
+    let route_to = |specifier, cluster: &str, rewrite: String| Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(specifier),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_owned())),
+            prefix_rewrite: rewrite,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    if let Some(r) = regex {
+        all.push(route_to(
+            route_match::PathSpecifier::SafeRegex(RegexMatcher {
+                regex: r.to_owned(),
+                ..Default::default()
+            }),
+            "a",
+            String::new(),
+        ));
+    }
+    all.push(route_to(
+        route_match::PathSpecifier::Prefix("/".into()),
+        cluster,
+        format!("/v{n}/"),
+    ));
+    let rc = RouteConfiguration {
+        name: "web-routes".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "all".into(),
+            domains: vec!["*".into()],
+            routes: all,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let any = Any {
+        type_url: RouteConfiguration::type_url(),
+        value: rc.encode_to_vec(),
+    };
+    ("web-routes".into(), any)
 }
 
 fn eds_cluster(name: &str) -> (String, Any) {
