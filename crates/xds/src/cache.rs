@@ -514,7 +514,7 @@ mod tests {
     fn the_dump_keeps_resources_as_received_and_unchanged_ones_keep_their_version() {
         let mut c = Cache::new(model::Config::default());
         let (a, b) = (eds_cluster("a"), eds_cluster("b"));
-        c.apply(type_url::CLUSTER, "v1", &[a.clone()])
+        c.apply(type_url::CLUSTER, "v1", std::slice::from_ref(&a))
             .expect("accepted");
         c.apply(type_url::CLUSTER, "v2", &[a.clone(), b.clone()])
             .expect("accepted");
