@@ -354,6 +354,10 @@ async fn stats_read_as_pilot_agent_reads_them_match_envoy() {
             r"^http\.pilot\.downstream_cx_active$",
             "http.pilot.downstream_cx_active: 1\n",
         ),
+        (
+            r"^cluster_manager\.active_clusters$",
+            "cluster_manager.active_clusters: 1\n",
+        ),
     ] {
         let path = format!("/stats?usedonly&filter={filter}");
         let ours = get_text(proxy.admin(), &path).await;

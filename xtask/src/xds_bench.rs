@@ -336,6 +336,25 @@ filter_chains:
     )
 }
 
+/// `GET path` on the admin port, with a timeout long enough for a large
+/// config.
+fn admin_get(port: u16, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .context("not an HTTP response")?;
+    Ok((status, out))
+}
+
 fn measure(name: &str, binary: &Path, o: &Options, push: &Push, out: &Path) -> Result<Outcome> {
     let echo = http_echo("probe");
     let xds = XdsServer::start();
@@ -402,6 +421,13 @@ fn measure(name: &str, binary: &Path, o: &Options, push: &Push, out: &Path) -> R
         bail!("{name} NACKed the push: {:?}", xds.nacks(CLUSTER).first());
     }
     eprintln!("bench xds: {name} applied the push in {apply:.2?}");
+    // Both proxies count the clusters they run under Envoy's name; the
+    // push must really be live, not only its probe route.
+    let (status, body) = admin_get(admin, r"/stats?filter=^cluster_manager\.active_clusters$")?;
+    let expected = format!("cluster_manager.active_clusters: {}", o.clusters + 1);
+    if status != 200 || !body.contains(&expected) {
+        bail!("{name}: expected `{expected}`, got {status}: {body}");
+    }
     Ok(Outcome {
         name: name.to_owned(),
         apply,

@@ -85,6 +85,8 @@ impl AdminContext {
         metrics::gauge!("envoy_server_live").set(flag(state == STATE_LIVE));
         metrics::gauge!("envoy_listener_manager_workers_started").set(flag(self.store.is_ready()));
         metrics::gauge!("envoy_server_uptime").set(self.started.elapsed().as_secs_f64().floor());
+        let clusters = self.registry.all().len();
+        metrics::gauge!("envoy_cluster_manager_active_clusters").set(clusters as f64);
     }
 }
 
