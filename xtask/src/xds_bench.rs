@@ -393,10 +393,18 @@ fn measure(name: &str, binary: &Path, o: &Options, push: &Push, out: &Path) -> R
     let (rss_before, _) = procs::memory_kib(proc.pid())?;
 
     // The push: every cluster, every assignment (svc-0 still at the
-    // echo), and the big route config with a route only it has.
+    // echo), and the big route config with a route only it has, to the
+    // last cluster, also at the echo. Each type arrives in one response
+    // and is applied whole, so when that cluster serves, every one does;
+    // an ACK alone is not enough (the first EDS response after the CDS
+    // push still has the old subscription's names).
+    let last = format!("svc-{}", o.clusters - 1);
     let mut endpoints = push.endpoints.clone();
     endpoints[0] = ("svc-0".into(), probe_endpoint("svc-0"));
-    let routes = route_config(o.routes, o.clusters, "after", "svc-0");
+    if let Some(e) = endpoints.last_mut() {
+        *e = (last.clone(), probe_endpoint(&last));
+    }
+    let routes = route_config(o.routes, o.clusters, "after", &last);
     let start = Instant::now();
     xds.set(CLUSTER, push.clusters.clone());
     xds.set(ENDPOINT, endpoints);
