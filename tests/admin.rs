@@ -22,7 +22,7 @@ async fn ready_says_live() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_dump_holds_the_bootstrap_and_version() -> anyhow::Result<()> {
+async fn config_dump_holds_the_bootstrap() -> anyhow::Result<()> {
     let up = http_echo("a");
     let proxy = TestProxy::start(&http_config(up.addr, "", ""), 1);
     let r = admin::get(proxy.admin(), "/config_dump").await?;
@@ -33,8 +33,9 @@ async fn config_dump_holds_the_bootstrap_and_version() -> anyhow::Result<()> {
     assert!(resources.is_object(), "{dump}");
     assert_eq!(resources["listeners"][0]["name"], "listener", "{dump}");
     assert_eq!(resources["clusters"][0]["name"], "backend", "{dump}");
-    let version = dump["version_info"].as_str().expect("version_info string");
-    assert_eq!(version, proxy.version().to_string());
+    // Envoy's `ConfigDump` has `configs` only (the format is checked
+    // against Envoy in admin_envoy.rs).
+    assert_eq!(dump.as_object().map(|o| o.len()), Some(1), "{dump}");
     Ok(())
 }
 

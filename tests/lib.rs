@@ -18,3 +18,8 @@
 //! - `retries.rs`, `filters.rs`, `mirror.rs` (+ `flaky.rs`, an upstream that
 //!   fails its first requests): router retries, fault/CORS/header-mutation
 //!   filters, request mirroring.
+//! - `admin_envoy.rs`: `/config_dump` (static and over xDS), `/stats` as
+//!   pilot-agent reads it, `/drain_listeners`, `/server_info`, each checked
+//!   against a real Envoy with the same config and control plane.
+//! - `xds_load.rs`: 1,000 xDS pushes (SotW and delta) under load, a NACK and
+//!   a control-plane restart mid-load.

@@ -1,11 +1,15 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! Owns developer tooling only: nothing in the workspace depends on it, and it
-//! depends on no Strait crate (it drives the built binaries from the outside).
+//! Owns developer tooling only: nothing in the workspace depends on it. It
+//! drives the built binaries from the outside; its one Strait dependency is
+//! `strait-test-support`, for the test ADS control plane that `bench xds`
+//! pushes through.
 //!
 //! Commands:
 //! - `bench`: Strait against Envoy and nginx as reverse proxies (see `bench.rs`);
 //!   `bench --tls`: Strait against Envoy terminating TLS (see `tls_bench.rs`).
+//! - `bench xds`: one large xDS push to Strait and Envoy: apply time and
+//!   memory (see `xds_bench.rs`).
 //! - `loadgen`: internal; the open-loop fixed-rate load generator that `bench`
 //!   runs pinned to its own core (see `loadgen.rs`).
 
@@ -14,6 +18,7 @@ mod configs;
 mod loadgen;
 mod procs;
 mod tls_bench;
+mod xds_bench;
 
 use anyhow::{Result, bail};
 
@@ -23,6 +28,8 @@ usage: cargo xtask <command> [options]
 commands:
   bench     compare Strait, Envoy and nginx as reverse proxies
             (`cargo xtask bench --help` for options)
+  bench xds a large xDS push to Strait and Envoy: apply time and RSS
+            (`cargo xtask bench xds --help` for options)
 ";
 
 fn main() {
@@ -37,6 +44,13 @@ fn run() -> Result<()> {
     let command = args.next();
     let rest: Vec<String> = args.collect();
     match command.as_deref() {
+        Some("bench") if rest.first().is_some_and(|a| a == "xds") => {
+            let Some(options) = xds_bench::Options::parse(&rest[1..])? else {
+                print!("{}", xds_bench::USAGE);
+                return Ok(());
+            };
+            xds_bench::run(&options)
+        }
         Some("bench") => {
             let Some(options) = bench::Options::parse(&rest)? else {
                 print!("{}", bench::USAGE);

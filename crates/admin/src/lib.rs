@@ -1,12 +1,23 @@
 //! The admin server, Envoy-compatible where Istio's tooling reads it.
 //!
 //! Owns the admin endpoints: `/ready`, `/stats/prometheus`, `/stats`,
-//! `/config_dump`, `/listeners`, `/clusters`, `/server_info`, `/quitquitquit`.
+//! `/config_dump`, `/listeners`, `/clusters`, `/server_info`, `/drain_listeners`,
+//! `/quitquitquit`.
 //! It binds only where the config says (loopback by default). It reads the
 //! snapshot store, the cluster registry and the bound-listener table; it never
 //! changes config.
 
-use std::{convert::Infallible, fmt::Write as _, sync::Arc};
+mod config_dump;
+mod stats;
+
+use std::{
+    convert::Infallible,
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -14,6 +25,7 @@ use http_body_util::Full;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
+use strait_config::dump::DumpCell;
 use strait_net::{BoundListeners, DrainWatch};
 use strait_snapshot::Store;
 use strait_upstream::ClusterRegistry;
@@ -29,6 +41,53 @@ pub struct AdminContext {
     /// Set to true by `/quitquitquit`.
     pub quit: watch::Sender<bool>,
     pub started: std::time::Instant,
+    /// The dynamic resources as received, for `/config_dump`.
+    pub xds_dump: Arc<DumpCell>,
+    /// Asked for by `POST /drain_listeners`; the proxy stops accepting and
+    /// drains (`inbound_only` limits it to INBOUND listeners).
+    pub drain_listeners: watch::Sender<Option<DrainListeners>>,
+    /// Set once listeners were drained: `server.state` is then DRAINING.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// A `POST /drain_listeners` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainListeners {
+    /// `?inboundonly`: only listeners whose `traffic_direction` is INBOUND.
+    pub inbound_only: bool,
+    /// `?graceful`: connections are closed gracefully (HTTP/1.1 after the
+    /// current response, HTTP/2 with GOAWAY) rather than at once.
+    pub graceful: bool,
+}
+
+/// Envoy's `server.state` values.
+const STATE_LIVE: u8 = 0;
+const STATE_DRAINING: u8 = 1;
+const STATE_PRE_INITIALIZING: u8 = 2;
+
+impl AdminContext {
+    fn server_state(&self) -> u8 {
+        if !self.store.is_ready() {
+            STATE_PRE_INITIALIZING
+        } else if self.draining.load(Ordering::Acquire) {
+            STATE_DRAINING
+        } else {
+            STATE_LIVE
+        }
+    }
+
+    /// Sets the server gauges Envoy keeps up to date itself, just before
+    /// they are read.
+    fn refresh_server_stats(&self) {
+        let state = self.server_state();
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        metrics::gauge!("envoy_server_state").set(f64::from(state));
+        metrics::gauge!("envoy_server_live").set(flag(state == STATE_LIVE));
+        metrics::gauge!("envoy_listener_manager_workers_started").set(flag(self.store.is_ready()));
+        metrics::gauge!("envoy_server_uptime").set(self.started.elapsed().as_secs_f64().floor());
+        let clusters = self.registry.all().len();
+        metrics::gauge!("envoy_cluster_manager_active_clusters").set(clusters as f64);
+    }
 }
 
 /// Serves admin requests on `listener` until `drain` fires.
@@ -61,10 +120,9 @@ pub async fn serve(listener: TcpListener, ctx: AdminContext, drain: DrainWatch) 
 
 fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let json = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
+    let query = query_pairs(req.uri().query().unwrap_or_default());
+    let has = |key: &str| query.iter().any(|(k, _)| k == key);
+    let json = query.iter().any(|(k, v)| k == "format" && v == "json");
     match (req.method(), path) {
         (_, "/ready") => {
             if ctx.store.is_ready() {
@@ -73,37 +131,113 @@ fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n".into())
             }
         }
-        (_, "/stats/prometheus") => text(StatusCode::OK, ctx.prometheus.render()),
-        (_, "/stats") => text(StatusCode::OK, plain_stats(&ctx.prometheus.render())),
-        (_, "/config_dump") => json_response(config_dump(ctx)),
+        (_, "/stats/prometheus") => {
+            ctx.refresh_server_stats();
+            text(StatusCode::OK, ctx.prometheus.render())
+        }
+        (_, "/stats") => {
+            ctx.refresh_server_stats();
+            match stats::Query::from_query(&query) {
+                Ok(q) => {
+                    let all = stats::collect(&ctx.prometheus.render(), &q);
+                    if q.json {
+                        json_response(stats::json(&all))
+                    } else {
+                        text(StatusCode::OK, stats::text(&all))
+                    }
+                }
+                Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        }
+        (_, "/config_dump") => {
+            let rendered = config_dump::Params::from_query(&query).and_then(|p| {
+                let dump = ctx.xds_dump.load();
+                config_dump::render(&ctx.store.load(), dump.as_deref(), &p)
+            });
+            match rendered {
+                Ok(v) => json_response(v),
+                Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+            }
+        }
         (_, "/listeners") => listeners(ctx, json),
         (_, "/clusters") => clusters(ctx, json),
-        (_, "/server_info") => json_response(serde_json::json!({
-            "version": concat!("strait/", env!("CARGO_PKG_VERSION")),
-            "state": if ctx.store.is_ready() { "LIVE" } else { "PRE_INITIALIZING" },
-            "uptime_current_epoch": format!("{}s", ctx.started.elapsed().as_secs()),
-        })),
+        (_, "/server_info") => json_response(server_info(ctx)),
+        (&Method::POST, "/drain_listeners") => {
+            ctx.draining.store(true, Ordering::Release);
+            ctx.drain_listeners.send_replace(Some(DrainListeners {
+                inbound_only: has("inboundonly"),
+                graceful: has("graceful"),
+            }));
+            text(StatusCode::OK, "OK\n".into())
+        }
         (&Method::POST, "/quitquitquit") => {
             ctx.quit.send_replace(true);
             text(StatusCode::OK, "OK\n".into())
         }
-        (_, "/quitquitquit") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into()),
+        (_, "/quitquitquit" | "/drain_listeners") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into())
+        }
         _ => text(StatusCode::NOT_FOUND, "invalid path\n".into()),
     }
 }
 
-/// Envoy's `ConfigDump` shape for a static config: one `BootstrapConfigDump`
-/// holding the bootstrap as loaded, plus the snapshot version.
-fn config_dump(ctx: &AdminContext) -> serde_json::Value {
+/// Envoy's `ServerInfo`.
+fn server_info(ctx: &AdminContext) -> serde_json::Value {
     let snap = ctx.store.load();
-    serde_json::json!({
-        "configs": [{
-            "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-            "bootstrap": snap.source(),
-            "last_updated": rfc3339(snap.last_updated()),
-        }],
-        "version_info": snap.version().to_string(),
-    })
+    let state = match ctx.server_state() {
+        STATE_LIVE => "LIVE",
+        STATE_DRAINING => "DRAINING",
+        _ => "PRE_INITIALIZING",
+    };
+    let uptime = format!("{}s", ctx.started.elapsed().as_secs());
+    let mut info = serde_json::json!({
+        "version": concat!("strait/", env!("CARGO_PKG_VERSION")),
+        "state": state,
+        "uptime_current_epoch": uptime,
+        "uptime_all_epochs": uptime,
+        "hot_restart_version": "disabled",
+        "command_line_options": {
+            "restart_epoch": 0,
+            "disable_hot_restart": true,
+        },
+    });
+    if let Some(node) = snap.source().get("node") {
+        info["node"] = node.clone();
+    }
+    info
+}
+
+/// The query string as decoded `(key, value)` pairs (`%XX` undone; a key
+/// without `=` has an empty value), as Envoy's admin reads it.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn listeners(ctx: &AdminContext, json: bool) -> Response<Full<Bytes>> {
@@ -260,21 +394,6 @@ fn host_json(h: &strait_upstream::Host) -> serde_json::Value {
     out
 }
 
-/// Envoy's `/stats` text form (`name: value`), derived from the Prometheus
-/// rendering so both views always agree.
-fn plain_stats(prom: &str) -> String {
-    let mut out = String::new();
-    for line in prom
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        if let Some((name, value)) = line.rsplit_once(' ') {
-            let _ = writeln!(out, "{name}: {value}");
-        }
-    }
-    out
-}
-
 fn rfc3339(secs: u64) -> String {
     // Civil-from-days (proleptic Gregorian), to avoid a date dependency.
     let days = (secs / 86_400) as i64;
@@ -326,8 +445,20 @@ mod tests {
     }
 
     #[test]
-    fn plain_stats_from_prometheus() {
-        let s = plain_stats("# TYPE x counter\nx{a=\"b\"} 3\n");
-        assert_eq!(s, "x{a=\"b\"}: 3\n");
+    fn query_is_percent_decoded() {
+        let q = query_pairs(
+            "usedonly&filter=%5E(server%5C.state%7Clistener_manager%5C.workers_started)",
+        );
+        assert_eq!(
+            q,
+            [
+                ("usedonly".to_owned(), String::new()),
+                (
+                    "filter".to_owned(),
+                    r"^(server\.state|listener_manager\.workers_started)".to_owned()
+                )
+            ]
+        );
+        assert_eq!(percent_decode("a%2"), "a%2");
     }
 }

@@ -1,7 +1,12 @@
 //! The set of running listeners: binding on config change, accept loops on
 //! every worker, and draining listeners that are removed or moved.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 
 use hyper::service::service_fn;
 use strait_codec::{Counted, ServerOptions, ServerProtocol, server};
@@ -34,6 +39,27 @@ fn header_read_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
 #[derive(Debug, Default)]
 pub(crate) struct ListenerSet {
     active: HashMap<String, Active>,
+    /// Set by `/drain_listeners`: stopped listeners stay stopped whatever
+    /// later configs say (Envoy's `stopListeners`).
+    stopped: Stopped,
+}
+
+#[derive(Debug, Default)]
+enum Stopped {
+    #[default]
+    None,
+    Named(HashSet<String>),
+    All,
+}
+
+impl Stopped {
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Stopped::None => false,
+            Stopped::Named(names) => names.contains(name),
+            Stopped::All => true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -57,6 +83,9 @@ impl ListenerSet {
     pub(crate) fn plan(&self, config: &Config) -> Result<Plan, NetError> {
         let mut new = Vec::new();
         for l in &config.listeners {
+            if self.stopped.contains(&l.name) {
+                continue;
+            }
             match self.active.get(&l.name) {
                 Some(a) if a.configured == l.address => {}
                 _ => new.push((l.name.clone(), l.address, strait_net::bind(l.address)?)),
@@ -89,7 +118,9 @@ impl ListenerSet {
             let bound = socket.local_addr().unwrap_or(configured);
             let (stop, watch) = Drain::new();
             let name: Arc<str> = Arc::from(name.as_str());
-            let lstats = Arc::new(ListenerStats::new(&bound.to_string()));
+            // Envoy names listener stats by the configured address (a port
+            // 0 listener is `listener.127.0.0.1_0.*`), not the bound one.
+            let lstats = Arc::new(ListenerStats::new(&configured.to_string()));
             for worker in workers {
                 match socket.try_clone() {
                     Ok(s) => {
@@ -110,6 +141,32 @@ impl ListenerSet {
             tracing::info!(listener = %name, address = %bound, "listening");
             self.active
                 .insert(name.to_string(), Active { configured, stop });
+        }
+    }
+
+    /// `/drain_listeners`: stops accepting on the listeners named (every
+    /// one when `None`), drains their connections, and keeps them stopped
+    /// across later configs.
+    pub(crate) fn stop_listeners(&mut self, only: Option<HashSet<String>>, shared: &Shared) {
+        let stopped = match only {
+            None => Stopped::All,
+            Some(mut names) => {
+                if let Stopped::Named(before) = &self.stopped {
+                    names.extend(before.iter().cloned());
+                }
+                Stopped::Named(names)
+            }
+        };
+        self.active.retain(|name, a| {
+            let stop = stopped.contains(name);
+            if stop {
+                a.stop.signal();
+                shared.bound.remove(name);
+            }
+            !stop
+        });
+        if !matches!(self.stopped, Stopped::All) {
+            self.stopped = stopped;
         }
     }
 

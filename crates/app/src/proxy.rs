@@ -1,7 +1,7 @@
 //! Start-up, the shared state every connection sees, and shutdown.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     path::PathBuf,
     sync::Arc,
@@ -10,6 +10,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use strait_config::BootstrapOverrides;
+use strait_config::dump::{DumpCell, XdsDump};
 use strait_net::{BoundListeners, Drain};
 use tokio::{runtime::Runtime, sync::watch};
 
@@ -108,6 +109,7 @@ impl Shared {
 /// The single writer as the xDS client's publisher.
 struct XdsWriter {
     reloader: Arc<Reloader>,
+    dump: Arc<DumpCell>,
 }
 
 impl strait_xds::Publish for XdsWriter {
@@ -117,6 +119,40 @@ impl strait_xds::Publish for XdsWriter {
             .await
             .map_err(|e| e.to_string())
     }
+
+    fn record(&self, dump: Arc<XdsDump>) {
+        self.dump.store(dump);
+    }
+}
+
+/// The names of the listeners whose `traffic_direction` is INBOUND: the
+/// bootstrap's and the control plane's (the model does not keep the
+/// direction; only `/drain_listeners?inboundonly` asks).
+fn inbound_listeners(store: &Store, dump: &DumpCell) -> HashSet<String> {
+    use envoy_types::pb::envoy::config::{core::v3::TrafficDirection, listener::v3::Listener};
+    use prost::Message as _;
+    let snap = store.load();
+    let statics = snap
+        .source()
+        .pointer("/static_resources/listeners")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|l| l.get("traffic_direction").and_then(|d| d.as_str()) == Some("INBOUND"))
+        .filter_map(|l| l.get("name").and_then(|n| n.as_str()).map(str::to_owned));
+    let dynamic: Vec<String> = dump
+        .load()
+        .map(|d| {
+            d.listeners
+                .resources
+                .values()
+                .filter_map(|r| Listener::decode(r.resource.value.as_slice()).ok())
+                .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
+                .map(|l| l.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    statics.chain(dynamic).collect()
 }
 
 /// A running proxy. Dropping it without [`Proxy::shutdown`] also stops it.
@@ -162,6 +198,8 @@ impl Proxy {
         }
         let (quit_tx, quit) = watch::channel(false);
         let (admin_drain, admin_watch) = Drain::new();
+        let xds_dump = Arc::new(DumpCell::default());
+        let (drain_tx, mut drain_rx) = watch::channel(None);
         let mut admin = None;
         if let Some(a) = shared.store.load().config().admin.clone() {
             let socket = strait_net::bind(a.address)?;
@@ -173,6 +211,9 @@ impl Proxy {
                 prometheus: prometheus.clone(),
                 quit: quit_tx,
                 started: Instant::now(),
+                xds_dump: Arc::clone(&xds_dump),
+                drain_listeners: drain_tx,
+                draining: Arc::default(),
             };
             control.spawn(async move {
                 match tokio::net::TcpListener::from_std(socket) {
@@ -184,6 +225,22 @@ impl Proxy {
                 tracing::info!(address = %addr, "admin listening");
             }
         }
+        let (stopper, store, dump) = (
+            Arc::clone(&reloader),
+            Arc::clone(&shared.store),
+            Arc::clone(&xds_dump),
+        );
+        control.spawn(async move {
+            // Every connection drains gracefully (HTTP/1.1 closes after its
+            // response, HTTP/2 gets GOAWAY), so `?graceful` changes nothing.
+            while drain_rx.changed().await.is_ok() {
+                let req: Option<strait_admin::DrainListeners> = *drain_rx.borrow_and_update();
+                if let Some(req) = req {
+                    let only = req.inbound_only.then(|| inbound_listeners(&store, &dump));
+                    stopper.stop_listeners(only).await;
+                }
+            }
+        });
         control.spawn(async move {
             // Histograms are drained into their buckets here, not per request.
             loop {
@@ -196,6 +253,7 @@ impl Proxy {
                 base,
                 XdsWriter {
                     reloader: Arc::clone(&reloader),
+                    dump: xds_dump,
                 },
             ));
         } else if matches!(opts.config, ConfigSource::File(_)) {

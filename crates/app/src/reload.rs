@@ -247,6 +247,14 @@ impl Reloader {
         self.listeners.lock().await.drain_all();
     }
 
+    /// `/drain_listeners`: see `ListenerSet::stop_listeners`.
+    pub(crate) async fn stop_listeners(&self, only: Option<std::collections::HashSet<String>>) {
+        self.listeners
+            .lock()
+            .await
+            .stop_listeners(only, &self.shared);
+    }
+
     /// Polls the config file and reloads when it changes. Polling (rather
     /// than inotify) also sees Kubernetes ConfigMap updates, which swap a
     /// symlink, and editors that write by rename.

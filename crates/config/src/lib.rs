@@ -7,6 +7,7 @@
 //! error naming its path. Must not depend on any other Strait crate, and does no
 //! I/O beyond the bytes handed to it.
 
+pub mod dump;
 pub mod model;
 pub mod overrides;
 pub mod parse;

@@ -1,7 +1,11 @@
 //! Per-type caches of translated resources, and the whole config they make
 //! together with the bootstrap's static resources.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::SystemTime,
+};
 
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::{
@@ -13,7 +17,9 @@ use envoy_types::pb::{
 };
 use prost::Message;
 use strait_config::{
-    ConfigError, model,
+    ConfigError,
+    dump::{RawResource, TypeDump, XdsDump},
+    model,
     model::{
         Discovery,
         secret::{SdsRef, SecretEntry, SecretSource, Secrets},
@@ -38,6 +44,9 @@ pub struct Cache {
     endpoints: BTreeMap<String, Vec<model::Endpoint>>,
     /// Secrets from every SDS source (ADS, gRPC streams, files), by name.
     secrets: Secrets,
+    /// The same resources as received, for `/config_dump` (warming lists
+    /// are filled in by [`Cache::dump`]).
+    raw: XdsDump,
 }
 
 impl Cache {
@@ -50,6 +59,7 @@ impl Cache {
             clusters: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             secrets: Secrets::new(),
+            raw: XdsDump::default(),
         }
     }
 
@@ -57,41 +67,57 @@ impl Cache {
         &self.base
     }
 
-    /// Applies one state-of-the-world response of `type_url`: listeners and
-    /// clusters are replaced wholesale (the response is the full set), route
-    /// configs and assignments merged by name (the response holds what
-    /// changed among those subscribed). Every resource is translated; any
-    /// problem refuses the whole response, with each problem prefixed by
-    /// the resource's name.
-    /// `version` is the response's `version_info` (kept with secrets for
-    /// `/config_dump`).
+    /// Applies one state-of-the-world response of `type_url` at `version`:
+    /// listeners and clusters are replaced wholesale (the response is the
+    /// full set), route configs and assignments merged by name (the
+    /// response holds what changed among those subscribed). Every resource
+    /// is translated; any problem refuses the whole response, with each
+    /// problem prefixed by the resource's name.
     pub fn apply(
         &mut self,
         type_url: &str,
-        resources: &[Any],
         version: &str,
+        resources: &[Any],
     ) -> Result<(), Vec<String>> {
-        match type_url {
-            type_url::LISTENER => self.listeners.clear(),
-            type_url::CLUSTER => self.clusters.clear(),
-            _ => {}
+        let previous = match type_url {
+            type_url::LISTENER => {
+                self.listeners.clear();
+                std::mem::take(&mut self.raw.listeners.resources)
+            }
+            type_url::CLUSTER => {
+                self.clusters.clear();
+                std::mem::take(&mut self.raw.clusters.resources)
+            }
+            _ => BTreeMap::new(),
+        };
+        let mut problems = Vec::new();
+        let now = SystemTime::now();
+        for any in resources {
+            if let Some(name) = self.insert(type_url, any, version, &mut problems) {
+                let prev = previous.get(&name).cloned();
+                self.record(type_url, name, version, any, now, prev.as_ref());
+            }
         }
-        self.apply_delta(type_url, resources, &[], version)
+        self.finish(type_url, version, problems)
     }
 
-    /// Applies one delta response: `resources` are added or replaced by
-    /// name, `removed` dropped. Every resource is translated; any problem
-    /// refuses the whole response.
+    /// Applies one delta response at `system_version`: `resources` (each
+    /// with its own version) are added or replaced by name, `removed`
+    /// dropped. Every resource is translated; any problem refuses the whole
+    /// response.
     pub fn apply_delta(
         &mut self,
         type_url: &str,
-        resources: &[Any],
+        system_version: &str,
+        resources: &[(&str, &Any)],
         removed: &[String],
-        version: &str,
     ) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        for any in resources {
-            self.insert(type_url, any, version, &mut problems);
+        let now = SystemTime::now();
+        for (version, any) in resources {
+            if let Some(name) = self.insert(type_url, any, version, &mut problems) {
+                self.record(type_url, name, version, any, now, None);
+            }
         }
         for name in removed {
             match type_url {
@@ -102,93 +128,196 @@ impl Cache {
                 type_url::SECRET => drop(self.secrets.remove(name)),
                 _ => {}
             }
+            if let Some(t) = self.raw_mut(type_url) {
+                t.resources.remove(name);
+            }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
+        self.finish(type_url, system_version, problems)
+    }
+
+    fn finish(
+        &mut self,
+        type_url: &str,
+        version: &str,
+        problems: Vec<String>,
+    ) -> Result<(), Vec<String>> {
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        if let Some(t) = self.raw_mut(type_url) {
+            version.clone_into(&mut t.version_info);
+        }
+        Ok(())
+    }
+
+    fn raw_mut(&mut self, type_url: &str) -> Option<&mut TypeDump> {
+        match type_url {
+            type_url::LISTENER => Some(&mut self.raw.listeners),
+            type_url::CLUSTER => Some(&mut self.raw.clusters),
+            type_url::ROUTE => Some(&mut self.raw.routes),
+            type_url::ENDPOINT => Some(&mut self.raw.endpoints),
+            _ => None,
         }
     }
 
+    /// Keeps `any` as received. A resource resent unchanged keeps its
+    /// version and time, as in Envoy's dump (`previous` is the entry a
+    /// wholesale replacement took out; merged types look in place).
+    fn record(
+        &mut self,
+        type_url: &str,
+        name: String,
+        version: &str,
+        any: &Any,
+        now: SystemTime,
+        previous: Option<&Arc<RawResource>>,
+    ) {
+        let Some(t) = self.raw_mut(type_url) else {
+            return;
+        };
+        let kept = previous
+            .or_else(|| t.resources.get(&name))
+            .filter(|r| r.resource == *any)
+            .cloned();
+        let entry = kept.unwrap_or_else(|| {
+            Arc::new(RawResource {
+                name: name.clone(),
+                version_info: version.to_owned(),
+                last_updated: now,
+                resource: any.clone(),
+            })
+        });
+        t.resources.insert(name, entry);
+    }
+
+    /// The resources as received, with which listeners and clusters are
+    /// still warming.
+    pub fn dump(&self) -> XdsDump {
+        let mut d = self.raw.clone();
+        d.warming_listeners = self
+            .listeners
+            .values()
+            .filter(|l| !self.listener_is_warm(l))
+            .map(|l| l.name.clone())
+            .collect();
+        d.warming_clusters = self
+            .clusters
+            .values()
+            .filter(|c| self.warm_cluster(c).is_none())
+            .map(|c| c.name.clone())
+            .collect();
+        d
+    }
+
     /// Translates one resource of `type_url` into its map, or records why
-    /// it cannot be.
-    fn insert(&mut self, type_url: &str, any: &Any, version: &str, problems: &mut Vec<String>) {
+    /// it cannot be. Returns the resource's name when it was taken. `version`
+    /// is kept with secrets (their `/config_dump` entry).
+    fn insert(
+        &mut self,
+        type_url: &str,
+        any: &Any,
+        version: &str,
+        problems: &mut Vec<String>,
+    ) -> Option<String> {
         match type_url {
             type_url::LISTENER => {
-                let Some(l) = decode::<Listener>(any, problems) else {
-                    return;
-                };
+                let l = decode::<Listener>(any, problems)?;
                 if self.base.listeners.iter().any(|s| s.name == l.name) {
                     problems.push(format!(
                         "listener '{}': name: a static listener has this name",
                         l.name
                     ));
-                    return;
+                    return None;
                 }
                 match translate_listener(&l, &l.name) {
-                    Ok(m) => drop(self.listeners.insert(l.name.clone(), m)),
-                    Err(e) => note(problems, "listener", &l.name, e),
+                    Ok(m) => {
+                        self.listeners.insert(l.name.clone(), m);
+                        Some(l.name)
+                    }
+                    Err(e) => {
+                        note(problems, "listener", &l.name, e);
+                        None
+                    }
                 }
             }
             type_url::CLUSTER => {
-                let Some(c) = decode::<Cluster>(any, problems) else {
-                    return;
-                };
+                let c = decode::<Cluster>(any, problems)?;
                 if self.base.clusters.iter().any(|s| s.name == c.name) {
                     problems.push(format!(
                         "cluster '{}': name: a static cluster has this name",
                         c.name
                     ));
-                    return;
+                    return None;
                 }
                 match translate_cluster(&c, &c.name) {
-                    Ok(m) => drop(self.clusters.insert(c.name.clone(), m)),
-                    Err(e) => note(problems, "cluster", &c.name, e),
+                    Ok(m) => {
+                        self.clusters.insert(c.name.clone(), m);
+                        Some(c.name)
+                    }
+                    Err(e) => {
+                        note(problems, "cluster", &c.name, e);
+                        None
+                    }
                 }
             }
             type_url::ROUTE => {
-                let Some(rc) = decode::<RouteConfiguration>(any, problems) else {
-                    return;
-                };
+                let rc = decode::<RouteConfiguration>(any, problems)?;
                 match translate_route_config(&rc, &rc.name) {
-                    Ok(m) => drop(self.routes.insert(rc.name.clone(), m)),
-                    Err(e) => note(problems, "route config", &rc.name, e),
+                    Ok(m) => {
+                        self.routes.insert(rc.name.clone(), m);
+                        Some(rc.name)
+                    }
+                    Err(e) => {
+                        note(problems, "route config", &rc.name, e);
+                        None
+                    }
                 }
             }
             type_url::ENDPOINT => {
-                let Some(cla) = decode::<ClusterLoadAssignment>(any, problems) else {
-                    return;
-                };
+                let cla = decode::<ClusterLoadAssignment>(any, problems)?;
                 match translate_cluster_load_assignment(&cla, &cla.cluster_name) {
-                    Ok(eps) => drop(self.endpoints.insert(cla.cluster_name.clone(), eps)),
-                    Err(e) => note(problems, "cluster load assignment", &cla.cluster_name, e),
+                    Ok(eps) => {
+                        self.endpoints.insert(cla.cluster_name.clone(), eps);
+                        Some(cla.cluster_name)
+                    }
+                    Err(e) => {
+                        note(problems, "cluster load assignment", &cla.cluster_name, e);
+                        None
+                    }
                 }
             }
             type_url::SECRET => {
-                let Some(s) = decode::<Secret>(any, problems) else {
-                    return;
-                };
+                let s = decode::<Secret>(any, problems)?;
                 if self.base.secrets.contains_key(&s.name) {
                     problems.push(format!(
                         "secret '{}': name: a static secret has this name",
                         s.name
                     ));
-                    return;
+                    return None;
                 }
                 match translate_secret(&s, &s.name) {
                     // A resend of the same content keeps its entry (and its
                     // `last_updated`), so it changes nothing live.
-                    Ok((name, secret)) => match self.secrets.get(&name) {
-                        Some(old) if old.secret == secret => {}
-                        _ => drop(
-                            self.secrets
-                                .insert(name, SecretEntry::dynamic(secret, version)),
-                        ),
-                    },
-                    Err(e) => note(problems, "secret", &s.name, e),
+                    Ok((name, secret)) => {
+                        match self.secrets.get(&name) {
+                            Some(old) if old.secret == secret => {}
+                            _ => drop(
+                                self.secrets
+                                    .insert(name.clone(), SecretEntry::dynamic(secret, version)),
+                            ),
+                        }
+                        Some(name)
+                    }
+                    Err(e) => {
+                        note(problems, "secret", &s.name, e);
+                        None
+                    }
                 }
             }
-            other => problems.push(format!("unexpected type {other}")),
+            other => {
+                problems.push(format!("unexpected type {other}"));
+                None
+            }
         }
     }
 
@@ -248,8 +377,16 @@ impl Cache {
         self.secrets.retain(|name, _| wanted.contains(name));
         let routes = self.route_names();
         self.routes.retain(|name, _| routes.contains(name));
+        self.raw
+            .routes
+            .resources
+            .retain(|name, _| routes.contains(name));
         let endpoints = self.endpoint_names();
         self.endpoints.retain(|name, _| endpoints.contains(name));
+        self.raw
+            .endpoints
+            .resources
+            .retain(|name, _| endpoints.contains(name));
     }
 
     /// The whole config: static resources first, then the dynamic ones that
@@ -387,11 +524,11 @@ mod tests {
     #[test]
     fn a_listener_waits_for_its_route_config() {
         let mut c = Cache::new(model::Config::default());
-        c.apply(type_url::LISTENER, &[listener("r1")], "1")
+        c.apply(type_url::LISTENER, "1", &[listener("r1")])
             .expect("accepted");
         assert_eq!(c.route_names().into_iter().collect::<Vec<_>>(), ["r1"]);
         assert!(c.build().listeners.is_empty(), "warming");
-        c.apply(type_url::ROUTE, &[route("r1", "/a.*")], "1")
+        c.apply(type_url::ROUTE, "1", &[route("r1", "/a.*")])
             .expect("accepted");
         let built = c.build();
         assert_eq!(built.listeners.len(), 1);
@@ -403,8 +540,8 @@ mod tests {
         let mut c = Cache::new(model::Config::default());
         c.apply(
             type_url::CLUSTER,
-            &[eds_cluster("a"), eds_cluster("b")],
             "1",
+            &[eds_cluster("a"), eds_cluster("b")],
         )
         .expect("accepted");
         assert_eq!(
@@ -412,15 +549,15 @@ mod tests {
             ["a", "b"]
         );
         assert!(c.build().clusters.is_empty(), "warming");
-        c.apply(type_url::ENDPOINT, &[cla("a")], "1")
+        c.apply(type_url::ENDPOINT, "1", &[cla("a")])
             .expect("accepted");
         let built = c.build();
         assert_eq!(built.clusters.len(), 1);
         assert_eq!(built.clusters[0].endpoints[0].host, "10.0.0.1");
         // Cluster b goes: its endpoints are no longer wanted.
-        c.apply(type_url::CLUSTER, &[eds_cluster("a")], "2")
+        c.apply(type_url::CLUSTER, "1", &[eds_cluster("a")])
             .expect("accepted");
-        c.apply(type_url::ENDPOINT, &[cla("b")], "2")
+        c.apply(type_url::ENDPOINT, "1", &[cla("b")])
             .expect("accepted");
         c.prune();
         assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["a"]);
@@ -431,7 +568,7 @@ mod tests {
     fn a_bad_resource_is_named_with_its_field() {
         let mut c = Cache::new(model::Config::default());
         let errs = c
-            .apply(type_url::ROUTE, &[route("r1", "(")], "1")
+            .apply(type_url::ROUTE, "1", &[route("r1", "(")])
             .expect_err("refused");
         assert!(
             errs[0].starts_with("route config 'r1': r1.virtual_hosts[0]"),
@@ -443,16 +580,42 @@ mod tests {
     #[test]
     fn delta_removes_by_name() {
         let mut c = Cache::new(model::Config::default());
-        c.apply_delta(
-            type_url::CLUSTER,
-            &[eds_cluster("a"), eds_cluster("b")],
-            &[],
-            "1",
-        )
-        .expect("accepted");
-        c.apply_delta(type_url::CLUSTER, &[], &["a".into()], "2")
+        let (a, b) = (eds_cluster("a"), eds_cluster("b"));
+        c.apply_delta(type_url::CLUSTER, "s1", &[("1", &a), ("2", &b)], &[])
+            .expect("accepted");
+        c.apply_delta(type_url::CLUSTER, "s2", &[], &["a".into()])
             .expect("accepted");
         assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["b"]);
+        let dump = c.dump();
+        assert_eq!(dump.clusters.version_info, "s2");
+        let names: Vec<_> = dump.clusters.resources.keys().collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(dump.clusters.resources["b"].version_info, "2");
+        assert_eq!(dump.warming_clusters, ["b"], "no endpoints yet");
+    }
+
+    #[test]
+    fn the_dump_keeps_resources_as_received_and_unchanged_ones_keep_their_version() {
+        let mut c = Cache::new(model::Config::default());
+        let (a, b) = (eds_cluster("a"), eds_cluster("b"));
+        c.apply(type_url::CLUSTER, "v1", std::slice::from_ref(&a))
+            .expect("accepted");
+        c.apply(type_url::CLUSTER, "v2", &[a.clone(), b.clone()])
+            .expect("accepted");
+        c.apply(type_url::ENDPOINT, "e1", &[cla("a")])
+            .expect("accepted");
+        let dump = c.dump();
+        assert_eq!(dump.clusters.version_info, "v2");
+        assert_eq!(dump.clusters.resources["a"].version_info, "v1");
+        assert_eq!(dump.clusters.resources["a"].resource, a);
+        assert_eq!(dump.clusters.resources["b"].version_info, "v2");
+        assert_eq!(dump.warming_clusters, ["b"]);
+        assert_eq!(dump.endpoints.resources["a"].version_info, "e1");
+        // A refused response leaves the candidate, not the cache: the
+        // caller drops it. Here the cache itself refused: nothing recorded
+        // for the bad resource.
+        assert!(c.apply(type_url::ROUTE, "r1", &[route("r", "(")]).is_err());
+        assert!(c.dump().routes.resources.is_empty());
     }
 
     fn sds_cluster(name: &str, source: &str) -> Any {
@@ -488,8 +651,8 @@ mod tests {
         let grpc = "{api_config_source: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}";
         c.apply(
             type_url::CLUSTER,
-            &[sds_cluster("a", "{ads: {}}"), sds_cluster("b", grpc)],
             "1",
+            &[sds_cluster("a", "{ads: {}}"), sds_cluster("b", grpc)],
         )
         .expect("accepted");
         assert_eq!(
@@ -502,10 +665,10 @@ mod tests {
             cluster: "sds-grpc".into()
         }));
         assert!(c.build().clusters.is_empty(), "warming");
-        c.apply(type_url::SECRET, &[secret("default", CERT)], "s1")
+        c.apply(type_url::SECRET, "s1", &[secret("default", CERT)])
             .expect("accepted");
         assert!(c.build().clusters.is_empty(), "ROOTCA still missing");
-        c.apply(type_url::SECRET, &[secret("ROOTCA", CA)], "s2")
+        c.apply(type_url::SECRET, "s2", &[secret("ROOTCA", CA)])
             .expect("accepted");
         let built = c.build();
         // Both clusters name the same secret names: one name, one secret.
@@ -514,11 +677,11 @@ mod tests {
         assert!(built.secrets["ROOTCA"].dynamic);
         assert_eq!(built.secrets["default"].version, "s1");
         // The same content again keeps the entry (no new config).
-        c.apply(type_url::SECRET, &[secret("default", CERT)], "s3")
+        c.apply(type_url::SECRET, "s3", &[secret("default", CERT)])
             .expect("accepted");
         assert_eq!(c.build(), built);
         // Clusters gone: their secrets are forgotten.
-        c.apply(type_url::CLUSTER, &[], "2").expect("accepted");
+        c.apply(type_url::CLUSTER, "2", &[]).expect("accepted");
         c.prune();
         assert!(c.build().secrets.is_empty());
     }
@@ -529,8 +692,8 @@ mod tests {
         let errs = c
             .apply(
                 type_url::SECRET,
-                &[secret("s", "generic_secret: {secret: {inline_string: x}}")],
                 "1",
+                &[secret("s", "generic_secret: {secret: {inline_string: x}}")],
             )
             .expect_err("refused");
         assert_eq!(

@@ -96,7 +96,7 @@ async fn handle<P: Publish>(
     let anys: Vec<_> = resp
         .resources
         .iter()
-        .filter_map(|r| r.resource.clone())
+        .filter_map(|r| Some((r.version.as_str(), r.resource.as_ref()?)))
         .collect();
     let (result, cache) = shared
         .update(|c| {
@@ -107,9 +107,9 @@ async fn handle<P: Publish>(
             }
             c.apply_delta(
                 type_url,
+                &resp.system_version_info,
                 &anys,
                 &resp.removed_resources,
-                &resp.system_version_info,
             )
         })
         .await;

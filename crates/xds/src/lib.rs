@@ -27,9 +27,9 @@ mod shared;
 mod stats;
 mod stream;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
-use strait_config::model;
+use strait_config::{dump::XdsDump, model};
 
 pub use cache::Cache;
 pub use channel::grpc_channel;
@@ -52,6 +52,12 @@ pub trait Publish: Send + Sync + 'static {
     /// for cluster hosts to be built); must not be cancelled half-way by the
     /// caller, which awaits it to the end.
     fn publish(&self, config: model::Config) -> impl Future<Output = Result<u64, String>> + Send;
+
+    /// Called after every accepted response with the resources as received
+    /// (for `/config_dump`). The default keeps nothing.
+    fn record(&self, dump: Arc<XdsDump>) {
+        let _ = dump;
+    }
 }
 
 /// What can go wrong talking to the control plane. Every one of them ends

@@ -172,7 +172,7 @@ async fn respond<P: Publish>(
     state.nonce = resp.nonce.clone();
     let result = if resp.type_url == SECRET {
         shared
-            .update(|c| c.apply(SECRET, &resp.resources, &resp.version_info))
+            .update(|c| c.apply(SECRET, &resp.version_info, &resp.resources))
             .await
             .0
     } else {
@@ -207,7 +207,7 @@ async fn file<P: Publish>(shared: Arc<Shared<P>>, path: PathBuf) {
                 let outcome = match parse_file(&bytes, &path) {
                     Ok(resp) => {
                         shared
-                            .update(|c| c.apply(SECRET, &resp.resources, &resp.version_info))
+                            .update(|c| c.apply(SECRET, &resp.version_info, &resp.resources))
                             .await
                             .0
                     }

@@ -65,6 +65,7 @@ impl<P: Publish> Shared<P> {
         }
         if result.is_ok() {
             *cache = candidate;
+            self.publisher.record(std::sync::Arc::new(cache.dump()));
             let names = cache.secret_sources();
             self.sources.send_if_modified(|s| {
                 let changed = *s != names;

@@ -180,7 +180,7 @@ async fn handle<P: Publish>(
         return;
     };
     let (result, cache) = shared
-        .update(|c| c.apply(type_url, &resp.resources, &resp.version_info))
+        .update(|c| c.apply(type_url, &resp.version_info, &resp.resources))
         .await;
     stats().update(type_url, result.is_ok());
     let state = types.entry(type_url).or_default();
