@@ -53,6 +53,9 @@ mod dynamic;
 mod filter;
 #[allow(deprecated)]
 mod http;
+pub mod inert;
+#[allow(deprecated)]
+mod telemetry;
 #[allow(deprecated)]
 mod listener;
 #[allow(deprecated)]

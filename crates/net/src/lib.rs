@@ -2,7 +2,8 @@
 //!
 //! Owns: binding listening sockets ([`bind`]), the table of bound listener
 //! addresses ([`BoundListeners`], which `/listeners` shows and port-0 tests
-//! read), the drain signal ([`Drain`]) and the TCP proxy's bidirectional copy
+//! read), the original destination of a redirected connection
+//! ([`original_dst`]), the drain signal ([`Drain`]) and the TCP proxy's bidirectional copy
 //! with half-close and idle timeout ([`splice`]).
 //! Must not depend on config, HTTP or upstream crates.
 
@@ -27,6 +28,25 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+}
+
+/// The destination a connection had before a NAT `REDIRECT` sent it here
+/// (`SO_ORIGINAL_DST`, IPv4 and IPv6), else its local address: a socket that
+/// was not redirected has no original destination, and Envoy's
+/// `original_dst` filter then keeps the local address too. One system call
+/// per connection, on the accepting worker; never blocks.
+pub fn original_dst(stream: &tokio::net::TcpStream) -> io::Result<SocketAddr> {
+    let local = stream.local_addr()?;
+    let sock = socket2::SockRef::from(stream);
+    let original = if local.is_ipv4() {
+        sock.original_dst_v4()
+    } else {
+        sock.original_dst_v6()
+    };
+    Ok(original
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(local))
 }
 
 /// Binds a non-blocking listening socket with `SO_REUSEADDR` (so a restart or

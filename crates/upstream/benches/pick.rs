@@ -30,6 +30,7 @@ fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {
         health_checks: vec![],
         pool: model::PoolOptions::default(),
         tls: None,
+        source_address: None,
     }
 }
 

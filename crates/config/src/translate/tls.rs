@@ -30,6 +30,9 @@ enum Socket<'a> {
     Tls(&'a envoy_types::pb::google::protobuf::Any),
 }
 
+/// The ALPN protocol of Istio's TCP metadata exchange.
+const ISTIO_PEER_EXCHANGE: &str = "istio-peer-exchange";
+
 fn socket<'a>(cx: &mut Context, ts: &'a TransportSocket, path: &str) -> Option<Socket<'a>> {
     // Envoy picks the implementation by type URL; the name is a label.
     let TransportSocket {
@@ -164,7 +167,14 @@ fn common_tls(cx: &mut Context, c: Option<&CommonTlsContext>, path: &str) -> Opt
         custom_handshaker, key_log,
     );
     let mut out = CommonTls {
-        alpn: alpn_protocols.clone(),
+        // Istio's TCP metadata exchange (accepted without effect, see
+        // `inert`) starts only when this protocol is negotiated; never
+        // offering or accepting it keeps peers on plain `istio`.
+        alpn: alpn_protocols
+            .iter()
+            .filter(|p| p.as_str() != ISTIO_PEER_EXCHANGE)
+            .cloned()
+            .collect(),
         ..CommonTls::default()
     };
     if let Some(p) = tls_params {

@@ -145,7 +145,7 @@ fn bad_configs_name_the_field() {
             vec![(
                 "/static_resources/listeners/1/listener_filters".into(),
                 json!([{"name": "x", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}]),
+                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol"}}]),
             )],
             "static_resources.listeners[1].listener_filters[0].typed_config.@type".into(),
             "listener filter",
@@ -193,11 +193,11 @@ fn bad_configs_name_the_field() {
             "hcm access log",
             vec![(
                 hcm("access_log"),
-                json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}}]),
+                json!([{"name": "otel", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig"}}]),
             )],
-            hcm_path("access_log"),
-            "access_log",
+            hcm_path("access_log[0].typed_config.@type"),
+            "access logger",
         ),
         (
             "upgrade with filters",
@@ -314,12 +314,6 @@ fn bad_configs_name_the_field() {
             "enable_ja3_fingerprinting",
         ),
         (
-            "use_original_dst",
-            vec![("/static_resources/listeners/0/use_original_dst".into(), json!(true))],
-            "static_resources.listeners[0].use_original_dst".into(),
-            "use_original_dst",
-        ),
-        (
             "named port",
             vec![(
                 "/static_resources/listeners/0/address/socket_address".into(),
@@ -369,9 +363,46 @@ fn bad_configs_name_the_field() {
         ),
         (
             "unsupported cluster type",
-            vec![(format!("{CLUSTER0}/type"), json!("ORIGINAL_DST"))],
+            vec![(format!("{CLUSTER0}/type"), json!("LOGICAL_DNS"))],
             "static_resources.clusters[0].type".into(),
-            "ORIGINAL_DST",
+            "LOGICAL_DNS",
+        ),
+        (
+            "ORIGINAL_DST without CLUSTER_PROVIDED",
+            vec![
+                (format!("{CLUSTER0}/type"), json!("ORIGINAL_DST")),
+                (format!("{CLUSTER0}/load_assignment"), Value::Null),
+            ],
+            "static_resources.clusters[0].lb_policy".into(),
+            "CLUSTER_PROVIDED",
+        ),
+        (
+            "ORIGINAL_DST with endpoints",
+            vec![
+                (format!("{CLUSTER0}/type"), json!("ORIGINAL_DST")),
+                (format!("{CLUSTER0}/lb_policy"), json!("CLUSTER_PROVIDED")),
+            ],
+            "static_resources.clusters[0].load_assignment".into(),
+            "no configured endpoints",
+        ),
+        (
+            "unknown cluster filter",
+            vec![(
+                format!("{CLUSTER0}/filters"),
+                json!([{"name": "x", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC", "stat_prefix": "x"}}]),
+            )],
+            "static_resources.clusters[0].filters[0].typed_config.@type".into(),
+            "envoy.extensions.filters.network.rbac.v3.RBAC",
+        ),
+        (
+            "upstream bind port",
+            vec![(
+                format!("{CLUSTER0}/upstream_bind_config"),
+                json!({"source_address": {"address": "127.0.0.6", "port_value": 5000}}),
+            )],
+            "static_resources.clusters[0].upstream_bind_config.source_address.port_value".into(),
+            "source port",
         ),
         (
             "EDS without xDS",
@@ -561,7 +592,7 @@ fn a_typo_is_a_parse_error_naming_the_field() {
 fn load_reports_every_problem_at_once() {
     let text = edited(&[
         (&format!("{HCM}/codec_type"), json!("HTTP3")),
-        (&format!("{CLUSTER0}/type"), json!("ORIGINAL_DST")),
+        (&format!("{CLUSTER0}/type"), json!("LOGICAL_DNS")),
         ("/static_resources/listeners/1/name", json!("http")),
         (
             &format!("{ROUTE0}/match"),
