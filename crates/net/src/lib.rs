@@ -107,3 +107,22 @@ impl BoundListeners {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::original_dst;
+
+    /// Without a NAT redirect there is no original destination: the local
+    /// address stands in, as in Envoy. (The redirected case needs iptables;
+    /// `tests/istio_dumps.rs` covers it in a network namespace.)
+    #[tokio::test]
+    async fn a_connection_that_was_not_redirected_keeps_its_local_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        assert_eq!(original_dst(&server).expect("original dst"), addr);
+    }
+}
