@@ -53,9 +53,13 @@ const APPLY: Duration = Duration::from_secs(20);
 const CLIENT: &str = "10.255.0.1";
 
 fn fixture(name: &str) -> ConfigDump {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fixtures/istio/configdumps", name]
-        .iter()
-        .collect();
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "fixtures/istio/configdumps",
+        name,
+    ]
+    .iter()
+    .collect();
     ConfigDump::load(&path)
 }
 
@@ -181,7 +185,10 @@ fn judge_offline(dump: &ConfigDump, reasons: &[Reason]) {
             Some(i) => {
                 used.insert(i);
             }
-            None => unexpected.push(format!("{} '{}': {}: {}", r.type_url, r.name, r.path, r.reason)),
+            None => unexpected.push(format!(
+                "{} '{}': {}: {}",
+                r.type_url, r.name, r.path, r.reason
+            )),
         }
     }
     assert!(
@@ -195,7 +202,10 @@ fn judge_offline(dump: &ConfigDump, reasons: &[Reason]) {
         .filter(|(i, _)| !used.contains(i))
         .map(|(_, (s, _))| *s)
         .collect();
-    assert!(stale.is_empty(), "documented reasons that no longer occur: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "documented reasons that no longer occur: {stale:?}"
+    );
 }
 
 /// Step 2: serving everything NACKs each type with problems, for documented
@@ -224,7 +234,12 @@ async fn judge_nacks(xds: &XdsServer, dump: &ConfigDump, reasons: &[Reason]) {
 /// with `; `, each starting with the kind and name of its resource (a
 /// message may itself contain `; `).
 fn problems_of(detail: &str) -> Vec<String> {
-    const KINDS: [&str; 4] = ["listener '", "cluster '", "route config '", "cluster load assignment '"];
+    const KINDS: [&str; 4] = [
+        "listener '",
+        "cluster '",
+        "route config '",
+        "cluster load assignment '",
+    ];
     let mut out: Vec<String> = Vec::new();
     for piece in detail.split("; ") {
         match out.last_mut() {
@@ -242,10 +257,7 @@ fn problems_of(detail: &str) -> Vec<String> {
 /// ACKed at its current version.
 async fn all_acked(xds: &XdsServer, types: &[&str]) {
     eventually("every served type ACKed", APPLY, || async {
-        types
-            .iter()
-            .all(|t| xds.acked_current(t))
-            .then_some(())
+        types.iter().all(|t| xds.acked_current(t)).then_some(())
     })
     .await;
 }
@@ -257,7 +269,9 @@ fn http_via_sidecar(dst: &str, host: &str, path: &str) -> String {
     let dst: SocketAddr = dst.parse().unwrap_or_else(|e| panic!("{dst}: {e}"));
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .unwrap_or_else(|e| panic!("socket: {e}"));
-    let from: SocketAddr = format!("{CLIENT}:0").parse().unwrap_or_else(|e| panic!("{e}"));
+    let from: SocketAddr = format!("{CLIENT}:0")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
     socket
         .bind(&from.into())
         .unwrap_or_else(|e| panic!("bind {CLIENT}: {e}"));
@@ -281,7 +295,8 @@ fn http_via_sidecar(dst: &str, host: &str, path: &str) -> String {
         .take_while(|l| !l.is_empty())
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("x-upstream").then(|| v.trim().to_owned())
+            k.eq_ignore_ascii_case("x-upstream")
+                .then(|| v.trim().to_owned())
         })
         .unwrap_or(status)
 }
@@ -292,7 +307,9 @@ fn tcp_via_sidecar(dst: &str, msg: &[u8]) -> Vec<u8> {
     let dst: SocketAddr = dst.parse().unwrap_or_else(|e| panic!("{dst}: {e}"));
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .unwrap_or_else(|e| panic!("socket: {e}"));
-    let from: SocketAddr = format!("{CLIENT}:0").parse().unwrap_or_else(|e| panic!("{e}"));
+    let from: SocketAddr = format!("{CLIENT}:0")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
     socket
         .bind(&from.into())
         .unwrap_or_else(|e| panic!("bind {CLIENT}: {e}"));
@@ -369,7 +386,10 @@ const XFCC: Reason = (
     "inbound HCMs: x-forwarded-client-cert handling is not implemented (an app would lose the \
      client identity header); only on virtualInbound, which SDS refuses anyway",
 );
-const XFCC_SET: Reason = ("set_current_client_cert_details", "as forward_client_cert_details");
+const XFCC_SET: Reason = (
+    "set_current_client_cert_details",
+    "as forward_client_cert_details",
+);
 const FILTER_DISABLED: Reason = (
     "filter_disabled",
     "virtualInbound turns listener filters off per destination port with a predicate, which \
@@ -383,7 +403,12 @@ const ECDS: Reason = (
 
 const S22_REASONS: &[Reason] = &[
     MTLS_UNTIL_LANDED,
-    SDS_UNTIL_LANDED, XFCC, XFCC_SET, FILTER_DISABLED, ECDS];
+    SDS_UNTIL_LANDED,
+    XFCC,
+    XFCC_SET,
+    FILTER_DISABLED,
+    ECDS,
+];
 
 #[test]
 fn sidecar_app1_istio_1_22() {
@@ -435,8 +460,18 @@ fn sidecar_app1_istio_1_22() {
 
         // Outbound: app1 calls app2 and app3 by their service IPs; the
         // virtual outbound listener hands each to `<ip>_3333`.
-        expect_upstream("10.96.60.213:3333", "app2.default.svc.cluster.local:3333", "app2").await;
-        expect_upstream("10.98.24.100:3333", "app3.default.svc.cluster.local:3333", "app3").await;
+        expect_upstream(
+            "10.96.60.213:3333",
+            "app2.default.svc.cluster.local:3333",
+            "app2",
+        )
+        .await;
+        expect_upstream(
+            "10.98.24.100:3333",
+            "app3.default.svc.cluster.local:3333",
+            "app3",
+        )
+        .await;
         // An unknown host on port 80: `0.0.0.0_80`, virtual host allow_any,
         // PassthroughCluster (ORIGINAL_DST) to where the client meant.
         expect_upstream("10.200.0.1:80", "unknown.example", "passthrough").await;
@@ -446,6 +481,13 @@ fn sidecar_app1_istio_1_22() {
             .await
             .expect("tcp client");
         assert_eq!(echoed, b"ping");
+        // Port 15001 itself: the hand-off finds the virtual listener, whose
+        // `virtualOutbound-blackhole` chain (BlackHoleCluster, no hosts)
+        // closes the connection.
+        let echoed = tokio::task::spawn_blocking(|| tcp_via_sidecar("10.1.2.3:15001", b"ping"))
+            .await
+            .expect("tcp client");
+        assert!(echoed.is_empty(), "the black hole answered {echoed:?}");
         drop((app2, app3, other, passthrough));
     });
 }
@@ -456,7 +498,11 @@ fn sidecar_app1_istio_1_22() {
 
 const S10_REASONS: &[Reason] = &[
     MTLS_UNTIL_LANDED,
-    SDS_UNTIL_LANDED, XFCC, XFCC_SET, FILTER_DISABLED];
+    SDS_UNTIL_LANDED,
+    XFCC,
+    XFCC_SET,
+    FILTER_DISABLED,
+];
 
 #[test]
 fn sidecar_bookinfo_details_istio_1_10() {
@@ -499,8 +545,18 @@ fn sidecar_bookinfo_details_istio_1_10() {
 
         // Bookinfo's services share port 9080: `0.0.0.0_9080` (not bound)
         // takes them all over, and the Host picks the virtual host.
-        expect_upstream("10.96.7.7:9080", "reviews.default.svc.cluster.local:9080", "reviews").await;
-        expect_upstream("10.96.8.8:9080", "ratings.default.svc.cluster.local", "ratings").await;
+        expect_upstream(
+            "10.96.7.7:9080",
+            "reviews.default.svc.cluster.local:9080",
+            "reviews",
+        )
+        .await;
+        expect_upstream(
+            "10.96.8.8:9080",
+            "ratings.default.svc.cluster.local",
+            "ratings",
+        )
+        .await;
         expect_upstream("10.200.0.1:9080", "unknown.example:9080", "passthrough").await;
         drop((reviews, ratings, other, passthrough));
     });
@@ -561,7 +617,8 @@ async fn lds_only(dump: ConfigDump, reasons: &[Reason], via: &'static str, host:
     drop(up);
 }
 
-const HBONE: &str = "HBONE (ambient interop: internal listeners, CONNECT tunnels) is out of scope for the sidecar";
+const HBONE: &str =
+    "HBONE (ambient interop: internal listeners, CONNECT tunnels) is out of scope for the sidecar";
 
 const L18_REASONS: &[Reason] = &[
     SDS_UNTIL_LANDED,
@@ -569,7 +626,10 @@ const L18_REASONS: &[Reason] = &[
     XFCC_SET,
     FILTER_DISABLED,
     ("listener_specifier", HBONE),
-    ("is required", "internal listeners have no socket address (HBONE)"),
+    (
+        "is required",
+        "internal listeners have no socket address (HBONE)",
+    ),
     ("istio.set_internal_dst_address", HBONE),
     ("io.istio.http.connect_baggage", HBONE),
     ("io.istio.http.connect_authority", HBONE),
@@ -598,7 +658,12 @@ fn lds_only_sidecar_httpbin_extauthz_istio_1_18() {
     if !in_netns("lds_only_sidecar_httpbin_extauthz_istio_1_18") {
         return;
     }
-    runtime().block_on(lds_only(dump, L18_REASONS, "10.96.9.9:5000", "whatever:5000"));
+    runtime().block_on(lds_only(
+        dump,
+        L18_REASONS,
+        "10.96.9.9:5000",
+        "whatever:5000",
+    ));
 }
 
 const L13_REASONS: &[Reason] = &[SDS_UNTIL_LANDED, XFCC, XFCC_SET, FILTER_DISABLED];

@@ -389,7 +389,9 @@ async fn forward(
     let h2 = match cluster.spec().protocol {
         strait_config::model::UpstreamProtocol::Http1 => false,
         strait_config::model::UpstreamProtocol::Http2 => true,
-        strait_config::model::UpstreamProtocol::Downstream => req.version() == http::Version::HTTP_2,
+        strait_config::model::UpstreamProtocol::Downstream => {
+            req.version() == http::Version::HTTP_2
+        }
     };
     let mut plan = Plan::new(
         action.retry_policy.as_ref(),

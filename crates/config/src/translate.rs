@@ -55,13 +55,13 @@ mod filter;
 mod http;
 pub mod inert;
 #[allow(deprecated)]
-mod telemetry;
-#[allow(deprecated)]
 mod listener;
 #[allow(deprecated)]
 mod policy;
 #[allow(deprecated)]
 mod route;
+#[allow(deprecated)]
+mod telemetry;
 #[cfg(test)]
 mod tests;
 #[allow(deprecated)]

@@ -43,10 +43,7 @@ pub fn original_dst(stream: &tokio::net::TcpStream) -> io::Result<SocketAddr> {
     } else {
         sock.original_dst_v6()
     };
-    Ok(original
-        .ok()
-        .and_then(|a| a.as_socket())
-        .unwrap_or(local))
+    Ok(original.ok().and_then(|a| a.as_socket()).unwrap_or(local))
 }
 
 /// Binds a non-blocking listening socket with `SO_REUSEADDR` (so a restart or

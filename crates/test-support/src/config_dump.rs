@@ -257,7 +257,10 @@ impl ConfigDump {
         for (_, any) in &mut self.listeners {
             let mut l = Listener::decode(any.value.as_slice())
                 .unwrap_or_else(|e| panic!("listener in dump: {e}"));
-            let chains = l.filter_chains.iter_mut().chain(l.default_filter_chain.as_mut());
+            let chains = l
+                .filter_chains
+                .iter_mut()
+                .chain(l.default_filter_chain.as_mut());
             for chain in chains {
                 for f in &mut chain.filters {
                     let Some(filter::ConfigType::TypedConfig(tc)) = &mut f.config_type else {
@@ -269,7 +272,10 @@ impl ConfigDump {
                     let mut hcm = HttpConnectionManager::decode(tc.value.as_slice())
                         .unwrap_or_else(|e| panic!("HCM in dump: {e}"));
                     hcm.http_filters.retain(|h| {
-                        !matches!(h.config_type, Some(http_filter::ConfigType::ConfigDiscovery(_)))
+                        !matches!(
+                            h.config_type,
+                            Some(http_filter::ConfigType::ConfigDiscovery(_))
+                        )
                     });
                     tc.value = hcm.encode_to_vec();
                 }
@@ -285,10 +291,9 @@ impl ConfigDump {
     ) {
         use prost::Message;
         for (_, any) in &mut self.clusters {
-            let mut c = envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(
-                any.value.as_slice(),
-            )
-            .unwrap_or_else(|e| panic!("cluster in dump: {e}"));
+            let mut c =
+                envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(any.value.as_slice())
+                    .unwrap_or_else(|e| panic!("cluster in dump: {e}"));
             f(&mut c);
             any.value = c.encode_to_vec();
         }
@@ -502,7 +507,13 @@ impl Loader {
                 name: Some(name.to_owned()),
                 field: vec![
                     field("type_url", "typeUrl", 1, Type::String, None),
-                    field("value", "value", 2, Type::Message, Some(".google.protobuf.Struct")),
+                    field(
+                        "value",
+                        "value",
+                        2,
+                        Type::Message,
+                        Some(".google.protobuf.Struct"),
+                    ),
                 ],
                 ..Default::default()
             }],

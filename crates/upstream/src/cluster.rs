@@ -193,11 +193,7 @@ impl Cluster {
                 hosts
             });
         }
-        self.original_dst
-            .load()
-            .get(&addr)
-            .cloned()
-            .unwrap_or(host)
+        self.original_dst.load().get(&addr).cloned().unwrap_or(host)
     }
 
     pub fn name(&self) -> &str {

@@ -15,11 +15,12 @@ use envoy_types::pb::envoy::{
             },
         },
         core::v3::{
-            BindConfig, HealthStatus, SocketAddress, socket_address::PortSpecifier, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions, Locality,
+            BindConfig, HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions,
+            HttpProtocolOptions, Locality, SocketAddress, socket_address::PortSpecifier,
         },
         endpoint::v3::{
-            ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, endpoint::HealthCheckConfig,
-            lb_endpoint,
+            ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+            endpoint::HealthCheckConfig, lb_endpoint,
         },
     },
     extensions::upstreams::http::v3::{
@@ -347,7 +348,10 @@ fn original_dst_config(
             };
         }
         Some(_) => {
-            cx.invalid(path, "an ORIGINAL_DST cluster takes only original_dst_lb_config");
+            cx.invalid(
+                path,
+                "an ORIGINAL_DST cluster takes only original_dst_lb_config",
+            );
         }
     }
     Some(out)
@@ -541,7 +545,10 @@ fn upstream_http_options(
                 .as_ref()
                 .is_some_and(|o| !http2_options_supported(o))
             {
-                cx.unsupported(at(&dpath, "http2_protocol_options"), "http2_protocol_options");
+                cx.unsupported(
+                    at(&dpath, "http2_protocol_options"),
+                    "http2_protocol_options",
+                );
             }
             Some(model::UpstreamProtocol::Downstream)
         }

@@ -257,7 +257,10 @@ pub fn translate_cluster_load_assignment(
         reject_set!(cx, &ppath; drop_overloads, weighted_priority_health);
         // Istio always writes Envoy's default, 140, which the cluster's
         // balancer uses anyway; another value would have to override it.
-        if overprovisioning_factor.as_ref().is_some_and(|f| f.value != 140) {
+        if overprovisioning_factor
+            .as_ref()
+            .is_some_and(|f| f.value != 140)
+        {
             cx.unsupported(
                 at(&ppath, "overprovisioning_factor"),
                 "overprovisioning_factor other than 140 in an EDS assignment",

@@ -118,7 +118,11 @@ pub(super) fn connection_manager(
     // Telemetry only: accepted, judged field by field (`telemetry`).
     // `access_log_flush_interval`, `flush_access_log_on_new_request` and
     // `access_log_options` only pace log writes.
-    let _ = (access_log_flush_interval, flush_access_log_on_new_request, access_log_options);
+    let _ = (
+        access_log_flush_interval,
+        flush_access_log_on_new_request,
+        access_log_options,
+    );
     telemetry::access_logs(cx, path, access_log);
     if let Some(t) = tracing {
         telemetry::tracing(cx, &at(path, "tracing"), t);

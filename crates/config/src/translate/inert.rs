@@ -176,12 +176,12 @@ fn effective_name(any: &Any) -> Option<String> {
 /// A directly typed Wasm config, rendered as the same `Struct` shape a
 /// `TypedStruct` carries (only the fields read above).
 fn wasm_as_struct(any: &Any) -> Option<Struct> {
+    use envoy_types::pb::envoy::config::core::v3::{
+        AsyncDataSource, DataSource, async_data_source::Specifier, data_source,
+    };
     use envoy_types::pb::envoy::extensions::{
         filters::http::wasm::v3::Wasm as HttpWasm, filters::network::wasm::v3::Wasm as NetWasm,
         wasm::v3::PluginConfig,
-    };
-    use envoy_types::pb::envoy::config::core::v3::{
-        AsyncDataSource, DataSource, async_data_source::Specifier, data_source,
     };
     let config: PluginConfig = if type_name(&any.type_url) == WASM_FILTERS[0] {
         HttpWasm::decode(any.value.as_slice()).ok()?.config?
@@ -219,12 +219,9 @@ fn wasm_as_struct(any: &Any) -> Option<Struct> {
         ),
     ]);
     Some(Struct {
-        fields: [(
-            "config".to_owned(),
-            obj(vec![("vm_config", vm_config)]),
-        )]
-        .into_iter()
-        .collect(),
+        fields: [("config".to_owned(), obj(vec![("vm_config", vm_config)]))]
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -270,7 +267,10 @@ mod tests {
         };
         let vm = obj(vec![
             ("runtime", s(runtime)),
-            ("code", obj(vec![("local", obj(vec![("inline_string", s(plugin))]))])),
+            (
+                "code",
+                obj(vec![("local", obj(vec![("inline_string", s(plugin))]))]),
+            ),
         ]);
         Struct {
             fields: [("config".to_owned(), obj(vec![("vm_config", vm)]))]
@@ -293,9 +293,15 @@ mod tests {
     #[test]
     fn only_istio_builtin_wasm_plugins_on_the_null_vm_are_inert() {
         let wasm = "envoy.extensions.filters.http.wasm.v3.Wasm";
-        let stats = typed_struct(wasm, Some(null_vm("envoy.wasm.stats", "envoy.wasm.runtime.null")));
+        let stats = typed_struct(
+            wasm,
+            Some(null_vm("envoy.wasm.stats", "envoy.wasm.runtime.null")),
+        );
         assert!(inert(&stats, Slot::HttpFilter).is_some());
-        let v8 = typed_struct(wasm, Some(null_vm("envoy.wasm.stats", "envoy.wasm.runtime.v8")));
+        let v8 = typed_struct(
+            wasm,
+            Some(null_vm("envoy.wasm.stats", "envoy.wasm.runtime.v8")),
+        );
         assert!(inert(&v8, Slot::HttpFilter).is_none());
         let other = typed_struct(wasm, Some(null_vm("my.plugin", "envoy.wasm.runtime.null")));
         assert!(inert(&other, Slot::HttpFilter).is_none());

@@ -492,7 +492,11 @@ fn tcp_proxy(cx: &mut Context, tp: &TcpProxy, path: &str) -> Option<model::TcpPr
         proxy_protocol_tlv_merge_policy, upstream_connect_mode, max_early_data_bytes,
     );
     // Telemetry only (`telemetry`); the other access log fields pace writes.
-    let _ = (access_log_flush_interval, flush_access_log_on_connected, access_log_options);
+    let _ = (
+        access_log_flush_interval,
+        flush_access_log_on_connected,
+        access_log_options,
+    );
     telemetry::access_logs(cx, path, access_log);
     // Envoy's default is one attempt; writing it out changes nothing.
     if u32_value(max_connect_attempts, 1) != 1 {

@@ -80,7 +80,11 @@ pub(super) fn tracing(cx: &mut Context, path: &str, t: &Tracing) {
         no_context_propagation: _,
         provider,
     } = t;
-    if let Some(TracingProvider { name: _, config_type }) = provider {
+    if let Some(TracingProvider {
+        name: _,
+        config_type,
+    }) = provider
+    {
         let ppath = at(path, "provider");
         match config_type {
             Some(tracing_http::ConfigType::TypedConfig(any))
