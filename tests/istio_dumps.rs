@@ -568,7 +568,10 @@ fn sidecar_bookinfo_details_istio_1_10() {
 // cluster `test-default`) and that cluster, so the listeners warm and the
 // hand-off can be exercised; the routing inside is the test's.
 
-fn test_routes_and_cluster(dump: &ConfigDump) -> (Vec<(String, Any)>, Vec<(String, Any)>) {
+/// Named resources, as [`XdsServer::set`] takes them.
+type Resources = Vec<(String, Any)>;
+
+fn test_routes_and_cluster(dump: &ConfigDump) -> (Resources, Resources) {
     let routes = dump
         .rds_names()
         .iter()

@@ -331,11 +331,11 @@ impl Loader {
                 for l in array(obj, "dynamic_listeners") {
                     let Some(l) = l.as_object() else { continue };
                     let state = field(l, "active_state").or_else(|| field(l, "warming_state"));
-                    if let Some(listener) = state.and_then(|s| s.as_object()) {
-                        if let Some(r) = field(listener, "listener") {
-                            let r = self.any(r)?;
-                            self.dump.listeners.push(r);
-                        }
+                    if let Some(listener) = state.and_then(|s| s.as_object())
+                        && let Some(r) = field(listener, "listener")
+                    {
+                        let r = self.any(r)?;
+                        self.dump.listeners.push(r);
                     }
                 }
             }
@@ -593,7 +593,7 @@ mod tests {
            "dynamic_route_configs": [{"route_config": {
              "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
              "name": "80"}}]}]}"#;
-        let d = ConfigDump::from_json(dump).unwrap();
+        let d = ConfigDump::from_json(dump).expect("loads");
         assert_eq!(ConfigDump::names(&d.clusters), ["c1"]);
         assert_eq!(ConfigDump::names(&d.routes), ["80"]);
         assert_eq!(
