@@ -52,8 +52,11 @@ pub(crate) struct ConnCtx {
     /// The connection is TLS-terminated (`x-forwarded-proto: https`).
     pub(crate) tls: bool,
     pub(crate) peer: SocketAddr,
-    /// The local address the connection was accepted on (its port decides
-    /// `strip_matching_host_port`).
+    /// The connection's destination: the local address it was accepted
+    /// on, or its original destination when the listener restores it
+    /// (`use_original_dst`, the `original_dst` listener filter). Its port
+    /// decides `strip_matching_host_port`; ORIGINAL_DST clusters connect
+    /// to it.
     pub(crate) local: SocketAddr,
     pub(crate) stats: Arc<HttpStats>,
     pub(crate) streams: StreamCount,
@@ -226,6 +229,19 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     let mut resp = match hcm {
         None => LocalReply::ListenerDraining.response(),
         Some((hcm, routes)) => {
+            let mut req = req;
+            if hcm.normalize_path
+                && let Some(normal) = req
+                    .uri()
+                    .path_and_query()
+                    .and_then(|pq| strait_route::normalize_path(pq.as_str()))
+            {
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = normal.parse().ok();
+                if let Ok(uri) = http::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
             let base = RequestView::from_request(&req);
             let authority = strait_route::strip_host_port(
                 base.authority,
@@ -387,10 +403,13 @@ async fn forward(
         return resp;
     };
     let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let h2 = matches!(
-        cluster.spec().protocol,
-        strait_config::model::UpstreamProtocol::Http2
-    );
+    let h2 = match cluster.spec().protocol {
+        strait_config::model::UpstreamProtocol::Http1 => false,
+        strait_config::model::UpstreamProtocol::Http2 => true,
+        strait_config::model::UpstreamProtocol::Downstream => {
+            req.version() == http::Version::HTTP_2
+        }
+    };
     let mut plan = Plan::new(
         action.retry_policy.as_ref(),
         routed.timeout,
@@ -413,6 +432,7 @@ async fn forward(
             strait_upstream::lb::xxhash64,
         )
     };
+    let original_dst = original_destination(&cluster, req.headers(), conn.local);
     let route_timeout = plan.route_timeout;
     let expected = plan.per_try_timeout.or(route_timeout);
     let (body_done, mut up_req) =
@@ -446,6 +466,7 @@ async fn forward(
         attempt_count: action.include_attempt_count,
         auto_host: matches!(routed.host, HostAction::Auto),
         recording,
+        original_dst,
     };
     let idle = timeouts::stream_idle(action.idle_timeout, hcm.stream_idle_timeout);
     let deadline = timeouts::with_stream_limit(
@@ -714,4 +735,29 @@ fn refused(status: http::StatusCode) -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+/// For an ORIGINAL_DST cluster, where this request goes: the `ip:port` in
+/// the cluster's header when `use_http_header` is set and the header
+/// parses, else the connection's original destination. `None` for other
+/// clusters.
+fn original_destination(
+    cluster: &strait_upstream::Cluster,
+    headers: &http::HeaderMap,
+    dst: SocketAddr,
+) -> Option<SocketAddr> {
+    match &cluster.spec().discovery {
+        strait_config::model::Discovery::OriginalDst {
+            use_http_header,
+            http_header_name,
+        } => Some(
+            use_http_header
+                .then(|| headers.get(http_header_name.as_str()))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(dst),
+        ),
+        _ => None,
+    }
 }

@@ -79,10 +79,12 @@ pub(crate) struct Plan {
 
 impl ListenerSet {
     /// Binds sockets for listeners that are new or moved. Unchanged
-    /// addresses keep their sockets (and open connections).
+    /// addresses keep their sockets (and open connections). Listeners with
+    /// `bind_to_port: false` get no socket: only a `use_original_dst`
+    /// listener's hand-off reaches them.
     pub(crate) fn plan(&self, config: &Config) -> Result<Plan, NetError> {
         let mut new = Vec::new();
-        for l in &config.listeners {
+        for l in config.listeners.iter().filter(|l| l.bind_to_port) {
             if self.stopped.contains(&l.name) {
                 continue;
             }
@@ -95,7 +97,10 @@ impl ListenerSet {
             .active
             .iter()
             .filter(|(name, a)| {
-                config.listeners.iter().all(|l| &l.name != *name)
+                config
+                    .listeners
+                    .iter()
+                    .all(|l| &l.name != *name || !l.bind_to_port)
                     || new
                         .iter()
                         .any(|(n, addr, _)| n == *name && *addr != a.configured)
@@ -286,12 +291,28 @@ async fn serve_connection(
     drain: DrainWatch,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
+    let mut local = stream.local_addr().unwrap_or(peer);
     // The listener entry (not the whole snapshot) is held until the chain is
     // known; requests load the snapshot afresh.
-    let Some(entry) = shared.store.load().listener(&name).cloned() else {
+    let snapshot = shared.store.load();
+    let Some(mut entry) = snapshot.listener(&name).cloned() else {
         return;
     };
+    let mut name = name;
+    if entry.spec.use_original_dst || entry.spec.listener_filters.original_dst {
+        // The destination the client meant, before iptables sent it here.
+        local = strait_net::original_dst(&stream).unwrap_or(local);
+    }
+    if entry.spec.use_original_dst
+        && let Some(target) = snapshot.listener_for_destination(local)
+        && target.spec.name != *name
+    {
+        // Envoy's hand-off: the listener of the original destination takes
+        // the connection, with its own listener filters and chains.
+        name = Arc::from(target.spec.name.as_str());
+        entry = Arc::clone(target);
+    }
+    drop(snapshot);
     let inspected = match inspect::run(stream, &entry.spec.listener_filters).await {
         Ok(i) => i,
         Err(e) => {
@@ -341,7 +362,7 @@ async fn serve_connection(
             let proxy = proxy.clone();
             drop(entry);
             let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);
-            tcp::serve(io, &proxy, &shared, &stats).await;
+            tcp::serve(io, &proxy, &shared, &stats, local).await;
         }
     }
 }

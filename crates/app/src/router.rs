@@ -29,6 +29,8 @@ pub(crate) struct Attempts<'a> {
     /// The request body's copy, when it may be sent again; `None` for a
     /// request without a body.
     pub(crate) recording: Option<RecordingWatch>,
+    /// ORIGINAL_DST clusters: the one destination every attempt goes to.
+    pub(crate) original_dst: Option<SocketAddr>,
 }
 
 /// The parts of a request needed to send it again.
@@ -153,6 +155,9 @@ pub(crate) async fn send(
 /// A host for this attempt: with the previous-hosts predicate, up to
 /// `host_selection_retry_max_attempts` picks are made to find a new one.
 fn pick(a: &Attempts<'_>, tried: &[SocketAddr]) -> Option<Arc<strait_upstream::Host>> {
+    if let Some(dst) = a.original_dst {
+        return Some(a.cluster.original_dst_host(dst));
+    }
     let ctx = LbContext {
         hash: a.hash,
         avoid: tried,
@@ -174,7 +179,13 @@ async fn one_attempt(
     per_try: Option<Duration>,
 ) -> Result<Response<PooledBody>, Failure> {
     let go = async {
-        let lease = cluster.lease(host).await.map_err(failure)?;
+        // The request is already in the upstream's version (HTTP/2 exactly
+        // when the cluster, or the downstream it mirrors, says so).
+        let h2 = req.version() == Version::HTTP_2;
+        let lease = cluster
+            .lease_for(host, RoutingPriority::Default, h2)
+            .await
+            .map_err(failure)?;
         lease.send(req).await.map_err(failure)
     };
     match per_try {

@@ -1,19 +1,30 @@
 //! The TCP proxy path: one downstream connection spliced to one upstream.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
-use strait_config::model::{TcpCluster, TcpProxy};
+use strait_config::model::{Discovery, TcpCluster, TcpProxy};
 use strait_net::{Counters, splice, splice_io};
 use strait_tls::MaybeTls;
 use tokio::io::AsyncWriteExt;
 
 use crate::{listeners::Downstream, proxy::Shared, stats::TcpStats};
 
-/// Proxies `stream` per `proxy` until both directions close.
-pub(crate) async fn serve(stream: Downstream, proxy: &TcpProxy, shared: &Shared, stats: &TcpStats) {
+/// Proxies `stream` per `proxy` until both directions close. `dst` is the
+/// connection's (original) destination, where an ORIGINAL_DST cluster
+/// connects.
+pub(crate) async fn serve(
+    stream: Downstream,
+    proxy: &TcpProxy,
+    shared: &Shared,
+    stats: &TcpStats,
+    dst: SocketAddr,
+) {
     stats.cx_total.increment(1);
     let name = match &proxy.cluster {
         TcpCluster::Single(name) => name.as_str(),
@@ -35,7 +46,12 @@ pub(crate) async fn serve(stream: Downstream, proxy: &TcpProxy, shared: &Shared,
         stats.no_route.increment(1);
         return;
     };
-    let Some(host) = cluster.pick() else { return };
+    let host = if matches!(cluster.spec().discovery, Discovery::OriginalDst { .. }) {
+        cluster.original_dst_host(dst)
+    } else {
+        let Some(host) = cluster.pick() else { return };
+        host
+    };
     let upstream = match cluster.connect_tcp(&host).await {
         Ok(s) => s,
         Err(e) => {

@@ -144,7 +144,31 @@ impl ClientConn {
 /// A TCP connection to `addr` within `timeout`, with Nagle off (small
 /// proxied requests must not wait for it).
 pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    connect_tcp_from(addr, None, timeout).await
+}
+
+/// Like [`connect_tcp`], bound first to `source` (any port) when given:
+/// Envoy's `upstream_bind_config.source_address`.
+pub async fn connect_tcp_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let connect = async {
+        match source {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await
+            }
+        }
+    };
+    let stream = tokio::time::timeout(timeout, connect)
         .await
         .map_err(|_| ConnectError::Timeout)??;
     stream.set_nodelay(true)?;

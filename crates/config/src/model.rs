@@ -120,6 +120,15 @@ pub struct Listener {
     /// `ignore_global_conn_limit`: connections here are neither counted
     /// nor limited by [`Config::max_downstream_connections`].
     pub ignore_global_conn_limit: bool,
+    /// `bind_to_port` (default true). A listener that does not bind is
+    /// reached only by hand-off from a `use_original_dst` listener.
+    pub bind_to_port: bool,
+    /// `use_original_dst`: a connection redirected here (iptables
+    /// `REDIRECT`) is handed to the listener whose address is its original
+    /// destination (`ip:port`, else `0.0.0.0:port` / `[::]:port`); with
+    /// none, this listener's own chains serve it. Implies the original
+    /// destination filter (Envoy adds it too).
+    pub use_original_dst: bool,
 }
 
 impl Listener {
@@ -161,6 +170,10 @@ pub struct ListenerFilters {
     pub timeout: Option<Duration>,
     /// `continue_on_listener_filters_timeout` (default false: close).
     pub continue_on_timeout: bool,
+    /// `envoy.filters.listener.original_dst`: the connection's destination
+    /// (for filter-chain matching and ORIGINAL_DST clusters) is its
+    /// original destination before a NAT redirect, not the local address.
+    pub original_dst: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -256,6 +269,9 @@ pub struct HttpConnectionManager {
     /// `strip_matching_host_port` / `strip_any_host_port`: the port removed
     /// from `:authority` before routing (and upstream, except for CONNECT).
     pub strip_host_port: StripHostPort,
+    /// `normalize_path` (default false): dot segments are removed from the
+    /// path before routing and in the request sent upstream.
+    pub normalize_path: bool,
 }
 
 /// Where a connection manager's routes come from.
@@ -369,6 +385,10 @@ pub struct Cluster {
     /// `transport_socket_matches`, in order: the first whose criteria an
     /// endpoint's metadata satisfies replaces [`Cluster::tls`] for that host.
     pub transport_socket_matches: Vec<TransportSocketMatch>,
+    /// `upstream_bind_config.source_address`: upstream connections are
+    /// bound to this IP (port chosen by the system) before connecting, as
+    /// Istio's inbound clusters use 127.0.0.6.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// Metadata as Envoy's `google.protobuf.Struct`, in its JSON form.
@@ -446,6 +466,17 @@ pub enum Discovery {
     /// xDS client before the config is published.
     Eds {
         service_name: String,
+    },
+    /// `ORIGINAL_DST` with `lb_policy: CLUSTER_PROVIDED`: no configured
+    /// hosts; each connection goes to the downstream connection's original
+    /// destination, or, with `use_http_header`, to the `ip:port` in the
+    /// request header `http_header_name`.
+    OriginalDst {
+        /// `original_dst_lb_config.use_http_header`.
+        use_http_header: bool,
+        /// `original_dst_lb_config.http_header_name`, lower-cased
+        /// (default `x-envoy-original-dst-host`).
+        http_header_name: String,
     },
 }
 
@@ -740,4 +771,7 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 with prior knowledge (h2c on plain TCP).
     Http2,
+    /// `use_downstream_protocol_config`: HTTP/2 for requests that came
+    /// over HTTP/2, else HTTP/1.1.
+    Downstream,
 }

@@ -56,6 +56,7 @@ mod dynamic;
 mod filter;
 #[allow(deprecated)]
 mod http;
+pub mod inert;
 #[allow(deprecated)]
 mod listener;
 #[allow(deprecated)]
@@ -64,6 +65,7 @@ mod policy;
 mod route;
 #[allow(deprecated)]
 mod secret;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 #[allow(deprecated)]

@@ -2,7 +2,8 @@
 //!
 //! Owns: binding listening sockets ([`bind`]), the table of bound listener
 //! addresses ([`BoundListeners`], which `/listeners` shows and port-0 tests
-//! read), the drain signal ([`Drain`]) and the TCP proxy's bidirectional copy
+//! read), the original destination of a redirected connection
+//! ([`original_dst`]), the drain signal ([`Drain`]) and the TCP proxy's bidirectional copy
 //! with half-close and idle timeout ([`splice`]).
 //! Must not depend on config, HTTP or upstream crates.
 
@@ -27,6 +28,22 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+}
+
+/// The destination a connection had before a NAT `REDIRECT` sent it here
+/// (`SO_ORIGINAL_DST`, IPv4 and IPv6), else its local address: a socket that
+/// was not redirected has no original destination, and Envoy's
+/// `original_dst` filter then keeps the local address too. One system call
+/// per connection, on the accepting worker; never blocks.
+pub fn original_dst(stream: &tokio::net::TcpStream) -> io::Result<SocketAddr> {
+    let local = stream.local_addr()?;
+    let sock = socket2::SockRef::from(stream);
+    let original = if local.is_ipv4() {
+        sock.original_dst_v4()
+    } else {
+        sock.original_dst_v6()
+    };
+    Ok(original.ok().and_then(|a| a.as_socket()).unwrap_or(local))
 }
 
 /// Binds a non-blocking listening socket with `SO_REUSEADDR` (so a restart or
@@ -85,5 +102,24 @@ impl BoundListeners {
             m.remove(name);
             m
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::original_dst;
+
+    /// Without a NAT redirect there is no original destination: the local
+    /// address stands in, as in Envoy. (The redirected case needs iptables;
+    /// `tests/istio_dumps.rs` covers it in a network namespace.)
+    #[tokio::test]
+    async fn a_connection_that_was_not_redirected_keeps_its_local_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        assert_eq!(original_dst(&server).expect("original dst"), addr);
     }
 }

@@ -120,6 +120,7 @@ mod authority;
 mod domain;
 mod headers;
 mod matcher;
+mod normalize;
 mod redirect;
 mod table;
 
@@ -129,6 +130,7 @@ pub use action::{
 pub use authority::{port_of, strip_host_port, strip_port};
 pub use headers::HeaderMutation;
 pub use matcher::RequestView;
+pub use normalize::normalize_path;
 pub use table::{Matched, RouteEntry, RouteResult, RouteTable, VirtualHostEntry};
 
 /// Why a route configuration could not be compiled. The configuration is

@@ -22,6 +22,7 @@ pub use chains::ConnectionInfo;
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -115,6 +116,10 @@ pub struct Snapshot {
     /// The source document (Envoy bootstrap as proto3 JSON), for `/config_dump`.
     source: Arc<serde_json::Value>,
     listeners: HashMap<String, Arc<ListenerEntry>>,
+    /// Listener names by configured address, for the hand-off of
+    /// `use_original_dst` (bound or not; the first listener of an address
+    /// wins, as addresses are unique among bound listeners).
+    by_address: HashMap<SocketAddr, String>,
     clusters: HashMap<String, Arc<Cluster>>,
     /// Compiled transport sockets of the clusters that have any TLS.
     cluster_tls: HashMap<String, ClusterTransports>,
@@ -129,6 +134,7 @@ impl Snapshot {
             config: Arc::new(Config::default()),
             source: Arc::new(serde_json::Value::Null),
             listeners: HashMap::new(),
+            by_address: HashMap::new(),
             clusters: HashMap::new(),
             cluster_tls: HashMap::new(),
         }
@@ -144,6 +150,7 @@ impl Snapshot {
         previous: &Snapshot,
     ) -> Result<Snapshot, SnapshotError> {
         let mut listeners = HashMap::with_capacity(config.listeners.len());
+        let mut by_address = HashMap::with_capacity(config.listeners.len());
         for spec in &config.listeners {
             let old = previous
                 .listeners
@@ -160,6 +167,9 @@ impl Snapshot {
                 None => Arc::new(compile_listener(spec, &config)?),
             };
             listeners.insert(spec.name.clone(), entry);
+            by_address
+                .entry(spec.address)
+                .or_insert_with(|| spec.name.clone());
         }
         let mut clusters = HashMap::with_capacity(config.clusters.len());
         let mut cluster_tls = HashMap::new();
@@ -207,6 +217,7 @@ impl Snapshot {
             config: Arc::new(config),
             source: Arc::new(source),
             listeners,
+            by_address,
             clusters,
             cluster_tls,
         })
@@ -231,6 +242,21 @@ impl Snapshot {
     /// The listener named `name`, as of this version.
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerEntry>> {
         self.listeners.get(name)
+    }
+
+    /// The listener a `use_original_dst` listener hands a connection for
+    /// `dst` to: the one configured at exactly `dst`, else the one at the
+    /// unspecified address of `dst`'s family and port (Envoy's lookup).
+    /// Two hash lookups; no allocation.
+    pub fn listener_for_destination(&self, dst: SocketAddr) -> Option<&Arc<ListenerEntry>> {
+        let any = match dst {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        self.by_address
+            .get(&dst)
+            .or_else(|| self.by_address.get(&SocketAddr::new(any, dst.port())))
+            .and_then(|name| self.listeners.get(name))
     }
 
     /// The cluster spec named `name`, as of this version.
@@ -422,5 +448,48 @@ impl Store {
     /// A receiver that changes whenever a new version is published.
     pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.version.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP listener named `name` at `addr`, bound or not.
+    fn listener(name: &str, addr: &str, bind: bool) -> String {
+        format!(
+            r#"
+  - name: {name}
+    address: {{socket_address: {{address: "{addr}", port_value: 9080}}}}
+    bind_to_port: {bind}
+    filter_chains: [{{filters: [{{name: t, typed_config: {{
+      "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy,
+      stat_prefix: t, cluster: c}}}}]}}]"#
+        )
+    }
+
+    #[test]
+    fn original_destination_finds_the_exact_address_then_the_wildcard() {
+        let yaml = format!(
+            r#"
+static_resources:
+  listeners:{}{}
+  clusters:
+  - {{name: c, type: STATIC, connect_timeout: 1s}}
+"#,
+            listener("exact", "10.0.0.7", false),
+            listener("wild", "0.0.0.0", false),
+        );
+        let config = strait_config::load(&yaml).expect("config");
+        let snap = Snapshot::compile(1, config, serde_json::Value::Null, &Snapshot::empty())
+            .expect("compiles");
+        let to = |a: &str| {
+            snap.listener_for_destination(a.parse().expect("addr"))
+                .map(|e| e.spec.name.clone())
+        };
+        assert_eq!(to("10.0.0.7:9080").as_deref(), Some("exact"));
+        assert_eq!(to("10.0.0.8:9080").as_deref(), Some("wild"));
+        assert_eq!(to("10.0.0.7:9081"), None);
+        assert_eq!(to("[::1]:9080"), None);
     }
 }

@@ -10,11 +10,14 @@
 //! - [`client`]: a hyper client, and streaming request/response helpers.
 //! - [`xds_server`]: a real ADS control plane (SotW and delta) that records
 //!   every ACK and NACK.
+//! - [`config_dump`]: Envoy `/config_dump` files as the dynamic resources to
+//!   serve from [`xds_server`].
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod admin;
 pub mod certs;
 pub mod client;
+pub mod config_dump;
 pub mod envoy;
 pub mod proxy;
 pub mod upstream;

@@ -32,6 +32,7 @@ fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {
         tls: None,
         pipe: None,
         transport_socket_matches: Vec::new(),
+        source_address: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! One live cluster: its hosts, round-robin position, and stats.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Weak,
@@ -48,7 +49,16 @@ pub struct Cluster {
     stopped: AtomicBool,
     pub(crate) breakers: Arc<BreakerCounts>,
     pub(crate) stats: ClusterStats,
+    /// ORIGINAL_DST: the hosts made for destinations so far, so connections
+    /// to one destination share its pool. Copy-on-write: read lock-free,
+    /// written only when a new destination first appears.
+    original_dst: ArcSwap<HashMap<SocketAddr, Arc<Host>>>,
 }
+
+/// At most this many ORIGINAL_DST hosts are remembered per cluster; beyond
+/// it (passthrough traffic to very many destinations) a host is made per
+/// connection and not kept, so memory stays bounded.
+const MAX_ORIGINAL_DST_HOSTS: usize = 1024;
 
 /// Envoy's per-cluster counters, with Envoy's names as Prometheus renders them.
 #[derive(Debug)]
@@ -151,6 +161,7 @@ impl Cluster {
             stopped: AtomicBool::new(false),
             breakers: Arc::new(BreakerCounts::default()),
             stats: ClusterStats::new(&spec.name),
+            original_dst: ArcSwap::from_pointee(HashMap::new()),
         });
         cluster.resolve().await;
         if matches!(
@@ -164,6 +175,29 @@ impl Cluster {
         }
         tokio::spawn(maintain(Arc::downgrade(&cluster)));
         cluster
+    }
+
+    /// ORIGINAL_DST: the host for destination `addr` (the downstream
+    /// connection's original destination, or the address a request header
+    /// named). Lock-free when `addr` was seen before; otherwise allocates
+    /// the host once.
+    pub fn original_dst_host(&self, addr: SocketAddr) -> Arc<Host> {
+        if let Some(h) = self.original_dst.load().get(&addr) {
+            return Arc::clone(h);
+        }
+        let host = Arc::new(Host::new(
+            addr,
+            &model::Endpoint::new(addr.ip().to_string(), addr.port(), 1),
+            false,
+        ));
+        if self.original_dst.load().len() < MAX_ORIGINAL_DST_HOSTS {
+            self.original_dst.rcu(|hosts| {
+                let mut hosts = (**hosts).clone();
+                hosts.entry(addr).or_insert_with(|| Arc::clone(&host));
+                hosts
+            });
+        }
+        self.original_dst.load().get(&addr).cloned().unwrap_or(host)
     }
 
     pub fn name(&self) -> &str {
@@ -183,10 +217,14 @@ impl Cluster {
         self.spec.load_full()
     }
 
-    pub(crate) fn protocol(&self) -> Protocol {
+    /// The protocol for a request that came over HTTP/2 (`downstream_h2`)
+    /// or not: fixed by the cluster, or the downstream's.
+    pub(crate) fn protocol(&self, downstream_h2: bool) -> Protocol {
         match self.spec.load().protocol {
             UpstreamProtocol::Http1 => Protocol::Http1,
             UpstreamProtocol::Http2 => Protocol::Http2,
+            UpstreamProtocol::Downstream if downstream_h2 => Protocol::Http2,
+            UpstreamProtocol::Downstream => Protocol::Http1,
         }
     }
 
@@ -434,6 +472,9 @@ async fn maintain(cluster: Weak<Cluster>) {
             c.outlier_sweep();
             let pool_timeout = spec.pool.idle_timeout;
             for h in &c.lb.load().hosts {
+                h.pool.sweep(pool_timeout);
+            }
+            for h in c.original_dst.load().values() {
                 h.pool.sweep(pool_timeout);
             }
             next_sweep = now

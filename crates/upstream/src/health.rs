@@ -123,7 +123,11 @@ async fn check(spec: &model::Cluster, hc: &HealthCheck, host: &Host) -> bool {
                 return false;
             };
             let protocol = match spec.protocol {
-                model::UpstreamProtocol::Http1 => Protocol::Http1,
+                // Health checks have no downstream: HTTP/1.1, as Envoy's
+                // checker uses for a cluster that mirrors the downstream.
+                model::UpstreamProtocol::Http1 | model::UpstreamProtocol::Downstream => {
+                    Protocol::Http1
+                }
                 model::UpstreamProtocol::Http2 => Protocol::Http2,
             };
             let Ok(mut conn) =

@@ -290,6 +290,18 @@ impl Cluster {
         host: Arc<Host>,
         priority: RoutingPriority,
     ) -> Result<Lease, UpstreamError> {
+        self.lease_for(host, priority, false).await
+    }
+
+    /// Like [`Cluster::lease_with`] for a request that came over HTTP/2
+    /// (`downstream_h2`) or not, which decides the protocol of clusters
+    /// with `use_downstream_protocol_config`.
+    pub async fn lease_for(
+        self: &Arc<Self>,
+        host: Arc<Host>,
+        priority: RoutingPriority,
+        downstream_h2: bool,
+    ) -> Result<Lease, UpstreamError> {
         let rq = self
             .acquire_request(priority)
             .ok_or(UpstreamError::Overflow)?;
@@ -300,7 +312,7 @@ impl Cluster {
             host: Arc::clone(&host.counters),
             _stream: None,
         };
-        let protocol = self.protocol();
+        let protocol = self.protocol(downstream_h2);
         let pool_opts = self.spec.load().pool;
         let (conn, pooled) = match protocol {
             Protocol::Http1 => {
@@ -637,7 +649,8 @@ impl Cluster {
     ) -> Result<UpstreamStream, ConnectError> {
         let timeout = self.connect_timeout();
         let attempt = async {
-            let tcp = strait_codec::client::connect_tcp(host.addr(), timeout).await?;
+            let source = self.spec.load().source_address;
+            let tcp = strait_codec::client::connect_tcp_from(host.addr(), source, timeout).await?;
             match host.transport() {
                 None => Ok(MaybeTls::Plain(tcp)),
                 Some(tls) => tls

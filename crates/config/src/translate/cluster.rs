@@ -10,30 +10,42 @@ use envoy_types::pb::envoy::{
     config::{
         cluster::v3::{
             Cluster,
-            cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily},
+            cluster::{
+                ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbConfig, LbPolicy,
+                OriginalDstLbConfig,
+            },
         },
         core::v3::{
-            HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions, Locality,
+            BindConfig, HealthStatus, Http1ProtocolOptions, Http2ProtocolOptions,
+            HttpProtocolOptions, Locality, SocketAddress, socket_address::PortSpecifier,
         },
         endpoint::v3::{
-            ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+            ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+            endpoint::HealthCheckConfig, lb_endpoint,
         },
     },
     extensions::upstreams::http::v3::{
         HttpProtocolOptions as UpstreamHttpOptions,
         http_protocol_options::{
-            ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+            ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig,
+            explicit_http_config::ProtocolConfig,
         },
     },
 };
 
-use super::{Context, at, decode_any, item, positive_duration, socket_address, u32_value};
+use super::{
+    Context, at, decode_any,
+    inert::{Slot, effective_type_url, inert},
+    item, positive_duration, socket_address, u32_value,
+};
 use crate::model;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
+/// Envoy's default `original_dst_lb_config.http_header_name`.
+const DEFAULT_ORIGINAL_DST_HEADER: &str = "x-envoy-original-dst-host";
 /// The keys Envoy accepts for the upstream HTTP protocol options: the type's
 /// name and the extension's name.
 const HTTP_OPTIONS_KEYS: [&str; 2] = [
@@ -103,10 +115,10 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         per_connection_buffer_high_watermark_timeout,
         upstream_http_protocol_options, dns_jitter,
         dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups,
-        dns_resolution_config, typed_dns_resolver_config, cleanup_interval,
-        upstream_bind_config, lb_subset_config,
+        dns_resolution_config, typed_dns_resolver_config,
+        lb_subset_config,
         protocol_selection, close_connections_on_host_health_failure,
-        ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server,
+        ignore_health_on_host_removal, load_balancing_policy, lrs_server,
         lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats,
         preconnect_policy,
         connection_pool_per_downstream_connection, queuing_policies,
@@ -116,13 +128,46 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     // names are re-resolved every `dns_refresh_rate`, as Envoy does when a
     // TTL is unknown. Only the timing of refreshes differs.
     let _ = respect_dns_ttl;
+    for (i, f) in filters.iter().enumerate() {
+        let fpath = item(path, "filters", i);
+        match &f.typed_config {
+            Some(any) if inert(any, Slot::ClusterFilter).is_some() => {}
+            Some(any) => cx.unsupported(
+                at(&fpath, "typed_config.@type"),
+                format!("cluster filter {}", effective_type_url(any)),
+            ),
+            None => cx.invalid(at(&fpath, "typed_config"), "is required"),
+        }
+    }
     // Warming waits for the first DNS answer, which Strait always does.
     cx.reject_unless_bool(path, "wait_for_warm_on_init", wait_for_warm_on_init, true);
     let before = cx.problems.len();
     if name.is_empty() {
         cx.invalid(at(path, "name"), "must not be empty");
     }
-    let (lb_policy, slow_start) = lb::policy(cx, path, *lb_policy, lb_config);
+    let original_dst = matches!(
+        cluster_discovery_type,
+        Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::OriginalDst as i32
+    );
+    let (lb_policy, original_dst, slow_start) = if original_dst {
+        // The cluster picks the host itself; no balancer is ever consulted.
+        let od = original_dst_config(cx, path, *lb_policy, lb_config);
+        (model::LbPolicy::RoundRobin, od, None)
+    } else {
+        let (policy, slow_start) = lb::policy(cx, path, *lb_policy, lb_config);
+        (policy, None, slow_start)
+    };
+    // How often Envoy forgets unused ORIGINAL_DST hosts: memory upkeep only
+    // (Strait bounds those hosts instead); meaningless for other types.
+    if cleanup_interval.is_some() && original_dst.is_none() {
+        cx.invalid(
+            at(path, "cleanup_interval"),
+            "is only for ORIGINAL_DST clusters",
+        );
+    }
+    let source_address = upstream_bind_config
+        .as_ref()
+        .and_then(|b| bind_config(cx, &at(path, "upstream_bind_config"), b));
     let circuit_breakers =
         resilience::circuit_breakers(cx, &at(path, "circuit_breakers"), circuit_breakers);
     let outlier_detection = outlier_detection
@@ -161,19 +206,21 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
                     }
                 })
             }
+            Ok(DiscoveryType::OriginalDst) => {
+                if load_assignment.is_some() {
+                    cx.invalid(
+                        at(path, "load_assignment"),
+                        "an ORIGINAL_DST cluster has no configured endpoints",
+                    );
+                }
+                original_dst
+            }
             Ok(DiscoveryType::Eds) => super::dynamic::eds(
                 cx,
                 &at(path, "eds_cluster_config"),
                 name,
                 eds_cluster_config.as_ref(),
             ),
-            Ok(other) => {
-                cx.unsupported(
-                    at(path, "type"),
-                    format!("cluster type {}", other.as_str_name()),
-                );
-                None
-            }
             Err(_) => {
                 cx.invalid(at(path, "type"), format!("unknown cluster type {t}"));
                 None
@@ -297,6 +344,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         tls,
         pipe,
         transport_socket_matches,
+        source_address,
     })
 }
 
@@ -372,6 +420,100 @@ fn pipe_endpoint(
         return None;
     }
     Some(socket.clone())
+}
+
+/// `lb_policy` and `original_dst_lb_config` of an ORIGINAL_DST cluster,
+/// which Envoy requires to be CLUSTER_PROVIDED.
+fn original_dst_config(
+    cx: &mut Context,
+    path: &str,
+    lb_policy: i32,
+    lb_config: &Option<LbConfig>,
+) -> Option<model::Discovery> {
+    if lb_policy != LbPolicy::ClusterProvided as i32 {
+        cx.invalid(
+            at(path, "lb_policy"),
+            "an ORIGINAL_DST cluster needs lb_policy CLUSTER_PROVIDED",
+        );
+        return None;
+    }
+    let mut out = model::Discovery::OriginalDst {
+        use_http_header: false,
+        http_header_name: DEFAULT_ORIGINAL_DST_HEADER.to_owned(),
+    };
+    match lb_config {
+        None => {}
+        Some(LbConfig::OriginalDstLbConfig(OriginalDstLbConfig {
+            use_http_header,
+            http_header_name,
+            upstream_port_override,
+            metadata_key,
+        })) => {
+            let cpath = at(path, "original_dst_lb_config");
+            reject_set!(cx, &cpath; upstream_port_override, metadata_key);
+            out = model::Discovery::OriginalDst {
+                use_http_header: *use_http_header,
+                http_header_name: if http_header_name.is_empty() {
+                    DEFAULT_ORIGINAL_DST_HEADER.to_owned()
+                } else {
+                    http_header_name.to_ascii_lowercase()
+                },
+            };
+        }
+        Some(_) => {
+            cx.invalid(
+                path,
+                "an ORIGINAL_DST cluster takes only original_dst_lb_config",
+            );
+        }
+    }
+    Some(out)
+}
+
+/// `upstream_bind_config`: only a source IP (port 0) is supported.
+fn bind_config(cx: &mut Context, path: &str, b: &BindConfig) -> Option<IpAddr> {
+    let BindConfig {
+        source_address,
+        freebind,
+        socket_options,
+        extra_source_addresses,
+        additional_source_addresses,
+        local_address_selector,
+        // Only checks namespaces of source addresses, which Strait refuses.
+        validate_network_namespaces: _,
+    } = b;
+    reject_set!(cx, path; socket_options, extra_source_addresses,
+        additional_source_addresses, local_address_selector);
+    cx.reject_unless_bool(path, "freebind", freebind, false);
+    let spath = at(path, "source_address");
+    let Some(SocketAddress {
+        protocol,
+        address,
+        // Only for a custom resolver, which `resolver_name` below refuses.
+        ipv4_compat: _,
+        resolver_name,
+        network_namespace_filepath,
+        port_specifier,
+    }) = source_address
+    else {
+        cx.invalid(spath, "is required");
+        return None;
+    };
+    reject_set!(cx, &spath; resolver_name, network_namespace_filepath);
+    if *protocol != 0 {
+        cx.unsupported(at(&spath, "protocol"), "a UDP source address");
+    }
+    match port_specifier {
+        None | Some(PortSpecifier::PortValue(0)) => {}
+        Some(_) => cx.unsupported(at(&spath, "port_value"), "a fixed source port"),
+    }
+    match address.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            cx.invalid(at(&spath, "address"), "must be an IP address");
+            None
+        }
+    }
 }
 
 fn lookup_family(cx: &mut Context, path: &str, family: i32) -> model::DnsLookupFamily {
@@ -514,10 +656,23 @@ fn upstream_http_options(
                 None
             }
         },
-        Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_)) => {
-            let field = "use_downstream_protocol_config";
-            cx.unsupported(at(path, field), field);
-            None
+        Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(UseDownstreamHttpConfig {
+            http_protocol_options,
+            http2_protocol_options,
+            http3_protocol_options,
+        })) => {
+            let dpath = at(path, "use_downstream_protocol_config");
+            reject_set!(cx, &dpath; http3_protocol_options);
+            if http_protocol_options
+                .as_ref()
+                .is_some_and(|o| *o != Http1ProtocolOptions::default())
+            {
+                cx.unsupported(at(&dpath, "http_protocol_options"), "http_protocol_options");
+            }
+            if let Some(o) = http2_protocol_options {
+                *max_streams = http2_options(cx, &at(&dpath, "http2_protocol_options"), o);
+            }
+            Some(model::UpstreamProtocol::Downstream)
         }
         Some(UpstreamProtocolOptions::AutoConfig(_)) => {
             cx.unsupported(at(path, "auto_config"), "auto_config");
@@ -654,7 +809,16 @@ fn lb_endpoint(
     } = e;
     // A health check port or address other than the endpoint's own is not
     // supported: checks go to the endpoint's address.
-    reject_set!(cx, &path; additional_addresses, health_check_config);
+    reject_set!(cx, &path; additional_addresses);
+    // Istio writes an empty `health_check_config: {}`, which changes
+    // nothing; a port or address of its own is not supported (checks go to
+    // the endpoint's address).
+    if health_check_config
+        .as_ref()
+        .is_some_and(|h| *h != HealthCheckConfig::default())
+    {
+        cx.unsupported(at(&path, "health_check_config"), "health_check_config");
+    }
     let apath = at(&path, "address");
     let (host, port) = socket_address(cx, &apath, address)?;
     let host_path = at(&apath, "socket_address.address");

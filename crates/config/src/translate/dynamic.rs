@@ -238,9 +238,9 @@ pub(super) fn grpc_service(cx: &mut Context, path: &str, g: &GrpcService) -> Opt
 }
 
 /// Translates an EDS `ClusterLoadAssignment` into endpoints. `path` prefixes
-/// every error (the resource name for EDS). `policy` is refused: its
-/// overprovisioning factor would have to override the cluster's, which the
-/// model cannot yet express per assignment.
+/// every error (the resource name for EDS). `policy` is refused unless its
+/// overprovisioning factor is the default: another would have to override
+/// the cluster's, which the model cannot yet express per assignment.
 pub fn translate_cluster_load_assignment(
     cla: &ClusterLoadAssignment,
     path: &str,
@@ -254,7 +254,18 @@ pub fn translate_cluster_load_assignment(
             weighted_priority_health,
         } = policy;
         let ppath = at(path, "policy");
-        reject_set!(cx, &ppath; drop_overloads, overprovisioning_factor, weighted_priority_health);
+        reject_set!(cx, &ppath; drop_overloads, weighted_priority_health);
+        // Istio always writes Envoy's default, 140, which the cluster's
+        // balancer uses anyway; another value would have to override it.
+        if overprovisioning_factor
+            .as_ref()
+            .is_some_and(|f| f.value != 140)
+        {
+            cx.unsupported(
+                at(&ppath, "overprovisioning_factor"),
+                "overprovisioning_factor other than 140 in an EDS assignment",
+            );
+        }
         // Only meaningful with LEDS-style staleness, which Strait does not
         // track: the last assignment stays until replaced.
         let _ = endpoint_stale_after;

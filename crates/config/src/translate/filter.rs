@@ -146,7 +146,7 @@ fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverr
     } else {
         cx.unsupported(
             at(path, "@type"),
-            format!("per-route config {}", any.type_url),
+            format!("per-route config {}", super::inert::effective_type_url(any)),
         );
         None
     }

@@ -19,8 +19,9 @@ use envoy_types::pb::envoy::{
 use prost::Name;
 
 use super::{
-    Context, at, bool_value, decode_any, duration, filter, item, route, timeout, type_name,
-    u32_value,
+    Context, at, bool_value, decode_any, duration, filter,
+    inert::{Slot, effective_type_url, inert},
+    item, route, telemetry, timeout, type_name, u32_value,
 };
 use crate::model;
 
@@ -103,20 +104,33 @@ pub(super) fn connection_manager(
     // clients count as internal and which x-forwarded-for entry is the
     // client; Strait implements neither, so both are refused when set.
     reject_set!(cx, path;
-        tracing, http1_safe_max_connection_duration, http3_protocol_options,
-        scheme_header_transformation, stream_flush_timeout, drain_timeout_jitter, access_log,
-        access_log_flush_interval, flush_access_log_on_new_request, access_log_options,
+        http1_safe_max_connection_duration, http3_protocol_options,
+        scheme_header_transformation, stream_flush_timeout, drain_timeout_jitter,
         xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions,
         internal_address_config, skip_xff_append, via, preserve_external_request_id,
         always_set_request_id_in_response, forward_client_cert_details,
         set_current_client_cert_details, forward_client_cert_matcher, proxy_100_continue,
-        represent_ipv4_remote_address_as_ipv4_mapped_ipv6, merge_slashes, request_id_extension,
+        represent_ipv4_remote_address_as_ipv4_mapped_ipv6, merge_slashes,
         local_reply_config, path_normalization_options,
         strip_trailing_host_dot, proxy_status_config, typed_header_validation_config,
         append_x_forwarded_port, append_local_overload, forward_proto_config,
     );
+    // Telemetry only: accepted, judged field by field (`telemetry`).
+    // `access_log_flush_interval`, `flush_access_log_on_new_request` and
+    // `access_log_options` only pace log writes.
+    let _ = (
+        access_log_flush_interval,
+        flush_access_log_on_new_request,
+        access_log_options,
+    );
+    telemetry::access_logs(cx, path, access_log);
+    if let Some(t) = tracing {
+        telemetry::tracing(cx, &at(path, "tracing"), t);
+    }
+    if let Some(r) = request_id_extension {
+        telemetry::request_id(cx, &at(path, "request_id_extension"), r);
+    }
     cx.reject_unless_bool(path, "add_user_agent", add_user_agent, false);
-    cx.reject_unless_bool(path, "normalize_path", normalize_path, false);
     cx.reject_unless_bool(
         path,
         "stream_error_on_invalid_http_message",
@@ -274,6 +288,7 @@ pub(super) fn connection_manager(
         generate_request_id: bool_value(generate_request_id, true),
         http_filters,
         strip_host_port,
+        normalize_path: bool_value(normalize_path, false),
     })
 }
 
@@ -394,9 +409,11 @@ fn http_filter_list(
                         config,
                     }),
                     None if cx.problems.len() > before => {}
+                    // On the list of extensions safe to accept without effect.
+                    None if inert(any, Slot::HttpFilter).is_some() => {}
                     None if !is_optional => cx.unsupported(
                         at(&fpath, "typed_config.@type"),
-                        format!("HTTP filter {name} ({})", any.type_url),
+                        format!("HTTP filter {name} ({})", effective_type_url(any)),
                     ),
                     None => {}
                 }

@@ -1,5 +1,6 @@
 //! Listeners, their filter chains and `filter_chain_match`, listener
-//! filters (TLS and HTTP inspectors), and the TCP proxy network filter.
+//! filters (TLS and HTTP inspectors, original destination), and the TCP
+//! proxy network filter.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use envoy_types::pb::envoy::{
         filter_chain_match::ConnectionSourceType, listener::DeprecatedV1, listener_filter,
     },
     extensions::filters::listener::{
-        http_inspector::v3::HttpInspector, tls_inspector::v3::TlsInspector,
+        http_inspector::v3::HttpInspector, original_dst::v3::OriginalDst,
+        tls_inspector::v3::TlsInspector,
     },
     extensions::filters::network::{
         http_connection_manager::v3::HttpConnectionManager,
@@ -22,7 +24,9 @@ use envoy_types::pb::envoy::{
 use prost::Name;
 
 use super::{
-    Context, at, decode_any, http, ip_socket_address, item, timeout, type_name, u32_value,
+    Context, at, decode_any, http,
+    inert::{Slot, effective_type_url, inert},
+    ip_socket_address, item, telemetry, timeout, type_name, u32_value,
 };
 use crate::model;
 use crate::model::tls::CidrRange;
@@ -64,7 +68,9 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         traffic_direction: _,
         udp_listener_config,
         api_listener,
-        connection_balance_config,
+        // Only decides which worker accepts a connection (Istio sets exact
+        // balance on its virtual listeners); no effect on what is served.
+        connection_balance_config: _,
         // SO_REUSEPORT only decides how workers share the listening socket;
         // Strait picks its own accept strategy, and either way exactly one
         // listener serves the address.
@@ -86,21 +92,19 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
     reject_set!(cx, path;
         additional_addresses, stats_matcher, fcds_config, filter_chain_matcher,
         drain_type, socket_options, udp_listener_config, api_listener,
-        connection_balance_config, access_log, tcp_backlog_size, enable_mptcp, tcp_keepalive,
+        tcp_backlog_size, enable_mptcp, tcp_keepalive,
         listener_specifier,
     );
-    cx.reject_unless_bool(path, "use_original_dst", use_original_dst, false);
+    telemetry::access_logs(cx, path, access_log);
     cx.reject_unless_bool(path, "transparent", transparent, false);
     cx.reject_unless_bool(path, "freebind", freebind, false);
-    cx.reject_unless_bool(path, "bind_to_port", bind_to_port, true);
-    if let Some(DeprecatedV1 { bind_to_port }) = deprecated_v1 {
-        cx.reject_unless_bool(
-            &at(path, "deprecated_v1"),
-            "bind_to_port",
-            bind_to_port,
-            true,
-        );
-    }
+    // Istio before 1.11 wrote `deprecated_v1.bind_to_port`; Envoy binds
+    // only when neither field says false.
+    let bind = bind_to_port.as_ref().is_none_or(|b| b.value)
+        && deprecated_v1
+            .as_ref()
+            .and_then(|DeprecatedV1 { bind_to_port }| bind_to_port.as_ref())
+            .is_none_or(|b| b.value);
     if u32_value(tcp_fast_open_queue_length, 0) != 0 {
         cx.unsupported(
             at(path, "tcp_fast_open_queue_length"),
@@ -174,6 +178,8 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         default_filter_chain: default_chain.flatten(),
         listener_filters: filters,
         ignore_global_conn_limit: *ignore_global_conn_limit,
+        bind_to_port: bind,
+        use_original_dst: use_original_dst.as_ref().is_some_and(|b| b.value),
     })
 }
 
@@ -235,10 +241,15 @@ fn listener_filter(
             return;
         };
         out.http_inspector = true;
+    } else if ty == OriginalDst::full_name() {
+        let Some(OriginalDst {}) = decode_any(cx, &path, any) else {
+            return;
+        };
+        out.original_dst = true;
     } else {
         cx.unsupported(
             at(&path, "@type"),
-            format!("listener filter {}", any.type_url),
+            format!("listener filter {}", effective_type_url(any)),
         );
     }
 }
@@ -383,6 +394,13 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
     let mut terminal = None;
     for (i, f) in filters.iter().enumerate() {
         let fpath = item(path, "filters", i);
+        if i + 1 < filters.len()
+            && let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type
+            && inert(any, Slot::NetworkFilter).is_some()
+        {
+            // On the list of extensions safe to accept without effect.
+            continue;
+        }
         let Some(nf) = network_filter(cx, f, &fpath) else {
             continue;
         };
@@ -437,7 +455,7 @@ fn network_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<model::Net
     } else {
         cx.unsupported(
             at(&path, "@type"),
-            format!("network filter {}", any.type_url),
+            format!("network filter {}", effective_type_url(any)),
         );
         None
     }
@@ -469,12 +487,18 @@ fn tcp_proxy(cx: &mut Context, tp: &TcpProxy, path: &str) -> Option<model::TcpPr
         cluster_specifier,
     } = tp;
     reject_set!(cx, path;
-        on_demand, metadata_match, downstream_idle_timeout, upstream_idle_timeout, access_log,
+        on_demand, metadata_match, downstream_idle_timeout, upstream_idle_timeout,
         backoff_options, hash_policy, tunneling_config, max_downstream_connection_duration,
-        max_downstream_connection_duration_jitter_percentage, access_log_flush_interval,
-        flush_access_log_on_connected, access_log_options, proxy_protocol_tlvs,
+        max_downstream_connection_duration_jitter_percentage, proxy_protocol_tlvs,
         proxy_protocol_tlv_merge_policy, upstream_connect_mode, max_early_data_bytes,
     );
+    // Telemetry only (`telemetry`); the other access log fields pace writes.
+    let _ = (
+        access_log_flush_interval,
+        flush_access_log_on_connected,
+        access_log_options,
+    );
+    telemetry::access_logs(cx, path, access_log);
     // Envoy's default is one attempt; writing it out changes nothing.
     if u32_value(max_connect_attempts, 1) != 1 {
         cx.unsupported(

@@ -31,13 +31,21 @@ enum Socket<'a> {
     Tls(&'a envoy_types::pb::google::protobuf::Any),
 }
 
+/// The ALPN protocol of Istio's TCP metadata exchange.
+const ISTIO_PEER_EXCHANGE: &str = "istio-peer-exchange";
+
 fn socket<'a>(cx: &mut Context, ts: &'a TransportSocket, path: &str) -> Option<Socket<'a>> {
-    // Envoy picks the implementation by type URL; the name is a label.
-    let TransportSocket {
-        name: _,
-        config_type,
-    } = ts;
+    // Envoy picks the implementation by type URL; the name is a label,
+    // except for a socket written by name alone, as older Istio writes
+    // `raw_buffer` (`tlsMode-disabled`): Envoy resolves that by name.
+    let TransportSocket { name, config_type } = ts;
     let Some(transport_socket::ConfigType::TypedConfig(any)) = config_type else {
+        if matches!(
+            name.as_str(),
+            "envoy.transport_sockets.raw_buffer" | "raw_buffer"
+        ) {
+            return Some(Socket::Plain);
+        }
         cx.invalid(at(path, "typed_config"), "is required");
         return None;
     };
@@ -159,7 +167,14 @@ fn common_tls(cx: &mut Context, c: Option<&CommonTlsContext>, path: &str) -> Opt
         custom_handshaker, key_log,
     );
     let mut out = CommonTls {
-        alpn: alpn_protocols.clone(),
+        // Istio's TCP metadata exchange (accepted without effect, see
+        // `inert`) starts only when this protocol is negotiated; never
+        // offering or accepting it keeps peers on plain `istio`.
+        alpn: alpn_protocols
+            .iter()
+            .filter(|p| p.as_str() != ISTIO_PEER_EXCHANGE)
+            .cloned()
+            .collect(),
         ..CommonTls::default()
     };
     if let Some(p) = tls_params {

@@ -167,7 +167,9 @@ static_resources:
         assert_eq!(m[0].name, "tlsMode-istio");
         assert_eq!(m[0].criteria, md(json!({"tlsMode": "istio"})));
         let tls = m[0].tls.as_ref().expect("the istio match is TLS");
-        assert_eq!(tls.common.alpn, ["istio-peer-exchange", "istio"]);
+        // `istio-peer-exchange` is dropped: Strait never runs the TCP
+        // metadata exchange it would start (see translate/inert.rs).
+        assert_eq!(tls.common.alpn, ["istio"]);
         assert_eq!((m[1].criteria.len(), m[1].tls.is_none()), (0, true));
         // Only the transport socket namespace of the metadata is kept.
         let eps = &cluster.endpoints;

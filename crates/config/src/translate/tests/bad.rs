@@ -145,7 +145,7 @@ fn bad_configs_name_the_field() {
             vec![(
                 "/static_resources/listeners/1/listener_filters".into(),
                 json!([{"name": "x", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}]),
+                    "@type": "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol"}}]),
             )],
             "static_resources.listeners[1].listener_filters[0].typed_config.@type".into(),
             "listener filter",
@@ -193,11 +193,11 @@ fn bad_configs_name_the_field() {
             "hcm access log",
             vec![(
                 hcm("access_log"),
-                json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}}]),
+                json!([{"name": "otel", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig"}}]),
             )],
-            hcm_path("access_log"),
-            "access_log",
+            hcm_path("access_log[0].typed_config.@type"),
+            "access logger",
         ),
         (
             "upgrade with filters",
@@ -314,12 +314,6 @@ fn bad_configs_name_the_field() {
             "enable_ja3_fingerprinting",
         ),
         (
-            "use_original_dst",
-            vec![("/static_resources/listeners/0/use_original_dst".into(), json!(true))],
-            "static_resources.listeners[0].use_original_dst".into(),
-            "use_original_dst",
-        ),
-        (
             "named port",
             vec![(
                 "/static_resources/listeners/0/address/socket_address".into(),
@@ -393,10 +387,41 @@ fn bad_configs_name_the_field() {
             "greater than 0",
         ),
         (
-            "unsupported cluster type",
-            vec![(format!("{CLUSTER0}/type"), json!("ORIGINAL_DST"))],
-            "static_resources.clusters[0].type".into(),
-            "ORIGINAL_DST",
+            "ORIGINAL_DST without CLUSTER_PROVIDED",
+            vec![
+                (format!("{CLUSTER0}/type"), json!("ORIGINAL_DST")),
+                (format!("{CLUSTER0}/load_assignment"), Value::Null),
+            ],
+            "static_resources.clusters[0].lb_policy".into(),
+            "CLUSTER_PROVIDED",
+        ),
+        (
+            "ORIGINAL_DST with endpoints",
+            vec![
+                (format!("{CLUSTER0}/type"), json!("ORIGINAL_DST")),
+                (format!("{CLUSTER0}/lb_policy"), json!("CLUSTER_PROVIDED")),
+            ],
+            "static_resources.clusters[0].load_assignment".into(),
+            "no configured endpoints",
+        ),
+        (
+            "unknown cluster filter",
+            vec![(
+                format!("{CLUSTER0}/filters"),
+                json!([{"name": "x", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC", "stat_prefix": "x"}}]),
+            )],
+            "static_resources.clusters[0].filters[0].typed_config.@type".into(),
+            "envoy.extensions.filters.network.rbac.v3.RBAC",
+        ),
+        (
+            "upstream bind port",
+            vec![(
+                format!("{CLUSTER0}/upstream_bind_config"),
+                json!({"source_address": {"address": "127.0.0.6", "port_value": 5000}}),
+            )],
+            "static_resources.clusters[0].upstream_bind_config.source_address.port_value".into(),
+            "source port",
         ),
         (
             "EDS without xDS",
@@ -586,7 +611,7 @@ fn a_typo_is_a_parse_error_naming_the_field() {
 fn load_reports_every_problem_at_once() {
     let text = edited(&[
         (&format!("{HCM}/codec_type"), json!("HTTP3")),
-        (&format!("{CLUSTER0}/type"), json!("ORIGINAL_DST")),
+        (&format!("{CLUSTER0}/connect_timeout"), json!("0s")),
         ("/static_resources/listeners/1/name", json!("http")),
         (
             &format!("{ROUTE0}/match"),
@@ -597,7 +622,7 @@ fn load_reports_every_problem_at_once() {
     let paths: Vec<&str> = errors.iter().map(ConfigError::path).collect();
     for want in [
         format!("{HCM_PATH}.codec_type"),
-        "static_resources.clusters[0].type".to_owned(),
+        "static_resources.clusters[0].connect_timeout".to_owned(),
         "static_resources.listeners[1].name".to_owned(),
         format!("{ROUTE0_PATH}.match.safe_regex.regex"),
     ] {

@@ -224,6 +224,7 @@ static_resources:
                         generate_request_id: false,
                         http_filters: vec![],
                         strip_host_port: StripHostPort::None,
+                        normalize_path: false,
                     },
                 ))],
                 default_filter_chain: None,
@@ -232,6 +233,8 @@ static_resources:
                     ..ListenerFilters::default()
                 },
                 ignore_global_conn_limit: false,
+                bind_to_port: true,
+                use_original_dst: false,
             },
             Listener {
                 name: "127.0.0.1_9000".into(),
@@ -257,6 +260,8 @@ static_resources:
                     ..ListenerFilters::default()
                 },
                 ignore_global_conn_limit: false,
+                bind_to_port: true,
+                use_original_dst: false,
             },
         ],
         clusters: vec![
@@ -282,6 +287,7 @@ static_resources:
                 tls: None,
                 pipe: None,
                 transport_socket_matches: vec![],
+                source_address: None,
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -302,6 +308,7 @@ static_resources:
                 tls: None,
                 pipe: None,
                 transport_socket_matches: vec![],
+                source_address: None,
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -319,6 +326,7 @@ static_resources:
                 tls: None,
                 pipe: None,
                 transport_socket_matches: vec![],
+                source_address: None,
             },
         ],
         node: Some(envoy_types::pb::envoy::config::core::v3::Node {
@@ -606,4 +614,35 @@ fn eds_assignment_translates_localities_priorities_weights_and_health() {
     let errs =
         crate::translate_cluster_load_assignment(&bad, "svc").expect_err("a name is refused");
     assert!(errs[0].path().starts_with("svc.endpoints[0]"), "{errs:?}");
+}
+
+/// Istio's sidecar traffic model: the virtual outbound listener hands
+/// redirected connections off (`use_original_dst`), per-service listeners
+/// do not bind, and the inbound one matches on the original destination.
+#[test]
+fn sidecar_listener_shape_translates() {
+    let listener = |text: &str| {
+        let msg = parse_message(text, "envoy.config.listener.v3.Listener").expect("parses");
+        let l = msg.transcode_to().expect("transcodes");
+        crate::translate_listener(&l, "l").expect("translates")
+    };
+    let tcp = r#"filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {
+        "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy,
+        stat_prefix: s, cluster: c}}]}]"#;
+    let outbound = listener(&format!(
+        "{{name: virtualOutbound, address: {{socket_address: {{address: 0.0.0.0, port_value: 15001}}}}, \
+         use_original_dst: true, traffic_direction: OUTBOUND, {tcp}}}"
+    ));
+    assert!(outbound.use_original_dst && outbound.bind_to_port);
+    let service = listener(&format!(
+        "{{name: 0.0.0.0_9080, address: {{socket_address: {{address: 0.0.0.0, port_value: 9080}}}}, \
+         bind_to_port: false, {tcp}}}"
+    ));
+    assert!(!service.bind_to_port && !service.use_original_dst);
+    let inbound = listener(&format!(
+        "{{name: virtualInbound, address: {{socket_address: {{address: 0.0.0.0, port_value: 15006}}}}, \
+         listener_filters: [{{name: envoy.filters.listener.original_dst, typed_config: \
+         {{\"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}}}}], {tcp}}}"
+    ));
+    assert!(inbound.listener_filters.original_dst);
 }
