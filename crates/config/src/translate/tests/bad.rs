@@ -97,10 +97,12 @@ fn bad_configs_name_the_field() {
             "wildcard",
         ),
         (
+            // A name-only `raw_buffer` is accepted, as Envoy resolves it by
+            // name; TLS needs its context.
             "transport socket without config",
             vec![(
                 "/static_resources/listeners/1/filter_chains/0/transport_socket".into(),
-                json!({"name": "envoy.transport_sockets.raw_buffer"}),
+                json!({"name": "envoy.transport_sockets.tls"}),
             )],
             "static_resources.listeners[1].filter_chains[0].transport_socket.typed_config".into(),
             "required",
