@@ -389,6 +389,20 @@ pub struct Cluster {
     /// bound to this IP (port chosen by the system) before connecting, as
     /// Istio's inbound clusters use 127.0.0.6.
     pub source_address: Option<std::net::IpAddr>,
+    /// `upstream_connection_options.tcp_keepalive`: SO_KEEPALIVE on upstream
+    /// connections, each unset value left to the OS.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+/// Envoy's `TcpKeepalive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpKeepalive {
+    /// `keepalive_probes`.
+    pub probes: Option<u32>,
+    /// `keepalive_time`: idle time before the first probe.
+    pub time: Option<Duration>,
+    /// `keepalive_interval`: between probes.
+    pub interval: Option<Duration>,
 }
 
 /// Metadata as Envoy's `google.protobuf.Struct`, in its JSON form.

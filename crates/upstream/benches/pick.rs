@@ -33,6 +33,7 @@ fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {
         pipe: None,
         transport_socket_matches: Vec::new(),
         source_address: None,
+        tcp_keepalive: None,
     }
 }
 

@@ -651,6 +651,9 @@ impl Cluster {
         let attempt = async {
             let source = self.spec.load().source_address;
             let tcp = strait_codec::client::connect_tcp_from(host.addr(), source, timeout).await?;
+            if let Some(k) = self.spec.load().tcp_keepalive {
+                keepalive(&tcp, k)?;
+            }
             match host.transport() {
                 None => Ok(MaybeTls::Plain(tcp)),
                 Some(tls) => tls
@@ -699,5 +702,54 @@ impl Cluster {
                 Err(UpstreamError::Connect(e))
             }
         }
+    }
+}
+
+/// Envoy's upstream `tcp_keepalive`: SO_KEEPALIVE, with the values the
+/// config sets (the rest left to the OS).
+fn keepalive(tcp: &TcpStream, k: strait_config::model::TcpKeepalive) -> std::io::Result<()> {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        ka = ka.with_time(t);
+    }
+    if let Some(i) = k.interval {
+        ka = ka.with_interval(i);
+    }
+    if let Some(n) = k.probes {
+        ka = ka.with_retries(n);
+    }
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&ka)
+}
+
+#[cfg(test)]
+mod keepalive_tests {
+    use std::time::Duration;
+
+    use super::keepalive;
+
+    #[tokio::test]
+    async fn tcp_keepalive_options_reach_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let k = strait_config::model::TcpKeepalive {
+            probes: Some(3),
+            time: Some(Duration::from_secs(300)),
+            interval: Some(Duration::from_secs(20)),
+        };
+        keepalive(&tcp, k).expect("set");
+        let s = socket2::SockRef::from(&tcp);
+        assert!(s.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            s.tcp_keepalive_time().expect("time"),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            s.tcp_keepalive_interval().expect("interval"),
+            Duration::from_secs(20)
+        );
+        assert_eq!(s.tcp_keepalive_retries().expect("probes"), 3);
     }
 }

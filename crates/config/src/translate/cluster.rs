@@ -266,15 +266,38 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
             ),
         );
     }
-    match upstream_connection_options {
+    let tcp_keepalive = match upstream_connection_options {
         // TCP keep-alive is a TCP option: a unix socket has none, and the
         // control plane's own gRPC keep-alive notices a dead peer.
-        Some(o) if pipe.is_some() && is_keepalive_only(o) => {}
-        Some(_) => cx.unsupported(
+        Some(_) if pipe.is_some() => None,
+        Some(o) if is_keepalive_only(o) => o.tcp_keepalive.as_ref().map(|k| model::TcpKeepalive {
+            probes: k.keepalive_probes.as_ref().map(|v| v.value),
+            time: k
+                .keepalive_time
+                .as_ref()
+                .map(|v| Duration::from_secs(u64::from(v.value))),
+            interval: k
+                .keepalive_interval
+                .as_ref()
+                .map(|v| Duration::from_secs(u64::from(v.value))),
+        }),
+        Some(_) => {
+            cx.unsupported(
+                at(path, "upstream_connection_options"),
+                "upstream_connection_options other than tcp_keepalive",
+            );
+            None
+        }
+        None => None,
+    };
+    if upstream_connection_options
+        .as_ref()
+        .is_some_and(|o| pipe.is_some() && !is_keepalive_only(o))
+    {
+        cx.unsupported(
             at(path, "upstream_connection_options"),
             "upstream_connection_options",
-        ),
-        None => {}
+        );
     }
     let policy_path = at(&la_path, "policy");
     let mut lb_common = lb::common(
@@ -345,6 +368,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         pipe,
         transport_socket_matches,
         source_address,
+        tcp_keepalive,
     })
 }
 

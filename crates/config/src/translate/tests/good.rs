@@ -288,6 +288,7 @@ static_resources:
                 pipe: None,
                 transport_socket_matches: vec![],
                 source_address: None,
+                tcp_keepalive: None,
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -309,6 +310,7 @@ static_resources:
                 pipe: None,
                 transport_socket_matches: vec![],
                 source_address: None,
+                tcp_keepalive: None,
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -327,6 +329,7 @@ static_resources:
                 pipe: None,
                 transport_socket_matches: vec![],
                 source_address: None,
+                tcp_keepalive: None,
             },
         ],
         node: Some(envoy_types::pb::envoy::config::core::v3::Node {

@@ -199,10 +199,11 @@ fn istio_fields_that_would_change_behaviour_are_refused_by_path() {
             "abstract",
         ),
         (
-            "keep-alive on a TCP cluster",
+            // Keep-alive alone is honoured; other connection options are not.
+            "interface name on upstream connections",
             |b| {
                 b["static_resources"]["clusters"][1]["upstream_connection_options"] =
-                    json!({"tcp_keepalive": {"keepalive_time": 300}});
+                    json!({"set_local_interface_name_on_upstream_connections": true});
             },
             "static_resources.clusters[1].upstream_connection_options",
             "upstream_connection_options",
