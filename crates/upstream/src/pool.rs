@@ -649,9 +649,13 @@ impl Cluster {
     ) -> Result<UpstreamStream, ConnectError> {
         let timeout = self.connect_timeout();
         let attempt = async {
-            let source = self.spec.load().source_address;
+            // Copied out: the spec guard is not held across the connect.
+            let (source, keepalive_opts) = {
+                let spec = self.spec.load();
+                (spec.source_address, spec.tcp_keepalive)
+            };
             let tcp = strait_codec::client::connect_tcp_from(host.addr(), source, timeout).await?;
-            if let Some(k) = self.spec.load().tcp_keepalive {
+            if let Some(k) = keepalive_opts {
                 keepalive(&tcp, k)?;
             }
             match host.transport() {

@@ -267,10 +267,18 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         );
     }
     let tcp_keepalive = match upstream_connection_options {
+        None => None,
+        Some(o) if !is_keepalive_only(o) => {
+            cx.unsupported(
+                at(path, "upstream_connection_options"),
+                "upstream_connection_options other than tcp_keepalive",
+            );
+            None
+        }
         // TCP keep-alive is a TCP option: a unix socket has none, and the
         // control plane's own gRPC keep-alive notices a dead peer.
         Some(_) if pipe.is_some() => None,
-        Some(o) if is_keepalive_only(o) => o.tcp_keepalive.as_ref().map(|k| model::TcpKeepalive {
+        Some(o) => o.tcp_keepalive.as_ref().map(|k| model::TcpKeepalive {
             probes: k.keepalive_probes.as_ref().map(|v| v.value),
             time: k
                 .keepalive_time
@@ -281,24 +289,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
                 .as_ref()
                 .map(|v| Duration::from_secs(u64::from(v.value))),
         }),
-        Some(_) => {
-            cx.unsupported(
-                at(path, "upstream_connection_options"),
-                "upstream_connection_options other than tcp_keepalive",
-            );
-            None
-        }
-        None => None,
     };
-    if upstream_connection_options
-        .as_ref()
-        .is_some_and(|o| pipe.is_some() && !is_keepalive_only(o))
-    {
-        cx.unsupported(
-            at(path, "upstream_connection_options"),
-            "upstream_connection_options",
-        );
-    }
     let policy_path = at(&la_path, "policy");
     let mut lb_common = lb::common(
         cx,
