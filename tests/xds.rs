@@ -12,7 +12,7 @@ use strait_test_support::{
     admin,
     client::Client,
     eventually,
-    proxy::{TestProxy, UPSTREAM_H2},
+    proxy::TestProxy,
     upstream::{Upstream, http_echo},
     xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsServer, resource},
 };
@@ -20,35 +20,8 @@ use strait_test_support::{
 /// How long a push may take to be applied and answered.
 const APPLY: Duration = Duration::from_secs(10);
 
-/// `api`: the bootstrap's `ads_config.api_type`, GRPC or DELTA_GRPC.
 fn bootstrap(xds: SocketAddr, api: &str) -> String {
-    format!(
-        r#"
-node: {{id: "sidecar~127.0.0.1~test.default~default.svc.cluster.local", cluster: test.default}}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
-  lds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-{UPSTREAM_H2}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = xds.port(),
-    )
+    strait_test_support::xds_server::ads_bootstrap(xds, api, "test")
 }
 
 /// Listener `web` on 127.0.0.1:0 whose HCM takes route config

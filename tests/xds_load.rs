@@ -22,7 +22,7 @@ use envoy_types::pb::google::protobuf::Any;
 use strait_test_support::{
     client::{Client, Reply},
     eventually,
-    proxy::{TestProxy, UPSTREAM_H2},
+    proxy::TestProxy,
     upstream::{Upstream, http_echo},
     xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsServer, resource},
 };
@@ -39,33 +39,7 @@ const APPLY: Duration = Duration::from_secs(10);
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn bootstrap(xds: SocketAddr, api: &str) -> String {
-    format!(
-        r#"
-node: {{id: "sidecar~127.0.0.1~load.default~default.svc.cluster.local", cluster: load.default}}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
-  lds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-{UPSTREAM_H2}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = xds.port(),
-    )
+    strait_test_support::xds_server::ads_bootstrap(xds, api, "load")
 }
 
 fn listener() -> (String, Any) {

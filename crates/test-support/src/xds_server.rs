@@ -317,6 +317,40 @@ pub fn resource(full_name: &str, text: &str) -> (String, Any) {
     (name, any)
 }
 
+/// An Istio-shaped bootstrap that takes everything from this control plane
+/// at `xds` over ADS (`api`: `GRPC` or `DELTA_GRPC`), as sidecar
+/// `<workload>.default`, with admin on a free loopback port.
+pub fn ads_bootstrap(xds: std::net::SocketAddr, api: &str, workload: &str) -> String {
+    use crate::proxy::UPSTREAM_H2;
+    format!(
+        r#"
+node: {{id: "sidecar~127.0.0.1~{workload}.default~default.svc.cluster.local", cluster: {workload}.default}}
+dynamic_resources:
+  ads_config:
+    api_type: {api}
+    transport_api_version: V3
+    set_node_on_first_message_only: true
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
+  lds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
+  cds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+{UPSTREAM_H2}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+"#,
+        port = xds.port(),
+    )
+}
+
 fn run(state: Arc<State>, listener: Listening) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
