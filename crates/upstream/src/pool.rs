@@ -59,6 +59,10 @@ impl UpstreamError {
 struct CxGuard {
     cluster: Arc<BreakerCounts>,
     host: Arc<HostCounters>,
+    /// The pool's epoch when the connection was opened: after a
+    /// [`Pool::clear`] (new transport or protocol) it is stale and never
+    /// pooled or shared again, even if it was in use during the clear.
+    epoch: u64,
 }
 
 impl Drop for CxGuard {
@@ -131,6 +135,9 @@ pub(crate) struct Pool {
     /// Wakes requests pending on `max_connections` when a connection is
     /// returned or closed.
     released: Notify,
+    /// Bumped by [`Pool::clear`]; connections of an older epoch are closed
+    /// instead of reused.
+    epoch: AtomicU64,
 }
 
 impl Pool {
@@ -141,6 +148,7 @@ impl Pool {
             h2_connecting: tokio::sync::Mutex::new(()),
             h2_failures: AtomicU64::new(0),
             released: Notify::new(),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -148,20 +156,38 @@ impl Pool {
         self.idle.len()
     }
 
+    /// Closes every pooled connection and retires the ones in use: a
+    /// connection checked out now (or still connecting) is not pooled when
+    /// its request ends.
     pub(crate) fn clear(&self) {
+        // Bumped first: a connection returned while the queue drains below
+        // is either popped here or recognised as stale when taken.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         while self.idle.pop().is_some() {}
         self.h2.store(Arc::new(Vec::new()));
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Pools an HTTP/1.1 connection unless it is stale.
+    fn push_idle(&self, c: PooledConn) {
+        if c._cx.epoch == self.epoch() {
+            let _ = self.idle.push(c);
+        }
     }
 
     /// Closes idle connections older than `timeout`, and a shared HTTP/2
     /// connection that has closed (GOAWAY or error). Control runtime only.
     pub(crate) fn sweep(&self, timeout: Option<Duration>) {
         let n = self.idle.len();
+        let epoch = self.epoch();
         let mut closed = false;
         for _ in 0..n {
             let Some(c) = self.idle.pop() else { break };
             let expired = timeout.is_some_and(|t| c.idle_since.elapsed() >= t);
-            if expired || c.conn.is_closed() {
+            if expired || c.conn.is_closed() || c._cx.epoch != epoch {
                 closed = true;
                 continue;
             }
@@ -180,9 +206,10 @@ impl Pool {
     /// An idle, ready connection, if the pool has one. Connections that
     /// closed or outstayed `idle_timeout` while idle are dropped here.
     fn take_idle(&self, idle_timeout: Option<Duration>) -> Option<PooledConn> {
+        let epoch = self.epoch();
         while let Some(c) = self.idle.pop() {
             let expired = idle_timeout.is_some_and(|t| c.idle_since.elapsed() >= t);
-            if c.conn.is_ready() && !expired {
+            if c.conn.is_ready() && !expired && c._cx.epoch == epoch {
                 return Some(c);
             }
         }
@@ -193,8 +220,9 @@ impl Pool {
     /// GOAWAY), has served fewer than `max_requests` streams and has fewer
     /// than `max_streams` open; `None` when none has room.
     fn take_shared(&self, limits: H2Limits) -> Option<(ClientConn, StreamSlot)> {
+        let epoch = self.epoch();
         for s in self.h2.load().iter() {
-            if s.conn.is_closed() {
+            if s.conn.is_closed() || s._cx.epoch != epoch {
                 continue;
             }
             let open = s.active.fetch_add(1, Ordering::AcqRel);
@@ -216,11 +244,13 @@ impl Pool {
 
     /// The shared connections still usable for new streams.
     fn h2_live(&self, max_requests: Option<u32>) -> Vec<Arc<SharedConn>> {
+        let epoch = self.epoch();
         self.h2
             .load()
             .iter()
             .filter(|s| {
                 !s.conn.is_closed()
+                    && s._cx.epoch == epoch
                     && max_requests.is_none_or(|m| s.uses.load(Ordering::Relaxed) < u64::from(m))
             })
             .cloned()
@@ -431,6 +461,9 @@ impl Cluster {
         let cx = CxGuard {
             cluster: Arc::clone(&self.breakers),
             host: Arc::clone(&host.counters),
+            // Read before the transport (in `open`), so a transport change
+            // racing this connect leaves it stale rather than pooled.
+            epoch: host.pool.epoch(),
         };
         match self.open(host, protocol, bytes).await {
             Ok(c) => {
@@ -560,7 +593,7 @@ impl Returning {
             idle_since: Instant::now(),
         };
         if conn.is_ready() {
-            let _ = host.pool.idle.push(entry(conn));
+            host.pool.push_idle(entry(conn));
             host.pool.released.notify_one();
         } else {
             // hyper marks the connection ready a moment after the body's
@@ -568,7 +601,7 @@ impl Returning {
             tokio::spawn(async move {
                 let mut conn = conn;
                 if conn.ready().await.is_ok() {
-                    let _ = host.pool.idle.push(entry(conn));
+                    host.pool.push_idle(entry(conn));
                 }
                 host.pool.released.notify_one();
             });
@@ -757,3 +790,7 @@ mod keepalive_tests {
         assert_eq!(s.tcp_keepalive_retries().expect("probes"), 3);
     }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;
