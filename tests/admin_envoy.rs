@@ -15,7 +15,7 @@ use strait_test_support::{
     eventually,
     proxy::{TestProxy, UPSTREAM_H2},
     upstream::{Upstream, http_echo},
-    xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsServer, resource},
+    xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, XdsServer, resource},
 };
 
 const APPLY: Duration = Duration::from_secs(15);
@@ -485,25 +485,68 @@ admin:
     )
 }
 
-fn serve_resources(xds: &XdsServer, a: &Upstream, with_warming: bool) {
-    xds.set(
-        LISTENER,
-        vec![resource(
-            "envoy.config.listener.v3.Listener",
+/// A listener named `name`; with `secret`, TLS with that SDS certificate.
+fn web_listener(
+    name: &str,
+    secret: Option<&str>,
+) -> (String, envoy_types::pb::google::protobuf::Any) {
+    let tls = secret.map_or(String::new(), |s| {
+        format!(
             r#"
-name: web
-address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+  transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+      common_tls_context:
+        tls_certificate_sds_secret_configs:
+        - name: {s}
+          sds_config: {{ads: {{}}, resource_api_version: V3}}"#
+        )
+    });
+    resource(
+        "envoy.config.listener.v3.Listener",
+        &format!(
+            r#"
+name: {name}
+address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 filter_chains:
 - filters:
   - name: envoy.filters.network.http_connection_manager
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: web
-      rds: {route_config_name: web-routes, config_source: {ads: {}, resource_api_version: V3}}
+      stat_prefix: {name}
+      rds: {{route_config_name: web-routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
       http_filters:
       - name: envoy.filters.http.router
-        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-"#,
+        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}{tls}
+"#
+        ),
+    )
+}
+
+/// The resources both proxies get: listeners (one TLS with an SDS
+/// certificate), routes, EDS clusters and their endpoints, and the secret.
+/// `with_warming` adds a cluster without endpoints and a listener whose
+/// secret never comes.
+fn serve_resources(xds: &XdsServer, a: &Upstream, with_warming: bool) {
+    let mut listeners = vec![
+        web_listener("web", None),
+        web_listener("web-tls", Some("default")),
+    ];
+    if with_warming {
+        listeners.push(web_listener("web-wait", Some("missing")));
+    }
+    xds.set(LISTENER, listeners);
+    let (cert, key) = tls_material();
+    xds.set(
+        SECRET,
+        vec![resource(
+            "envoy.extensions.transport_sockets.tls.v3.Secret",
+            &format!(
+                "{{name: default, tls_certificate: {{certificate_chain: {{inline_string: {}}}, private_key: {{inline_string: {}}}}}}}",
+                serde_json::Value::from(cert),
+                serde_json::Value::from(key),
+            ),
         )],
     );
     xds.set(
@@ -629,6 +672,29 @@ async fn dynamic_dump(api: &str) {
         ),
         set(&["xds-grpc"])
     );
+    // SDS secrets: the delivered one with its key redacted, the awaited one
+    // warming, as in Envoy's dump.
+    for dump in [&ours, &theirs] {
+        let secrets = config(dump, "SecretsConfigDump");
+        let active = &secrets["dynamic_active_secrets"][0];
+        assert_eq!(active["name"], "default", "{secrets:#}");
+        assert_eq!(
+            active["secret"]["tls_certificate"]["private_key"]["inline_string"], "[redacted]",
+            "{secrets:#}"
+        );
+        assert!(
+            active["secret"]["tls_certificate"]["certificate_chain"]["inline_string"]
+                .as_str()
+                .is_some_and(|c| c.contains("BEGIN CERTIFICATE")),
+            "{secrets:#}"
+        );
+        assert_eq!(secrets["dynamic_warming_secrets"][0]["name"], "missing");
+    }
+    let secret_version =
+        &config(&ours, "SecretsConfigDump")["dynamic_active_secrets"][0]["version_info"];
+    if api == "GRPC" {
+        assert_eq!(*secret_version, xds.version(SECRET));
+    }
     let listener = &config(&ours, "ListenersConfigDump")["dynamic_listeners"][0];
     assert_eq!(listener["name"], "web");
     assert_eq!(

@@ -199,7 +199,8 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
     }
     configs.push(config("RoutesConfigDump", rt));
 
-    // Secrets: the bootstrap's static ones (SDS is not served yet).
+    // Secrets: the bootstrap's, then those SDS delivered (from any source)
+    // and those still awaited, as Envoy lists them.
     let mut s = Map::new();
     let ss: Vec<Value> = statics("secrets")
         .iter()
@@ -212,6 +213,36 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
         })
         .collect();
     put(&mut s, "static_secrets", ss);
+    if let Some(x) = xds {
+        let active = x
+            .secrets
+            .resources
+            .values()
+            .map(|res| {
+                json!({
+                    "name": res.name,
+                    "version_info": res.version_info,
+                    "last_updated": timestamp(res.last_updated),
+                    "secret": r.any(&res.resource),
+                })
+            })
+            .collect();
+        put(&mut s, "dynamic_active_secrets", active);
+        let warming = x
+            .warming_secrets
+            .iter()
+            .map(|(name, since)| {
+                // As Envoy shows a secret it has asked for and not had.
+                json!({
+                    "name": name,
+                    "version_info": "uninitialized",
+                    "last_updated": timestamp(*since),
+                    "secret": {"@type": SECRET, "name": name},
+                })
+            })
+            .collect();
+        put(&mut s, "dynamic_warming_secrets", warming);
+    }
     configs.push(config("SecretsConfigDump", s));
 
     for c in &mut configs {

@@ -44,8 +44,13 @@ pub struct XdsDump {
     pub routes: TypeDump,
     pub clusters: TypeDump,
     pub endpoints: TypeDump,
+    /// Secrets from every SDS source (the ADS stream, SDS streams, files).
+    pub secrets: TypeDump,
     pub warming_listeners: Vec<String>,
     pub warming_clusters: Vec<String>,
+    /// Secrets a listener or cluster names that no SDS source has
+    /// delivered yet, with when they were first named.
+    pub warming_secrets: Vec<(String, SystemTime)>,
 }
 
 /// Where the writer keeps the latest [`XdsDump`] for the admin server. A

@@ -47,6 +47,9 @@ pub struct Cache {
     /// The same resources as received, for `/config_dump` (warming lists
     /// are filled in by [`Cache::dump`]).
     raw: XdsDump,
+    /// Secrets named but not delivered, and since when (kept by
+    /// [`Cache::prune`] for the dump's warming secrets).
+    awaited_secrets: BTreeMap<String, SystemTime>,
 }
 
 impl Cache {
@@ -60,6 +63,7 @@ impl Cache {
             endpoints: BTreeMap::new(),
             secrets: Secrets::new(),
             raw: XdsDump::default(),
+            awaited_secrets: BTreeMap::new(),
         }
     }
 
@@ -156,6 +160,7 @@ impl Cache {
             type_url::CLUSTER => Some(&mut self.raw.clusters),
             type_url::ROUTE => Some(&mut self.raw.routes),
             type_url::ENDPOINT => Some(&mut self.raw.endpoints),
+            type_url::SECRET => Some(&mut self.raw.secrets),
             _ => None,
         }
     }
@@ -205,6 +210,11 @@ impl Cache {
             .values()
             .filter(|c| self.warm_cluster(c).is_none())
             .map(|c| c.name.clone())
+            .collect();
+        d.warming_secrets = self
+            .awaited_secrets
+            .iter()
+            .map(|(name, since)| (name.clone(), *since))
             .collect();
         d
     }
@@ -370,11 +380,23 @@ impl Cache {
             .unwrap_or_default()
     }
 
-    /// Forgets route configs and assignments no longer subscribed to, as
+    /// Forgets route configs, assignments and secrets no longer named, as
     /// Envoy does when the listener or cluster that named them goes.
     pub fn prune(&mut self) {
         let wanted: BTreeSet<String> = self.secret_sources().into_values().flatten().collect();
         self.secrets.retain(|name, _| wanted.contains(name));
+        self.raw
+            .secrets
+            .resources
+            .retain(|name, _| wanted.contains(name));
+        self.awaited_secrets
+            .retain(|name, _| wanted.contains(name) && !self.secrets.contains_key(name));
+        let now = SystemTime::now();
+        for name in wanted {
+            if !self.secrets.contains_key(&name) {
+                self.awaited_secrets.entry(name).or_insert(now);
+            }
+        }
         let routes = self.route_names();
         self.routes.retain(|name, _| routes.contains(name));
         self.raw
@@ -668,6 +690,17 @@ mod tests {
         c.apply(type_url::SECRET, "s1", &[secret("default", CERT)])
             .expect("accepted");
         assert!(c.build().clusters.is_empty(), "ROOTCA still missing");
+        // The dump shows the delivered secret as received and the awaited
+        // one warming.
+        c.prune();
+        let dump = c.dump();
+        assert_eq!(dump.secrets.resources["default"].version_info, "s1");
+        let warming: Vec<&str> = dump
+            .warming_secrets
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(warming, ["ROOTCA"]);
         c.apply(type_url::SECRET, "s2", &[secret("ROOTCA", CA)])
             .expect("accepted");
         let built = c.build();
@@ -684,6 +717,7 @@ mod tests {
         c.apply(type_url::CLUSTER, "2", &[]).expect("accepted");
         c.prune();
         assert!(c.build().secrets.is_empty());
+        assert!(c.dump().secrets.resources.is_empty());
     }
 
     #[test]
