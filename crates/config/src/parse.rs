@@ -16,7 +16,88 @@ pub fn descriptor_pool() -> DescriptorPool {
     // The bytes are produced by envoy-types' own build and checked by its CI; a
     // failure here is a broken dependency, not bad input.
     #[allow(clippy::expect_used)]
-    DescriptorPool::decode(DESCRIPTORS).expect("envoy-types descriptor set decodes")
+    let mut pool = DescriptorPool::decode(DESCRIPTORS).expect("envoy-types descriptor set decodes");
+    for package in TYPED_STRUCT_PACKAGES {
+        // Two fields over a well-known type the set has: cannot fail.
+        #[allow(clippy::expect_used)]
+        pool.add_file_descriptor_proto(typed_struct_file(package))
+            .expect("TypedStruct descriptor");
+    }
+    pool
+}
+
+/// The packages of Envoy's two `TypedStruct`s (same shape, two names).
+const TYPED_STRUCT_PACKAGES: [&str; 2] = ["udpa.type.v1", "xds.type.v3"];
+
+/// `message TypedStruct { string type_url = 1; google.protobuf.Struct value
+/// = 2; }` in `package`. The descriptor set `envoy-types` ships leaves the
+/// udpa and xds type packages out; without this a binary resource holding
+/// a `TypedStruct` could not be read (or shown in `/config_dump`).
+fn typed_struct_file(package: &str) -> prost_reflect::prost_types::FileDescriptorProto {
+    use prost_reflect::prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto,
+        field_descriptor_proto::{Label, Type},
+    };
+    let field = |name: &str, number: i32, ty: Type, type_name: Option<&str>| FieldDescriptorProto {
+        name: Some(name.to_owned()),
+        number: Some(number),
+        label: Some(Label::Optional as i32),
+        r#type: Some(ty as i32),
+        type_name: type_name.map(str::to_owned),
+        json_name: Some(if name == "type_url" { "typeUrl" } else { name }.to_owned()),
+        ..Default::default()
+    };
+    FileDescriptorProto {
+        name: Some(format!("{}/typed_struct.proto", package.replace('.', "/"))),
+        package: Some(package.to_owned()),
+        dependency: vec!["google/protobuf/struct.proto".to_owned()],
+        message_type: vec![DescriptorProto {
+            name: Some("TypedStruct".to_owned()),
+            field: vec![
+                field("type_url", 1, Type::String, None),
+                field("value", 2, Type::Message, Some(".google.protobuf.Struct")),
+            ],
+            ..Default::default()
+        }],
+        syntax: Some("proto3".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// `any` with every `TypedStruct` inside it (at any depth) replaced by the
+/// typed `Any` it stands for, as [`parse_message`] does for text; `None`
+/// when it holds none (the common case, found without decoding: a nested
+/// `Any`'s type URL is in the bytes as written).
+pub fn unwrap_typed_structs_in(
+    any: &envoy_types::pb::google::protobuf::Any,
+) -> Result<Option<envoy_types::pb::google::protobuf::Any>, ParseError> {
+    let needle = b"TypedStruct";
+    if !any.value.windows(needle.len()).any(|w| w == needle) {
+        return Ok(None);
+    }
+    let full_name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let pool = descriptor_pool();
+    let problem = |message: String| ParseError {
+        path: String::new(),
+        message,
+    };
+    let desc = pool
+        .get_message_by_name(full_name)
+        .ok_or_else(|| problem(format!("unknown message type {full_name}")))?;
+    let msg = DynamicMessage::decode(desc, any.value.as_slice())
+        .map_err(|e| problem(format!("cannot decode {full_name}: {e}")))?;
+    let opts = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
+    // A nested `Any` of a type the pool lacks (Istio's own extensions)
+    // cannot be rendered; the resource is then judged as it came, where the
+    // translator names the wrapped type it does not take.
+    let Ok(value) = msg.serialize_with_options(serde_json::value::Serializer, &opts) else {
+        return Ok(None);
+    };
+    let unwrapped = parse_value_in(&pool, value, full_name, true)?;
+    Ok(Some(envoy_types::pb::google::protobuf::Any {
+        type_url: any.type_url.clone(),
+        value: prost::Message::encode_to_vec(&unwrapped),
+    }))
 }
 
 /// Parses `text` (YAML or JSON; JSON is YAML) as a message of `full_name`.
@@ -51,17 +132,26 @@ pub fn parse_value(
 }
 
 fn parse_value_with(
+    value: serde_json::Value,
+    full_name: &str,
+    deny_unknown: bool,
+) -> Result<DynamicMessage, ParseError> {
+    parse_value_in(&descriptor_pool(), value, full_name, deny_unknown)
+}
+
+fn parse_value_in(
+    pool: &DescriptorPool,
     mut value: serde_json::Value,
     full_name: &str,
     deny_unknown: bool,
 ) -> Result<DynamicMessage, ParseError> {
-    unwrap_typed_structs(&mut value, &mut String::new())?;
-    let desc: MessageDescriptor = descriptor_pool()
-        .get_message_by_name(full_name)
-        .ok_or_else(|| ParseError {
-            path: String::new(),
-            message: format!("unknown message type {full_name}"),
-        })?;
+    unwrap_typed_structs(pool, &mut value, &mut String::new())?;
+    let desc: MessageDescriptor =
+        pool.get_message_by_name(full_name)
+            .ok_or_else(|| ParseError {
+                path: String::new(),
+                message: format!("unknown message type {full_name}"),
+            })?;
     let opts = DeserializeOptions::new().deny_unknown_fields(deny_unknown);
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
@@ -81,10 +171,11 @@ const TYPED_STRUCTS: [&str; 2] = ["udpa.type.v1.TypedStruct", "xds.type.v3.Typed
 ///
 /// Envoy does the same when it loads an extension (the struct is converted
 /// to the named message with the proto3 JSON mapping), so the named message
-/// is then parsed, and its fields checked, exactly like a typed `Any`. The
-/// descriptor set `envoy-types` ships has no `TypedStruct`, and a generic
-/// rewrite keeps every extension's translation unaware of the wrapping.
+/// is then parsed, and its fields checked, exactly like a typed `Any`. A
+/// generic rewrite keeps every extension's translation unaware of the
+/// wrapping.
 fn unwrap_typed_structs(
+    pool: &DescriptorPool,
     value: &mut serde_json::Value,
     path: &mut String,
 ) -> Result<(), ParseError> {
@@ -95,7 +186,18 @@ fn unwrap_typed_structs(
                 .get("@type")
                 .and_then(Value::as_str)
                 .is_some_and(|t| TYPED_STRUCTS.contains(&t.rsplit('/').next().unwrap_or(t)));
-            if is_typed_struct {
+            // A type the pool lacks (one of Istio's own extensions) stays
+            // wrapped: it cannot be parsed as a message, and the
+            // translator judges it by the inner type URL.
+            let inner_known = map
+                .get("type_url")
+                .or_else(|| map.get("typeUrl"))
+                .and_then(Value::as_str)
+                .is_none_or(|u| {
+                    pool.get_message_by_name(u.rsplit('/').next().unwrap_or(u))
+                        .is_some()
+                });
+            if is_typed_struct && inner_known {
                 let invalid = |message: &str| ParseError {
                     path: path.clone(),
                     message: message.to_owned(),
@@ -125,7 +227,7 @@ fn unwrap_typed_structs(
                     path.push('.');
                 }
                 path.push_str(key);
-                unwrap_typed_structs(v, path)?;
+                unwrap_typed_structs(pool, v, path)?;
                 path.truncate(len);
             }
         }
@@ -133,7 +235,7 @@ fn unwrap_typed_structs(
             for (i, v) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                unwrap_typed_structs(v, path)?;
+                unwrap_typed_structs(pool, v, path)?;
                 path.truncate(len);
             }
         }

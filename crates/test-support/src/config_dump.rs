@@ -63,9 +63,6 @@ impl ConfigDump {
             dump: ConfigDump::default(),
             opaque: BTreeSet::new(),
         };
-        for name in TYPED_STRUCTS {
-            loader.add_typed_struct(name)?;
-        }
         match &json {
             Json::Array(listeners) => {
                 // Nameless entries are the dumped proxy's bootstrap listeners
@@ -307,11 +304,6 @@ struct Loader {
     opaque: BTreeSet<String>,
 }
 
-/// Istio's wrapper for its extensions' configs: not in Envoy's descriptor
-/// set, so declared to the pool with its two fields, keeping the inner type
-/// URL and config that Strait reads.
-const TYPED_STRUCTS: [&str; 2] = ["udpa.type.v1.TypedStruct", "xds.type.v3.TypedStruct"];
-
 impl Loader {
     /// One element of `configs`: a `*ConfigDump` with an `@type`.
     fn config(&mut self, config: &Json) -> Result<(), String> {
@@ -480,49 +472,6 @@ impl Loader {
             _ => {}
         }
         Ok(())
-    }
-
-    fn add_typed_struct(&mut self, full_name: &str) -> Result<(), String> {
-        use prost_reflect::prost_types::{
-            FieldDescriptorProto,
-            field_descriptor_proto::{Label, Type},
-        };
-        let (package, name) = full_name.rsplit_once('.').unwrap_or(("", full_name));
-        let field = |name: &str, json: &str, number: i32, ty: Type, type_name: Option<&str>| {
-            FieldDescriptorProto {
-                name: Some(name.into()),
-                json_name: Some(json.into()),
-                number: Some(number),
-                label: Some(Label::Optional as i32),
-                r#type: Some(ty as i32),
-                type_name: type_name.map(str::to_owned),
-                ..Default::default()
-            }
-        };
-        let file = FileDescriptorProto {
-            name: Some(format!("strait-test-opaque/{full_name}.proto")),
-            package: Some(package.to_owned()),
-            dependency: vec!["google/protobuf/struct.proto".into()],
-            message_type: vec![DescriptorProto {
-                name: Some(name.to_owned()),
-                field: vec![
-                    field("type_url", "typeUrl", 1, Type::String, None),
-                    field(
-                        "value",
-                        "value",
-                        2,
-                        Type::Message,
-                        Some(".google.protobuf.Struct"),
-                    ),
-                ],
-                ..Default::default()
-            }],
-            syntax: Some("proto3".into()),
-            ..Default::default()
-        };
-        self.pool
-            .add_file_descriptor_proto(file)
-            .map_err(|e| format!("{full_name}: {e}"))
     }
 
     fn add_empty_message(&mut self, full_name: &str) -> Result<(), String> {

@@ -317,6 +317,21 @@ pub fn resource(full_name: &str, text: &str) -> (String, Any) {
     (name, any)
 }
 
+/// A binary `udpa.type.v1.TypedStruct` standing for a message of
+/// `inner_type_url` written as `value` (JSON), as control planes send
+/// extensions they render from structs.
+pub fn typed_struct(inner_type_url: &str, value: serde_json::Value) -> Any {
+    let msg = strait_config::parse::parse_value(
+        serde_json::json!({"type_url": inner_type_url, "value": value}),
+        "udpa.type.v1.TypedStruct",
+    )
+    .unwrap_or_else(|e| panic!("test TypedStruct: {e}"));
+    Any {
+        type_url: "type.googleapis.com/udpa.type.v1.TypedStruct".into(),
+        value: prost::Message::encode_to_vec(&msg),
+    }
+}
+
 /// An Istio-shaped bootstrap that takes everything from this control plane
 /// at `xds` over ADS (`api`: `GRPC` or `DELTA_GRPC`), as sidecar
 /// `<workload>.default`, with admin on a free loopback port.

@@ -482,6 +482,16 @@ fn decode<M: Message + prost::Name + Default>(any: &Any, problems: &mut Vec<Stri
         ));
         return None;
     }
+    // Extensions wrapped in a `TypedStruct` are read as the type they
+    // name, as Envoy does and as the static file's parser does.
+    let unwrapped = match strait_config::parse::unwrap_typed_structs_in(any) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("{}: {e}", any.type_url));
+            return None;
+        }
+    };
+    let any = unwrapped.as_ref().unwrap_or(any);
     match M::decode(any.value.as_slice()) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -493,7 +503,7 @@ fn decode<M: Message + prost::Name + Default>(any: &Any, problems: &mut Vec<Stri
 
 #[cfg(test)]
 mod tests {
-    use strait_test_support::xds_server::resource;
+    use strait_test_support::xds_server::{resource, typed_struct};
 
     use super::*;
 
@@ -718,6 +728,40 @@ mod tests {
         c.prune();
         assert!(c.build().secrets.is_empty());
         assert!(c.dump().secrets.resources.is_empty());
+    }
+
+    /// A route config whose virtual host carries a fault override written
+    /// as a `TypedStruct` with `abort`.
+    fn route_with_typed_struct(abort: serde_json::Value) -> Any {
+        let any = route("r", "/.*");
+        let mut rc = RouteConfiguration::decode(any.value.as_slice()).expect("decodes");
+        rc.virtual_hosts[0].typed_per_filter_config.insert(
+            "envoy.filters.http.fault".into(),
+            typed_struct(
+                "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+                serde_json::json!({ "abort": abort }),
+            ),
+        );
+        Any {
+            type_url: any.type_url,
+            value: rc.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn typed_structs_in_binary_resources_are_read_as_their_type() {
+        let mut c = Cache::new(model::Config::default());
+        let ok = route_with_typed_struct(
+            serde_json::json!({"http_status": 418, "percentage": {"numerator": 100}}),
+        );
+        c.apply(type_url::ROUTE, "1", &[ok]).expect("accepted");
+        let overrides = format!("{:?}", c.routes["r"]);
+        assert!(overrides.contains("418"), "{overrides}");
+
+        // A bad field inside the struct is named, as in a typed `Any`.
+        let bad = route_with_typed_struct(serde_json::json!({"http_stauts": 418}));
+        let errs = c.apply(type_url::ROUTE, "2", &[bad]).expect_err("refused");
+        assert!(errs[0].contains("http_stauts"), "{errs:?}");
     }
 
     #[test]

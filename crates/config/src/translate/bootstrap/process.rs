@@ -212,11 +212,14 @@ pub(super) fn bootstrap_extensions(cx: &mut Context, path: &str, exts: &[TypedEx
     for (i, e) in exts.iter().enumerate() {
         let epath = item(path, "bootstrap_extensions", i);
         let TypedExtensionConfig { name, typed_config } = e;
-        let url = typed_config.as_ref().map_or("", |a| type_name(&a.type_url));
-        if url != "envoy.extensions.bootstrap.internal_listener.v3.InternalListener" {
+        // Through a `TypedStruct` the wrapped type is what is unsupported.
+        let url = typed_config
+            .as_ref()
+            .map_or_else(String::new, super::super::inert::effective_type_url);
+        if type_name(&url) != "envoy.extensions.bootstrap.internal_listener.v3.InternalListener" {
             cx.unsupported(
                 at(&epath, "typed_config"),
-                format!("bootstrap extension '{name}' ({url})"),
+                format!("bootstrap extension '{name}' ({})", type_name(&url)),
             );
         }
     }
