@@ -13,9 +13,9 @@ use strait_test_support::{
     client::Client,
     envoy::Envoy,
     eventually,
-    proxy::{TestProxy, UPSTREAM_H2},
+    proxy::TestProxy,
     upstream::{Upstream, http_echo},
-    xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, XdsServer, resource},
+    xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, XdsServer, ads_bootstrap, resource},
 };
 
 const APPLY: Duration = Duration::from_secs(15);
@@ -456,35 +456,6 @@ async fn drain_listeners_stops_inbound_then_all_and_reports_draining() {
 // ---------------------------------------------------------------------
 // Dynamic config: Strait and Envoy against the same control plane.
 
-fn xds_bootstrap(xds: SocketAddr, api: &str) -> String {
-    format!(
-        r#"
-node: {{id: "sidecar~127.0.0.1~test.default~default.svc.cluster.local", cluster: test.default}}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-{UPSTREAM_H2}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = xds.port(),
-    )
-}
-
 /// A listener named `name`; with `secret`, TLS with that SDS certificate.
 fn web_listener(
     name: &str,
@@ -628,7 +599,7 @@ async fn dynamic_dump(api: &str) {
     let xds = XdsServer::start();
     let a = http_echo("a");
     serve_resources(&xds, &a, false);
-    let yaml = xds_bootstrap(xds.addr(), api);
+    let yaml = ads_bootstrap(xds.addr(), api, "test");
     let proxy = TestProxy::start(&yaml, 1);
     let envoy = tokio::task::spawn_blocking({
         let yaml = yaml.clone();
@@ -813,7 +784,7 @@ async fn xds_update_stats_under_envoys_names() {
     let xds = XdsServer::start();
     let a = http_echo("a");
     serve_resources(&xds, &a, false);
-    let proxy = TestProxy::start(&xds_bootstrap(xds.addr(), "GRPC"), 1);
+    let proxy = TestProxy::start(&ads_bootstrap(xds.addr(), "GRPC", "test"), 1);
     settled(proxy.admin()).await;
     let text = get_text(
         proxy.admin(),

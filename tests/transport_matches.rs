@@ -12,43 +12,14 @@ use strait_test_support::{
     certs::{Issued, TestCa, downstream_tls},
     client::Client,
     eventually,
-    proxy::{TestProxy, UPSTREAM_H2},
+    proxy::TestProxy,
     upstream::http_echo,
-    xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsServer, resource},
+    xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsServer, ads_bootstrap, resource},
 };
 
 const APPLY: Duration = Duration::from_secs(10);
 const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/productpage";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
-
-fn bootstrap(xds: SocketAddr) -> String {
-    format!(
-        r#"
-node: {{id: "sidecar~127.0.0.1~productpage.default~default.svc.cluster.local", cluster: productpage.default}}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-{UPSTREAM_H2}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = xds.port(),
-    )
-}
 
 fn listener() -> (String, Any) {
     resource(
@@ -205,7 +176,7 @@ static_resources:
     xds.set(ROUTE, vec![routes()]);
     xds.set(CLUSTER, vec![cluster(&client_cert, &ca, RAW_BUFFER)]);
     xds.set(ENDPOINT, vec![endpoints(inbound, true)]);
-    let proxy = TestProxy::start(&bootstrap(xds.addr()), 1);
+    let proxy = TestProxy::start(&ads_bootstrap(xds.addr(), "GRPC", "productpage"), 1);
     let addr = eventually("listener from LDS", APPLY, || async {
         proxy.try_listener("outbound")
     })
