@@ -64,19 +64,47 @@ fn typed_struct_file(package: &str) -> prost_reflect::prost_types::FileDescripto
     }
 }
 
-/// `any` with every `TypedStruct` inside it (at any depth) replaced by the
-/// typed `Any` it stands for, as [`parse_message`] does for text; `None`
-/// when it holds none (the common case, found without decoding: a nested
-/// `Any`'s type URL is in the bytes as written).
-pub fn unwrap_typed_structs_in(
+/// Reads binary resources' `TypedStruct`s as the typed `Any`s they stand
+/// for, as [`parse_message`] does for text. Keeps the descriptor pool it
+/// needs for as long as it lives: one per xDS response, so a response of
+/// many resources decodes the pool once, and only if one of them holds a
+/// `TypedStruct`.
+#[derive(Default)]
+pub struct TypedStructs {
+    pool: Option<DescriptorPool>,
+}
+
+impl std::fmt::Debug for TypedStructs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedStructs")
+            .field("pool", &self.pool.is_some())
+            .finish()
+    }
+}
+
+impl TypedStructs {
+    /// `any` with every `TypedStruct` inside it (at any depth) whose type
+    /// the pool knows replaced by the typed `Any` it stands for; `None`
+    /// when it holds none (the common case, found without decoding: a
+    /// nested `Any`'s type URL is in the bytes as written).
+    pub fn unwrap(
+        &mut self,
+        any: &envoy_types::pb::google::protobuf::Any,
+    ) -> Result<Option<envoy_types::pb::google::protobuf::Any>, ParseError> {
+        let needle = b"TypedStruct";
+        if !any.value.windows(needle.len()).any(|w| w == needle) {
+            return Ok(None);
+        }
+        let pool = self.pool.get_or_insert_with(descriptor_pool);
+        unwrap_in(pool, any)
+    }
+}
+
+fn unwrap_in(
+    pool: &DescriptorPool,
     any: &envoy_types::pb::google::protobuf::Any,
 ) -> Result<Option<envoy_types::pb::google::protobuf::Any>, ParseError> {
-    let needle = b"TypedStruct";
-    if !any.value.windows(needle.len()).any(|w| w == needle) {
-        return Ok(None);
-    }
     let full_name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let pool = descriptor_pool();
     let problem = |message: String| ParseError {
         path: String::new(),
         message,
@@ -93,7 +121,7 @@ pub fn unwrap_typed_structs_in(
     let Ok(value) = msg.serialize_with_options(serde_json::value::Serializer, &opts) else {
         return Ok(None);
     };
-    let unwrapped = parse_value_in(&pool, value, full_name, true)?;
+    let unwrapped = parse_value_in(pool, value, full_name, true)?;
     Ok(Some(envoy_types::pb::google::protobuf::Any {
         type_url: any.type_url.clone(),
         value: prost::Message::encode_to_vec(&unwrapped),

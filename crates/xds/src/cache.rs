@@ -24,6 +24,7 @@ use strait_config::{
         Discovery,
         secret::{SdsRef, SecretEntry, SecretSource, Secrets},
     },
+    parse::TypedStructs,
     translate_cluster, translate_cluster_load_assignment, translate_listener,
     translate_route_config, translate_secret,
 };
@@ -96,8 +97,9 @@ impl Cache {
         };
         let mut problems = Vec::new();
         let now = SystemTime::now();
+        let mut typed = TypedStructs::default();
         for any in resources {
-            if let Some(name) = self.insert(type_url, any, version, &mut problems) {
+            if let Some(name) = self.insert(type_url, any, version, &mut problems, &mut typed) {
                 let prev = previous.get(&name).cloned();
                 self.record(type_url, name, version, any, now, prev.as_ref());
             }
@@ -118,8 +120,9 @@ impl Cache {
     ) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         let now = SystemTime::now();
+        let mut typed = TypedStructs::default();
         for (version, any) in resources {
-            if let Some(name) = self.insert(type_url, any, version, &mut problems) {
+            if let Some(name) = self.insert(type_url, any, version, &mut problems, &mut typed) {
                 self.record(type_url, name, version, any, now, None);
             }
         }
@@ -228,7 +231,18 @@ impl Cache {
         any: &Any,
         version: &str,
         problems: &mut Vec<String>,
+        typed: &mut TypedStructs,
     ) -> Option<String> {
+        // Extensions wrapped in a `TypedStruct` are read as the type they
+        // name, as Envoy does and as the static file's parser does.
+        let unwrapped = match typed.unwrap(any) {
+            Ok(u) => u,
+            Err(e) => {
+                problems.push(format!("{}: {e}", any.type_url));
+                return None;
+            }
+        };
+        let any = unwrapped.as_ref().unwrap_or(any);
         match type_url {
             type_url::LISTENER => {
                 let l = decode::<Listener>(any, problems)?;
@@ -482,16 +496,6 @@ fn decode<M: Message + prost::Name + Default>(any: &Any, problems: &mut Vec<Stri
         ));
         return None;
     }
-    // Extensions wrapped in a `TypedStruct` are read as the type they
-    // name, as Envoy does and as the static file's parser does.
-    let unwrapped = match strait_config::parse::unwrap_typed_structs_in(any) {
-        Ok(u) => u,
-        Err(e) => {
-            problems.push(format!("{}: {e}", any.type_url));
-            return None;
-        }
-    };
-    let any = unwrapped.as_ref().unwrap_or(any);
     match M::decode(any.value.as_slice()) {
         Ok(m) => Some(m),
         Err(e) => {
