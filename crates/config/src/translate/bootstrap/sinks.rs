@@ -53,10 +53,7 @@ pub(super) fn stats_sinks(
 fn sink(cx: &mut Context, path: &str, s: &StatsSink) -> Option<model::StatsSink> {
     // Envoy picks the sink by its typed_config's type; the name only labels
     // it (and selects it in configs without one, which Strait refuses).
-    let StatsSink {
-        name,
-        config_type,
-    } = s;
+    let StatsSink { name, config_type } = s;
     let Some(stats_sink::ConfigType::TypedConfig(any)) = config_type else {
         cx.invalid(
             at(path, "typed_config"),

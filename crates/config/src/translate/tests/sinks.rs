@@ -36,7 +36,10 @@ fn metrics_service(cluster: &str, extra: Value) -> Value {
 fn statsd_and_metrics_service_become_sinks() {
     let c = load_ok(&edited(&[(
         "/stats_sinks",
-        json!([statsd(udp("127.0.0.1", 8125)), metrics_service("backend", json!({}))]),
+        json!([
+            statsd(udp("127.0.0.1", 8125)),
+            metrics_service("backend", json!({}))
+        ]),
     )]));
     assert_eq!(
         c.stats_sinks,
@@ -59,14 +62,22 @@ fn statsd_and_metrics_service_become_sinks() {
 
 #[test]
 fn sink_options_are_kept() {
-    let mut s = statsd(json!({"socket_address": {"address": "::1", "port_value": 9125, "protocol": "UDP"}}));
+    let mut s = statsd(
+        json!({"socket_address": {"address": "::1", "port_value": 9125, "protocol": "UDP"}}),
+    );
     s["typed_config"]["prefix"] = json!("mesh");
     let c = load_ok(&edited(&[
         ("/stats_flush_interval", json!("0.2s")),
         (
             "/stats_sinks",
-            json!([s, metrics_service("backend", json!({
-                "report_counters_as_deltas": true, "batch_size": 10}))]),
+            json!([
+                s,
+                metrics_service(
+                    "backend",
+                    json!({
+                "report_counters_as_deltas": true, "batch_size": 10})
+                )
+            ]),
         ),
     ]));
     let sinks = c.stats_sinks.expect("sinks");
@@ -152,13 +163,19 @@ fn bad_sinks_name_the_field() {
         ),
         (
             "metrics service with tags as labels",
-            json!([metrics_service("backend", json!({"emit_tags_as_labels": true}))]),
+            json!([metrics_service(
+                "backend",
+                json!({"emit_tags_as_labels": true})
+            )]),
             "stats_sinks[0].typed_config.emit_tags_as_labels",
             "emit_tags_as_labels",
         ),
         (
             "metrics service with a histogram mode",
-            json!([metrics_service("backend", json!({"histogram_emit_mode": "HISTOGRAM"}))]),
+            json!([metrics_service(
+                "backend",
+                json!({"histogram_emit_mode": "HISTOGRAM"})
+            )]),
             "stats_sinks[0].typed_config.histogram_emit_mode",
             "histogram_emit_mode",
         ),
@@ -215,8 +232,7 @@ fn flush_interval_bounds_and_admin_flush() {
             "stats_flush",
         ),
     ] {
-        let errors = load(&edited(&[("/stats_sinks", sinks.clone()), edit]))
-            .expect_err("refused");
+        let errors = load(&edited(&[("/stats_sinks", sinks.clone()), edit])).expect_err("refused");
         assert!(
             errors
                 .iter()
