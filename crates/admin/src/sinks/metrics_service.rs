@@ -102,6 +102,9 @@ async fn stream(
     let mut identifier = Some(Identifier { node: node.clone() });
     loop {
         tokio::select! {
+            // A stream the server ended takes no more messages: notice that
+            // before sending the next flush into it.
+            biased;
             res = &mut call => return Err(match res {
                 Ok(_) => SinkError::Closed,
                 Err(status) => status.into(),
