@@ -38,7 +38,7 @@ pub(crate) struct Flush {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SinkError {
-    #[error("stats sink cluster '{0}' is not in the cluster registry")]
+    #[error("stats sink cluster '{0}' is not live (yet): still warming, e.g. for its SDS secrets")]
     NoCluster(String),
     #[error("stats sink cluster '{0}': no healthy upstream")]
     NoHost(String),
