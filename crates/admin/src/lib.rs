@@ -2,12 +2,14 @@
 //!
 //! Owns the admin endpoints: `/ready`, `/stats/prometheus`, `/stats`,
 //! `/config_dump`, `/listeners`, `/clusters`, `/server_info`, `/drain_listeners`,
-//! `/quitquitquit`.
+//! `/quitquitquit`; and the bootstrap's stats sinks ([`sinks`]: statsd,
+//! metrics service), which push the same stats every flush interval.
 //! It binds only where the config says (loopback by default). It reads the
 //! snapshot store, the cluster registry and the bound-listener table; it never
 //! changes config.
 
 mod config_dump;
+pub mod sinks;
 mod stats;
 
 use std::{
@@ -87,6 +89,14 @@ impl AdminContext {
         metrics::gauge!("envoy_server_uptime").set(self.started.elapsed().as_secs_f64().floor());
         let clusters = self.registry.all().len();
         metrics::gauge!("envoy_cluster_manager_active_clusters").set(clusters as f64);
+    }
+
+    /// Every counter and gauge under its Envoy name, as `/stats` shows them
+    /// (the server gauges refreshed first). Renders the recorder: for the
+    /// admin server and the stats sinks, never the data path.
+    fn envoy_stats(&self) -> Vec<stats::Stat> {
+        self.refresh_server_stats();
+        stats::collect(&self.prometheus.render(), &stats::Query::default())
     }
 }
 

@@ -201,20 +201,28 @@ impl Proxy {
         let xds_dump = Arc::new(DumpCell::default());
         let (drain_tx, mut drain_rx) = watch::channel(None);
         let mut admin = None;
-        if let Some(a) = shared.store.load().config().admin.clone() {
+        let ctx = strait_admin::AdminContext {
+            store: Arc::clone(&shared.store),
+            registry: Arc::clone(&shared.registry),
+            listeners: Arc::clone(&shared.bound),
+            prometheus: prometheus.clone(),
+            quit: quit_tx,
+            started: Instant::now(),
+            xds_dump: Arc::clone(&xds_dump),
+            drain_listeners: drain_tx,
+            draining: Arc::default(),
+        };
+        // Stats sinks read the stats as the admin server does, with or
+        // without one. Started once: Envoy reads `stats_sinks` from the
+        // bootstrap only, so a reload leaves them as they are.
+        let first = shared.store.load();
+        if let Some(sinks) = first.config().stats_sinks.clone() {
+            let node = first.config().node.clone();
+            control.spawn(strait_admin::sinks::run(ctx.clone(), sinks, node));
+        }
+        if let Some(a) = first.config().admin.clone() {
             let socket = strait_net::bind(a.address)?;
             admin = socket.local_addr().ok();
-            let ctx = strait_admin::AdminContext {
-                store: Arc::clone(&shared.store),
-                registry: Arc::clone(&shared.registry),
-                listeners: Arc::clone(&shared.bound),
-                prometheus: prometheus.clone(),
-                quit: quit_tx,
-                started: Instant::now(),
-                xds_dump: Arc::clone(&xds_dump),
-                drain_listeners: drain_tx,
-                draining: Arc::default(),
-            };
             control.spawn(async move {
                 match tokio::net::TcpListener::from_std(socket) {
                     Ok(l) => strait_admin::serve(l, ctx, admin_watch).await,

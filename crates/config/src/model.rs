@@ -13,6 +13,7 @@ pub mod filter;
 pub mod policy;
 mod route;
 pub mod secret;
+pub mod stats;
 pub mod tls;
 
 pub use filter::HttpFilter;
@@ -43,6 +44,9 @@ pub struct Config {
     /// (the xDS client adds them). TLS contexts name them; the snapshot
     /// resolves the names when it compiles the contexts.
     pub secrets: secret::Secrets,
+    /// `stats_sinks` with the flush interval; `None` without sinks. Read
+    /// once at start-up (see `strait_admin::sinks`).
+    pub stats_sinks: Option<stats::StatsSinks>,
 }
 
 impl Config {

@@ -12,6 +12,8 @@
 //!   every ACK and NACK.
 //! - [`config_dump`]: Envoy `/config_dump` files as the dynamic resources to
 //!   serve from [`xds_server`].
+//! - [`metrics_service`]: Envoy's metrics service (gRPC `StreamMetrics`),
+//!   recording every message, for the stats sink tests.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod admin;
@@ -19,6 +21,7 @@ pub mod certs;
 pub mod client;
 pub mod config_dump;
 pub mod envoy;
+pub mod metrics_service;
 pub mod proxy;
 pub mod upstream;
 pub mod xds_server;

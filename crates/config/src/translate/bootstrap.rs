@@ -12,6 +12,7 @@ use super::{Context, at, cluster, dynamic, ip_socket_address, item, listener};
 use crate::model;
 
 mod process;
+mod sinks;
 
 pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let Bootstrap {
@@ -28,9 +29,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         deferred_stat_options,
         stats_config,
         stats_flush_interval,
-        // Flushes on admin request instead of a timer: stats sinks only,
-        // which are refused below.
-        stats_flush: _,
+        stats_flush,
         watchdog,
         watchdogs,
         tracing,
@@ -66,10 +65,8 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let dynamic = dynamic_resources
         .as_ref()
         .and_then(|d| dynamic::dynamic_resources(cx, "dynamic_resources", d));
-    // Stats sinks push stats to a collector (statsd, metrics service):
-    // behaviour with an outside effect that Strait does not implement.
     reject_set!(cx, "";
-        hds_config, flags_path, stats_sinks,
+        hds_config, flags_path,
         watchdog, watchdogs, enable_dispatcher_stats, header_prefix,
         stats_server_version_override, use_tcp_for_dns_lookups, dns_resolution_config,
         typed_dns_resolver_config, fatal_actions, config_sources,
@@ -88,7 +85,13 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     if let Some(s) = stats_config {
         process::stats_config(s);
     }
-    process::stats_intervals(cx, stats_flush_interval, stats_eviction);
+    let flush_interval = process::stats_intervals(cx, stats_flush_interval, stats_eviction);
+    // `stats_flush_on_admin` flushes the sinks on admin requests instead of
+    // the timer; without sinks nothing is flushed either way.
+    if !stats_sinks.is_empty() {
+        reject_set!(cx, ""; stats_flush);
+    }
+    let stats_sinks = sinks::stats_sinks(cx, stats_sinks, flush_interval);
     if let Some(t) = tracing {
         process::tracing(t);
     }
@@ -138,6 +141,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         node: Some(process::node(node.as_ref())),
         max_downstream_connections,
         secrets,
+        stats_sinks,
     }
 }
 

@@ -171,7 +171,7 @@ pub(super) fn dynamic_resources(
         }
     };
     let ads_cluster = match grpc_services.as_slice() {
-        [one] => grpc_service(cx, &item(&apath, "grpc_services", 0), one),
+        [one] => grpc_service(cx, &item(&apath, "grpc_services", 0), one, true),
         _ => {
             cx.invalid(
                 at(&apath, "grpc_services"),
@@ -197,14 +197,22 @@ pub(super) fn dynamic_resources(
     })
 }
 
-pub(super) fn grpc_service(cx: &mut Context, path: &str, g: &GrpcService) -> Option<String> {
+/// An `envoy_grpc` service's cluster name. `dials_pipes`: whether the
+/// client may reach a `pipe` cluster (the xDS client can; a client going
+/// through the data path's cluster, like the metrics service sink, cannot).
+pub(super) fn grpc_service(
+    cx: &mut Context,
+    path: &str,
+    g: &GrpcService,
+    dials_pipes: bool,
+) -> Option<String> {
     let GrpcService {
         timeout,
         initial_metadata,
         retry_policy,
         target_specifier,
     } = g;
-    // `timeout` bounds unary calls; the ADS stream is not one.
+    // `timeout` bounds unary calls; the streams Strait opens are not.
     let _ = timeout;
     reject_set!(cx, path; initial_metadata, retry_policy);
     match target_specifier {
@@ -223,7 +231,11 @@ pub(super) fn grpc_service(cx: &mut Context, path: &str, g: &GrpcService) -> Opt
                 cx.invalid(at(&epath, "cluster_name"), "must not be empty");
                 return None;
             }
-            cx.require_grpc_cluster(at(&epath, "cluster_name"), cluster_name);
+            if dials_pipes {
+                cx.require_grpc_cluster(at(&epath, "cluster_name"), cluster_name);
+            } else {
+                cx.require_cluster(at(&epath, "cluster_name"), cluster_name);
+            }
             Some(cluster_name.clone())
         }
         Some(TargetSpecifier::GoogleGrpc(_)) => {

@@ -164,7 +164,7 @@ fn grpc_source(cx: &mut Context, path: &str, api: &ApiConfigSource) -> Option<Se
         Err(_) => cx.invalid(at(path, "api_type"), format!("unknown api_type {api_type}")),
     }
     let cluster = match grpc_services.as_slice() {
-        [one] => dynamic::grpc_service(cx, &item(path, "grpc_services", 0), one)?,
+        [one] => dynamic::grpc_service(cx, &item(path, "grpc_services", 0), one, true)?,
         _ => {
             cx.invalid(at(path, "grpc_services"), "needs exactly one gRPC service");
             return None;

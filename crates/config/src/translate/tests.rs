@@ -12,6 +12,7 @@ mod istio;
 mod route;
 mod route_bad;
 mod secrets;
+mod sinks;
 
 const HCM: &str = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config";
 const HCM_PATH: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";

@@ -45,19 +45,19 @@ pub(super) fn stats_config(s: &StatsConfig) {
     } = s;
 }
 
-/// `stats_flush_interval` and `stats_eviction`: both pace stats upkeep only
-/// (flushes to sinks, which are refused, and evicting unused stats from
-/// caches). Envoy refuses an eviction interval that is not a multiple of
-/// the flush interval, and so does Strait.
+/// `stats_flush_interval` and `stats_eviction`: the first paces the stats
+/// sinks (returned, Envoy's 5 s by default; `None` if malformed), the
+/// second evicting unused stats from caches, which Strait does not keep.
+/// Envoy refuses an eviction interval that is not a multiple of the flush
+/// interval, and so does Strait.
 pub(super) fn stats_intervals(
     cx: &mut Context,
     flush: &Option<ProtoDuration>,
     eviction: &Option<StatsEviction>,
-) {
+) -> Option<Duration> {
     let flush_every = match flush {
         Some(d) => duration(cx, "stats_flush_interval", d),
-        // Envoy's default.
-        None => Some(Duration::from_secs(5)),
+        None => Some(crate::model::stats::DEFAULT_FLUSH_INTERVAL),
     };
     if let Some(StatsEviction::StatsEvictionInterval(d)) = eviction
         && let (Some(evict), Some(flush)) =
@@ -69,6 +69,7 @@ pub(super) fn stats_intervals(
             format!("{evict:?} is not a multiple of stats_flush_interval {flush:?}"),
         );
     }
+    flush_every
 }
 
 /// `tracing`: the provider Envoy would use for connection managers that

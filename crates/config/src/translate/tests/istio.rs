@@ -263,14 +263,25 @@ fn istio_fields_that_would_change_behaviour_are_refused_by_path() {
             "multiple",
         ),
         (
-            "stats sink",
+            "a stats sink other than statsd and the metrics service",
             |b| {
-                b["stats_sinks"] = json!([{"name": "envoy.stat_sinks.statsd", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.config.metrics.v3.StatsdSink",
+                b["stats_sinks"] = json!([{"name": "envoy.stat_sinks.dog_statsd", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.metrics.v3.DogStatsdSink",
                     "address": {"socket_address": {"address": "10.0.0.1", "port_value": 8125}}}}]);
             },
-            "stats_sinks",
-            "stats_sinks",
+            "stats_sinks[0].typed_config",
+            "DogStatsdSink",
+        ),
+        (
+            "metrics service over the xDS pipe",
+            |b| {
+                b["stats_sinks"] = json!([{"name": "envoy.stat_sinks.metrics_service", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig",
+                    "transport_api_version": "V3",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": "xds-grpc"}}}}]);
+            },
+            "stats_sinks[0].typed_config.grpc_service.envoy_grpc.cluster_name",
+            "pipe",
         ),
         (
             "compressor stripping accept-encoding",
