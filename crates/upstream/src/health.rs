@@ -51,7 +51,7 @@ pub(crate) async fn check_all(cluster: &Arc<Cluster>) {
                     break;
                 }
             }
-            // Thresholds are those of the first check (Envoy runs one).
+            // The translator admits one check per cluster.
             if let Some(hc) = spec.health_checks.first() {
                 record(&cluster, &host, hc, ok);
             }

@@ -173,6 +173,14 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     let outlier_detection = outlier_detection
         .as_ref()
         .map(|od| resilience::outlier_detection(cx, &at(path, "outlier_detection"), od));
+    // Envoy runs each checker on its own schedule and thresholds, all
+    // moving the same host flag; Strait runs one.
+    if health_checks.len() > 1 {
+        cx.unsupported(
+            item(path, "health_checks", 1),
+            "more than one health check per cluster",
+        );
+    }
     let health_checks = health_checks
         .iter()
         .enumerate()

@@ -119,6 +119,20 @@ fn bad_configs_name_the_field() {
             "unknown static secret 'default'",
         ),
         (
+            "two health checks",
+            vec![(
+                "/static_resources/clusters/0/health_checks".into(),
+                json!([
+                    {"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1,
+                     "healthy_threshold": 1, "tcp_health_check": {}},
+                    {"timeout": "1s", "interval": "5s", "unhealthy_threshold": 3,
+                     "healthy_threshold": 2, "http_health_check": {"path": "/healthz"}},
+                ]),
+            )],
+            "static_resources.clusters[0].health_checks[1]".into(),
+            "more than one health check",
+        ),
+        (
             "TLS 1.1 maximum",
             vec![(
                 "/static_resources/clusters/0/transport_socket".into(),
