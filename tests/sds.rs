@@ -572,6 +572,60 @@ async fn rotation_via_an_sds_file_under_load() {
     assert_eq!(fresh_request(&tls, addr).await.expect("still v2"), 2);
 }
 
+/// Secret `default` naming `dir/cert.pem` and `dir/key.pem`, with `ROOTCA`
+/// inline, as an SDS file.
+fn sds_file_naming_files(dir: &Path, ca: &TestCa) -> String {
+    format!(
+        "version_info: \"1\"\nresources:\n- {{\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret, name: default, tls_certificate: {{certificate_chain: {{filename: {cert}}}, private_key: {{filename: {key}}}}}}}\n- {root}\n",
+        cert = dir.join("cert.pem").display(),
+        key = dir.join("key.pem").display(),
+        root = ca_secret_yaml("ROOTCA", ca).replace('\n', " "),
+    )
+}
+
+/// Puts `cert`'s certificate and key in a new directory under `dir` and
+/// points the `data` symlink at it in one rename, as Kubernetes updates a
+/// secret volume.
+fn mount(dir: &Path, version: u32, cert: &Issued) {
+    let target = dir.join(format!("v{version}"));
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::copy(&cert.cert, target.join("cert.pem")).expect("cert");
+    std::fs::copy(&cert.key, target.join("key.pem")).expect("key");
+    let link = dir.join(format!("data.v{version}"));
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    std::fs::rename(&link, dir.join("data")).expect("swap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_of_the_files_an_sds_secret_names_under_load() {
+    let echo = http_echo("echo");
+    let ca = TestCa::new("mesh-ca");
+    let v1 = ca.issue(&server_id(1), &[HOST]);
+    let v2 = ca.issue(&server_id(2), &[HOST]);
+    let client = ca.issue(CLIENT_ID, &[]);
+    let dir = TempDir::new("sds-files");
+    mount(dir.path(), 1, &v1);
+    let file = dir.path().join("secrets.yaml");
+    std::fs::write(&file, sds_file_naming_files(&dir.path().join("data"), &ca))
+        .expect("write SDS file");
+    let source = format!("{{path_config_source: {{path: {}}}}}", file.display());
+    let yaml = bootstrap(
+        &echo,
+        None,
+        "",
+        &indent(
+            &format!(
+                "- {}",
+                listener_yaml(&source).trim_start().replace('\n', "\n  ")
+            ),
+            2,
+        ),
+    );
+    let proxy = TestProxy::start(&yaml, 2);
+    // The SDS file itself never changes: only the files its secret names.
+    rotate_under_load(&proxy, &ca, &client, || mount(dir.path(), 2, &v2)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_secret_is_nacked_and_the_previous_keeps_serving() {
     let echo = http_echo("echo");

@@ -387,6 +387,28 @@ impl Cache {
         out
     }
 
+    /// The files each SDS secret names (secrets with none left out).
+    pub fn secret_files(&self) -> BTreeMap<String, Vec<std::path::PathBuf>> {
+        self.secrets
+            .iter()
+            .map(|(name, e)| {
+                let files = e.secret.files().into_iter().map(Into::into).collect();
+                (name.clone(), files)
+            })
+            .filter(|(_, files): &(String, Vec<_>)| !files.is_empty())
+            .collect()
+    }
+
+    /// Marks `names`' files as changed on disk, so the next config compiles
+    /// them afresh.
+    pub fn secret_files_changed(&mut self, names: &[String]) {
+        for name in names {
+            if let Some(e) = self.secrets.get_mut(name) {
+                e.files_revision += 1;
+            }
+        }
+    }
+
     /// The secret names the ADS stream subscribes to.
     pub fn ads_secret_names(&self) -> BTreeSet<String> {
         self.secret_sources()

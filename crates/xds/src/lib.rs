@@ -23,6 +23,7 @@ mod cache;
 mod channel;
 mod delta;
 mod sds;
+mod secret_files;
 mod shared;
 mod stats;
 mod stream;

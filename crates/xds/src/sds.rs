@@ -50,6 +50,7 @@ pub(crate) async fn supervise<P: Publish>(shared: Arc<Shared<P>>) {
     let mut wanted = shared.sources.subscribe();
     let mut running: HashMap<SecretSource, watch::Sender<BTreeSet<String>>> = HashMap::new();
     let mut tasks = JoinSet::new();
+    tasks.spawn(crate::secret_files::watch(Arc::clone(&shared), FILE_POLL));
     loop {
         let now = wanted.borrow_and_update().clone();
         for (source, names) in now {

@@ -36,6 +36,11 @@ impl<P: Publish> Shared<P> {
         }
     }
 
+    /// The files the cached SDS secrets name, by secret.
+    pub(crate) async fn secret_files(&self) -> BTreeMap<String, Vec<std::path::PathBuf>> {
+        self.cache.lock().await.secret_files()
+    }
+
     /// Applies `change` to a copy of the cache, prunes what is no longer
     /// named, and publishes the config it makes when that differs from the
     /// live one. The copy replaces the cache only when all of that

@@ -50,6 +50,22 @@ pub enum Secret {
 }
 
 impl Secret {
+    /// The files its certificates, key and CA are read from.
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        use super::tls::DataSource;
+        let sources: Vec<&DataSource> = match self {
+            Secret::TlsCertificate(c) => vec![&c.certificate_chain, &c.private_key],
+            Secret::ValidationContext(v) => v.trusted_ca.iter().collect(),
+        };
+        sources
+            .into_iter()
+            .filter_map(|d| match d {
+                DataSource::File(p) => Some(p.as_path()),
+                DataSource::Inline(_) => None,
+            })
+            .collect()
+    }
+
     /// The `Secret` field this kind is, for messages and `/config_dump`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -73,6 +89,10 @@ pub struct SecretEntry {
     /// Delivered by SDS (`dynamic_active_secrets` in a dump) rather than
     /// `static_resources.secrets` (`static_secrets`).
     pub dynamic: bool,
+    /// Bumped when a file the secret names changed on disk: the content
+    /// to compile differs though the secret does not (Envoy watches the
+    /// files of SDS secrets too).
+    pub files_revision: u64,
 }
 
 impl SecretEntry {
@@ -83,6 +103,7 @@ impl SecretEntry {
             version: version.into(),
             last_updated: SystemTime::now(),
             dynamic: false,
+            files_revision: 0,
         }
     }
 
@@ -119,8 +140,10 @@ impl CommonTls {
     /// True when every referenced secret has the same content in `a` and
     /// `b`: a context compiled against `a` is still right for `b`.
     pub fn same_secrets(&self, a: &Secrets, b: &Secrets) -> bool {
-        self.secret_refs()
-            .all(|r| a.get(&r.name).map(|e| &e.secret) == b.get(&r.name).map(|e| &e.secret))
+        self.secret_refs().all(|r| {
+            let (x, y) = (a.get(&r.name), b.get(&r.name));
+            x.map(|e| (&e.secret, e.files_revision)) == y.map(|e| (&e.secret, e.files_revision))
+        })
     }
 
     /// The certificates and validation the context uses, with its SDS
