@@ -225,8 +225,11 @@ mod tests {
         out
     }
 
-    /// A Name's contents from RDNs of (OID DER contents, value tag, bytes).
-    fn name(rdns: &[&[(&[u8], u8, &[u8])]]) -> Vec<u8> {
+    /// One attribute: OID DER contents, value tag, value bytes.
+    type Attribute<'a> = (&'a [u8], u8, &'a [u8]);
+
+    /// A Name's contents from RDNs of attributes.
+    fn name(rdns: &[&[Attribute<'_>]]) -> Vec<u8> {
         let mut out = Vec::new();
         for rdn in rdns {
             let mut set = Vec::new();
