@@ -372,27 +372,13 @@ fn as_for_plaintext_endpoints(dump: &mut ConfigDump) {
 // ---------------------------------------------------------------------------
 // sidecar_app1_istio-1.22.3.json: Istio 1.22.3, delta xDS, full dump.
 
-const XFCC: Reason = (
-    "forward_client_cert_details",
-    "inbound HCMs: x-forwarded-client-cert handling is not implemented (an app would lose the \
-     client identity header); only on virtualInbound, which SDS refuses anyway",
-);
-const XFCC_SET: Reason = (
-    "set_current_client_cert_details",
-    "as forward_client_cert_details",
-);
-const FILTER_DISABLED: Reason = (
-    "filter_disabled",
-    "virtualInbound turns listener filters off per destination port with a predicate, which \
-     is not implemented",
-);
 const ECDS: Reason = (
     "config_discovery (ECDS)",
     "deliberate: a user WasmPlugin delivered by ECDS; Strait has no Wasm runtime, and a module \
      can do anything",
 );
 
-const S22_REASONS: &[Reason] = &[XFCC, XFCC_SET, FILTER_DISABLED, ECDS];
+const S22_REASONS: &[Reason] = &[ECDS];
 
 #[test]
 fn sidecar_app1_istio_1_22() {
@@ -480,7 +466,7 @@ fn sidecar_app1_istio_1_22() {
 // sidecar_bookinfo-details-v1_istio-1.10.0.json: Istio 1.10, camelCase,
 // state of the world, null-VM Wasm telemetry.
 
-const S10_REASONS: &[Reason] = &[XFCC, XFCC_SET, FILTER_DISABLED];
+const S10_REASONS: &[Reason] = &[];
 
 #[test]
 fn sidecar_bookinfo_details_istio_1_10() {
@@ -602,9 +588,6 @@ const HBONE: &str =
     "HBONE (ambient interop: internal listeners, CONNECT tunnels) is out of scope for the sidecar";
 
 const L18_REASONS: &[Reason] = &[
-    XFCC,
-    XFCC_SET,
-    FILTER_DISABLED,
     ("listener_specifier", HBONE),
     (
         "is required",
@@ -646,7 +629,7 @@ fn lds_only_sidecar_httpbin_extauthz_istio_1_18() {
     ));
 }
 
-const L13_REASONS: &[Reason] = &[XFCC, XFCC_SET, FILTER_DISABLED];
+const L13_REASONS: &[Reason] = &[];
 
 #[test]
 fn lds_only_sidecar_echo_istio_1_13() {

@@ -30,7 +30,7 @@ use strait_config::model::filter::FilterOverride;
 
 use crate::{
     filters, hash, local_reply::LocalReply, mirror, proxy::Shared, retry::Plan, router,
-    stats::HttpStats, timeouts,
+    stats::HttpStats, timeouts, xfcc,
 };
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -51,6 +51,9 @@ pub(crate) struct ConnCtx {
     pub(crate) chain: usize,
     /// The connection is TLS-terminated (`x-forwarded-proto: https`).
     pub(crate) tls: bool,
+    /// This hop's `x-forwarded-client-cert` element, built at the
+    /// handshake; `None` unless the client presented a certificate.
+    pub(crate) xfcc: Option<HeaderValue>,
     pub(crate) peer: SocketAddr,
     /// The connection's destination: the local address it was accepted
     /// on, or its original destination when the listener restores it
@@ -230,6 +233,12 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         None => LocalReply::ListenerDraining.response(),
         Some((hcm, routes)) => {
             let mut req = req;
+            // Before routing, as Envoy mutates request headers first.
+            xfcc::apply(
+                req.headers_mut(),
+                hcm.forward_client_cert,
+                conn.xfcc.as_ref(),
+            );
             if hcm.normalize_path
                 && let Some(normal) = req
                     .uri()

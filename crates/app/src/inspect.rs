@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use strait_config::model::ListenerFilters;
+use strait_config::model::{ListenerFilters, predicate::ListenerFilterPredicate};
 use strait_tls::{
     Rewind,
     hello::{self, MAX_CLIENT_HELLO, Peek},
@@ -46,15 +46,16 @@ pub(crate) enum InspectError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs the configured inspectors on `stream`. Reads at most
-/// [`MAX_CLIENT_HELLO`] bytes, bounded by `filters.timeout`; without
-/// inspectors it reads nothing.
+/// Runs the configured inspectors on `stream`, except those whose
+/// `filter_disabled` matches `destination_port` (the original destination's
+/// port when the listener restores it). Reads at most [`MAX_CLIENT_HELLO`]
+/// bytes, bounded by `filters.timeout`; without inspectors it reads nothing.
 pub(crate) async fn run(
     mut stream: TcpStream,
     filters: &ListenerFilters,
+    destination_port: u16,
 ) -> Result<Inspected, InspectError> {
-    let mut tls_pending = filters.tls_inspector;
-    let mut http_pending = filters.http_inspector;
+    let (mut tls_pending, mut http_pending) = enabled(filters, destination_port);
     let mut buf = Vec::new();
     let mut tls = false;
     let mut server_name = None;
@@ -113,6 +114,21 @@ pub(crate) async fn run(
         server_name,
         protocols,
     })
+}
+
+/// Which inspectors run for a connection to `destination_port`: those
+/// configured whose `filter_disabled` does not match it.
+fn enabled(filters: &ListenerFilters, destination_port: u16) -> (bool, bool) {
+    let on = |configured: bool, disabled: &Option<ListenerFilterPredicate>| {
+        configured
+            && !disabled
+                .as_ref()
+                .is_some_and(|p| p.matches(destination_port))
+    };
+    (
+        on(filters.tls_inspector, &filters.tls_inspector_disabled),
+        on(filters.http_inspector, &filters.http_inspector_disabled),
+    )
 }
 
 /// The HTTP inspector's verdict so far.
@@ -188,5 +204,28 @@ mod tests {
         assert_eq!(http_protocol(b"GET /long"), Sniff::More);
         assert_eq!(http_protocol(b"\x16\x03\x01"), Sniff::NotHttp);
         assert_eq!(http_protocol(b"GET / SPDY/3\r\n"), Sniff::NotHttp);
+    }
+
+    #[test]
+    fn filter_disabled_skips_an_inspector_by_destination_port() {
+        let filters = ListenerFilters {
+            tls_inspector: true,
+            http_inspector: true,
+            tls_inspector_disabled: Some(ListenerFilterPredicate::DestinationPorts(80..81)),
+            http_inspector_disabled: Some(ListenerFilterPredicate::Not(Box::new(
+                ListenerFilterPredicate::DestinationPorts(80..81),
+            ))),
+            ..ListenerFilters::default()
+        };
+        assert_eq!(enabled(&filters, 80), (false, true));
+        assert_eq!(enabled(&filters, 443), (true, false));
+        // A predicate on a filter that is not configured turns nothing on.
+        let none = ListenerFilters {
+            tls_inspector_disabled: Some(ListenerFilterPredicate::Not(Box::new(
+                ListenerFilterPredicate::Any,
+            ))),
+            ..ListenerFilters::default()
+        };
+        assert_eq!(enabled(&none, 80), (false, false));
     }
 }

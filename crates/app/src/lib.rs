@@ -2,7 +2,8 @@
 //!
 //! Owns: worker runtimes ([`workers`]), the listener set and accept loops
 //! ([`listeners`]), listener filters ([`inspect`]), the per-request HTTP path and the one place errors become
-//! responses ([`http`], [`local_reply`]), the TCP proxy path ([`tcp`]), config
+//! responses ([`http`], [`local_reply`]), `x-forwarded-client-cert`
+//! ([`xfcc`]), the TCP proxy path ([`tcp`]), config
 //! loading and hot reload ([`reload`]), and start-up/shutdown ([`Proxy`]).
 //! Everything a request reads of config comes from one snapshot in the
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
@@ -23,6 +24,7 @@ mod stats;
 mod tcp;
 mod timeouts;
 mod workers;
+mod xfcc;
 
 pub use proxy::{ConfigSource, Options, Proxy};
 pub use reload::{check, check_with};

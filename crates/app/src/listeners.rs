@@ -13,7 +13,7 @@ use strait_codec::{Counted, ServerOptions, ServerProtocol, server};
 use strait_config::model::{CodecType, Config, HttpConnectionManager, NetworkFilter};
 use strait_net::{Drain, DrainWatch, NetError};
 use strait_snapshot::ConnectionInfo;
-use strait_tls::{MaybeTls, Rewind, ServerTlsStream};
+use strait_tls::{MaybeTls, PeerChain, Rewind, ServerTlsStream};
 use tokio::{net::TcpStream, runtime::Handle};
 
 use crate::{
@@ -21,7 +21,7 @@ use crate::{
     inspect,
     proxy::Shared,
     stats::{ListenerStats, TcpStats},
-    tcp,
+    tcp, xfcc,
 };
 
 /// How long an HTTP/1.1 connection may wait for (the rest of) a request
@@ -313,7 +313,7 @@ async fn serve_connection(
         entry = Arc::clone(target);
     }
     drop(snapshot);
-    let inspected = match inspect::run(stream, &entry.spec.listener_filters).await {
+    let inspected = match inspect::run(stream, &entry.spec.listener_filters, local.port()).await {
         Ok(i) => i,
         Err(e) => {
             tracing::debug!(listener = %name, %peer, error = %e, "connection closed");
@@ -334,13 +334,17 @@ async fn serve_connection(
         tracing::debug!(listener = %name, %peer, sni = ?info.server_name, "no matching filter chain");
         return;
     };
+    let mut local_uris: Option<Arc<[String]>> = None;
     let io: Downstream = match &compiled.tls {
         None => MaybeTls::Plain(inspected.stream),
         Some(tls) => {
             let tls = tls.clone();
-            let handshake = tls.accept(inspected.stream);
+            let handshake = tls.accept_identified(inspected.stream);
             match inspect::within(chain.handshake_timeout, handshake).await {
-                Some(Ok(s)) => MaybeTls::Tls(Box::new(s)),
+                Some(Ok((s, uris))) => {
+                    local_uris = Some(uris);
+                    MaybeTls::Tls(Box::new(s))
+                }
                 Some(Err(e)) => {
                     tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
                     return;
@@ -354,9 +358,23 @@ async fn serve_connection(
     };
     match &chain.terminal {
         NetworkFilter::Http(hcm) => {
+            // Once per connection: this hop's XFCC element, when the
+            // client presented a certificate.
+            let xfcc = match (&io, &local_uris) {
+                (MaybeTls::Tls(s), Some(uris)) => {
+                    PeerChain::of(s).map(|p| xfcc::element(hcm.client_cert_details, uris, &p))
+                }
+                _ => None,
+            };
             let hcm = hcm.clone();
             drop(entry);
-            serve_http(io, &hcm, index, local, peer, name, shared, drain).await;
+            let conn = Conn {
+                chain: index,
+                local,
+                peer,
+                xfcc,
+            };
+            serve_http(io, &hcm, conn, name, shared, drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
             let proxy = proxy.clone();
@@ -367,17 +385,28 @@ async fn serve_connection(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve_http(
-    io: Downstream,
-    hcm: &HttpConnectionManager,
+/// What the HTTP path keeps of a connection's set-up.
+struct Conn {
     chain: usize,
     local: SocketAddr,
     peer: SocketAddr,
+    xfcc: Option<http::HeaderValue>,
+}
+
+async fn serve_http(
+    io: Downstream,
+    hcm: &HttpConnectionManager,
+    conn: Conn,
     name: Arc<str>,
     shared: Arc<Shared>,
     drain: DrainWatch,
 ) {
+    let Conn {
+        chain,
+        local,
+        peer,
+        xfcc,
+    } = conn;
     let stats = shared.http_stats(&hcm.stat_prefix);
     stats.cx_total.increment(1);
     stats.cx_active.increment(1.0);
@@ -395,6 +424,7 @@ async fn serve_http(
         listener: name,
         chain,
         tls: io.is_tls(),
+        xfcc,
         peer,
         local,
         stats: Arc::clone(&stats),

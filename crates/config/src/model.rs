@@ -9,8 +9,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 
+pub mod client_cert;
 pub mod filter;
 pub mod policy;
+pub mod predicate;
 mod route;
 pub mod secret;
 pub mod stats;
@@ -174,6 +176,11 @@ pub struct ListenerFilters {
     pub timeout: Option<Duration>,
     /// `continue_on_listener_filters_timeout` (default false: close).
     pub continue_on_timeout: bool,
+    /// The TLS inspector's `filter_disabled`: connections it matches skip
+    /// the inspector (and so have transport protocol `raw_buffer`).
+    pub tls_inspector_disabled: Option<predicate::ListenerFilterPredicate>,
+    /// The HTTP inspector's `filter_disabled`.
+    pub http_inspector_disabled: Option<predicate::ListenerFilterPredicate>,
     /// `envoy.filters.listener.original_dst`: the connection's destination
     /// (for filter-chain matching and ORIGINAL_DST clusters) is its
     /// original destination before a NAT redirect, not the local address.
@@ -276,6 +283,12 @@ pub struct HttpConnectionManager {
     /// `normalize_path` (default false): dot segments are removed from the
     /// path before routing and in the request sent upstream.
     pub normalize_path: bool,
+    /// `forward_client_cert_details`.
+    pub forward_client_cert: client_cert::ForwardClientCert,
+    /// `set_current_client_cert_details`; all false unless
+    /// [`client_cert::ForwardClientCert::sets_current`] (Envoy reads it only
+    /// then).
+    pub client_cert_details: client_cert::ClientCertDetails,
 }
 
 /// Where a connection manager's routes come from.

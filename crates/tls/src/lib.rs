@@ -11,6 +11,8 @@
 //!   originates TLS.
 //! - [`ClusterTransports`]: a cluster's `transport_socket` and its
 //!   `transport_socket_matches`, compiled, for the per-host choice.
+//! - [`PeerChain`]: the client certificate of a terminated connection, read
+//!   for `x-forwarded-client-cert` (SHA-256, RFC 2253 subject, SANs, PEM).
 //! - [`hello`]: a ClientHello peek (SNI and ALPN) for the TLS inspector, and
 //!   [`Rewind`] to replay peeked bytes.
 //!
@@ -21,8 +23,10 @@
 //! Depends on the model (`config`) only; never on I/O crates above it.
 
 mod client;
+mod dn;
 pub mod hello;
 mod load;
+mod peer;
 mod rewind;
 mod san;
 mod server;
@@ -31,6 +35,7 @@ mod transports;
 mod versions;
 
 pub use client::{ClientTls, ClientTlsStream, DefaultAlpn};
+pub use peer::PeerChain;
 pub use rewind::Rewind;
 pub use server::{ServerTls, ServerTlsStream};
 pub use stream::MaybeTls;

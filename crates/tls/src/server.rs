@@ -36,6 +36,8 @@ pub struct ServerTls {
     /// (a client offering `istio-peer-exchange, istio` to an inbound chain
     /// offering `h2, http/1.1`).
     no_alpn: Arc<rustls::ServerConfig>,
+    /// The certificates, to tell which one a handshake presents.
+    certs: Arc<BySni>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -92,9 +94,16 @@ impl ServerTls {
         for c in &common.secrets.certificates {
             let ck = load::certified_key(c)?;
             let names = dns_names(&ck);
-            certs.push((Arc::new(ck), names));
+            let uris = uri_names(&ck);
+            certs.push(LocalCert {
+                key: Arc::new(ck),
+                dns: names,
+                uris,
+            });
         }
-        let mut config = builder.with_cert_resolver(Arc::new(BySni { certs }));
+        let by_sni = Arc::new(BySni { certs });
+        let mut config =
+            builder.with_cert_resolver(Arc::clone(&by_sni) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = common.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.ignore_client_order = !ctx.prefer_client_ciphers;
         let mut no_alpn = config.clone();
@@ -102,6 +111,7 @@ impl ServerTls {
         Ok(ServerTls {
             config: Arc::new(config),
             no_alpn: Arc::new(no_alpn),
+            certs: by_sni,
         })
     }
 
@@ -111,8 +121,29 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        self.accept_identified(io).await.map(|(s, _)| s)
+    }
+
+    /// [`ServerTls::accept`], also giving the URI SANs of the certificate
+    /// the handshake presented (Envoy's `uriSanLocalCertificate`, the
+    /// `By=` of `x-forwarded-client-cert`). Shared, not copied.
+    pub async fn accept_identified<IO>(
+        &self,
+        io: IO,
+    ) -> std::io::Result<(ServerTlsStream<IO>, Arc<[String]>)>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let start =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        // The resolver makes the same choice from the same ClientHello
+        // during the handshake; rustls does not report it afterwards.
+        let uris = {
+            let hello = start.client_hello();
+            self.certs
+                .pick(hello.server_name(), hello.signature_schemes())
+                .map_or_else(|| Arc::from([]), |c| Arc::clone(&c.uris))
+        };
         let ours = &self.config.alpn_protocols;
         let disjoint = !ours.is_empty()
             && start
@@ -124,7 +155,8 @@ impl ServerTls {
         } else {
             Arc::clone(&self.config)
         };
-        start.into_stream(config).await
+        let stream = start.into_stream(config).await?;
+        Ok((stream, uris))
     }
 }
 
@@ -142,39 +174,64 @@ fn dns_names(ck: &CertifiedKey) -> Vec<String> {
     }
 }
 
+/// The URI SANs of the leaf, for `By=`.
+fn uri_names(ck: &CertifiedKey) -> Arc<[String]> {
+    let Some(leaf) = ck.cert.first() else {
+        return Arc::from([]);
+    };
+    match webpki::EndEntityCert::try_from(leaf) {
+        Ok(ee) => ee.valid_uri_names().map(str::to_owned).collect(),
+        Err(_) => Arc::from([]),
+    }
+}
+
+/// One server certificate with the names selection and XFCC read.
+#[derive(Debug)]
+struct LocalCert {
+    key: Arc<CertifiedKey>,
+    /// DNS SANs, lower-cased.
+    dns: Vec<String>,
+    uris: Arc<[String]>,
+}
+
 /// Envoy's certificate selection: a certificate whose DNS SANs match the
 /// SNI (exactly, then by wildcard) and whose key the client can use; else
 /// the first certificate the client can use; else the first.
 #[derive(Debug)]
 struct BySni {
-    certs: Vec<(Arc<CertifiedKey>, Vec<String>)>,
+    certs: Vec<LocalCert>,
 }
 
-impl ResolvesServerCert for BySni {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let schemes = hello.signature_schemes();
-        let usable = |ck: &CertifiedKey| ck.key.choose_scheme(schemes).is_some();
-        if let Some(sni) = hello.server_name() {
+impl BySni {
+    fn pick(&self, sni: Option<&str>, schemes: &[SignatureScheme]) -> Option<&LocalCert> {
+        let usable = |c: &LocalCert| c.key.key.choose_scheme(schemes).is_some();
+        if let Some(sni) = sni {
             let sni = sni.to_ascii_lowercase();
             let wildcard = sni.split_once('.').map(|(_, rest)| format!("*.{rest}"));
             let exact = self
                 .certs
                 .iter()
-                .find(|(ck, names)| names.contains(&sni) && usable(ck));
+                .find(|c| c.dns.contains(&sni) && usable(c));
             let wild = || {
-                self.certs.iter().find(|(ck, names)| {
-                    wildcard.as_ref().is_some_and(|w| names.contains(w)) && usable(ck)
-                })
+                self.certs
+                    .iter()
+                    .find(|c| wildcard.as_ref().is_some_and(|w| c.dns.contains(w)) && usable(c))
             };
-            if let Some((ck, _)) = exact.or_else(wild) {
-                return Some(Arc::clone(ck));
+            if let Some(c) = exact.or_else(wild) {
+                return Some(c);
             }
         }
         self.certs
             .iter()
-            .find(|(ck, _)| usable(ck))
+            .find(|c| usable(c))
             .or_else(|| self.certs.first())
-            .map(|(ck, _)| Arc::clone(ck))
+    }
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.pick(hello.server_name(), hello.signature_schemes())
+            .map(|c| Arc::clone(&c.key))
     }
 }
 

@@ -9,8 +9,9 @@ use envoy_types::pb::envoy::{
         network::http_connection_manager::v3::{
             HttpConnectionManager, HttpFilter,
             http_connection_manager::{
-                CodecType, PathWithEscapedSlashesAction, RouteSpecifier,
-                ServerHeaderTransformation, StripPortMode, UpgradeConfig,
+                CodecType, ForwardClientCertDetails, PathWithEscapedSlashesAction, RouteSpecifier,
+                ServerHeaderTransformation, SetCurrentClientCertDetails, StripPortMode,
+                UpgradeConfig,
             },
             http_filter,
         },
@@ -23,7 +24,10 @@ use super::{
     inert::{Slot, effective_type_url, inert},
     item, route, telemetry, timeout, type_name, u32_value,
 };
-use crate::model;
+use crate::model::{
+    self,
+    client_cert::{ClientCertDetails, ForwardClientCert},
+};
 
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -108,8 +112,7 @@ pub(super) fn connection_manager(
         scheme_header_transformation, stream_flush_timeout, drain_timeout_jitter,
         xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions,
         internal_address_config, skip_xff_append, via, preserve_external_request_id,
-        always_set_request_id_in_response, forward_client_cert_details,
-        set_current_client_cert_details, forward_client_cert_matcher, proxy_100_continue,
+        always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6, merge_slashes,
         local_reply_config, path_normalization_options,
         strip_trailing_host_dot, proxy_status_config, typed_header_validation_config,
@@ -251,6 +254,12 @@ pub(super) fn connection_manager(
     );
     let request_timeout = timeout(cx, &at(path, "request_timeout"), request_timeout, None);
     let upgrades = upgrades(cx, path, upgrade_configs);
+    let (forward_client_cert, client_cert_details) = client_cert(
+        cx,
+        path,
+        *forward_client_cert_details,
+        set_current_client_cert_details.as_ref(),
+    );
     let http_filters = http_filter_list(cx, path, http_filters);
 
     let route_config = match route_specifier {
@@ -289,7 +298,59 @@ pub(super) fn connection_manager(
         http_filters,
         strip_host_port,
         normalize_path: bool_value(normalize_path, false),
+        forward_client_cert,
+        client_cert_details,
     })
+}
+
+/// `forward_client_cert_details` and `set_current_client_cert_details`.
+/// Envoy reads the details only for the modes that set this hop's element;
+/// with other modes they have no effect, so they are accepted and dropped.
+fn client_cert(
+    cx: &mut Context,
+    path: &str,
+    mode: i32,
+    details: Option<&SetCurrentClientCertDetails>,
+) -> (ForwardClientCert, ClientCertDetails) {
+    let mode = match ForwardClientCertDetails::try_from(mode) {
+        Ok(ForwardClientCertDetails::Sanitize) => ForwardClientCert::Sanitize,
+        Ok(ForwardClientCertDetails::ForwardOnly) => ForwardClientCert::ForwardOnly,
+        Ok(ForwardClientCertDetails::AppendForward) => ForwardClientCert::AppendForward,
+        Ok(ForwardClientCertDetails::SanitizeSet) => ForwardClientCert::SanitizeSet,
+        Ok(ForwardClientCertDetails::AlwaysForwardOnly) => ForwardClientCert::AlwaysForwardOnly,
+        Err(_) => {
+            cx.invalid(
+                at(path, "forward_client_cert_details"),
+                format!("unknown value {mode}"),
+            );
+            ForwardClientCert::Sanitize
+        }
+    };
+    let details = match details {
+        Some(SetCurrentClientCertDetails {
+            subject,
+            cert,
+            chain,
+            dns,
+            uri,
+            issuer,
+            format,
+        }) if mode.sets_current() => {
+            // Newer Envoy's `Issuer=` element and alternative header
+            // formats are not implemented.
+            let dpath = at(path, "set_current_client_cert_details");
+            reject_set!(cx, &dpath; issuer, format);
+            ClientCertDetails {
+                subject: bool_value(subject, false),
+                cert: *cert,
+                chain: *chain,
+                dns: *dns,
+                uri: *uri,
+            }
+        }
+        _ => ClientCertDetails::default(),
+    };
+    (mode, details)
 }
 
 /// Refuses a duration that is set to anything but Envoy's default.

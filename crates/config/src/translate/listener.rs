@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::{
     config::listener::v3::{
-        Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter,
-        filter_chain_match::ConnectionSourceType, listener::DeprecatedV1, listener_filter,
+        Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
+        ListenerFilterChainMatchPredicate, filter,
+        filter_chain_match::ConnectionSourceType,
+        listener::DeprecatedV1,
+        listener_filter,
+        listener_filter_chain_match_predicate::{MatchSet, Rule},
     },
     extensions::filters::listener::{
         http_inspector::v3::HttpInspector, original_dst::v3::OriginalDst,
@@ -29,7 +33,7 @@ use super::{
     ip_socket_address, item, telemetry, timeout, type_name, u32_value,
 };
 use crate::model;
-use crate::model::tls::CidrRange;
+use crate::model::{predicate::ListenerFilterPredicate, tls::CidrRange};
 
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
@@ -183,7 +187,8 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
     })
 }
 
-/// One `listener_filters` entry: the TLS and HTTP inspectors are known.
+/// One `listener_filters` entry: the TLS and HTTP inspectors (each with
+/// its `filter_disabled`) and the original destination filter are known.
 fn listener_filter(
     cx: &mut Context,
     f: &ListenerFilter,
@@ -196,7 +201,9 @@ fn listener_filter(
         filter_disabled,
         config_type,
     } = f;
-    reject_set!(cx, path; filter_disabled);
+    let disabled = filter_disabled
+        .as_ref()
+        .and_then(|p| predicate(cx, p, &at(path, "filter_disabled")));
     let any = match config_type {
         Some(listener_filter::ConfigType::TypedConfig(any)) => any,
         Some(listener_filter::ConfigType::ConfigDiscovery(_)) => {
@@ -208,6 +215,7 @@ fn listener_filter(
             return;
         }
     };
+    let filter_path = path;
     let path = at(path, "typed_config");
     let ty = type_name(&any.type_url);
     if ty == TlsInspector::full_name() {
@@ -236,21 +244,81 @@ fn listener_filter(
         );
         reject_set!(cx, &path; max_client_hello_size, close_connection_on_client_hello_parsing_errors);
         out.tls_inspector = true;
+        out.tls_inspector_disabled = disabled;
     } else if ty == HttpInspector::full_name() {
         let Some(HttpInspector {}) = decode_any(cx, &path, any) else {
             return;
         };
         out.http_inspector = true;
+        out.http_inspector_disabled = disabled;
     } else if ty == OriginalDst::full_name() {
         let Some(OriginalDst {}) = decode_any(cx, &path, any) else {
             return;
         };
+        // The destination port a predicate reads is the one this filter
+        // recovers; skipping it per port would be circular, and Strait
+        // restores the destination before any filter runs.
+        reject_set!(cx, filter_path; filter_disabled);
         out.original_dst = true;
     } else {
         cx.unsupported(
             at(&path, "@type"),
             format!("listener filter {}", effective_type_url(any)),
         );
+    }
+}
+
+/// A `ListenerFilterChainMatchPredicate`, with Envoy's validation (a set
+/// has at least two rules, `any_match` is true, the port range is within
+/// 1-65536 and not empty). `None` after a problem.
+fn predicate(
+    cx: &mut Context,
+    p: &ListenerFilterChainMatchPredicate,
+    path: &str,
+) -> Option<ListenerFilterPredicate> {
+    let ListenerFilterChainMatchPredicate { rule } = p;
+    let set = |cx: &mut Context, set: &MatchSet, field: &str| {
+        let MatchSet { rules } = set;
+        if rules.len() < 2 {
+            cx.invalid(at(path, field), "needs at least two rules");
+        }
+        let before = cx.problems.len();
+        let out: Vec<_> = rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| predicate(cx, r, &item(&at(path, field), "rules", i)))
+            .collect();
+        (cx.problems.len() == before).then_some(out)
+    };
+    match rule {
+        Some(Rule::OrMatch(s)) => set(cx, s, "or_match").map(ListenerFilterPredicate::Or),
+        Some(Rule::AndMatch(s)) => set(cx, s, "and_match").map(ListenerFilterPredicate::And),
+        Some(Rule::NotMatch(inner)) => predicate(cx, inner, &at(path, "not_match"))
+            .map(|p| ListenerFilterPredicate::Not(Box::new(p))),
+        Some(Rule::AnyMatch(true)) => Some(ListenerFilterPredicate::Any),
+        Some(Rule::AnyMatch(false)) => {
+            cx.invalid(at(path, "any_match"), "must be true");
+            None
+        }
+        Some(Rule::DestinationPortRange(range)) => {
+            let envoy_types::pb::envoy::r#type::v3::Int32Range { start, end } = range;
+            let valid = (0..=65536).contains(start) && (0..=65536).contains(end) && start < end;
+            if !valid {
+                cx.invalid(
+                    at(path, "destination_port_range"),
+                    format!("[{start}, {end}) is not a range of ports"),
+                );
+                return None;
+            }
+            let (Ok(start), Ok(end)) = (u32::try_from(*start), u32::try_from(*end)) else {
+                return None;
+            };
+            Some(ListenerFilterPredicate::DestinationPorts(start..end))
+        }
+        None => {
+            cx.invalid(path.to_owned(), "a rule is required");
+            None
+        }
     }
 }
 

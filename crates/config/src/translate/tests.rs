@@ -8,6 +8,7 @@ use crate::{ConfigError, load, model::Config};
 
 mod bad;
 mod good;
+mod inbound;
 mod istio;
 mod route;
 mod route_bad;

@@ -225,6 +225,8 @@ static_resources:
                         http_filters: vec![],
                         strip_host_port: StripHostPort::None,
                         normalize_path: false,
+                        forward_client_cert: Default::default(),
+                        client_cert_details: Default::default(),
                     },
                 ))],
                 default_filter_chain: None,
