@@ -160,12 +160,28 @@ impl Context {
     /// own error, and a second "unknown cluster" one would mislead).
     ///
     /// `pipes` are the clusters whose endpoint is a unix socket: only gRPC
-    /// clients may name them (the data path connects over TCP).
-    fn check_cluster_refs(&mut self, known: &HashSet<&str>, pipes: &HashSet<&str>) {
+    /// clients may name them (the data path connects over TCP). `tls` are
+    /// those with a TLS transport socket, which the xDS client's channel
+    /// does not speak (Istio's agent serves xDS and SDS on local unix
+    /// sockets in plaintext).
+    fn check_cluster_refs(
+        &mut self,
+        known: &HashSet<&str>,
+        pipes: &HashSet<&str>,
+        tls: &HashSet<&str>,
+    ) {
         let refs = std::mem::take(&mut self.required_clusters);
         for r in refs {
             if !known.contains(r.name.as_str()) {
                 self.invalid(r.path, format!("unknown cluster '{}'", r.name));
+            } else if r.grpc && tls.contains(r.name.as_str()) {
+                self.unsupported(
+                    r.path,
+                    format!(
+                        "TLS to xDS cluster '{}' (the xDS client connects in plaintext)",
+                        r.name
+                    ),
+                );
             } else if !r.grpc && pipes.contains(r.name.as_str()) {
                 self.unsupported(
                     r.path,

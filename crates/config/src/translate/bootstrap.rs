@@ -117,7 +117,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     let (listeners, clusters, secrets) = match static_resources {
         Some(sr) => resources(cx, "static_resources", sr, dynamic_resources.is_some()),
         None => {
-            cx.check_cluster_refs(&HashSet::new(), &HashSet::new());
+            cx.check_cluster_refs(&HashSet::new(), &HashSet::new(), &HashSet::new());
             cx.check_secret_refs(&HashSet::new());
             (Vec::new(), Vec::new(), model::secret::Secrets::new())
         }
@@ -350,7 +350,12 @@ fn resources(
         .filter(|c| c.pipe.is_some())
         .map(|c| c.name.as_str())
         .collect();
-    cx.check_cluster_refs(&known, &pipes);
+    let tls: HashSet<&str> = out_clusters
+        .iter()
+        .filter(|c| c.tls.is_some() || c.transport_socket_matches.iter().any(|m| m.tls.is_some()))
+        .map(|c| c.name.as_str())
+        .collect();
+    cx.check_cluster_refs(&known, &pipes, &tls);
     // Secrets that failed to translate have their own error; naming them
     // unknown as well would mislead.
     let known: HashSet<&str> = secrets.iter().map(|s| s.name.as_str()).collect();

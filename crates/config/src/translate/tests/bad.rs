@@ -547,6 +547,29 @@ fn bad_configs_name_the_field() {
             "file config sources",
         ),
         (
+            "ads cluster with TLS",
+            vec![
+                (
+                    "/static_resources/clusters/0/transport_socket".into(),
+                    json!({"name": "tls", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"}}),
+                ),
+                (
+                    "/dynamic_resources".into(),
+                    json!({
+                        "lds_config": {"ads": {}},
+                        "cds_config": {"ads": {}},
+                        "ads_config": {
+                            "api_type": "GRPC",
+                            "grpc_services": [{"envoy_grpc": {"cluster_name": "backend"}}]
+                        }
+                    }),
+                ),
+            ],
+            "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name".into(),
+            "TLS to xDS cluster 'backend'",
+        ),
+        (
             "ads cluster unknown",
             vec![(
                 "/dynamic_resources".into(),
