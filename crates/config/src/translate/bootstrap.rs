@@ -109,6 +109,9 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         .as_ref()
         .and_then(process::runtime_connection_limit);
     let max_downstream_connections = monitor_limit.or(runtime_limit).flatten();
+    let explicit_internal_address_config = layered_runtime
+        .as_ref()
+        .is_some_and(process::runtime_explicit_internal_address);
     process::bootstrap_extensions(cx, "", bootstrap_extensions);
     if let Some(lr) = layered_runtime {
         runtime(cx, "layered_runtime", lr);
@@ -142,6 +145,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         max_downstream_connections,
         secrets,
         stats_sinks,
+        explicit_internal_address_config,
     }
 }
 

@@ -221,6 +221,7 @@ static_resources:
                         idle_timeout: Some(Duration::from_secs(60)),
                         max_request_headers_kb: 96,
                         use_remote_address: true,
+                        client: ClientTrust::default(),
                         generate_request_id: false,
                         http_filters: vec![],
                         strip_host_port: StripHostPort::None,
