@@ -207,9 +207,10 @@ pub(super) fn runtime_explicit_internal_address(
         .iter()
         .rev()
         .find_map(|l| match &l.layer_specifier {
-            Some(LayerSpecifier::StaticLayer(s)) => {
-                s.fields.get(RUNTIME_EXPLICIT_INTERNAL).and_then(runtime_bool)
-            }
+            Some(LayerSpecifier::StaticLayer(s)) => s
+                .fields
+                .get(RUNTIME_EXPLICIT_INTERNAL)
+                .and_then(runtime_bool),
             _ => None,
         })
         .unwrap_or(false)
