@@ -184,10 +184,10 @@ async fn compare(name: &str, yaml: &str, cases: &[Case]) -> anyhow::Result<Vec<S
         check(&what, case, &ours);
         // Request ids are random; the client's own survives only when internal.
         for seen in [&mut ours, &mut theirs] {
-            if let Some(id) = seen.get_mut("x-request-id") {
-                if id != "from-client" {
-                    *id = "<generated>".to_owned();
-                }
+            if let Some(id) = seen.get_mut("x-request-id")
+                && id != "from-client"
+            {
+                *id = "<generated>".to_owned();
             }
             // For a loopback peer Envoy appends its host's own address to
             // x-forwarded-for (Strait appends the peer; see docs/CONFIG.md).
