@@ -175,6 +175,10 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
+          # Envoy's default internal ranges, so a request with one private
+          # x-forwarded-for entry may use the router's x-envoy-* headers
+          # (without this config no client is internal).
+          internal_address_config: {{}}
           route_config:
             virtual_hosts:
             - name: all

@@ -95,6 +95,9 @@ async fn retry_count_and_header_overrides() -> anyhow::Result<()> {
     // would be needed only if it did too.
     let req = Request::get("/b")
         .header("x-envoy-max-retries", "3")
+        // Router headers count only from internal clients: without
+        // use_remote_address, one internal x-forwarded-for entry.
+        .header("x-forwarded-for", "10.0.0.1")
         .body(Full::new(Bytes::new()))?;
     let r = c.send(req).await?;
     assert_eq!(r.status, 200);
@@ -134,6 +137,9 @@ async fn header_only_retries_and_retriable_status_codes() -> anyhow::Result<()> 
     let mut c = Client::http1(proxy.listener("listener")).await?;
     let req = Request::get("/")
         .header("x-envoy-retry-on", "5xx")
+        // Router headers count only from internal clients: without
+        // use_remote_address, one internal x-forwarded-for entry.
+        .header("x-forwarded-for", "10.0.0.1")
         .body(Full::new(Bytes::new()))?;
     assert_eq!(c.send(req).await?.status, 200);
     assert_eq!(up.requests(), 2);

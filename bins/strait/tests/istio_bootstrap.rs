@@ -9,9 +9,6 @@ use std::{path::PathBuf, process::Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strait");
 
-/// Only configured addresses count as internal: not implemented.
-const EXPLICIT_INTERNAL: &str =
-    "runtime overrides (envoy.reloadable_features.explicit_internal_address_config)";
 /// Load reporting (LRS) to the control plane: not implemented.
 const LRS: &str = "cluster_manager.load_stats_config: not supported";
 /// Ambient's workload metadata discovery (a `TypedStruct` of a type only
@@ -25,7 +22,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("auth", &[]),
     ("authsds", &[]),
     ("default", &[]),
-    ("explicit_internal_address", &[EXPLICIT_INTERNAL]),
+    // The runtime key `explicit_internal_address_config` is implemented.
+    ("explicit_internal_address", &[]),
     ("global_downstream_connection_settings", &[]),
     ("global_downstream_connection_settings_with_meta", &[]),
     ("global_downstream_max_connections_both", &[]),

@@ -29,12 +29,10 @@ use strait_upstream::PooledBody;
 use strait_config::model::filter::FilterOverride;
 
 use crate::{
-    filters, hash, local_reply::LocalReply, mirror, proxy::Shared, retry::Plan, router,
+    edge, filters, hash, local_reply::LocalReply, mirror, proxy::Shared, retry::Plan, router,
     stats::HttpStats, timeouts, xfcc,
 };
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
@@ -211,11 +209,6 @@ impl http_body::Body for ProxyBody {
     }
 }
 
-/// The downstream scheme, as Envoy sets `x-forwarded-proto`.
-fn scheme(conn: &ConnCtx) -> HeaderValue {
-    HeaderValue::from_static(if conn.tls { "https" } else { "http" })
-}
-
 /// Handles one request end to end. Never fails: every error is a response.
 pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -251,6 +244,11 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                     *req.uri_mut() = uri;
                 }
             }
+            // Envoy judges the request's origin after its codec checks
+            // and before routing, so routes and filters see the result.
+            let refused = refuse(&req, hcm);
+            let origin = edge::Origin::classify(req.headers(), conn.peer, hcm);
+            edge::mutate(req.headers_mut(), &origin, conn.peer, hcm, conn.tls);
             let base = RequestView::from_request(&req);
             let authority = strait_route::strip_host_port(
                 base.authority,
@@ -260,7 +258,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             let view = base
                 .with_authority(authority)
                 .with_random(headers::random_u64());
-            match refuse(&req, hcm) {
+            match refused {
                 Some(refused) => refused,
                 None => match routes.route(&view) {
                     RouteResult::NoVirtualHost | RouteResult::NoRoute(_) => {
@@ -286,7 +284,8 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                         RouteAction::Forward(action) => {
                             let routed = Routed::new(m, action, &view);
                             let overrides = m.route().per_filter_config();
-                            filtered(req, &conn, hcm, routed, started, overrides, limit).await
+                            filtered(req, &conn, hcm, routed, started, overrides, limit, origin)
+                                .await
                         }
                     },
                 },
@@ -396,6 +395,7 @@ async fn forward(
     routed: &Routed<'_>,
     started: Instant,
     buffer_limit: usize,
+    origin: edge::Origin,
 ) -> Response<ProxyBody> {
     let action = routed.action;
     let upgrade = headers::upgrade_token(req.headers());
@@ -423,8 +423,7 @@ async fn forward(
         action.retry_policy.as_ref(),
         routed.timeout,
         req.headers_mut(),
-        hcm.use_remote_address,
-        conn.peer,
+        origin.internal,
     );
     if upgrade.is_some() {
         // An upgraded request's body is a tunnel: it cannot be replayed.
@@ -437,7 +436,8 @@ async fn forward(
             &action.hash_policy,
             req.headers(),
             req.uri().query(),
-            conn.peer.ip(),
+            // Envoy hashes the trusted client address.
+            origin.client,
             strait_upstream::lb::xxhash64,
         )
     };
@@ -445,7 +445,7 @@ async fn forward(
     let route_timeout = plan.route_timeout;
     let expected = plan.per_try_timeout.or(route_timeout);
     let (body_done, mut up_req) =
-        match upstream_request(req, conn, hcm, expected, routed, h2, upgrade.is_some()) {
+        match upstream_request(req, hcm, expected, routed, h2, upgrade.is_some()) {
             Ok(r) => r,
             Err(BadRequest) => return bad_request(),
         };
@@ -521,9 +521,10 @@ async fn filtered(
     started: Instant,
     overrides: &[FilterOverride],
     buffer_limit: usize,
+    origin: edge::Origin,
 ) -> Response<ProxyBody> {
     let mut resp = if hcm.http_filters.is_empty() {
-        forward(req, conn, hcm, &routed, started, buffer_limit).await
+        forward(req, conn, hcm, &routed, started, buffer_limit, origin).await
     } else {
         let (mut parts, body) = req.into_parts();
         let cluster = Some(&*routed.choice.name).filter(|n| !n.is_empty());
@@ -539,7 +540,7 @@ async fn filtered(
             Some(reply) => reply,
             None => {
                 let req = Request::from_parts(parts, body);
-                forward(req, conn, hcm, &routed, started, buffer_limit).await
+                forward(req, conn, hcm, &routed, started, buffer_limit, origin).await
             }
         };
         filters::encode(&decoded.state, &mut resp);
@@ -573,7 +574,6 @@ type Prepared = (Option<Arc<strait_codec::Progress>>, Request<Body>);
 /// request headers added.
 fn upstream_request(
     req: Request<Incoming>,
-    conn: &ConnCtx,
     hcm: &HttpConnectionManager,
     expected_timeout: Option<std::time::Duration>,
     routed: &Routed<'_>,
@@ -624,19 +624,6 @@ fn upstream_request(
     // Envoy answers `Expect: 100-continue` itself (hyper sends the 100 when
     // the body is first read), so the upstream must not be asked again.
     h.remove(header::EXPECT);
-    if hcm.use_remote_address {
-        let ip = conn.peer.ip().to_string();
-        let value = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(X_FORWARDED_FOR.clone(), v);
-        }
-        h.insert(X_FORWARDED_PROTO.clone(), scheme(conn));
-    } else if !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(X_FORWARDED_PROTO.clone(), scheme(conn));
-    }
     if hcm.generate_request_id && !h.contains_key(&X_REQUEST_ID) {
         h.insert(X_REQUEST_ID.clone(), headers::request_id());
     }

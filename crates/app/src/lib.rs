@@ -9,6 +9,7 @@
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
 
 pub mod cli;
+mod edge;
 mod filters;
 mod hash;
 mod http;

@@ -3,10 +3,7 @@
 //! whether an attempt's outcome is worth another, and the back-off between
 //! attempts.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, Response, StatusCode};
 use strait_config::model::policy::{RetryOn, RetryPolicy};
@@ -58,17 +55,16 @@ pub(crate) struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// Reads the plan and removes the headers it consumed. The `x-envoy-*`
-    /// headers count only from internal clients: always unless
-    /// `use_remote_address` is set and the peer is not a private address
-    /// (Envoy's default notion of internal). Allocation-free.
+    /// headers count only from internal clients (`internal`, as the
+    /// connection manager decided it: `crate::edge::Origin`).
+    /// Allocation-free.
     pub(crate) fn new(
         route_policy: Option<&'a RetryPolicy>,
         route_timeout: Option<Duration>,
         headers: &mut HeaderMap,
-        use_remote_address: bool,
-        peer: SocketAddr,
+        internal: bool,
     ) -> Plan<'a> {
-        let trusted = !use_remote_address || is_internal(peer.ip());
+        let trusted = internal;
         let mut plan = Plan {
             policy: route_policy.unwrap_or(&HEADER_ONLY),
             retry_on: route_policy.map_or(RetryOn::default(), |p| p.retry_on),
@@ -191,18 +187,6 @@ fn grpc_retriable(on: RetryOn, h: &HeaderMap) -> bool {
     }
 }
 
-/// Loopback, RFC 1918, and IPv6 unique-local addresses: Envoy's default
-/// internal addresses.
-pub(crate) fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.is_loopback() || v4.is_private(),
-            None => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
@@ -224,10 +208,6 @@ mod tests {
             r.headers_mut().insert(k, HeaderValue::from_static(v));
         }
         r
-    }
-
-    fn peer(ip: &str) -> SocketAddr {
-        SocketAddr::new(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), 1)
     }
 
     #[test]
@@ -254,7 +234,7 @@ mod tests {
         for (on, status, header, want) in table {
             let p = policy(on);
             let mut h = HeaderMap::new();
-            let plan = Plan::new(Some(&p), None, &mut h, false, peer("127.0.0.1"));
+            let plan = Plan::new(Some(&p), None, &mut h, true);
             assert_eq!(
                 plan.retry_response(&resp(*status, *header)),
                 *want,
@@ -262,13 +242,7 @@ mod tests {
             );
         }
         let p = policy("connect-failure");
-        let plan = Plan::new(
-            Some(&p),
-            None,
-            &mut HeaderMap::new(),
-            false,
-            peer("10.0.0.1"),
-        );
+        let plan = Plan::new(Some(&p), None, &mut HeaderMap::new(), true);
         assert!(plan.retry_failure(Failure::Connect));
         assert!(!plan.retry_failure(Failure::Reset));
     }
@@ -278,10 +252,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&RETRY_ON, HeaderValue::from_static("5xx"));
         h.insert(&MAX_RETRIES, HeaderValue::from_static("3"));
-        let plan = Plan::new(None, None, &mut h.clone(), true, peer("8.8.8.8"));
+        let plan = Plan::new(None, None, &mut h.clone(), false);
         assert_eq!(plan.max_retries, 0);
         let mut inner = h.clone();
-        let plan = Plan::new(None, None, &mut inner, true, peer("192.168.1.2"));
+        let plan = Plan::new(None, None, &mut inner, true);
         assert_eq!(plan.max_retries, 3);
         assert!(inner.is_empty(), "consumed headers are removed");
     }
@@ -289,7 +263,7 @@ mod tests {
     #[test]
     fn back_off_is_bounded() {
         let p = policy("5xx");
-        let plan = Plan::new(Some(&p), None, &mut HeaderMap::new(), false, peer("::1"));
+        let plan = Plan::new(Some(&p), None, &mut HeaderMap::new(), true);
         for n in 1..10 {
             for r in [0, 7, u64::MAX] {
                 assert!(plan.back_off(n, r) <= Duration::from_millis(250));

@@ -273,6 +273,8 @@ pub struct HttpConnectionManager {
     /// `use_remote_address`: when true the peer address is appended to
     /// `x-forwarded-for` and `x-forwarded-proto` is set from the connection.
     pub use_remote_address: bool,
+    /// Which client address is trusted and whether it is internal.
+    pub client: ClientTrust,
     /// `generate_request_id` (default true).
     pub generate_request_id: bool,
     /// HTTP filters before the router, in order. The router is implied last.
@@ -289,6 +291,30 @@ pub struct HttpConnectionManager {
     /// [`client_cert::ForwardClientCert::sets_current`] (Envoy reads it only
     /// then).
     pub client_cert_details: client_cert::ClientCertDetails,
+}
+
+/// How a connection manager finds the trusted client address of a request
+/// and decides whether the request is internal (Envoy's
+/// `x-forwarded-for` rules).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientTrust {
+    /// `xff_num_trusted_hops`: proxies in front whose `x-forwarded-for`
+    /// entries are trusted.
+    pub xff_num_trusted_hops: u32,
+    /// `skip_xff_append`: the peer is not appended to `x-forwarded-for`.
+    pub skip_xff_append: bool,
+    /// `internal_address_config`; `None` when unset.
+    pub internal_addresses: Option<InternalAddresses>,
+}
+
+/// `internal_address_config`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InternalAddresses {
+    /// `unix_sockets`: Strait has no Unix-socket HTTP listeners, so this
+    /// never applies.
+    pub unix_sockets: bool,
+    /// `cidr_ranges`; empty means Envoy's default internal ranges.
+    pub cidr_ranges: Vec<tls::CidrRange>,
 }
 
 /// Where a connection manager's routes come from.

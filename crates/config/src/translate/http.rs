@@ -9,9 +9,9 @@ use envoy_types::pb::envoy::{
         network::http_connection_manager::v3::{
             HttpConnectionManager, HttpFilter,
             http_connection_manager::{
-                CodecType, ForwardClientCertDetails, PathWithEscapedSlashesAction, RouteSpecifier,
-                ServerHeaderTransformation, SetCurrentClientCertDetails, StripPortMode,
-                UpgradeConfig,
+                CodecType, ForwardClientCertDetails, InternalAddressConfig,
+                PathWithEscapedSlashesAction, RouteSpecifier, ServerHeaderTransformation,
+                SetCurrentClientCertDetails, StripPortMode, UpgradeConfig,
             },
             http_filter,
         },
@@ -104,14 +104,11 @@ pub(super) fn connection_manager(
         route_specifier,
         strip_port_mode,
     } = hcm;
-    // `internal_address_config` and `xff_num_trusted_hops` decide which
-    // clients count as internal and which x-forwarded-for entry is the
-    // client; Strait implements neither, so both are refused when set.
     reject_set!(cx, path;
         http1_safe_max_connection_duration, http3_protocol_options,
         scheme_header_transformation, stream_flush_timeout, drain_timeout_jitter,
-        xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions,
-        internal_address_config, skip_xff_append, via, preserve_external_request_id,
+        original_ip_detection_extensions, early_header_mutation_extensions,
+        via, preserve_external_request_id,
         always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6, merge_slashes,
         local_reply_config, path_normalization_options,
@@ -294,6 +291,13 @@ pub(super) fn connection_manager(
         idle_timeout,
         max_request_headers_kb,
         use_remote_address: bool_value(use_remote_address, false),
+        client: model::ClientTrust {
+            xff_num_trusted_hops: *xff_num_trusted_hops,
+            skip_xff_append: *skip_xff_append,
+            internal_addresses: internal_address_config
+                .as_ref()
+                .map(|c| internal_addresses(cx, &at(path, "internal_address_config"), c)),
+        },
         generate_request_id: bool_value(generate_request_id, true),
         http_filters,
         strip_host_port,
@@ -351,6 +355,22 @@ fn client_cert(
         _ => ClientCertDetails::default(),
     };
     (mode, details)
+}
+
+/// `internal_address_config`.
+fn internal_addresses(
+    cx: &mut Context,
+    path: &str,
+    c: &InternalAddressConfig,
+) -> model::InternalAddresses {
+    let InternalAddressConfig {
+        unix_sockets,
+        cidr_ranges,
+    } = c;
+    model::InternalAddresses {
+        unix_sockets: *unix_sockets,
+        cidr_ranges: super::listener::cidr_ranges(cx, cidr_ranges, &at(path, "cidr_ranges")),
+    }
 }
 
 /// Refuses a duration that is set to anything but Envoy's default.

@@ -392,7 +392,7 @@ fn chain_match(cx: &mut Context, m: &FilterChainMatch, path: &str) -> model::Fil
     }
 }
 
-fn cidr_ranges(
+pub(super) fn cidr_ranges(
     cx: &mut Context,
     ranges: &[envoy_types::pb::envoy::config::core::v3::CidrRange],
     path: &str,

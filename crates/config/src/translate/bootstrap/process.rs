@@ -194,6 +194,21 @@ pub(super) fn runtime_connection_limit(
 
 const RUNTIME_CONNECTION_LIMIT: &str = "overload.global_downstream_max_connections";
 
+const RUNTIME_EXPLICIT_INTERNAL: &str =
+    "envoy.reloadable_features.explicit_internal_address_config";
+
+/// A boolean runtime value: a bool, or the string "true" or "false" (as
+/// Envoy's runtime snapshot reads feature flags).
+fn runtime_bool(v: &envoy_types::pb::google::protobuf::Value) -> Option<bool> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    match &v.kind {
+        Some(Kind::BoolValue(b)) => Some(*b),
+        Some(Kind::StringValue(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Kind::StringValue(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
 /// A positive integer runtime value, written as a number or a string.
 fn runtime_number(v: &envoy_types::pb::google::protobuf::Value) -> Option<i64> {
     use envoy_types::pb::google::protobuf::value::Kind;
@@ -310,6 +325,11 @@ pub(super) fn runtime_key_without_effect(
         // The deprecated runtime form of the global connection limit, read
         // by `runtime_connection_limit`.
         RUNTIME_CONNECTION_LIMIT => runtime_number(value).is_some(),
+        // Envoy 1.36 made this feature's `true` the only behaviour (no
+        // address is internal unless `internal_address_config` says so) and
+        // removed the key; Strait, like Envoy 1.40, behaves so either way.
+        // Istio still renders it.
+        RUNTIME_EXPLICIT_INTERNAL => runtime_bool(value).is_some(),
         _ => false,
     }
 }

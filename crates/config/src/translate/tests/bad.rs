@@ -36,6 +36,26 @@ fn bad_configs_name_the_field() {
     let upstream_key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
     let cases: Vec<BadCase> = vec![
         (
+            "internal address range not an address",
+            vec![(
+                hcm("internal_address_config"),
+                json!({"cidr_ranges": [{"address_prefix": "internal", "prefix_len": 8}]}),
+            )],
+            hcm_path("internal_address_config.cidr_ranges[0].address_prefix"),
+            "not an IP address",
+        ),
+        (
+            "explicit_internal_address_config not a boolean",
+            vec![(
+                "/layered_runtime".to_owned(),
+                json!({"layers": [{"name": "s", "static_layer": {
+                    "envoy.reloadable_features.explicit_internal_address_config": 1
+                }}]}),
+            )],
+            "layered_runtime.layers[0].static_layer".to_owned(),
+            "explicit_internal_address_config",
+        ),
+        (
             "http3 codec",
             vec![(hcm("codec_type"), json!("HTTP3"))],
             hcm_path("codec_type"),

@@ -221,6 +221,7 @@ static_resources:
                         idle_timeout: Some(Duration::from_secs(60)),
                         max_request_headers_kb: 96,
                         use_remote_address: true,
+                        client: ClientTrust::default(),
                         generate_request_id: false,
                         http_filters: vec![],
                         strip_host_port: StripHostPort::None,
@@ -650,4 +651,56 @@ fn sidecar_listener_shape_translates() {
          {{\"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}}}}], {tcp}}}"
     ));
     assert!(inbound.listener_filters.original_dst);
+}
+
+#[test]
+fn client_trust_and_internal_addresses_translate() {
+    let text = edited(&[
+        (&format!("{HCM}/xff_num_trusted_hops"), json!(2)),
+        (&format!("{HCM}/skip_xff_append"), json!(true)),
+        (
+            &format!("{HCM}/internal_address_config"),
+            json!({"unix_sockets": true, "cidr_ranges": [
+                {"address_prefix": "203.0.113.0", "prefix_len": 24},
+                {"address_prefix": "fd00::", "prefix_len": 8},
+            ]}),
+        ),
+        (
+            "/layered_runtime",
+            json!({"layers": [{"name": "s", "static_layer": {
+                "envoy.reloadable_features.explicit_internal_address_config": "true"
+            }}]}),
+        ),
+    ]);
+    let c = load_ok(&text);
+    let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chains[0].terminal else {
+        panic!("expected an HCM");
+    };
+    let ip = |s: &str| s.parse().expect("ip");
+    assert_eq!(
+        hcm.client,
+        ClientTrust {
+            xff_num_trusted_hops: 2,
+            skip_xff_append: true,
+            internal_addresses: Some(InternalAddresses {
+                unix_sockets: true,
+                cidr_ranges: vec![
+                    tls::CidrRange {
+                        address: ip("203.0.113.0"),
+                        prefix_len: 24
+                    },
+                    tls::CidrRange {
+                        address: ip("fd00::"),
+                        prefix_len: 8
+                    },
+                ],
+            }),
+        }
+    );
+    // Unset: no internal_address_config, and the runtime default.
+    let c = load_ok(&edited(&[]));
+    let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chains[0].terminal else {
+        panic!("expected an HCM");
+    };
+    assert_eq!(hcm.client, ClientTrust::default());
 }
