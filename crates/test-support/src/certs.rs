@@ -116,6 +116,39 @@ impl TestCa {
     }
 }
 
+impl Issued {
+    /// The certificate as Envoy's `x-forwarded-client-cert` names it, by
+    /// `openssl x509`: the SHA-256 of its DER (`Hash`, lower-case hex) and
+    /// its RFC 2253 subject (`Subject`). Panics without `openssl`.
+    pub fn hash_and_subject(&self) -> (String, String) {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "x509",
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+                "-subject",
+                "-nameopt",
+                "RFC2253",
+                "-in",
+            ])
+            .arg(&self.cert)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl is required (apt-get install openssl): {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut values = text
+            .lines()
+            .map(|l| l.split_once('=').map_or("", |(_, v)| v.trim()));
+        let fingerprint = values.next().unwrap_or_default();
+        let subject = values.next().unwrap_or_default();
+        assert!(!fingerprint.is_empty(), "openssl x509: {text}");
+        (
+            fingerprint.replace(':', "").to_ascii_lowercase(),
+            subject.to_owned(),
+        )
+    }
+}
+
 /// A `transport_socket` block (YAML, indented by `indent` spaces) with a
 /// `DownstreamTlsContext` serving `cert`. With `client_ca`, client
 /// certificates are required and verified against it; `client_san`, when
