@@ -11,7 +11,8 @@
 //!    NACK names only documented reasons.
 //! 3. The dump without the refused resources is served: every type is
 //!    ACKed, and requests for a few of its routes reach the local upstreams
-//!    the test put behind its clusters.
+//!    the test put behind its clusters; for the sidecar dumps, a peer's
+//!    mTLS request also reaches the app through `virtualInbound`.
 //!
 //! Sidecar traffic is real, both ways: each test runs in its own network
 //! namespace (this binary re-runs itself under `unshare --net`), where
@@ -34,7 +35,11 @@
 //! needs them is NACKed for that reason.
 
 use std::{
-    collections::BTreeSet, io::Read, io::Write, net::SocketAddr, path::PathBuf, time::Duration,
+    collections::BTreeSet,
+    io::{Read, Write},
+    net::SocketAddr,
+    path::PathBuf,
+    time::Duration,
 };
 
 use envoy_types::pb::google::protobuf::Any;
@@ -199,7 +204,7 @@ async fn all_acked(xds: &XdsServer, types: &[&str]) {
 /// the pod's IP, named `app_name`), which sees the peer in
 /// `x-forwarded-client-cert` as Envoy writes it for Istio's
 /// `APPEND_FORWARD` with subject, URI and DNS details (the peer's
-/// certificate, like Istio's, has no DNS SAN). A peer without a
+/// certificate, like Istio's, has an empty subject and no DNS SAN). A peer without a
 /// certificate, or with one from another CA, is refused before the app
 /// sees anything.
 async fn expect_inbound_mtls(
@@ -209,7 +214,7 @@ async fn expect_inbound_mtls(
     (service, port): (&str, u16),
     (app, app_name): (&Upstream, &str),
 ) {
-    let cert = pod.ca.issue(peer, &[]);
+    let cert = pod.ca.issue_workload(peer);
     let start = std::time::Instant::now();
     let got = loop {
         match mtls_from_peer(service, port, pod.ca.root(), Some(&cert)).await {
@@ -225,15 +230,14 @@ async fn expect_inbound_mtls(
     assert_eq!(got.upstream(), app_name);
     assert!(got.server_is(workload), "the listener is not {workload}");
     let (hash, subject) = cert.hash_and_subject();
+    assert_eq!(subject, "", "an Istio workload certificate has no subject");
     assert_eq!(
         got.header("x-forwarded-client-cert"),
-        [format!(
-            "By={workload};Hash={hash};Subject=\"{subject}\";URI={peer}"
-        )]
+        [format!("By={workload};Hash={hash};Subject=\"\";URI={peer}")]
     );
 
     let seen = app.requests();
-    let stranger = TestCa::new("other-ca").issue(peer, &[]);
+    let stranger = TestCa::new("other-ca").issue_workload(peer);
     for (who, cert) in [
         ("no certificate", None),
         ("another CA's certificate", Some(&stranger)),

@@ -271,7 +271,7 @@ impl Identity {
         let dir = TempDir::new("agent");
         let socket = dir.path().join("socket");
         let sds = XdsServer::start_unix(&socket);
-        let workload = ca.issue(spiffe, &[]);
+        let workload = ca.issue_workload(spiffe);
         let read = |p: &Path| {
             std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         };

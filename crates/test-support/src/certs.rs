@@ -7,8 +7,8 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
 };
 
 use crate::TempDir;
@@ -67,15 +67,29 @@ impl TestCa {
         self.issue_with(spiffe, dns, false)
     }
 
+    /// A workload certificate as Istio's CA issues it: an empty subject
+    /// (where [`TestCa::issue`] has rcgen's `CN=rcgen self signed cert`)
+    /// and URI SAN `spiffe` only.
+    pub fn issue_workload(&self, spiffe: &str) -> Issued {
+        self.sign(spiffe, &[], false, true)
+    }
+
     /// Like [`TestCa::issue`] but valid only in the first half of 2020.
     pub fn issue_expired(&self, spiffe: &str, dns: &[&str]) -> Issued {
         self.issue_with(spiffe, dns, true)
     }
 
     fn issue_with(&self, spiffe: &str, dns: &[&str], expired: bool) -> Issued {
+        self.sign(spiffe, dns, expired, false)
+    }
+
+    fn sign(&self, spiffe: &str, dns: &[&str], expired: bool, no_subject: bool) -> Issued {
         let key = KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
         let mut params =
             CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        if no_subject {
+            params.distinguished_name = DistinguishedName::new();
+        }
         let mut sans: Vec<SanType> = dns
             .iter()
             .map(|d| {
