@@ -11,46 +11,57 @@
 //!    NACK names only documented reasons.
 //! 3. The dump without the refused resources is served: every type is
 //!    ACKed, and requests for a few of its routes reach the local upstreams
-//!    the test put behind its clusters.
+//!    the test put behind its clusters; for the sidecar dumps, a peer's
+//!    mTLS request also reaches the app through `virtualInbound`.
 //!
-//! Sidecar traffic is real: each test runs in its own network namespace
-//! (this binary re-runs itself under `unshare --net`), where `10.0.0.0/8` is
-//! local and iptables REDIRECTs the test client's connections to port 15001,
-//! as Istio's init container does, so Strait recovers the original
-//! destination with `SO_ORIGINAL_DST`. Needs root, `unshare`, `ip` and
-//! `iptables` (installed by `.ci/run`).
+//! Sidecar traffic is real, both ways: each test runs in its own network
+//! namespace (this binary re-runs itself under `unshare --net`), where
+//! `10.0.0.0/8` is local and iptables REDIRECTs, as Istio's init container
+//! does, the app's connections to port 15001 and a peer sidecar's to 15006,
+//! so Strait recovers the original destination with `SO_ORIGINAL_DST`.
+//! Outbound, the app's plain HTTP and TCP reach the test's upstreams behind
+//! the dump's clusters. Inbound, the peer speaks Istio mTLS to the pod's
+//! port: `virtualInbound` takes its certificate and root (`default`,
+//! `ROOTCA`) from the agent's SDS server on the `sds-grpc` unix socket,
+//! checks the peer's certificate, and its HTTP chain forwards to the app
+//! (an echo at the pod's IP) from 127.0.0.6 with `x-forwarded-client-cert`.
+//! The scaffolding is in `istio_dumps/pod.rs`. Needs root, `unshare`, `ip`,
+//! `iptables` and `openssl` (installed by `.ci/run`).
 //!
 //! Partial dumps: `eds-only` is served with one EDS cluster per assignment;
-//! `sds-only` and `ecds-only` hold resource types Strait does not subscribe
-//! to yet (SDS lands with the `tls2` work, ECDS is refused): for those,
-//! "served" means the control plane serves them, Strait ACKs everything it
-//! subscribes to, and a listener that needs the ECDS filters is NACKed for
-//! that reason.
+//! `sds-only` holds secrets that no TLS context of its test names, so
+//! Strait (which, like Envoy, subscribes to secrets by name) requests none;
+//! `ecds-only` holds WasmPlugin filters, which are refused: a listener that
+//! needs them is NACKed for that reason.
 
 use std::{
     collections::BTreeSet,
     io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::PathBuf,
-    process::Command,
     time::Duration,
 };
 
 use envoy_types::pb::google::protobuf::Any;
 use strait_test_support::{
+    certs::TestCa,
     config_dump::{ConfigDump, EXTENSION_CONFIG, SECRET},
     eventually,
-    proxy::{TestProxy, UPSTREAM_H2},
-    upstream::{http_echo, http_echo_at},
+    proxy::TestProxy,
+    upstream::{Upstream, http_echo, http_echo_at},
     xds_server::{CLUSTER, ENDPOINT, LISTENER, ROUTE, XdsServer, resource},
+};
+
+#[path = "istio_dumps/pod.rs"]
+mod pod;
+
+use pod::{
+    Identity, POD_IP, bootstrap, expect_upstream, http_with_header, in_netns, mtls_from_peer,
+    runtime, tcp_echo_at, tcp_via_sidecar,
 };
 
 /// How long a push may take to be applied and answered.
 const APPLY: Duration = Duration::from_secs(20);
-
-/// The address the test client connects from; only its connections are
-/// redirected to 15001, so Strait's own upstream connections are not.
-const CLIENT: &str = "10.255.0.1";
 
 fn fixture(name: &str) -> ConfigDump {
     let path: PathBuf = [
@@ -61,94 +72,6 @@ fn fixture(name: &str) -> ConfigDump {
     .iter()
     .collect();
     ConfigDump::load(&path)
-}
-
-/// Re-runs `test` of this binary in a new network namespace and asserts it
-/// passed there; returns true inside the namespace, where the caller runs
-/// the test body.
-fn in_netns(test: &str) -> bool {
-    if std::env::var_os("STRAIT_TEST_NETNS").is_some() {
-        let sh = |cmd: &str| {
-            let ok = Command::new("sh")
-                .args(["-c", cmd])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "netns set-up failed: {cmd}");
-        };
-        sh("ip link set lo up");
-        sh("ip route add local 10.0.0.0/8 dev lo");
-        sh(&format!(
-            "iptables -t nat -A OUTPUT -p tcp -s {CLIENT} -j REDIRECT --to-ports 15001"
-        ));
-        return true;
-    }
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test binary: {e}"));
-    let status = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env("STRAIT_TEST_NETNS", "1")
-        .status()
-        .unwrap_or_else(|e| panic!("running unshare (needs root and util-linux): {e}"));
-    assert!(status.success(), "{test} failed in its network namespace");
-    false
-}
-
-/// A TCP echo server on `addr` (a thread per connection; the test's
-/// namespace goes away with the process).
-fn tcp_echo_at(addr: &str) {
-    let listener =
-        std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("binding {addr}: {e}"));
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"))
-}
-
-fn bootstrap(xds: SocketAddr, api: &str) -> String {
-    format!(
-        r#"
-node: {{id: "sidecar~10.0.0.9~app.default~default.svc.cluster.local", cluster: app.default}}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
-  lds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-{UPSTREAM_H2}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = xds.port(),
-    )
 }
 
 /// An assignment of `name` to the upstream `up`, shaped as istiod writes
@@ -256,117 +179,73 @@ fn problems_of(detail: &str) -> Vec<String> {
 /// Waits until every type the server serves and Strait subscribes to is
 /// ACKed at its current version.
 async fn all_acked(xds: &XdsServer, types: &[&str]) {
-    eventually("every served type ACKed", APPLY, || async {
-        types.iter().all(|t| xds.acked_current(t)).then_some(())
-    })
-    .await;
-}
-
-/// One HTTP/1.1 request from [`CLIENT`] to `dst` (redirected to 15001 by
-/// iptables); the answering upstream's name (`x-upstream`), or the status
-/// line when no upstream answered.
-fn http_via_sidecar(dst: &str, host: &str, path: &str) -> String {
-    let dst: SocketAddr = dst.parse().unwrap_or_else(|e| panic!("{dst}: {e}"));
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .unwrap_or_else(|e| panic!("socket: {e}"));
-    let from: SocketAddr = format!("{CLIENT}:0")
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}"));
-    socket
-        .bind(&from.into())
-        .unwrap_or_else(|e| panic!("bind {CLIENT}: {e}"));
-    if let Err(e) = socket.connect_timeout(&dst.into(), Duration::from_secs(5)) {
-        return format!("connect failed: {e}");
-    }
-    let mut stream: TcpStream = socket.into();
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(req.as_bytes()).is_err() {
-        return "write failed".into();
-    }
-    let mut resp = String::new();
-    let _ = stream.read_to_string(&mut resp);
-    let status = format!(
-        "{} ({})",
-        resp.lines().next().unwrap_or("closed without a response"),
-        resp.split("\r\n\r\n").nth(1).unwrap_or_default().trim()
-    );
-    resp.lines()
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("x-upstream")
-                .then(|| v.trim().to_owned())
-        })
-        .unwrap_or(status)
-}
-
-/// Raw TCP from [`CLIENT`] to `dst`: sends `msg`, returns what came back
-/// before the peer closed or 2 s passed.
-fn tcp_via_sidecar(dst: &str, msg: &[u8]) -> Vec<u8> {
-    let dst: SocketAddr = dst.parse().unwrap_or_else(|e| panic!("{dst}: {e}"));
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .unwrap_or_else(|e| panic!("socket: {e}"));
-    let from: SocketAddr = format!("{CLIENT}:0")
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}"));
-    socket
-        .bind(&from.into())
-        .unwrap_or_else(|e| panic!("bind {CLIENT}: {e}"));
-    if socket
-        .connect_timeout(&dst.into(), Duration::from_secs(5))
-        .is_err()
-    {
-        return Vec::new();
-    }
-    let mut stream: TcpStream = socket.into();
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(msg).is_err() {
-        return Vec::new();
-    }
-    let mut buf = vec![0u8; msg.len()];
-    let mut got = 0;
-    while got < buf.len() {
-        match stream.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
-    buf.truncate(got);
-    buf
-}
-
-/// Async wrapper: the blocking client off the runtime's workers.
-async fn http(dst: &'static str, host: &'static str, path: &'static str) -> String {
-    tokio::task::spawn_blocking(move || http_via_sidecar(dst, host, path))
-        .await
-        .unwrap_or_else(|e| panic!("client task: {e}"))
-}
-
-/// Polls until a request for `host` to `dst` is answered by upstream
-/// `want`; on timeout, fails with the last answer.
-async fn expect_upstream(dst: &'static str, host: &'static str, want: &str) {
     let start = std::time::Instant::now();
     loop {
-        let got = http(dst, host, "/productpage").await;
-        if got == want {
+        let pending: Vec<_> = types.iter().filter(|t| !xds.acked_current(t)).collect();
+        if pending.is_empty() {
             return;
         }
         assert!(
             start.elapsed() < APPLY,
-            "{host} via {dst}: expected upstream {want}, last answer: {got}"
+            "not ACKed at their current version: {pending:?}; last NACKs: {:?}",
+            pending
+                .iter()
+                .filter_map(|t| xds.nacks(t).pop()?.error_detail)
+                .collect::<Vec<_>>()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Clusters that select their transport socket by endpoint metadata
-/// (`transport_socket_matches`) are refused until that lands (helper
-/// `mtls`). For the test's endpoints, which carry no `tlsMode` metadata,
-/// Envoy picks Istio's catch-all `tlsMode-disabled` entry: plaintext. So
-/// for step 3 the matches are dropped, which is exactly that choice.
-fn as_for_plaintext_endpoints(dump: &mut ConfigDump) {
-    dump.edit_clusters(|c| c.transport_socket_matches.clear());
+/// Step 3, inbound: a peer workload `peer` (a certificate of the pod's
+/// mesh CA) calls `service` on the pod's `port` over Istio mTLS. The pod's
+/// inbound listener, with the identity `pod` served over SDS (URI SAN
+/// `workload`), accepts it; its HTTP chain forwards to `app` (an echo at
+/// the pod's IP, named `app_name`), which sees the peer in
+/// `x-forwarded-client-cert` as Envoy writes it for Istio's
+/// `APPEND_FORWARD` with subject, URI and DNS details (the peer's
+/// certificate, like Istio's, has an empty subject and no DNS SAN). A peer without a
+/// certificate, or with one from another CA, is refused before the app
+/// sees anything.
+async fn expect_inbound_mtls(
+    pod: &Identity,
+    workload: &str,
+    peer: &str,
+    (service, port): (&str, u16),
+    (app, app_name): (&Upstream, &str),
+) {
+    let cert = pod.ca.issue_workload(peer);
+    let start = std::time::Instant::now();
+    let got = loop {
+        match mtls_from_peer(service, port, pod.ca.root(), Some(&cert)).await {
+            Ok(got) => break got,
+            Err(e) => assert!(
+                start.elapsed() < APPLY,
+                "{service}:{port} from {peer} over mTLS: {e:#}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(pod.sds.acked_current(SECRET), "{:?}", pod.sds.requests());
+    assert_eq!(got.upstream(), app_name);
+    assert!(got.server_is(workload), "the listener is not {workload}");
+    let (hash, subject) = cert.hash_and_subject();
+    assert_eq!(subject, "", "an Istio workload certificate has no subject");
+    assert_eq!(
+        got.header("x-forwarded-client-cert"),
+        [format!("By={workload};Hash={hash};Subject=\"\";URI={peer}")]
+    );
+
+    let seen = app.requests();
+    let stranger = TestCa::new("other-ca").issue_workload(peer);
+    for (who, cert) in [
+        ("no certificate", None),
+        ("another CA's certificate", Some(&stranger)),
+    ] {
+        let r = mtls_from_peer(service, port, pod.ca.root(), cert).await;
+        assert!(r.is_err(), "a peer with {who} got through");
+    }
+    assert_eq!(app.requests(), seen, "the app saw a refused peer's request");
 }
 
 // ---------------------------------------------------------------------------
@@ -379,6 +258,10 @@ const ECDS: Reason = (
 );
 
 const S22_REASONS: &[Reason] = &[ECDS];
+
+/// app1's identity: its service account is `default` (node metadata
+/// `SERVICE_ACCOUNT`).
+const APP1_ID: &str = "spiffe://cluster.local/ns/default/sa/default";
 
 #[test]
 fn sidecar_app1_istio_1_22() {
@@ -393,6 +276,9 @@ fn sidecar_app1_istio_1_22() {
         let other = http_echo("other");
         let passthrough = http_echo_at("passthrough", "10.200.0.1:80".parse().expect("addr"));
         tcp_echo_at("10.1.2.3:7777");
+        // The pod's own app, behind `inbound|3333||` (ORIGINAL_DST).
+        let app1 = http_echo_at("app1", format!("{POD_IP}:3333").parse().expect("addr"));
+        let pod = Identity::start(APP1_ID);
         let eps: Vec<_> = dump
             .eds_names()
             .iter()
@@ -410,14 +296,13 @@ fn sidecar_app1_istio_1_22() {
         let xds = XdsServer::start();
         dump.serve(&xds);
         xds.set(ENDPOINT, eps.clone());
-        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "DELTA_GRPC"), 1);
+        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "DELTA_GRPC", Some(pod.socket())), 1);
         judge_nacks(&xds, &dump, S22_REASONS).await;
 
         // As after `kubectl delete wasmplugin`: the HCMs without the ECDS
         // filter, which is what keeps them refused.
         let mut served = dump.clone();
         served.drop_ecds_http_filters();
-        as_for_plaintext_endpoints(&mut served);
         let served = served.without_refused();
         served.serve(&xds);
         xds.set(ENDPOINT, eps);
@@ -458,7 +343,18 @@ fn sidecar_app1_istio_1_22() {
             .await
             .expect("tcp client");
         assert!(echoed.is_empty(), "the black hole answered {echoed:?}");
-        drop((app2, app3, other, passthrough));
+
+        // Inbound: app2 calls app1 on its pod port 3333, the `0.0.0.0_3333`
+        // chain of `virtualInbound` (the HTTP one, by ALPN `istio-http/1.1`).
+        expect_inbound_mtls(
+            &pod,
+            APP1_ID,
+            "spiffe://cluster.local/ns/default/sa/app2",
+            ("app1.default.svc.cluster.local", 3333),
+            (&app1, "app1"),
+        )
+        .await;
+        drop((app1, app2, app3, other, passthrough));
     });
 }
 
@@ -467,6 +363,9 @@ fn sidecar_app1_istio_1_22() {
 // state of the world, null-VM Wasm telemetry.
 
 const S10_REASONS: &[Reason] = &[];
+
+/// details-v1's identity (node metadata `SERVICE_ACCOUNT`).
+const DETAILS_ID: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-details";
 
 #[test]
 fn sidecar_bookinfo_details_istio_1_10() {
@@ -480,6 +379,8 @@ fn sidecar_bookinfo_details_istio_1_10() {
         let ratings = http_echo("ratings");
         let other = http_echo("other");
         let passthrough = http_echo_at("passthrough", "10.200.0.1:9080".parse().expect("addr"));
+        let details = http_echo_at("details", format!("{POD_IP}:9080").parse().expect("addr"));
+        let pod = Identity::start(DETAILS_ID);
         let eps: Vec<_> = dump
             .eds_names()
             .iter()
@@ -497,12 +398,10 @@ fn sidecar_bookinfo_details_istio_1_10() {
         let xds = XdsServer::start();
         dump.serve(&xds);
         xds.set(ENDPOINT, eps.clone());
-        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC"), 1);
+        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", Some(pod.socket())), 1);
         judge_nacks(&xds, &dump, S10_REASONS).await;
 
-        let mut served = dump.clone();
-        as_for_plaintext_endpoints(&mut served);
-        let served = served.without_refused();
+        let served = dump.without_refused();
         served.serve(&xds);
         xds.set(ENDPOINT, eps);
         all_acked(&xds, &[LISTENER, CLUSTER, ROUTE, ENDPOINT]).await;
@@ -522,7 +421,18 @@ fn sidecar_bookinfo_details_istio_1_10() {
         )
         .await;
         expect_upstream("10.200.0.1:9080", "unknown.example:9080", "passthrough").await;
-        drop((reviews, ratings, other, passthrough));
+
+        // Inbound: productpage calls details on 9080, the `0.0.0.0_9080`
+        // chain of `virtualInbound` (TLS, Istio's ALPN; HTTP).
+        expect_inbound_mtls(
+            &pod,
+            DETAILS_ID,
+            "spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+            ("details.default.svc.cluster.local", 9080),
+            (&details, "details"),
+        )
+        .await;
+        drop((reviews, ratings, other, passthrough, details));
     });
 }
 
@@ -570,7 +480,7 @@ async fn lds_only(dump: ConfigDump, reasons: &[Reason], via: &'static str, host:
     let up = http_echo("test-default");
     let xds = XdsServer::start();
     dump.serve(&xds);
-    let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC"), 1);
+    let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", None), 1);
     judge_nacks(&xds, &dump, reasons).await;
 
     let served = dump.without_refused();
@@ -658,9 +568,13 @@ fn gateway_ingressgateway_istio_1_7() {
     runtime().block_on(async {
         let a = http_echo("a");
         let other = http_echo("other");
-        let mut served = dump.clone();
-        as_for_plaintext_endpoints(&mut served);
-        let served = served.without_refused();
+        // Its mTLS clusters (`transport_socket_matches`, `tlsMode-istio`)
+        // take their secrets from `sds-grpc`; the test's endpoints carry no
+        // `tlsMode`, so requests go plaintext (`tlsMode-disabled`).
+        let agent = Identity::start(
+            "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+        );
+        let served = dump.without_refused();
         let names = served.eds_names();
         let target = names
             .iter()
@@ -674,7 +588,7 @@ fn gateway_ingressgateway_istio_1_7() {
         let xds = XdsServer::start();
         dump.serve(&xds);
         xds.set(ENDPOINT, eps.clone());
-        let proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC"), 1);
+        let proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", Some(agent.socket())), 1);
         judge_nacks(&xds, &dump, G17_REASONS).await;
 
         served.serve(&xds);
@@ -711,7 +625,7 @@ filter_chains:
             (r.header("x-upstream") == Some("a")).then_some(())
         })
         .await;
-        drop((a, other));
+        drop((a, other, agent));
     });
 }
 
@@ -744,7 +658,7 @@ eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}
         let xds = XdsServer::start();
         xds.set(CLUSTER, clusters);
         dump.serve(&xds);
-        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC"), 1);
+        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", None), 1);
         all_acked(&xds, &[CLUSTER, ENDPOINT]).await;
         assert!(xds.nacks(ENDPOINT).is_empty() && xds.nacks(CLUSTER).is_empty());
     });
@@ -770,11 +684,12 @@ fn sds_only_istio_ca() {
             "{name: c, type: EDS, connect_timeout: 1s, eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3}}}",
         )]);
         xds.set(ENDPOINT, vec![endpoints("c", up.addr)]);
-        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC"), 1);
+        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", None), 1);
         all_acked(&xds, &[CLUSTER, ENDPOINT]).await;
-        // Expected until SDS lands (helper tls2): Strait does not subscribe
-        // to secrets yet, so none are requested; drop this then and assert
-        // the ACK of SECRET instead.
+        // Strait, like Envoy, subscribes to secrets by name when a TLS
+        // context names them over ADS; nothing here does, so none are
+        // requested (the dumps' own contexts name `sds-grpc`: see the
+        // sidecar tests).
         assert!(xds.replies(SECRET).is_empty());
         drop(up);
     });
@@ -828,7 +743,7 @@ filter_chains:
             ),
         );
         xds.set(LISTENER, vec![listener]);
-        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC"), 1);
+        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", None), 1);
         // Deliberate: user Wasm modules can do anything, and Strait has no
         // Wasm runtime, so filters from ECDS are refused by name.
         let nack = eventually("the ECDS listener NACKed", APPLY, || async {
@@ -912,9 +827,4 @@ static_resources:
     let got = http_with_header("10.0.7.7:8000", "x-envoy-original-dst-host: 10.0.6.6:8080");
     assert_eq!(got, "by-header");
     drop(header_target);
-}
-
-/// Like [`http_via_sidecar`], with one extra header line.
-fn http_with_header(dst: &str, header: &str) -> String {
-    http_via_sidecar(dst, &format!("x\r\n{header}"), "/")
 }

@@ -110,41 +110,6 @@ fn xfcc_seen(addr: SocketAddr, cert: Option<&Issued>, sent: &str) -> Vec<String>
         .collect()
 }
 
-/// `openssl x509` on the certificate `cert`: the SHA-256 fingerprint as
-/// Envoy writes it (lower-case hex) and the RFC 2253 subject.
-fn hash_and_subject(cert: &Issued) -> (String, String) {
-    let out = Command::new("openssl")
-        .args([
-            "x509",
-            "-noout",
-            "-fingerprint",
-            "-sha256",
-            "-subject",
-            "-nameopt",
-            "RFC2253",
-            "-in",
-        ])
-        .arg(&cert.cert)
-        .output()
-        .expect("openssl is required (apt-get install openssl)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let fingerprint = lines
-        .next()
-        .and_then(|l| l.split_once('='))
-        .expect("fingerprint")
-        .1;
-    let subject = lines
-        .next()
-        .and_then(|l| l.split_once('='))
-        .expect("subject")
-        .1;
-    (
-        fingerprint.replace(':', "").to_ascii_lowercase(),
-        subject.trim().to_owned(),
-    )
-}
-
 #[test]
 fn sanitize_set_forwards_the_client_identity_as_envoy_does() {
     let ca = TestCa::new("mesh-ca");
@@ -154,7 +119,7 @@ fn sanitize_set_forwards_the_client_identity_as_envoy_does() {
     let yaml = inbound(&tls, SANITIZE_SET, backend.addr);
     let strait = TestProxy::start(&yaml, 1);
     let client = ca.issue(CLIENT, &["productpage.default.svc"]);
-    let (hash, subject) = hash_and_subject(&client);
+    let (hash, subject) = client.hash_and_subject();
     let want = format!(
         "By={SERVER};Hash={hash};Subject=\"{subject}\";URI={CLIENT};DNS=productpage.default.svc"
     );
@@ -188,7 +153,7 @@ fn append_forward_appends_and_plaintext_connections_drop_the_header() {
           set_current_client_cert_details: {uri: true}";
     let strait = TestProxy::start(&inbound(&tls, append, backend.addr), 1);
     let client = ca.issue(CLIENT, &[]);
-    let (hash, _) = hash_and_subject(&client);
+    let (hash, _) = client.hash_and_subject();
     assert_eq!(
         xfcc_seen(strait.listener("inbound"), Some(&client), "By=a;Hash=00"),
         [format!("By=a;Hash=00,By={SERVER};Hash={hash};URI={CLIENT}")]

@@ -7,8 +7,8 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
 };
 
 use crate::TempDir;
@@ -67,15 +67,29 @@ impl TestCa {
         self.issue_with(spiffe, dns, false)
     }
 
+    /// A workload certificate as Istio's CA issues it: an empty subject
+    /// (where [`TestCa::issue`] has rcgen's `CN=rcgen self signed cert`)
+    /// and URI SAN `spiffe` only.
+    pub fn issue_workload(&self, spiffe: &str) -> Issued {
+        self.sign(spiffe, &[], false, true)
+    }
+
     /// Like [`TestCa::issue`] but valid only in the first half of 2020.
     pub fn issue_expired(&self, spiffe: &str, dns: &[&str]) -> Issued {
         self.issue_with(spiffe, dns, true)
     }
 
     fn issue_with(&self, spiffe: &str, dns: &[&str], expired: bool) -> Issued {
+        self.sign(spiffe, dns, expired, false)
+    }
+
+    fn sign(&self, spiffe: &str, dns: &[&str], expired: bool, no_subject: bool) -> Issued {
         let key = KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
         let mut params =
             CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        if no_subject {
+            params.distinguished_name = DistinguishedName::new();
+        }
         let mut sans: Vec<SanType> = dns
             .iter()
             .map(|d| {
@@ -113,6 +127,39 @@ impl TestCa {
         std::fs::write(&issued.key, key.serialize_pem())
             .unwrap_or_else(|e| panic!("writing key: {e}"));
         issued
+    }
+}
+
+impl Issued {
+    /// The certificate as Envoy's `x-forwarded-client-cert` names it, by
+    /// `openssl x509`: the SHA-256 of its DER (`Hash`, lower-case hex) and
+    /// its RFC 2253 subject (`Subject`). Panics without `openssl`.
+    pub fn hash_and_subject(&self) -> (String, String) {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "x509",
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+                "-subject",
+                "-nameopt",
+                "RFC2253",
+                "-in",
+            ])
+            .arg(&self.cert)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl is required (apt-get install openssl): {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut values = text
+            .lines()
+            .map(|l| l.split_once('=').map_or("", |(_, v)| v.trim()));
+        let fingerprint = values.next().unwrap_or_default();
+        let subject = values.next().unwrap_or_default();
+        assert!(!fingerprint.is_empty(), "openssl x509: {text}");
+        (
+            fingerprint.replace(':', "").to_ascii_lowercase(),
+            subject.to_owned(),
+        )
     }
 }
 

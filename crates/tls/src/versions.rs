@@ -35,6 +35,13 @@ const TLS12_NAMES: &[(&str, CipherSuite)] = &[
     ),
 ];
 
+/// BoringSSL names Envoy accepts for TLS 1.2 suites without forward
+/// secrecy (RSA key exchange), which rustls does not implement. Istio lists
+/// both last in its default `cipher_suites`, after the ECDHE ones; they are
+/// left out of what is offered rather than refusing the whole context: a
+/// peer that speaks only these (never another sidecar) cannot connect.
+const WITHOUT_FORWARD_SECRECY: &[&str] = &["AES128-GCM-SHA256", "AES256-GCM-SHA384"];
+
 /// Which side a context is for: Envoy's `TLS_AUTO` maximum differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -55,12 +62,24 @@ pub(crate) fn provider_and_versions(
             // Envoy (BoringSSL) allows equal-preference groups: "[A|B]".
             let group = entry.trim_start_matches('[').trim_end_matches(']');
             for name in group.split('|') {
+                if WITHOUT_FORWARD_SECRECY.contains(&name) {
+                    continue;
+                }
                 let Some((_, suite)) = TLS12_NAMES.iter().find(|(n, _)| *n == name) else {
                     let known: Vec<&str> = TLS12_NAMES.iter().map(|(n, _)| *n).collect();
                     return Err(TlsError::UnknownCipher(name.to_owned(), known.join(", ")));
                 };
                 wanted.push(*suite);
             }
+        }
+        if wanted.is_empty() {
+            // Only suites rustls lacks: Envoy would negotiate TLS 1.2 with
+            // them, Strait could not at all.
+            let known: Vec<&str> = TLS12_NAMES.iter().map(|(n, _)| *n).collect();
+            return Err(TlsError::UnknownCipher(
+                common.cipher_suites.join(":"),
+                known.join(", "),
+            ));
         }
         provider
             .cipher_suites
