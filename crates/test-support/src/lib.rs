@@ -22,6 +22,7 @@ pub mod client;
 pub mod config_dump;
 pub mod envoy;
 pub mod metrics_service;
+pub mod netns;
 pub mod proxy;
 pub mod upstream;
 pub mod xds_server;
