@@ -161,9 +161,8 @@ impl Context {
     ///
     /// `pipes` are the clusters whose endpoint is a unix socket: only gRPC
     /// clients may name them (the data path connects over TCP). `tls` are
-    /// those with a TLS transport socket, which the xDS client's channel
-    /// does not speak (Istio's agent serves xDS and SDS on local unix
-    /// sockets in plaintext).
+    /// those whose TLS the xDS client's channel cannot do: over a pipe, or
+    /// chosen per endpoint by `transport_socket_matches`.
     fn check_cluster_refs(
         &mut self,
         known: &HashSet<&str>,
@@ -178,7 +177,7 @@ impl Context {
                 self.unsupported(
                     r.path,
                     format!(
-                        "TLS to xDS cluster '{}' (the xDS client connects in plaintext)",
+                        "TLS to xDS cluster '{}' over a pipe or by transport_socket_matches (the xDS client does TLS only with the cluster's own transport_socket over TCP)",
                         r.name
                     ),
                 );

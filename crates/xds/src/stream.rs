@@ -163,7 +163,7 @@ pub(crate) async fn connect(base: &model::Config, cluster: &str) -> Result<Chann
         .iter()
         .find(|c| c.name == cluster)
         .ok_or_else(|| XdsError::NoAdsEndpoint(cluster.to_owned()))?;
-    crate::channel::grpc_channel(spec).await
+    crate::channel::grpc_channel(spec, &base.secrets).await
 }
 
 /// Applies one response and answers it: ACK when the resulting config is

@@ -350,9 +350,14 @@ fn resources(
         .filter(|c| c.pipe.is_some())
         .map(|c| c.name.as_str())
         .collect();
+    // The xDS channel does TLS to a TCP endpoint with the cluster's own
+    // context; not over a pipe, nor chosen per endpoint.
     let tls: HashSet<&str> = out_clusters
         .iter()
-        .filter(|c| c.tls.is_some() || c.transport_socket_matches.iter().any(|m| m.tls.is_some()))
+        .filter(|c| {
+            (c.tls.is_some() && c.pipe.is_some())
+                || c.transport_socket_matches.iter().any(|m| m.tls.is_some())
+        })
         .map(|c| c.name.as_str())
         .collect();
     cx.check_cluster_refs(&known, &pipes, &tls);

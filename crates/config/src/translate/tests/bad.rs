@@ -567,12 +567,12 @@ fn bad_configs_name_the_field() {
             "file config sources",
         ),
         (
-            "ads cluster with TLS",
+            "ads cluster with TLS by transport_socket_matches",
             vec![
                 (
-                    "/static_resources/clusters/0/transport_socket".into(),
-                    json!({"name": "tls", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"}}),
+                    "/static_resources/clusters/0/transport_socket_matches".into(),
+                    json!([{"name": "m", "match": {}, "transport_socket": {"name": "tls", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"}}}]),
                 ),
                 (
                     "/dynamic_resources".into(),
