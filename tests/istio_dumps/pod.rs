@@ -100,32 +100,12 @@ pub(crate) fn bootstrap(xds: SocketAddr, api: &str, sds: Option<&Path>) -> Strin
             path = path.display(),
         )
     });
-    format!(
-        r#"
-node: {{id: "sidecar~10.0.0.9~app.default~default.svc.cluster.local", cluster: app.default}}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
-  lds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-{UPSTREAM_H2}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}{sds_grpc}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = xds.port(),
+    strait_test_support::xds_server::ads_bootstrap_with(
+        xds,
+        api,
+        "sidecar~10.0.0.9~app.default~default.svc.cluster.local",
+        "app.default",
+        &sds_grpc,
     )
 }
 

@@ -336,10 +336,29 @@ pub fn typed_struct(inner_type_url: &str, value: serde_json::Value) -> Any {
 /// at `xds` over ADS (`api`: `GRPC` or `DELTA_GRPC`), as sidecar
 /// `<workload>.default`, with admin on a free loopback port.
 pub fn ads_bootstrap(xds: std::net::SocketAddr, api: &str, workload: &str) -> String {
+    ads_bootstrap_with(
+        xds,
+        api,
+        &format!("sidecar~127.0.0.1~{workload}.default~default.svc.cluster.local"),
+        &format!("{workload}.default"),
+        "",
+    )
+}
+
+/// [`ads_bootstrap`] with the node's `id` and `cluster` given, and
+/// `more_clusters` (YAML list items indented by two spaces, each starting
+/// on a new line) after `xds-grpc`.
+pub fn ads_bootstrap_with(
+    xds: std::net::SocketAddr,
+    api: &str,
+    node_id: &str,
+    node_cluster: &str,
+    more_clusters: &str,
+) -> String {
     use crate::proxy::UPSTREAM_H2;
     format!(
         r#"
-node: {{id: "sidecar~127.0.0.1~{workload}.default~default.svc.cluster.local", cluster: {workload}.default}}
+node: {{id: "{node_id}", cluster: {node_cluster}}}
 dynamic_resources:
   ads_config:
     api_type: {api}
@@ -358,7 +377,7 @@ static_resources:
       cluster_name: xds-grpc
       endpoints:
       - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}{more_clusters}
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 "#,
