@@ -513,6 +513,23 @@ async fn rotation_over_a_separate_sds_stream_under_load() {
     assert_eq!(requests[0].resource_names, ["ROOTCA", "default"]);
 }
 
+/// The bootstrap of the SDS-file tests: the TLS listener `web` taking its
+/// secrets from `source` (an `sds_config`), no ADS.
+fn file_sourced(echo: &Upstream, source: &str) -> String {
+    bootstrap(
+        echo,
+        None,
+        "",
+        &indent(
+            &format!(
+                "- {}",
+                listener_yaml(source).trim_start().replace('\n', "\n  ")
+            ),
+            2,
+        ),
+    )
+}
+
 /// An SDS file: a `DiscoveryResponse` with both secrets.
 fn sds_file_text(version: &str, cert: &Issued, ca: &TestCa) -> String {
     format!(
@@ -537,19 +554,7 @@ async fn rotation_via_an_sds_file_under_load() {
         file.display(),
         dir.path().display()
     );
-    let yaml = bootstrap(
-        &echo,
-        None,
-        "",
-        &indent(
-            &format!(
-                "- {}",
-                listener_yaml(&source).trim_start().replace('\n', "\n  ")
-            ),
-            2,
-        ),
-    );
-    let proxy = TestProxy::start(&yaml, 2);
+    let proxy = TestProxy::start(&file_sourced(&echo, &source), 2);
     rotate_under_load(&proxy, &ca, &client, || {
         // Written aside and renamed in, as a secret mount is updated.
         let tmp = dir.path().join("secrets.yaml.tmp");
@@ -609,19 +614,7 @@ async fn rotation_of_the_files_an_sds_secret_names_under_load() {
     std::fs::write(&file, sds_file_naming_files(&dir.path().join("data"), &ca))
         .expect("write SDS file");
     let source = format!("{{path_config_source: {{path: {}}}}}", file.display());
-    let yaml = bootstrap(
-        &echo,
-        None,
-        "",
-        &indent(
-            &format!(
-                "- {}",
-                listener_yaml(&source).trim_start().replace('\n', "\n  ")
-            ),
-            2,
-        ),
-    );
-    let proxy = TestProxy::start(&yaml, 2);
+    let proxy = TestProxy::start(&file_sourced(&echo, &source), 2);
     // The SDS file itself never changes: only the files its secret names.
     rotate_under_load(&proxy, &ca, &client, || mount(dir.path(), 2, &v2)).await;
 }
