@@ -13,11 +13,7 @@
 mod metrics_service;
 mod statsd;
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use strait_config::model::stats::{StatsSink, StatsSinks};
@@ -120,31 +116,6 @@ impl Deltas {
     }
 }
 
-/// Exponential back-off with full jitter between reconnects.
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(5);
-
-    pub(crate) fn new() -> Backoff {
-        Backoff { next: Self::FIRST }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    /// The next wait: up to the current bound, which then doubles.
-    pub(crate) fn next(&mut self) -> Duration {
-        let bound = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        bound.mul_f64(0.5 + rand::random::<f64>() / 2.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,17 +128,5 @@ mod tests {
         assert_eq!(d.delta("a", 12), 7);
         assert_eq!(d.delta("b", 1), 1);
         assert_eq!(d.delta("a", 3), 3, "a counter registered anew");
-    }
-
-    #[test]
-    fn backoff_grows_to_its_bound() {
-        let mut b = Backoff::new();
-        let first = b.next();
-        assert!(first <= Backoff::FIRST && first >= Backoff::FIRST / 2);
-        for _ in 0..20 {
-            assert!(b.next() <= Backoff::MAX);
-        }
-        b.reset();
-        assert!(b.next() <= Backoff::FIRST);
     }
 }

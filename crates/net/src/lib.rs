@@ -7,6 +7,7 @@
 //! with half-close and idle timeout ([`splice`]).
 //! Must not depend on config, HTTP or upstream crates.
 
+mod backoff;
 mod drain;
 mod splice;
 
@@ -15,6 +16,7 @@ use std::{collections::BTreeMap, io, net::SocketAddr, sync::Arc};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub use backoff::{BASE_BACKOFF, MAX_BACKOFF, reconnect_backoff};
 pub use drain::{Drain, DrainWatch};
 pub use splice::{Counters, splice, splice_io};
 

@@ -25,7 +25,7 @@ use tokio::{
 use crate::{
     Publish, XdsError,
     shared::Shared,
-    stream::{MAX_MESSAGE, Sender, TypeState, UnboundedStream, backoff, connect},
+    stream::{MAX_MESSAGE, Sender, TypeState, UnboundedStream, connect},
     type_url::SECRET,
 };
 
@@ -103,7 +103,7 @@ async fn grpc<P: Publish>(
                 "SDS stream ended; keeping the last good secrets"
             ),
         }
-        let wait = backoff(failures);
+        let wait = strait_net::reconnect_backoff(failures);
         failures = failures.saturating_add(1);
         tokio::time::sleep(wait).await;
     }

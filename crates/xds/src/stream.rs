@@ -4,7 +4,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
-    time::Duration,
 };
 
 use envoy_types::pb::{
@@ -20,11 +19,6 @@ use tonic::transport::Channel;
 
 use crate::{Cache, Publish, XdsError, shared::Shared, stats::stats, type_url};
 
-/// First wait before reconnecting; doubled per failed attempt up to
-/// [`MAX_BACKOFF`]. Short, so a restarted control plane is found quickly; the
-/// jitter spreads a fleet's reconnects.
-const BASE_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK's `error_detail`.
 pub(crate) const INVALID_ARGUMENT: i32 = 3;
 /// Istio pushes can be large (thousands of clusters); tonic's 4 MiB default
@@ -84,22 +78,10 @@ async fn ads<P: Publish>(dynamic: &model::DynamicResources, shared: &Shared<P>) 
         if let Err(e) = result {
             tracing::warn!(error = %e, "xDS stream ended; keeping the last good config");
         }
-        let wait = backoff(failures);
+        let wait = strait_net::reconnect_backoff(failures);
         failures = failures.saturating_add(1);
         tokio::time::sleep(wait).await;
     }
-}
-
-/// Full jitter over an exponential ceiling: a random wait in [ceiling/2,
-/// ceiling].
-pub(crate) fn backoff(failures: u32) -> Duration {
-    let ceiling = BASE_BACKOFF
-        .saturating_mul(1u32 << failures.min(16))
-        .min(MAX_BACKOFF);
-    let ms = u64::try_from(ceiling.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(2);
-    Duration::from_millis(rand::random_range(ms / 2..=ms))
 }
 
 /// One stream, from connect to failure.
@@ -270,21 +252,5 @@ impl<T> tonic::codegen::tokio_stream::Stream for UnboundedStream<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        for failures in 0..40 {
-            let ceiling = BASE_BACKOFF
-                .saturating_mul(1u32 << failures.min(16))
-                .min(MAX_BACKOFF);
-            let b = backoff(failures);
-            assert!(b <= ceiling && b >= ceiling / 2, "{failures}: {b:?}");
-        }
     }
 }

@@ -37,7 +37,7 @@ use tonic::{
     transport::Endpoint,
 };
 
-use super::{Backoff, Deltas, Flush, SinkError};
+use super::{Deltas, Flush, SinkError};
 
 /// Messages waiting to be written to the stream. A flush that finds the
 /// queue full is dropped rather than waited for: the server is behind, and
@@ -52,7 +52,8 @@ pub(super) async fn run(
     node: Option<Node>,
     mut flushes: watch::Receiver<Option<Arc<Flush>>>,
 ) {
-    let mut backoff = Backoff::new();
+    // Failed streams in a row (reset once one carries a flush).
+    let mut failures = 0u32;
     let mut counters = Deltas::default();
     loop {
         let result = stream(
@@ -61,7 +62,7 @@ pub(super) async fn run(
             &node,
             &mut flushes,
             &mut counters,
-            &mut backoff,
+            &mut failures,
         )
         .await;
         match result {
@@ -72,7 +73,8 @@ pub(super) async fn run(
                 "metrics service stream failed; reconnecting"
             ),
         }
-        tokio::time::sleep(backoff.next()).await;
+        tokio::time::sleep(strait_net::reconnect_backoff(failures)).await;
+        failures = failures.saturating_add(1);
     }
 }
 
@@ -83,7 +85,7 @@ async fn stream(
     node: &Option<Node>,
     flushes: &mut watch::Receiver<Option<Arc<Flush>>>,
     counters: &mut Deltas,
-    backoff: &mut Backoff,
+    failures: &mut u32,
 ) -> Result<(), SinkError> {
     // Envoy's `envoy_grpc` sends the cluster name as the authority; a name
     // that is no URI authority (Istio's `outbound|80||host`) gets a neutral
@@ -119,7 +121,7 @@ async fn stream(
                 let families = families(&flush, config.counters_as_deltas, counters);
                 for msg in messages(families, config.batch_size, &mut identifier) {
                     match tx.try_send(msg) {
-                        Ok(()) => backoff.reset(),
+                        Ok(()) => *failures = 0,
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             tracing::debug!(cluster = %config.cluster, "metrics service behind; flush dropped");
                         }
