@@ -43,7 +43,7 @@ async fn get_text(admin: SocketAddr, path: &str) -> String {
 /// The dump must be a valid `envoy.admin.v3.ConfigDump` (unknown fields
 /// refused), as Envoy's own tooling decodes it.
 fn assert_decodes(dump: &Value) {
-    if let Err(e) = strait_config::parse::parse_value(dump.clone(), "envoy.admin.v3.ConfigDump") {
+    if let Err(e) = strait_envoy::parse::parse_value(dump.clone(), "envoy.admin.v3.ConfigDump") {
         panic!("not an envoy.admin.v3.ConfigDump: {e}\n{dump:#}");
     }
 }

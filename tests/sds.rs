@@ -23,7 +23,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use strait_config::model::tls::{
+use strait_model::tls::{
     CertificateValidation, CommonTls, DataSource, TlsCertificate, TlsSecrets, UpstreamTls,
 };
 use strait_test_support::{

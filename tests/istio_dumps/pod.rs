@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use strait_config::model::tls::{
+use strait_model::tls::{
     CertificateValidation, CommonTls, DataSource, TlsCertificate, TlsSecrets, UpstreamTls,
 };
 use strait_test_support::{

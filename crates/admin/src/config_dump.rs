@@ -11,7 +11,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use regex::Regex;
 use serde_json::{Map, Value, json};
-use strait_config::dump::{RawResource, XdsDump};
+use strait_envoy::dump::{RawResource, XdsDump};
 use strait_snapshot::Snapshot;
 
 const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
@@ -77,7 +77,7 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
             .as_deref()
             .is_some_and(|r| r.contains("endpoint_configs"));
     let mut r = Renderer {
-        pool: xds.map(|_| strait_config::descriptor_pool()),
+        pool: xds.map(|_| strait_envoy::descriptor_pool()),
         loaded: timestamp_secs(snap.last_updated()),
     };
     let source = snap.source();
@@ -377,7 +377,7 @@ impl Renderer {
     /// `any` as proto3 JSON with its `@type`, field names as in the proto
     /// (Envoy's dump does the same).
     fn any(&mut self, any: &Any) -> Value {
-        let pool = self.pool.get_or_insert_with(strait_config::descriptor_pool);
+        let pool = self.pool.get_or_insert_with(strait_envoy::descriptor_pool);
         let name = any.type_url.rsplit('/').next().unwrap_or_default();
         let opts = SerializeOptions::new().use_proto_field_name(true);
         let body = pool

@@ -27,7 +27,7 @@ use http_body_util::Full;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
-use strait_config::dump::DumpCell;
+use strait_envoy::dump::DumpCell;
 use strait_net::{BoundListeners, DrainWatch};
 use strait_snapshot::Store;
 use strait_upstream::ClusterRegistry;

@@ -16,7 +16,7 @@ mod statsd;
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use strait_config::model::stats::{StatsSink, StatsSinks};
+use strait_model::stats::{StatsSink, StatsSinks};
 use tokio::sync::watch;
 
 use crate::{AdminContext, stats::Stat};

@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use strait_config::BootstrapOverrides;
+use strait_envoy::BootstrapOverrides;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use strait_config::model::{HttpConnectionManager, InternalAddresses};
+use strait_model::{HttpConnectionManager, InternalAddresses};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -230,7 +230,7 @@ fn is_default_internal(ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use strait_config::model::{ClientTrust, tls::CidrRange};
+    use strait_model::{ClientTrust, tls::CidrRange};
 
     use super::*;
 
@@ -265,8 +265,8 @@ static_resources:
           route_config: {virtual_hosts: [{name: v, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}]}
           http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
 "#;
-        let config = strait_config::load(yaml).expect("config");
-        let strait_config::model::NetworkFilter::Http(mut h) =
+        let config = strait_envoy::load(yaml).expect("config");
+        let strait_model::NetworkFilter::Http(mut h) =
             config.listeners[0].filter_chains[0].terminal.clone()
         else {
             panic!("not an HTTP listener");

@@ -8,15 +8,15 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use http::{HeaderValue, Response, request::Parts};
 use strait_codec::Body;
-use strait_config::model::{
-    HttpFilter,
-    filter::{CorsPolicy, FilterOverride},
-};
 use strait_filter::{
     Active, active,
     cors::{self, CorsDecision},
     fault::{self, Abort},
     mutation,
+};
+use strait_model::{
+    HttpFilter,
+    filter::{CorsPolicy, FilterOverride},
 };
 
 use crate::{http::ProxyBody, stats::HttpStats};

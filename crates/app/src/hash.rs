@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use http::{HeaderMap, header};
-use strait_config::model::policy::{HashPolicy, HashSource};
+use strait_model::policy::{HashPolicy, HashSource};
 
 /// Hashes the request by the route's policies, combining several as Envoy
 /// does (rotate the running hash left by one, then xor). `None` when no

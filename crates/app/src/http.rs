@@ -20,13 +20,13 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use strait_codec::{Body, headers};
-use strait_config::model::{
+use strait_model::{
     ForwardAction, HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
 };
 use strait_route::{Choice, HostRewriteOutcome, Matched, RequestView, RouteResult, StreamDuration};
 use strait_upstream::PooledBody;
 
-use strait_config::model::filter::FilterOverride;
+use strait_model::filter::FilterOverride;
 
 use crate::{
     edge, filters, hash, local_reply::LocalReply, mirror, proxy::Shared, retry::Plan, router,
@@ -413,11 +413,9 @@ async fn forward(
     };
     let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let h2 = match cluster.spec().protocol {
-        strait_config::model::UpstreamProtocol::Http1 => false,
-        strait_config::model::UpstreamProtocol::Http2 => true,
-        strait_config::model::UpstreamProtocol::Downstream => {
-            req.version() == http::Version::HTTP_2
-        }
+        strait_model::UpstreamProtocol::Http1 => false,
+        strait_model::UpstreamProtocol::Http2 => true,
+        strait_model::UpstreamProtocol::Downstream => req.version() == http::Version::HTTP_2,
     };
     let mut plan = Plan::new(
         action.retry_policy.as_ref(),
@@ -743,7 +741,7 @@ fn original_destination(
     dst: SocketAddr,
 ) -> Option<SocketAddr> {
     match &cluster.spec().discovery {
-        strait_config::model::Discovery::OriginalDst {
+        strait_model::Discovery::OriginalDst {
             use_http_header,
             http_header_name,
         } => Some(

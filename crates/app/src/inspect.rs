@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use strait_config::model::{ListenerFilters, predicate::ListenerFilterPredicate};
+use strait_model::{ListenerFilters, predicate::ListenerFilterPredicate};
 use strait_tls::{
     Rewind,
     hello::{self, MAX_CLIENT_HELLO, Peek},

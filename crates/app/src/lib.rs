@@ -29,7 +29,7 @@ mod xfcc;
 
 pub use proxy::{ConfigSource, Options, Proxy};
 pub use reload::{check, check_with};
-pub use strait_config::BootstrapOverrides;
+pub use strait_envoy::BootstrapOverrides;
 pub use workers::RuntimeModel;
 
 /// Errors that stop the proxy from starting or a config from applying.

@@ -10,7 +10,7 @@ use std::{
 
 use hyper::service::service_fn;
 use strait_codec::{Counted, ServerOptions, ServerProtocol, server};
-use strait_config::model::{CodecType, Config, HttpConnectionManager, NetworkFilter};
+use strait_model::{CodecType, Config, HttpConnectionManager, NetworkFilter};
 use strait_net::{Drain, DrainWatch, NetError};
 use strait_snapshot::ConnectionInfo;
 use strait_tls::{MaybeTls, PeerChain, Rewind, ServerTlsStream};

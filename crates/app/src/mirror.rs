@@ -5,7 +5,7 @@
 use http::{HeaderValue, Request, Uri, Version, header, uri::Authority};
 use http_body_util::BodyExt;
 use strait_codec::{Body, RecordingWatch};
-use strait_config::model::{UpstreamProtocol, policy::MirrorPolicy};
+use strait_model::{UpstreamProtocol, policy::MirrorPolicy};
 use strait_upstream::ClusterRegistry;
 
 /// Starts one shadow request per policy whose fraction hits. `req` is the

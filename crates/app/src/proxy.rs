@@ -9,8 +9,8 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use strait_config::BootstrapOverrides;
-use strait_config::dump::{DumpCell, XdsDump};
+use strait_envoy::BootstrapOverrides;
+use strait_envoy::dump::{DumpCell, XdsDump};
 use strait_net::{BoundListeners, Drain};
 use tokio::{runtime::Runtime, sync::watch};
 
@@ -113,7 +113,7 @@ struct XdsWriter {
 }
 
 impl strait_xds::Publish for XdsWriter {
-    async fn publish(&self, config: strait_config::model::Config) -> Result<u64, String> {
+    async fn publish(&self, config: strait_model::Config) -> Result<u64, String> {
         self.reloader
             .publish(config)
             .await
@@ -125,34 +125,17 @@ impl strait_xds::Publish for XdsWriter {
     }
 }
 
-/// The names of the listeners whose `traffic_direction` is INBOUND: the
-/// bootstrap's and the control plane's (the model does not keep the
-/// direction; only `/drain_listeners?inboundonly` asks).
-fn inbound_listeners(store: &Store, dump: &DumpCell) -> HashSet<String> {
-    use envoy_types::pb::envoy::config::{core::v3::TrafficDirection, listener::v3::Listener};
-    use prost::Message as _;
-    let snap = store.load();
-    let statics = snap
-        .source()
-        .pointer("/static_resources/listeners")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|l| l.get("traffic_direction").and_then(|d| d.as_str()) == Some("INBOUND"))
-        .filter_map(|l| l.get("name").and_then(|n| n.as_str()).map(str::to_owned));
-    let dynamic: Vec<String> = dump
+/// The names of the listeners whose `traffic_direction` is INBOUND, the
+/// bootstrap's and the control plane's alike.
+fn inbound_listeners(store: &Store) -> HashSet<String> {
+    store
         .load()
-        .map(|d| {
-            d.listeners
-                .resources
-                .values()
-                .filter_map(|r| Listener::decode(r.resource.value.as_slice()).ok())
-                .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
-                .map(|l| l.name)
-                .collect()
-        })
-        .unwrap_or_default();
-    statics.chain(dynamic).collect()
+        .config()
+        .listeners
+        .iter()
+        .filter(|l| l.direction == strait_model::TrafficDirection::Inbound)
+        .map(|l| l.name.clone())
+        .collect()
 }
 
 /// A running proxy. Dropping it without [`Proxy::shutdown`] also stops it.
@@ -217,7 +200,7 @@ impl Proxy {
         // bootstrap only, so a reload leaves them as they are.
         let first = shared.store.load();
         if let Some(sinks) = first.config().stats_sinks.clone() {
-            let node = first.config().node.clone();
+            let node = first.config().node.as_ref().map(strait_envoy::node_proto);
             control.spawn(strait_admin::sinks::run(ctx.clone(), sinks, node));
         }
         if let Some(a) = first.config().admin.clone() {
@@ -233,18 +216,14 @@ impl Proxy {
                 tracing::info!(address = %addr, "admin listening");
             }
         }
-        let (stopper, store, dump) = (
-            Arc::clone(&reloader),
-            Arc::clone(&shared.store),
-            Arc::clone(&xds_dump),
-        );
+        let (stopper, store) = (Arc::clone(&reloader), Arc::clone(&shared.store));
         control.spawn(async move {
             // Every connection drains gracefully (HTTP/1.1 closes after its
             // response, HTTP/2 gets GOAWAY), so `?graceful` changes nothing.
             while drain_rx.changed().await.is_ok() {
                 let req: Option<strait_admin::DrainListeners> = *drain_rx.borrow_and_update();
                 if let Some(req) = req {
-                    let only = req.inbound_only.then(|| inbound_listeners(&store, &dump));
+                    let only = req.inbound_only.then(|| inbound_listeners(&store));
                     stopper.stop_listeners(only).await;
                 }
             }

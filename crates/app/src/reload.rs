@@ -12,7 +12,7 @@ use std::{
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use prost_reflect::SerializeOptions;
-use strait_config::{BootstrapOverrides, model::Config};
+use strait_envoy::{BootstrapOverrides, model::Config};
 use strait_snapshot::Snapshot;
 use tokio::{runtime::Handle, sync::Mutex};
 
@@ -65,7 +65,7 @@ fn parse(
     }
     let msg = parsed.message;
     let bootstrap: Bootstrap = msg.transcode_to().map_err(|e| vec![e.to_string()])?;
-    let config = strait_config::translate_bootstrap(&bootstrap)
+    let config = strait_envoy::translate_bootstrap(&bootstrap)
         .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     // Envoy's config_dump uses proto field names (snake_case).
     let opts = SerializeOptions::new().use_proto_field_name(true);
@@ -74,7 +74,7 @@ fn parse(
         .map_err(|e| vec![e.to_string()])?;
     // The document is only ever shown (`/config_dump`): inline private keys
     // must not be.
-    strait_config::redact::redact_sensitive(&mut source);
+    strait_envoy::redact::redact_sensitive(&mut source);
     Ok((config, source))
 }
 

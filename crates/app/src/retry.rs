@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, Response, StatusCode};
-use strait_config::model::policy::{RetryOn, RetryPolicy};
+use strait_model::policy::{RetryOn, RetryPolicy};
 
 static RETRY_ON: HeaderName = HeaderName::from_static("x-envoy-retry-on");
 static RETRY_GRPC_ON: HeaderName = HeaderName::from_static("x-envoy-retry-grpc-on");

@@ -8,7 +8,7 @@ use std::{
     },
 };
 
-use strait_config::model::{Discovery, TcpCluster, TcpProxy};
+use strait_model::{Discovery, TcpCluster, TcpProxy};
 use strait_net::{Counters, splice, splice_io};
 use strait_tls::MaybeTls;
 use tokio::io::AsyncWriteExt;

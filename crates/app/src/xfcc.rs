@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use strait_config::model::client_cert::{ClientCertDetails, ForwardClientCert};
+use strait_model::client_cert::{ClientCertDetails, ForwardClientCert};
 use strait_tls::PeerChain;
 
 pub(crate) static X_FORWARDED_CLIENT_CERT: HeaderName =

@@ -2,7 +2,7 @@
 //! `access-control-*` headers on responses to allowed origins.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use strait_config::model::filter::CorsPolicy;
+use strait_model::filter::CorsPolicy;
 
 static REQUEST_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-request-private-network");
@@ -104,7 +104,7 @@ pub fn decorate_response(policy: &CorsPolicy, origin: &HeaderValue, resp: &mut H
 
 #[cfg(test)]
 mod tests {
-    use strait_config::model::policy::{Fraction, ValueMatch, ValueMatcher};
+    use strait_model::policy::{Fraction, ValueMatch, ValueMatcher};
 
     use super::*;
 

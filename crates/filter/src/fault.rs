@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use strait_config::model::{
+use strait_model::{
     filter::{FaultAbortKind, FaultConfig, FaultDelayKind},
     policy::Fraction,
 };
@@ -181,7 +181,7 @@ pub fn abort_head(abort: Abort) -> (StatusCode, [(HeaderName, HeaderValue); 2], 
 
 #[cfg(test)]
 mod tests {
-    use strait_config::model::filter::{FaultAbort, FaultDelay};
+    use strait_model::filter::{FaultAbort, FaultDelay};
 
     use super::*;
 

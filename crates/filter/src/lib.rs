@@ -8,13 +8,13 @@
 //! the clock and the randomness, so everything here is pure, synchronous and
 //! allocation-free unless a doc comment says otherwise.
 //!
-//! Depends only on `strait-config` and `http`; never on I/O crates.
+//! Depends only on `strait-envoy` and `http`; never on I/O crates.
 
 pub mod cors;
 pub mod fault;
 pub mod mutation;
 
-use strait_config::model::{
+use strait_model::{
     HttpFilter,
     filter::{
         CorsPolicy, FaultConfig, FilterOverride, FilterOverrideConfig, HeaderMutationConfig,

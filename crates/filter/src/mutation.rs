@@ -2,7 +2,7 @@
 //! the router and on the response after it.
 
 use http::HeaderMap;
-use strait_config::model::{
+use strait_model::{
     AppendAction,
     filter::{HeaderMutationConfig, HeaderOp},
 };

@@ -9,7 +9,7 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
-use strait_config::model::{
+use strait_model::{
     ForwardAction, HeaderMatcher, HeaderMutations, HeaderRule, PathMatch, Route, RouteAction,
     RouteConfig, RouteMatch, StringMatch, StringPattern, VirtualHost,
 };

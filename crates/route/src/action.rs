@@ -6,7 +6,7 @@ use std::{borrow::Cow, time::Duration};
 
 use http::{HeaderMap, HeaderName};
 use regex::Regex;
-use strait_config::model::{
+use strait_model::{
     ClusterSpecifier, ClusterTarget, ClusterWeight, ForwardAction, HostRewrite, RegexRewrite,
     WeightedClusters,
 };

@@ -2,7 +2,7 @@
 //! (`ignore_port_in_host_matching`) and for the connection manager's
 //! `strip_matching_host_port` / `strip_any_host_port`.
 
-use strait_config::model::StripHostPort;
+use strait_model::StripHostPort;
 
 /// The port of `host:port` or `[v6]:port`, if it has one. Does not allocate.
 pub fn port_of(authority: &str) -> Option<&str> {

@@ -3,7 +3,7 @@
 //! [`http::HeaderMap`].
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use strait_config::model::{AppendAction, HeaderMutations, HeaderToAdd};
+use strait_model::{AppendAction, HeaderMutations, HeaderToAdd};
 
 use crate::{RouteError, matcher::header_name};
 

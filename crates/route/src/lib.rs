@@ -17,12 +17,12 @@
 //! caller passes each request's random value in its [`RequestView`]), no
 //! logging. Compilation (regexes included) runs when config is published;
 //! matching is the per-request hot path and does not allocate in the common
-//! case. Must not depend on any Strait crate but `strait-config`, nor on
+//! case. Must not depend on any Strait crate but `strait-envoy`, nor on
 //! anything beyond `http` and `regex`.
 //!
 //! ```
 //! use http::{HeaderMap, Method};
-//! use strait_config::model::{
+//! use strait_model::{
 //!     ClusterSpecifier, ClusterTarget, ClusterWeight, ForwardAction, HeaderMatcher,
 //!     HeaderMutations, HeaderRule, PathMatch, PathRedirect, RedirectAction, Route,
 //!     RouteAction, RouteConfig, RouteMatch, StringMatch, StringPattern, VirtualHost,

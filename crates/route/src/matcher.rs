@@ -7,7 +7,7 @@
 
 use http::{HeaderMap, HeaderName, Method, Uri, header::HOST, request::Parts};
 use regex::Regex;
-use strait_config::model::{FractionalPercent, PathMatch, RouteMatch};
+use strait_model::{FractionalPercent, PathMatch, RouteMatch};
 
 use crate::RouteError;
 

@@ -1,6 +1,6 @@
 //! Redirect actions: the `Location` a redirect route answers with.
 
-use strait_config::model::{PathRedirect, RedirectAction};
+use strait_model::{PathRedirect, RedirectAction};
 
 use crate::{
     RouteError,

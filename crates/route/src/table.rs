@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use http::{HeaderMap, Method};
-use strait_config::model::filter::FilterOverride;
-use strait_config::model::{Route, RouteAction, RouteConfig, VirtualHost};
+use strait_model::filter::FilterOverride;
+use strait_model::{Route, RouteAction, RouteConfig, VirtualHost};
 
 use crate::{
     RouteError,

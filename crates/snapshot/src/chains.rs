@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use strait_config::model::{FilterChainMatch, SourceType, tls::CidrRange};
+use strait_model::{FilterChainMatch, SourceType, tls::CidrRange};
 
 /// What the listener knows about a connection when it picks a chain.
 #[derive(Debug, Clone, Copy)]

@@ -28,7 +28,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use strait_config::model::{
+use strait_model::{
     Cluster, Config, FilterChain, Listener, NetworkFilter, RouteSource, tls::UpstreamTls,
 };
 use strait_route::RouteTable;
@@ -480,7 +480,7 @@ static_resources:
             listener("exact", "10.0.0.7", false),
             listener("wild", "0.0.0.0", false),
         );
-        let config = strait_config::load(&yaml).expect("config");
+        let config = strait_envoy::load(&yaml).expect("config");
         let snap = Snapshot::compile(1, config, serde_json::Value::Null, &Snapshot::empty())
             .expect("compiles");
         let to = |a: &str| {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use strait_config::model::{
+use strait_model::{
     Config,
     secret::{Secret, SecretEntry},
     tls::{DataSource, TlsCertificate},
@@ -74,7 +74,7 @@ static_resources:
         down = tls("DownstreamTlsContext"),
         up = tls("UpstreamTlsContext"),
     );
-    strait_config::load(&text).unwrap_or_else(|e| panic!("{e:?}"))
+    strait_envoy::load(&text).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 #[test]

@@ -59,7 +59,7 @@ impl ConfigDump {
     pub fn from_json(text: &str) -> Result<ConfigDump, String> {
         let json: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let mut loader = Loader {
-            pool: strait_config::parse::descriptor_pool(),
+            pool: strait_envoy::parse::descriptor_pool(),
             dump: ConfigDump::default(),
             opaque: BTreeSet::new(),
         };
@@ -125,7 +125,7 @@ impl ConfigDump {
             route::v3::RouteConfiguration,
         };
         use prost::Message;
-        use strait_config::ConfigError;
+        use strait_envoy::ConfigError;
         let mut out = Vec::new();
         let mut note = |type_url: &'static str, name: &str, errs: Vec<ConfigError>| {
             for e in errs {
@@ -153,7 +153,7 @@ impl ConfigDump {
         for (name, any) in &self.listeners {
             let r = Listener::decode(any.value.as_slice())
                 .map_err(decode_err)
-                .and_then(|l| strait_config::translate_listener(&l, ""));
+                .and_then(|l| strait_envoy::translate_listener(&l, ""));
             if let Err(e) = r {
                 note(LISTENER, name, e);
             }
@@ -161,7 +161,7 @@ impl ConfigDump {
         for (name, any) in &self.routes {
             let r = RouteConfiguration::decode(any.value.as_slice())
                 .map_err(decode_err)
-                .and_then(|rc| strait_config::translate_route_config(&rc, ""));
+                .and_then(|rc| strait_envoy::translate_route_config(&rc, ""));
             if let Err(e) = r {
                 note(ROUTE, name, e);
             }
@@ -169,7 +169,7 @@ impl ConfigDump {
         for (name, any) in &self.clusters {
             let r = Cluster::decode(any.value.as_slice())
                 .map_err(decode_err)
-                .and_then(|c| strait_config::translate_cluster(&c, ""));
+                .and_then(|c| strait_envoy::translate_cluster(&c, ""));
             if let Err(e) = r {
                 note(CLUSTER, name, e);
             }
@@ -177,7 +177,7 @@ impl ConfigDump {
         for (name, any) in &self.endpoints {
             let r = ClusterLoadAssignment::decode(any.value.as_slice())
                 .map_err(decode_err)
-                .and_then(|c| strait_config::translate_cluster_load_assignment(&c, ""));
+                .and_then(|c| strait_envoy::translate_cluster_load_assignment(&c, ""));
             if let Err(e) = r {
                 note(ENDPOINT, name, e);
             }
@@ -235,7 +235,7 @@ impl ConfigDump {
         self.listeners
             .iter()
             .filter_map(|(_, any)| Listener::decode(any.value.as_slice()).ok())
-            .filter_map(|l| strait_config::translate_listener(&l, "").ok())
+            .filter_map(|l| strait_envoy::translate_listener(&l, "").ok())
             .flat_map(|l| l.rds_names().map(str::to_owned).collect::<Vec<_>>())
             .collect()
     }

@@ -301,7 +301,7 @@ impl Drop for XdsServer {
 /// name is its `name` field (`cluster_name` for a `ClusterLoadAssignment`).
 pub fn resource(full_name: &str, text: &str) -> (String, Any) {
     use prost_reflect::Value;
-    let msg = strait_config::parse::parse_message(text, full_name)
+    let msg = strait_envoy::parse::parse_message(text, full_name)
         .unwrap_or_else(|e| panic!("test resource {full_name}: {e}"));
     let name = ["name", "cluster_name"]
         .iter()
@@ -321,7 +321,7 @@ pub fn resource(full_name: &str, text: &str) -> (String, Any) {
 /// `inner_type_url` written as `value` (JSON), as control planes send
 /// extensions they render from structs.
 pub fn typed_struct(inner_type_url: &str, value: serde_json::Value) -> Any {
-    let msg = strait_config::parse::parse_value(
+    let msg = strait_envoy::parse::parse_value(
         serde_json::json!({"type_url": inner_type_url, "value": value}),
         "udpa.type.v1.TypedStruct",
     )

@@ -9,7 +9,7 @@ use rustls::{
     crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
     pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime},
 };
-use strait_config::model::tls::UpstreamTls;
+use strait_model::tls::UpstreamTls;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{

@@ -69,7 +69,7 @@ pub enum TlsError {
     Rustls(String),
     /// An SDS secret the context names is missing or of the wrong kind.
     #[error("{0}")]
-    Secret(#[from] strait_config::ConfigError),
+    Secret(#[from] strait_model::ModelError),
 }
 
 impl From<rustls::Error> for TlsError {

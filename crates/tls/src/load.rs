@@ -1,7 +1,7 @@
 //! Reading certificates, keys and CA bundles from data sources.
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use strait_config::model::tls::{DataSource, TlsCertificate};
+use strait_model::tls::{DataSource, TlsCertificate};
 
 use crate::TlsError;
 

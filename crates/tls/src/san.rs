@@ -2,7 +2,7 @@
 //! (Envoy's `match_typed_subject_alt_names`), e.g. SPIFFE identities.
 
 use rustls::pki_types::CertificateDer;
-use strait_config::model::tls::{SanMatcher, SanType};
+use strait_model::tls::{SanMatcher, SanType};
 
 /// SAN matchers: a peer passes when any matcher matches any SAN of the
 /// matcher's type. Empty passes every peer.

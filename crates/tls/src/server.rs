@@ -13,7 +13,7 @@ use rustls::{
     },
     sign::CertifiedKey,
 };
-use strait_config::model::tls::DownstreamTls;
+use strait_model::tls::DownstreamTls;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{

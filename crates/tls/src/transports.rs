@@ -2,7 +2,7 @@
 //! per `transport_socket_matches` entry, chosen per host by endpoint
 //! metadata.
 
-use strait_config::model;
+use strait_model as model;
 
 use crate::{ClientTls, TlsError};
 

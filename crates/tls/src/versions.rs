@@ -2,7 +2,7 @@
 //! Envoy's (OpenSSL) names onto what rustls implements.
 
 use rustls::{CipherSuite, SupportedProtocolVersion, crypto::CryptoProvider};
-use strait_config::model::tls::{CommonTls, TlsVersion};
+use strait_model::tls::{CommonTls, TlsVersion};
 
 use crate::TlsError;
 

@@ -7,7 +7,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType, date_time_ymd,
 };
-use strait_config::model::{
+use strait_model::{
     policy::{ValueMatch, ValueMatcher},
     tls::{
         CertificateValidation, CommonTls, DataSource, DownstreamTls, SanMatcher, TlsCertificate,
@@ -68,7 +68,7 @@ impl Ca {
             trusted_ca: Some(DataSource::Inline(self.pem.clone().into_bytes())),
             san_matchers: san_exact
                 .map(|s| SanMatcher {
-                    san_type: strait_config::model::tls::SanType::Uri,
+                    san_type: strait_model::tls::SanType::Uri,
                     matcher: ValueMatcher {
                         kind: ValueMatch::Exact(s.to_owned()),
                         ignore_case: false,

@@ -3,7 +3,7 @@
 use std::{hint::black_box, time::Duration};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use strait_config::model::{self, Discovery, LbPolicy};
+use strait_model::{self as model, Discovery, LbPolicy};
 use strait_upstream::{ClusterRegistry, LbContext};
 
 fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {

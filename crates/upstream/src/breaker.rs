@@ -6,7 +6,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use strait_config::model::{self, Thresholds};
+use strait_model::{self as model, Thresholds};
 
 use crate::cluster::Cluster;
 

@@ -13,7 +13,7 @@ use std::{
 use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram};
 use strait_codec::Protocol;
-use strait_config::model::{self, Discovery, UpstreamProtocol};
+use strait_model::{self as model, Discovery, UpstreamProtocol};
 use strait_tls::ClusterTransports;
 use tokio::sync::Notify;
 
@@ -416,7 +416,7 @@ impl Cluster {
 
 /// Envoy's `dns_lookup_family`: which resolved addresses become hosts.
 fn by_family(found: Vec<SocketAddr>, discovery: &Discovery) -> Vec<SocketAddr> {
-    use strait_config::model::DnsLookupFamily as F;
+    use strait_model::DnsLookupFamily as F;
     let (Discovery::StrictDns { lookup_family, .. } | Discovery::LogicalDns { lookup_family, .. }) =
         discovery
     else {
@@ -519,7 +519,7 @@ async fn maintain(cluster: Weak<Cluster>) {
 
 #[cfg(test)]
 mod tests {
-    use strait_config::model::{self, tls::UpstreamTls};
+    use strait_model::{self as model, tls::UpstreamTls};
     use strait_tls::ClusterTransports;
 
     use crate::{ClusterRegistry, lb::schedule};
@@ -587,16 +587,7 @@ mod tests {
     }
 
     fn pick_spec() -> model::Cluster {
-        let yaml = r#"
-static_resources:
-  clusters:
-  - name: c
-    load_assignment: {cluster_name: c}
-"#;
-        strait_config::load(yaml)
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .clusters
-            .remove(0)
+        model::Cluster::new("c")
     }
 
     #[test]

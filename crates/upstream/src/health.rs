@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{Method, Request, header};
 use http_body_util::BodyExt;
 use strait_codec::{Body, ClientConn, Protocol};
-use strait_config::model::{self, HealthCheck, HealthCheckKind};
+use strait_model::{self as model, HealthCheck, HealthCheckKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{

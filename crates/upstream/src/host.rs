@@ -11,7 +11,7 @@ use std::{
 };
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use strait_config::model::{self, EndpointHealth, Locality};
+use strait_model::{self as model, EndpointHealth, Locality};
 use strait_tls::ClientTls;
 
 use crate::{outlier::OutlierState, pool::Pool};

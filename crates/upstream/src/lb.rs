@@ -20,7 +20,7 @@ use std::{
 };
 
 pub use hash::{xxhash64, xxhash64_seeded};
-use strait_config::model::{LbCommon, LbPolicy, SlowStart};
+use strait_model::{LbCommon, LbPolicy, SlowStart};
 
 use crate::host::Host;
 
@@ -205,8 +205,7 @@ impl Picker {
                 localities: vec![(1, Balancer::build(hosts, policy, common.slow_start))],
             };
         }
-        let mut groups: Vec<(Arc<strait_config::model::Locality>, u32, Vec<Arc<Host>>)> =
-            Vec::new();
+        let mut groups: Vec<(Arc<strait_model::Locality>, u32, Vec<Arc<Host>>)> = Vec::new();
         for h in hosts {
             let loc = h.locality();
             match groups.iter_mut().find(|(l, _, _)| **l == *loc) {

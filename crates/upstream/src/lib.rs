@@ -24,4 +24,4 @@ pub use host::Host;
 pub use lb::LbContext;
 pub use pool::{Lease, PooledBody, UpstreamError, UpstreamStream};
 pub use registry::ClusterRegistry;
-pub use strait_config::model::{EndpointHealth, Locality};
+pub use strait_model::{EndpointHealth, Locality};

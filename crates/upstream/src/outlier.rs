@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use strait_config::model::OutlierDetection;
+use strait_model::OutlierDetection;
 
 use crate::{
     cluster::Cluster,

@@ -744,7 +744,7 @@ impl Cluster {
 
 /// Envoy's upstream `tcp_keepalive`: SO_KEEPALIVE, with the values the
 /// config sets (the rest left to the OS).
-fn keepalive(tcp: &TcpStream, k: strait_config::model::TcpKeepalive) -> std::io::Result<()> {
+fn keepalive(tcp: &TcpStream, k: strait_model::TcpKeepalive) -> std::io::Result<()> {
     let mut ka = socket2::TcpKeepalive::new();
     if let Some(t) = k.time {
         ka = ka.with_time(t);
@@ -771,7 +771,7 @@ mod keepalive_tests {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let k = strait_config::model::TcpKeepalive {
+        let k = strait_model::TcpKeepalive {
             probes: Some(3),
             time: Some(Duration::from_secs(300)),
             interval: Some(Duration::from_secs(20)),

@@ -9,7 +9,7 @@ use std::sync::{
 use http::Request;
 use http_body_util::BodyExt;
 use strait_codec::Body;
-use strait_config::model;
+use strait_model as model;
 use strait_tls::ClusterTransports;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -49,23 +49,10 @@ async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 }
 
 async fn cluster_to(addr: std::net::SocketAddr) -> Arc<Cluster> {
-    let yaml = format!(
-        r#"
-static_resources:
-  clusters:
-  - name: c
-    load_assignment:
-      cluster_name: c
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}
-"#,
-        addr.port()
-    );
-    let spec: model::Cluster = strait_config::load(&yaml)
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .clusters
-        .remove(0);
+    let spec = model::Cluster {
+        endpoints: vec![model::Endpoint::new("127.0.0.1", addr.port(), 1)],
+        ..model::Cluster::new("c")
+    };
     let registry = ClusterRegistry::new();
     let transports = ClusterTransports::compile(&spec).expect("compiles");
     registry

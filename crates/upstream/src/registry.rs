@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use arc_swap::ArcSwap;
-use strait_config::model;
+use strait_model as model;
 use strait_tls::ClusterTransports;
 
 use crate::cluster::Cluster;

@@ -16,7 +16,7 @@ use envoy_types::pb::{
     google::protobuf::Any,
 };
 use prost::Message;
-use strait_config::{
+use strait_envoy::{
     ConfigError,
     dump::{RawResource, TypeDump, XdsDump},
     model,

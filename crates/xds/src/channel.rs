@@ -13,7 +13,7 @@ use std::{
 };
 
 use hyper_util::rt::TokioIo;
-use strait_config::model::{self, secret::Secrets};
+use strait_model::{self as model, secret::Secrets};
 use strait_tls::{ClientTls, ClientTlsStream, DefaultAlpn};
 use tokio::net::{TcpStream, UnixStream};
 use tonic::{

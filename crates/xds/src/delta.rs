@@ -15,7 +15,7 @@ use envoy_types::pb::{
     },
     google::rpc::Status as RpcStatus,
 };
-use strait_config::model;
+use strait_model as model;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -48,7 +48,7 @@ pub(crate) async fn session<P: Publish>(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut sender = Sender {
         tx,
-        node: shared.base.node.clone(),
+        node: shared.base.node.as_ref().map(strait_envoy::node_proto),
         node_once: dynamic.node_on_first_message_only,
     };
     for t in TYPES {

@@ -30,7 +30,7 @@ mod stream;
 
 use std::{future::Future, sync::Arc};
 
-use strait_config::{dump::XdsDump, model};
+use strait_envoy::{dump::XdsDump, model};
 
 pub use cache::Cache;
 pub use channel::grpc_channel;

@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::service::{
     discovery::v3::DiscoveryResponse,
     secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient,
 };
-use strait_config::model::secret::SecretSource;
+use strait_model::secret::SecretSource;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinSet,
@@ -127,7 +127,7 @@ async fn grpc_session<P: Publish>(
     // agent) may be another process than the ADS one.
     let mut sender = Sender {
         tx,
-        node: shared.base.node.clone(),
+        node: shared.base.node.as_ref().map(strait_envoy::node_proto),
         node_once: false,
     };
     state.nonce.clear();
@@ -244,7 +244,7 @@ async fn file<P: Publish>(shared: Arc<Shared<P>>, path: PathBuf) {
 fn parse_file(bytes: &[u8], path: &Path) -> Result<DiscoveryResponse, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let msg =
-        strait_config::parse::parse_message(text, "envoy.service.discovery.v3.DiscoveryResponse")
+        strait_envoy::parse::parse_message(text, "envoy.service.discovery.v3.DiscoveryResponse")
             .map_err(|e| format!("{}: {e}", path.display()))?;
     prost::Message::decode(prost::Message::encode_to_vec(&msg).as_slice())
         .map_err(|e| format!("{}: {e}", path.display()))

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use strait_config::model::{self, secret::SecretSource};
+use strait_model::{self as model, secret::SecretSource};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::{Cache, Publish};

@@ -13,7 +13,7 @@ use envoy_types::pb::{
     },
     google::rpc::Status as RpcStatus,
 };
-use strait_config::model;
+use strait_model as model;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
@@ -97,7 +97,7 @@ async fn session<P: Publish>(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut sender = Sender {
         tx,
-        node: shared.base.node.clone(),
+        node: shared.base.node.as_ref().map(strait_envoy::node_proto),
         node_once: dynamic.node_on_first_message_only,
     };
     // Nonces belong to the stream that carried them.

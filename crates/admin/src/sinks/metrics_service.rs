@@ -29,7 +29,7 @@ use envoy_types::pb::{
     io::prometheus::client::{Counter, Gauge, Metric, MetricFamily, MetricType},
 };
 use hyper_util::rt::TokioIo;
-use strait_config::model::stats::MetricsServiceSink;
+use strait_model::stats::MetricsServiceSink;
 use strait_upstream::{ClusterRegistry, UpstreamStream};
 use tokio::sync::{mpsc, watch};
 use tonic::{

@@ -13,7 +13,7 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
 };
 
-use strait_config::model::stats::StatsdSink;
+use strait_model::stats::StatsdSink;
 
 use super::{Deltas, Flush, SinkError};
 use crate::stats::Stat;

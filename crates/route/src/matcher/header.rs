@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName, header::CONTENT_TYPE};
-use strait_config::model::{HeaderMatcher, HeaderRule, QueryParameterMatcher};
+use strait_model::{HeaderMatcher, HeaderRule, QueryParameterMatcher};
 
 use super::{RequestView, value::ValueMatcher};
 use crate::RouteError;

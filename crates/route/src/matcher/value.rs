@@ -2,7 +2,7 @@
 //! matchers (and by rewrites, for the regex part).
 
 use regex::Regex;
-use strait_config::model::{StringMatch, StringPattern};
+use strait_model::{StringMatch, StringPattern};
 
 use crate::RouteError;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use strait_config::model::*;
+use strait_model::*;
 
 use super::*;
 

@@ -3,7 +3,7 @@
 //! `runtime_fraction`; and redirect locations.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use strait_config::model::*;
+use strait_model::*;
 
 use super::*;
 

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use strait_config::model::{ForwardAction, HeaderMutations, PathMatch, RouteMatch};
+use strait_model::{ForwardAction, HeaderMutations, PathMatch, RouteMatch};
 
 use super::*;
 

@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, atomic::AtomicUsize},
 };
 
-use strait_config::model::{Endpoint, LbCommon, LbPolicy, SlowStart};
+use strait_model::{Endpoint, LbCommon, LbPolicy, SlowStart};
 
 use super::{LbState, mix};
 use crate::host::{FAILED_ACTIVE_HC, FAILED_OUTLIER, Host};

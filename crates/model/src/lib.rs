@@ -1,15 +1,21 @@
 //! Strait's own config model: what the data plane needs, validated, with
-//! Envoy's defaults already applied. Translation from Envoy protos lives in
-//! [`crate::translate`]; compilation into matchers lives in higher crates.
+//! Envoy's defaults already applied. Pure data: no protobuf, no I/O.
+//!
+//! Owns the types every data-tier crate compiles from (listeners, filter
+//! chains, routes, clusters, TLS contexts, secrets) and the opaque
+//! [`extension`] configs that filters registered by type URL carry. The Envoy
+//! v3 front end (`strait-envoy`) translates into these types; compilation
+//! into matchers lives in higher crates. Must not depend on any other Strait
+//! crate, nor on `envoy-types` or `prost`: the crates below the front end
+//! compile without them.
 //!
 //! Every type derives `PartialEq` so a reload can tell an unchanged listener or
 //! cluster from a changed one and keep its sockets and live state.
 
 use std::{net::SocketAddr, time::Duration};
 
-use envoy_types::pb::envoy::config::core::v3::Node;
-
 pub mod client_cert;
+pub mod extension;
 pub mod filter;
 pub mod policy;
 pub mod predicate;
@@ -20,6 +26,16 @@ pub mod tls;
 
 pub use filter::HttpFilter;
 pub use route::*;
+
+/// What is wrong with a model value that the model itself can tell: a TLS
+/// context naming a secret that is missing or of the wrong kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// `path` names the value (e.g. `secret 'default'`).
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
 
 /// A whole static configuration: what one bootstrap file describes.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -33,8 +49,8 @@ pub struct Config {
     pub route_configs: Vec<RouteConfig>,
     /// `dynamic_resources`: where the rest of the config comes from.
     pub dynamic: Option<DynamicResources>,
-    /// The bootstrap's `node`, sent verbatim to the control plane. Strait
-    /// itself reads nothing from it, so it stays the proto.
+    /// The bootstrap's `node` (with the command line's overrides), as the
+    /// control plane and the stats sinks are told it.
     pub node: Option<Node>,
     /// The global downstream connection limit (the overload manager's
     /// `envoy.resource_monitors.global_downstream_max_connections`, else the
@@ -102,6 +118,19 @@ pub enum AdsApi {
     Delta,
 }
 
+/// The node's identity as plain data. `encoded` is the whole
+/// `envoy.config.core.v3.Node` as the front end serialised it, which the
+/// xDS client and the metrics service send verbatim: the model keeps no
+/// protobuf type, and what a control plane reads of the node (metadata,
+/// locality, user agent) must reach it unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Node {
+    pub id: String,
+    pub cluster: String,
+    /// The protobuf encoding of the whole node.
+    pub encoded: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     pub address: SocketAddr,
@@ -135,6 +164,17 @@ pub struct Listener {
     /// none, this listener's own chains serve it. Implies the original
     /// destination filter (Envoy adds it too).
     pub use_original_dst: bool,
+    /// `traffic_direction`: only `/drain_listeners?inboundonly` reads it.
+    pub direction: TrafficDirection,
+}
+
+/// A listener's `traffic_direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrafficDirection {
+    #[default]
+    Unspecified,
+    Inbound,
+    Outbound,
 }
 
 impl Listener {
@@ -478,6 +518,32 @@ impl TransportSocketMatch {
 }
 
 impl Cluster {
+    /// A STATIC cluster named `name` with no endpoints and Envoy's defaults
+    /// for everything else (what a bootstrap listing only the name and an
+    /// empty `load_assignment` translates to). For embedders and tests that
+    /// build clusters in code.
+    pub fn new(name: impl Into<String>) -> Cluster {
+        Cluster {
+            name: name.into(),
+            discovery: Discovery::Static,
+            connect_timeout: Duration::from_secs(5),
+            lb_policy: LbPolicy::RoundRobin,
+            endpoints: Vec::new(),
+            protocol: UpstreamProtocol::Http1,
+            buffer_limit: 1 << 20,
+            lb_common: LbCommon::default(),
+            circuit_breakers: CircuitBreakers::default(),
+            outlier_detection: None,
+            health_checks: Vec::new(),
+            pool: PoolOptions::default(),
+            tls: None,
+            pipe: None,
+            transport_socket_matches: Vec::new(),
+            source_address: None,
+            tcp_keepalive: None,
+        }
+    }
+
     /// The secrets this cluster's TLS contexts name: its own transport
     /// socket's and those of its `transport_socket_matches`.
     pub fn secret_refs(&self) -> impl Iterator<Item = &secret::SdsRef> {

@@ -109,7 +109,7 @@ fn istio_shaped_bootstrap_translates() {
     let dynamic = c.dynamic.expect("dynamic");
     assert_eq!(dynamic.ads_cluster, "xds-grpc");
     assert!(dynamic.node_on_first_message_only);
-    let node = c.node.expect("node");
+    let node = crate::node_proto(&c.node.expect("node"));
     assert_eq!(node.id, "sidecar~1.2.3.4~foo~bar");
     assert_eq!(node.user_agent_name, "strait");
     assert!(node.user_agent_version_type.is_some());
@@ -155,7 +155,10 @@ fn global_connection_limit_from_the_monitor_or_the_runtime() {
 #[test]
 fn a_bootstrap_without_node_still_announces_strait() {
     let c = load_ok("{}");
-    assert_eq!(c.node.expect("node").user_agent_name, "strait");
+    assert_eq!(
+        crate::node_proto(&c.node.expect("node")).user_agent_name,
+        "strait"
+    );
 }
 
 #[test]

@@ -126,7 +126,10 @@ fn an_empty_bootstrap_is_an_empty_config() {
     let mut c = load_ok("{}");
     // Strait always announces itself to a control plane.
     assert_eq!(
-        c.node.take().map(|n| n.user_agent_name).as_deref(),
+        c.node
+            .take()
+            .map(|n| crate::node_proto(&n).user_agent_name)
+            .as_deref(),
         Some("strait")
     );
     assert_eq!(c, Config::default());

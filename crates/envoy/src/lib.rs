@@ -1,14 +1,13 @@
-//! Strait's validated config model and its translation from Envoy's v3 API.
+//! Strait's Envoy v3 front end.
 //!
 //! Owns: parsing Envoy bootstrap YAML/JSON into the real `envoy-types` protos
-//! (proto3 JSON mapping, `Any` by `@type`), and translating those protos into
-//! [`model`] types that the rest of Strait compiles. Every proto field is
-//! destructured: a field that would change behaviour and is not supported is an
-//! error naming its path. Must not depend on any other Strait crate, and does no
-//! I/O beyond the bytes handed to it.
+//! (proto3 JSON mapping, `Any` by `@type`), and translating those protos (and
+//! xDS resources) into `strait-model` types that the rest of Strait compiles.
+//! Every proto field is destructured: a field that would change behaviour and
+//! is not supported is an error naming its path. Depends on `strait-model`
+//! only among Strait's crates, and does no I/O beyond the bytes handed to it.
 
 pub mod dump;
-pub mod model;
 pub mod overrides;
 pub mod parse;
 pub mod redact;
@@ -16,6 +15,9 @@ pub mod translate;
 
 pub use overrides::BootstrapOverrides;
 pub use parse::{ParseError, descriptor_pool, parse_bootstrap};
+/// The model this front end translates into, re-exported so front-end code
+/// and its callers can name both with one import.
+pub use strait_model as model;
 pub use translate::{
     translate_bootstrap, translate_cluster, translate_cluster_load_assignment, translate_listener,
     translate_route_config, translate_secret,
@@ -40,6 +42,18 @@ pub enum ConfigError {
     Unsupported { path: String, what: String },
 }
 
+impl From<model::ModelError> for ConfigError {
+    fn from(e: model::ModelError) -> Self {
+        match e {
+            model::ModelError::Invalid { path, message } => ConfigError::Invalid { path, message },
+            other => ConfigError::Invalid {
+                path: String::new(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 impl ConfigError {
     /// The dotted field path the error is about; empty for the whole document.
     pub fn path(&self) -> &str {
@@ -58,4 +72,19 @@ impl ConfigError {
 pub fn load(text: &str) -> Result<model::Config, Vec<ConfigError>> {
     let bootstrap = parse_bootstrap(text).map_err(|e| vec![ConfigError::Parse(e)])?;
     translate_bootstrap(&bootstrap)
+}
+
+/// The node's protobuf as the front end encoded it (see [`model::Node`]),
+/// for the clients that send it to a control plane or a metrics service.
+pub fn node_proto(node: &model::Node) -> envoy_types::pb::envoy::config::core::v3::Node {
+    use prost::Message as _;
+    // Invariant: `encoded` was made by `encode_to_vec` of this message type;
+    // a node built in code without it is sent with its id and cluster only.
+    envoy_types::pb::envoy::config::core::v3::Node::decode(node.encoded.as_slice()).unwrap_or_else(
+        |_| envoy_types::pb::envoy::config::core::v3::Node {
+            id: node.id.clone(),
+            cluster: node.cluster.clone(),
+            ..Default::default()
+        },
+    )
 }

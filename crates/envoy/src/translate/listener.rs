@@ -68,8 +68,9 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         freebind,
         socket_options,
         tcp_fast_open_queue_length,
-        // Informational: Envoy uses it for stats and extensions, not routing.
-        traffic_direction: _,
+        // Informational: Envoy uses it for stats and extensions, not
+        // routing; kept for `/drain_listeners?inboundonly`.
+        traffic_direction,
         udp_listener_config,
         api_listener,
         // Only decides which worker accepts a connection (Istio sets exact
@@ -184,7 +185,17 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         ignore_global_conn_limit: *ignore_global_conn_limit,
         bind_to_port: bind,
         use_original_dst: use_original_dst.as_ref().is_some_and(|b| b.value),
+        direction: direction(*traffic_direction),
     })
+}
+
+fn direction(d: i32) -> model::TrafficDirection {
+    use envoy_types::pb::envoy::config::core::v3::TrafficDirection as D;
+    match D::try_from(d) {
+        Ok(D::Inbound) => model::TrafficDirection::Inbound,
+        Ok(D::Outbound) => model::TrafficDirection::Outbound,
+        Ok(D::Unspecified) | Err(_) => model::TrafficDirection::Unspecified,
+    }
 }
 
 /// One `listener_filters` entry: the TLS and HTTP inspectors (each with

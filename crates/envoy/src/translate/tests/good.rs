@@ -238,6 +238,7 @@ static_resources:
                 ignore_global_conn_limit: false,
                 bind_to_port: true,
                 use_original_dst: false,
+                direction: TrafficDirection::Inbound,
             },
             Listener {
                 name: "127.0.0.1_9000".into(),
@@ -265,6 +266,7 @@ static_resources:
                 ignore_global_conn_limit: false,
                 bind_to_port: true,
                 use_original_dst: false,
+                direction: TrafficDirection::Unspecified,
             },
         ],
         clusters: vec![
@@ -335,19 +337,25 @@ static_resources:
                 tcp_keepalive: None,
             },
         ],
-        node: Some(envoy_types::pb::envoy::config::core::v3::Node {
-            id: "n1".into(),
-            cluster: "c1".into(),
-            user_agent_name: "strait".into(),
-            ..Default::default()
-        }),
+        node: None,
         ..Config::default()
     };
     let mut got = load_ok(yaml);
     // The version is the crate's; `tests/istio.rs` checks it is there.
-    if let Some(node) = &mut got.node {
-        node.user_agent_version_type = None;
-    }
+    let node = got.node.take().map(|n| {
+        let mut proto = crate::node_proto(&n);
+        proto.user_agent_version_type = None;
+        proto
+    });
+    assert_eq!(
+        node,
+        Some(envoy_types::pb::envoy::config::core::v3::Node {
+            id: "n1".into(),
+            cluster: "c1".into(),
+            user_agent_name: "strait".into(),
+            ..Default::default()
+        })
+    );
     assert_eq!(got, expected);
 }
 

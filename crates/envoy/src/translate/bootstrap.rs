@@ -138,10 +138,20 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         clusters,
         route_configs: Vec::new(),
         dynamic,
-        node: Some(process::node(node.as_ref())),
+        node: Some(model_node(process::node(node.as_ref()))),
         max_downstream_connections,
         secrets,
         stats_sinks,
+    }
+}
+
+/// The node as plain data, with its protobuf encoding for the control plane.
+fn model_node(node: envoy_types::pb::envoy::config::core::v3::Node) -> model::Node {
+    use prost::Message as _;
+    model::Node {
+        encoded: node.encode_to_vec(),
+        id: node.id,
+        cluster: node.cluster,
     }
 }
 

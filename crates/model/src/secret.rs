@@ -17,7 +17,7 @@ use std::{
 };
 
 use super::tls::{CertificateValidation, CommonTls, TlsCertificate, TlsSecrets};
-use crate::ConfigError;
+use crate::ModelError;
 
 /// Where a referenced secret comes from: `SdsSecretConfig.sds_config`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -150,7 +150,7 @@ impl CommonTls {
     /// references looked up in `secrets`. A combined validation context
     /// merges as Envoy's does (the default, then the dynamic one over it):
     /// the dynamic `trusted_ca` wins when set, SAN matchers add up.
-    pub fn resolve(&self, secrets: &Secrets) -> Result<TlsSecrets, ConfigError> {
+    pub fn resolve(&self, secrets: &Secrets) -> Result<TlsSecrets, ModelError> {
         let mut out = self.secrets.clone();
         for r in &self.certificate_sds {
             match lookup(secrets, &r.name)? {
@@ -180,18 +180,18 @@ impl CommonTls {
     }
 }
 
-fn lookup<'a>(secrets: &'a Secrets, name: &str) -> Result<&'a Secret, ConfigError> {
+fn lookup<'a>(secrets: &'a Secrets, name: &str) -> Result<&'a Secret, ModelError> {
     secrets
         .get(name)
         .map(|e| &e.secret)
-        .ok_or_else(|| ConfigError::Invalid {
+        .ok_or_else(|| ModelError::Invalid {
             path: format!("secret '{name}'"),
             message: "has not been received".to_owned(),
         })
 }
 
-fn wrong_kind(name: &str, found: &Secret, wanted: &str) -> ConfigError {
-    ConfigError::Invalid {
+fn wrong_kind(name: &str, found: &Secret, wanted: &str) -> ModelError {
+    ModelError::Invalid {
         path: format!("secret '{name}'"),
         message: format!("is a {}, not a {wanted}", found.kind()),
     }
@@ -200,7 +200,7 @@ fn wrong_kind(name: &str, found: &Secret, wanted: &str) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
+    use crate::{
         policy::{ValueMatch, ValueMatcher},
         tls::{DataSource, SanMatcher, SanType},
     };
