@@ -1,31 +1,21 @@
 //! Composes a running proxy from config.
 //!
-//! Owns: worker runtimes ([`workers`]), the listener set and accept loops
-//! ([`listeners`]), listener filters ([`inspect`]), the per-request HTTP path and the one place errors become
-//! responses ([`http`], [`local_reply`]), `x-forwarded-client-cert`
-//! ([`xfcc`]), the TCP proxy path ([`tcp`]), config
-//! loading and hot reload ([`reload`]), and start-up/shutdown ([`Proxy`]).
+//! Owns: worker runtimes (`workers`), the listener set and accept loops
+//! (`listeners`), listener filters (`inspect`), the TCP proxy path (`tcp`),
+//! config loading and hot reload (`reload`), and start-up/shutdown
+//! ([`Proxy`]). The HTTP connection manager and router are `strait-http`'s;
+//! this crate hands each HTTP connection to it.
 //! Everything a request reads of config comes from one snapshot in the
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
 
 pub mod cli;
-mod edge;
-mod filters;
-mod hash;
-mod http;
 mod inspect;
 mod listeners;
-mod local_reply;
-mod mirror;
 mod proxy;
 mod reload;
-mod retry;
-mod router;
 mod stats;
 mod tcp;
-mod timeouts;
 mod workers;
-mod xfcc;
 
 pub use proxy::{ConfigSource, Options, Proxy};
 pub use reload::{check, check_with};

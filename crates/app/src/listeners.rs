@@ -8,33 +8,18 @@ use std::{
     time::Duration,
 };
 
-use hyper::service::service_fn;
-use strait_codec::{Counted, ServerOptions, ServerProtocol, server};
-use strait_model::{CodecType, Config, HttpConnectionManager, NetworkFilter};
+use strait_model::{Config, NetworkFilter};
 use strait_net::{Drain, DrainWatch, NetError};
 use strait_snapshot::ConnectionInfo;
 use strait_tls::{MaybeTls, PeerChain, Rewind, ServerTlsStream};
 use tokio::{net::TcpStream, runtime::Handle};
 
 use crate::{
-    http::{ConnCtx, StreamCount, StreamGuard, Tracked, handle},
     inspect,
     proxy::Shared,
     stats::{ListenerStats, TcpStats},
-    tcp, xfcc,
+    tcp,
 };
-
-/// How long an HTTP/1.1 connection may wait for (the rest of) a request
-/// head. hyper has one timer for both a keep-alive connection waiting for its
-/// next request (Envoy's `idle_timeout`, 1 h) and a head arriving slowly
-/// (covered in Envoy by `stream_idle_timeout`, 5 min); the shorter of the two
-/// configured values bounds both, so neither limit is ever exceeded.
-fn header_read_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
-    match (hcm.idle_timeout, hcm.stream_idle_timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct ListenerSet {
@@ -361,109 +346,27 @@ async fn serve_connection(
             // Once per connection: this hop's XFCC element, when the
             // client presented a certificate.
             let xfcc = match (&io, &local_uris) {
-                (MaybeTls::Tls(s), Some(uris)) => {
-                    PeerChain::of(s).map(|p| xfcc::element(hcm.client_cert_details, uris, &p))
-                }
+                (MaybeTls::Tls(s), Some(uris)) => PeerChain::of(s)
+                    .map(|p| strait_http::xfcc_element(hcm.client_cert_details, uris, &p)),
                 _ => None,
             };
             let hcm = hcm.clone();
             drop(entry);
-            let conn = Conn {
+            let conn = strait_http::Connection {
+                listener: name,
                 chain: index,
+                tls: io.is_tls(),
                 local,
                 peer,
                 xfcc,
             };
-            serve_http(io, &hcm, conn, name, shared, drain).await;
+            strait_http::serve_connection(io, &hcm, conn, Arc::clone(&shared.http), drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
             let proxy = proxy.clone();
             drop(entry);
             let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);
             tcp::serve(io, &proxy, &shared, &stats, local).await;
-        }
-    }
-}
-
-/// What the HTTP path keeps of a connection's set-up.
-struct Conn {
-    chain: usize,
-    local: SocketAddr,
-    peer: SocketAddr,
-    xfcc: Option<http::HeaderValue>,
-}
-
-async fn serve_http(
-    io: Downstream,
-    hcm: &HttpConnectionManager,
-    conn: Conn,
-    name: Arc<str>,
-    shared: Arc<Shared>,
-    drain: DrainWatch,
-) {
-    let Conn {
-        chain,
-        local,
-        peer,
-        xfcc,
-    } = conn;
-    let stats = shared.http_stats(&hcm.stat_prefix);
-    stats.cx_total.increment(1);
-    stats.cx_active.increment(1.0);
-    let opts = ServerOptions {
-        protocol: match hcm.codec {
-            CodecType::Auto => ServerProtocol::Auto,
-            CodecType::Http1 => ServerProtocol::Http1,
-            CodecType::Http2 => ServerProtocol::Http2,
-        },
-        max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
-        header_read_timeout: header_read_timeout(hcm),
-    };
-    let ctx = Arc::new(ConnCtx {
-        shared,
-        listener: name,
-        chain,
-        tls: io.is_tls(),
-        xfcc,
-        peer,
-        local,
-        stats: Arc::clone(&stats),
-        streams: StreamCount::new(),
-    });
-    let idle = idle_watch(Arc::clone(&ctx), hcm.idle_timeout);
-    let svc = service_fn(move |req| {
-        let ctx = Arc::clone(&ctx);
-        async move {
-            let stream = StreamGuard::open(&ctx);
-            let resp = handle(req, ctx).await;
-            Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, stream)))
-        }
-    });
-    let io = Counted::new(io, Arc::clone(&stats));
-    let stop = async move {
-        tokio::select! {
-            () = drain.signaled() => {}
-            () = idle => {}
-        }
-    };
-    if let Err(e) = server::serve(io, &opts, svc, stop).await {
-        tracing::debug!(error = %e, "downstream connection ended with error");
-    }
-    stats.cx_active.decrement(1.0);
-}
-
-/// Resolves once the connection has had no open stream for `limit` (Envoy's
-/// `common_http_protocol_options.idle_timeout`); the connection then closes
-/// gracefully (HTTP/2: GOAWAY). Never resolves when `limit` is `None`.
-async fn idle_watch(ctx: Arc<ConnCtx>, limit: Option<Duration>) {
-    let Some(limit) = limit else {
-        return std::future::pending().await;
-    };
-    loop {
-        match ctx.streams.idle_for() {
-            Some(idle) if idle >= limit => return,
-            Some(idle) => tokio::time::sleep(limit - idle).await,
-            None => tokio::time::sleep(limit).await,
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::{runtime::Runtime, sync::watch};
 use crate::{
     AppError, ClusterRegistry, Store,
     reload::Reloader,
-    stats::{HttpStats, TcpStats, prometheus},
+    stats::{TcpStats, prometheus},
     workers::{RuntimeModel, Workers},
 };
 
@@ -66,8 +66,9 @@ impl Options {
 pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) registry: Arc<ClusterRegistry>,
+    /// The HTTP path's view of the same store and registry.
+    pub(crate) http: Arc<strait_http::Shared>,
     pub(crate) bound: Arc<BoundListeners>,
-    http_stats: ArcSwap<HashMap<String, Arc<HttpStats>>>,
     tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
     /// Open downstream connections on listeners that do not
     /// `ignore_global_conn_limit`, against `max_downstream_connections`.
@@ -75,22 +76,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Stat handles for a connection manager's `stat_prefix`, registered on
-    /// first use. One lock-free lookup per connection.
-    pub(crate) fn http_stats(&self, prefix: &str) -> Arc<HttpStats> {
-        if let Some(s) = self.http_stats.load().get(prefix) {
-            return Arc::clone(s);
+    fn new() -> Self {
+        let store = Arc::new(Store::new());
+        let registry = Arc::new(ClusterRegistry::new());
+        Shared {
+            http: Arc::new(strait_http::Shared::new(
+                Arc::clone(&store),
+                Arc::clone(&registry),
+            )),
+            store,
+            registry,
+            bound: BoundListeners::new(),
+            tcp_stats: ArcSwap::default(),
+            downstream_cx: std::sync::atomic::AtomicU64::new(0),
         }
-        let made = Arc::new(HttpStats::new(prefix));
-        self.http_stats.rcu(|m| {
-            let mut m = HashMap::clone(m);
-            m.entry(prefix.to_owned())
-                .or_insert_with(|| Arc::clone(&made));
-            m
-        });
-        self.http_stats.load().get(prefix).cloned().unwrap_or(made)
     }
 
+    /// Stat handles for a TCP proxy's `stat_prefix`, registered on first
+    /// use. One lock-free lookup per connection.
     pub(crate) fn tcp_stats(&self, prefix: &str) -> Arc<TcpStats> {
         if let Some(s) = self.tcp_stats.load().get(prefix) {
             return Arc::clone(s);
@@ -159,14 +162,7 @@ impl Proxy {
             .enable_all()
             .build()?;
         let workers = Workers::start(opts.concurrency, opts.runtime)?;
-        let shared = Arc::new(Shared {
-            store: Arc::new(Store::new()),
-            registry: Arc::new(ClusterRegistry::new()),
-            bound: BoundListeners::new(),
-            http_stats: ArcSwap::default(),
-            tcp_stats: ArcSwap::default(),
-            downstream_cx: std::sync::atomic::AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new());
         let prometheus = prometheus();
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),

@@ -2,9 +2,9 @@
 //! are registered once, when a listener starts, so a request only does atomic
 //! increments.
 
-use std::sync::{OnceLock, atomic::AtomicU64};
+use std::sync::OnceLock;
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Envoy's default histogram buckets (milliseconds).
@@ -32,64 +32,6 @@ pub(crate) fn prometheus() -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// Stats of one HTTP connection manager, named as Envoy names them.
-#[derive(Debug)]
-pub(crate) struct HttpStats {
-    pub(crate) cx_total: Counter,
-    pub(crate) cx_active: Gauge,
-    pub(crate) rq_total: Counter,
-    pub(crate) rq_class: [Counter; 5],
-    pub(crate) rq_time: Histogram,
-    pub(crate) no_route: Counter,
-    /// Faults in progress (the fault filter's `max_active_faults`).
-    pub(crate) active_faults: AtomicU64,
-    pub(crate) fault_delays: Counter,
-    pub(crate) fault_aborts: Counter,
-    rx_bytes: Counter,
-    tx_bytes: Counter,
-}
-
-impl strait_codec::ByteCounter for HttpStats {
-    fn received(&self, bytes: u64) {
-        self.rx_bytes.increment(bytes);
-    }
-    fn sent(&self, bytes: u64) {
-        self.tx_bytes.increment(bytes);
-    }
-}
-
-impl HttpStats {
-    pub(crate) fn new(prefix: &str) -> Self {
-        let label = ("envoy_http_conn_manager_prefix", prefix.to_owned());
-        let labels = std::slice::from_ref(&label);
-        let class = |k: &'static str| {
-            metrics::counter!(
-                "envoy_http_downstream_rq_xx",
-                &[label.clone(), ("envoy_response_code_class", k.to_owned())]
-            )
-        };
-        HttpStats {
-            cx_total: metrics::counter!("envoy_http_downstream_cx_total", labels),
-            cx_active: metrics::gauge!("envoy_http_downstream_cx_active", labels),
-            rq_total: metrics::counter!("envoy_http_downstream_rq_total", labels),
-            rq_class: [class("1"), class("2"), class("3"), class("4"), class("5")],
-            rq_time: metrics::histogram!("envoy_http_downstream_rq_time", labels),
-            no_route: metrics::counter!("envoy_http_rq_no_route", labels),
-            active_faults: AtomicU64::new(0),
-            fault_delays: metrics::counter!("envoy_http_fault_delays_injected", labels),
-            fault_aborts: metrics::counter!("envoy_http_fault_aborts_injected", labels),
-            rx_bytes: metrics::counter!("envoy_http_downstream_cx_rx_bytes_total", labels),
-            tx_bytes: metrics::counter!("envoy_http_downstream_cx_tx_bytes_total", labels),
-        }
-    }
-
-    pub(crate) fn response(&self, status: u16) {
-        if let Some(c) = self.rq_class.get(usize::from(status / 100).wrapping_sub(1)) {
-            c.increment(1);
-        }
-    }
 }
 
 /// Stats of one TCP proxy, named as Envoy names them.

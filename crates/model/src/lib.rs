@@ -333,6 +333,37 @@ pub struct HttpConnectionManager {
     pub client_cert_details: client_cert::ClientCertDetails,
 }
 
+impl HttpConnectionManager {
+    /// A connection manager with Envoy's defaults (automatic codec, server
+    /// name `envoy`, 5 min stream idle timeout, 1 h connection idle
+    /// timeout, 60 KiB of request headers, request ids generated, no HTTP
+    /// filters but the router): what a bootstrap giving only `stat_prefix`
+    /// and `route_config` translates to. For embedders and tests that build
+    /// the model in code.
+    pub fn new(stat_prefix: impl Into<String>, route_config: RouteSource) -> Self {
+        HttpConnectionManager {
+            stat_prefix: stat_prefix.into(),
+            codec: CodecType::Auto,
+            route_config,
+            server_name: "envoy".to_owned(),
+            server_header: ServerHeaderTransformation::Overwrite,
+            upgrades: Vec::new(),
+            stream_idle_timeout: Some(Duration::from_secs(300)),
+            request_timeout: None,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_request_headers_kb: 60,
+            use_remote_address: false,
+            client: ClientTrust::default(),
+            generate_request_id: true,
+            http_filters: Vec::new(),
+            strip_host_port: StripHostPort::None,
+            normalize_path: false,
+            forward_client_cert: client_cert::ForwardClientCert::Sanitize,
+            client_cert_details: client_cert::ClientCertDetails::default(),
+        }
+    }
+}
+
 /// How a connection manager finds the trusted client address of a request
 /// and decides whether the request is internal (Envoy's
 /// `x-forwarded-for` rules).

@@ -3,7 +3,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::http::ProxyBody;
+use crate::body::ProxyBody;
 
 /// Why the proxy answered instead of the upstream. Each carries Envoy's
 /// response flag (the access-log `%RESPONSE_FLAGS%` short form).

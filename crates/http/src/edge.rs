@@ -230,7 +230,7 @@ fn is_default_internal(ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use strait_model::{ClientTrust, tls::CidrRange};
+    use strait_model::{ClientTrust, RouteConfig, RouteSource, tls::CidrRange};
 
     use super::*;
 
@@ -251,29 +251,11 @@ mod tests {
     }
 
     fn hcm(use_remote_address: bool, client: ClientTrust) -> HttpConnectionManager {
-        let yaml = r#"
-static_resources:
-  listeners:
-  - name: l
-    address: {socket_address: {address: 127.0.0.1, port_value: 1}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: x
-          route_config: {virtual_hosts: [{name: v, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}]}
-          http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
-"#;
-        let config = strait_envoy::load(yaml).expect("config");
-        let strait_model::NetworkFilter::Http(mut h) =
-            config.listeners[0].filter_chains[0].terminal.clone()
-        else {
-            panic!("not an HTTP listener");
-        };
-        h.use_remote_address = use_remote_address;
-        h.client = client;
-        h
+        HttpConnectionManager {
+            use_remote_address,
+            client,
+            ..HttpConnectionManager::new("x", RouteSource::Inline(RouteConfig::default()))
+        }
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -17,7 +17,7 @@ pub(crate) static X_FORWARDED_CLIENT_CERT: HeaderName =
 
 /// What the element reads from the client certificate; [`PeerChain`] in
 /// production, a fixed value in tests.
-pub(crate) trait PeerCert {
+pub trait PeerCert {
     fn sha256_hex(&self, out: &mut String);
     fn subject(&self, out: &mut String);
     fn uri_sans(&self) -> impl Iterator<Item = &str>;
@@ -52,7 +52,7 @@ impl PeerCert for PeerChain<'_> {
 /// asked for as `Cert`, `Chain`, `Subject`, `URI`, `DNS`. `Cert`, `Chain`
 /// and `Subject` are quoted; `Subject` and `URI` are present even when
 /// empty. Allocates the element once.
-pub(crate) fn element(
+pub fn element(
     details: ClientCertDetails,
     local_uris: &[String],
     peer: &impl PeerCert,

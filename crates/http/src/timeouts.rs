@@ -108,7 +108,7 @@ pub(crate) async fn with_stream_limit(
 /// while either side moves). The timer is only allocated when the body
 /// actually has to wait.
 #[derive(Debug)]
-pub(crate) struct IdleTimer {
+pub struct IdleTimer {
     limit: Duration,
     request: Option<Arc<Progress>>,
     last: Instant,

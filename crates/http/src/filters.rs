@@ -19,7 +19,7 @@ use strait_model::{
     filter::{CorsPolicy, FilterOverride},
 };
 
-use crate::{http::ProxyBody, stats::HttpStats};
+use crate::{body::ProxyBody, stats::HttpStats};
 
 /// What the encode pass needs from the decode pass.
 #[derive(Debug, Default)]

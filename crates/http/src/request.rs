@@ -5,18 +5,12 @@
 
 use std::{
     net::SocketAddr,
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-    },
-    task::{Context, Poll},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use strait_codec::{Body, headers};
@@ -24,13 +18,12 @@ use strait_model::{
     ForwardAction, HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
 };
 use strait_route::{Choice, HostRewriteOutcome, Matched, RequestView, RouteResult, StreamDuration};
-use strait_upstream::PooledBody;
 
 use strait_model::filter::FilterOverride;
 
 use crate::{
-    edge, filters, hash, local_reply::LocalReply, mirror, proxy::Shared, retry::Plan, router,
-    stats::HttpStats, timeouts, xfcc,
+    body::ProxyBody, conn::ConnCtx, edge, filters, hash, local_reply::LocalReply, mirror,
+    retry::Plan, router, timeouts, xfcc,
 };
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -38,176 +31,6 @@ static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expecte
 static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
 static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
-
-/// What one downstream connection knows about itself.
-#[derive(Debug)]
-pub(crate) struct ConnCtx {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) listener: Arc<str>,
-    /// The filter chain the connection matched (index into the listener's
-    /// chains).
-    pub(crate) chain: usize,
-    /// The connection is TLS-terminated (`x-forwarded-proto: https`).
-    pub(crate) tls: bool,
-    /// This hop's `x-forwarded-client-cert` element, built at the
-    /// handshake; `None` unless the client presented a certificate.
-    pub(crate) xfcc: Option<HeaderValue>,
-    pub(crate) peer: SocketAddr,
-    /// The connection's destination: the local address it was accepted
-    /// on, or its original destination when the listener restores it
-    /// (`use_original_dst`, the `original_dst` listener filter). Its port
-    /// decides `strip_matching_host_port`; ORIGINAL_DST clusters connect
-    /// to it.
-    pub(crate) local: SocketAddr,
-    pub(crate) stats: Arc<HttpStats>,
-    pub(crate) streams: StreamCount,
-}
-
-/// Open streams on one connection, for Envoy's connection `idle_timeout`
-/// ("no active streams for this long").
-#[derive(Debug)]
-pub(crate) struct StreamCount {
-    born: Instant,
-    active: AtomicUsize,
-    /// Milliseconds after `born` when the last stream ended.
-    last_end_ms: AtomicU64,
-}
-
-impl StreamCount {
-    pub(crate) fn new() -> Self {
-        StreamCount {
-            born: Instant::now(),
-            active: AtomicUsize::new(0),
-            last_end_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// How long the connection has had no stream; `None` while one is open.
-    pub(crate) fn idle_for(&self) -> Option<Duration> {
-        if self.active.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
-        Some(self.born.elapsed().saturating_sub(since))
-    }
-}
-
-/// Counts a stream open from its request until its response body is done
-/// (or dropped).
-#[derive(Debug)]
-pub(crate) struct StreamGuard(Arc<ConnCtx>);
-
-impl StreamGuard {
-    pub(crate) fn open(conn: &Arc<ConnCtx>) -> Self {
-        conn.streams.active.fetch_add(1, Ordering::AcqRel);
-        StreamGuard(Arc::clone(conn))
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let s = &self.0.streams;
-        let now = u64::try_from(s.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        s.last_end_ms.store(now, Ordering::Release);
-        s.active.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its stream counted until it is finished.
-#[derive(Debug)]
-pub(crate) struct Tracked {
-    body: ProxyBody,
-    _stream: StreamGuard,
-}
-
-impl Tracked {
-    pub(crate) fn new(body: ProxyBody, stream: StreamGuard) -> Self {
-        Tracked {
-            body,
-            _stream: stream,
-        }
-    }
-}
-
-impl http_body::Body for Tracked {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// The response body: local, or streamed from upstream (under the stream
-/// idle timer, when there is one).
-#[derive(Debug)]
-pub(crate) enum ProxyBody {
-    Local(Body),
-    Upstream(PooledBody, Option<timeouts::IdleTimer>),
-}
-
-/// A response body's error: the upstream's, or the idle timer's reset.
-pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
-
-impl ProxyBody {
-    pub(crate) fn local(text: &'static str) -> Self {
-        ProxyBody::Local(Body::full(Bytes::from_static(text.as_bytes())))
-    }
-}
-
-impl http_body::Body for ProxyBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let polled = match self.get_mut() {
-            ProxyBody::Local(b) => Pin::new(b).poll_frame(cx),
-            ProxyBody::Upstream(b, None) => Pin::new(b).poll_frame(cx),
-            ProxyBody::Upstream(b, Some(idle)) => match Pin::new(b).poll_frame(cx) {
-                Poll::Pending => {
-                    if idle.poll_expired(cx).is_ready() {
-                        // Envoy resets a stream that went idle mid-response.
-                        return Poll::Ready(Some(Err(Box::new(timeouts::StreamIdle))));
-                    }
-                    Poll::Pending
-                }
-                ready => {
-                    idle.touch();
-                    ready
-                }
-            },
-        };
-        polled.map(|f| f.map(|r| r.map_err(|e| Box::new(e) as BodyError)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Local(b) => b.is_end_stream(),
-            ProxyBody::Upstream(b, _) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Local(b) => b.size_hint(),
-            ProxyBody::Upstream(b, _) => b.size_hint(),
-        }
-    }
-}
 
 /// Handles one request end to end. Never fails: every error is a response.
 pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ProxyBody> {

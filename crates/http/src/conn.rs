@@ -1,0 +1,89 @@
+//! What one downstream connection knows about itself, and its open streams
+//! (for the connection manager's `idle_timeout`).
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use http::HeaderValue;
+
+use crate::{shared::Shared, stats::HttpStats};
+
+/// What one downstream connection knows about itself.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) listener: Arc<str>,
+    /// The filter chain the connection matched (index into the listener's
+    /// chains).
+    pub(crate) chain: usize,
+    /// The connection is TLS-terminated (`x-forwarded-proto: https`).
+    pub(crate) tls: bool,
+    /// This hop's `x-forwarded-client-cert` element, built at the
+    /// handshake; `None` unless the client presented a certificate.
+    pub(crate) xfcc: Option<HeaderValue>,
+    pub(crate) peer: SocketAddr,
+    /// The connection's destination: the local address it was accepted
+    /// on, or its original destination when the listener restores it
+    /// (`use_original_dst`, the `original_dst` listener filter). Its port
+    /// decides `strip_matching_host_port`; ORIGINAL_DST clusters connect
+    /// to it.
+    pub(crate) local: SocketAddr,
+    pub(crate) stats: Arc<HttpStats>,
+    pub(crate) streams: StreamCount,
+}
+
+/// Open streams on one connection, for Envoy's connection `idle_timeout`
+/// ("no active streams for this long").
+#[derive(Debug)]
+pub(crate) struct StreamCount {
+    born: Instant,
+    active: AtomicUsize,
+    /// Milliseconds after `born` when the last stream ended.
+    last_end_ms: AtomicU64,
+}
+
+impl StreamCount {
+    pub(crate) fn new() -> Self {
+        StreamCount {
+            born: Instant::now(),
+            active: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the connection has had no stream; `None` while one is open.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Some(self.born.elapsed().saturating_sub(since))
+    }
+}
+
+/// Counts a stream open from its request until its response body is done
+/// (or dropped).
+#[derive(Debug)]
+pub(crate) struct StreamGuard(Arc<ConnCtx>);
+
+impl StreamGuard {
+    pub(crate) fn open(conn: &Arc<ConnCtx>) -> Self {
+        conn.streams.active.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(Arc::clone(conn))
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let s = &self.0.streams;
+        let now = u64::try_from(s.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        s.last_end_ms.store(now, Ordering::Release);
+        s.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}

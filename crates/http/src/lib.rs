@@ -1,0 +1,40 @@
+//! Strait's HTTP connection manager and router.
+//!
+//! Owns what happens to an HTTP request between the downstream codec and an
+//! upstream connection: the connection manager's edge handling
+//! (`x-forwarded-*`, internal/external requests, `x-forwarded-client-cert`,
+//! path normalisation, request refusals), routing through the snapshot's
+//! route table, the HTTP filters around the router, the router itself
+//! (host choice, retries, timeouts, mirrors, upgrades) and the one place an
+//! error becomes a response (`local_reply`). A request loads the snapshot
+//! once and reads every piece of config from it.
+//!
+//! Entry points: [`serve_connection`] serves one downstream connection (the
+//! connection manager as a network filter); [`Shared`] is what every
+//! connection shares (the store, the cluster registry, the stat handles).
+//!
+//! Depends on the model and the data tier (route, snapshot, upstream, codec,
+//! tls, net, filter); never on the Envoy front end, the control plane
+//! clients or the composition crate.
+
+mod body;
+mod conn;
+mod connection;
+mod edge;
+mod filters;
+mod hash;
+mod local_reply;
+mod mirror;
+mod request;
+mod retry;
+mod router;
+mod shared;
+mod stats;
+mod timeouts;
+mod xfcc;
+
+pub use body::{BodyError, ProxyBody};
+pub use connection::{Connection, serve_connection};
+pub use shared::Shared;
+pub use stats::HttpStats;
+pub use xfcc::element as xfcc_element;
