@@ -10,11 +10,15 @@
 //!   `bench --tls`: Strait against Envoy terminating TLS (see `tls_bench.rs`).
 //! - `bench xds`: one large xDS push to Strait and Envoy: apply time and
 //!   memory (see `xds_bench.rs`).
+//! - `layers`: the layering guard: tiers declared in every manifest, no
+//!   dependency on a higher tier, no import circle inside a library crate
+//!   (see `layers.rs` and docs/decisions/0009-tiers-and-layering-guard.md).
 //! - `loadgen`: internal; the open-loop fixed-rate load generator that `bench`
 //!   runs pinned to its own core (see `loadgen.rs`).
 
 mod bench;
 mod configs;
+mod layers;
 mod loadgen;
 mod procs;
 mod tls_bench;
@@ -30,6 +34,8 @@ commands:
             (`cargo xtask bench --help` for options)
   bench xds a large xDS push to Strait and Envoy: apply time and RSS
             (`cargo xtask bench xds --help` for options)
+  layers    the layering guard: tiers, protobuf below the front end,
+            import circles (`cargo xtask layers --help`)
 ";
 
 fn main() {
@@ -58,6 +64,7 @@ fn run() -> Result<()> {
             };
             bench::run(&options)
         }
+        Some("layers") => layers::run(&rest),
         Some("loadgen") => loadgen::run(&loadgen::Args::parse(&rest)?),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
