@@ -185,6 +185,11 @@ pub(crate) async fn within<F: std::future::Future>(
     }
 }
 
+/// A downstream connection after its listener filters and transport
+/// socket: the replayed bytes first, TLS-terminated or not.
+pub(crate) type Downstream =
+    strait_tls::MaybeTls<Rewind<TcpStream>, strait_tls::ServerTlsStream<Rewind<TcpStream>>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

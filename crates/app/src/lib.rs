@@ -13,11 +13,13 @@ mod inspect;
 mod listeners;
 mod proxy;
 mod reload;
+mod shared;
 mod stats;
 mod tcp;
 mod workers;
 
-pub use proxy::{ConfigSource, Options, Proxy};
+pub use proxy::{Options, Proxy};
+pub use reload::ConfigSource;
 pub use reload::{check, check_with};
 pub use strait_envoy::BootstrapOverrides;
 pub use workers::RuntimeModel;

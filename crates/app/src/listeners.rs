@@ -11,12 +11,12 @@ use std::{
 use strait_model::{Config, NetworkFilter};
 use strait_net::{Drain, DrainWatch, NetError};
 use strait_snapshot::ConnectionInfo;
-use strait_tls::{MaybeTls, PeerChain, Rewind, ServerTlsStream};
+use strait_tls::{MaybeTls, PeerChain};
 use tokio::{net::TcpStream, runtime::Handle};
 
 use crate::{
-    inspect,
-    proxy::Shared,
+    inspect::{self, Downstream},
+    shared::Shared,
     stats::{ListenerStats, TcpStats},
     tcp,
 };
@@ -207,10 +207,6 @@ async fn accept_loop(
         ));
     }
 }
-
-/// A downstream connection after its listener filters and transport
-/// socket: the replayed bytes first, TLS-terminated or not.
-pub(crate) type Downstream = MaybeTls<Rewind<TcpStream>, ServerTlsStream<Rewind<TcpStream>>>;
 
 async fn connection(
     stream: TcpStream,

@@ -1,34 +1,24 @@
 //! Start-up, the shared state every connection sees, and shutdown.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     net::SocketAddr,
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use arc_swap::ArcSwap;
 use strait_envoy::BootstrapOverrides;
 use strait_envoy::dump::{DumpCell, XdsDump};
-use strait_net::{BoundListeners, Drain};
+use strait_net::Drain;
 use tokio::{runtime::Runtime, sync::watch};
 
 use crate::{
-    AppError, ClusterRegistry, Store,
-    reload::Reloader,
-    stats::{TcpStats, prometheus},
+    AppError, Store,
+    reload::{ConfigSource, Reloader},
+    shared::Shared,
+    stats::prometheus,
     workers::{RuntimeModel, Workers},
 };
-
-/// Where the config comes from.
-#[derive(Debug, Clone)]
-pub enum ConfigSource {
-    /// A file, watched for changes (and re-read on [`Proxy::reload`]).
-    File(PathBuf),
-    /// Text compiled into the binary or built by the caller; never reloaded.
-    Inline(String),
-}
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -58,54 +48,6 @@ impl Options {
                 _ => RuntimeModel::PerCore,
             },
         }
-    }
-}
-
-/// State shared by every connection on every worker.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) store: Arc<Store>,
-    pub(crate) registry: Arc<ClusterRegistry>,
-    /// The HTTP path's view of the same store and registry.
-    pub(crate) http: Arc<strait_http::Shared>,
-    pub(crate) bound: Arc<BoundListeners>,
-    tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
-    /// Open downstream connections on listeners that do not
-    /// `ignore_global_conn_limit`, against `max_downstream_connections`.
-    pub(crate) downstream_cx: std::sync::atomic::AtomicU64,
-}
-
-impl Shared {
-    fn new() -> Self {
-        let store = Arc::new(Store::new());
-        let registry = Arc::new(ClusterRegistry::new());
-        Shared {
-            http: Arc::new(strait_http::Shared::new(
-                Arc::clone(&store),
-                Arc::clone(&registry),
-            )),
-            store,
-            registry,
-            bound: BoundListeners::new(),
-            tcp_stats: ArcSwap::default(),
-            downstream_cx: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Stat handles for a TCP proxy's `stat_prefix`, registered on first
-    /// use. One lock-free lookup per connection.
-    pub(crate) fn tcp_stats(&self, prefix: &str) -> Arc<TcpStats> {
-        if let Some(s) = self.tcp_stats.load().get(prefix) {
-            return Arc::clone(s);
-        }
-        let made = Arc::new(TcpStats::new(prefix));
-        self.tcp_stats.rcu(|m| {
-            let mut m = HashMap::clone(m);
-            m.entry(prefix.to_owned())
-                .or_insert_with(|| Arc::clone(&made));
-            m
-        });
-        self.tcp_stats.load().get(prefix).cloned().unwrap_or(made)
     }
 }
 

@@ -3,6 +3,7 @@
 //! running one untouched.
 
 use std::{
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -16,11 +17,16 @@ use strait_envoy::{BootstrapOverrides, model::Config};
 use strait_snapshot::Snapshot;
 use tokio::{runtime::Handle, sync::Mutex};
 
-use crate::{
-    AppError,
-    listeners::ListenerSet,
-    proxy::{ConfigSource, Shared},
-};
+use crate::{AppError, listeners::ListenerSet, shared::Shared};
+
+/// Where the config comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file, watched for changes (and re-read on [`Proxy::reload`]).
+    File(PathBuf),
+    /// Text compiled into the binary or built by the caller; never reloaded.
+    Inline(String),
+}
 
 /// Parses and validates `text` as Strait would load it, without binding
 /// anything: `strait check`. Returns every problem found, each naming its

@@ -13,7 +13,7 @@ use strait_net::{Counters, splice, splice_io};
 use strait_tls::MaybeTls;
 use tokio::io::AsyncWriteExt;
 
-use crate::{listeners::Downstream, proxy::Shared, stats::TcpStats};
+use crate::{inspect::Downstream, shared::Shared, stats::TcpStats};
 
 /// Proxies `stream` per `proxy` until both directions close. `dst` is the
 /// connection's (original) destination, where an ORIGINAL_DST cluster

@@ -2,8 +2,11 @@
 //! or streamed from upstream, kept counted as an open stream until done.
 
 use std::{
+    future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -11,7 +14,10 @@ use http_body::{Frame, SizeHint};
 use strait_codec::Body;
 use strait_upstream::PooledBody;
 
-use crate::{conn::StreamGuard, timeouts};
+use strait_codec::Progress;
+use tokio::time::{Instant, Sleep};
+
+use crate::conn::StreamGuard;
 
 /// A response body that keeps its stream counted until it is finished.
 #[derive(Debug)]
@@ -54,7 +60,7 @@ impl http_body::Body for Tracked {
 #[derive(Debug)]
 pub enum ProxyBody {
     Local(Body),
-    Upstream(PooledBody, Option<timeouts::IdleTimer>),
+    Upstream(PooledBody, Option<IdleTimer>),
 }
 
 /// A response body's error: the upstream's, or the idle timer's reset.
@@ -81,7 +87,7 @@ impl http_body::Body for ProxyBody {
                 Poll::Pending => {
                     if idle.poll_expired(cx).is_ready() {
                         // Envoy resets a stream that went idle mid-response.
-                        return Poll::Ready(Some(Err(Box::new(timeouts::StreamIdle))));
+                        return Poll::Ready(Some(Err(Box::new(StreamIdle))));
                     }
                     Poll::Pending
                 }
@@ -105,6 +111,63 @@ impl http_body::Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => b.size_hint(),
             ProxyBody::Upstream(b, _) => b.size_hint(),
+        }
+    }
+}
+
+/// The stream idle timer while the response body streams: reset by every
+/// response frame and by request frames (a bidirectional stream is active
+/// while either side moves). The timer is only allocated when the body
+/// actually has to wait.
+#[derive(Debug)]
+pub struct IdleTimer {
+    limit: Duration,
+    request: Option<Arc<Progress>>,
+    last: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+/// The error that resets a stream whose idle timer fired.
+#[derive(Debug, thiserror::Error)]
+#[error("stream idle timeout")]
+pub(crate) struct StreamIdle;
+
+impl IdleTimer {
+    pub(crate) fn new(limit: Duration, request: Option<Arc<Progress>>) -> Self {
+        IdleTimer {
+            limit,
+            request,
+            last: Instant::now(),
+            sleep: None,
+        }
+    }
+
+    /// A response frame went by.
+    pub(crate) fn touch(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Called when the body is pending: `Ready` once the stream has been
+    /// quiet for the limit.
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let mut last = self.last;
+            if let Some(req) = &self.request {
+                last = last.max(req.last_activity());
+            }
+            let end = last + self.limit;
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(end)));
+            if sleep.deadline() != end {
+                sleep.as_mut().reset(end);
+            }
+            match sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() >= end => return Poll::Ready(()),
+                // Activity moved the end while the timer ran: wait again.
+                Poll::Ready(()) => {}
+            }
         }
     }
 }

@@ -327,7 +327,7 @@ async fn forward(
         });
     }
     headers::strip_hop_by_hop(resp.headers_mut(), switching);
-    let idle = idle.map(|limit| timeouts::IdleTimer::new(limit, body_done));
+    let idle = idle.map(|limit| crate::body::IdleTimer::new(limit, body_done));
     resp.map(|body| ProxyBody::Upstream(body, idle))
 }
 

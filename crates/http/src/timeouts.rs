@@ -8,16 +8,10 @@
 //!   direction for that long. Before the response head it answers 408
 //!   "stream timeout"; once the response is streaming it resets the stream.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use strait_codec::Progress;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::local_reply::LocalReply;
 
@@ -103,66 +97,10 @@ pub(crate) async fn with_stream_limit(
     }
 }
 
-/// The stream idle timer while the response body streams: reset by every
-/// response frame and by request frames (a bidirectional stream is active
-/// while either side moves). The timer is only allocated when the body
-/// actually has to wait.
-#[derive(Debug)]
-pub struct IdleTimer {
-    limit: Duration,
-    request: Option<Arc<Progress>>,
-    last: Instant,
-    sleep: Option<Pin<Box<Sleep>>>,
-}
-
-/// The error that resets a stream whose idle timer fired.
-#[derive(Debug, thiserror::Error)]
-#[error("stream idle timeout")]
-pub(crate) struct StreamIdle;
-
-impl IdleTimer {
-    pub(crate) fn new(limit: Duration, request: Option<Arc<Progress>>) -> Self {
-        IdleTimer {
-            limit,
-            request,
-            last: Instant::now(),
-            sleep: None,
-        }
-    }
-
-    /// A response frame went by.
-    pub(crate) fn touch(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// Called when the body is pending: `Ready` once the stream has been
-    /// quiet for the limit.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let mut last = self.last;
-            if let Some(req) = &self.request {
-                last = last.max(req.last_activity());
-            }
-            let end = last + self.limit;
-            let sleep = self
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(end)));
-            if sleep.deadline() != end {
-                sleep.as_mut().reset(end);
-            }
-            match sleep.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) if Instant::now() >= end => return Poll::Ready(()),
-                // Activity moved the end while the timer ran: wait again.
-                Poll::Ready(()) => {}
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::IdleTimer;
 
     #[test]
     fn route_idle_timeout_overrides_and_zero_disables() {

@@ -26,11 +26,7 @@ use anyhow::{Context, Result};
 /// circle anywhere else fails at once. Shrink it; an entry with nothing left
 /// to allow is reported so it can be removed.
 pub(crate) const ALLOWED: &[(&str, &str)] = &[
-    // `http`, `router`, `filters`, `listeners`, ... share `ProxyBody`,
-    // `ConnCtx` and `Shared` across each other.
-    ("strait-app", "being dismantled by issue 10"),
-    // The rest were found by this check's first run (issue 10) and have no
-    // owner yet.
+    // Found by this check's first run (issue 10) and not dismantled yet.
     // `tls` contexts name secrets (`secret::SdsRef`) and secrets hold TLS
     // certificates (`tls::TlsCertificate`).
     (

@@ -1,0 +1,56 @@
+//! The state every connection on every worker shares.
+
+use std::{collections::HashMap, sync::Arc};
+
+use arc_swap::ArcSwap;
+use strait_net::BoundListeners;
+
+use crate::{ClusterRegistry, Store, stats::TcpStats};
+
+/// State shared by every connection on every worker.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<Store>,
+    pub(crate) registry: Arc<ClusterRegistry>,
+    /// The HTTP path's view of the same store and registry.
+    pub(crate) http: Arc<strait_http::Shared>,
+    pub(crate) bound: Arc<BoundListeners>,
+    tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
+    /// Open downstream connections on listeners that do not
+    /// `ignore_global_conn_limit`, against `max_downstream_connections`.
+    pub(crate) downstream_cx: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        let store = Arc::new(Store::new());
+        let registry = Arc::new(ClusterRegistry::new());
+        Shared {
+            http: Arc::new(strait_http::Shared::new(
+                Arc::clone(&store),
+                Arc::clone(&registry),
+            )),
+            store,
+            registry,
+            bound: BoundListeners::new(),
+            tcp_stats: ArcSwap::default(),
+            downstream_cx: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Stat handles for a TCP proxy's `stat_prefix`, registered on first
+    /// use. One lock-free lookup per connection.
+    pub(crate) fn tcp_stats(&self, prefix: &str) -> Arc<TcpStats> {
+        if let Some(s) = self.tcp_stats.load().get(prefix) {
+            return Arc::clone(s);
+        }
+        let made = Arc::new(TcpStats::new(prefix));
+        self.tcp_stats.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.entry(prefix.to_owned())
+                .or_insert_with(|| Arc::clone(&made));
+            m
+        });
+        self.tcp_stats.load().get(prefix).cloned().unwrap_or(made)
+    }
+}
