@@ -27,7 +27,7 @@ mod timeouts;
 mod workers;
 mod xfcc;
 
-pub use proxy::{ConfigSource, Options, Proxy};
+pub use proxy::{ConfigSource, Options, Proxy, StatsRecorder};
 pub use reload::{check, check_with};
 pub use strait_envoy::BootstrapOverrides;
 pub use workers::RuntimeModel;

@@ -2,6 +2,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    fmt,
     net::SocketAddr,
     path::PathBuf,
     sync::Arc,
@@ -9,6 +10,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use strait_envoy::BootstrapOverrides;
 use strait_envoy::dump::{DumpCell, XdsDump};
 use strait_net::{BoundListeners, Drain};
@@ -17,7 +19,7 @@ use tokio::{runtime::Runtime, sync::watch};
 use crate::{
     AppError, ClusterRegistry, Store,
     reload::Reloader,
-    stats::{HttpStats, TcpStats, prometheus},
+    stats::{HttpStats, TcpStats},
     workers::{RuntimeModel, Workers},
 };
 
@@ -44,6 +46,9 @@ pub struct Options {
     /// Thread model; see docs/decisions/0001-workers.md. `STRAIT_RUNTIME=shared`
     /// in the environment selects [`RuntimeModel::Shared`] for comparison.
     pub runtime: RuntimeModel,
+    /// Where the proxy's stats go. `None` (the default): a recorder of its
+    /// own, so proxies in one process count apart.
+    pub stats: Option<StatsRecorder>,
 }
 
 impl Options {
@@ -57,7 +62,61 @@ impl Options {
                 Ok("shared") => RuntimeModel::Shared,
                 _ => RuntimeModel::PerCore,
             },
+            stats: None,
         }
+    }
+}
+
+/// Envoy's default histogram buckets (milliseconds).
+const BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// A proxy's stats: the recorder every stat handle of the proxy is
+/// registered with, and the handle that renders what it holds for `/stats`,
+/// `/stats/prometheus` and the stats sinks. Nothing is installed
+/// process-wide: an embedding program's own global recorder neither sees
+/// Strait's stats nor hides them.
+///
+/// An embedding program may give one in [`Options::stats`]: the same one to
+/// several proxies to add up their stats, or a recorder that also forwards
+/// to its own (a fan-out of a [`PrometheusRecorder`] and its own recorder,
+/// with the Prometheus one's handle). `prometheus` must render what
+/// `recorder` records, or `/stats` misses what the proxy counts.
+///
+/// [`PrometheusRecorder`]: metrics_exporter_prometheus::PrometheusRecorder
+#[derive(Clone)]
+pub struct StatsRecorder {
+    pub recorder: Arc<dyn metrics::Recorder + Send + Sync>,
+    pub prometheus: PrometheusHandle,
+}
+
+impl StatsRecorder {
+    /// A new Prometheus recorder with Envoy's default histogram buckets, as
+    /// a proxy makes for itself.
+    pub fn new() -> StatsRecorder {
+        // Invariant: the bucket list is non-empty, the only error case.
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS_MS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        StatsRecorder {
+            prometheus: recorder.handle(),
+            recorder: Arc::new(recorder),
+        }
+    }
+}
+
+impl Default for StatsRecorder {
+    fn default() -> Self {
+        StatsRecorder::new()
+    }
+}
+
+impl fmt::Debug for StatsRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatsRecorder").finish_non_exhaustive()
     }
 }
 
@@ -67,6 +126,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) registry: Arc<ClusterRegistry>,
     pub(crate) bound: Arc<BoundListeners>,
+    stats: StatsRecorder,
     http_stats: ArcSwap<HashMap<String, Arc<HttpStats>>>,
     tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
     /// Open downstream connections on listeners that do not
@@ -75,13 +135,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Runs `make` with the proxy's recorder as the one the `metrics` macros
+    /// register with, on this thread only: the handles it makes count into
+    /// this proxy's stats wherever they are used later.
+    pub(crate) fn register<T>(&self, make: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&*self.stats.recorder, make)
+    }
+
     /// Stat handles for a connection manager's `stat_prefix`, registered on
     /// first use. One lock-free lookup per connection.
     pub(crate) fn http_stats(&self, prefix: &str) -> Arc<HttpStats> {
         if let Some(s) = self.http_stats.load().get(prefix) {
             return Arc::clone(s);
         }
-        let made = Arc::new(HttpStats::new(prefix));
+        let made = Arc::new(self.register(|| HttpStats::new(prefix)));
         self.http_stats.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.entry(prefix.to_owned())
@@ -95,7 +162,7 @@ impl Shared {
         if let Some(s) = self.tcp_stats.load().get(prefix) {
             return Arc::clone(s);
         }
-        let made = Arc::new(TcpStats::new(prefix));
+        let made = Arc::new(self.register(|| TcpStats::new(prefix)));
         self.tcp_stats.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.entry(prefix.to_owned())
@@ -159,15 +226,16 @@ impl Proxy {
             .enable_all()
             .build()?;
         let workers = Workers::start(opts.concurrency, opts.runtime)?;
+        let stats = opts.stats.clone().unwrap_or_default();
         let shared = Arc::new(Shared {
             store: Arc::new(Store::new()),
-            registry: Arc::new(ClusterRegistry::new()),
+            registry: Arc::new(ClusterRegistry::new(Arc::clone(&stats.recorder))),
             bound: BoundListeners::new(),
+            stats: stats.clone(),
             http_stats: ArcSwap::default(),
             tcp_stats: ArcSwap::default(),
             downstream_cx: std::sync::atomic::AtomicU64::new(0),
         });
-        let prometheus = prometheus();
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),
@@ -188,7 +256,8 @@ impl Proxy {
             store: Arc::clone(&shared.store),
             registry: Arc::clone(&shared.registry),
             listeners: Arc::clone(&shared.bound),
-            prometheus: prometheus.clone(),
+            recorder: Arc::clone(&stats.recorder),
+            prometheus: stats.prometheus.clone(),
             quit: quit_tx,
             started: Instant::now(),
             xds_dump: Arc::clone(&xds_dump),
@@ -228,6 +297,7 @@ impl Proxy {
                 }
             }
         });
+        let prometheus = stats.prometheus.clone();
         control.spawn(async move {
             // Histograms are drained into their buckets here, not per request.
             loop {
@@ -242,6 +312,7 @@ impl Proxy {
                     reloader: Arc::clone(&reloader),
                     dump: xds_dump,
                 },
+                stats.recorder,
             ));
         } else if matches!(opts.config, ConfigSource::File(_)) {
             control.spawn(Arc::clone(&reloader).watch(opts.watch_interval));

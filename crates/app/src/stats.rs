@@ -1,38 +1,10 @@
-//! The process-wide metrics recorder and per-listener stat handles. Handles
-//! are registered once, when a listener starts, so a request only does atomic
-//! increments.
+//! Per-listener stat handles. Handles are registered once, when a listener
+//! starts, so a request only does atomic increments. They register with the
+//! recorder the caller scopes (`metrics::with_local_recorder`): the proxy's.
 
-use std::sync::{OnceLock, atomic::AtomicU64};
+use std::sync::atomic::AtomicU64;
 
 use metrics::{Counter, Gauge, Histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-/// Envoy's default histogram buckets (milliseconds).
-const BUCKETS_MS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
-    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
-];
-
-/// Installs the Prometheus recorder once per process and returns its handle.
-/// Several in-process proxies (tests) share it.
-pub(crate) fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            // Invariant: the bucket list is non-empty, the only error case.
-            let builder = builder
-                .set_buckets(&BUCKETS_MS)
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (an embedding program
-            // chose its own); our handle then renders only what we record.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
-}
 
 /// Stats of one HTTP connection manager, named as Envoy names them.
 #[derive(Debug)]
