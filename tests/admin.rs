@@ -1,8 +1,7 @@
 //! The admin endpoints Istio's tooling reads, checked against real traffic.
 //!
-//! Stats are process-wide (one Prometheus recorder), so only one test in
-//! this binary sends traffic through cluster `backend`, and it measures
-//! deltas.
+//! Each proxy counts into a recorder of its own, so tests running side by
+//! side in this binary do not see each other's traffic.
 
 use strait_test_support::{
     admin::{self, prometheus_value},
@@ -131,5 +130,36 @@ async fn prometheus_counts_requests_per_listener_and_cluster() -> anyhow::Result
         ),
         "{text}"
     );
+    Ok(())
+}
+
+/// Proxies in one process count apart: traffic through one is not in the
+/// other's stats, and each count is exact (no other test's traffic in it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_proxy_counts_only_its_own_traffic() -> anyhow::Result<()> {
+    let up = http_echo("a");
+    let yaml = http_config(up.addr, "", "");
+    let busy = TestProxy::start(&yaml, 1);
+    let idle = TestProxy::start(&yaml, 1);
+    let mut c = Client::http1(busy.listener("listener")).await?;
+    for i in 0..3 {
+        assert_eq!(c.get(&format!("/ok/{i}")).await?.status, 200);
+    }
+    let cluster = r#"envoy_cluster_upstream_rq_total{envoy_cluster_name="backend"}"#;
+    let http = r#"envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress"}"#;
+    assert_eq!(admin::stat(busy.admin(), cluster).await?, Some(3.0));
+    assert_eq!(admin::stat(busy.admin(), http).await?, Some(3.0));
+    // The idle proxy's cluster is registered but unused; its connection
+    // manager never saw a connection, so it has no stats yet.
+    assert_eq!(admin::stat(idle.admin(), cluster).await?, Some(0.0));
+    assert_eq!(admin::stat(idle.admin(), http).await?, None);
+    // `/stats`, in Envoy's names, renders the same recorder.
+    let path = r"/stats?format=json&filter=^cluster\.backend\.upstream_rq_total$";
+    for (proxy, want) in [(&busy, 3), (&idle, 0)] {
+        assert_eq!(
+            admin::get(proxy.admin(), path).await?.json(),
+            serde_json::json!({"stats": [{"name": "cluster.backend.upstream_rq_total", "value": want}]})
+        );
+    }
     Ok(())
 }

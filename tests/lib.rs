@@ -13,7 +13,10 @@
 //! - `tls.rs`, `mtls.rs`: TLS listeners with curl; sidecar-to-sidecar mTLS
 //!   with SPIFFE identities, `transport_socket_matches`, `openssl s_client`
 //!   and Envoy as the peer sidecar both ways.
-//! - `admin.rs`: `/ready`, `/config_dump`, `/listeners`, `/stats/prometheus`.
+//! - `admin.rs`: `/ready`, `/config_dump`, `/listeners`, `/stats/prometheus`,
+//!   each proxy counting apart.
+//! - `embedded_stats.rs`: stats with a foreign global `metrics` recorder
+//!   installed, and with a recorder given in `Options::stats`.
 //! - `malformed.rs`, `reload.rs`: malformed input; hot reload.
 //! - `retries.rs`, `filters.rs`, `mirror.rs` (+ `flaky.rs`, an upstream that
 //!   fails its first requests): router retries, fault/CORS/header-mutation

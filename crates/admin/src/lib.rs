@@ -39,6 +39,10 @@ pub struct AdminContext {
     pub store: Arc<Store>,
     pub registry: Arc<ClusterRegistry>,
     pub listeners: Arc<BoundListeners>,
+    /// The proxy's stats recorder: the server gauges are set in it.
+    pub recorder: Arc<dyn metrics::Recorder + Send + Sync>,
+    /// Renders what `recorder` holds, for `/stats`, `/stats/prometheus` and
+    /// the sinks.
     pub prometheus: PrometheusHandle,
     /// Set to true by `/quitquitquit`.
     pub quit: watch::Sender<bool>,
@@ -83,12 +87,16 @@ impl AdminContext {
     fn refresh_server_stats(&self) {
         let state = self.server_state();
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        metrics::gauge!("envoy_server_state").set(f64::from(state));
-        metrics::gauge!("envoy_server_live").set(flag(state == STATE_LIVE));
-        metrics::gauge!("envoy_listener_manager_workers_started").set(flag(self.store.is_ready()));
-        metrics::gauge!("envoy_server_uptime").set(self.started.elapsed().as_secs_f64().floor());
         let clusters = self.registry.all().len();
-        metrics::gauge!("envoy_cluster_manager_active_clusters").set(clusters as f64);
+        metrics::with_local_recorder(&*self.recorder, || {
+            metrics::gauge!("envoy_server_state").set(f64::from(state));
+            metrics::gauge!("envoy_server_live").set(flag(state == STATE_LIVE));
+            metrics::gauge!("envoy_listener_manager_workers_started")
+                .set(flag(self.store.is_ready()));
+            metrics::gauge!("envoy_server_uptime")
+                .set(self.started.elapsed().as_secs_f64().floor());
+            metrics::gauge!("envoy_cluster_manager_active_clusters").set(clusters as f64);
+        });
     }
 
     /// Every counter and gauge under its Envoy name, as `/stats` shows them

@@ -20,6 +20,7 @@ mod workers;
 
 pub use proxy::{Options, Proxy};
 pub use reload::ConfigSource;
+pub use stats::StatsRecorder;
 pub use reload::{check, check_with};
 pub use strait_envoy::BootstrapOverrides;
 pub use workers::RuntimeModel;

@@ -110,7 +110,7 @@ impl ListenerSet {
             let name: Arc<str> = Arc::from(name.as_str());
             // Envoy names listener stats by the configured address (a port
             // 0 listener is `listener.127.0.0.1_0.*`), not the bound one.
-            let lstats = Arc::new(ListenerStats::new(&configured.to_string()));
+            let lstats = Arc::new(shared.register(|| ListenerStats::new(&configured.to_string())));
             for worker in workers {
                 match socket.try_clone() {
                     Ok(s) => {

@@ -16,7 +16,7 @@ use crate::{
     AppError, Store,
     reload::{ConfigSource, Reloader},
     shared::Shared,
-    stats::prometheus,
+    stats::StatsRecorder,
     workers::{RuntimeModel, Workers},
 };
 
@@ -34,6 +34,9 @@ pub struct Options {
     /// Thread model; see docs/decisions/0001-workers.md. `STRAIT_RUNTIME=shared`
     /// in the environment selects [`RuntimeModel::Shared`] for comparison.
     pub runtime: RuntimeModel,
+    /// Where the proxy's stats go. `None` (the default): a recorder of its
+    /// own, so proxies in one process count apart.
+    pub stats: Option<StatsRecorder>,
 }
 
 impl Options {
@@ -47,6 +50,7 @@ impl Options {
                 Ok("shared") => RuntimeModel::Shared,
                 _ => RuntimeModel::PerCore,
             },
+            stats: None,
         }
     }
 }
@@ -104,8 +108,8 @@ impl Proxy {
             .enable_all()
             .build()?;
         let workers = Workers::start(opts.concurrency, opts.runtime)?;
-        let shared = Arc::new(Shared::new());
-        let prometheus = prometheus();
+        let stats = opts.stats.clone().unwrap_or_default();
+        let shared = Arc::new(Shared::new(stats.clone()));
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),
@@ -126,7 +130,8 @@ impl Proxy {
             store: Arc::clone(&shared.store),
             registry: Arc::clone(&shared.registry),
             listeners: Arc::clone(&shared.bound),
-            prometheus: prometheus.clone(),
+            recorder: Arc::clone(&stats.recorder),
+            prometheus: stats.prometheus.clone(),
             quit: quit_tx,
             started: Instant::now(),
             xds_dump: Arc::clone(&xds_dump),
@@ -166,6 +171,7 @@ impl Proxy {
                 }
             }
         });
+        let prometheus = stats.prometheus.clone();
         control.spawn(async move {
             // Histograms are drained into their buckets here, not per request.
             loop {
@@ -180,6 +186,7 @@ impl Proxy {
                     reloader: Arc::clone(&reloader),
                     dump: xds_dump,
                 },
+                stats.recorder,
             ));
         } else if matches!(opts.config, ConfigSource::File(_)) {
             control.spawn(Arc::clone(&reloader).watch(opts.watch_interval));

@@ -1,8 +1,9 @@
-//! The process-wide metrics recorder and per-listener stat handles. Handles
-//! are registered once, when a listener starts, so a request only does atomic
-//! increments.
+//! A proxy's own stats recorder, and the listener and TCP proxy stat
+//! handles. Handles are registered once, when a listener starts, so a
+//! request only does atomic increments. They register with the recorder the
+//! caller scopes (`metrics::with_local_recorder`): the proxy's.
 
-use std::sync::OnceLock;
+use std::{fmt, sync::Arc};
 
 use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -13,25 +14,51 @@ const BUCKETS_MS: [f64; 19] = [
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
-/// Installs the Prometheus recorder once per process and returns its handle.
-/// Several in-process proxies (tests) share it.
-pub(crate) fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            // Invariant: the bucket list is non-empty, the only error case.
-            let builder = builder
-                .set_buckets(&BUCKETS_MS)
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (an embedding program
-            // chose its own); our handle then renders only what we record.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
+/// A proxy's stats: the recorder every stat handle of the proxy is
+/// registered with, and the handle that renders what it holds for `/stats`,
+/// `/stats/prometheus` and the stats sinks. Nothing is installed
+/// process-wide: an embedding program's own global recorder neither sees
+/// Strait's stats nor hides them.
+///
+/// An embedding program may give one in [`crate::Options::stats`]: the same
+/// one to several proxies to add up their stats, or a recorder that also
+/// forwards to its own (a fan-out of a [`PrometheusRecorder`] and its own
+/// recorder, with the Prometheus one's handle). `prometheus` must render
+/// what `recorder` records, or `/stats` misses what the proxy counts.
+///
+/// [`PrometheusRecorder`]: metrics_exporter_prometheus::PrometheusRecorder
+#[derive(Clone)]
+pub struct StatsRecorder {
+    pub recorder: Arc<dyn metrics::Recorder + Send + Sync>,
+    pub prometheus: PrometheusHandle,
+}
+
+impl StatsRecorder {
+    /// A new Prometheus recorder with Envoy's default histogram buckets, as
+    /// a proxy makes for itself.
+    pub fn new() -> StatsRecorder {
+        // Invariant: the bucket list is non-empty, the only error case.
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS_MS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        StatsRecorder {
+            prometheus: recorder.handle(),
+            recorder: Arc::new(recorder),
+        }
+    }
+}
+
+impl Default for StatsRecorder {
+    fn default() -> Self {
+        StatsRecorder::new()
+    }
+}
+
+impl fmt::Debug for StatsRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatsRecorder").finish_non_exhaustive()
+    }
 }
 
 /// Stats of one TCP proxy, named as Envoy names them.

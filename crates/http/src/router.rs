@@ -241,7 +241,7 @@ fn finish(
 /// Bumps a retry counter of the cluster. Looked up by name each time: this
 /// runs only on the retry path, never for a request that is not retried.
 fn stat(cluster: &Cluster, name: &'static str) {
-    metrics::counter!(name, "envoy_cluster_name" => cluster.name().to_owned()).increment(1);
+    cluster.counter(name).increment(1);
 }
 
 /// Sets the request's host: the `Host` header for HTTP/1.1, the URI's

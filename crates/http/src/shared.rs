@@ -11,20 +11,27 @@ use crate::stats::HttpStats;
 
 /// The process-wide state the HTTP path reads. Cheap to share (`Arc`);
 /// nothing in it is locked on the request path.
-#[derive(Debug)]
 pub struct Shared {
     /// The one config snapshot requests read.
     pub store: Arc<Store>,
     /// Live clusters (hosts, pools, health), outliving snapshots.
     pub registry: Arc<ClusterRegistry>,
+    /// The proxy's stats recorder: connection-manager handles register
+    /// with it, never with a process-wide one.
+    recorder: Arc<dyn metrics::Recorder + Send + Sync>,
     http_stats: ArcSwap<HashMap<String, Arc<HttpStats>>>,
 }
 
 impl Shared {
-    pub fn new(store: Arc<Store>, registry: Arc<ClusterRegistry>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<ClusterRegistry>,
+        recorder: Arc<dyn metrics::Recorder + Send + Sync>,
+    ) -> Self {
         Shared {
             store,
             registry,
+            recorder,
             http_stats: ArcSwap::default(),
         }
     }
@@ -35,7 +42,9 @@ impl Shared {
         if let Some(s) = self.http_stats.load().get(prefix) {
             return Arc::clone(s);
         }
-        let made = Arc::new(HttpStats::new(prefix));
+        let made = Arc::new(metrics::with_local_recorder(&*self.recorder, || {
+            HttpStats::new(prefix)
+        }));
         self.http_stats.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.entry(prefix.to_owned())
@@ -43,5 +52,14 @@ impl Shared {
             m
         });
         self.http_stats.load().get(prefix).cloned().unwrap_or(made)
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
     }
 }

@@ -24,12 +24,33 @@ impl TestProxy {
 
     /// Like [`TestProxy::start`], returning the start-up error.
     pub fn try_start(yaml: &str, workers: usize) -> Result<TestProxy, String> {
+        Self::try_start_with(yaml, workers, |_| {})
+    }
+
+    /// Like [`TestProxy::start`], with `configure` changing the options
+    /// last (e.g. [`Options::stats`]).
+    pub fn start_with(
+        yaml: &str,
+        workers: usize,
+        configure: impl FnOnce(&mut Options),
+    ) -> TestProxy {
+        Self::try_start_with(yaml, workers, configure)
+            .unwrap_or_else(|e| panic!("strait did not start: {e}"))
+    }
+
+    /// Like [`TestProxy::start_with`], returning the start-up error.
+    pub fn try_start_with(
+        yaml: &str,
+        workers: usize,
+        configure: impl FnOnce(&mut Options),
+    ) -> Result<TestProxy, String> {
         let dir = TempDir::new("proxy");
         let config = dir.path().join("envoy.yaml");
         std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
         let mut opts = Options::new(ConfigSource::File(config.clone()));
         opts.concurrency = workers;
         opts.watch_interval = Duration::from_millis(50);
+        configure(&mut opts);
         // Proxy::start blocks on its own runtime; keep that off any test runtime.
         let proxy = std::thread::spawn(move || Proxy::start(opts))
             .join()

@@ -1,6 +1,6 @@
 //! Cost of one host pick for each balancer, for 10 and 10,000 hosts.
 
-use std::{hint::black_box, time::Duration};
+use std::{hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use strait_model::{self as model, Discovery, LbPolicy};
@@ -65,7 +65,7 @@ fn pick(c: &mut Criterion) {
     for hosts in [10u32, 10_000] {
         for weighted in [false, true] {
             for (name, policy) in policies {
-                let registry = ClusterRegistry::new();
+                let registry = ClusterRegistry::new(Arc::new(metrics::NoopRecorder));
                 rt.block_on(
                     registry.reconcile(&[spec(policy, hosts, weighted)], &|_| Default::default()),
                 );

@@ -2,6 +2,7 @@
 
 use std::{
     collections::HashMap,
+    fmt,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Weak,
@@ -49,6 +50,8 @@ pub struct Cluster {
     stopped: AtomicBool,
     pub(crate) breakers: Arc<BreakerCounts>,
     pub(crate) stats: ClusterStats,
+    /// For the counters registered on demand ([`Cluster::counter`]).
+    recorder: StatsRecorder,
     /// ORIGINAL_DST: the hosts made for destinations so far, so connections
     /// to one destination share its pool. Copy-on-write: read lock-free,
     /// written only when a new destination first appears.
@@ -59,6 +62,17 @@ pub struct Cluster {
 /// it (passthrough traffic to very many destinations) a host is made per
 /// connection and not kept, so memory stays bounded.
 const MAX_ORIGINAL_DST_HOSTS: usize = 1024;
+
+/// The proxy's stats recorder, which every handle of a cluster is registered
+/// with (never the process-wide one).
+#[derive(Clone)]
+pub(crate) struct StatsRecorder(pub(crate) Arc<dyn metrics::Recorder + Send + Sync>);
+
+impl fmt::Debug for StatsRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatsRecorder")
+    }
+}
 
 /// Envoy's per-cluster counters, with Envoy's names as Prometheus renders them.
 #[derive(Debug)]
@@ -102,7 +116,11 @@ impl strait_codec::ByteCounter for ByteStats {
 }
 
 impl ClusterStats {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, recorder: &StatsRecorder) -> Self {
+        metrics::with_local_recorder(&*recorder.0, || Self::register(name))
+    }
+
+    fn register(name: &str) -> Self {
         let label = ("envoy_cluster_name", name.to_owned());
         let c = |n: &'static str| metrics::counter!(n, std::slice::from_ref(&label));
         let class = |k: &'static str| {
@@ -149,7 +167,11 @@ impl Cluster {
     /// the first round runs before returning. Spawns the cluster's
     /// maintenance task (balancer rebuilds, outlier sweeps, health checks,
     /// idle connection expiry) on the current runtime.
-    pub(crate) async fn start(spec: &model::Cluster, tls: ClusterTransports) -> Arc<Cluster> {
+    pub(crate) async fn start(
+        spec: &model::Cluster,
+        tls: ClusterTransports,
+        recorder: &StatsRecorder,
+    ) -> Arc<Cluster> {
         let cluster = Arc::new(Cluster {
             name: spec.name.clone(),
             spec: ArcSwap::from_pointee(spec.clone()),
@@ -160,7 +182,8 @@ impl Cluster {
             changed: Notify::new(),
             stopped: AtomicBool::new(false),
             breakers: Arc::new(BreakerCounts::default()),
-            stats: ClusterStats::new(&spec.name),
+            stats: ClusterStats::new(&spec.name, recorder),
+            recorder: recorder.clone(),
             original_dst: ArcSwap::from_pointee(HashMap::new()),
         });
         cluster.resolve().await;
@@ -202,6 +225,17 @@ impl Cluster {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The cluster's counter `name` (labelled with the cluster's name) in the
+    /// proxy's recorder, for counters not among the cluster's own stats.
+    /// Registers on every call (a lookup under the recorder's lock): for
+    /// rare events such as retries, not for every request.
+    pub fn counter(&self, name: &'static str) -> Counter {
+        metrics::with_local_recorder(
+            &*self.recorder.0,
+            || metrics::counter!(name, "envoy_cluster_name" => self.name.clone()),
+        )
     }
 
     /// Adds bytes moved on a connection this cluster does not drive itself
@@ -559,7 +593,7 @@ mod tests {
                 tls: None,
             },
         ];
-        let registry = ClusterRegistry::new();
+        let registry = ClusterRegistry::new(std::sync::Arc::new(metrics::NoopRecorder));
         let transports = ClusterTransports::compile(&spec).expect("compiles");
         rt.block_on(registry.reconcile(std::slice::from_ref(&spec), &|_| transports.clone()));
         let cluster = registry.get("c").expect("cluster");

@@ -53,7 +53,7 @@ async fn cluster_to(addr: std::net::SocketAddr) -> Arc<Cluster> {
         endpoints: vec![model::Endpoint::new("127.0.0.1", addr.port(), 1)],
         ..model::Cluster::new("c")
     };
-    let registry = ClusterRegistry::new();
+    let registry = ClusterRegistry::new(Arc::new(metrics::NoopRecorder));
     let transports = ClusterTransports::compile(&spec).expect("compiles");
     registry
         .reconcile(std::slice::from_ref(&spec), &|_| transports.clone())

@@ -3,21 +3,28 @@
 use std::{collections::HashMap, sync::Arc};
 
 use arc_swap::ArcSwap;
+use metrics::Recorder;
 use strait_model as model;
 use strait_tls::ClusterTransports;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, StatsRecorder};
 
 /// Live clusters by name. Readers take a lock-free view per request; the one
 /// config writer calls [`ClusterRegistry::reconcile`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterRegistry {
     clusters: ArcSwap<HashMap<String, Arc<Cluster>>>,
+    recorder: StatsRecorder,
 }
 
 impl ClusterRegistry {
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty registry whose clusters register their stats with
+    /// `recorder` (the proxy's own, so proxies in one process keep apart).
+    pub fn new(recorder: Arc<dyn Recorder + Send + Sync>) -> Self {
+        ClusterRegistry {
+            clusters: ArcSwap::default(),
+            recorder: StatsRecorder(recorder),
+        }
     }
 
     /// The live cluster named `name`. No lock; one atomic load and a hash.
@@ -52,7 +59,7 @@ impl ClusterRegistry {
                 None => {
                     next.insert(
                         spec.name.clone(),
-                        Cluster::start(spec, tls(&spec.name)).await,
+                        Cluster::start(spec, tls(&spec.name), &self.recorder).await,
                     );
                 }
             }

@@ -21,7 +21,6 @@ use tokio::sync::mpsc;
 use crate::{
     Publish, XdsError,
     shared::Shared,
-    stats::stats,
     stream::{INVALID_ARGUMENT, MAX_MESSAGE, TYPES, UnboundedStream, connect},
     type_url,
 };
@@ -73,7 +72,7 @@ pub(crate) async fn session<P: Publish>(
         .into_inner();
     while let Some(resp) = inbound.message().await? {
         if !*progressed {
-            stats().connected(true);
+            shared.stats.connected(true);
         }
         *progressed = true;
         handle(resp, shared, types, &mut sender).await;
@@ -113,7 +112,7 @@ async fn handle<P: Publish>(
             )
         })
         .await;
-    stats().update(type_url, result.is_ok());
+    shared.stats.update(type_url, result.is_ok());
     let state = types.entry(type_url).or_default();
     let error_detail = match result {
         Ok(()) => {

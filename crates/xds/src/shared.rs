@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use strait_model::{self as model, secret::SecretSource};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
-use crate::{Cache, Publish};
+use crate::{Cache, Publish, stats::Stats};
 
 /// What SDS sources must deliver: names by source.
 pub(crate) type SourceNames = BTreeMap<SecretSource, BTreeSet<String>>;
@@ -22,10 +22,11 @@ pub(crate) struct Shared<P> {
     /// The secret names each dynamic source must deliver, following the
     /// accepted listeners and clusters.
     pub(crate) sources: watch::Sender<SourceNames>,
+    pub(crate) stats: Stats,
 }
 
 impl<P: Publish> Shared<P> {
-    pub(crate) fn new(base: model::Config, publisher: P) -> Shared<P> {
+    pub(crate) fn new(base: model::Config, publisher: P, stats: Stats) -> Shared<P> {
         let cache = Cache::new(base.clone());
         let sources = watch::Sender::new(cache.secret_sources());
         Shared {
@@ -33,6 +34,7 @@ impl<P: Publish> Shared<P> {
             cache: Mutex::new(cache),
             publisher,
             sources,
+            stats,
         }
     }
 

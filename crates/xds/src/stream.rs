@@ -17,7 +17,7 @@ use strait_model as model;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use crate::{Cache, Publish, XdsError, shared::Shared, stats::stats, type_url};
+use crate::{Cache, Publish, XdsError, shared::Shared, stats::Stats, type_url};
 
 /// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK's `error_detail`.
 pub(crate) const INVALID_ARGUMENT: i32 = 3;
@@ -41,10 +41,17 @@ pub(crate) struct TypeState {
 /// stream fails) and every SDS source its TLS contexts name (gRPC streams,
 /// files). The cache (and so the live config) survives reconnects. Returns
 /// at once when there is nothing to run. Cancel-safe between publishes:
-/// drop the future to stop (SDS tasks stop with it).
-pub async fn run<P: Publish>(base: model::Config, publisher: P) {
+/// drop the future to stop (SDS tasks stop with it). The control-plane stats
+/// (`listener_manager.lds.*`, `cluster_manager.cds.*`,
+/// `control_plane.connected_state`) are registered with `recorder`, the
+/// proxy's.
+pub async fn run<P: Publish>(
+    base: model::Config,
+    publisher: P,
+    recorder: Arc<dyn metrics::Recorder + Send + Sync>,
+) {
     let dynamic = base.dynamic.clone();
-    let shared = Arc::new(Shared::new(base, publisher));
+    let shared = Arc::new(Shared::new(base, publisher, Stats::new(recorder)));
     let sources = crate::sds::supervise(Arc::clone(&shared));
     match dynamic {
         Some(dynamic) => {
@@ -73,7 +80,7 @@ async fn ads<P: Publish>(dynamic: &model::DynamicResources, shared: &Shared<P>) 
         };
         if progressed {
             failures = 0;
-            stats().connected(false);
+            shared.stats.connected(false);
         }
         if let Err(e) = result {
             tracing::warn!(error = %e, "xDS stream ended; keeping the last good config");
@@ -120,7 +127,7 @@ async fn session<P: Publish>(
         .into_inner();
     while let Some(resp) = inbound.message().await? {
         if !*progressed {
-            stats().connected(true);
+            shared.stats.connected(true);
         }
         *progressed = true;
         handle(resp, shared, types, &mut sender).await;
@@ -164,7 +171,7 @@ async fn handle<P: Publish>(
     let (result, cache) = shared
         .update(|c| c.apply(type_url, &resp.version_info, &resp.resources))
         .await;
-    stats().update(type_url, result.is_ok());
+    shared.stats.update(type_url, result.is_ok());
     let state = types.entry(type_url).or_default();
     state.nonce = resp.nonce.clone();
     match result {
