@@ -8,7 +8,6 @@
 //! Everything a request reads of config comes from one snapshot in the
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
 
-pub mod cli;
 mod edge;
 mod filters;
 mod hash;
