@@ -8,7 +8,6 @@
 //! Everything a request reads of config comes from one snapshot in the
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
 
-pub mod cli;
 mod inspect;
 mod listeners;
 mod proxy;
@@ -20,8 +19,8 @@ mod workers;
 
 pub use proxy::{Options, Proxy};
 pub use reload::ConfigSource;
-pub use stats::StatsRecorder;
 pub use reload::{check, check_with};
+pub use stats::StatsRecorder;
 pub use strait_envoy::BootstrapOverrides;
 pub use workers::RuntimeModel;
 

@@ -31,8 +31,8 @@ pub struct Options {
     pub concurrency: usize,
     /// How often the config file is checked for changes.
     pub watch_interval: Duration,
-    /// Thread model; see docs/decisions/0001-workers.md. `STRAIT_RUNTIME=shared`
-    /// in the environment selects [`RuntimeModel::Shared`] for comparison.
+    /// Thread model; see docs/decisions/0001-workers.md. Per core unless
+    /// the caller chooses otherwise (the binaries read `STRAIT_RUNTIME`).
     pub runtime: RuntimeModel,
     /// Where the proxy's stats go. `None` (the default): a recorder of its
     /// own, so proxies in one process count apart.
@@ -46,10 +46,7 @@ impl Options {
             overrides: BootstrapOverrides::default(),
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             watch_interval: Duration::from_millis(200),
-            runtime: match std::env::var("STRAIT_RUNTIME").as_deref() {
-                Ok("shared") => RuntimeModel::Shared,
-                _ => RuntimeModel::PerCore,
-            },
+            runtime: RuntimeModel::PerCore,
             stats: None,
         }
     }

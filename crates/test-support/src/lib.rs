@@ -14,6 +14,8 @@
 //!   serve from [`xds_server`].
 //! - [`metrics_service`]: Envoy's metrics service (gRPC `StreamMetrics`),
 //!   recording every message, for the stats sink tests.
+//! - [`process`]: the binaries as real processes (killed on drop), with
+//!   plain-socket HTTP/1.1 requests and their admin's `/listeners`.
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod admin;
@@ -23,6 +25,7 @@ pub mod config_dump;
 pub mod envoy;
 pub mod metrics_service;
 pub mod netns;
+pub mod process;
 pub mod proxy;
 pub mod upstream;
 pub mod xds_server;

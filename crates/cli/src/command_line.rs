@@ -2,10 +2,14 @@
 //! `pilot-agent` gives Envoy (`pkg/envoy/proxy.go`), so Strait can be started
 //! in Envoy's place. Each Envoy flag either takes effect or is accepted
 //! without effect for a reason given beside it; an unknown flag is an error.
+//! Every binary parses the same flags; only their defaults differ
+//! ([`crate::Profile`]).
 
 use std::{path::PathBuf, time::Duration};
 
-use strait_envoy::BootstrapOverrides;
+use strait_app::BootstrapOverrides;
+
+use crate::CliError;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +24,8 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandLine {
     pub mode: Mode,
-    /// `-c`/`--config-path`; `None` runs the embedded default config.
+    /// `-c`/`--config-path`; `None` runs the binary's embedded config, if
+    /// it has one ([`crate::Profile::embedded_config`]).
     pub config: Option<PathBuf>,
     /// `--config-yaml`, `--service-*`, `--allow-unknown-static-fields`.
     pub overrides: BootstrapOverrides,
@@ -28,22 +33,14 @@ pub struct CommandLine {
     pub concurrency: Option<usize>,
     /// `-l`/`--log-level`, as a `tracing` filter directive.
     pub log_level: String,
-    /// `--drain-time-s`: how long listeners drain on shutdown before exit.
+    /// `--drain-time-s`: how long listeners drain on shutdown before exit;
+    /// `None` takes the binary's default ([`crate::Profile::drain_time`]).
     pub drain_time: Option<Duration>,
 }
 
-/// A command line Strait does not understand.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0} (try --help)")]
-pub struct CliError(String);
-
-/// The usage text for `--help`.
-pub const USAGE: &str = "\
-usage:
-  strait                          run the embedded default config
-  strait [run] -c FILE [FLAGS]    run FILE (Envoy's command line shape)
-  strait check -c FILE [FLAGS]    validate; print every problem; exit 1 on any
-
+/// The flags every binary takes, for `--help` after the binary's own usage
+/// lines ([`crate::Profile::usage`]).
+pub const FLAGS: &str = "\
 flags that take effect:
   -c, --config-path FILE          Envoy v3 bootstrap (YAML or JSON)
   --config-yaml YAML              merged over the file (protobuf merge)
@@ -64,13 +61,23 @@ accepted for Envoy compatibility, without effect (see docs/CONFIG.md):
 impl CommandLine {
     /// Parses the arguments after the program name. Flags take their value
     /// as the next argument or after `=` (`--concurrency=2`), as Envoy's do.
+    /// Without `-l` the level is `info`, Envoy's default.
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<CommandLine, CliError> {
+        Self::parse_with("info", args)
+    }
+
+    /// [`CommandLine::parse`] with `default_log_level` (a `tracing`
+    /// directive) when `-l` is not given.
+    pub fn parse_with<I: IntoIterator<Item = String>>(
+        default_log_level: &str,
+        args: I,
+    ) -> Result<CommandLine, CliError> {
         let mut cl = CommandLine {
             mode: Mode::Run,
             config: None,
             overrides: BootstrapOverrides::default(),
             concurrency: None,
-            log_level: "info".into(),
+            log_level: default_log_level.into(),
             drain_time: None,
         };
         let mut it = args.into_iter().peekable();
@@ -93,7 +100,7 @@ impl CommandLine {
                 inline
                     .clone()
                     .or_else(|| it.next())
-                    .ok_or_else(|| CliError(format!("{flag} needs a value")))
+                    .ok_or_else(|| CliError::Usage(format!("{flag} needs a value")))
             };
             match flag.as_str() {
                 "-c" | "--config-path" | "--config" => cl.config = Some(value()?.into()),
@@ -101,7 +108,7 @@ impl CommandLine {
                 "--concurrency" => match number(&flag, &value()?)? {
                     // pilot-agent passes the flag only when positive; no
                     // worker at all would serve nothing.
-                    0 => return Err(CliError("--concurrency must be at least 1".into())),
+                    0 => return Err(CliError::Usage("--concurrency must be at least 1".into())),
                     n => cl.concurrency = Some(n),
                 },
                 "-l" | "--log-level" => cl.log_level = log_level(&value()?)?,
@@ -118,7 +125,7 @@ impl CommandLine {
                 "--drain-strategy" => match value()?.as_str() {
                     "immediate" | "gradual" => {}
                     other => {
-                        return Err(CliError(format!(
+                        return Err(CliError::Usage(format!(
                             "--drain-strategy: '{other}' is not immediate or gradual"
                         )));
                     }
@@ -134,7 +141,7 @@ impl CommandLine {
                 "--local-address-ip-version" => match value()?.as_str() {
                     "v4" | "v6" => {}
                     other => {
-                        return Err(CliError(format!(
+                        return Err(CliError::Usage(format!(
                             "--local-address-ip-version: '{other}' is not v4 or v6"
                         )));
                     }
@@ -151,11 +158,11 @@ impl CommandLine {
                 // Strait logs nothing about deprecated fields.
                 "--skip-deprecated-logs" => {}
                 "-h" | "--help" => cl.mode = Mode::Help,
-                other => return Err(CliError(format!("unknown argument {other:?}"))),
+                other => return Err(CliError::Usage(format!("unknown argument {other:?}"))),
             }
         }
         if cl.mode == Mode::Check && cl.config.is_none() {
-            return Err(CliError("check needs -c FILE".into()));
+            return Err(CliError::Usage("check needs -c FILE".into()));
         }
         Ok(cl)
     }
@@ -163,7 +170,7 @@ impl CommandLine {
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, CliError> {
     v.parse()
-        .map_err(|_| CliError(format!("{flag}: '{v}' is not a number")))
+        .map_err(|_| CliError::Usage(format!("{flag}: '{v}' is not a number")))
 }
 
 /// Envoy's level names as `tracing` filter directives.
@@ -176,7 +183,7 @@ fn log_level(v: &str) -> Result<String, CliError> {
         // Anything else is taken as a `tracing` filter (`strait_app=debug`),
         // checked when the logger is installed.
         other if other.contains('=') => other.to_owned(),
-        other => return Err(CliError(format!("-l: unknown log level '{other}'"))),
+        other => return Err(CliError::Usage(format!("-l: unknown log level '{other}'"))),
     })
 }
 
