@@ -19,7 +19,7 @@ mod workers;
 
 pub use proxy::{Options, Proxy};
 pub use reload::ConfigSource;
-pub use reload::{check, check_with};
+pub use reload::{check, check_with, check_with_filters};
 pub use stats::StatsRecorder;
 pub use strait_envoy::BootstrapOverrides;
 pub use workers::RuntimeModel;

@@ -37,6 +37,11 @@ pub struct Options {
     /// Where the proxy's stats go. `None` (the default): a recorder of its
     /// own, so proxies in one process count apart.
     pub stats: Option<StatsRecorder>,
+    /// The HTTP filters the proxy can build, by type URL: the built-in ones
+    /// unless the caller registers its own
+    /// ([`strait_http::HttpFilterRegistry::register`]); configs name them
+    /// like any Envoy filter.
+    pub http_filters: strait_http::HttpFilterRegistry,
 }
 
 impl Options {
@@ -48,6 +53,7 @@ impl Options {
             watch_interval: Duration::from_millis(200),
             runtime: RuntimeModel::PerCore,
             stats: None,
+            http_filters: strait_http::HttpFilterRegistry::default(),
         }
     }
 }
@@ -68,6 +74,10 @@ impl strait_xds::Publish for XdsWriter {
 
     fn record(&self, dump: Arc<XdsDump>) {
         self.dump.store(dump);
+    }
+
+    fn parsers(&self) -> strait_envoy::Parsers {
+        self.reloader.parsers()
     }
 }
 
@@ -106,7 +116,7 @@ impl Proxy {
             .build()?;
         let workers = Workers::start(opts.concurrency, opts.runtime)?;
         let stats = opts.stats.clone().unwrap_or_default();
-        let shared = Arc::new(Shared::new(stats.clone()));
+        let shared = Arc::new(Shared::new(stats.clone(), opts.http_filters.clone()));
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),

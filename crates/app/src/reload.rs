@@ -17,6 +17,9 @@ use strait_envoy::{BootstrapOverrides, model::Config};
 use strait_snapshot::Snapshot;
 use tokio::{runtime::Handle, sync::Mutex};
 
+use strait_envoy::{Parsers, model::extension::ExtensionParsers};
+use strait_http::HttpFilterRegistry;
+
 use crate::{AppError, listeners::ListenerSet, shared::Shared};
 
 /// Where the config comes from.
@@ -37,24 +40,40 @@ pub fn check(text: &str) -> Result<Config, Vec<String>> {
 
 /// [`check`] with the command line's changes to the bootstrap applied.
 pub fn check_with(text: &str, overrides: &BootstrapOverrides) -> Result<Config, Vec<String>> {
-    let (config, _) = parse(text, overrides)?;
-    Snapshot::compile(
+    check_with_filters(text, overrides, &Arc::new(HttpFilterRegistry::default()))
+}
+
+/// [`check_with`] knowing the HTTP filters of `filters` (an embedding
+/// program's as well as the built-in ones).
+pub fn check_with_filters(
+    text: &str,
+    overrides: &BootstrapOverrides,
+    filters: &Arc<HttpFilterRegistry>,
+) -> Result<Config, Vec<String>> {
+    let (config, _) = parse(text, overrides, filters)?;
+    Snapshot::compile_with(
         1,
-        static_part(&config),
+        static_part(&config, filters),
         serde_json::Value::Null,
         &Snapshot::empty(),
+        &**filters,
     )
     .map_err(|e| vec![e.to_string()])?;
     Ok(config)
+}
+
+/// The front end's view of the filter registry.
+fn parsers(filters: &Arc<HttpFilterRegistry>) -> Parsers {
+    Parsers(Arc::clone(filters) as Arc<dyn ExtensionParsers>)
 }
 
 /// What of `config` can be live before any xDS response: with
 /// `dynamic_resources` or SDS sources, static listeners that wait for RDS or
 /// SDS secrets and static EDS clusters are held back until the control
 /// plane (or SDS file) delivers what they need.
-fn static_part(config: &Config) -> Config {
+fn static_part(config: &Config, filters: &Arc<HttpFilterRegistry>) -> Config {
     if config.needs_xds() {
-        strait_xds::Cache::new(config.clone()).build()
+        strait_xds::Cache::with_parsers(config.clone(), parsers(filters)).build()
     } else {
         config.clone()
     }
@@ -64,6 +83,7 @@ fn static_part(config: &Config) -> Config {
 fn parse(
     text: &str,
     overrides: &BootstrapOverrides,
+    filters: &Arc<HttpFilterRegistry>,
 ) -> Result<(Config, serde_json::Value), Vec<String>> {
     let parsed = overrides.apply(text).map_err(|e| vec![e.to_string()])?;
     for w in &parsed.warnings {
@@ -71,7 +91,7 @@ fn parse(
     }
     let msg = parsed.message;
     let bootstrap: Bootstrap = msg.transcode_to().map_err(|e| vec![e.to_string()])?;
-    let config = strait_envoy::translate_bootstrap(&bootstrap)
+    let config = strait_envoy::translate_bootstrap_with(&bootstrap, &parsers(filters))
         .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     // Envoy's config_dump uses proto field names (snake_case).
     let opts = SerializeOptions::new().use_proto_field_name(true);
@@ -129,6 +149,11 @@ impl Reloader {
         }
     }
 
+    /// The front end's view of the proxy's filter registry, for xDS.
+    pub(crate) fn parsers(&self) -> Parsers {
+        parsers(&self.shared.filters)
+    }
+
     /// The bootstrap config and its source document, when it has
     /// `dynamic_resources`.
     pub(crate) fn xds_base(&self) -> Option<(Config, serde_json::Value)> {
@@ -171,7 +196,7 @@ impl Reloader {
         };
         self.last_read
             .store(hash(text.as_bytes()), Ordering::Release);
-        let result = match parse(&text, &self.overrides) {
+        let result = match parse(&text, &self.overrides, &self.shared.filters) {
             Ok((config, source)) => {
                 if config.needs_xds() {
                     *self
@@ -180,7 +205,8 @@ impl Reloader {
                         .unwrap_or_else(std::sync::PoisonError::into_inner) =
                         Some((config.clone(), source.clone()));
                 }
-                self.apply(static_part(&config), source).await
+                self.apply(static_part(&config, &self.shared.filters), source)
+                    .await
             }
             Err(e) => Err(AppError::Config(e)),
         };
@@ -235,8 +261,14 @@ impl Reloader {
             ]));
         }
         let version = self.version.load(Ordering::Relaxed) + 1;
-        let snapshot = Snapshot::compile(version, config.clone(), source, &previous)
-            .map_err(|e| AppError::Config(vec![e.to_string()]))?;
+        let snapshot = Snapshot::compile_with(
+            version,
+            config.clone(),
+            source,
+            &previous,
+            &*self.shared.filters,
+        )
+        .map_err(|e| AppError::Config(vec![e.to_string()]))?;
         let plan = listeners.plan(&config)?;
         // Clusters first, so a request on the new snapshot finds them; the
         // ones the new config drops go only after it is live.

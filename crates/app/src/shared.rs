@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) http: Arc<strait_http::Shared>,
     pub(crate) bound: Arc<BoundListeners>,
     pub(crate) stats: StatsRecorder,
+    /// The HTTP filters the proxy can build, by type URL.
+    pub(crate) filters: Arc<strait_http::HttpFilterRegistry>,
     tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
     /// Open downstream connections on listeners that do not
     /// `ignore_global_conn_limit`, against `max_downstream_connections`.
@@ -26,7 +28,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(stats: StatsRecorder) -> Self {
+    pub(crate) fn new(stats: StatsRecorder, filters: strait_http::HttpFilterRegistry) -> Self {
         let store = Arc::new(Store::new());
         let registry = Arc::new(ClusterRegistry::new(Arc::clone(&stats.recorder)));
         Shared {
@@ -39,6 +41,7 @@ impl Shared {
             registry,
             bound: BoundListeners::new(),
             stats,
+            filters: Arc::new(filters),
             tcp_stats: ArcSwap::default(),
             downstream_cx: std::sync::atomic::AtomicU64::new(0),
         }

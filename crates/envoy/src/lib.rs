@@ -19,8 +19,9 @@ pub use parse::{ParseError, descriptor_pool, parse_bootstrap};
 /// and its callers can name both with one import.
 pub use strait_model as model;
 pub use translate::{
-    translate_bootstrap, translate_cluster, translate_cluster_load_assignment, translate_listener,
-    translate_route_config, translate_secret,
+    Parsers, translate_bootstrap, translate_bootstrap_with, translate_cluster,
+    translate_cluster_load_assignment, translate_listener, translate_listener_with,
+    translate_route_config, translate_route_config_with, translate_secret,
 };
 
 /// Everything that can be wrong with a config. `strait check` prints all of

@@ -10,6 +10,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::Duration,
 };
 
@@ -30,7 +31,10 @@ use envoy_types::pb::{
 pub use dynamic::translate_cluster_load_assignment;
 pub use secret::translate_secret;
 
-use crate::{ConfigError, model};
+use crate::{
+    ConfigError, model,
+    model::extension::{ExtensionParsers, NoParsers},
+};
 
 // Declared before the submodules: `macro_rules!` scope is textual.
 /// `reject_set!(cx, path; field_a, field_b)`: each named local (bound by an
@@ -73,12 +77,49 @@ mod tls;
 
 /// Problems found so far, and the cluster names that must exist once every
 /// cluster is known (checked by [`translate_bootstrap`]).
-#[derive(Debug, Default)]
 pub(crate) struct Context {
+    /// Parsers registered for extension type URLs this front end has no
+    /// schema of (an embedding program's filters).
+    parsers: Arc<dyn ExtensionParsers>,
     problems: Vec<ConfigError>,
     required_clusters: Vec<ClusterRef>,
     /// Static secrets (`SdsSecretConfig` without `sds_config`) named so far.
     required_secrets: Vec<ClusterRef>,
+}
+
+/// The extension parsers a translation consults: those of the registries
+/// that run extensions (see [`ExtensionParsers`]). The default knows only
+/// Strait's built-in extensions.
+#[derive(Clone)]
+pub struct Parsers(pub Arc<dyn ExtensionParsers>);
+
+impl Default for Parsers {
+    fn default() -> Self {
+        Parsers(Arc::new(NoParsers))
+    }
+}
+
+impl std::fmt::Debug for Parsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parsers")
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::with(&Parsers::default())
+    }
+}
+
+impl Context {
+    fn with(parsers: &Parsers) -> Self {
+        Context {
+            parsers: Arc::clone(&parsers.0),
+            problems: Vec::new(),
+            required_clusters: Vec::new(),
+            required_secrets: Vec::new(),
+        }
+    }
 }
 
 /// A reference to a cluster (or static secret) by name that Envoy resolves
@@ -291,7 +332,17 @@ impl<T> IsSet for Option<T> {
 /// Cluster references are not checked: that needs the whole cluster set, which
 /// [`translate_bootstrap`] has and a single LDS resource does not.
 pub fn translate_listener(l: &Listener, path: &str) -> Result<model::Listener, Vec<ConfigError>> {
-    let mut cx = Context::default();
+    translate_listener_with(l, path, &Parsers::default())
+}
+
+/// [`translate_listener`] consulting `parsers` for extension type URLs
+/// Strait does not build in.
+pub fn translate_listener_with(
+    l: &Listener,
+    path: &str,
+    parsers: &Parsers,
+) -> Result<model::Listener, Vec<ConfigError>> {
+    let mut cx = Context::with(parsers);
     let out = listener::listener(&mut cx, l, path);
     cx.required_clusters.clear();
     cx.finish(out)
@@ -310,7 +361,17 @@ pub fn translate_route_config(
     rc: &RouteConfiguration,
     path: &str,
 ) -> Result<model::RouteConfig, Vec<ConfigError>> {
-    let mut cx = Context::default();
+    translate_route_config_with(rc, path, &Parsers::default())
+}
+
+/// [`translate_route_config`] consulting `parsers` for extension type URLs
+/// Strait does not build in.
+pub fn translate_route_config_with(
+    rc: &RouteConfiguration,
+    path: &str,
+    parsers: &Parsers,
+) -> Result<model::RouteConfig, Vec<ConfigError>> {
+    let mut cx = Context::with(parsers);
     let out = route::route_config(&mut cx, rc, path, false);
     cx.required_clusters.clear();
     cx.finish(out)
@@ -319,7 +380,16 @@ pub fn translate_route_config(
 /// Translates a whole bootstrap: static listeners and clusters, admin, and the
 /// checks that span resources (unique names and addresses, cluster references).
 pub fn translate_bootstrap(b: &Bootstrap) -> Result<model::Config, Vec<ConfigError>> {
-    let mut cx = Context::default();
+    translate_bootstrap_with(b, &Parsers::default())
+}
+
+/// [`translate_bootstrap`] consulting `parsers` for extension type URLs
+/// Strait does not build in.
+pub fn translate_bootstrap_with(
+    b: &Bootstrap,
+    parsers: &Parsers,
+) -> Result<model::Config, Vec<ConfigError>> {
+    let mut cx = Context::with(parsers);
     let out = bootstrap::bootstrap(&mut cx, b);
     cx.finish(Some(out))
 }

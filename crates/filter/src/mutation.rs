@@ -10,18 +10,18 @@ use strait_model::{
 /// Applies the filter's own mutations, then every per-route level: most
 /// specific first (Envoy's default), or least specific first when
 /// `most_specific_wins`. `side` picks the request or response list.
-pub fn apply_levels(
-    filter: &HeaderMutationConfig,
-    levels: &[HeaderMutationConfig],
+pub fn apply_levels<'a>(
+    filter: &'a HeaderMutationConfig,
+    levels: impl DoubleEndedIterator<Item = &'a HeaderMutationConfig>,
     most_specific_wins: bool,
     headers: &mut HeaderMap,
-    side: impl Fn(&HeaderMutationConfig) -> &[HeaderOp],
+    side: impl Fn(&'a HeaderMutationConfig) -> &'a [HeaderOp],
 ) {
     apply(side(filter), headers);
     if most_specific_wins {
-        levels.iter().rev().for_each(|l| apply(side(l), headers));
+        levels.rev().for_each(|l| apply(side(l), headers));
     } else {
-        levels.iter().for_each(|l| apply(side(l), headers));
+        levels.for_each(|l| apply(side(l), headers));
     }
 }
 

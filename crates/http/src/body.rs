@@ -66,12 +66,6 @@ pub enum ProxyBody {
 /// A response body's error: the upstream's, or the idle timer's reset.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-impl ProxyBody {
-    pub(crate) fn local(text: &'static str) -> Self {
-        ProxyBody::Local(Body::full(Bytes::from_static(text.as_bytes())))
-    }
-}
-
 impl http_body::Body for ProxyBody {
     type Data = Bytes;
     type Error = BodyError;

@@ -18,13 +18,16 @@
 //! clients or the composition crate.
 
 mod body;
+mod builtin;
+mod chain;
 mod conn;
 mod connection;
 mod edge;
-mod filters;
+mod forward;
 mod hash;
 mod local_reply;
 mod mirror;
+mod registry;
 mod request;
 mod retry;
 mod router;
@@ -34,7 +37,12 @@ mod timeouts;
 mod xfcc;
 
 pub use body::{BodyError, ProxyBody};
+pub use chain::{
+    Decision, FilterChain, FilterState, HttpFilter, RequestHead, RequestInfo, ResponseHead,
+};
 pub use connection::{Connection, serve_connection};
+pub use local_reply::{Reply, ReplyInfo};
+pub use registry::{HttpFilterFactory, HttpFilterRegistry};
 pub use shared::Shared;
 pub use stats::HttpStats;
 pub use xfcc::element as xfcc_element;

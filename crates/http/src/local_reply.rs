@@ -1,9 +1,128 @@
-//! The one place an error becomes a response. Statuses and bodies are Envoy's,
-//! so clients and dashboards written for Envoy read them the same way.
+//! The one place a locally generated response is made: router and
+//! connection-manager errors ([`LocalReply`]), request refusals, direct
+//! responses and filter answers ([`Reply`]) alike. Statuses, bodies,
+//! response flags and response code details are Envoy's, so clients and
+//! dashboards written for Envoy read them the same way.
 
-use http::{HeaderValue, Response, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use strait_codec::Body;
 
 use crate::body::ProxyBody;
+
+/// A local response before it is sent: what a filter returns to answer a
+/// request, and what every other local answer becomes. Carries Envoy's
+/// response flag (`%RESPONSE_FLAGS%`, e.g. `FI`; empty for none) and
+/// response code details (`%RESPONSE_CODE_DETAILS%`).
+#[derive(Debug)]
+pub struct Reply {
+    status: StatusCode,
+    body: Bytes,
+    headers: HeaderMap,
+    flag: &'static str,
+    details: &'static str,
+    close: bool,
+}
+
+/// The flag and details of a local response, in its extensions, for the
+/// access log and the stats that read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyInfo {
+    pub flag: &'static str,
+    pub details: &'static str,
+}
+
+impl Reply {
+    /// An empty answer with `status` and no flag.
+    pub fn new(status: StatusCode) -> Self {
+        Reply {
+            status,
+            body: Bytes::new(),
+            headers: HeaderMap::new(),
+            flag: "",
+            details: "",
+            close: false,
+        }
+    }
+
+    /// The body (sent as `text/plain` unless a header says otherwise).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// All of `headers`, replacing any of the same names.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        if self.headers.is_empty() {
+            self.headers = headers;
+        } else {
+            self.headers.extend(headers);
+        }
+        self
+    }
+
+    /// Envoy's response flag, e.g. `FI` for a fault abort.
+    pub fn flag(mut self, flag: &'static str) -> Self {
+        self.flag = flag;
+        self
+    }
+
+    /// Envoy's response code details, e.g. `fault_filter_abort`.
+    pub fn details(mut self, details: &'static str) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Close the connection after this answer (HTTP/1.x): what follows
+    /// the request cannot be trusted or waited for.
+    pub fn close(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response, logged with its flag and details.
+    pub fn response(self) -> Response<ProxyBody> {
+        tracing::debug!(
+            response_flags = self.flag,
+            details = self.details,
+            status = self.status.as_u16(),
+            "local reply"
+        );
+        let Reply {
+            status,
+            body,
+            mut headers,
+            flag,
+            details,
+            close,
+        } = self;
+        if !body.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        if close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let body = if body.is_empty() {
+            Body::Empty
+        } else {
+            Body::full(body)
+        };
+        let mut resp = Response::new(ProxyBody::Local(body));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp.extensions_mut().insert(ReplyInfo { flag, details });
+        resp
+    }
+}
 
 /// Why the proxy answered instead of the upstream. Each carries Envoy's
 /// response flag (the access-log `%RESPONSE_FLAGS%` short form).
@@ -97,27 +216,48 @@ impl LocalReply {
         }
     }
 
-    pub(crate) fn response(self) -> Response<ProxyBody> {
-        tracing::debug!(
-            response_flags = self.flag(),
-            status = self.status().as_u16(),
-            "local reply"
-        );
-        let body = self.body();
-        let mut resp = Response::new(ProxyBody::local(body));
-        *resp.status_mut() = self.status();
-        if !body.is_empty() {
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    /// Envoy's response code details for this reply.
+    pub(crate) fn details(self) -> &'static str {
+        match self {
+            LocalReply::NoRoute => "route_not_found",
+            LocalReply::NoCluster => "cluster_not_found",
+            LocalReply::NoHealthyUpstream => "no_healthy_upstream",
+            LocalReply::ConnectFailure => {
+                "upstream_reset_before_response_started{connection_failure}"
+            }
+            LocalReply::UpstreamReset => {
+                "upstream_reset_before_response_started{connection_termination}"
+            }
+            LocalReply::Overflow => "upstream_reset_before_response_started{overflow}",
+            LocalReply::UpstreamTimeout => "response_timeout",
+            LocalReply::RequestTimeout => "request_overall_timeout",
+            LocalReply::StreamDurationTimeout => "max_duration_timeout",
+            LocalReply::StreamIdleTimeout => "stream_idle_timeout",
+            LocalReply::BadRequestBody => "downstream_remote_disconnect",
+            LocalReply::UpgradeRefused => "upgrade_failed",
+            LocalReply::ListenerDraining => "listener_draining",
         }
+    }
+
+    pub(crate) fn response(self) -> Response<ProxyBody> {
+        Reply::from(self).response()
+    }
+}
+
+impl From<LocalReply> for Reply {
+    fn from(r: LocalReply) -> Reply {
+        let reply = Reply::new(r.status())
+            .body(r.body())
+            .flag(r.flag())
+            .details(r.details());
         if matches!(
-            self,
+            r,
             LocalReply::BadRequestBody | LocalReply::RequestTimeout | LocalReply::StreamIdleTimeout
         ) {
             // The rest of the request body cannot be trusted or waited for.
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            reply.close()
+        } else {
+            reply
         }
-        resp
     }
 }

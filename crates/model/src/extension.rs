@@ -91,6 +91,49 @@ pub enum TypedValue<'a> {
     Struct(&'a serde_json::Value),
 }
 
+/// What a config front end asks about a type URL it has no schema of:
+/// whether something registered a parser for it, and that parser's
+/// verdict. `None` means nothing is registered for the type URL (the front
+/// end then refuses it by name); `Some(Err(why))` refuses the config with
+/// the parser's reason.
+///
+/// Implemented by the registries of the crates that run extensions (the
+/// HTTP filter registry of `strait-http`), so a front end below them
+/// consults them without depending on them.
+pub trait ExtensionParsers: Send + Sync {
+    /// An HTTP filter's `typed_config`.
+    fn http_filter(
+        &self,
+        type_url: &str,
+        value: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>>;
+
+    /// An HTTP filter's per-route config (`typed_per_filter_config`).
+    fn http_filter_per_route(
+        &self,
+        type_url: &str,
+        value: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>>;
+}
+
+/// The parsers of a front end that knows only its built-in extensions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoParsers;
+
+impl ExtensionParsers for NoParsers {
+    fn http_filter(&self, _: &str, _: TypedValue<'_>) -> Option<Result<Extension, String>> {
+        None
+    }
+
+    fn http_filter_per_route(
+        &self,
+        _: &str,
+        _: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

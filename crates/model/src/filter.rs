@@ -1,11 +1,33 @@
 //! HTTP filters (before the router) and their per-route overrides.
+//!
+//! A filter's config is an [`Extension`]: the type URL names the factory
+//! that made it and runs it. The built-in filters' configs are the types
+//! below, under the type URLs in [`type_url`]; an embedding program's
+//! filters carry types of its own the same way.
 
 use std::time::Duration;
 
 use super::{
     AppendAction,
+    extension::Extension,
     policy::{Fraction, HeaderCondition, ValueMatcher},
 };
+
+/// The type URLs of the built-in HTTP filters' configs.
+pub mod type_url {
+    /// `envoy.filters.http.fault`: [`super::FaultConfig`], also per route.
+    pub const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+    /// `envoy.filters.http.cors`: [`super::CorsFilter`].
+    pub const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
+    /// The CORS filter's per-route config: [`super::CorsPolicy`].
+    pub const CORS_POLICY: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
+    /// `envoy.filters.http.header_mutation`: [`super::HeaderMutationFilter`].
+    pub const HEADER_MUTATION: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
+    /// Its per-route config: [`super::HeaderMutationConfig`].
+    pub const HEADER_MUTATION_PER_ROUTE: &str = "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
+}
 
 /// One entry of the connection manager's `http_filters` (the router, always
 /// last, is implied and not listed).
@@ -15,24 +37,23 @@ pub struct HttpFilter {
     pub name: String,
     /// `disabled: true`: off unless a route or virtual host enables it.
     pub disabled: bool,
-    pub config: HttpFilterConfig,
+    /// The filter's config, as its factory validated it.
+    pub config: Extension,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum HttpFilterConfig {
-    /// `envoy.filters.http.fault`.
-    Fault(FaultConfig),
-    /// `envoy.filters.http.cors`: the policy comes from routes and virtual
-    /// hosts; a route without one is untouched.
-    Cors,
-    /// `envoy.filters.http.header_mutation`.
-    HeaderMutation {
-        mutations: HeaderMutationConfig,
-        /// `most_specific_header_mutations_wins`: per-route levels are
-        /// applied least specific first (so the most specific one's writes
-        /// stay) instead of Envoy's default, most specific first.
-        most_specific_wins: bool,
-    },
+/// `envoy.filters.http.cors`: the filter has no config; the policy comes
+/// from routes and virtual hosts, and a route without one is untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CorsFilter;
+
+/// `envoy.filters.http.header_mutation`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HeaderMutationFilter {
+    pub mutations: HeaderMutationConfig,
+    /// `most_specific_header_mutations_wins`: per-route levels are applied
+    /// least specific first (so the most specific one's writes stay)
+    /// instead of Envoy's default, most specific first.
+    pub most_specific_wins: bool,
 }
 
 /// `envoy.extensions.filters.http.fault.v3.HTTPFault` (also its per-route
@@ -123,8 +144,12 @@ pub enum HeaderOp {
     Remove(http::HeaderName),
 }
 
-/// One `typed_per_filter_config` entry after merging route configuration,
-/// virtual host and route (the most specific wins).
+/// One `typed_per_filter_config` entry of one level (route, virtual host,
+/// route configuration). A route lists the entries of all its levels, most
+/// specific first, so a name may occur once per level: a filter that reads
+/// only the most specific config takes the first ([`find_override`]), one
+/// that evaluates every level (header mutation, as in Envoy) takes them all
+/// ([`overrides_named`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterOverride {
     /// The `http_filters[].name` it applies to; empty for the deprecated
@@ -140,18 +165,35 @@ pub enum FilterOverrideConfig {
     /// `FilterConfig` without a config and not disabled: turns on a filter
     /// that the connection manager lists as `disabled`.
     Enabled,
-    Fault(FaultConfig),
-    Cors(CorsPolicy),
-    /// `HeaderMutationPerRoute` of every level that sets one (route, virtual
-    /// host, route configuration): Envoy evaluates them all. Most specific
-    /// first.
-    HeaderMutation(Vec<HeaderMutationConfig>),
+    /// The filter's per-route config, as its factory validated it.
+    Config(Extension),
 }
 
-/// Looks up the override for the filter named `name`.
+impl FilterOverrideConfig {
+    /// The per-route config as its factory's type, if this level has one.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        match self {
+            FilterOverrideConfig::Config(e) => e.get(),
+            FilterOverrideConfig::Disabled | FilterOverrideConfig::Enabled => None,
+        }
+    }
+}
+
+/// Looks up the most specific override for the filter named `name`.
 pub fn find_override<'a>(
     overrides: &'a [FilterOverride],
     name: &str,
 ) -> Option<&'a FilterOverrideConfig> {
     overrides.iter().find(|o| o.name == name).map(|o| &o.config)
+}
+
+/// Every level's override for the filter named `name`, most specific first.
+pub fn overrides_named<'a>(
+    overrides: &'a [FilterOverride],
+    name: &'a str,
+) -> impl DoubleEndedIterator<Item = &'a FilterOverrideConfig> {
+    overrides
+        .iter()
+        .filter(move |o| o.name == name)
+        .map(|o| &o.config)
 }

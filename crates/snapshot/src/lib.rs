@@ -10,9 +10,13 @@
 //! Filter-chain selection lives here too ([`ListenerEntry::select`]): it is
 //! pure matching over the compiled listener.
 //!
-//! Depends on the model crates (`config`, `route`) and on `tls`, which
-//! compiles TLS contexts (reading certificate files) at compile time so a bad
-//! certificate refuses the config; never on I/O crates above it.
+//! What belongs to crates above it (the HTTP filter chain of a connection
+//! manager, whose filters come from a registry by type URL) is compiled
+//! through a [`ChainCompiler`] the caller supplies, and kept opaque here.
+//!
+//! Depends on the model, `route`, and `tls`, which compiles TLS contexts
+//! (reading certificate files) at compile time so a bad certificate refuses
+//! the config; never on the Envoy front end or on I/O crates above it.
 
 mod chains;
 #[cfg(test)]
@@ -21,6 +25,7 @@ mod secret_tests;
 pub use chains::ConnectionInfo;
 
 use std::{
+    any::Any,
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
@@ -29,7 +34,8 @@ use std::{
 
 use arc_swap::ArcSwap;
 use strait_model::{
-    Cluster, Config, FilterChain, Listener, NetworkFilter, RouteSource, tls::UpstreamTls,
+    Cluster, Config, FilterChain, HttpConnectionManager, Listener, NetworkFilter, RouteSource,
+    tls::UpstreamTls,
 };
 use strait_route::RouteTable;
 use strait_tls::{ClientTls, ClusterTransports, ServerTls, TlsError, TransportSource};
@@ -44,6 +50,9 @@ pub enum SnapshotError {
         #[source]
         source: strait_route::RouteError,
     },
+    /// A connection manager's HTTP filters could not be built.
+    #[error("listener {listener}: http_filters: {message}")]
+    HttpFilters { listener: String, message: String },
     #[error("listener {listener}: filter chain {chain}: transport_socket: {source}")]
     ListenerTls {
         listener: String,
@@ -82,8 +91,38 @@ pub struct ListenerEntry {
 pub struct ChainEntry {
     /// `Some` when the terminal filter is the HTTP connection manager.
     pub routes: Option<Arc<RouteTable>>,
+    /// `Some` when the terminal filter is the HTTP connection manager: its
+    /// HTTP filters as the [`ChainCompiler`] built them (the HTTP crate's
+    /// type, which it downcasts).
+    pub http_filters: Option<CompiledFilters>,
     /// `Some` when the chain terminates TLS.
     pub tls: Option<ServerTls>,
+}
+
+/// Filters compiled by a crate above the snapshot, kept opaque here.
+pub type CompiledFilters = Arc<dyn Any + Send + Sync>;
+
+/// Compiles the parts of a filter chain that belong to crates above the
+/// snapshot. Called once per changed listener at [`Snapshot::compile_with`],
+/// never per request.
+pub trait ChainCompiler: Send + Sync {
+    /// The HTTP filters of `hcm`, ready to run; `Err` names what is wrong.
+    fn http_filters(&self, hcm: &HttpConnectionManager) -> Result<CompiledFilters, String>;
+}
+
+/// The compiler of a snapshot built without one: a connection manager
+/// without HTTP filters compiles, one with any is refused (nothing could
+/// run them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFilters;
+
+impl ChainCompiler for NoFilters {
+    fn http_filters(&self, hcm: &HttpConnectionManager) -> Result<CompiledFilters, String> {
+        match hcm.http_filters.first() {
+            None => Ok(Arc::new(())),
+            Some(f) => Err(format!("no filter registry to build '{}'", f.name)),
+        }
+    }
 }
 
 impl ListenerEntry {
@@ -149,6 +188,18 @@ impl Snapshot {
         source: serde_json::Value,
         previous: &Snapshot,
     ) -> Result<Snapshot, SnapshotError> {
+        Snapshot::compile_with(version, config, source, previous, &NoFilters)
+    }
+
+    /// [`Snapshot::compile`] with `filters` building each connection
+    /// manager's HTTP filters.
+    pub fn compile_with(
+        version: u64,
+        config: Config,
+        source: serde_json::Value,
+        previous: &Snapshot,
+        filters: &dyn ChainCompiler,
+    ) -> Result<Snapshot, SnapshotError> {
         let mut listeners = HashMap::with_capacity(config.listeners.len());
         let mut by_address = HashMap::with_capacity(config.listeners.len());
         for spec in &config.listeners {
@@ -164,7 +215,7 @@ impl Snapshot {
                 // Only secrets changed (a rotation): keep the route tables
                 // and the contexts whose secrets did not change.
                 Some(old) => Arc::new(recompile_tls(old, &config, &previous.config)?),
-                None => Arc::new(compile_listener(spec, &config)?),
+                None => Arc::new(compile_listener(spec, &config, filters)?),
             };
             listeners.insert(spec.name.clone(), entry);
             by_address
@@ -290,9 +341,23 @@ fn same_rds(spec: &Listener, new: &Config, old: &Config) -> bool {
     })
 }
 
-fn compile_listener(spec: &Listener, config: &Config) -> Result<ListenerEntry, SnapshotError> {
+fn compile_listener(
+    spec: &Listener,
+    config: &Config,
+    filters: &dyn ChainCompiler,
+) -> Result<ListenerEntry, SnapshotError> {
     let mut chains = Vec::with_capacity(spec.filter_chains.len() + 1);
     for (i, chain) in spec.chains().enumerate() {
+        let http_filters =
+            match &chain.terminal {
+                NetworkFilter::Http(hcm) => Some(filters.http_filters(hcm).map_err(|message| {
+                    SnapshotError::HttpFilters {
+                        listener: spec.name.clone(),
+                        message,
+                    }
+                })?),
+                NetworkFilter::Tcp(_) => None,
+            };
         let routes = match &chain.terminal {
             NetworkFilter::Http(hcm) => {
                 let rc = match &hcm.route_config {
@@ -314,7 +379,11 @@ fn compile_listener(spec: &Listener, config: &Config) -> Result<ListenerEntry, S
             NetworkFilter::Tcp(_) => None,
         };
         let tls = compile_server(spec, i, chain, config)?;
-        chains.push(ChainEntry { routes, tls });
+        chains.push(ChainEntry {
+            routes,
+            http_filters,
+            tls,
+        });
     }
     Ok(ListenerEntry {
         spec: spec.clone(),
@@ -347,6 +416,7 @@ fn recompile_tls(
         };
         chains.push(ChainEntry {
             routes: entry.routes.clone(),
+            http_filters: entry.http_filters.clone(),
             tls,
         });
     }

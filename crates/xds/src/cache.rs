@@ -17,7 +17,7 @@ use envoy_types::pb::{
 };
 use prost::Message;
 use strait_envoy::{
-    ConfigError,
+    ConfigError, Parsers,
     dump::{RawResource, TypeDump, XdsDump},
     model,
     model::{
@@ -25,8 +25,8 @@ use strait_envoy::{
         secret::{SdsRef, SecretEntry, SecretSource, Secrets},
     },
     parse::TypedStructs,
-    translate_cluster, translate_cluster_load_assignment, translate_listener,
-    translate_route_config, translate_secret,
+    translate_cluster, translate_cluster_load_assignment, translate_listener_with,
+    translate_route_config_with, translate_secret,
 };
 
 use crate::type_url;
@@ -38,6 +38,8 @@ use crate::type_url;
 pub struct Cache {
     /// The bootstrap's own config (static resources, admin, node).
     base: model::Config,
+    /// Parsers for extension type URLs the front end does not build in.
+    parsers: Parsers,
     listeners: BTreeMap<String, model::Listener>,
     routes: BTreeMap<String, model::RouteConfig>,
     clusters: BTreeMap<String, model::Cluster>,
@@ -56,8 +58,14 @@ pub struct Cache {
 impl Cache {
     /// An empty cache over the bootstrap's config.
     pub fn new(base: model::Config) -> Cache {
+        Cache::with_parsers(base, Parsers::default())
+    }
+
+    /// An empty cache whose translations consult `parsers`.
+    pub fn with_parsers(base: model::Config, parsers: Parsers) -> Cache {
         Cache {
             base,
+            parsers,
             listeners: BTreeMap::new(),
             routes: BTreeMap::new(),
             clusters: BTreeMap::new(),
@@ -253,7 +261,7 @@ impl Cache {
                     ));
                     return None;
                 }
-                match translate_listener(&l, &l.name) {
+                match translate_listener_with(&l, &l.name, &self.parsers) {
                     Ok(m) => {
                         self.listeners.insert(l.name.clone(), m);
                         Some(l.name)
@@ -286,7 +294,7 @@ impl Cache {
             }
             type_url::ROUTE => {
                 let rc = decode::<RouteConfiguration>(any, problems)?;
-                match translate_route_config(&rc, &rc.name) {
+                match translate_route_config_with(&rc, &rc.name, &self.parsers) {
                     Ok(m) => {
                         self.routes.insert(rc.name.clone(), m);
                         Some(rc.name)

@@ -59,6 +59,13 @@ pub trait Publish: Send + Sync + 'static {
     fn record(&self, dump: Arc<XdsDump>) {
         let _ = dump;
     }
+
+    /// The parsers the translation of resources consults for extension
+    /// type URLs the front end does not build in (the proxy's filter
+    /// registry). The default knows only the built-in extensions.
+    fn parsers(&self) -> strait_envoy::Parsers {
+        strait_envoy::Parsers::default()
+    }
 }
 
 /// What can go wrong talking to the control plane. Every one of them ends

@@ -27,7 +27,7 @@ pub(crate) struct Shared<P> {
 
 impl<P: Publish> Shared<P> {
     pub(crate) fn new(base: model::Config, publisher: P, stats: Stats) -> Shared<P> {
-        let cache = Cache::new(base.clone());
+        let cache = Cache::with_parsers(base.clone(), publisher.parsers());
         let sources = watch::Sender::new(cache.secret_sources());
         Shared {
             base,

@@ -30,40 +30,69 @@ use super::{
 };
 use crate::model::{
     AppendAction,
+    extension::{Extension, TypedValue},
     filter::{
-        CorsPolicy, FaultAbort as ModelAbort, FaultAbortKind, FaultConfig,
+        CorsFilter, CorsPolicy, FaultAbort as ModelAbort, FaultAbortKind, FaultConfig,
         FaultDelay as ModelDelay, FaultDelayKind, FilterOverride, FilterOverrideConfig,
-        HeaderMutationConfig, HeaderOp, HttpFilterConfig,
+        HeaderMutationConfig, HeaderMutationFilter, HeaderOp, type_url,
     },
     policy::Fraction,
 };
 
 /// A non-router HTTP filter's `typed_config`; `None` (after recording why)
-/// when it is not one Strait runs.
-pub(super) fn http_filter_config(
-    cx: &mut Context,
-    any: &Any,
-    path: &str,
-) -> Option<HttpFilterConfig> {
+/// when it is not one Strait runs. Built-in filters are translated here
+/// field by field; any other type URL goes to the parser registered for it
+/// (an embedding program's filter), if any.
+pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Option<Extension> {
     let name = type_name(&any.type_url);
     if name == HttpFault::full_name() {
         let f = decode_any::<HttpFault>(cx, path, any)?;
-        fault(cx, &f, path).map(HttpFilterConfig::Fault)
+        fault(cx, &f, path).map(|c| Extension::new(type_url::FAULT, c))
     } else if name == Cors::full_name() {
         // `Cors` has no fields: policies live on routes and virtual hosts.
-        decode_any::<Cors>(cx, path, any).map(|Cors {}| HttpFilterConfig::Cors)
+        decode_any::<Cors>(cx, path, any).map(|Cors {}| Extension::new(type_url::CORS, CorsFilter))
     } else if name == HeaderMutation::full_name() {
         let m = decode_any::<HeaderMutation>(cx, path, any)?;
         let HeaderMutation {
             mutations,
             most_specific_header_mutations_wins,
         } = &m;
-        Some(HttpFilterConfig::HeaderMutation {
+        let config = HeaderMutationFilter {
             mutations: mutations_of(cx, mutations.as_ref(), &at(path, "mutations")),
             most_specific_wins: *most_specific_header_mutations_wins,
-        })
+        };
+        Some(Extension::new(type_url::HEADER_MUTATION, config))
     } else {
-        None
+        registered(cx, any, path, |p, url, v| p.http_filter(url, v))
+    }
+}
+
+/// Asks the parser registered for `any`'s type URL (unwrapping a
+/// `TypedStruct` first, as Envoy configures extensions it has no proto of).
+/// `None` without recording a problem when nothing is registered (the
+/// caller decides whether that is an error); a parser's refusal is
+/// recorded as invalid at `path`.
+fn registered(
+    cx: &mut Context,
+    any: &Any,
+    path: &str,
+    ask: impl Fn(
+        &std::sync::Arc<dyn crate::model::extension::ExtensionParsers>,
+        &str,
+        TypedValue<'_>,
+    ) -> Option<Result<Extension, String>>,
+) -> Option<Extension> {
+    let parsers = std::sync::Arc::clone(&cx.parsers);
+    let verdict = match super::inert::typed_struct(any) {
+        Some((url, value)) => ask(&parsers, &url, TypedValue::Struct(&value)),
+        None => ask(&parsers, &any.type_url, TypedValue::Proto(&any.value)),
+    };
+    match verdict? {
+        Ok(e) => Some(e),
+        Err(why) => {
+            cx.invalid(path, why);
+            None
+        }
     }
 }
 
@@ -129,27 +158,30 @@ fn per_filter_override(cx: &mut Context, any: &Any, path: &str) -> Option<Filter
 
 fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverrideConfig> {
     let name = type_name(&any.type_url);
-    if name == HttpFault::full_name() {
+    let config = if name == HttpFault::full_name() {
         let f = decode_any::<HttpFault>(cx, path, any)?;
-        fault(cx, &f, path).map(FilterOverrideConfig::Fault)
+        fault(cx, &f, path).map(|c| Extension::new(type_url::FAULT, c))
     } else if name == FilterCors::full_name() {
         let c = decode_any::<FilterCors>(cx, path, any)?;
-        filter_cors(cx, &c, path).map(FilterOverrideConfig::Cors)
+        filter_cors(cx, &c, path).map(|c| Extension::new(type_url::CORS_POLICY, c))
     } else if name == HeaderMutationPerRoute::full_name() {
         let HeaderMutationPerRoute { mutations } =
             decode_any::<HeaderMutationPerRoute>(cx, path, any)?;
-        Some(FilterOverrideConfig::HeaderMutation(vec![mutations_of(
-            cx,
-            mutations.as_ref(),
-            &at(path, "mutations"),
-        )]))
+        let m = mutations_of(cx, mutations.as_ref(), &at(path, "mutations"));
+        Some(Extension::new(type_url::HEADER_MUTATION_PER_ROUTE, m))
     } else {
+        let before = cx.problems.len();
+        let found = registered(cx, any, path, |p, url, v| p.http_filter_per_route(url, v));
+        if found.is_some() || cx.problems.len() > before {
+            return found.map(FilterOverrideConfig::Config);
+        }
         cx.unsupported(
             at(path, "@type"),
             format!("per-route config {}", super::inert::effective_type_url(any)),
         );
-        None
-    }
+        return None;
+    };
+    config.map(FilterOverrideConfig::Config)
 }
 
 fn fault(cx: &mut Context, f: &HttpFault, path: &str) -> Option<FaultConfig> {
@@ -514,7 +546,9 @@ mod tests {
         ConfigError, load,
         model::{
             HttpConnectionManager, NetworkFilter, RouteAction,
-            filter::{FaultAbortKind, FaultDelayKind, FilterOverrideConfig, HttpFilterConfig},
+            filter::{
+                CorsPolicy, FaultAbortKind, FaultConfig, FaultDelayKind, FilterOverrideConfig,
+            },
             policy::RetryOn,
         },
     };
@@ -621,7 +655,7 @@ static_resources:
               typed_per_filter_config:
                 fault: {"@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}"#;
         let h = hcm(&yaml(filters, vhost, ""));
-        let HttpFilterConfig::Fault(f) = &h.http_filters[0].config else {
+        let Some(f) = h.http_filters[0].config.get::<FaultConfig>() else {
             panic!("fault");
         };
         let d = f.delay.as_ref().expect("delay");
@@ -642,7 +676,7 @@ static_resources:
             route
                 .per_filter_config
                 .iter()
-                .any(|o| o.name.is_empty() && matches!(o.config, FilterOverrideConfig::Cors(_)))
+                .any(|o| o.name.is_empty() && o.config.get::<CorsPolicy>().is_some())
         );
     }
 

@@ -146,6 +146,44 @@ pub(super) fn effective_type_url(any: &Any) -> String {
     any.type_url.clone()
 }
 
+/// A `TypedStruct`'s inner type URL and its `value` as JSON (the proto3
+/// JSON form of the `Struct`); `None` for any other `Any`.
+pub(super) fn typed_struct(any: &Any) -> Option<(String, serde_json::Value)> {
+    if !TYPED_STRUCTS.contains(&type_name(&any.type_url)) {
+        return None;
+    }
+    let ts = TypedStruct::decode(any.value.as_slice()).ok()?;
+    let value = ts
+        .value
+        .map_or(serde_json::Value::Object(Default::default()), |s| {
+            struct_json(&s)
+        });
+    Some((ts.type_url, value))
+}
+
+fn struct_json(s: &Struct) -> serde_json::Value {
+    serde_json::Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_json(v)))
+            .collect(),
+    )
+}
+
+fn value_json(v: &envoy_types::pb::google::protobuf::Value) -> serde_json::Value {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into)
+        }
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::StructValue(s)) => struct_json(s),
+        Some(Kind::ListValue(l)) => l.values.iter().map(value_json).collect(),
+    }
+}
+
 /// The name to look up: the type's name, the `TypedStruct`'s inner type,
 /// or for a Wasm filter on Istio's null VM, its built-in plugin.
 fn effective_name(any: &Any) -> Option<String> {

@@ -437,7 +437,10 @@ impl VhostDefaults {
             super::filter::set_override(
                 &mut overrides,
                 String::new(),
-                FilterOverrideConfig::Cors(c),
+                FilterOverrideConfig::Config(crate::model::extension::Extension::new(
+                    crate::model::filter::type_url::CORS_POLICY,
+                    c,
+                )),
             );
         }
         super::filter::per_filter_configs(cx, f.typed_per_filter_config, path, &mut overrides);
@@ -468,27 +471,16 @@ impl VhostDefaults {
     }
 }
 
-/// Adds each of `outer` (a less specific level's per-filter config) to the
-/// routes that have no entry of that name. Header-mutation levels are the
-/// exception: Envoy evaluates every level, so the outer one is kept after
-/// the route's (more specific first).
+/// Adds `outer` (a less specific level's per-filter configs) after each
+/// route's own: the route's list holds every level, most specific first.
+/// A filter that reads only the most specific config finds the route's
+/// entry first; one that evaluates every level (header mutation, as Envoy
+/// does) reads them all.
 pub(super) fn inherit_overrides(outer: &[FilterOverride], routes: &mut [crate::model::Route]) {
-    use crate::model::filter::FilterOverrideConfig::HeaderMutation;
     if outer.is_empty() {
         return;
     }
     for r in routes.iter_mut() {
-        for o in outer {
-            match r.per_filter_config.iter_mut().find(|x| x.name == o.name) {
-                None => r.per_filter_config.push(o.clone()),
-                Some(inner) => {
-                    if let (HeaderMutation(levels), HeaderMutation(more)) =
-                        (&mut inner.config, &o.config)
-                    {
-                        levels.extend(more.iter().cloned());
-                    }
-                }
-            }
-        }
+        r.per_filter_config.extend(outer.iter().cloned());
     }
 }

@@ -280,7 +280,10 @@ fn route(cx: &mut Context, r: &Route, path: &str, table: &Table) -> Option<model
         filter::set_override(
             &mut per_filter_config,
             String::new(),
-            FilterOverrideConfig::Cors(c),
+            FilterOverrideConfig::Config(model::extension::Extension::new(
+                model::filter::type_url::CORS_POLICY,
+                c,
+            )),
         );
     }
     filter::per_filter_configs(cx, typed_per_filter_config, path, &mut per_filter_config);

@@ -1,0 +1,278 @@
+//! The HTTP filter chain: the connection manager's `http_filters` as values
+//! behind [`HttpFilter`], run around the router.
+//!
+//! Each request runs the decode step of every enabled filter in order on
+//! its head; a filter may change the head, answer the request itself
+//! ([`Decision::Respond`], through the one local-reply path) or pause it for
+//! I/O ([`Decision::Pause`]: the request waits, the worker does not). The
+//! response head then passes back through the encode step of the filters
+//! whose decode step ran, in reverse order, as Envoy runs encoders.
+//!
+//! A filter is built once per config version (when the snapshot compiles),
+//! shared by every request, and keeps per-request data in the request's
+//! [`FilterState`]. Nothing here allocates per request unless a filter
+//! pauses or stores state.
+
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+
+use http::{HeaderMap, StatusCode, request};
+use strait_model::filter::{FilterOverride, FilterOverrideConfig, find_override, overrides_named};
+
+use crate::{local_reply::Reply, stats::HttpStats};
+
+/// Per-request data filters keep between their decode and encode steps
+/// (Envoy's filter state): typed values, allocated only when one is stored.
+pub type FilterState = http::Extensions;
+
+/// What a filter's decode step decided.
+pub enum Decision<'a> {
+    /// Go on with the next filter (then the router).
+    Continue,
+    /// Answer the request here; the filters before this one still encode
+    /// the answer.
+    Respond(Reply),
+    /// Wait for I/O (an authorization call, a fault delay), then decide.
+    /// Boxed only when a filter actually pauses.
+    Pause(Pin<Box<dyn Future<Output = Decision<'a>> + Send + 'a>>),
+}
+
+impl std::fmt::Debug for Decision<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Continue => f.write_str("Continue"),
+            Decision::Respond(r) => f.debug_tuple("Respond").field(r).finish(),
+            Decision::Pause(_) => f.write_str("Pause"),
+        }
+    }
+}
+
+/// An HTTP filter, built by its [`crate::HttpFilterFactory`] from its
+/// config. Shared by every request of a config version: per-request data
+/// goes in the request's [`FilterState`].
+pub trait HttpFilter: Send + Sync + 'static {
+    /// The request head, before routing to an upstream. May change the
+    /// head, answer, or pause.
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead<'_>) -> Decision<'a>;
+
+    /// The response head (an upstream's or a local one) on its way back.
+    /// Runs only when this filter's `on_request` ran and continued.
+    fn on_response(&self, _resp: &mut ResponseHead<'_>) {}
+}
+
+/// What a request's filters read besides its head.
+#[derive(Debug)]
+pub struct RequestInfo<'a> {
+    /// The cluster the route chose, if the route forwards.
+    pub cluster: Option<&'a str>,
+    /// The downstream peer and the connection's (original) destination.
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// The connection is TLS-terminated.
+    pub tls: bool,
+    /// The connection manager's stats.
+    pub stats: &'a Arc<HttpStats>,
+    /// The route's `typed_per_filter_config` of every level, most specific
+    /// first.
+    overrides: &'a [FilterOverride],
+}
+
+impl<'a> RequestInfo<'a> {
+    pub(crate) fn new(
+        cluster: Option<&'a str>,
+        conn: (SocketAddr, SocketAddr, bool),
+        stats: &'a Arc<HttpStats>,
+        overrides: &'a [FilterOverride],
+    ) -> Self {
+        let (peer, local, tls) = conn;
+        RequestInfo {
+            cluster,
+            peer,
+            local,
+            tls,
+            stats,
+            overrides,
+        }
+    }
+}
+
+/// One filter's view of a request head.
+#[derive(Debug)]
+pub struct RequestHead<'a> {
+    pub head: &'a mut request::Parts,
+    pub info: &'a RequestInfo<'a>,
+    pub state: &'a mut FilterState,
+    /// The filter's `http_filters[].name`, for its per-route config.
+    name: &'a str,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The most specific per-route config of this filter, as its type.
+    /// Borrows the route, not the head, so the head stays writable.
+    pub fn route_config<T: 'static>(&self) -> Option<&'a T> {
+        find_override(self.info.overrides, self.name).and_then(FilterOverrideConfig::get)
+    }
+
+    /// Every level's per-route config of this filter, most specific first,
+    /// for filters that evaluate them all.
+    pub fn route_configs<T: 'static>(&self) -> impl DoubleEndedIterator<Item = &'a T> + use<'a, T> {
+        overrides_named(self.info.overrides, self.name).filter_map(FilterOverrideConfig::get)
+    }
+
+    /// The most specific per-route config stored under another name (the
+    /// deprecated route `cors` fields are stored under the empty name).
+    pub fn route_config_named<T: 'static>(&self, name: &str) -> Option<&'a T> {
+        find_override(self.info.overrides, name).and_then(FilterOverrideConfig::get)
+    }
+
+    /// The filter's `http_filters[].name`.
+    pub fn filter_name(&self) -> &str {
+        self.name
+    }
+}
+
+/// One filter's view of a response head.
+#[derive(Debug)]
+pub struct ResponseHead<'a> {
+    pub status: StatusCode,
+    pub headers: &'a mut HeaderMap,
+    pub state: &'a FilterState,
+    overrides: &'a [FilterOverride],
+    name: &'a str,
+}
+
+impl<'a> ResponseHead<'a> {
+    /// The most specific per-route config of this filter, as its type.
+    pub fn route_config<T: 'static>(&self) -> Option<&'a T> {
+        find_override(self.overrides, self.name).and_then(FilterOverrideConfig::get)
+    }
+
+    /// Every level's per-route config of this filter, most specific first.
+    pub fn route_configs<T: 'static>(&self) -> impl DoubleEndedIterator<Item = &'a T> + use<'a, T> {
+        overrides_named(self.overrides, self.name).filter_map(FilterOverrideConfig::get)
+    }
+
+    /// The most specific per-route config stored under another name.
+    pub fn route_config_named<T: 'static>(&self, name: &str) -> Option<&'a T> {
+        find_override(self.overrides, name).and_then(FilterOverrideConfig::get)
+    }
+}
+
+/// One entry of a compiled chain.
+struct Entry {
+    name: Box<str>,
+    /// `disabled: true` in `http_filters`: off unless a route enables it.
+    disabled: bool,
+    filter: Arc<dyn HttpFilter>,
+}
+
+/// A connection manager's HTTP filters, built by the registry when the
+/// snapshot compiles.
+#[derive(Default)]
+pub struct FilterChain {
+    entries: Box<[Entry]>,
+}
+
+impl std::fmt::Debug for FilterChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| &e.name))
+            .finish()
+    }
+}
+
+/// What the encode pass needs of the decode pass.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    /// How many filters ran their decode step (encoders run for those).
+    ran: usize,
+    pub(crate) state: FilterState,
+}
+
+impl FilterChain {
+    pub(crate) fn new(filters: Vec<(String, bool, Arc<dyn HttpFilter>)>) -> Self {
+        FilterChain {
+            entries: filters
+                .into_iter()
+                .map(|(name, disabled, filter)| Entry {
+                    name: name.into(),
+                    disabled,
+                    filter,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether entry `e` runs for a route with `overrides`: a route's
+    /// `FilterConfig` may disable it or enable one listed as disabled.
+    fn enabled(e: &Entry, overrides: &[FilterOverride]) -> bool {
+        match find_override(overrides, &e.name) {
+            Some(FilterOverrideConfig::Disabled) => false,
+            None if e.disabled => false,
+            _ => true,
+        }
+    }
+
+    /// Runs the decode pass over `head`. `Err` carries the answer of the
+    /// filter that responded (the state still encodes it).
+    pub(crate) async fn decode(
+        &self,
+        head: &mut request::Parts,
+        info: &RequestInfo<'_>,
+    ) -> (Decoded, Option<Reply>) {
+        let mut out = Decoded::default();
+        for (i, e) in self.entries.iter().enumerate() {
+            out.ran = i;
+            if !Self::enabled(e, info.overrides) {
+                continue;
+            }
+            let answered = {
+                let mut req = RequestHead {
+                    head,
+                    info,
+                    state: &mut out.state,
+                    name: &e.name,
+                };
+                let mut decision = e.filter.on_request(&mut req);
+                loop {
+                    match decision {
+                        Decision::Continue => break None,
+                        Decision::Respond(reply) => break Some(reply),
+                        Decision::Pause(wait) => decision = wait.await,
+                    }
+                }
+            };
+            if let Some(reply) = answered {
+                return (out, Some(reply));
+            }
+        }
+        out.ran = self.entries.len();
+        (out, None)
+    }
+
+    /// Runs the encode pass over a response head, in reverse order.
+    pub(crate) fn encode(
+        &self,
+        decoded: &Decoded,
+        overrides: &[FilterOverride],
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) {
+        let ran = self.entries.get(..decoded.ran).unwrap_or_default();
+        for e in ran.iter().rev() {
+            if !Self::enabled(e, overrides) {
+                continue;
+            }
+            e.filter.on_response(&mut ResponseHead {
+                status,
+                headers,
+                state: &decoded.state,
+                overrides,
+                name: &e.name,
+            });
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! HTTP filter factories by type URL: the extension point of the HTTP path.
+//!
+//! Every HTTP filter, built-in or an embedding program's, is made by the
+//! [`HttpFilterFactory`] registered for its config's type URL. The built-in
+//! filters' configs are translated from Envoy's protos by the front end;
+//! a registered filter of another type URL gets its config through its
+//! factory's [`HttpFilterFactory::parse`] (from the `Any`'s bytes, or from a
+//! `TypedStruct`'s value in YAML or JSON), which the front end consults
+//! through [`ExtensionParsers`]. The snapshot builds each connection
+//! manager's [`FilterChain`] through the registry's [`ChainCompiler`].
+
+use std::{collections::HashMap, sync::Arc};
+
+use strait_model::{
+    HttpConnectionManager,
+    extension::{Extension, ExtensionParsers, TypedValue},
+};
+use strait_snapshot::{ChainCompiler, CompiledFilters};
+
+use crate::{
+    builtin,
+    chain::{FilterChain, HttpFilter},
+};
+
+/// Makes HTTP filters of one config type.
+pub trait HttpFilterFactory: Send + Sync + 'static {
+    /// The type URL of the filter's config
+    /// (`type.googleapis.com/<proto full name>`): what `typed_config`'s
+    /// `@type` (or a `TypedStruct`'s `type_url`) names.
+    fn type_url(&self) -> &str;
+
+    /// Builds the filter from its validated config. Called when a snapshot
+    /// compiles (once per changed listener), never per request; an `Err`
+    /// refuses the config with its reason.
+    fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String>;
+
+    /// Validates a config the front end has no schema of: the `Any`'s
+    /// protobuf bytes, or a `TypedStruct`'s value. The built-in filters'
+    /// configs are translated by the front end and never come here.
+    fn parse(&self, value: TypedValue<'_>) -> Result<Extension, String> {
+        let _ = value;
+        Err(format!("no parser for {}", self.type_url()))
+    }
+
+    /// The type URL of the filter's per-route config, if it has one.
+    fn per_route_type_url(&self) -> Option<&str> {
+        None
+    }
+
+    /// Validates a per-route config of [`HttpFilterFactory::per_route_type_url`].
+    fn parse_per_route(&self, value: TypedValue<'_>) -> Result<Extension, String> {
+        let _ = value;
+        Err(format!("no per-route config for {}", self.type_url()))
+    }
+}
+
+/// The HTTP filter factories a proxy knows, by type URL. [`Default`] holds
+/// the built-in filters (fault, CORS, header mutation); an embedding program
+/// adds its own with [`HttpFilterRegistry::register`].
+#[derive(Clone)]
+pub struct HttpFilterRegistry {
+    by_type: HashMap<String, Arc<dyn HttpFilterFactory>>,
+    by_per_route_type: HashMap<String, Arc<dyn HttpFilterFactory>>,
+    /// Type URLs the front end translates itself: never parsed here.
+    builtin: Vec<String>,
+}
+
+impl Default for HttpFilterRegistry {
+    fn default() -> Self {
+        let mut r = HttpFilterRegistry {
+            by_type: HashMap::new(),
+            by_per_route_type: HashMap::new(),
+            builtin: Vec::new(),
+        };
+        for f in builtin::factories() {
+            r.builtin.push(f.type_url().to_owned());
+            r.insert(f);
+        }
+        r
+    }
+}
+
+impl std::fmt::Debug for HttpFilterRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut urls: Vec<&String> = self.by_type.keys().collect();
+        urls.sort();
+        f.debug_struct("HttpFilterRegistry")
+            .field("type_urls", &urls)
+            .finish()
+    }
+}
+
+impl HttpFilterRegistry {
+    /// The built-in filters.
+    pub fn new() -> Self {
+        HttpFilterRegistry::default()
+    }
+
+    /// Adds `factory` for its type URL, replacing one registered before
+    /// (a built-in filter can be replaced by an embedding program's).
+    pub fn register(&mut self, factory: impl HttpFilterFactory) -> &mut Self {
+        let url = factory.type_url().to_owned();
+        self.builtin.retain(|b| *b != url);
+        self.insert(Arc::new(factory));
+        self
+    }
+
+    fn insert(&mut self, factory: Arc<dyn HttpFilterFactory>) {
+        if let Some(per_route) = factory.per_route_type_url() {
+            self.by_per_route_type
+                .insert(per_route.to_owned(), Arc::clone(&factory));
+        }
+        self.by_type.insert(factory.type_url().to_owned(), factory);
+    }
+
+    /// Builds the filter chain of `hcm`; `Err` names the filter that could
+    /// not be built and why.
+    pub fn chain(&self, hcm: &HttpConnectionManager) -> Result<FilterChain, String> {
+        let mut filters = Vec::with_capacity(hcm.http_filters.len());
+        for f in &hcm.http_filters {
+            let url = f.config.type_url();
+            let factory = self
+                .by_type
+                .get(url)
+                .ok_or_else(|| format!("{}: no filter registered for {url}", f.name))?;
+            let filter = factory
+                .create(&f.config)
+                .map_err(|why| format!("{}: {why}", f.name))?;
+            filters.push((f.name.clone(), f.disabled, filter));
+        }
+        Ok(FilterChain::new(filters))
+    }
+}
+
+impl ChainCompiler for HttpFilterRegistry {
+    fn http_filters(&self, hcm: &HttpConnectionManager) -> Result<CompiledFilters, String> {
+        self.chain(hcm).map(|c| Arc::new(c) as CompiledFilters)
+    }
+}
+
+impl ExtensionParsers for HttpFilterRegistry {
+    fn http_filter(
+        &self,
+        type_url: &str,
+        value: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>> {
+        if self.builtin.iter().any(|b| b == type_url) {
+            return None;
+        }
+        self.by_type.get(type_url).map(|f| f.parse(value))
+    }
+
+    fn http_filter_per_route(
+        &self,
+        type_url: &str,
+        value: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>> {
+        let factory = self.by_per_route_type.get(type_url)?;
+        if self.builtin.iter().any(|b| b == factory.type_url()) {
+            return None;
+        }
+        Some(factory.parse_per_route(value))
+    }
+}
