@@ -20,9 +20,8 @@ use strait_model::{
 };
 
 use crate::{
-    chain::{Decision, HttpFilter, RequestHead, ResponseHead},
+    chain::{Decision, HttpFilter, HttpFilterFactory, RequestHead, ResponseHead},
     local_reply::Reply,
-    registry::HttpFilterFactory,
     stats::HttpStats,
 };
 

@@ -16,7 +16,10 @@
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
 use http::{HeaderMap, StatusCode, request};
-use strait_model::filter::{FilterOverride, FilterOverrideConfig, find_override, overrides_named};
+use strait_model::{
+    extension::{Extension, TypedValue},
+    filter::{FilterOverride, FilterOverrideConfig, find_override, overrides_named},
+};
 
 use crate::{local_reply::Reply, stats::HttpStats};
 
@@ -57,6 +60,38 @@ pub trait HttpFilter: Send + Sync + 'static {
     /// The response head (an upstream's or a local one) on its way back.
     /// Runs only when this filter's `on_request` ran and continued.
     fn on_response(&self, _resp: &mut ResponseHead<'_>) {}
+}
+
+/// Makes HTTP filters of one config type.
+pub trait HttpFilterFactory: Send + Sync + 'static {
+    /// The type URL of the filter's config
+    /// (`type.googleapis.com/<proto full name>`): what `typed_config`'s
+    /// `@type` (or a `TypedStruct`'s `type_url`) names.
+    fn type_url(&self) -> &str;
+
+    /// Builds the filter from its validated config. Called when a snapshot
+    /// compiles (once per changed listener), never per request; an `Err`
+    /// refuses the config with its reason.
+    fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String>;
+
+    /// Validates a config the front end has no schema of: the `Any`'s
+    /// protobuf bytes, or a `TypedStruct`'s value. The built-in filters'
+    /// configs are translated by the front end and never come here.
+    fn parse(&self, value: TypedValue<'_>) -> Result<Extension, String> {
+        let _ = value;
+        Err(format!("no parser for {}", self.type_url()))
+    }
+
+    /// The type URL of the filter's per-route config, if it has one.
+    fn per_route_type_url(&self) -> Option<&str> {
+        None
+    }
+
+    /// Validates a per-route config of [`HttpFilterFactory::per_route_type_url`].
+    fn parse_per_route(&self, value: TypedValue<'_>) -> Result<Extension, String> {
+        let _ = value;
+        Err(format!("no per-route config for {}", self.type_url()))
+    }
 }
 
 /// What a request's filters read besides its head.

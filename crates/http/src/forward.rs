@@ -14,8 +14,8 @@ use crate::{
     hash,
     local_reply::LocalReply,
     mirror,
-    request::{HostAction, Routed, Stream},
     retry::Plan,
+    routed::{HostAction, Routed, Stream, bad_request},
     router, timeouts,
 };
 
@@ -86,7 +86,7 @@ pub(crate) async fn forward(
     let (body_done, mut up_req) =
         match upstream_request(req, hcm, expected, routed, h2, upgrade.is_some()) {
             Ok(r) => r,
-            Err(BadRequest) => return crate::request::bad_request(),
+            Err(BadRequest) => return bad_request(),
         };
     // Keep a copy of the body when it may be sent again (a retry or a
     // mirror), up to the listener's buffer limit, as Envoy does.

@@ -30,6 +30,7 @@ mod mirror;
 mod registry;
 mod request;
 mod retry;
+mod routed;
 mod router;
 mod shared;
 mod stats;
@@ -38,11 +39,12 @@ mod xfcc;
 
 pub use body::{BodyError, ProxyBody};
 pub use chain::{
-    Decision, FilterChain, FilterState, HttpFilter, RequestHead, RequestInfo, ResponseHead,
+    Decision, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead, RequestInfo,
+    ResponseHead,
 };
 pub use connection::{Connection, serve_connection};
 pub use local_reply::{Reply, ReplyInfo};
-pub use registry::{HttpFilterFactory, HttpFilterRegistry};
+pub use registry::HttpFilterRegistry;
 pub use shared::Shared;
 pub use stats::HttpStats;
 pub use xfcc::element as xfcc_element;

@@ -19,40 +19,8 @@ use strait_snapshot::{ChainCompiler, CompiledFilters};
 
 use crate::{
     builtin,
-    chain::{FilterChain, HttpFilter},
+    chain::{FilterChain, HttpFilterFactory},
 };
-
-/// Makes HTTP filters of one config type.
-pub trait HttpFilterFactory: Send + Sync + 'static {
-    /// The type URL of the filter's config
-    /// (`type.googleapis.com/<proto full name>`): what `typed_config`'s
-    /// `@type` (or a `TypedStruct`'s `type_url`) names.
-    fn type_url(&self) -> &str;
-
-    /// Builds the filter from its validated config. Called when a snapshot
-    /// compiles (once per changed listener), never per request; an `Err`
-    /// refuses the config with its reason.
-    fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String>;
-
-    /// Validates a config the front end has no schema of: the `Any`'s
-    /// protobuf bytes, or a `TypedStruct`'s value. The built-in filters'
-    /// configs are translated by the front end and never come here.
-    fn parse(&self, value: TypedValue<'_>) -> Result<Extension, String> {
-        let _ = value;
-        Err(format!("no parser for {}", self.type_url()))
-    }
-
-    /// The type URL of the filter's per-route config, if it has one.
-    fn per_route_type_url(&self) -> Option<&str> {
-        None
-    }
-
-    /// Validates a per-route config of [`HttpFilterFactory::per_route_type_url`].
-    fn parse_per_route(&self, value: TypedValue<'_>) -> Result<Extension, String> {
-        let _ = value;
-        Err(format!("no per-route config for {}", self.type_url()))
-    }
-}
 
 /// The HTTP filter factories a proxy knows, by type URL. [`Default`] holds
 /// the built-in filters (fault, CORS, header mutation); an embedding program

@@ -3,19 +3,14 @@
 //! A request loads the snapshot once and reads everything (listener, routes,
 //! timeouts) from it, so it sees exactly one config version.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 use strait_codec::headers;
-use strait_model::{
-    ForwardAction, HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
-};
-use strait_route::{Choice, HostRewriteOutcome, Matched, RequestView, RouteResult, StreamDuration};
+use strait_model::{HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation};
+use strait_route::{RequestView, RouteResult};
 
 use crate::{
     body::ProxyBody,
@@ -24,6 +19,7 @@ use crate::{
     edge,
     forward::forward,
     local_reply::{LocalReply, Reply},
+    routed::{Routed, Stream, bad_request, refused},
     xfcc,
 };
 
@@ -138,56 +134,6 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
     resp
 }
 
-/// What routing decided for a forwarded request, detached from the request
-/// so the request can be taken apart and changed.
-pub(crate) struct Routed<'t> {
-    pub(crate) action: &'t ForwardAction,
-    pub(crate) matched: Matched<'t>,
-    pub(crate) choice: Choice<'t>,
-    pub(crate) rewritten: Option<String>,
-    /// The route timeout for this request (`grpc-timeout` considered).
-    pub(crate) timeout: Option<Duration>,
-    /// The route's `max_stream_duration` (or its `grpc-timeout` form).
-    pub(crate) stream_limit: Option<Duration>,
-    pub(crate) host: HostAction,
-}
-
-/// What to do with the upstream request's host.
-pub(crate) enum HostAction {
-    Keep,
-    Set(HeaderValue),
-    /// `auto_host_rewrite`: the chosen upstream host's DNS name.
-    Auto,
-}
-
-impl<'t> Routed<'t> {
-    fn new(matched: Matched<'t>, action: &'t ForwardAction, view: &RequestView<'_>) -> Self {
-        let chosen = matched.cluster(view);
-        let host = match matched.host_rewrite(view, chosen.as_ref()) {
-            HostRewriteOutcome::Keep => HostAction::Keep,
-            HostRewriteOutcome::Set(h) => {
-                HeaderValue::from_str(&h).map_or(HostAction::Keep, HostAction::Set)
-            }
-            HostRewriteOutcome::Auto => HostAction::Auto,
-        };
-        Routed {
-            action,
-            matched,
-            choice: matched.choice(view).unwrap_or(Choice {
-                name: "".into(),
-                weighted: None,
-            }),
-            rewritten: matched.rewritten_path(view.path),
-            timeout: matched.upstream_timeout(view),
-            stream_limit: match matched.stream_duration(view) {
-                StreamDuration::Limit(d) => Some(d),
-                StreamDuration::Inherit | StreamDuration::Disabled => None,
-            },
-            host,
-        }
-    }
-}
-
 trait WithServerHeader {
     fn with_server_header(self, hcm: &HttpConnectionManager) -> Self;
 }
@@ -214,19 +160,6 @@ fn direct(status: u16, body: Option<&str>, details: &'static str) -> Response<Pr
     let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
     let body = body.map_or_else(Bytes::new, |b| Bytes::copy_from_slice(b.as_bytes()));
     Reply::new(status).body(body).details(details).response()
-}
-
-/// What one request's path through the connection manager and router
-/// shares, decided once before routing.
-#[derive(Clone, Copy)]
-pub(crate) struct Stream<'a> {
-    pub(crate) conn: &'a ConnCtx,
-    pub(crate) hcm: &'a HttpConnectionManager,
-    pub(crate) started: Instant,
-    /// The listener's buffer limit: how much of a body may be kept for a
-    /// retry or a mirror.
-    pub(crate) buffer_limit: usize,
-    pub(crate) origin: edge::Origin,
 }
 
 /// Runs the HTTP filters around [`forward`]: a filter may answer first
@@ -297,21 +230,4 @@ fn refuse(req: &Request<Incoming>, hcm: &HttpConnectionManager) -> Option<Respon
         ));
     }
     None
-}
-
-pub(crate) fn bad_request() -> Response<ProxyBody> {
-    refused(http::StatusCode::BAD_REQUEST, "http1.codec_error")
-}
-
-/// A local answer to a request the proxy could not make sense of. The
-/// connection closes after it (HTTP/1.x; hyper drops the header on HTTP/2),
-/// so bytes that followed a refused request are never read as a request of
-/// their own.
-/// Envoy's flag for these is `DPE` (downstream protocol error).
-fn refused(status: http::StatusCode, details: &'static str) -> Response<ProxyBody> {
-    Reply::new(status)
-        .flag("DPE")
-        .details(details)
-        .close()
-        .response()
 }
