@@ -21,7 +21,7 @@ use crate::conn::StreamGuard;
 
 /// A response body that keeps its stream counted until it is finished.
 #[derive(Debug)]
-pub(crate) struct Tracked {
+pub struct Tracked {
     body: ProxyBody,
     _stream: StreamGuard,
 }

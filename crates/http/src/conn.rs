@@ -70,7 +70,7 @@ impl StreamCount {
 /// Counts a stream open from its request until its response body is done
 /// (or dropped).
 #[derive(Debug)]
-pub(crate) struct StreamGuard(Arc<ConnCtx>);
+pub struct StreamGuard(Arc<ConnCtx>);
 
 impl StreamGuard {
     pub(crate) fn open(conn: &Arc<ConnCtx>) -> Self {

@@ -10,8 +10,13 @@
 //! once and reads every piece of config from it.
 //!
 //! Entry points: [`serve_connection`] serves one downstream connection (the
-//! connection manager as a network filter); [`Shared`] is what every
-//! connection shares (the store, the cluster registry, the stat handles).
+//! connection manager as a network filter); [`HttpService`] is the same
+//! path as a `tower::Service` for programs that accept connections
+//! themselves; [`Shared`] is what every connection shares (the store, the
+//! cluster registry, the stat handles; [`Shared::apply`] makes a config
+//! live). HTTP filters are values behind [`HttpFilter`], made by
+//! [`HttpFilterFactory`]s registered by type URL in an
+//! [`HttpFilterRegistry`]; the built-in ones go through the same registry.
 //!
 //! Depends on the model and the data tier (route, snapshot, upstream, codec,
 //! tls, net, filter); never on the Envoy front end, the control plane
@@ -32,12 +37,13 @@ mod request;
 mod retry;
 mod routed;
 mod router;
+mod service;
 mod shared;
 mod stats;
 mod timeouts;
 mod xfcc;
 
-pub use body::{BodyError, ProxyBody};
+pub use body::{BodyError, ProxyBody, Tracked};
 pub use chain::{
     Decision, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead, RequestInfo,
     ResponseHead,
@@ -45,6 +51,7 @@ pub use chain::{
 pub use connection::{Connection, serve_connection};
 pub use local_reply::{Reply, ReplyInfo};
 pub use registry::HttpFilterRegistry;
+pub use service::{HttpService, ProxyResponse};
 pub use shared::Shared;
 pub use stats::HttpStats;
 pub use xfcc::element as xfcc_element;
