@@ -8,6 +8,7 @@
 //! Everything a request reads of config comes from one snapshot in the
 //! [`Store`]; live upstream state lives in the [`ClusterRegistry`].
 
+mod extensions;
 mod inspect;
 mod listeners;
 mod proxy;
@@ -17,6 +18,9 @@ mod stats;
 mod tcp;
 mod workers;
 
+pub use extensions::{
+    DownstreamIo, NetworkConnection, NetworkFilter, NetworkFilterFactory, NetworkFilterRegistry,
+};
 pub use proxy::{Options, Proxy};
 pub use reload::ConfigSource;
 pub use reload::{check, check_with, check_with_filters};

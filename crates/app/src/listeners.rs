@@ -15,6 +15,7 @@ use strait_tls::{MaybeTls, PeerChain};
 use tokio::{net::TcpStream, runtime::Handle};
 
 use crate::{
+    extensions::{CompiledNetworkFilter, NetworkConnection},
     inspect::{self, Downstream},
     shared::Shared,
     stats::{ListenerStats, TcpStats},
@@ -363,6 +364,29 @@ async fn serve_connection(
             drop(entry);
             let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);
             tcp::serve(io, &proxy, &shared, &stats, local).await;
+        }
+        NetworkFilter::Extension(_) => {
+            // Built by its factory when the snapshot compiled.
+            let Some(filter) = compiled
+                .network
+                .as_deref()
+                .and_then(|f| f.downcast_ref::<CompiledNetworkFilter>())
+                .map(Arc::clone)
+            else {
+                return;
+            };
+            drop(entry);
+            let conn = NetworkConnection {
+                tls: io.is_tls(),
+                io: Box::new(io),
+                listener: name,
+                peer,
+                local,
+                store: Arc::clone(&shared.store),
+                clusters: Arc::clone(&shared.registry),
+                drain,
+            };
+            filter.serve(conn).await;
         }
     }
 }

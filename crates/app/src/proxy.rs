@@ -14,6 +14,7 @@ use tokio::{runtime::Runtime, sync::watch};
 
 use crate::{
     AppError, Store,
+    extensions::{Extensions, NetworkFilterRegistry},
     reload::{ConfigSource, Reloader},
     shared::Shared,
     stats::StatsRecorder,
@@ -42,6 +43,9 @@ pub struct Options {
     /// ([`strait_http::HttpFilterRegistry::register`]); configs name them
     /// like any Envoy filter.
     pub http_filters: strait_http::HttpFilterRegistry,
+    /// Terminal network filters registered by type URL (none built in: the
+    /// HTTP connection manager and TCP proxy are served directly).
+    pub network_filters: NetworkFilterRegistry,
 }
 
 impl Options {
@@ -54,6 +58,7 @@ impl Options {
             runtime: RuntimeModel::PerCore,
             stats: None,
             http_filters: strait_http::HttpFilterRegistry::default(),
+            network_filters: NetworkFilterRegistry::default(),
         }
     }
 }
@@ -116,7 +121,11 @@ impl Proxy {
             .build()?;
         let workers = Workers::start(opts.concurrency, opts.runtime)?;
         let stats = opts.stats.clone().unwrap_or_default();
-        let shared = Arc::new(Shared::new(stats.clone(), opts.http_filters.clone()));
+        let extensions = Extensions {
+            http: opts.http_filters.clone(),
+            network: opts.network_filters.clone(),
+        };
+        let shared = Arc::new(Shared::new(stats.clone(), extensions));
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),

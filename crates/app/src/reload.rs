@@ -20,7 +20,12 @@ use tokio::{runtime::Handle, sync::Mutex};
 use strait_envoy::{Parsers, model::extension::ExtensionParsers};
 use strait_http::HttpFilterRegistry;
 
-use crate::{AppError, listeners::ListenerSet, shared::Shared};
+use crate::{
+    AppError,
+    extensions::{Extensions, NetworkFilterRegistry},
+    listeners::ListenerSet,
+    shared::Shared,
+};
 
 /// Where the config comes from.
 #[derive(Debug, Clone)]
@@ -40,16 +45,27 @@ pub fn check(text: &str) -> Result<Config, Vec<String>> {
 
 /// [`check`] with the command line's changes to the bootstrap applied.
 pub fn check_with(text: &str, overrides: &BootstrapOverrides) -> Result<Config, Vec<String>> {
-    check_with_filters(text, overrides, &Arc::new(HttpFilterRegistry::default()))
+    check_with_filters(
+        text,
+        overrides,
+        &HttpFilterRegistry::default(),
+        &NetworkFilterRegistry::default(),
+    )
 }
 
-/// [`check_with`] knowing the HTTP filters of `filters` (an embedding
-/// program's as well as the built-in ones).
+/// [`check_with`] knowing the HTTP and network filters registered in
+/// `http` and `network` (an embedding program's as well as the built-in
+/// ones).
 pub fn check_with_filters(
     text: &str,
     overrides: &BootstrapOverrides,
-    filters: &Arc<HttpFilterRegistry>,
+    http: &HttpFilterRegistry,
+    network: &NetworkFilterRegistry,
 ) -> Result<Config, Vec<String>> {
+    let filters = &Arc::new(Extensions {
+        http: http.clone(),
+        network: network.clone(),
+    });
     let (config, _) = parse(text, overrides, filters)?;
     Snapshot::compile_with(
         1,
@@ -62,8 +78,8 @@ pub fn check_with_filters(
     Ok(config)
 }
 
-/// The front end's view of the filter registry.
-fn parsers(filters: &Arc<HttpFilterRegistry>) -> Parsers {
+/// The front end's view of the extension registries.
+fn parsers(filters: &Arc<Extensions>) -> Parsers {
     Parsers(Arc::clone(filters) as Arc<dyn ExtensionParsers>)
 }
 
@@ -71,7 +87,7 @@ fn parsers(filters: &Arc<HttpFilterRegistry>) -> Parsers {
 /// `dynamic_resources` or SDS sources, static listeners that wait for RDS or
 /// SDS secrets and static EDS clusters are held back until the control
 /// plane (or SDS file) delivers what they need.
-fn static_part(config: &Config, filters: &Arc<HttpFilterRegistry>) -> Config {
+fn static_part(config: &Config, filters: &Arc<Extensions>) -> Config {
     if config.needs_xds() {
         strait_xds::Cache::with_parsers(config.clone(), parsers(filters)).build()
     } else {
@@ -83,7 +99,7 @@ fn static_part(config: &Config, filters: &Arc<HttpFilterRegistry>) -> Config {
 fn parse(
     text: &str,
     overrides: &BootstrapOverrides,
-    filters: &Arc<HttpFilterRegistry>,
+    filters: &Arc<Extensions>,
 ) -> Result<(Config, serde_json::Value), Vec<String>> {
     let parsed = overrides.apply(text).map_err(|e| vec![e.to_string()])?;
     for w in &parsed.warnings {

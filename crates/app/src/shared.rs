@@ -7,6 +7,7 @@ use strait_net::BoundListeners;
 
 use crate::{
     ClusterRegistry, Store,
+    extensions::Extensions,
     stats::{StatsRecorder, TcpStats},
 };
 
@@ -19,8 +20,8 @@ pub(crate) struct Shared {
     pub(crate) http: Arc<strait_http::Shared>,
     pub(crate) bound: Arc<BoundListeners>,
     pub(crate) stats: StatsRecorder,
-    /// The HTTP filters the proxy can build, by type URL.
-    pub(crate) filters: Arc<strait_http::HttpFilterRegistry>,
+    /// The HTTP and network filters the proxy can build, by type URL.
+    pub(crate) filters: Arc<Extensions>,
     tcp_stats: ArcSwap<HashMap<String, Arc<TcpStats>>>,
     /// Open downstream connections on listeners that do not
     /// `ignore_global_conn_limit`, against `max_downstream_connections`.
@@ -28,7 +29,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(stats: StatsRecorder, filters: strait_http::HttpFilterRegistry) -> Self {
+    pub(crate) fn new(stats: StatsRecorder, filters: Extensions) -> Self {
         let store = Arc::new(Store::new());
         let registry = Arc::new(ClusterRegistry::new(Arc::clone(&stats.recorder)));
         Shared {

@@ -44,7 +44,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                     .and_then(|f| f.downcast_ref::<FilterChain>());
                 compiled.routes.as_ref().map(|r| (hcm, r, filters))
             }
-            NetworkFilter::Tcp(_) => None,
+            NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => None,
         });
     let mut resp = match hcm {
         None => LocalReply::ListenerDraining.response(),

@@ -67,7 +67,7 @@ impl HttpService {
             let (spec, _) = snapshot.listener(&conn.listener)?.chain(conn.chain)?;
             match &spec.terminal {
                 NetworkFilter::Http(hcm) => hcm.stat_prefix.clone(),
-                NetworkFilter::Tcp(_) => return None,
+                NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => return None,
             }
         };
         let stats = shared.http_stats(&prefix);

@@ -114,6 +114,17 @@ pub trait ExtensionParsers: Send + Sync {
         type_url: &str,
         value: TypedValue<'_>,
     ) -> Option<Result<Extension, String>>;
+
+    /// A terminal network filter's `typed_config`. Registries that hold no
+    /// network filters keep the default: nothing registered.
+    fn network_filter(
+        &self,
+        type_url: &str,
+        value: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>> {
+        let _ = (type_url, value);
+        None
+    }
 }
 
 /// The parsers of a front end that knows only its built-in extensions.

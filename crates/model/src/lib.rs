@@ -190,7 +190,7 @@ impl Listener {
     pub fn rds_names(&self) -> impl Iterator<Item = &str> {
         self.chains().filter_map(|c| match &c.terminal {
             NetworkFilter::Http(hcm) => hcm.route_config.rds_name(),
-            NetworkFilter::Tcp(_) => None,
+            NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => None,
         })
     }
 
@@ -286,6 +286,10 @@ pub enum SourceType {
 pub enum NetworkFilter {
     Http(HttpConnectionManager),
     Tcp(TcpProxy),
+    /// A terminal network filter registered by type URL (an embedding
+    /// program's, or a protocol proxy of a crate above the front end),
+    /// validated by its factory.
+    Extension(extension::Extension),
 }
 
 /// `envoy.filters.network.http_connection_manager`.

@@ -17,7 +17,7 @@
 //! caller passes each request's random value in its [`RequestView`]), no
 //! logging. Compilation (regexes included) runs when config is published;
 //! matching is the per-request hot path and does not allocate in the common
-//! case. Must not depend on any Strait crate but `strait-envoy`, nor on
+//! case. Must not depend on any Strait crate but `strait-model`, nor on
 //! anything beyond `http` and `regex`.
 //!
 //! ```

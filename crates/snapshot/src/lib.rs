@@ -35,7 +35,7 @@ use std::{
 use arc_swap::ArcSwap;
 use strait_model::{
     Cluster, Config, FilterChain, HttpConnectionManager, Listener, NetworkFilter, RouteSource,
-    tls::UpstreamTls,
+    extension::Extension, tls::UpstreamTls,
 };
 use strait_route::RouteTable;
 use strait_tls::{ClientTls, ClusterTransports, ServerTls, TlsError, TransportSource};
@@ -53,6 +53,9 @@ pub enum SnapshotError {
     /// A connection manager's HTTP filters could not be built.
     #[error("listener {listener}: http_filters: {message}")]
     HttpFilters { listener: String, message: String },
+    /// A registered network filter could not be built.
+    #[error("listener {listener}: network filter: {message}")]
+    NetworkFilter { listener: String, message: String },
     #[error("listener {listener}: filter chain {chain}: transport_socket: {source}")]
     ListenerTls {
         listener: String,
@@ -95,6 +98,9 @@ pub struct ChainEntry {
     /// HTTP filters as the [`ChainCompiler`] built them (the HTTP crate's
     /// type, which it downcasts).
     pub http_filters: Option<CompiledFilters>,
+    /// `Some` when the terminal filter is a registered network filter: the
+    /// filter as the [`ChainCompiler`] built it.
+    pub network: Option<CompiledFilters>,
     /// `Some` when the chain terminates TLS.
     pub tls: Option<ServerTls>,
 }
@@ -108,6 +114,15 @@ pub type CompiledFilters = Arc<dyn Any + Send + Sync>;
 pub trait ChainCompiler: Send + Sync {
     /// The HTTP filters of `hcm`, ready to run; `Err` names what is wrong.
     fn http_filters(&self, hcm: &HttpConnectionManager) -> Result<CompiledFilters, String>;
+
+    /// A registered terminal network filter, ready to serve connections.
+    /// Compilers that hold no network filters keep the default refusal.
+    fn network_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
+        Err(format!(
+            "no network filter registered for {}",
+            config.type_url()
+        ))
+    }
 }
 
 /// The compiler of a snapshot built without one: a connection manager
@@ -337,7 +352,7 @@ fn same_rds(spec: &Listener, new: &Config, old: &Config) -> bool {
             RouteSource::Inline(_) => true,
             RouteSource::Rds(name) => new.route_config(name) == old.route_config(name),
         },
-        NetworkFilter::Tcp(_) => true,
+        NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => true,
     })
 }
 
@@ -356,7 +371,19 @@ fn compile_listener(
                         message,
                     }
                 })?),
-                NetworkFilter::Tcp(_) => None,
+                NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => None,
+            };
+        let network =
+            match &chain.terminal {
+                NetworkFilter::Extension(e) => {
+                    Some(filters.network_filter(e).map_err(|message| {
+                        SnapshotError::NetworkFilter {
+                            listener: spec.name.clone(),
+                            message,
+                        }
+                    })?)
+                }
+                NetworkFilter::Http(_) | NetworkFilter::Tcp(_) => None,
             };
         let routes = match &chain.terminal {
             NetworkFilter::Http(hcm) => {
@@ -376,12 +403,13 @@ fn compile_listener(
                     }
                 })?))
             }
-            NetworkFilter::Tcp(_) => None,
+            NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => None,
         };
         let tls = compile_server(spec, i, chain, config)?;
         chains.push(ChainEntry {
             routes,
             http_filters,
+            network,
             tls,
         });
     }
@@ -417,6 +445,7 @@ fn recompile_tls(
         chains.push(ChainEntry {
             routes: entry.routes.clone(),
             http_filters: entry.http_filters.clone(),
+            network: entry.network.clone(),
             tls,
         });
     }

@@ -15,9 +15,10 @@
 //!
 //! It produces whole [`model::Config`]s (the static bootstrap resources plus
 //! the dynamic ones) and hands each to a [`Publish`] implementation, the
-//! proxy's single config writer; a refusal there is NACKed. Depends only on
-//! the `config` crate among Strait's: it never touches snapshots, sockets of
-//! the data plane, or the cluster registry.
+//! proxy's single config writer; a refusal there is NACKed. Depends on the
+//! model, the Envoy front end, `tls` and `net` among Strait's crates: it
+//! never touches snapshots, sockets of the data plane, or the cluster
+//! registry.
 
 mod cache;
 mod channel;

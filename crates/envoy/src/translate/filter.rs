@@ -72,7 +72,7 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
 /// `None` without recording a problem when nothing is registered (the
 /// caller decides whether that is an error); a parser's refusal is
 /// recorded as invalid at `path`.
-fn registered(
+pub(super) fn registered(
     cx: &mut Context,
     any: &Any,
     path: &str,
@@ -598,7 +598,7 @@ static_resources:
         let cfg = load(y).unwrap_or_else(|e| panic!("{e:?}"));
         match &cfg.listeners[0].filter_chains[0].terminal {
             NetworkFilter::Http(h) => h.clone(),
-            NetworkFilter::Tcp(_) => panic!("not http"),
+            NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => panic!("not http"),
         }
     }
 

@@ -532,6 +532,11 @@ fn network_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<model::Net
         let tp: TcpProxy = decode_any(cx, &path, any)?;
         tcp_proxy(cx, &tp, &path).map(model::NetworkFilter::Tcp)
     } else {
+        let before = cx.problems.len();
+        let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));
+        if found.is_some() || cx.problems.len() > before {
+            return found.map(model::NetworkFilter::Extension);
+        }
         cx.unsupported(
             at(&path, "@type"),
             format!("network filter {}", effective_type_url(any)),

@@ -20,7 +20,7 @@ const LISTENER0_PATH: &str = "static_resources.listeners[0]";
 fn hcm_of(c: &Config) -> &crate::model::HttpConnectionManager {
     match &c.listeners[0].filter_chains[0].terminal {
         NetworkFilter::Http(h) => h,
-        NetworkFilter::Tcp(_) => panic!("listener 0 is HTTP"),
+        NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => panic!("listener 0 is HTTP"),
     }
 }
 

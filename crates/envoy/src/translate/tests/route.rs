@@ -18,7 +18,7 @@ fn hcm(edits: &[(&str, Value)]) -> HttpConnectionManager {
     let c = load_ok(&edited(edits));
     match &c.listeners[0].filter_chains[0].terminal {
         NetworkFilter::Http(hcm) => hcm.clone(),
-        NetworkFilter::Tcp(_) => panic!("expected an HCM"),
+        NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => panic!("expected an HCM"),
     }
 }
 
