@@ -474,3 +474,98 @@ async fn a_registered_network_filter_serves_its_listener() {
     s.read_to_string(&mut reply).await.expect("read");
     assert_eq!(reply, "hello world from greet\n");
 }
+
+const SHOUT: &str = "type.googleapis.com/test.filters.Shout";
+
+/// Body steps: doubles every request data frame (so it drops the request's
+/// `content-length`) and upper-cases the response body, but only for a
+/// request whose `on_request` marked its filter state: the upper-casing
+/// shows the state reached the response's body step.
+struct Shout;
+
+#[derive(Clone, Copy)]
+struct Marked;
+
+impl HttpFilter for Shout {
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead<'_>) -> Decision<'a> {
+        req.head.headers.remove(http::header::CONTENT_LENGTH);
+        req.state.insert(Marked);
+        Decision::Continue
+    }
+
+    fn on_response(&self, resp: &mut ResponseHead<'_>) {
+        resp.headers
+            .insert("x-shouted", HeaderValue::from_static("yes"));
+    }
+
+    fn wants_body(&self) -> bool {
+        true
+    }
+
+    fn on_request_data(&self, data: &mut bytes::Bytes) {
+        let mut twice = data.to_vec();
+        twice.extend_from_slice(data);
+        *data = twice.into();
+    }
+
+    fn on_response_data(&self, data: &mut bytes::Bytes, state: &mut strait_http::FilterState) {
+        if state.get::<Marked>().is_some() {
+            *data = data.to_ascii_uppercase().into();
+        }
+    }
+}
+
+struct ShoutFactory;
+
+impl HttpFilterFactory for ShoutFactory {
+    fn type_url(&self) -> &str {
+        SHOUT
+    }
+
+    fn parse(&self, _: TypedValue<'_>) -> Result<Extension, String> {
+        Ok(Extension::new(SHOUT, ()))
+    }
+
+    fn create(&self, _: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
+        Ok(Arc::new(Shout))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_steps_change_request_and_response_bodies() {
+    let up = http_echo("up");
+    let yaml = config(up.addr, "plain").replace(
+        "          - name: envoy.filters.http.router\n",
+        &format!(
+            "          - name: shout\n            typed_config:\n              \"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n              type_url: {SHOUT}\n          - name: envoy.filters.http.router\n"
+        ),
+    );
+    let (f, _, _) = factory();
+    let proxy = TestProxy::start_with(&yaml, 1, |o| {
+        o.http_filters.register(f);
+        o.http_filters.register(ShoutFactory);
+    });
+    let mut c = Client::http1(proxy.listener("listener"))
+        .await
+        .expect("connect");
+    let req = http::Request::post("http://example/echo")
+        .header("host", "example")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"abcd",
+        )))
+        .expect("request");
+    let r = c.send(req).await.expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-shouted"), Some("yes"));
+    let text = r.text();
+    assert!(
+        text.contains("\"BODY_LEN\":8"),
+        "request body doubled: {text}"
+    );
+    assert!(
+        text.contains("\"UPSTREAM\":\"UP\""),
+        "response upper-cased: {text}"
+    );
+    // The tag filter (no body steps) still ran on the head.
+    assert!(text.contains("\"X-TAG\",\"PLAIN\""), "{text}");
+}

@@ -36,6 +36,29 @@ pub enum Body {
     Recording(Box<Recorder>),
     /// A recorded body, sent again from memory.
     Replay { frames: Recorded, next: usize },
+    /// Another body whose frames pass through a hook (the HTTP filters
+    /// that read or change request bodies). Boxed: only requests whose
+    /// filter chain has such a filter pay for it.
+    Hooked(Box<Hooked>),
+}
+
+/// Sees (and may change) every frame of a [`Body::Hooked`] as it passes.
+pub trait FrameHook: Send {
+    fn frame(&mut self, frame: &mut Frame<Bytes>);
+}
+
+/// See [`Body::Hooked`].
+pub struct Hooked {
+    inner: Body,
+    hook: Box<dyn FrameHook>,
+}
+
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooked")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A whole request body kept in memory; cheap to clone.
@@ -106,6 +129,13 @@ impl Body {
 
 impl Body {
     /// A streamed body that reports its frames and its end to `progress`.
+    /// `inner` with every frame passed through `hook` first. Its size is
+    /// unknown (a hook may change it): the message's own `content-length`,
+    /// if any, frames it.
+    pub fn hooked(inner: Body, hook: Box<dyn FrameHook>) -> Self {
+        Body::Hooked(Box::new(Hooked { inner, hook }))
+    }
+
     pub fn streaming(body: Incoming, progress: Arc<Progress>) -> Self {
         Body::Streaming {
             body,
@@ -187,6 +217,13 @@ impl http_body::Body for Body {
                 }
                 res
             }
+            Body::Hooked(h) => {
+                let mut res = Pin::new(&mut h.inner).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &mut res {
+                    h.hook.frame(f);
+                }
+                res
+            }
             Body::Replay { frames, next } => {
                 let frame = frames.get(*next).map(|f| match f {
                     ReplayFrame::Data(d) => Ok(Frame::data(d.clone())),
@@ -204,6 +241,7 @@ impl http_body::Body for Body {
             Body::Full(b) => b.is_none(),
             Body::Incoming(b) | Body::Streaming { body: b, .. } => b.is_end_stream(),
             Body::Recording(rec) => rec.inner.is_end_stream(),
+            Body::Hooked(h) => h.inner.is_end_stream(),
             Body::Replay { frames, next } => *next >= frames.len(),
         }
     }
@@ -214,6 +252,7 @@ impl http_body::Body for Body {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(b) | Body::Streaming { body: b, .. } => b.size_hint(),
             Body::Recording(rec) => rec.inner.size_hint(),
+            Body::Hooked(_) => SizeHint::default(),
             Body::Replay { frames, next } => {
                 let left = frames.get(*next..).unwrap_or_default();
                 if left.iter().any(|f| matches!(f, ReplayFrame::Trailers(_))) {

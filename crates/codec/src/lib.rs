@@ -15,7 +15,7 @@ pub mod io;
 pub mod progress;
 pub mod server;
 
-pub use body::{Body, Recorded, RecordingWatch, ReplayFrame};
+pub use body::{Body, FrameHook, Recorded, RecordingWatch, ReplayFrame};
 pub use client::{ClientConn, ConnectError, Protocol};
 pub use io::{ByteCounter, Counted};
 pub use progress::Progress;

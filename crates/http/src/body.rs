@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use strait_codec::Body;
+use strait_codec::{Body, FrameHook};
 use strait_upstream::PooledBody;
 
 use strait_codec::Progress;
@@ -56,11 +56,33 @@ impl http_body::Body for Tracked {
 }
 
 /// The response body: local, or streamed from upstream (under the stream
-/// idle timer, when there is one).
-#[derive(Debug)]
+/// idle timer, when there is one), or either passed through the HTTP
+/// filters' body steps (only for a chain that has such filters).
 pub enum ProxyBody {
     Local(Body),
     Upstream(PooledBody, Option<IdleTimer>),
+    Filtered(Box<ProxyBody>, Box<dyn FrameHook>),
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyBody::Local(b) => f.debug_tuple("Local").field(b).finish(),
+            ProxyBody::Upstream(b, idle) => f.debug_tuple("Upstream").field(b).field(idle).finish(),
+            ProxyBody::Filtered(b, _) => f.debug_tuple("Filtered").field(b).finish(),
+        }
+    }
+}
+
+impl ProxyBody {
+    /// Whether the body streams from an upstream (filtered or not).
+    pub fn is_upstream(&self) -> bool {
+        match self {
+            ProxyBody::Local(_) => false,
+            ProxyBody::Upstream(..) => true,
+            ProxyBody::Filtered(inner, _) => inner.is_upstream(),
+        }
+    }
 }
 
 /// A response body's error: the upstream's, or the idle timer's reset.
@@ -77,6 +99,13 @@ impl http_body::Body for ProxyBody {
         let polled = match self.get_mut() {
             ProxyBody::Local(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Upstream(b, None) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Filtered(b, hook) => {
+                let mut res = Pin::new(&mut **b).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &mut res {
+                    hook.frame(f);
+                }
+                return res;
+            }
             ProxyBody::Upstream(b, Some(idle)) => match Pin::new(b).poll_frame(cx) {
                 Poll::Pending => {
                     if idle.poll_expired(cx).is_ready() {
@@ -98,6 +127,7 @@ impl http_body::Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => b.is_end_stream(),
             ProxyBody::Upstream(b, _) => b.is_end_stream(),
+            ProxyBody::Filtered(b, _) => b.is_end_stream(),
         }
     }
 
@@ -105,6 +135,9 @@ impl http_body::Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => b.size_hint(),
             ProxyBody::Upstream(b, _) => b.size_hint(),
+            // A body step may change the size: the head's `content-length`,
+            // if any, frames it.
+            ProxyBody::Filtered(..) => SizeHint::default(),
         }
     }
 }

@@ -15,7 +15,10 @@
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode, request};
+use http_body::Frame;
+use strait_codec::FrameHook;
 use strait_model::{
     extension::{Extension, TypedValue},
     filter::{FilterOverride, FilterOverrideConfig, find_override, overrides_named},
@@ -60,6 +63,29 @@ pub trait HttpFilter: Send + Sync + 'static {
     /// The response head (an upstream's or a local one) on its way back.
     /// Runs only when this filter's `on_request` ran and continued.
     fn on_response(&self, _resp: &mut ResponseHead<'_>) {}
+
+    /// Whether this filter reads or changes bodies and trailers. Only a
+    /// chain with such a filter passes bodies through its filters; the
+    /// others stream bodies untouched, at no cost.
+    fn wants_body(&self) -> bool {
+        false
+    }
+
+    /// A request data frame on its way upstream (after the head went).
+    /// A filter that changes its length must have fixed the head's
+    /// `content-length` in `on_request`. Body steps cannot answer or pause:
+    /// they see the stream as it flows.
+    fn on_request_data(&self, _data: &mut Bytes) {}
+
+    /// The request's trailers.
+    fn on_request_trailers(&self, _trailers: &mut HeaderMap) {}
+
+    /// A response data frame on its way downstream, with the request's
+    /// filter state (what `on_request` stored).
+    fn on_response_data(&self, _data: &mut Bytes, _state: &mut FilterState) {}
+
+    /// The response's trailers.
+    fn on_response_trailers(&self, _trailers: &mut HeaderMap, _state: &mut FilterState) {}
 }
 
 /// Makes HTTP filters of one config type.
@@ -205,6 +231,8 @@ struct Entry {
 #[derive(Default)]
 pub struct FilterChain {
     entries: Box<[Entry]>,
+    /// Some filter has body steps ([`HttpFilter::wants_body`]).
+    wants_body: bool,
 }
 
 impl std::fmt::Debug for FilterChain {
@@ -226,6 +254,7 @@ pub(crate) struct Decoded {
 impl FilterChain {
     pub(crate) fn new(filters: Vec<(String, bool, Arc<dyn HttpFilter>)>) -> Self {
         FilterChain {
+            wants_body: filters.iter().any(|(_, _, f)| f.wants_body()),
             entries: filters
                 .into_iter()
                 .map(|(name, disabled, filter)| Entry {
@@ -239,6 +268,26 @@ impl FilterChain {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether a request's bodies pass through the filters.
+    pub(crate) fn wants_body(&self) -> bool {
+        self.wants_body
+    }
+
+    /// The entries whose body steps run for a request: those whose decode
+    /// step ran, enabled for the route, with body steps. Allocates only for
+    /// a chain that has body filters.
+    pub(crate) fn body_filters(
+        &self,
+        decoded: &Decoded,
+        overrides: &[FilterOverride],
+    ) -> Vec<Arc<dyn HttpFilter>> {
+        let ran = self.entries.get(..decoded.ran).unwrap_or_default();
+        ran.iter()
+            .filter(|e| e.filter.wants_body() && Self::enabled(e, overrides))
+            .map(|e| Arc::clone(&e.filter))
+            .collect()
     }
 
     /// Whether entry `e` runs for a route with `overrides`: a route's
@@ -308,6 +357,43 @@ impl FilterChain {
                 overrides,
                 name: &e.name,
             });
+        }
+    }
+}
+
+/// The request body's pass through the body filters, in chain order.
+pub(crate) struct RequestBodyFilters(pub(crate) Vec<Arc<dyn HttpFilter>>);
+
+impl FrameHook for RequestBodyFilters {
+    fn frame(&mut self, frame: &mut Frame<Bytes>) {
+        if let Some(data) = frame.data_mut() {
+            self.0.iter().for_each(|f| f.on_request_data(data));
+        } else if let Some(trailers) = frame.trailers_mut() {
+            self.0.iter().for_each(|f| f.on_request_trailers(trailers));
+        }
+    }
+}
+
+/// The response body's pass through the body filters, in reverse order,
+/// with the request's filter state.
+pub(crate) struct ResponseBodyFilters {
+    pub(crate) filters: Vec<Arc<dyn HttpFilter>>,
+    pub(crate) state: FilterState,
+}
+
+impl FrameHook for ResponseBodyFilters {
+    fn frame(&mut self, frame: &mut Frame<Bytes>) {
+        let state = &mut self.state;
+        if let Some(data) = frame.data_mut() {
+            self.filters
+                .iter()
+                .rev()
+                .for_each(|f| f.on_response_data(data, state));
+        } else if let Some(trailers) = frame.trailers_mut() {
+            self.filters
+                .iter()
+                .rev()
+                .for_each(|f| f.on_response_trailers(trailers, state));
         }
     }
 }

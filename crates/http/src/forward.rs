@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc};
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use strait_codec::{Body, headers};
+use strait_codec::{Body, FrameHook, headers};
 use strait_model::HttpConnectionManager;
 
 use crate::{
@@ -26,10 +26,13 @@ static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-p
 
 /// Sends a routed request upstream (retries, mirrors, timeouts, upgrades)
 /// and streams the response back.
+/// `body_hook` passes the request body through the HTTP filters' body
+/// steps (only for a chain that has such filters).
 pub(crate) async fn forward(
     mut req: Request<Incoming>,
     s: &Stream<'_>,
     routed: &Routed<'_>,
+    body_hook: Option<Box<dyn FrameHook>>,
 ) -> Response<ProxyBody> {
     let Stream {
         conn,
@@ -88,6 +91,13 @@ pub(crate) async fn forward(
             Ok(r) => r,
             Err(BadRequest) => return bad_request(),
         };
+    if let Some(hook) = body_hook
+        && !matches!(up_req.body(), Body::Empty)
+    {
+        // Before the recording: a retry or mirror replays the filtered body.
+        let body = std::mem::take(up_req.body_mut());
+        *up_req.body_mut() = Body::hooked(body, hook);
+    }
     // Keep a copy of the body when it may be sent again (a retry or a
     // mirror), up to the listener's buffer limit, as Envoy does.
     let replayable = plan.max_retries > 0 || !action.request_mirror_policies.is_empty();

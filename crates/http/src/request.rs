@@ -8,13 +8,13 @@ use std::{sync::Arc, time::Instant};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
-use strait_codec::headers;
+use strait_codec::{FrameHook, headers};
 use strait_model::{HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation};
 use strait_route::{RequestView, RouteResult};
 
 use crate::{
     body::ProxyBody,
-    chain::{FilterChain, RequestInfo},
+    chain::{FilterChain, RequestBodyFilters, RequestInfo, ResponseBodyFilters},
     conn::ConnCtx,
     edge,
     forward::forward,
@@ -122,7 +122,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             .with_server_header(hcm)
         }
     };
-    if matches!(resp.body(), ProxyBody::Upstream(..)) {
+    if resp.body().is_upstream() {
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         resp.headers_mut()
             .insert(X_SERVICE_TIME.clone(), HeaderValue::from(ms));
@@ -171,7 +171,7 @@ async fn filtered(
     filters: Option<&FilterChain>,
 ) -> Response<ProxyBody> {
     let mut resp = match filters.filter(|f| !f.is_empty()) {
-        None => forward(req, s, &routed).await,
+        None => forward(req, s, &routed, None).await,
         Some(chain) => {
             let (mut parts, body) = req.into_parts();
             let overrides = routed.matched.route().per_filter_config();
@@ -186,10 +186,26 @@ async fn filtered(
             let (decoded, reply) = chain.decode(&mut parts, &info).await;
             let mut resp = match reply {
                 Some(reply) => reply.response(),
-                None => forward(Request::from_parts(parts, body), s, &routed).await,
+                None => {
+                    let hook = chain.wants_body().then(|| {
+                        Box::new(RequestBodyFilters(chain.body_filters(&decoded, overrides)))
+                            as Box<dyn FrameHook>
+                    });
+                    forward(Request::from_parts(parts, body), s, &routed, hook).await
+                }
             };
             let status = resp.status();
             chain.encode(&decoded, overrides, status, resp.headers_mut());
+            if chain.wants_body() {
+                let filters = chain.body_filters(&decoded, overrides);
+                if !filters.is_empty() {
+                    let hook = ResponseBodyFilters {
+                        filters,
+                        state: decoded.state,
+                    };
+                    resp = resp.map(|b| ProxyBody::Filtered(Box::new(b), Box::new(hook)));
+                }
+            }
             resp
         }
     };
