@@ -1,109 +1,19 @@
 //! The extensions a proxy can build, by type URL: HTTP filters
-//! (`strait-http`'s registry) and terminal network filters (this module's).
+//! (`strait-http`'s registry) and terminal network filters
+//! (`strait-listener`'s).
 //!
 //! One [`Extensions`] value is both faces the lower crates need: the
 //! [`ExtensionParsers`] the Envoy front end consults for type URLs it does
 //! not build in, and the [`ChainCompiler`] the snapshot builds filter chains
-//! with. The built-in HTTP connection manager and TCP proxy are translated
-//! by the front end and served directly; a registered network filter (an
-//! embedding program's, or an RPC proxy) gets the connection after the
-//! listener filters and the transport socket.
-
-use std::{collections::HashMap, fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+//! with.
 
 use strait_http::HttpFilterRegistry;
+use strait_listener::NetworkFilterRegistry;
 use strait_model::{
     HttpConnectionManager,
     extension::{Extension, ExtensionParsers, TypedValue},
 };
-use strait_net::DrainWatch;
-use strait_snapshot::{ChainCompiler, CompiledFilters, Store};
-use strait_upstream::ClusterRegistry;
-use tokio::io::{AsyncRead, AsyncWrite};
-
-/// A downstream byte stream: plaintext or TLS-terminated, with any bytes
-/// the listener filters peeked replayed first.
-pub trait DownstreamIo: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> DownstreamIo for T {}
-
-/// One connection handed to a network filter.
-pub struct NetworkConnection {
-    pub io: Box<dyn DownstreamIo>,
-    /// The listener that accepted it (after any `use_original_dst` hand-off).
-    pub listener: Arc<str>,
-    pub peer: SocketAddr,
-    /// Its destination: the local address, or the original destination.
-    pub local: SocketAddr,
-    /// TLS-terminated by the filter chain's transport socket.
-    pub tls: bool,
-    /// The live config (read once per request or frame, as the HTTP path
-    /// does) and the live clusters (hosts, pools, balancers).
-    pub store: Arc<Store>,
-    pub clusters: Arc<ClusterRegistry>,
-    /// Fires when the listener drains: finish what is in flight, then close.
-    pub drain: DrainWatch,
-}
-
-impl fmt::Debug for NetworkConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetworkConnection")
-            .field("listener", &self.listener)
-            .field("peer", &self.peer)
-            .field("local", &self.local)
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A terminal network filter: serves a connection until it ends. Built once
-/// per config version, shared by every connection of its filter chains.
-pub trait NetworkFilter: Send + Sync + 'static {
-    /// Serves `conn` to its end. One boxed future per connection.
-    fn serve(&self, conn: NetworkConnection) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
-/// Makes network filters of one config type.
-pub trait NetworkFilterFactory: Send + Sync + 'static {
-    /// The type URL of the filter's config.
-    fn type_url(&self) -> &str;
-
-    /// Validates a config the front end has no schema of: an `Any`'s bytes
-    /// or a `TypedStruct`'s value.
-    fn parse(&self, value: TypedValue<'_>) -> Result<Extension, String>;
-
-    /// Builds the filter from its validated config, when the snapshot
-    /// compiles; never per connection.
-    fn create(&self, config: &Extension) -> Result<Arc<dyn NetworkFilter>, String>;
-}
-
-/// The network filter factories a proxy knows, by type URL.
-#[derive(Clone, Default)]
-pub struct NetworkFilterRegistry {
-    by_type: HashMap<String, Arc<dyn NetworkFilterFactory>>,
-}
-
-impl fmt::Debug for NetworkFilterRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut urls: Vec<&String> = self.by_type.keys().collect();
-        urls.sort();
-        f.debug_struct("NetworkFilterRegistry")
-            .field("type_urls", &urls)
-            .finish()
-    }
-}
-
-impl NetworkFilterRegistry {
-    /// Adds `factory` for its type URL, replacing one registered before.
-    pub fn register(&mut self, factory: impl NetworkFilterFactory) -> &mut Self {
-        self.by_type
-            .insert(factory.type_url().to_owned(), Arc::new(factory));
-        self
-    }
-}
-
-/// A compiled network filter as the snapshot keeps it.
-pub(crate) type CompiledNetworkFilter = Arc<dyn NetworkFilter>;
+use strait_snapshot::{ChainCompiler, CompiledFilters};
 
 /// Every extension registry of a proxy.
 #[derive(Debug, Clone, Default)]
@@ -134,7 +44,7 @@ impl ExtensionParsers for Extensions {
         type_url: &str,
         value: TypedValue<'_>,
     ) -> Option<Result<Extension, String>> {
-        self.network.by_type.get(type_url).map(|f| f.parse(value))
+        self.network.parse(type_url, value)
     }
 }
 
@@ -144,13 +54,6 @@ impl ChainCompiler for Extensions {
     }
 
     fn network_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
-        let url = config.type_url();
-        let factory = self
-            .network
-            .by_type
-            .get(url)
-            .ok_or_else(|| format!("no network filter registered for {url}"))?;
-        let filter: CompiledNetworkFilter = factory.create(config)?;
-        Ok(Arc::new(filter))
+        self.network.compile(config)
     }
 }

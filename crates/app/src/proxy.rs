@@ -12,9 +12,11 @@ use strait_envoy::dump::{DumpCell, XdsDump};
 use strait_net::Drain;
 use tokio::{runtime::Runtime, sync::watch};
 
+use strait_listener::NetworkFilterRegistry;
+
 use crate::{
     AppError, Store,
-    extensions::{Extensions, NetworkFilterRegistry},
+    extensions::Extensions,
     reload::{ConfigSource, Reloader},
     shared::Shared,
     stats::StatsRecorder,

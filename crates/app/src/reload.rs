@@ -19,13 +19,9 @@ use tokio::{runtime::Handle, sync::Mutex};
 
 use strait_envoy::{Parsers, model::extension::ExtensionParsers};
 use strait_http::HttpFilterRegistry;
+use strait_listener::NetworkFilterRegistry;
 
-use crate::{
-    AppError,
-    extensions::{Extensions, NetworkFilterRegistry},
-    listeners::ListenerSet,
-    shared::Shared,
-};
+use crate::{AppError, extensions::Extensions, listeners::ListenerSet, shared::Shared};
 
 /// Where the config comes from.
 #[derive(Debug, Clone)]

@@ -1,11 +1,8 @@
-//! A proxy's own stats recorder, and the listener and TCP proxy stat
-//! handles. Handles are registered once, when a listener starts, so a
-//! request only does atomic increments. They register with the recorder the
-//! caller scopes (`metrics::with_local_recorder`): the proxy's.
+//! A proxy's own stats recorder: every stat handle of the proxy registers
+//! with it (`metrics::with_local_recorder` where the handles are made).
 
 use std::{fmt, sync::Arc};
 
-use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Envoy's default histogram buckets (milliseconds).
@@ -58,51 +55,5 @@ impl Default for StatsRecorder {
 impl fmt::Debug for StatsRecorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatsRecorder").finish_non_exhaustive()
-    }
-}
-
-/// Stats of one TCP proxy, named as Envoy names them.
-#[derive(Debug)]
-pub(crate) struct TcpStats {
-    pub(crate) cx_total: Counter,
-    pub(crate) rx_bytes: Counter,
-    pub(crate) tx_bytes: Counter,
-    pub(crate) no_route: Counter,
-}
-
-impl TcpStats {
-    pub(crate) fn new(prefix: &str) -> Self {
-        let label = ("envoy_tcp_prefix", prefix.to_owned());
-        let labels = std::slice::from_ref(&label);
-        TcpStats {
-            cx_total: metrics::counter!("envoy_tcp_downstream_cx_total", labels),
-            rx_bytes: metrics::counter!("envoy_tcp_downstream_cx_rx_bytes_total", labels),
-            tx_bytes: metrics::counter!("envoy_tcp_downstream_cx_tx_bytes_total", labels),
-            no_route: metrics::counter!("envoy_tcp_downstream_cx_no_route", labels),
-        }
-    }
-}
-
-/// Listener-level counters.
-#[derive(Debug)]
-pub(crate) struct ListenerStats {
-    pub(crate) cx_total: Counter,
-    pub(crate) cx_active: Gauge,
-    /// Connections closed at once because the global limit was reached.
-    pub(crate) global_cx_overflow: Counter,
-}
-
-impl ListenerStats {
-    pub(crate) fn new(address: &str) -> Self {
-        let label = ("envoy_listener_address", address.to_owned());
-        let labels = std::slice::from_ref(&label);
-        ListenerStats {
-            cx_total: metrics::counter!("envoy_listener_downstream_cx_total", labels),
-            cx_active: metrics::gauge!("envoy_listener_downstream_cx_active", labels),
-            global_cx_overflow: metrics::counter!(
-                "envoy_listener_downstream_global_cx_overflow",
-                labels
-            ),
-        }
     }
 }

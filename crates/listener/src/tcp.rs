@@ -13,7 +13,7 @@ use strait_net::{Counters, splice, splice_io};
 use strait_tls::MaybeTls;
 use tokio::io::AsyncWriteExt;
 
-use crate::{inspect::Downstream, shared::Shared, stats::TcpStats};
+use crate::{context::Context, inspect::Downstream, stats::TcpStats};
 
 /// Proxies `stream` per `proxy` until both directions close. `dst` is the
 /// connection's (original) destination, where an ORIGINAL_DST cluster
@@ -21,7 +21,7 @@ use crate::{inspect::Downstream, shared::Shared, stats::TcpStats};
 pub(crate) async fn serve(
     stream: Downstream,
     proxy: &TcpProxy,
-    shared: &Shared,
+    shared: &Context,
     stats: &TcpStats,
     dst: SocketAddr,
 ) {

@@ -1,0 +1,204 @@
+//! One accepted connection, from the listener's accept to its terminal
+//! network filter.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use strait_model::NetworkFilter;
+use strait_net::DrainWatch;
+use strait_snapshot::ConnectionInfo;
+use strait_tls::{MaybeTls, PeerChain};
+use tokio::net::TcpStream;
+
+use crate::{
+    context::Context,
+    inspect::{self, Downstream},
+    network::{CompiledNetworkFilter, NetworkConnection},
+    stats::{ListenerStats, TcpStats},
+    tcp,
+};
+
+/// Serves one accepted connection of listener `name` to its end: the
+/// global connection limit, listener filters, filter-chain match, transport
+/// socket, then the chain's terminal filter. Every early return closes the
+/// connection, as Envoy does.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    shared: Arc<Context>,
+    drain: DrainWatch,
+    lstats: Arc<ListenerStats>,
+) {
+    let Some(slot) = GlobalSlot::take(&shared, &name) else {
+        // Envoy closes a connection over the global limit at once.
+        lstats.global_cx_overflow.increment(1);
+        return;
+    };
+    lstats.cx_total.increment(1);
+    lstats.cx_active.increment(1.0);
+    serve_connection(stream, peer, name, Arc::clone(&shared), drain).await;
+    lstats.cx_active.decrement(1.0);
+    drop(slot);
+}
+
+/// A connection's place under the global downstream connection limit;
+/// given back when dropped.
+struct GlobalSlot<'a>(Option<&'a std::sync::atomic::AtomicU64>);
+
+impl<'a> GlobalSlot<'a> {
+    /// `None` when the limit is reached. Connections on listeners with
+    /// `ignore_global_conn_limit` take no place (Envoy does not count them).
+    fn take(shared: &'a Context, listener: &str) -> Option<GlobalSlot<'a>> {
+        use std::sync::atomic::Ordering;
+        let snapshot = shared.store.load();
+        if snapshot
+            .listener(listener)
+            .is_some_and(|e| e.spec.ignore_global_conn_limit)
+        {
+            return Some(GlobalSlot(None));
+        }
+        let limit = snapshot.config().max_downstream_connections;
+        let open = shared.downstream_cx.fetch_add(1, Ordering::AcqRel);
+        let slot = GlobalSlot(Some(&shared.downstream_cx));
+        match limit {
+            Some(max) if open >= max => None,
+            _ => Some(slot),
+        }
+    }
+}
+
+impl Drop for GlobalSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = self.0 {
+            count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
+/// Listener filters, filter-chain match, transport socket, then the chain's
+/// terminal filter.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    shared: Arc<Context>,
+    drain: DrainWatch,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut local = stream.local_addr().unwrap_or(peer);
+    // The listener entry (not the whole snapshot) is held until the chain is
+    // known; requests load the snapshot afresh.
+    let snapshot = shared.store.load();
+    let Some(mut entry) = snapshot.listener(&name).cloned() else {
+        return;
+    };
+    let mut name = name;
+    if entry.spec.use_original_dst || entry.spec.listener_filters.original_dst {
+        // The destination the client meant, before iptables sent it here.
+        local = strait_net::original_dst(&stream).unwrap_or(local);
+    }
+    if entry.spec.use_original_dst
+        && let Some(target) = snapshot.listener_for_destination(local)
+        && target.spec.name != *name
+    {
+        // Envoy's hand-off: the listener of the original destination takes
+        // the connection, with its own listener filters and chains.
+        name = Arc::from(target.spec.name.as_str());
+        entry = Arc::clone(target);
+    }
+    drop(snapshot);
+    let inspected = match inspect::run(stream, &entry.spec.listener_filters, local.port()).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!(listener = %name, %peer, error = %e, "connection closed");
+            return;
+        }
+    };
+    let info = ConnectionInfo {
+        local,
+        peer,
+        server_name: inspected.server_name.as_deref(),
+        transport_protocol: inspected.transport_protocol(),
+        application_protocols: &inspected.protocols,
+    };
+    let Some((index, (chain, compiled))) = entry
+        .select(&info)
+        .and_then(|i| entry.chain(i).map(|c| (i, c)))
+    else {
+        tracing::debug!(listener = %name, %peer, sni = ?info.server_name, "no matching filter chain");
+        return;
+    };
+    let mut local_uris: Option<Arc<[String]>> = None;
+    let io: Downstream = match &compiled.tls {
+        None => MaybeTls::Plain(inspected.stream),
+        Some(tls) => {
+            let tls = tls.clone();
+            let handshake = tls.accept_identified(inspected.stream);
+            match inspect::within(chain.handshake_timeout, handshake).await {
+                Some(Ok((s, uris))) => {
+                    local_uris = Some(uris);
+                    MaybeTls::Tls(Box::new(s))
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                None => {
+                    tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    match &chain.terminal {
+        NetworkFilter::Http(hcm) => {
+            // Once per connection: this hop's XFCC element, when the
+            // client presented a certificate.
+            let xfcc = match (&io, &local_uris) {
+                (MaybeTls::Tls(s), Some(uris)) => PeerChain::of(s)
+                    .map(|p| strait_http::xfcc_element(hcm.client_cert_details, uris, &p)),
+                _ => None,
+            };
+            let hcm = hcm.clone();
+            drop(entry);
+            let conn = strait_http::Connection {
+                listener: name,
+                chain: index,
+                tls: io.is_tls(),
+                local,
+                peer,
+                xfcc,
+            };
+            strait_http::serve_connection(io, &hcm, conn, Arc::clone(&shared.http), drain).await;
+        }
+        NetworkFilter::Tcp(proxy) => {
+            let proxy = proxy.clone();
+            drop(entry);
+            let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);
+            tcp::serve(io, &proxy, &shared, &stats, local).await;
+        }
+        NetworkFilter::Extension(_) => {
+            // Built by its factory when the snapshot compiled.
+            let Some(filter) = compiled
+                .network
+                .as_deref()
+                .and_then(|f| f.downcast_ref::<CompiledNetworkFilter>())
+                .map(Arc::clone)
+            else {
+                return;
+            };
+            drop(entry);
+            let conn = NetworkConnection {
+                tls: io.is_tls(),
+                io: Box::new(io),
+                listener: name,
+                peer,
+                local,
+                store: Arc::clone(&shared.store),
+                clusters: Arc::clone(&shared.registry),
+                drain,
+            };
+            filter.serve(conn).await;
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! What happens to an accepted connection.
+//!
+//! Owns the per-connection path of a listener: the global downstream
+//! connection limit, the `use_original_dst` hand-off, the listener filters
+//! (`inspect`: TLS and HTTP inspectors, original destination), the
+//! filter-chain match, the transport socket (TLS termination), and the
+//! chain's terminal network filter: the HTTP connection manager
+//! (`strait-http`), the TCP proxy (`tcp`), or a network filter registered
+//! by type URL ([`NetworkFilter`], [`NetworkFilterFactory`],
+//! [`NetworkFilterRegistry`]). Binding sockets and running accept loops is
+//! the composition's (`strait-app`); it hands each accepted stream to
+//! [`serve`].
+//!
+//! Depends on the model and the data tier (snapshot, upstream, http, tls,
+//! net); never on the Envoy front end or the control plane clients.
+
+mod connection;
+mod context;
+mod inspect;
+mod network;
+mod stats;
+mod tcp;
+
+pub use connection::serve;
+pub use context::Context;
+pub use network::{
+    DownstreamIo, NetworkConnection, NetworkFilter, NetworkFilterFactory, NetworkFilterRegistry,
+};
+pub use stats::{ListenerStats, TcpStats};
