@@ -569,3 +569,96 @@ async fn body_steps_change_request_and_response_bodies() {
     // The tag filter (no body steps) still ran on the head.
     assert!(text.contains("\"X-TAG\",\"PLAIN\""), "{text}");
 }
+
+const NAMER: &str = "type.googleapis.com/test.filters.Namer";
+
+/// A listener filter: a connection whose first line is `NAME <x>` is
+/// matched as if its TLS server name were `x`.
+struct Namer;
+
+impl strait_app::ListenerFilter for Namer {
+    fn inspect(&self, peeked: &[u8], found: &mut strait_app::Inspection) -> strait_app::Sniffed {
+        let Some(end) = peeked.iter().position(|b| *b == b'\n') else {
+            return strait_app::Sniffed::More;
+        };
+        if let Some(name) = std::str::from_utf8(&peeked[..end])
+            .ok()
+            .and_then(|l| l.strip_prefix("NAME "))
+        {
+            found.server_name = Some(name.trim().to_owned());
+        }
+        strait_app::Sniffed::Done
+    }
+}
+
+struct NamerFactory;
+
+impl strait_app::ListenerFilterFactory for NamerFactory {
+    fn type_url(&self) -> &str {
+        NAMER
+    }
+
+    fn parse(&self, _: TypedValue<'_>) -> Result<Extension, String> {
+        Ok(Extension::new(NAMER, ()))
+    }
+
+    fn create(&self, _: &Extension) -> Result<Arc<dyn strait_app::ListenerFilter>, String> {
+        Ok(Arc::new(Namer))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_listener_filter_feeds_the_filter_chain_match() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let yaml = format!(
+        r#"
+static_resources:
+  listeners:
+  - name: greet
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    listener_filters:
+    - name: namer
+      typed_config:
+        "@type": type.googleapis.com/xds.type.v3.TypedStruct
+        type_url: {NAMER}
+    filter_chains:
+    - filter_chain_match: {{server_names: [east]}}
+      filters:
+      - name: greeter
+        typed_config:
+          "@type": type.googleapis.com/xds.type.v3.TypedStruct
+          type_url: {GREETER}
+          value: {{greeting: east-says}}
+    - filter_chain_match: {{server_names: [west]}}
+      filters:
+      - name: greeter
+        typed_config:
+          "@type": type.googleapis.com/xds.type.v3.TypedStruct
+          type_url: {GREETER}
+          value: {{greeting: west-says}}
+"#
+    );
+    let err = TestProxy::try_start_with(&yaml, 1, |o| {
+        o.network_filters.register(GreeterFactory);
+    })
+    .err()
+    .expect("refused without the listener filter's factory");
+    assert!(err.contains(NAMER), "{err}");
+
+    let proxy = TestProxy::start_with(&yaml, 1, |o| {
+        o.network_filters.register(GreeterFactory);
+        o.listener_filters.register(NamerFactory);
+    });
+    let addr = proxy.listener("greet");
+    for (name, want) in [("west", "west-says"), ("east", "east-says")] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("NAME {name}\n").as_bytes())
+            .await
+            .expect("write");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await.expect("read");
+        // The greeter reads the replayed first line: the listener filter
+        // peeked at it without consuming it.
+        assert_eq!(reply, format!("{want} NAME {name} from greet\n"));
+    }
+}

@@ -48,7 +48,11 @@ fn default_config_answers_on_10000_and_quits_on_request() {
     });
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("Hello from Strait"), "{reply}");
-    let ready = http(admin, "GET", "/ready").expect("admin answers");
+    // The admin server is bound just after the listeners: on a loaded box
+    // the data listener can answer first.
+    let ready = eventually_blocking("the admin server", Duration::from_secs(30), || {
+        http(admin, "GET", "/ready")
+    });
     assert!(
         ready.starts_with("HTTP/1.1 200") && ready.contains("LIVE"),
         "{ready}"

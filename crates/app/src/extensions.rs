@@ -1,6 +1,6 @@
 //! The extensions a proxy can build, by type URL: HTTP filters
-//! (`strait-http`'s registry) and terminal network filters
-//! (`strait-listener`'s).
+//! (`strait-http`'s registry), terminal network filters and listener
+//! filters (`strait-listener`'s).
 //!
 //! One [`Extensions`] value is both faces the lower crates need: the
 //! [`ExtensionParsers`] the Envoy front end consults for type URLs it does
@@ -8,7 +8,7 @@
 //! with.
 
 use strait_http::HttpFilterRegistry;
-use strait_listener::NetworkFilterRegistry;
+use strait_listener::{ListenerFilterRegistry, NetworkFilterRegistry};
 use strait_model::{
     HttpConnectionManager,
     extension::{Extension, ExtensionParsers, TypedValue},
@@ -20,6 +20,7 @@ use strait_snapshot::{ChainCompiler, CompiledFilters};
 pub(crate) struct Extensions {
     pub(crate) http: HttpFilterRegistry,
     pub(crate) network: NetworkFilterRegistry,
+    pub(crate) listener: ListenerFilterRegistry,
 }
 
 impl ExtensionParsers for Extensions {
@@ -46,6 +47,14 @@ impl ExtensionParsers for Extensions {
     ) -> Option<Result<Extension, String>> {
         self.network.parse(type_url, value)
     }
+
+    fn listener_filter(
+        &self,
+        type_url: &str,
+        value: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>> {
+        self.listener.parse(type_url, value)
+    }
 }
 
 impl ChainCompiler for Extensions {
@@ -55,5 +64,9 @@ impl ChainCompiler for Extensions {
 
     fn network_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
         self.network.compile(config)
+    }
+
+    fn listener_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
+        self.listener.compile(config)
     }
 }

@@ -23,7 +23,8 @@ pub use reload::{check, check_with, check_with_filters};
 pub use stats::StatsRecorder;
 pub use strait_envoy::BootstrapOverrides;
 pub use strait_listener::{
-    DownstreamIo, NetworkConnection, NetworkFilter, NetworkFilterFactory, NetworkFilterRegistry,
+    DownstreamIo, Inspection, ListenerFilter, ListenerFilterFactory, ListenerFilterRegistry,
+    NetworkConnection, NetworkFilter, NetworkFilterFactory, NetworkFilterRegistry, Sniffed,
 };
 pub use workers::RuntimeModel;
 

@@ -12,7 +12,7 @@ use strait_envoy::dump::{DumpCell, XdsDump};
 use strait_net::Drain;
 use tokio::{runtime::Runtime, sync::watch};
 
-use strait_listener::NetworkFilterRegistry;
+use strait_listener::{ListenerFilterRegistry, NetworkFilterRegistry};
 
 use crate::{
     AppError, Store,
@@ -48,6 +48,9 @@ pub struct Options {
     /// Terminal network filters registered by type URL (none built in: the
     /// HTTP connection manager and TCP proxy are served directly).
     pub network_filters: NetworkFilterRegistry,
+    /// Listener filters registered by type URL (they run after the built-in
+    /// TLS and HTTP inspectors).
+    pub listener_filters: ListenerFilterRegistry,
 }
 
 impl Options {
@@ -61,6 +64,7 @@ impl Options {
             stats: None,
             http_filters: strait_http::HttpFilterRegistry::default(),
             network_filters: NetworkFilterRegistry::default(),
+            listener_filters: ListenerFilterRegistry::default(),
         }
     }
 }
@@ -126,6 +130,7 @@ impl Proxy {
         let extensions = Extensions {
             http: opts.http_filters.clone(),
             network: opts.network_filters.clone(),
+            listener: opts.listener_filters.clone(),
         };
         let shared = Arc::new(Shared::new(stats.clone(), extensions));
         let reloader = Arc::new(Reloader::new(

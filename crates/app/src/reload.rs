@@ -61,6 +61,7 @@ pub fn check_with_filters(
     let filters = &Arc::new(Extensions {
         http: http.clone(),
         network: network.clone(),
+        listener: Default::default(),
     });
     let (config, _) = parse(text, overrides, filters)?;
     Snapshot::compile_with(

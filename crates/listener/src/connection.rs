@@ -107,7 +107,14 @@ async fn serve_connection(
         entry = Arc::clone(target);
     }
     drop(snapshot);
-    let inspected = match inspect::run(stream, &entry.spec.listener_filters, local.port()).await {
+    let inspected = match inspect::run(
+        stream,
+        &entry.spec.listener_filters,
+        &entry.listener_filters,
+        local.port(),
+    )
+    .await
+    {
         Ok(i) => i,
         Err(e) => {
             tracing::debug!(listener = %name, %peer, error = %e, "connection closed");

@@ -6,11 +6,14 @@
 use std::time::Duration;
 
 use strait_model::{ListenerFilters, predicate::ListenerFilterPredicate};
+use strait_snapshot::CompiledFilters;
 use strait_tls::{
     Rewind,
     hello::{self, MAX_CLIENT_HELLO, Peek},
 };
 use tokio::{io::AsyncReadExt, net::TcpStream, time::Instant};
+
+use crate::registered::{CompiledListenerFilter, Inspection, ListenerFilter, Sniffed};
 
 /// The HTTP/2 connection preface (prior knowledge, h2c).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -50,12 +53,30 @@ pub(crate) enum InspectError {
 /// `filter_disabled` matches `destination_port` (the original destination's
 /// port when the listener restores it). Reads at most [`MAX_CLIENT_HELLO`]
 /// bytes, bounded by `filters.timeout`; without inspectors it reads nothing.
+/// `registered` are the listener's registered filters, compiled, in
+/// `filters.registered` order; they run after the built-in inspectors.
 pub(crate) async fn run(
     mut stream: TcpStream,
     filters: &ListenerFilters,
+    registered: &[CompiledFilters],
     destination_port: u16,
 ) -> Result<Inspected, InspectError> {
     let (mut tls_pending, mut http_pending) = enabled(filters, destination_port);
+    // The registered filters still asking for bytes (no allocation for a
+    // listener without any).
+    let mut others: Vec<&dyn ListenerFilter> = filters
+        .registered
+        .iter()
+        .zip(registered)
+        .filter(|(spec, _)| {
+            !spec
+                .disabled
+                .as_ref()
+                .is_some_and(|p| p.matches(destination_port))
+        })
+        .filter_map(|(_, c)| c.downcast_ref::<CompiledListenerFilter>())
+        .map(|f| &**f)
+        .collect();
     let mut buf = Vec::new();
     let mut tls = false;
     let mut server_name = None;
@@ -86,7 +107,16 @@ pub(crate) async fn run(
                 }
             }
         }
-        if !tls_pending && !http_pending {
+        if !tls_pending && !http_pending && !others.is_empty() {
+            let mut found = Inspection {
+                server_name: server_name.take(),
+                protocols: std::mem::take(&mut protocols),
+            };
+            others.retain(|f| f.inspect(&buf, &mut found) == Sniffed::More);
+            server_name = found.server_name;
+            protocols = found.protocols;
+        }
+        if !tls_pending && !http_pending && others.is_empty() {
             break;
         }
         if buf.len() >= MAX_CLIENT_HELLO {

@@ -2,7 +2,8 @@
 //!
 //! Owns the per-connection path of a listener: the global downstream
 //! connection limit, the `use_original_dst` hand-off, the listener filters
-//! (`inspect`: TLS and HTTP inspectors, original destination), the
+//! (`inspect`: TLS and HTTP inspectors, original destination, and those
+//! registered by type URL: [`ListenerFilter`]), the
 //! filter-chain match, the transport socket (TLS termination), and the
 //! chain's terminal network filter: the HTTP connection manager
 //! (`strait-http`), the TCP proxy (`tcp`), or a network filter registered
@@ -18,6 +19,7 @@ mod connection;
 mod context;
 mod inspect;
 mod network;
+mod registered;
 mod stats;
 mod tcp;
 
@@ -25,5 +27,8 @@ pub use connection::serve;
 pub use context::Context;
 pub use network::{
     DownstreamIo, NetworkConnection, NetworkFilter, NetworkFilterFactory, NetworkFilterRegistry,
+};
+pub use registered::{
+    Inspection, ListenerFilter, ListenerFilterFactory, ListenerFilterRegistry, Sniffed,
 };
 pub use stats::{ListenerStats, TcpStats};

@@ -125,6 +125,17 @@ pub trait ExtensionParsers: Send + Sync {
         let _ = (type_url, value);
         None
     }
+
+    /// A listener filter's `typed_config`. Registries that hold no listener
+    /// filters keep the default: nothing registered.
+    fn listener_filter(
+        &self,
+        type_url: &str,
+        value: TypedValue<'_>,
+    ) -> Option<Result<Extension, String>> {
+        let _ = (type_url, value);
+        None
+    }
 }
 
 /// The parsers of a front end that knows only its built-in extensions.

@@ -204,7 +204,7 @@ impl Listener {
 
 /// The listener filters Strait runs before choosing a filter chain. They
 /// read the start of the connection; the bytes are replayed to the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListenerFilters {
     /// `envoy.filters.listener.tls_inspector`: SNI, ALPN, and transport
     /// protocol `tls` from the ClientHello.
@@ -225,6 +225,20 @@ pub struct ListenerFilters {
     /// (for filter-chain matching and ORIGINAL_DST clusters) is its
     /// original destination before a NAT redirect, not the local address.
     pub original_dst: bool,
+    /// Listener filters registered by type URL, in config order, after the
+    /// built-in inspectors.
+    pub registered: Vec<RegisteredListenerFilter>,
+}
+
+/// One `listener_filters` entry of a type registered by an embedding
+/// program (or a crate above the front end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisteredListenerFilter {
+    /// The entry's `name`, for logs.
+    pub name: String,
+    pub config: extension::Extension,
+    /// `filter_disabled`: connections it matches skip the filter.
+    pub disabled: Option<predicate::ListenerFilterPredicate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

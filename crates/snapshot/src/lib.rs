@@ -53,6 +53,9 @@ pub enum SnapshotError {
     /// A connection manager's HTTP filters could not be built.
     #[error("listener {listener}: http_filters: {message}")]
     HttpFilters { listener: String, message: String },
+    /// A registered listener filter could not be built.
+    #[error("listener {listener}: listener_filters: {message}")]
+    ListenerFilter { listener: String, message: String },
     /// A registered network filter could not be built.
     #[error("listener {listener}: network filter: {message}")]
     NetworkFilter { listener: String, message: String },
@@ -87,6 +90,9 @@ pub struct ListenerEntry {
     pub spec: Listener,
     /// In [`Listener::chains`] order (`default_filter_chain` last).
     pub chains: Vec<ChainEntry>,
+    /// The registered listener filters of `spec.listener_filters`, in
+    /// order, as the [`ChainCompiler`] built them.
+    pub listener_filters: Vec<CompiledFilters>,
 }
 
 /// One filter chain, compiled.
@@ -120,6 +126,14 @@ pub trait ChainCompiler: Send + Sync {
     fn network_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
         Err(format!(
             "no network filter registered for {}",
+            config.type_url()
+        ))
+    }
+
+    /// A registered listener filter, ready to inspect connections.
+    fn listener_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
+        Err(format!(
+            "no listener filter registered for {}",
             config.type_url()
         ))
     }
@@ -413,9 +427,19 @@ fn compile_listener(
             tls,
         });
     }
+    let mut listener_filters = Vec::with_capacity(spec.listener_filters.registered.len());
+    for f in &spec.listener_filters.registered {
+        listener_filters.push(filters.listener_filter(&f.config).map_err(|message| {
+            SnapshotError::ListenerFilter {
+                listener: spec.name.clone(),
+                message: format!("{}: {message}", f.name),
+            }
+        })?);
+    }
     Ok(ListenerEntry {
         spec: spec.clone(),
         chains,
+        listener_filters,
     })
 }
 
@@ -452,6 +476,7 @@ fn recompile_tls(
     Ok(ListenerEntry {
         spec: old.spec.clone(),
         chains,
+        listener_filters: old.listener_filters.clone(),
     })
 }
 

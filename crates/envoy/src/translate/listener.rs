@@ -272,10 +272,21 @@ fn listener_filter(
         reject_set!(cx, filter_path; filter_disabled);
         out.original_dst = true;
     } else {
-        cx.unsupported(
-            at(&path, "@type"),
-            format!("listener filter {}", effective_type_url(any)),
-        );
+        let before = cx.problems.len();
+        let found =
+            super::filter::registered(cx, any, &path, |p, url, v| p.listener_filter(url, v));
+        if let Some(config) = found {
+            out.registered.push(model::RegisteredListenerFilter {
+                name: f.name.clone(),
+                config,
+                disabled,
+            });
+        } else if cx.problems.len() == before {
+            cx.unsupported(
+                at(&path, "@type"),
+                format!("listener filter {}", effective_type_url(any)),
+            );
+        }
     }
 }
 
