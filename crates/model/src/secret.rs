@@ -12,34 +12,15 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use super::tls::{CertificateValidation, CommonTls, TlsCertificate, TlsSecrets};
 use crate::ModelError;
 
-/// Where a referenced secret comes from: `SdsSecretConfig.sds_config`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SecretSource {
-    /// No `sds_config`: one of `static_resources.secrets`.
-    Static,
-    /// `sds_config: {ads: {}}`: the ADS stream.
-    Ads,
-    /// `api_config_source` (GRPC, `envoy_grpc`): a SotW
-    /// `SecretDiscoveryService` stream to this cluster (Istio's `sds-grpc`).
-    Grpc { cluster: String },
-    /// `path_config_source` (or the legacy `path`): a file holding a
-    /// `DiscoveryResponse` of `Secret`s, re-read when it changes.
-    File { path: PathBuf },
-}
-
-/// `SdsSecretConfig`: a secret by name, from a source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SdsRef {
-    pub name: String,
-    pub source: SecretSource,
-}
+// Defined beside the TLS contexts that hold them (so `tls` needs nothing
+// of this module); this is where they are usually named.
+pub use super::tls::{SdsRef, SecretSource};
 
 /// What a secret holds. `generic_secret` and `session_ticket_keys` are
 /// refused at translation (nothing in Strait consumes them).

@@ -6,7 +6,29 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
-use super::{policy::ValueMatcher, secret::SdsRef};
+use super::policy::ValueMatcher;
+
+/// Where a referenced secret comes from: `SdsSecretConfig.sds_config`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecretSource {
+    /// No `sds_config`: one of `static_resources.secrets`.
+    Static,
+    /// `sds_config: {ads: {}}`: the ADS stream.
+    Ads,
+    /// `api_config_source` (GRPC, `envoy_grpc`): a SotW
+    /// `SecretDiscoveryService` stream to this cluster (Istio's `sds-grpc`).
+    Grpc { cluster: String },
+    /// `path_config_source` (or the legacy `path`): a file holding a
+    /// `DiscoveryResponse` of `Secret`s, re-read when it changes.
+    File { path: PathBuf },
+}
+
+/// `SdsSecretConfig`: a secret by name, from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdsRef {
+    pub name: String,
+    pub source: SecretSource,
+}
 
 /// Envoy `core.v3.DataSource`: where certificate or key bytes come from.
 #[derive(Clone, PartialEq, Eq)]

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use crate::{
     Publish, XdsError,
     shared::Shared,
-    stream::{INVALID_ARGUMENT, MAX_MESSAGE, TYPES, UnboundedStream, connect},
     type_url,
+    wire::{INVALID_ARGUMENT, MAX_MESSAGE, TYPES, UnboundedStream, connect},
 };
 
 /// Delta protocol state of one type: the names subscribed to (named types

@@ -28,6 +28,7 @@ mod secret_files;
 mod shared;
 mod stats;
 mod stream;
+mod wire;
 
 use std::{future::Future, sync::Arc};
 

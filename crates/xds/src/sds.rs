@@ -25,8 +25,8 @@ use tokio::{
 use crate::{
     Publish, XdsError,
     shared::Shared,
-    stream::{MAX_MESSAGE, Sender, TypeState, UnboundedStream, connect},
     type_url::SECRET,
+    wire::{MAX_MESSAGE, Sender, TypeState, UnboundedStream, connect},
 };
 
 /// How often an SDS file is re-read; the same pace as the config file.

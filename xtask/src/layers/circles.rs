@@ -27,23 +27,11 @@ use anyhow::{Context, Result};
 /// to allow is reported so it can be removed.
 pub(crate) const ALLOWED: &[(&str, &str)] = &[
     // Found by this check's first run (issue 10) and not dismantled yet.
-    // `tls` contexts name secrets (`secret::SdsRef`) and secrets hold TLS
-    // certificates (`tls::TlsCertificate`).
-    (
-        "strait-model",
-        "secret <-> tls, found by issue 10, not yet dismantled",
-    ),
     // `cluster` holds hosts, balancers, breakers and outlier state, and each
     // of those reaches back into `cluster` or `host`.
     (
         "strait-upstream",
         "cluster, host, pool, lb, health, outlier, breaker; found by issue 10, not yet dismantled",
-    ),
-    // `stream` dispatches to `delta` and starts `sds`, which call back into
-    // `stream`'s shared helpers.
-    (
-        "strait-xds",
-        "stream <-> delta, sds; found by issue 10, not yet dismantled",
     ),
 ];
 
