@@ -37,6 +37,9 @@ options:
   --duration SECS   seconds per measured run (default 5)
   --rate N          requests/s for the latency runs (default 2000)
   --install         install missing tools (apt-get, pip) instead of failing
+  --callgrind       user-space instructions per proxied request (HTTP/1.1,
+                    h2c) counted by valgrind's callgrind instead: stable on
+                    a noisy box; with --baseline OLD_BINARY, an A/B of both
   --tls             the TLS benchmark instead: Strait and Envoy terminating
                     TLS with the same certificate: full handshakes per second
                     (openssl s_time), keep-alive HTTPS req/s (HTTP/1.1, h2)
@@ -62,6 +65,10 @@ pub struct Options {
     pub(crate) install: bool,
     /// `--tls`: the TLS benchmark (handshakes, HTTPS throughput) instead.
     tls: bool,
+    /// `--callgrind`: instructions per request under callgrind instead.
+    callgrind: bool,
+    /// `--baseline PATH`: with `--callgrind`, the binary to compare with.
+    baseline: Option<PathBuf>,
 }
 
 impl Options {
@@ -75,6 +82,8 @@ impl Options {
             rate: 2000,
             install: false,
             tls: false,
+            callgrind: false,
+            baseline: None,
         };
         let mut duration = None;
         let mut it = args.iter();
@@ -88,6 +97,8 @@ impl Options {
                 }
                 "--install" => options.install = true,
                 "--tls" => options.tls = true,
+                "--callgrind" => options.callgrind = true,
+                "--baseline" => options.baseline = Some(PathBuf::from(value()?)),
                 "--strait" => options.strait = Some(PathBuf::from(value()?)),
                 "--rate" => options.rate = value()?.parse().context("--rate")?,
                 "--duration" => {
@@ -225,6 +236,13 @@ struct Running {
 }
 
 pub fn run(options: &Options) -> Result<()> {
+    if options.callgrind {
+        return crate::callgrind::run(
+            options.strait.clone(),
+            options.baseline.clone(),
+            options.install,
+        );
+    }
     if options.tls {
         return crate::tls_bench::run(options, options.proxies.contains(&Proxy::Envoy));
     }

@@ -7,7 +7,9 @@
 //!
 //! Commands:
 //! - `bench`: Strait against Envoy and nginx as reverse proxies (see `bench.rs`);
-//!   `bench --tls`: Strait against Envoy terminating TLS (see `tls_bench.rs`).
+//!   `bench --tls`: Strait against Envoy terminating TLS (see `tls_bench.rs`);
+//!   `bench --callgrind [--baseline OLD]`: instructions per request, an A/B
+//!   that noise does not move (see `callgrind.rs`).
 //! - `bench xds`: one large xDS push to Strait and Envoy: apply time and
 //!   memory (see `xds_bench.rs`).
 //! - `layers`: the layering guard: tiers declared in every manifest, no
@@ -17,6 +19,7 @@
 //!   runs pinned to its own core (see `loadgen.rs`).
 
 mod bench;
+mod callgrind;
 mod configs;
 mod layers;
 mod loadgen;
