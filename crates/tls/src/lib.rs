@@ -20,7 +20,7 @@
 //! compiled, never per connection. One crypto provider (`ring`) is used
 //! everywhere; `deny.toml` keeps others out.
 //!
-//! Depends on the model (`config`) only; never on I/O crates above it.
+//! Depends on the model (`strait-model`) only; never on I/O crates above it.
 
 mod client;
 mod dn;

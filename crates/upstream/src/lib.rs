@@ -6,8 +6,8 @@
 //! round-robin position); the registry is reconciled by name by the single
 //! config writer, and read lock-free by requests.
 //!
-//! Depends on `config` (specs) and `codec` (client connections); never on
-//! routing, snapshots or listeners.
+//! Depends on `strait-model` (specs), `codec` (client connections), `tls`
+//! and `net`; never on routing, snapshots or listeners.
 
 mod breaker;
 mod cluster;
