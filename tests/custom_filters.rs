@@ -662,3 +662,51 @@ static_resources:
         assert_eq!(reply, format!("{want} NAME {name} from greet\n"));
     }
 }
+
+/// Stands in for `envoy.filters.http.router`: answers every request itself.
+struct LocalRouter;
+
+impl HttpFilter for LocalRouter {
+    fn on_request<'a>(&'a self, req: &'a mut RequestHead<'_>) -> Decision<'a> {
+        let tag = req
+            .head
+            .headers
+            .get("x-tag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        Decision::Respond(
+            Reply::new(StatusCode::OK)
+                .body(format!("answered locally, tag {tag}\n"))
+                .details("local_router"),
+        )
+    }
+}
+
+struct LocalRouterFactory;
+
+impl HttpFilterFactory for LocalRouterFactory {
+    fn type_url(&self) -> &str {
+        strait_model::filter::type_url::ROUTER
+    }
+
+    fn create(&self, _: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
+        Ok(Arc::new(LocalRouter))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_is_a_registry_entry_an_embedder_can_replace() {
+    let up = http_echo("up");
+    let (f, _, _) = factory();
+    let proxy = TestProxy::start_with(&config(up.addr, "plain"), 1, |o| {
+        o.http_filters.register(f);
+        o.http_filters.register(LocalRouterFactory);
+    });
+    let r = get(proxy.listener("listener"), "/").await;
+    assert_eq!(r.status, 200);
+    // The filters before the router ran, then the replacement answered.
+    assert_eq!(r.text(), "answered locally, tag plain\n");
+    assert_eq!(r.header("x-tagged"), Some("plain"));
+    assert_eq!(up.requests(), 0, "nothing reached the upstream");
+}

@@ -15,7 +15,8 @@ use strait_filter::{
 use strait_model::{
     extension::Extension,
     filter::{
-        CorsFilter, CorsPolicy, FaultConfig, HeaderMutationConfig, HeaderMutationFilter, type_url,
+        CorsFilter, CorsPolicy, FaultConfig, HeaderMutationConfig, HeaderMutationFilter,
+        RouterConfig, type_url,
     },
 };
 
@@ -34,6 +35,7 @@ pub(crate) fn factories() -> Vec<Arc<dyn HttpFilterFactory>> {
             type_url::HEADER_MUTATION,
             Some(type_url::HEADER_MUTATION_PER_ROUTE),
         )),
+        Arc::new(Builtin(type_url::ROUTER, None)),
     ]
 }
 
@@ -59,6 +61,12 @@ impl HttpFilterFactory for Builtin {
                 config.get::<CorsFilter>().ok_or_else(wrong)?;
                 Arc::new(Cors)
             }
+            type_url::ROUTER => {
+                config.get::<RouterConfig>().ok_or_else(wrong)?;
+                // The chain forwards through the router itself (it is the
+                // terminal); this value only stands in the registry.
+                Arc::new(Router)
+            }
             _ => Arc::new(HeaderMutation(
                 config
                     .get::<HeaderMutationFilter>()
@@ -66,6 +74,17 @@ impl HttpFilterFactory for Builtin {
                     .clone(),
             )),
         })
+    }
+}
+
+/// `envoy.filters.http.router`: forwarding is the request path's own
+/// (`forward`), run when the chain reaches its terminal and the router
+/// registered is this built-in one.
+struct Router;
+
+impl HttpFilter for Router {
+    fn on_request<'a>(&'a self, _: &'a mut RequestHead<'_>) -> Decision<'a> {
+        Decision::Continue
     }
 }
 

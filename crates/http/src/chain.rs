@@ -233,6 +233,10 @@ pub struct FilterChain {
     entries: Box<[Entry]>,
     /// Some filter has body steps ([`HttpFilter::wants_body`]).
     wants_body: bool,
+    /// A filter registered in the router's place (the router's type URL):
+    /// it answers every request that reaches it. `None`: the built-in
+    /// router forwards.
+    terminal: Option<Arc<dyn HttpFilter>>,
 }
 
 impl std::fmt::Debug for FilterChain {
@@ -252,8 +256,12 @@ pub(crate) struct Decoded {
 }
 
 impl FilterChain {
-    pub(crate) fn new(filters: Vec<(String, bool, Arc<dyn HttpFilter>)>) -> Self {
+    pub(crate) fn new(
+        filters: Vec<(String, bool, Arc<dyn HttpFilter>)>,
+        terminal: Option<Arc<dyn HttpFilter>>,
+    ) -> Self {
         FilterChain {
+            terminal,
             wants_body: filters.iter().any(|(_, _, f)| f.wants_body()),
             entries: filters
                 .into_iter()
@@ -266,8 +274,40 @@ impl FilterChain {
         }
     }
 
+    /// No filter and the built-in router: requests go straight to it.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.terminal.is_none()
+    }
+
+    /// Runs a terminal registered in the router's place on the request
+    /// head; `None` when the built-in router forwards. A terminal that
+    /// continues has nothing after it: the request is answered 500.
+    pub(crate) async fn terminate(
+        &self,
+        head: &mut request::Parts,
+        info: &RequestInfo<'_>,
+        decoded: &mut Decoded,
+    ) -> Option<Reply> {
+        let terminal = self.terminal.as_ref()?;
+        let mut req = RequestHead {
+            head,
+            info,
+            state: &mut decoded.state,
+            name: "envoy.filters.http.router",
+        };
+        let mut decision = terminal.on_request(&mut req);
+        loop {
+            match decision {
+                Decision::Continue => {
+                    break Some(
+                        Reply::new(StatusCode::INTERNAL_SERVER_ERROR)
+                            .details("filter_chain_not_terminated"),
+                    );
+                }
+                Decision::Respond(reply) => break Some(reply),
+                Decision::Pause(wait) => decision = wait.await,
+            }
+        }
     }
 
     /// Whether a request's bodies pass through the filters.

@@ -96,7 +96,23 @@ impl HttpFilterRegistry {
                 .map_err(|why| format!("{}: {why}", f.name))?;
             filters.push((f.name.clone(), f.disabled, filter));
         }
-        Ok(FilterChain::new(filters))
+        // The terminal: the built-in router forwards through the request
+        // path itself; a filter registered in its place answers instead.
+        let url = hcm.router.type_url();
+        let terminal = if self.builtin.iter().any(|b| b == url) {
+            None
+        } else {
+            let factory = self
+                .by_type
+                .get(url)
+                .ok_or_else(|| format!("router: no filter registered for {url}"))?;
+            Some(
+                factory
+                    .create(&hcm.router)
+                    .map_err(|why| format!("router: {why}"))?,
+            )
+        };
+        Ok(FilterChain::new(filters, terminal))
     }
 }
 

@@ -183,7 +183,10 @@ async fn filtered(
                 &conn.stats,
                 overrides,
             );
-            let (decoded, reply) = chain.decode(&mut parts, &info).await;
+            let (mut decoded, mut reply) = chain.decode(&mut parts, &info).await;
+            if reply.is_none() {
+                reply = chain.terminate(&mut parts, &info, &mut decoded).await;
+            }
             let mut resp = match reply {
                 Some(reply) => reply.response(),
                 None => {

@@ -27,6 +27,18 @@ pub mod type_url {
         "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
     /// Its per-route config: [`super::HeaderMutationConfig`].
     pub const HEADER_MUTATION_PER_ROUTE: &str = "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
+    /// `envoy.filters.http.router`, the terminal filter: [`super::RouterConfig`].
+    pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+}
+
+/// `envoy.filters.http.router`'s config. Strait accepts only Envoy's
+/// defaults for the router's own options, so it carries nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouterConfig;
+
+/// The router as a connection manager's terminal filter.
+pub fn router() -> Extension {
+    Extension::new(type_url::ROUTER, RouterConfig)
 }
 
 /// One entry of the connection manager's `http_filters` (the router, always

@@ -335,8 +335,12 @@ pub struct HttpConnectionManager {
     pub client: ClientTrust,
     /// `generate_request_id` (default true).
     pub generate_request_id: bool,
-    /// HTTP filters before the router, in order. The router is implied last.
+    /// HTTP filters before the router, in order.
     pub http_filters: Vec<HttpFilter>,
+    /// The terminal filter, last in `http_filters` in Envoy's config: the
+    /// router ([`filter::router`]), built by whatever is registered for its
+    /// type URL like any other filter.
+    pub router: extension::Extension,
     /// `strip_matching_host_port` / `strip_any_host_port`: the port removed
     /// from `:authority` before routing (and upstream, except for CONNECT).
     pub strip_host_port: StripHostPort,
@@ -374,6 +378,7 @@ impl HttpConnectionManager {
             client: ClientTrust::default(),
             generate_request_id: true,
             http_filters: Vec::new(),
+            router: filter::router(),
             strip_host_port: StripHostPort::None,
             normalize_path: false,
             forward_client_cert: client_cert::ForwardClientCert::Sanitize,

@@ -300,6 +300,7 @@ pub(super) fn connection_manager(
         },
         generate_request_id: bool_value(generate_request_id, true),
         http_filters,
+        router: model::filter::router(),
         strip_host_port,
         normalize_path: bool_value(normalize_path, false),
         forward_client_cert,

@@ -224,6 +224,7 @@ static_resources:
                         client: ClientTrust::default(),
                         generate_request_id: false,
                         http_filters: vec![],
+                        router: crate::model::filter::router(),
                         strip_host_port: StripHostPort::None,
                         normalize_path: false,
                         forward_client_cert: Default::default(),
