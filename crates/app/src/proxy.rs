@@ -150,8 +150,8 @@ impl Proxy {
         let (drain_tx, mut drain_rx) = watch::channel(None);
         let mut admin = None;
         let ctx = strait_admin::AdminContext {
-            store: Arc::clone(&shared.store),
-            registry: Arc::clone(&shared.registry),
+            store: Arc::clone(shared.store()),
+            registry: Arc::clone(shared.registry()),
             listeners: Arc::clone(&shared.bound),
             recorder: Arc::clone(&stats.recorder),
             prometheus: stats.prometheus.clone(),
@@ -164,7 +164,7 @@ impl Proxy {
         // Stats sinks read the stats as the admin server does, with or
         // without one. Started once: Envoy reads `stats_sinks` from the
         // bootstrap only, so a reload leaves them as they are.
-        let first = shared.store.load();
+        let first = shared.store().load();
         if let Some(sinks) = first.config().stats_sinks.clone() {
             let node = first.config().node.as_ref().map(strait_envoy::node_proto);
             control.spawn(strait_admin::sinks::run(ctx.clone(), sinks, node));
@@ -182,7 +182,7 @@ impl Proxy {
                 tracing::info!(address = %addr, "admin listening");
             }
         }
-        let (stopper, store) = (Arc::clone(&reloader), Arc::clone(&shared.store));
+        let (stopper, store) = (Arc::clone(&reloader), Arc::clone(shared.store()));
         control.spawn(async move {
             // Every connection drains gracefully (HTTP/1.1 closes after its
             // response, HTTP/2 gets GOAWAY), so `?graceful` changes nothing.
@@ -237,7 +237,7 @@ impl Proxy {
 
     /// The live config version (1 after start, +1 per applied reload).
     pub fn version(&self) -> u64 {
-        self.shared.store.load().version()
+        self.shared.store().load().version()
     }
 
     /// How many config updates (file changes, reloads) were refused since

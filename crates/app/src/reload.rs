@@ -19,7 +19,7 @@ use tokio::{runtime::Handle, sync::Mutex};
 
 use strait_envoy::{Parsers, model::extension::ExtensionParsers};
 use strait_http::HttpFilterRegistry;
-use strait_listener::NetworkFilterRegistry;
+use strait_listener::{ListenerFilterRegistry, NetworkFilterRegistry};
 
 use crate::{AppError, extensions::Extensions, listeners::ListenerSet, shared::Shared};
 
@@ -46,22 +46,24 @@ pub fn check_with(text: &str, overrides: &BootstrapOverrides) -> Result<Config, 
         overrides,
         &HttpFilterRegistry::default(),
         &NetworkFilterRegistry::default(),
+        &ListenerFilterRegistry::default(),
     )
 }
 
-/// [`check_with`] knowing the HTTP and network filters registered in
-/// `http` and `network` (an embedding program's as well as the built-in
-/// ones).
+/// [`check_with`] knowing the HTTP, network and listener filters
+/// registered in `http`, `network` and `listener` (an embedding program's
+/// as well as the built-in ones).
 pub fn check_with_filters(
     text: &str,
     overrides: &BootstrapOverrides,
     http: &HttpFilterRegistry,
     network: &NetworkFilterRegistry,
+    listener: &ListenerFilterRegistry,
 ) -> Result<Config, Vec<String>> {
     let filters = &Arc::new(Extensions {
         http: http.clone(),
         network: network.clone(),
-        listener: Default::default(),
+        listener: listener.clone(),
     });
     let (config, _) = parse(text, overrides, filters)?;
     Snapshot::compile_with(
@@ -247,7 +249,7 @@ impl Reloader {
             Err(e) => {
                 tracing::error!(
                     "config refused, keeping version {}: {e}",
-                    self.shared.store.load().version()
+                    self.shared.store().load().version()
                 );
                 // The message first, then the count: whoever sees the count
                 // move finds this error (or a later one).
@@ -265,7 +267,7 @@ impl Reloader {
     /// xDS) takes to a live snapshot.
     async fn apply(&self, config: Config, source: serde_json::Value) -> Result<u64, AppError> {
         let mut listeners = self.listeners.lock().await;
-        let previous = self.shared.store.load();
+        let previous = self.shared.store().load();
         if previous.version() > 0 && previous.config().admin != config.admin {
             // The admin server is bound once at start (as Envoy's is); a
             // changed address would silently not take effect.
@@ -286,11 +288,14 @@ impl Reloader {
         // Clusters first, so a request on the new snapshot finds them; the
         // ones the new config drops go only after it is live.
         let tls = |name: &str| snapshot.cluster_transports(name);
-        self.shared.registry.reconcile(&config.clusters, &tls).await;
-        self.shared.store.publish(snapshot);
+        self.shared
+            .registry()
+            .reconcile(&config.clusters, &tls)
+            .await;
+        self.shared.store().publish(snapshot);
         self.version.store(version, Ordering::Relaxed);
         listeners.commit(plan, &self.shared, &self.workers);
-        self.shared.registry.retain(&config.clusters);
+        self.shared.registry().retain(&config.clusters);
         Ok(version)
     }
 

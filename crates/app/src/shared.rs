@@ -9,9 +9,8 @@ use crate::{ClusterRegistry, Store, extensions::Extensions, stats::StatsRecorder
 /// State shared by the config writer, the listeners and the admin server.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) store: Arc<Store>,
-    pub(crate) registry: Arc<ClusterRegistry>,
-    /// What every accepted connection shares (the same store and registry).
+    /// What every accepted connection shares: among it the config store and
+    /// the live clusters, which the writer and the admin server use too.
     pub(crate) conn: Arc<strait_listener::Context>,
     pub(crate) bound: Arc<BoundListeners>,
     /// The HTTP and network filters the proxy can build, by type URL.
@@ -20,19 +19,25 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(stats: StatsRecorder, filters: Extensions) -> Self {
-        let store = Arc::new(Store::new());
-        let registry = Arc::new(ClusterRegistry::new(Arc::clone(&stats.recorder)));
         Shared {
             conn: Arc::new(strait_listener::Context::new(
-                Arc::clone(&store),
-                Arc::clone(&registry),
+                Arc::new(Store::new()),
+                Arc::new(ClusterRegistry::new(Arc::clone(&stats.recorder))),
                 Arc::clone(&stats.recorder),
             )),
-            store,
-            registry,
             bound: BoundListeners::new(),
             filters: Arc::new(filters),
         }
+    }
+
+    /// The one config store.
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.conn.http.store
+    }
+
+    /// The live clusters.
+    pub(crate) fn registry(&self) -> &Arc<ClusterRegistry> {
+        &self.conn.http.registry
     }
 
     /// Runs `make` with the proxy's recorder as the one the `metrics` macros

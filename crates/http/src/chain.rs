@@ -295,39 +295,30 @@ impl FilterChain {
             state: &mut decoded.state,
             name: "envoy.filters.http.router",
         };
-        let mut decision = terminal.on_request(&mut req);
-        loop {
-            match decision {
-                Decision::Continue => {
-                    break Some(
-                        Reply::new(StatusCode::INTERNAL_SERVER_ERROR)
-                            .details("filter_chain_not_terminated"),
-                    );
-                }
-                Decision::Respond(reply) => break Some(reply),
-                Decision::Pause(wait) => decision = wait.await,
-            }
-        }
-    }
-
-    /// Whether a request's bodies pass through the filters.
-    pub(crate) fn wants_body(&self) -> bool {
-        self.wants_body
+        let answer = settle(terminal.on_request(&mut req)).await;
+        Some(answer.unwrap_or_else(|| {
+            Reply::new(StatusCode::INTERNAL_SERVER_ERROR).details("filter_chain_not_terminated")
+        }))
     }
 
     /// The entries whose body steps run for a request: those whose decode
-    /// step ran, enabled for the route, with body steps. Allocates only for
-    /// a chain that has body filters.
+    /// step ran, enabled for the route, with body steps. `None` (and no
+    /// allocation) for a chain without body filters.
     pub(crate) fn body_filters(
         &self,
         decoded: &Decoded,
         overrides: &[FilterOverride],
-    ) -> Vec<Arc<dyn HttpFilter>> {
+    ) -> Option<BodyFilters> {
+        if !self.wants_body {
+            return None;
+        }
         let ran = self.entries.get(..decoded.ran).unwrap_or_default();
-        ran.iter()
-            .filter(|e| e.filter.wants_body() && Self::enabled(e, overrides))
-            .map(|e| Arc::clone(&e.filter))
-            .collect()
+        Some(
+            ran.iter()
+                .filter(|e| e.filter.wants_body() && Self::enabled(e, overrides))
+                .map(|e| Arc::clone(&e.filter))
+                .collect(),
+        )
     }
 
     /// Whether entry `e` runs for a route with `overrides`: a route's
@@ -360,14 +351,7 @@ impl FilterChain {
                     state: &mut out.state,
                     name: &e.name,
                 };
-                let mut decision = e.filter.on_request(&mut req);
-                loop {
-                    match decision {
-                        Decision::Continue => break None,
-                        Decision::Respond(reply) => break Some(reply),
-                        Decision::Pause(wait) => decision = wait.await,
-                    }
-                }
+                settle(e.filter.on_request(&mut req)).await
             };
             if let Some(reply) = answered {
                 return (out, Some(reply));
@@ -401,8 +385,23 @@ impl FilterChain {
     }
 }
 
+/// Waits out any pauses of a decision: the reply when the filter answered,
+/// `None` when it continued.
+async fn settle(mut decision: Decision<'_>) -> Option<Reply> {
+    loop {
+        match decision {
+            Decision::Continue => return None,
+            Decision::Respond(reply) => return Some(reply),
+            Decision::Pause(wait) => decision = wait.await,
+        }
+    }
+}
+
 /// The request body's pass through the body filters, in chain order.
-pub(crate) struct RequestBodyFilters(pub(crate) Vec<Arc<dyn HttpFilter>>);
+pub(crate) struct RequestBodyFilters(pub(crate) BodyFilters);
+
+/// The filters with body steps that run for one request, in chain order.
+pub(crate) type BodyFilters = Arc<[Arc<dyn HttpFilter>]>;
 
 impl FrameHook for RequestBodyFilters {
     fn frame(&mut self, frame: &mut Frame<Bytes>) {
@@ -417,7 +416,7 @@ impl FrameHook for RequestBodyFilters {
 /// The response body's pass through the body filters, in reverse order,
 /// with the request's filter state.
 pub(crate) struct ResponseBodyFilters {
-    pub(crate) filters: Vec<Arc<dyn HttpFilter>>,
+    pub(crate) filters: BodyFilters,
     pub(crate) state: FilterState,
 }
 

@@ -14,6 +14,26 @@ use http::HeaderValue;
 
 use crate::{shared::Shared, stats::HttpStats};
 
+/// What the connection manager needs to know of a connection's set-up
+/// (listener filters, filter-chain match, transport socket).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The listener that accepted it (after any `use_original_dst`
+    /// hand-off).
+    pub listener: Arc<str>,
+    /// The filter chain it matched: an index into the listener's chains.
+    pub chain: usize,
+    /// TLS-terminated (`x-forwarded-proto: https`).
+    pub tls: bool,
+    /// Its destination: the local address, or the original destination
+    /// when the listener restores it.
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    /// This hop's `x-forwarded-client-cert` element ([`crate::xfcc_element`]),
+    /// when the client presented a certificate.
+    pub xfcc: Option<HeaderValue>,
+}
+
 /// What one downstream connection knows about itself.
 #[derive(Debug)]
 pub(crate) struct ConnCtx {
@@ -36,6 +56,30 @@ pub(crate) struct ConnCtx {
     pub(crate) local: SocketAddr,
     pub(crate) stats: Arc<HttpStats>,
     pub(crate) streams: StreamCount,
+}
+
+impl ConnCtx {
+    pub(crate) fn new(shared: Arc<Shared>, conn: Connection, stats: Arc<HttpStats>) -> Self {
+        let Connection {
+            listener,
+            chain,
+            tls,
+            local,
+            peer,
+            xfcc,
+        } = conn;
+        ConnCtx {
+            shared,
+            listener,
+            chain,
+            tls,
+            xfcc,
+            peer,
+            local,
+            stats,
+            streams: StreamCount::new(),
+        }
+    }
 }
 
 /// Open streams on one connection, for Envoy's connection `idle_timeout`

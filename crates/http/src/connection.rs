@@ -1,9 +1,8 @@
 //! The HTTP connection manager as a network filter: one downstream
 //! connection served by the codec, each request through [`crate::handle`].
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use http::HeaderValue;
 use hyper::service::service_fn;
 use strait_codec::{Counted, ServerOptions, ServerProtocol, server};
 use strait_model::{CodecType, HttpConnectionManager};
@@ -11,9 +10,8 @@ use strait_net::DrainWatch;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
-    body::Tracked,
-    conn::{ConnCtx, StreamCount, StreamGuard},
-    request::handle,
+    conn::{ConnCtx, Connection},
+    request::handle_counted,
     shared::Shared,
 };
 
@@ -29,26 +27,6 @@ fn header_read_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
     }
 }
 
-/// What the connection manager needs to know of a connection's set-up
-/// (listener filters, filter-chain match, transport socket).
-#[derive(Debug, Clone)]
-pub struct Connection {
-    /// The listener that accepted it (after any `use_original_dst`
-    /// hand-off).
-    pub listener: Arc<str>,
-    /// The filter chain it matched: an index into the listener's chains.
-    pub chain: usize,
-    /// TLS-terminated (`x-forwarded-proto: https`).
-    pub tls: bool,
-    /// Its destination: the local address, or the original destination
-    /// when the listener restores it.
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    /// This hop's `x-forwarded-client-cert` element ([`crate::xfcc_element`]),
-    /// when the client presented a certificate.
-    pub xfcc: Option<HeaderValue>,
-}
-
 /// Serves one downstream connection with the HTTP connection manager `hcm`
 /// until it closes, `drain` fires (HTTP/1.1 closes after the current
 /// response, HTTP/2 sends GOAWAY) or it has been idle for the manager's
@@ -62,14 +40,6 @@ pub async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Connection {
-        listener: name,
-        chain,
-        tls,
-        local,
-        peer,
-        xfcc,
-    } = conn;
     let stats = shared.http_stats(&hcm.stat_prefix);
     stats.cx_total.increment(1);
     stats.cx_active.increment(1.0);
@@ -82,25 +52,11 @@ pub async fn serve_connection<I>(
         max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
         header_read_timeout: header_read_timeout(hcm),
     };
-    let ctx = Arc::new(ConnCtx {
-        shared,
-        listener: name,
-        chain,
-        tls,
-        xfcc,
-        peer,
-        local,
-        stats: Arc::clone(&stats),
-        streams: StreamCount::new(),
-    });
+    let ctx = Arc::new(ConnCtx::new(shared, conn, Arc::clone(&stats)));
     let idle = idle_watch(Arc::clone(&ctx), hcm.idle_timeout);
     let svc = service_fn(move |req| {
         let ctx = Arc::clone(&ctx);
-        async move {
-            let stream = StreamGuard::open(&ctx);
-            let resp = handle(req, ctx).await;
-            Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, stream)))
-        }
+        async move { Ok::<_, std::convert::Infallible>(handle_counted(req, ctx).await) }
     });
     let io = Counted::new(io, Arc::clone(&stats));
     let stop = async move {

@@ -48,7 +48,8 @@ pub use chain::{
     Decision, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead, RequestInfo,
     ResponseHead,
 };
-pub use connection::{Connection, serve_connection};
+pub use conn::Connection;
+pub use connection::serve_connection;
 pub use local_reply::{Reply, ReplyInfo};
 pub use registry::HttpFilterRegistry;
 pub use service::{HttpService, ProxyResponse};

@@ -9,26 +9,26 @@
 //! through [`ExtensionParsers`]. The snapshot builds each connection
 //! manager's [`FilterChain`] through the registry's [`ChainCompiler`].
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use strait_model::{
     HttpConnectionManager,
-    extension::{Extension, ExtensionParsers, TypedValue},
+    extension::{ByTypeUrl, Extension, ExtensionParsers, TypedValue},
 };
 use strait_snapshot::{ChainCompiler, CompiledFilters};
 
 use crate::{
     builtin,
-    chain::{FilterChain, HttpFilterFactory},
+    chain::{FilterChain, HttpFilter, HttpFilterFactory},
 };
 
 /// The HTTP filter factories a proxy knows, by type URL. [`Default`] holds
 /// the built-in filters (fault, CORS, header mutation); an embedding program
 /// adds its own with [`HttpFilterRegistry::register`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpFilterRegistry {
-    by_type: HashMap<String, Arc<dyn HttpFilterFactory>>,
-    by_per_route_type: HashMap<String, Arc<dyn HttpFilterFactory>>,
+    by_type: ByTypeUrl<dyn HttpFilterFactory>,
+    by_per_route_type: ByTypeUrl<dyn HttpFilterFactory>,
     /// Type URLs the front end translates itself: never parsed here.
     builtin: Vec<String>,
 }
@@ -36,8 +36,8 @@ pub struct HttpFilterRegistry {
 impl Default for HttpFilterRegistry {
     fn default() -> Self {
         let mut r = HttpFilterRegistry {
-            by_type: HashMap::new(),
-            by_per_route_type: HashMap::new(),
+            by_type: ByTypeUrl::default(),
+            by_per_route_type: ByTypeUrl::default(),
             builtin: Vec::new(),
         };
         for f in builtin::factories() {
@@ -45,16 +45,6 @@ impl Default for HttpFilterRegistry {
             r.insert(f);
         }
         r
-    }
-}
-
-impl std::fmt::Debug for HttpFilterRegistry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut urls: Vec<&String> = self.by_type.keys().collect();
-        urls.sort();
-        f.debug_struct("HttpFilterRegistry")
-            .field("type_urls", &urls)
-            .finish()
     }
 }
 
@@ -76,9 +66,25 @@ impl HttpFilterRegistry {
     fn insert(&mut self, factory: Arc<dyn HttpFilterFactory>) {
         if let Some(per_route) = factory.per_route_type_url() {
             self.by_per_route_type
-                .insert(per_route.to_owned(), Arc::clone(&factory));
+                .insert(per_route, Arc::clone(&factory));
         }
-        self.by_type.insert(factory.type_url().to_owned(), factory);
+        let url = factory.type_url().to_owned();
+        self.by_type.insert(&url, factory);
+    }
+
+    /// Whether `type_url` is still served by a built-in factory (the front
+    /// end translates its configs; the built-in router forwards).
+    fn is_builtin(&self, type_url: &str) -> bool {
+        self.builtin.iter().any(|b| b == type_url)
+    }
+
+    /// The filter `config` configures, built by its factory; an `Err`
+    /// names the filter (`name`) and why.
+    fn build(&self, name: &str, config: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
+        self.by_type
+            .require(config.type_url(), "filter")
+            .and_then(|factory| factory.create(config))
+            .map_err(|why| format!("{name}: {why}"))
     }
 
     /// Builds the filter chain of `hcm`; `Err` names the filter that could
@@ -86,31 +92,15 @@ impl HttpFilterRegistry {
     pub fn chain(&self, hcm: &HttpConnectionManager) -> Result<FilterChain, String> {
         let mut filters = Vec::with_capacity(hcm.http_filters.len());
         for f in &hcm.http_filters {
-            let url = f.config.type_url();
-            let factory = self
-                .by_type
-                .get(url)
-                .ok_or_else(|| format!("{}: no filter registered for {url}", f.name))?;
-            let filter = factory
-                .create(&f.config)
-                .map_err(|why| format!("{}: {why}", f.name))?;
+            let filter = self.build(&f.name, &f.config)?;
             filters.push((f.name.clone(), f.disabled, filter));
         }
         // The terminal: the built-in router forwards through the request
         // path itself; a filter registered in its place answers instead.
-        let url = hcm.router.type_url();
-        let terminal = if self.builtin.iter().any(|b| b == url) {
+        let terminal = if self.is_builtin(hcm.router.type_url()) {
             None
         } else {
-            let factory = self
-                .by_type
-                .get(url)
-                .ok_or_else(|| format!("router: no filter registered for {url}"))?;
-            Some(
-                factory
-                    .create(&hcm.router)
-                    .map_err(|why| format!("router: {why}"))?,
-            )
+            Some(self.build("router", &hcm.router)?)
         };
         Ok(FilterChain::new(filters, terminal))
     }
@@ -128,7 +118,7 @@ impl ExtensionParsers for HttpFilterRegistry {
         type_url: &str,
         value: TypedValue<'_>,
     ) -> Option<Result<Extension, String>> {
-        if self.builtin.iter().any(|b| b == type_url) {
+        if self.is_builtin(type_url) {
             return None;
         }
         self.by_type.get(type_url).map(|f| f.parse(value))
@@ -140,7 +130,7 @@ impl ExtensionParsers for HttpFilterRegistry {
         value: TypedValue<'_>,
     ) -> Option<Result<Extension, String>> {
         let factory = self.by_per_route_type.get(type_url)?;
-        if self.builtin.iter().any(|b| b == factory.type_url()) {
+        if self.is_builtin(factory.type_url()) {
             return None;
         }
         Some(factory.parse_per_route(value))

@@ -13,9 +13,9 @@ use strait_model::{HttpConnectionManager, NetworkFilter, RouteAction, ServerHead
 use strait_route::{RequestView, RouteResult};
 
 use crate::{
-    body::ProxyBody,
+    body::{ProxyBody, Tracked},
     chain::{FilterChain, RequestBodyFilters, RequestInfo, ResponseBodyFilters},
-    conn::ConnCtx,
+    conn::{ConnCtx, StreamGuard},
     edge,
     forward::forward,
     local_reply::{LocalReply, Reply},
@@ -24,6 +24,16 @@ use crate::{
 };
 
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+
+/// [`handle`] with the request counted as an open stream of its
+/// connection until its response body is done (or dropped).
+pub(crate) async fn handle_counted(
+    req: Request<Incoming>,
+    conn: Arc<ConnCtx>,
+) -> Response<Tracked> {
+    let stream = StreamGuard::open(&conn);
+    handle(req, conn).await.map(|b| Tracked::new(b, stream))
+}
 
 /// Handles one request end to end. Never fails: every error is a response.
 pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ProxyBody> {
@@ -187,27 +197,27 @@ async fn filtered(
             if reply.is_none() {
                 reply = chain.terminate(&mut parts, &info, &mut decoded).await;
             }
+            // Both bodies pass the same filters: found once, shared.
+            let body_filters = chain
+                .body_filters(&decoded, overrides)
+                .filter(|f| !f.is_empty());
             let mut resp = match reply {
                 Some(reply) => reply.response(),
                 None => {
-                    let hook = chain.wants_body().then(|| {
-                        Box::new(RequestBodyFilters(chain.body_filters(&decoded, overrides)))
-                            as Box<dyn FrameHook>
-                    });
+                    let hook = body_filters
+                        .clone()
+                        .map(|f| Box::new(RequestBodyFilters(f)) as Box<dyn FrameHook>);
                     forward(Request::from_parts(parts, body), s, &routed, hook).await
                 }
             };
             let status = resp.status();
             chain.encode(&decoded, overrides, status, resp.headers_mut());
-            if chain.wants_body() {
-                let filters = chain.body_filters(&decoded, overrides);
-                if !filters.is_empty() {
-                    let hook = ResponseBodyFilters {
-                        filters,
-                        state: decoded.state,
-                    };
-                    resp = resp.map(|b| ProxyBody::Filtered(Box::new(b), Box::new(hook)));
-                }
+            if let Some(filters) = body_filters {
+                let hook = ResponseBodyFilters {
+                    filters,
+                    state: decoded.state,
+                };
+                resp = resp.map(|b| ProxyBody::Filtered(Box::new(b), Box::new(hook)));
             }
             resp
         }

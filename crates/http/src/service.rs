@@ -18,9 +18,8 @@ use strait_snapshot::{Snapshot, SnapshotError};
 use crate::{
     HttpFilterRegistry,
     body::Tracked,
-    conn::{ConnCtx, StreamCount, StreamGuard},
-    connection::Connection,
-    request::handle,
+    conn::{ConnCtx, Connection},
+    request::handle_counted,
     shared::Shared,
 };
 
@@ -71,26 +70,8 @@ impl HttpService {
             }
         };
         let stats = shared.http_stats(&prefix);
-        let Connection {
-            listener,
-            chain,
-            tls,
-            local,
-            peer,
-            xfcc,
-        } = conn;
         Some(HttpService {
-            conn: Arc::new(ConnCtx {
-                shared,
-                listener,
-                chain,
-                tls,
-                xfcc,
-                peer,
-                local,
-                stats,
-                streams: StreamCount::new(),
-            }),
+            conn: Arc::new(ConnCtx::new(shared, conn, stats)),
         })
     }
 }
@@ -110,10 +91,6 @@ impl tower::Service<Request<Incoming>> for HttpService {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let conn = Arc::clone(&self.conn);
-        Box::pin(async move {
-            let stream = StreamGuard::open(&conn);
-            let resp = handle(req, conn).await;
-            Ok(resp.map(|b| Tracked::new(b, stream)))
-        })
+        Box::pin(async move { Ok(handle_counted(req, conn).await) })
     }
 }

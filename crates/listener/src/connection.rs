@@ -50,7 +50,7 @@ impl<'a> GlobalSlot<'a> {
     /// `ignore_global_conn_limit` take no place (Envoy does not count them).
     fn take(shared: &'a Context, listener: &str) -> Option<GlobalSlot<'a>> {
         use std::sync::atomic::Ordering;
-        let snapshot = shared.store.load();
+        let snapshot = shared.http.store.load();
         if snapshot
             .listener(listener)
             .is_some_and(|e| e.spec.ignore_global_conn_limit)
@@ -88,7 +88,7 @@ async fn serve_connection(
     let mut local = stream.local_addr().unwrap_or(peer);
     // The listener entry (not the whole snapshot) is held until the chain is
     // known; requests load the snapshot afresh.
-    let snapshot = shared.store.load();
+    let snapshot = shared.http.store.load();
     let Some(mut entry) = snapshot.listener(&name).cloned() else {
         return;
     };
@@ -201,8 +201,8 @@ async fn serve_connection(
                 listener: name,
                 peer,
                 local,
-                store: Arc::clone(&shared.store),
-                clusters: Arc::clone(&shared.registry),
+                store: Arc::clone(&shared.http.store),
+                clusters: Arc::clone(&shared.http.registry),
                 drain,
             };
             filter.serve(conn).await;

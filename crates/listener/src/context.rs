@@ -12,9 +12,8 @@ use crate::stats::TcpStats;
 /// the live clusters, the HTTP path's state, the TCP proxies' stat handles
 /// and the global connection count. Nothing in it is locked per connection.
 pub struct Context {
-    pub store: Arc<Store>,
-    pub registry: Arc<ClusterRegistry>,
-    /// The HTTP path's view of the same store and registry.
+    /// The HTTP path's state, which holds the config store and the live
+    /// clusters every connection reads.
     pub http: Arc<strait_http::Shared>,
     /// The proxy's stats recorder: handles made here register with it.
     recorder: Arc<dyn metrics::Recorder + Send + Sync>,
@@ -27,8 +26,7 @@ pub struct Context {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("store", &self.store)
-            .field("registry", &self.registry)
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }
@@ -41,12 +39,10 @@ impl Context {
     ) -> Self {
         Context {
             http: Arc::new(strait_http::Shared::new(
-                Arc::clone(&store),
-                Arc::clone(&registry),
+                store,
+                registry,
                 Arc::clone(&recorder),
             )),
-            store,
-            registry,
             recorder,
             tcp_stats: ArcSwap::default(),
             downstream_cx: AtomicU64::new(0),

@@ -3,9 +3,9 @@
 //! registered filter gets the connection after the listener filters and
 //! the transport socket.
 
-use std::{collections::HashMap, fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
-use strait_model::extension::{Extension, TypedValue};
+use strait_model::extension::{ByTypeUrl, Extension, TypedValue};
 use strait_net::DrainWatch;
 use strait_snapshot::{CompiledFilters, Store};
 use strait_upstream::ClusterRegistry;
@@ -68,26 +68,16 @@ pub trait NetworkFilterFactory: Send + Sync + 'static {
 }
 
 /// The network filter factories a proxy knows, by type URL.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct NetworkFilterRegistry {
-    by_type: HashMap<String, Arc<dyn NetworkFilterFactory>>,
-}
-
-impl fmt::Debug for NetworkFilterRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut urls: Vec<&String> = self.by_type.keys().collect();
-        urls.sort();
-        f.debug_struct("NetworkFilterRegistry")
-            .field("type_urls", &urls)
-            .finish()
-    }
+    by_type: ByTypeUrl<dyn NetworkFilterFactory>,
 }
 
 impl NetworkFilterRegistry {
     /// Adds `factory` for its type URL, replacing one registered before.
     pub fn register(&mut self, factory: impl NetworkFilterFactory) -> &mut Self {
-        self.by_type
-            .insert(factory.type_url().to_owned(), Arc::new(factory));
+        let url = factory.type_url().to_owned();
+        self.by_type.insert(&url, Arc::new(factory));
         self
     }
 
@@ -103,11 +93,7 @@ impl NetworkFilterRegistry {
 
     /// Builds the filter `config` configures, as the snapshot keeps it.
     pub fn compile(&self, config: &Extension) -> Result<CompiledFilters, String> {
-        let url = config.type_url();
-        let factory = self
-            .by_type
-            .get(url)
-            .ok_or_else(|| format!("no network filter registered for {url}"))?;
+        let factory = self.by_type.require(config.type_url(), "network filter")?;
         let filter: CompiledNetworkFilter = factory.create(config)?;
         Ok(Arc::new(filter))
     }

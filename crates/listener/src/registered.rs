@@ -4,9 +4,9 @@
 //! learned (the server name, application protocols); the bytes are replayed
 //! to the chosen chain.
 
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::sync::Arc;
 
-use strait_model::extension::{Extension, TypedValue};
+use strait_model::extension::{ByTypeUrl, Extension, TypedValue};
 use strait_snapshot::CompiledFilters;
 
 /// What the listener filters learned of a connection so far, for the
@@ -51,26 +51,16 @@ pub trait ListenerFilterFactory: Send + Sync + 'static {
 pub(crate) type CompiledListenerFilter = Arc<dyn ListenerFilter>;
 
 /// The listener filter factories a proxy knows, by type URL.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct ListenerFilterRegistry {
-    by_type: HashMap<String, Arc<dyn ListenerFilterFactory>>,
-}
-
-impl fmt::Debug for ListenerFilterRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut urls: Vec<&String> = self.by_type.keys().collect();
-        urls.sort();
-        f.debug_struct("ListenerFilterRegistry")
-            .field("type_urls", &urls)
-            .finish()
-    }
+    by_type: ByTypeUrl<dyn ListenerFilterFactory>,
 }
 
 impl ListenerFilterRegistry {
     /// Adds `factory` for its type URL, replacing one registered before.
     pub fn register(&mut self, factory: impl ListenerFilterFactory) -> &mut Self {
-        self.by_type
-            .insert(factory.type_url().to_owned(), Arc::new(factory));
+        let url = factory.type_url().to_owned();
+        self.by_type.insert(&url, Arc::new(factory));
         self
     }
 
@@ -86,11 +76,7 @@ impl ListenerFilterRegistry {
 
     /// Builds the filter `config` configures, as the snapshot keeps it.
     pub fn compile(&self, config: &Extension) -> Result<CompiledFilters, String> {
-        let url = config.type_url();
-        let factory = self
-            .by_type
-            .get(url)
-            .ok_or_else(|| format!("no listener filter registered for {url}"))?;
+        let factory = self.by_type.require(config.type_url(), "listener filter")?;
         let filter: CompiledListenerFilter = factory.create(config)?;
         Ok(Arc::new(filter))
     }

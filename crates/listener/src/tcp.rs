@@ -42,7 +42,7 @@ pub(crate) async fn serve(
             chosen
         }
     };
-    let Some(cluster) = shared.registry.get(name) else {
+    let Some(cluster) = shared.http.registry.get(name) else {
         stats.no_route.increment(1);
         return;
     };

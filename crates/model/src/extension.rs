@@ -9,7 +9,7 @@
 //! equality (so a reload can tell a changed filter from an unchanged one)
 //! and `Debug` (for logs).
 
-use std::{any::Any, fmt, sync::Arc};
+use std::{any::Any, collections::HashMap, fmt, sync::Arc};
 
 /// A validated extension config. Implemented for every
 /// `Any + Debug + PartialEq + Send + Sync` type, so a factory's config type
@@ -89,6 +89,55 @@ impl fmt::Debug for Extension {
 pub enum TypedValue<'a> {
     Proto(&'a [u8]),
     Struct(&'a serde_json::Value),
+}
+
+/// Factories by the type URL of their configs: what every extension
+/// registry (HTTP, network and listener filters) keeps. `F` is the
+/// registry's factory trait object.
+pub struct ByTypeUrl<F: ?Sized> {
+    map: HashMap<String, Arc<F>>,
+}
+
+impl<F: ?Sized> ByTypeUrl<F> {
+    /// Adds `factory` for `type_url`, replacing one registered before.
+    pub fn insert(&mut self, type_url: &str, factory: Arc<F>) {
+        self.map.insert(type_url.to_owned(), factory);
+    }
+
+    pub fn get(&self, type_url: &str) -> Option<&Arc<F>> {
+        self.map.get(type_url)
+    }
+
+    /// The factory for `type_url`, or why there is none: "no `what`
+    /// registered for `type_url`".
+    pub fn require(&self, type_url: &str, what: &str) -> Result<&Arc<F>, String> {
+        self.get(type_url)
+            .ok_or_else(|| format!("no {what} registered for {type_url}"))
+    }
+}
+
+impl<F: ?Sized> Default for ByTypeUrl<F> {
+    fn default() -> Self {
+        ByTypeUrl {
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<F: ?Sized> Clone for ByTypeUrl<F> {
+    fn clone(&self) -> Self {
+        ByTypeUrl {
+            map: self.map.clone(),
+        }
+    }
+}
+
+impl<F: ?Sized> fmt::Debug for ByTypeUrl<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut urls: Vec<&String> = self.map.keys().collect();
+        urls.sort();
+        f.debug_list().entries(urls).finish()
+    }
 }
 
 /// What a config front end asks about a type URL it has no schema of:
