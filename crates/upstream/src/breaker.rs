@@ -8,8 +8,6 @@ use std::sync::{
 
 use strait_model::{self as model, Thresholds};
 
-use crate::cluster::Cluster;
-
 /// Envoy's routing priority, choosing which thresholds apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RoutingPriority {
@@ -60,7 +58,7 @@ pub struct BreakerGuard {
     slot: usize,
 }
 
-/// A granted retry (see [`Cluster::try_retry`]); the retry budget counts it
+/// A granted retry (see [`crate::Cluster::try_retry`]); the retry budget counts it
 /// until dropped.
 pub type RetryGuard = BreakerGuard;
 
@@ -97,81 +95,57 @@ impl BreakerCounts {
     }
 }
 
-impl Cluster {
-    /// A request slot under `max_requests`; `None` (counted as
-    /// `upstream_rq_pending_overflow`, as Envoy counts it) when the breaker
-    /// is open. Lock-free, no allocation.
-    pub(crate) fn acquire_request(&self, p: RoutingPriority) -> Option<BreakerGuard> {
-        let max = p
-            .thresholds(&self.spec.load().circuit_breakers)
-            .max_requests;
-        let g = self
-            .breakers
-            .acquire(Resource::Request, p.slot(), u64::from(max));
-        if g.is_none() {
-            self.stats.rq_pending_overflow.increment(1);
-        }
-        g
+impl BreakerCounts {
+    /// A request slot under `max_requests` at priority `p`; `None` when the
+    /// breaker is open. Lock-free, no allocation.
+    pub(crate) fn request(
+        self: &Arc<Self>,
+        cb: &model::CircuitBreakers,
+        p: RoutingPriority,
+    ) -> Option<BreakerGuard> {
+        let max = p.thresholds(cb).max_requests;
+        self.acquire(Resource::Request, p.slot(), u64::from(max))
     }
 
     /// A pending-request slot under `max_pending_requests`.
-    pub(crate) fn acquire_pending(&self, p: RoutingPriority) -> Option<BreakerGuard> {
-        let max = p
-            .thresholds(&self.spec.load().circuit_breakers)
-            .max_pending_requests;
-        let g = self
-            .breakers
-            .acquire(Resource::Pending, p.slot(), u64::from(max));
-        if g.is_none() {
-            self.stats.rq_pending_overflow.increment(1);
-        }
-        g
+    pub(crate) fn pending(
+        self: &Arc<Self>,
+        cb: &model::CircuitBreakers,
+        p: RoutingPriority,
+    ) -> Option<BreakerGuard> {
+        let max = p.thresholds(cb).max_pending_requests;
+        self.acquire(Resource::Pending, p.slot(), u64::from(max))
     }
 
-    /// True when another connection may be opened under `max_connections`;
-    /// counts `upstream_cx_overflow` when not.
-    pub(crate) fn connection_allowed(&self) -> bool {
-        let max = self.spec.load().circuit_breakers.default.max_connections;
-        let ok = self.breakers.connections.load(Ordering::Acquire) < u64::from(max);
-        if !ok {
-            self.stats.cx_overflow.increment(1);
-        }
-        ok
+    /// True when another connection may be opened under `max_connections`.
+    pub(crate) fn connection_allowed(&self, cb: &model::CircuitBreakers) -> bool {
+        self.connections.load(Ordering::Acquire) < u64::from(cb.default.max_connections)
     }
 
-    /// Asks the retry breaker for one retry at `priority`: `max_retries`
-    /// concurrent retries, or with a `retry_budget`, `budget_percent` of the
-    /// active and pending requests (never fewer than
-    /// `min_retry_concurrency`). `None` means do not retry; it is counted as
-    /// `upstream_rq_retry_overflow`. Hold the guard while the retry is in
-    /// flight. Lock-free, no allocation.
-    pub fn try_retry(&self, priority: RoutingPriority) -> Option<RetryGuard> {
-        let spec = self.spec.load();
-        let t = priority.thresholds(&spec.circuit_breakers);
+    /// One retry at `priority`: `max_retries` concurrent retries, or with a
+    /// `retry_budget`, `budget_percent` of the active and pending requests
+    /// (never fewer than `min_retry_concurrency`).
+    pub(crate) fn retry(
+        self: &Arc<Self>,
+        cb: &model::CircuitBreakers,
+        priority: RoutingPriority,
+    ) -> Option<RetryGuard> {
+        let t = priority.thresholds(cb);
         let slot = priority.slot();
         let max = match t.retry_budget {
             None => u64::from(t.max_retries),
             Some(b) => {
-                let active = self.breakers.requests[slot].load(Ordering::Acquire)
-                    + self.breakers.pending[slot].load(Ordering::Acquire);
+                let active = self.requests[slot].load(Ordering::Acquire)
+                    + self.pending[slot].load(Ordering::Acquire);
                 let budget = (active as f64 * b.budget_percent / 100.0) as u64;
                 budget.max(u64::from(b.min_retry_concurrency))
             }
         };
-        let g = self.breakers.acquire(Resource::Retry, slot, max);
-        if g.is_none() {
-            self.stats.rq_retry_overflow.increment(1);
-        }
-        g
+        self.acquire(Resource::Retry, slot, max)
     }
 
-    /// Requests in flight at `priority` (for tests and `/clusters`).
-    pub fn active_requests(&self, priority: RoutingPriority) -> u64 {
-        self.breakers.requests[priority.slot()].load(Ordering::Acquire)
-    }
-
-    /// Open upstream connections of this cluster.
-    pub fn active_connections(&self) -> u64 {
-        self.breakers.connections.load(Ordering::Acquire)
+    /// Requests in flight at `priority`.
+    pub(crate) fn active_requests(&self, priority: RoutingPriority) -> u64 {
+        self.requests[priority.slot()].load(Ordering::Acquire)
     }
 }

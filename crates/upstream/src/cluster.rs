@@ -2,26 +2,26 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     net::{IpAddr, SocketAddr},
     sync::{
-        Arc, Weak,
+        Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use arc_swap::ArcSwap;
-use metrics::{Counter, Histogram};
+use metrics::Counter;
 use strait_codec::Protocol;
 use strait_model::{self as model, Discovery, UpstreamProtocol};
 use strait_tls::ClusterTransports;
 use tokio::sync::Notify;
 
 use crate::{
-    breaker::BreakerCounts,
+    breaker::{BreakerCounts, BreakerGuard, RetryGuard, RoutingPriority},
     host::Host,
     lb::{LbContext, LbState},
+    stats::{ClusterStats, StatsRecorder},
 };
 
 /// How many times a pick may land on a host that must be skipped (ejected
@@ -63,116 +63,15 @@ pub struct Cluster {
 /// connection and not kept, so memory stays bounded.
 const MAX_ORIGINAL_DST_HOSTS: usize = 1024;
 
-/// The proxy's stats recorder, which every handle of a cluster is registered
-/// with (never the process-wide one).
-#[derive(Clone)]
-pub(crate) struct StatsRecorder(pub(crate) Arc<dyn metrics::Recorder + Send + Sync>);
-
-impl fmt::Debug for StatsRecorder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StatsRecorder")
-    }
-}
-
-/// Envoy's per-cluster counters, with Envoy's names as Prometheus renders them.
-#[derive(Debug)]
-pub(crate) struct ClusterStats {
-    pub(crate) cx_total: Counter,
-    pub(crate) cx_connect_fail: Counter,
-    pub(crate) cx_connect_timeout: Counter,
-    pub(crate) rq_total: Counter,
-    pub(crate) rq_timeout: Counter,
-    pub(crate) rq_class: [Counter; 5],
-    pub(crate) rq_time: Histogram,
-    pub(crate) no_healthy: Counter,
-    pub(crate) rq_pending_overflow: Counter,
-    pub(crate) cx_overflow: Counter,
-    pub(crate) rq_retry_overflow: Counter,
-    pub(crate) outlier_detected: Counter,
-    pub(crate) outlier_ejected: Counter,
-    pub(crate) outlier_overflow: Counter,
-    pub(crate) hc_attempt: Counter,
-    pub(crate) hc_success: Counter,
-    pub(crate) hc_failure: Counter,
-    /// Shared with every connection's byte counter; an `Arc` of its own so a
-    /// live connection never keeps the whole cluster alive.
-    pub(crate) bytes: Arc<ByteStats>,
-}
-
-/// `upstream_cx_rx_bytes_total` / `upstream_cx_tx_bytes_total`.
-#[derive(Debug)]
-pub(crate) struct ByteStats {
-    rx: Counter,
-    tx: Counter,
-}
-
-impl strait_codec::ByteCounter for ByteStats {
-    fn received(&self, bytes: u64) {
-        self.rx.increment(bytes);
-    }
-    fn sent(&self, bytes: u64) {
-        self.tx.increment(bytes);
-    }
-}
-
-impl ClusterStats {
-    fn new(name: &str, recorder: &StatsRecorder) -> Self {
-        metrics::with_local_recorder(&*recorder.0, || Self::register(name))
-    }
-
-    fn register(name: &str) -> Self {
-        let label = ("envoy_cluster_name", name.to_owned());
-        let c = |n: &'static str| metrics::counter!(n, std::slice::from_ref(&label));
-        let class = |k: &'static str| {
-            metrics::counter!(
-                "envoy_cluster_upstream_rq_xx",
-                &[label.clone(), ("envoy_response_code_class", k.to_owned())]
-            )
-        };
-        ClusterStats {
-            cx_total: c("envoy_cluster_upstream_cx_total"),
-            cx_connect_fail: c("envoy_cluster_upstream_cx_connect_fail"),
-            cx_connect_timeout: c("envoy_cluster_upstream_cx_connect_timeout"),
-            rq_total: c("envoy_cluster_upstream_rq_total"),
-            rq_timeout: c("envoy_cluster_upstream_rq_timeout"),
-            rq_class: [class("1"), class("2"), class("3"), class("4"), class("5")],
-            rq_time: metrics::histogram!(
-                "envoy_cluster_upstream_rq_time",
-                std::slice::from_ref(&label)
-            ),
-            no_healthy: c("envoy_cluster_upstream_cx_none_healthy"),
-            rq_pending_overflow: c("envoy_cluster_upstream_rq_pending_overflow"),
-            cx_overflow: c("envoy_cluster_upstream_cx_overflow"),
-            rq_retry_overflow: c("envoy_cluster_upstream_rq_retry_overflow"),
-            outlier_detected: c(
-                "envoy_cluster_outlier_detection_ejections_detected_consecutive_5xx",
-            ),
-            outlier_ejected: c("envoy_cluster_outlier_detection_ejections_enforced_total"),
-            outlier_overflow: c("envoy_cluster_outlier_detection_ejections_overflow"),
-            hc_attempt: c("envoy_cluster_health_check_attempt"),
-            hc_success: c("envoy_cluster_health_check_success"),
-            hc_failure: c("envoy_cluster_health_check_failure"),
-            bytes: Arc::new(ByteStats {
-                rx: c("envoy_cluster_upstream_cx_rx_bytes_total"),
-                tx: c("envoy_cluster_upstream_cx_tx_bytes_total"),
-            }),
-        }
-    }
-}
-
 impl Cluster {
-    /// Starts a live cluster. STATIC hosts are ready at once; STRICT_DNS
-    /// clusters resolve once before returning (Envoy warms a cluster before
-    /// using it) and then refresh in the background; with health checks,
-    /// the first round runs before returning. Spawns the cluster's
-    /// maintenance task (balancer rebuilds, outlier sweeps, health checks,
-    /// idle connection expiry) on the current runtime.
-    pub(crate) async fn start(
+    /// A live cluster with no hosts yet: [`Cluster::resolve`] makes them.
+    /// Its upkeep (DNS refresh, maintenance) is started by `upkeep::start`.
+    pub(crate) fn new(
         spec: &model::Cluster,
         tls: ClusterTransports,
         recorder: &StatsRecorder,
     ) -> Arc<Cluster> {
-        let cluster = Arc::new(Cluster {
+        Arc::new(Cluster {
             name: spec.name.clone(),
             spec: ArcSwap::from_pointee(spec.clone()),
             transports: ArcSwap::from_pointee(tls),
@@ -185,19 +84,7 @@ impl Cluster {
             stats: ClusterStats::new(&spec.name, recorder),
             recorder: recorder.clone(),
             original_dst: ArcSwap::from_pointee(HashMap::new()),
-        });
-        cluster.resolve().await;
-        if matches!(
-            spec.discovery,
-            Discovery::StrictDns { .. } | Discovery::LogicalDns { .. }
-        ) {
-            tokio::spawn(refresh_loop(Arc::downgrade(&cluster)));
-        }
-        if !spec.health_checks.is_empty() {
-            crate::health::check_all(&cluster).await;
-        }
-        tokio::spawn(maintain(Arc::downgrade(&cluster)));
-        cluster
+        })
     }
 
     /// ORIGINAL_DST: the host for destination `addr` (the downstream
@@ -322,6 +209,64 @@ impl Cluster {
         self.install(resolved);
     }
 
+    /// A request slot under `max_requests`; `None` (counted as
+    /// `upstream_rq_pending_overflow`, as Envoy counts it) when the breaker
+    /// is open. Lock-free, no allocation.
+    pub(crate) fn acquire_request(&self, p: RoutingPriority) -> Option<BreakerGuard> {
+        let g = self.breakers.request(&self.spec.load().circuit_breakers, p);
+        if g.is_none() {
+            self.stats.rq_pending_overflow.increment(1);
+        }
+        g
+    }
+
+    /// A pending-request slot under `max_pending_requests`.
+    pub(crate) fn acquire_pending(&self, p: RoutingPriority) -> Option<BreakerGuard> {
+        let g = self.breakers.pending(&self.spec.load().circuit_breakers, p);
+        if g.is_none() {
+            self.stats.rq_pending_overflow.increment(1);
+        }
+        g
+    }
+
+    /// True when another connection may be opened under `max_connections`;
+    /// counts `upstream_cx_overflow` when not.
+    pub(crate) fn connection_allowed(&self) -> bool {
+        let ok = self
+            .breakers
+            .connection_allowed(&self.spec.load().circuit_breakers);
+        if !ok {
+            self.stats.cx_overflow.increment(1);
+        }
+        ok
+    }
+
+    /// Asks the retry breaker for one retry at `priority`: `max_retries`
+    /// concurrent retries, or with a `retry_budget`, `budget_percent` of the
+    /// active and pending requests (never fewer than
+    /// `min_retry_concurrency`). `None` means do not retry; it is counted as
+    /// `upstream_rq_retry_overflow`. Hold the guard while the retry is in
+    /// flight. Lock-free, no allocation.
+    pub fn try_retry(&self, priority: RoutingPriority) -> Option<RetryGuard> {
+        let g = self
+            .breakers
+            .retry(&self.spec.load().circuit_breakers, priority);
+        if g.is_none() {
+            self.stats.rq_retry_overflow.increment(1);
+        }
+        g
+    }
+
+    /// Requests in flight at `priority` (for tests and `/clusters`).
+    pub fn active_requests(&self, priority: RoutingPriority) -> u64 {
+        self.breakers.active_requests(priority)
+    }
+
+    /// Open upstream connections of this cluster.
+    pub fn active_connections(&self) -> u64 {
+        self.breakers.connections.load(Ordering::Acquire)
+    }
+
     /// Rebuilds the balancer from the current hosts and their health.
     /// Allocates; off the request path.
     pub fn rebuild(&self) {
@@ -371,8 +316,36 @@ impl Cluster {
         self.changed.notify_one();
     }
 
+    /// True once the cluster was removed: its upkeep tasks end.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the spec changed or the cluster stopped (the DNS
+    /// refresher re-resolves early).
+    pub(crate) fn refresh_requested(&self) -> tokio::sync::futures::Notified<'_> {
+        self.refresh.notified()
+    }
+
+    /// Resolves when hosts or their health changed (see
+    /// [`Cluster::hosts_changed`]) or the cluster stopped.
+    pub(crate) fn hosts_changed_notice(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Closes idle connections past `idle_timeout` (and dead shared ones)
+    /// in every host's pool, ORIGINAL_DST hosts included.
+    pub(crate) fn sweep_pools(&self, idle_timeout: Option<Duration>) {
+        for h in &self.lb.load().hosts {
+            h.pool.sweep(idle_timeout);
+        }
+        for h in self.original_dst.load().values() {
+            h.pool.sweep(idle_timeout);
+        }
+    }
+
     /// Resolves the spec's endpoints into hosts and swaps them in.
-    async fn resolve(&self) {
+    pub(crate) async fn resolve(&self) {
         let spec = self.spec.load_full();
         let mut resolved: Vec<(SocketAddr, model::Endpoint)> = Vec::new();
         for ep in &spec.endpoints {
@@ -466,88 +439,6 @@ fn by_family(found: Vec<SocketAddr>, discovery: &Discovery) -> Vec<SocketAddr> {
         F::V4Preferred if !v4.is_empty() => v4,
         F::V4Preferred => v6,
         F::All => v6.into_iter().chain(v4).collect(),
-    }
-}
-
-async fn refresh_loop(cluster: Weak<Cluster>) {
-    loop {
-        let Some(c) = cluster.upgrade() else { return };
-        if c.stopped.load(Ordering::Relaxed) {
-            return;
-        }
-        let every = match c.spec.load().discovery {
-            Discovery::StrictDns { refresh_rate, .. }
-            | Discovery::LogicalDns { refresh_rate, .. } => refresh_rate,
-            _ => return,
-        };
-        // A removed cluster is stopped and notified, so this wakes and ends.
-        let _ = tokio::time::timeout(every, c.refresh.notified()).await;
-        if c.stopped.load(Ordering::Relaxed) {
-            return;
-        }
-        c.resolve().await;
-    }
-}
-
-/// The cluster's upkeep on the control runtime: rebuilds the balancer when
-/// health changes, runs the outlier sweep and health checks on their
-/// intervals, and closes idle connections past `idle_timeout`.
-async fn maintain(cluster: Weak<Cluster>) {
-    let mut next_sweep = tokio::time::Instant::now();
-    let mut next_check = tokio::time::Instant::now();
-    loop {
-        let Some(c) = cluster.upgrade() else { return };
-        if c.stopped.load(Ordering::Relaxed) {
-            return;
-        }
-        let spec = c.spec.load_full();
-        let now = tokio::time::Instant::now();
-        if now >= next_sweep {
-            c.outlier_sweep();
-            let pool_timeout = spec.pool.idle_timeout;
-            for h in &c.lb.load().hosts {
-                h.pool.sweep(pool_timeout);
-            }
-            for h in c.original_dst.load().values() {
-                h.pool.sweep(pool_timeout);
-            }
-            next_sweep = now
-                + crate::outlier::interval(spec.outlier_detection.as_ref())
-                    .unwrap_or(Duration::from_secs(10))
-                    .min(spec.pool.idle_timeout.unwrap_or(Duration::MAX) / 2)
-                    .max(Duration::from_millis(10));
-        }
-        if let Some(every) = crate::health::next_interval(&spec)
-            && now >= next_check
-        {
-            // Each round runs beside this loop so a slow host does not stall
-            // rebuilds.
-            let round = Arc::clone(&c);
-            tokio::spawn(async move { crate::health::check_all(&round).await });
-            next_check = now + every;
-        }
-        let mut wake = if spec.health_checks.is_empty() {
-            next_sweep
-        } else {
-            next_sweep.min(next_check)
-        };
-        // While a host is in its slow start window, the balancer's weights
-        // are refreshed in steps of a twentieth of the window.
-        let warming = spec
-            .lb_common
-            .slow_start
-            .filter(|s| c.lb.load().hosts.iter().any(|h| h.warming_for() < s.window));
-        if let Some(s) = warming {
-            let step = (s.window / 20).clamp(Duration::from_millis(50), Duration::from_secs(1));
-            wake = wake.min(now + step);
-        }
-        // Holding the cluster while waiting is fine: `stop` wakes this.
-        let rebuild = tokio::time::timeout_at(wake, c.changed.notified())
-            .await
-            .is_ok();
-        if (rebuild || warming.is_some()) && !c.stopped.load(Ordering::Relaxed) {
-            c.rebuild();
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use strait_model::{self as model, EndpointHealth, Locality};
 use strait_tls::ClientTls;
 
-use crate::{outlier::OutlierState, pool::Pool};
+use crate::pool::{HostCounters, Pool};
 
 /// `transport_choice` when no `transport_socket_matches` entry applies.
 const NO_MATCH: usize = usize::MAX;
@@ -77,17 +77,19 @@ fn now_ms() -> u64 {
         .saturating_add(OFFSET_MS)
 }
 
-/// Per-host counters for `/clusters` and least-request balancing.
+/// Per-host outlier detector state, read and written by [`crate::outlier`].
 #[derive(Debug, Default)]
-pub(crate) struct HostCounters {
-    pub(crate) rq_active: AtomicU64,
-    pub(crate) rq_total: AtomicU64,
-    pub(crate) rq_error: AtomicU64,
-    pub(crate) rq_success: AtomicU64,
-    pub(crate) rq_timeout: AtomicU64,
-    pub(crate) cx_active: AtomicU64,
-    pub(crate) cx_total: AtomicU64,
-    pub(crate) cx_connect_fail: AtomicU64,
+pub(crate) struct OutlierState {
+    pub(crate) consecutive_5xx: AtomicU32,
+    pub(crate) consecutive_gateway: AtomicU32,
+    pub(crate) consecutive_local: AtomicU32,
+    /// Times ejected; the ejection lasts `base_ejection_time` × this.
+    pub(crate) ejections: AtomicU32,
+    pub(crate) ejected_at_ms: AtomicU64,
+    /// Requests answered by the upstream in this interval, and how many of
+    /// them succeeded (for success-rate and failure-percentage ejection).
+    pub(crate) interval_total: AtomicU64,
+    pub(crate) interval_success: AtomicU64,
 }
 
 impl Host {

@@ -4,10 +4,7 @@
 //! ejection, as Envoy's detector does.
 
 use std::{
-    sync::{
-        OnceLock,
-        atomic::{AtomicU32, AtomicU64, Ordering},
-    },
+    sync::{OnceLock, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -18,21 +15,6 @@ use crate::{
     host::{FAILED_OUTLIER, Host},
     lb::random,
 };
-
-/// Per-host detector state.
-#[derive(Debug, Default)]
-pub(crate) struct OutlierState {
-    consecutive_5xx: AtomicU32,
-    consecutive_gateway: AtomicU32,
-    consecutive_local: AtomicU32,
-    /// Times ejected; the ejection lasts `base_ejection_time` × this.
-    ejections: AtomicU32,
-    ejected_at_ms: AtomicU64,
-    /// Requests answered by the upstream in this interval, and how many of
-    /// them succeeded (for success-rate and failure-percentage ejection).
-    interval_total: AtomicU64,
-    interval_success: AtomicU64,
-}
 
 /// What happened to one request sent to a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use metrics::Recorder;
 use strait_model as model;
 use strait_tls::ClusterTransports;
 
-use crate::cluster::{Cluster, StatsRecorder};
+use crate::{cluster::Cluster, stats::StatsRecorder, upkeep};
 
 /// Live clusters by name. Readers take a lock-free view per request; the one
 /// config writer calls [`ClusterRegistry::reconcile`].
@@ -59,7 +59,7 @@ impl ClusterRegistry {
                 None => {
                     next.insert(
                         spec.name.clone(),
-                        Cluster::start(spec, tls(&spec.name), &self.recorder).await,
+                        upkeep::start(spec, tls(&spec.name), &self.recorder).await,
                     );
                 }
             }

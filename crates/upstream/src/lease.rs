@@ -1,0 +1,418 @@
+//! The request path's use of a pool: a [`Lease`] checks a connection out
+//! of a host's pool under the cluster's circuit breakers (opening one when
+//! none is idle), sends one request on it, and its [`PooledBody`] gives the
+//! connection back when the response has been read. Results feed the
+//! cluster's stats and outlier detection.
+
+use std::{
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use strait_codec::{Body, ClientConn, ConnectError, Protocol};
+
+use crate::{
+    breaker::{BreakerGuard, RoutingPriority},
+    cluster::Cluster,
+    host::Host,
+    outlier::Outcome,
+    pool::{CxGuard, H2Limits, HostCounters, StreamSlot},
+};
+
+/// Why a request could not be sent or answered upstream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
+    /// The connection failed after it was made, before response headers.
+    #[error("connection termination: {0}")]
+    Reset(#[source] hyper::Error),
+    /// A circuit breaker is open (`max_requests`, `max_pending_requests` or
+    /// `max_connections`): Envoy answers 503 with flag `UO`.
+    #[error("overflow")]
+    Overflow,
+}
+
+impl UpstreamError {
+    /// True when the request never reached the upstream application.
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(self, UpstreamError::Connect(_))
+    }
+}
+
+/// What a request holds from lease to the end of its response body: its
+/// breaker slot and its place in the host's active-request count.
+#[derive(Debug)]
+struct InFlight {
+    _rq: BreakerGuard,
+    host: Arc<HostCounters>,
+    /// Its stream on a shared HTTP/2 connection.
+    _stream: Option<StreamSlot>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.host.rq_active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection checked out of a host's pool for one request.
+#[derive(Debug)]
+pub struct Lease {
+    conn: ClientConn,
+    /// The pool entry to return, for HTTP/1.1.
+    pooled: Option<(CxGuard, u32)>,
+    in_flight: InFlight,
+    host: Arc<Host>,
+    cluster: Arc<Cluster>,
+    started: Instant,
+}
+
+impl Cluster {
+    /// Checks out a connection to `host` at the default routing priority,
+    /// opening one if none is idle.
+    pub async fn lease(self: &Arc<Self>, host: Arc<Host>) -> Result<Lease, UpstreamError> {
+        self.lease_with(host, RoutingPriority::Default).await
+    }
+
+    /// Checks out a connection to `host` under the circuit breakers of
+    /// `priority`. Fails with [`UpstreamError::Overflow`] when a breaker is
+    /// open. A request that finds `max_connections` reached waits (as a
+    /// pending request, up to `connect_timeout`) for a connection to free.
+    pub async fn lease_with(
+        self: &Arc<Self>,
+        host: Arc<Host>,
+        priority: RoutingPriority,
+    ) -> Result<Lease, UpstreamError> {
+        self.lease_for(host, priority, false).await
+    }
+
+    /// Like [`Cluster::lease_with`] for a request that came over HTTP/2
+    /// (`downstream_h2`) or not, which decides the protocol of clusters
+    /// with `use_downstream_protocol_config`.
+    pub async fn lease_for(
+        self: &Arc<Self>,
+        host: Arc<Host>,
+        priority: RoutingPriority,
+        downstream_h2: bool,
+    ) -> Result<Lease, UpstreamError> {
+        let rq = self
+            .acquire_request(priority)
+            .ok_or(UpstreamError::Overflow)?;
+        host.counters.rq_active.fetch_add(1, Ordering::AcqRel);
+        host.counters.rq_total.fetch_add(1, Ordering::Relaxed);
+        let mut in_flight = InFlight {
+            _rq: rq,
+            host: Arc::clone(&host.counters),
+            _stream: None,
+        };
+        let protocol = self.protocol(downstream_h2);
+        let pool_opts = self.spec.load().pool;
+        let (conn, pooled) = match protocol {
+            Protocol::Http1 => {
+                self.lease_h1(&host, priority, pool_opts.idle_timeout)
+                    .await?
+            }
+            Protocol::Http2 => {
+                let limits = H2Limits {
+                    max_requests: pool_opts.max_requests_per_connection,
+                    max_streams: pool_opts.max_concurrent_streams,
+                };
+                let (conn, slot) = self.lease_h2(&host, limits).await?;
+                in_flight._stream = Some(slot);
+                (conn, None)
+            }
+        };
+        Ok(Lease {
+            conn,
+            pooled,
+            in_flight,
+            host,
+            cluster: Arc::clone(self),
+            started: Instant::now(),
+        })
+    }
+
+    async fn lease_h1(
+        &self,
+        host: &Arc<Host>,
+        priority: RoutingPriority,
+        idle_timeout: Option<Duration>,
+    ) -> Result<(ClientConn, Option<(CxGuard, u32)>), UpstreamError> {
+        if let Some((conn, cx, uses)) = host.pool.take_idle(idle_timeout) {
+            return Ok((conn, Some((cx, uses))));
+        }
+        if !self.connection_allowed() {
+            let _pending = self
+                .acquire_pending(priority)
+                .ok_or(UpstreamError::Overflow)?;
+            let deadline = tokio::time::Instant::now() + self.connect_timeout();
+            loop {
+                let released = host.pool.released();
+                if let Some((conn, cx, uses)) = host.pool.take_idle(idle_timeout) {
+                    return Ok((conn, Some((cx, uses))));
+                }
+                if self
+                    .breakers
+                    .connection_allowed(&self.spec.load().circuit_breakers)
+                {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, released).await.is_err() {
+                    self.stats.rq_pending_overflow.increment(1);
+                    return Err(UpstreamError::Overflow);
+                }
+            }
+        }
+        let (conn, cx) = self.connect(host, Protocol::Http1).await?;
+        Ok((conn, Some((cx, 0))))
+    }
+
+    async fn lease_h2(
+        &self,
+        host: &Arc<Host>,
+        limits: H2Limits,
+    ) -> Result<(ClientConn, StreamSlot), UpstreamError> {
+        if let Some(c) = host.pool.take_shared(limits) {
+            return Ok(c);
+        }
+        let failures = host.pool.h2_failures();
+        let _connecting = host.pool.h2_connect_turn().await;
+        if let Some(c) = host.pool.take_shared(limits) {
+            return Ok(c);
+        }
+        if host.pool.h2_failures() != failures {
+            return Err(UpstreamError::Connect(ConnectError::Io(
+                std::io::Error::other("shared HTTP/2 connection attempt failed"),
+            )));
+        }
+        if !self.connection_allowed() {
+            return Err(UpstreamError::Overflow);
+        }
+        match self.connect(host, Protocol::Http2).await {
+            Ok((conn, cx)) => {
+                let (lease, slot) = host.pool.add_shared(conn, cx, limits.max_requests);
+                Ok((lease.ok_or(UpstreamError::Overflow)?, slot))
+            }
+            Err(e) => {
+                host.pool.h2_failed();
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a new connection to `host`, counted against `max_connections`.
+    async fn connect(
+        &self,
+        host: &Arc<Host>,
+        protocol: Protocol,
+    ) -> Result<(ClientConn, CxGuard), UpstreamError> {
+        let bytes = Arc::clone(&self.stats.bytes);
+        let cx = host.pool.count_connection(&self.breakers, &host.counters);
+        match self.open(host, protocol, bytes).await {
+            Ok(c) => {
+                self.stats.cx_total.increment(1);
+                host.counters.cx_total.fetch_add(1, Ordering::Relaxed);
+                Ok((c, cx))
+            }
+            Err(e) => {
+                self.stats.cx_connect_fail.increment(1);
+                host.counters
+                    .cx_connect_fail
+                    .fetch_add(1, Ordering::Relaxed);
+                if matches!(e, ConnectError::Timeout) {
+                    self.stats.cx_connect_timeout.increment(1);
+                }
+                self.report(host, Outcome::LocalFailure);
+                drop(cx);
+                host.pool.release_all();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Lease {
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
+    /// Sends `req` and returns the response with a body that gives the
+    /// connection back to the pool once it has been read to the end. The
+    /// result feeds outlier detection.
+    pub async fn send(mut self, req: Request<Body>) -> Result<Response<PooledBody>, UpstreamError> {
+        let cluster = Arc::clone(&self.cluster);
+        let stats = &cluster.stats;
+        stats.rq_total.increment(1);
+        let sent = match self.conn.ready().await {
+            Ok(()) => self.conn.send(req).await,
+            Err(e) => Err(e),
+        };
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.host.counters.rq_error.fetch_add(1, Ordering::Relaxed);
+                cluster.report(&self.host, Outcome::LocalFailure);
+                return Err(UpstreamError::Reset(e));
+            }
+        };
+        let status = resp.status().as_u16();
+        if let Some(c) = stats
+            .rq_class
+            .get(usize::from(status / 100).wrapping_sub(1))
+        {
+            c.increment(1);
+        }
+        let counter = if status >= 500 {
+            &self.host.counters.rq_error
+        } else {
+            &self.host.counters.rq_success
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        cluster.report(&self.host, Outcome::Status(status));
+        stats
+            .rq_time
+            .record(self.started.elapsed().as_secs_f64() * 1000.0);
+        let Lease {
+            conn,
+            pooled,
+            in_flight,
+            host,
+            ..
+        } = self;
+        // An upgraded (101) connection belongs to the tunnel now; an HTTP/2
+        // connection is shared and never returned.
+        let back = match (pooled, &conn) {
+            (Some((cx, uses)), ClientConn::Http1(_)) if status != 101 => Some(Returning {
+                conn,
+                cx,
+                uses: uses + 1,
+                host,
+                max_uses: cluster.spec.load().pool.max_requests_per_connection,
+            }),
+            _ => None,
+        };
+        Ok(resp.map(|inner| PooledBody {
+            inner,
+            back,
+            in_flight: Some(in_flight),
+        }))
+    }
+
+    /// Counts an upstream timeout against the cluster.
+    pub fn count_timeout(cluster: &Cluster) {
+        cluster.stats.rq_timeout.increment(1);
+    }
+}
+
+/// An HTTP/1.1 connection on its way back to the pool.
+#[derive(Debug)]
+struct Returning {
+    conn: ClientConn,
+    cx: CxGuard,
+    uses: u32,
+    host: Arc<Host>,
+    max_uses: Option<u32>,
+}
+
+impl Returning {
+    fn give_back(self) {
+        let Returning {
+            conn,
+            cx,
+            uses,
+            host,
+            max_uses,
+        } = self;
+        if max_uses.is_some_and(|m| uses >= m) {
+            // Used up: closing it frees a `max_connections` slot.
+            drop((conn, cx));
+            host.pool.release_one();
+            return;
+        }
+        if conn.is_ready() {
+            host.pool.check_in(conn, cx, uses);
+        } else {
+            // hyper marks the connection ready a moment after the body's
+            // last frame; wait for that off the request path.
+            tokio::spawn(async move {
+                let mut conn = conn;
+                if conn.ready().await.is_ok() {
+                    host.pool.check_in(conn, cx, uses);
+                } else {
+                    drop((conn, cx));
+                    host.pool.release_one();
+                }
+            });
+        }
+    }
+}
+
+/// An upstream response body. When it has been read to the end (or dropped
+/// after the end), the HTTP/1.1 connection goes back to its pool; dropped
+/// early, the connection is closed so no stale bytes reach the next request.
+/// The request counts as active (least request, `max_requests`) until then.
+#[derive(Debug)]
+pub struct PooledBody {
+    inner: Incoming,
+    back: Option<Returning>,
+    in_flight: Option<InFlight>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        self.in_flight = None;
+        if let Some(r) = self.back.take() {
+            r.give_back();
+        }
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.release();
+        } else if let Some(r) = self.back.take() {
+            // Closed mid-body: wake anyone waiting for a connection slot.
+            let host = Arc::clone(&r.host);
+            drop(r);
+            host.pool.release_one();
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = res {
+            this.release();
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+#[path = "lease_tests.rs"]
+mod tests;
