@@ -31,6 +31,7 @@ mod edge;
 mod forward;
 mod hash;
 mod local_reply;
+pub mod metadata;
 mod mirror;
 mod registry;
 mod request;
@@ -51,6 +52,7 @@ pub use chain::{
 pub use conn::Connection;
 pub use connection::serve_connection;
 pub use local_reply::{Reply, ReplyInfo};
+pub use metadata::DynamicMetadata;
 pub use registry::HttpFilterRegistry;
 pub use service::{HttpService, ProxyResponse};
 pub use shared::Shared;
