@@ -53,6 +53,8 @@ const RESPONSE_HEADERS: &[&str] = &[
     "x-upstream",
     "x-resp",
     "x-vh",
+    "x-mapped",
+    "osm-stats-kind",
 ];
 
 /// Upstream-seen headers whose values differ per request: compared by presence.
@@ -95,8 +97,15 @@ fn observe(r: &Reply) -> Observed {
 /// A bootstrap with one HTTP listener using `route_config` (YAML, indented
 /// for its place) and clusters `a` and `b` pointing at the echo upstreams.
 /// `filters` are HTTP filters (YAML list items, indented for their place)
-/// before the router; empty for none.
-fn bootstrap_with_filters(route_config: &str, filters: &str, a: &Upstream, b: &Upstream) -> String {
+/// before the router; empty for none. `hcm` is more connection manager
+/// fields (YAML, indented for their place); empty for none.
+fn bootstrap_with_filters(
+    route_config: &str,
+    filters: &str,
+    hcm: &str,
+    a: &Upstream,
+    b: &Upstream,
+) -> String {
     let route_config: String = route_config
         .lines()
         .map(|l| format!("            {l}\n"))
@@ -113,7 +122,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: diff
-          route_config:
+{hcm}          route_config:
 {route_config}
           http_filters:
 {filters}          - name: envoy.filters.http.router
@@ -157,8 +166,18 @@ async fn differential_with_filters(
     filters: &str,
     requests: &[Req],
 ) -> anyhow::Result<()> {
+    differential_with(case, route_config, filters, "", requests).await
+}
+
+async fn differential_with(
+    case: &str,
+    route_config: &str,
+    filters: &str,
+    hcm: &str,
+    requests: &[Req],
+) -> anyhow::Result<()> {
     let (a, b) = (http_echo("a"), http_echo("b"));
-    let yaml = bootstrap_with_filters(route_config, filters, &a, &b);
+    let yaml = bootstrap_with_filters(route_config, filters, hcm, &a, &b);
     let strait = TestProxy::start(&yaml, 1);
     let envoy = Envoy::start(&yaml);
     let mut diffs = Vec::new();
@@ -605,4 +624,84 @@ typed_per_filter_config:
         .await?;
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_reply_config_matches_envoy() -> anyhow::Result<()> {
+    let routes = r#"
+name: local-replies
+virtual_hosts:
+- name: all
+  domains: ["*"]
+  routes:
+  - match: {prefix: "/a"}
+    route: {cluster: a}
+  - match: {prefix: "/teapot"}
+    direct_response: {status: 418, body: {inline_string: "short and stout"}}
+  - match: {prefix: "/down"}
+    route: {cluster_header: x-cluster}
+  - match: {prefix: "/old"}
+    redirect: {path_redirect: "/new"}
+"#;
+    // OSM's mapper (headers on every local reply), a status-and-body
+    // rewrite by header, one by response flag, a JSON override by status,
+    // and a text format for the rest.
+    let hcm = r#"local_reply_config:
+  mappers:
+  - filter:
+      header_filter: {header: {name: x-map, string_match: {exact: teapot}}}
+    status_code: 200
+    body: {inline_string: "mapped by header"}
+    headers_to_add: [{header: {key: x-mapped, value: header}}]
+  - filter:
+      and_filter:
+        filters:
+        - status_code_filter: {comparison: {op: GE, value: {default_value: 500, runtime_key: lr.5xx}}}
+        - response_flag_filter: {flags: [NC, UH]}
+    status_code: 502
+    headers_to_add: [{header: {key: x-mapped, value: flag}}]
+    body_format_override:
+      json_format: {code: "%RESPONSE_CODE%", flags: "%RESPONSE_FLAGS%", path: "%REQ(:path)%", message: "%LOCAL_REPLY_BODY%", missing: "%REQ(x-none)%", level: 1}
+  - filter:
+      status_code_filter: {comparison: {op: EQ, value: {default_value: 404, runtime_key: lr.404}}}
+    body: {inline_string: "nothing here"}
+    body_format_override:
+      text_format_source: {inline_string: "%RESPONSE_CODE% %LOCAL_REPLY_BODY% for %REQ(:method)% %REQ(:path):4% %REQ(x-none?user-agent)% %PROTOCOL%"}
+  - filter: {not_health_check_filter: {}}
+    headers_to_add:
+    - {header: {key: osm-stats-kind, value: unknown}}
+  body_format:
+    text_format: "[%RESPONSE_CODE%|%RESPONSE_CODE_DETAILS%] %LOCAL_REPLY_BODY%"
+    content_type: "text/x-reply"
+"#;
+    let reqs = [
+        get("h", "/a/fine"),
+        get("h", "/teapot"),
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/teapot",
+            headers: &[("x-map", "teapot")],
+        },
+        Req {
+            method: "GET",
+            authority: "h",
+            path: "/down",
+            headers: &[("x-cluster", "nowhere")],
+        },
+        get("h", "/missing"),
+        Req {
+            method: "POST",
+            authority: "h",
+            path: "/missing/deeper",
+            headers: &[("user-agent", "probe/1")],
+        },
+        get("h", "/old"),
+    ];
+    differential_with("local-replies", routes, "", &indent(hcm, 10), &reqs).await
+}
+
+/// `yaml` with every line indented by `n` spaces.
+fn indent(yaml: &str, n: usize) -> String {
+    yaml.lines().map(|l| format!("{:n$}{l}\n", "")).collect()
 }

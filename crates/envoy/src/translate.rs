@@ -59,10 +59,13 @@ mod dynamic;
 #[allow(deprecated)]
 mod filter;
 #[allow(deprecated)]
+mod format;
+#[allow(deprecated)]
 mod http;
 pub mod inert;
 #[allow(deprecated)]
 mod listener;
+mod local_reply;
 #[allow(deprecated)]
 mod policy;
 #[allow(deprecated)]

@@ -31,6 +31,7 @@ mod edge;
 mod forward;
 mod hash;
 mod local_reply;
+mod local_reply_config;
 pub mod metadata;
 mod mirror;
 mod registry;

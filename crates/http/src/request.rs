@@ -19,6 +19,7 @@ use crate::{
     edge,
     forward::forward,
     local_reply::{LocalReply, Reply},
+    local_reply_config,
     routed::{Routed, Stream, bad_request, refused},
     xfcc,
 };
@@ -83,6 +84,11 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             let refused = refuse(&req, hcm);
             let origin = edge::Origin::classify(req.headers(), conn.peer, hcm);
             edge::mutate(req.headers_mut(), &origin, conn.peer, hcm, conn.tls);
+            // The request as filters and routes see it (after the edge rules).
+            let local_reply = hcm
+                .local_reply
+                .as_deref()
+                .map(|c| (c, local_reply_config::RequestFacts::of(&req, c)));
             let base = RequestView::from_request(&req);
             let authority = strait_route::strip_host_port(
                 base.authority,
@@ -92,7 +98,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             let view = base
                 .with_authority(authority)
                 .with_random(headers::random_u64());
-            match refused {
+            let mut resp = match refused {
                 Some(refused) => refused,
                 None => match routes.route(&view) {
                     RouteResult::NoVirtualHost | RouteResult::NoRoute(_) => {
@@ -108,7 +114,8 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                         RouteAction::Redirect(_) => {
                             let (status, location) =
                                 m.redirect(&view).unwrap_or((301, String::new()));
-                            let mut resp = direct(status, None, "redirect");
+                            // Envoy reports a redirect as a direct response too.
+                            let mut resp = direct(status, None, "direct_response");
                             if let Ok(v) = HeaderValue::from_str(&location) {
                                 resp.headers_mut().insert(header::LOCATION, v);
                             }
@@ -128,8 +135,11 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                         }
                     },
                 },
+            };
+            if let Some((config, facts)) = &local_reply {
+                local_reply_config::apply(config, &mut resp, facts, started.elapsed());
             }
-            .with_server_header(hcm)
+            resp.with_server_header(hcm)
         }
     };
     if resp.body().is_upstream() {

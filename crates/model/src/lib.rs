@@ -17,6 +17,7 @@ use std::{net::SocketAddr, time::Duration};
 pub mod client_cert;
 pub mod extension;
 pub mod filter;
+pub mod local_reply;
 pub mod policy;
 pub mod predicate;
 mod route;
@@ -353,6 +354,8 @@ pub struct HttpConnectionManager {
     /// [`client_cert::ForwardClientCert::sets_current`] (Envoy reads it only
     /// then).
     pub client_cert_details: client_cert::ClientCertDetails,
+    /// `local_reply_config`; `None` leaves local replies as they are.
+    pub local_reply: Option<std::sync::Arc<local_reply::LocalReplyConfig>>,
 }
 
 impl HttpConnectionManager {
@@ -383,6 +386,7 @@ impl HttpConnectionManager {
             normalize_path: false,
             forward_client_cert: client_cert::ForwardClientCert::Sanitize,
             client_cert_details: client_cert::ClientCertDetails::default(),
+            local_reply: None,
         }
     }
 }

@@ -111,7 +111,7 @@ pub(super) fn connection_manager(
         via, preserve_external_request_id,
         always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6, merge_slashes,
-        local_reply_config, path_normalization_options,
+        path_normalization_options,
         strip_trailing_host_dot, proxy_status_config, typed_header_validation_config,
         append_x_forwarded_port, append_local_overload, forward_proto_config,
     );
@@ -258,6 +258,10 @@ pub(super) fn connection_manager(
         set_current_client_cert_details.as_ref(),
     );
     let http_filters = http_filter_list(cx, path, http_filters);
+    let local_reply = local_reply_config.as_ref().and_then(|c| {
+        super::local_reply::local_reply_config(cx, c, &at(path, "local_reply_config"))
+            .map(std::sync::Arc::new)
+    });
 
     let route_config = match route_specifier {
         // An inline table is static: Envoy checks its cluster names by default.
@@ -305,6 +309,7 @@ pub(super) fn connection_manager(
         normalize_path: bool_value(normalize_path, false),
         forward_client_cert,
         client_cert_details,
+        local_reply,
     })
 }
 

@@ -16,6 +16,7 @@ mod headers;
 mod matcher;
 
 use headers::Lists;
+pub(super) use headers::to_add as headers_to_add;
 
 /// Envoy's default upstream request `timeout`.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -442,7 +443,7 @@ fn direct_response(
 }
 
 /// An inline body; file and environment sources are refused.
-fn data_source(cx: &mut Context, ds: &DataSource, path: &str) -> Option<String> {
+pub(super) fn data_source(cx: &mut Context, ds: &DataSource, path: &str) -> Option<String> {
     let DataSource {
         watched_directory,
         specifier,

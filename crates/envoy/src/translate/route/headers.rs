@@ -46,7 +46,7 @@ fn to_remove(cx: &mut Context, path: &str, field: &str, names: &[String]) -> Vec
         .collect()
 }
 
-fn to_add(
+pub(in crate::translate) fn to_add(
     cx: &mut Context,
     path: &str,
     field: &str,

@@ -36,6 +36,42 @@ fn bad_configs_name_the_field() {
     let upstream_key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
     let cases: Vec<BadCase> = vec![
         (
+            "local reply mapper with a traceable filter",
+            vec![(
+                hcm("local_reply_config"),
+                json!({"mappers": [{"filter": {"traceable_filter": {}}, "status_code": 500}]}),
+            )],
+            hcm_path("local_reply_config.mappers[0].filter.traceable_filter"),
+            "traceable_filter",
+        ),
+        (
+            "local reply format command Strait cannot render",
+            vec![(
+                hcm("local_reply_config"),
+                json!({"body_format": {"text_format": "%START_TIME% %LOCAL_REPLY_BODY%"}}),
+            )],
+            hcm_path("local_reply_config.body_format.text_format"),
+            "%START_TIME%",
+        ),
+        (
+            "local reply mapper status out of range",
+            vec![(
+                hcm("local_reply_config"),
+                json!({"mappers": [{"filter": {"not_health_check_filter": {}}, "status_code": 100}]}),
+            )],
+            hcm_path("local_reply_config.mappers[0].status_code"),
+            "not in [200, 600)",
+        ),
+        (
+            "local reply response flag unknown",
+            vec![(
+                hcm("local_reply_config"),
+                json!({"mappers": [{"filter": {"response_flag_filter": {"flags": ["XX"]}}}]}),
+            )],
+            hcm_path("local_reply_config.mappers[0].filter.response_flag_filter.flags[0]"),
+            "unknown response flag",
+        ),
+        (
             "internal address range not an address",
             vec![(
                 hcm("internal_address_config"),

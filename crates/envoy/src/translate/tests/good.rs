@@ -229,6 +229,7 @@ static_resources:
                         normalize_path: false,
                         forward_client_cert: Default::default(),
                         client_cert_details: Default::default(),
+                        local_reply: None,
                     },
                 ))],
                 default_filter_chain: None,
