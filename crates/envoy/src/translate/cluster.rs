@@ -117,7 +117,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups,
         dns_resolution_config, typed_dns_resolver_config,
         lb_subset_config,
-        protocol_selection, close_connections_on_host_health_failure,
+        close_connections_on_host_health_failure,
         ignore_health_on_host_removal, load_balancing_policy, lrs_server,
         lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats,
         preconnect_policy,
@@ -310,7 +310,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     );
     lb_common.slow_start = slow_start;
     let mut max_streams = None;
-    let (protocol, typed_common) = protocol(
+    let (mut protocol, typed_common) = protocol(
         cx,
         path,
         http_protocol_options,
@@ -318,6 +318,26 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         typed_extension_protocol_options,
         &mut max_streams,
     );
+    // The deprecated `protocol_selection` (Istio up to about 1.10 sets
+    // USE_DOWNSTREAM_PROTOCOL on its passthrough clusters): the legacy
+    // spelling of `use_downstream_protocol_config`.
+    match *protocol_selection {
+        0 => {}
+        1 if typed_extension_protocol_options
+            .keys()
+            .any(|k| HTTP_OPTIONS_KEYS.contains(&k.as_str())) =>
+        {
+            cx.invalid(
+                at(path, "protocol_selection"),
+                "cannot be combined with typed_extension_protocol_options",
+            );
+        }
+        1 => protocol = model::UpstreamProtocol::Downstream,
+        other => cx.invalid(
+            at(path, "protocol_selection"),
+            format!("unknown value {other}"),
+        ),
+    }
     let connect_timeout = positive_duration(
         cx,
         &at(path, "connect_timeout"),

@@ -714,3 +714,34 @@ fn client_trust_and_internal_addresses_translate() {
     };
     assert_eq!(hcm.client, ClientTrust::default());
 }
+
+/// The deprecated `protocol_selection: USE_DOWNSTREAM_PROTOCOL` Istio up to
+/// about 1.10 sets on its passthrough clusters is the legacy spelling of
+/// `use_downstream_protocol_config`; with typed protocol options Envoy
+/// refuses the pair.
+#[test]
+fn legacy_protocol_selection_uses_the_downstream_protocol() {
+    let config = load_ok(&edited(&[(
+        "/static_resources/clusters/0/protocol_selection",
+        serde_json::json!("USE_DOWNSTREAM_PROTOCOL"),
+    )]));
+    assert_eq!(config.clusters[0].protocol, UpstreamProtocol::Downstream);
+    let key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    let both = edited(&[
+        (
+            "/static_resources/clusters/0/protocol_selection",
+            serde_json::json!("USE_DOWNSTREAM_PROTOCOL"),
+        ),
+        (
+            "/static_resources/clusters/0/typed_extension_protocol_options",
+            serde_json::json!({key: {"@type": format!("type.googleapis.com/{key}"),
+                "explicit_http_config": {"http2_protocol_options": {}}}}),
+        ),
+    ]);
+    let errors = crate::load(&both).expect_err("refused");
+    assert!(
+        super::render(&errors).contains("clusters[0].protocol_selection"),
+        "{}",
+        super::render(&errors)
+    );
+}
