@@ -15,6 +15,16 @@ use strait_model::{
 };
 use strait_snapshot::{ChainCompiler, CompiledFilters};
 
+/// The HTTP filters every proxy can build: `strait-http`'s built-ins and
+/// the filters of the crates above it (external authorization). What
+/// [`crate::Options::new`] starts from; an embedding program registers its
+/// own on top.
+pub fn http_filters() -> HttpFilterRegistry {
+    let mut r = HttpFilterRegistry::default();
+    r.register(strait_ext_authz::ExtAuthzFactory);
+    r
+}
+
 /// Every extension registry of a proxy.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Extensions {

@@ -62,7 +62,7 @@ impl Options {
             watch_interval: Duration::from_millis(200),
             runtime: RuntimeModel::PerCore,
             stats: None,
-            http_filters: strait_http::HttpFilterRegistry::default(),
+            http_filters: crate::extensions::http_filters(),
             network_filters: NetworkFilterRegistry::default(),
             listener_filters: ListenerFilterRegistry::default(),
         }

@@ -40,6 +40,17 @@ pub enum Body {
     /// that read or change request bodies). Boxed: only requests whose
     /// filter chain has such a filter pay for it.
     Hooked(Box<Hooked>),
+    /// Frames already read into memory (for a filter that needed the start
+    /// of the body before deciding), then the rest of the stream.
+    Prefixed(Box<Prefixed>),
+}
+
+/// See [`Body::Prefixed`].
+#[derive(Debug)]
+pub struct Prefixed {
+    frames: Recorded,
+    next: usize,
+    rest: Body,
 }
 
 /// Sees (and may change) every frame of a [`Body::Hooked`] as it passes.
@@ -167,6 +178,25 @@ impl Body {
     pub fn replay(frames: Recorded) -> Self {
         Body::Replay { frames, next: 0 }
     }
+
+    /// `frames` (read ahead into memory), then `rest`.
+    pub fn prefixed(frames: Recorded, rest: Body) -> Self {
+        Body::Prefixed(Box::new(Prefixed {
+            frames,
+            next: 0,
+            rest,
+        }))
+    }
+}
+
+/// The next of `frames` (cloned; cheap), moving `next` on.
+fn replay_frame(frames: &Recorded, next: &mut usize) -> Option<Result<Frame<Bytes>, hyper::Error>> {
+    let frame = frames.get(*next).map(|f| match f {
+        ReplayFrame::Data(d) => Ok(Frame::data(d.clone())),
+        ReplayFrame::Trailers(t) => Ok(Frame::trailers(t.clone())),
+    });
+    *next += 1;
+    frame
 }
 
 impl From<Incoming> for Body {
@@ -224,14 +254,11 @@ impl http_body::Body for Body {
                 }
                 res
             }
-            Body::Replay { frames, next } => {
-                let frame = frames.get(*next).map(|f| match f {
-                    ReplayFrame::Data(d) => Ok(Frame::data(d.clone())),
-                    ReplayFrame::Trailers(t) => Ok(Frame::trailers(t.clone())),
-                });
-                *next += 1;
-                Poll::Ready(frame)
-            }
+            Body::Replay { frames, next } => Poll::Ready(replay_frame(frames, next)),
+            Body::Prefixed(p) => match replay_frame(&p.frames, &mut p.next) {
+                Some(frame) => Poll::Ready(Some(frame)),
+                None => Pin::new(&mut p.rest).poll_frame(cx),
+            },
         }
     }
 
@@ -243,6 +270,7 @@ impl http_body::Body for Body {
             Body::Recording(rec) => rec.inner.is_end_stream(),
             Body::Hooked(h) => h.inner.is_end_stream(),
             Body::Replay { frames, next } => *next >= frames.len(),
+            Body::Prefixed(p) => p.next >= p.frames.len() && p.rest.is_end_stream(),
         }
     }
 
@@ -252,7 +280,7 @@ impl http_body::Body for Body {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Incoming(b) | Body::Streaming { body: b, .. } => b.size_hint(),
             Body::Recording(rec) => rec.inner.size_hint(),
-            Body::Hooked(_) => SizeHint::default(),
+            Body::Hooked(_) | Body::Prefixed(_) => SizeHint::default(),
             Body::Replay { frames, next } => {
                 let left = frames.get(*next..).unwrap_or_default();
                 if left.iter().any(|f| matches!(f, ReplayFrame::Trailers(_))) {

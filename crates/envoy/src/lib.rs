@@ -10,6 +10,7 @@
 pub mod dump;
 pub mod overrides;
 pub mod parse;
+pub mod pbjson;
 pub mod redact;
 pub mod translate;
 

@@ -57,6 +57,8 @@ mod compressor;
 #[allow(deprecated)]
 mod dynamic;
 #[allow(deprecated)]
+mod ext_authz;
+#[allow(deprecated)]
 mod filter;
 #[allow(deprecated)]
 mod format;

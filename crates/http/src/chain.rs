@@ -24,7 +24,11 @@ use strait_model::{
     filter::{FilterOverride, FilterOverrideConfig, find_override, overrides_named},
 };
 
-use crate::{local_reply::Reply, stats::HttpStats};
+use crate::{
+    buffer::{BodyBuffering, DownstreamBody},
+    local_reply::Reply,
+    stats::HttpStats,
+};
 
 /// Per-request data filters keep between their decode and encode steps
 /// (Envoy's filter state): typed values, allocated only when one is stored.
@@ -63,6 +67,15 @@ pub trait HttpFilter: Send + Sync + 'static {
     /// The response head (an upstream's or a local one) on its way back.
     /// Runs only when this filter's `on_request` ran and continued.
     fn on_response(&self, _resp: &mut ResponseHead<'_>) {}
+
+    /// How much of the request body this filter must see before its
+    /// `on_request` runs (ext_authz's `with_request_body`): the chain reads
+    /// that much into memory first and lends it in [`RequestHead::body`];
+    /// the upstream still gets the whole body. `None` (the default): the
+    /// head alone, and the body streams.
+    fn request_body(&self, _req: &RequestHead<'_>) -> Option<BodyBuffering> {
+        None
+    }
 
     /// Whether this filter reads or changes bodies and trailers. Only a
     /// chain with such a filter passes bodies through its filters; the
@@ -132,6 +145,11 @@ pub struct RequestInfo<'a> {
     pub tls: bool,
     /// The connection manager's stats.
     pub stats: &'a Arc<HttpStats>,
+    /// The live clusters, for filters that call a service (an
+    /// authorization server, a JWKS endpoint) through one.
+    pub upstreams: &'a Arc<strait_upstream::ClusterRegistry>,
+    /// The request's HTTP version.
+    pub version: http::Version,
     /// The route's `typed_per_filter_config` of every level, most specific
     /// first.
     overrides: &'a [FilterOverride],
@@ -142,6 +160,8 @@ impl<'a> RequestInfo<'a> {
         cluster: Option<&'a str>,
         conn: (SocketAddr, SocketAddr, bool),
         stats: &'a Arc<HttpStats>,
+        upstreams: &'a Arc<strait_upstream::ClusterRegistry>,
+        version: http::Version,
         overrides: &'a [FilterOverride],
     ) -> Self {
         let (peer, local, tls) = conn;
@@ -151,6 +171,8 @@ impl<'a> RequestInfo<'a> {
             local,
             tls,
             stats,
+            upstreams,
+            version,
             overrides,
         }
     }
@@ -162,6 +184,9 @@ pub struct RequestHead<'a> {
     pub head: &'a mut request::Parts,
     pub info: &'a RequestInfo<'a>,
     pub state: &'a mut FilterState,
+    /// The start of the request body (or all of it), when this or an
+    /// earlier filter asked for it with [`HttpFilter::request_body`].
+    pub body: Option<&'a Bytes>,
     /// The filter's `http_filters[].name`, for its per-route config.
     name: &'a str,
 }
@@ -285,6 +310,7 @@ impl FilterChain {
     pub(crate) async fn terminate(
         &self,
         head: &mut request::Parts,
+        body: &mut DownstreamBody,
         info: &RequestInfo<'_>,
         decoded: &mut Decoded,
     ) -> Option<Reply> {
@@ -293,6 +319,7 @@ impl FilterChain {
             head,
             info,
             state: &mut decoded.state,
+            body: body.buffered(),
             name: "envoy.filters.http.router",
         };
         let answer = settle(terminal.on_request(&mut req)).await;
@@ -333,10 +360,14 @@ impl FilterChain {
 
     /// Runs the decode pass over `head`. `Err` carries the answer of the
     /// filter that responded (the state still encodes it).
+    /// A filter that wants the start of the body first gets it read here
+    /// (a stall longer than `idle` ends the request).
     pub(crate) async fn decode(
         &self,
         head: &mut request::Parts,
+        body: &mut DownstreamBody,
         info: &RequestInfo<'_>,
+        idle: Option<std::time::Duration>,
     ) -> (Decoded, Option<Reply>) {
         let mut out = Decoded::default();
         for (i, e) in self.entries.iter().enumerate() {
@@ -344,11 +375,24 @@ impl FilterChain {
             if !Self::enabled(e, info.overrides) {
                 continue;
             }
+            let wants = e.filter.request_body(&RequestHead {
+                head,
+                info,
+                state: &mut out.state,
+                body: None,
+                name: &e.name,
+            });
+            if let Some(want) = wants
+                && let Err(reply) = body.buffer(want, idle).await
+            {
+                return (out, Some(reply));
+            }
             let answered = {
                 let mut req = RequestHead {
                     head,
                     info,
                     state: &mut out.state,
+                    body: body.buffered(),
                     name: &e.name,
                 };
                 settle(e.filter.on_request(&mut req)).await

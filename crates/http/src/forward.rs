@@ -4,13 +4,13 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header, uri::PathAndQuery};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use strait_codec::{Body, FrameHook, headers};
 use strait_model::HttpConnectionManager;
 
 use crate::{
     body::ProxyBody,
+    buffer::DownstreamBody,
     hash,
     local_reply::LocalReply,
     mirror,
@@ -29,7 +29,7 @@ static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-p
 /// `body_hook` passes the request body through the HTTP filters' body
 /// steps (only for a chain that has such filters).
 pub(crate) async fn forward(
-    mut req: Request<Incoming>,
+    mut req: Request<DownstreamBody>,
     s: &Stream<'_>,
     routed: &Routed<'_>,
     body_hook: Option<Box<dyn FrameHook>>,
@@ -178,7 +178,7 @@ type Prepared = (Option<Arc<strait_codec::Progress>>, Request<Body>);
 /// HTTP/1.1 (absolute for HTTP/2), hop-by-hop headers removed, Envoy's
 /// request headers added.
 fn upstream_request(
-    req: Request<Incoming>,
+    req: Request<DownstreamBody>,
     hcm: &HttpConnectionManager,
     expected_timeout: Option<std::time::Duration>,
     routed: &Routed<'_>,
@@ -271,21 +271,25 @@ fn upstream_request(
         parts.version = Version::HTTP_11;
         parts.uri = Uri::from(path);
     }
-    let (done, body) = if http_body::Body::is_end_stream(&body) {
-        if !h2
-            && needs_zero_length(&parts.method)
-            && !parts.headers.contains_key(header::CONTENT_LENGTH)
-        {
-            // As Envoy's HTTP/1 codec does: a bodiless request whose method
-            // may carry a body says so explicitly.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let progress = strait_codec::Progress::new();
+    let upstream = body.into_upstream(|rest| Body::streaming(rest, Arc::clone(&progress)));
+    let (done, body) = match upstream {
+        None => {
+            if !h2
+                && needs_zero_length(&parts.method)
+                && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            {
+                // As Envoy's HTTP/1 codec does: a bodiless request whose
+                // method may carry a body says so explicitly.
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+            (None, Body::Empty)
         }
-        (None, Body::Empty)
-    } else {
-        let progress = strait_codec::Progress::new();
-        (Some(Arc::clone(&progress)), Body::streaming(body, progress))
+        // Read into memory whole by a filter: nothing left to wait for.
+        Some((body, false)) => (None, body),
+        Some((body, true)) => (Some(progress), body),
     };
     Ok((done, Request::from_parts(parts, body)))
 }

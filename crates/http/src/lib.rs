@@ -23,6 +23,7 @@
 //! clients or the composition crate.
 
 mod body;
+mod buffer;
 mod builtin;
 mod chain;
 mod conn;
@@ -46,6 +47,7 @@ mod timeouts;
 mod xfcc;
 
 pub use body::{BodyError, ProxyBody, Tracked};
+pub use buffer::BodyBuffering;
 pub use chain::{
     Decision, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead, RequestInfo,
     ResponseHead,
@@ -57,5 +59,5 @@ pub use metadata::DynamicMetadata;
 pub use registry::HttpFilterRegistry;
 pub use service::{HttpService, ProxyResponse};
 pub use shared::Shared;
-pub use stats::HttpStats;
+pub use stats::{ExtAuthzStats, HttpStats};
 pub use xfcc::element as xfcc_element;

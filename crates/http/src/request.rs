@@ -14,6 +14,7 @@ use strait_route::{RequestView, RouteResult};
 
 use crate::{
     body::{ProxyBody, Tracked},
+    buffer::DownstreamBody,
     chain::{FilterChain, RequestBodyFilters, RequestInfo, ResponseBodyFilters},
     conn::{ConnCtx, StreamGuard},
     edge,
@@ -21,7 +22,7 @@ use crate::{
     local_reply::{LocalReply, Reply},
     local_reply_config,
     routed::{Routed, Stream, bad_request, refused},
-    xfcc,
+    timeouts, xfcc,
 };
 
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -191,9 +192,11 @@ async fn filtered(
     filters: Option<&FilterChain>,
 ) -> Response<ProxyBody> {
     let mut resp = match filters.filter(|f| !f.is_empty()) {
-        None => forward(req, s, &routed, None).await,
+        None => forward(req.map(DownstreamBody::new), s, &routed, None).await,
         Some(chain) => {
             let (mut parts, body) = req.into_parts();
+            let mut body = DownstreamBody::new(body);
+            let idle = timeouts::stream_idle(routed.action.idle_timeout, s.hcm.stream_idle_timeout);
             let overrides = routed.matched.route().per_filter_config();
             let cluster = Some(&*routed.choice.name).filter(|n| !n.is_empty());
             let conn = s.conn;
@@ -201,11 +204,15 @@ async fn filtered(
                 cluster,
                 (conn.peer, conn.local, conn.tls),
                 &conn.stats,
+                &conn.shared.registry,
+                parts.version,
                 overrides,
             );
-            let (mut decoded, mut reply) = chain.decode(&mut parts, &info).await;
+            let (mut decoded, mut reply) = chain.decode(&mut parts, &mut body, &info, idle).await;
             if reply.is_none() {
-                reply = chain.terminate(&mut parts, &info, &mut decoded).await;
+                reply = chain
+                    .terminate(&mut parts, &mut body, &info, &mut decoded)
+                    .await;
             }
             // Both bodies pass the same filters: found once, shared.
             let body_filters = chain

@@ -29,6 +29,12 @@ pub mod type_url {
     pub const HEADER_MUTATION_PER_ROUTE: &str = "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
     /// `envoy.filters.http.router`, the terminal filter: [`super::RouterConfig`].
     pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    /// `envoy.filters.http.ext_authz`: [`crate::ext_authz::ExtAuthz`].
+    pub const EXT_AUTHZ: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
+    /// Its per-route config: [`crate::ext_authz::ExtAuthzPerRoute`].
+    pub const EXT_AUTHZ_PER_ROUTE: &str =
+        "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
 }
 
 /// `envoy.filters.http.router`'s config. Strait accepts only Envoy's

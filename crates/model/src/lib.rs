@@ -15,6 +15,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 pub mod client_cert;
+pub mod ext_authz;
 pub mod extension;
 pub mod filter;
 pub mod local_reply;

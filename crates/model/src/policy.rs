@@ -295,3 +295,66 @@ pub struct MirrorPolicy {
     /// supported); all requests when unset.
     pub fraction: Fraction,
 }
+
+/// Envoy `type.matcher.v3.MetadataMatcher` over a request's dynamic
+/// metadata: the value at `path` under namespace `filter`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataMatcher {
+    pub filter: String,
+    pub path: Vec<String>,
+    pub value: MetadataValue,
+    /// `invert`.
+    pub invert: bool,
+}
+
+/// The `value` of a [`MetadataMatcher`] (Envoy's `ValueMatcher`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataValue {
+    /// `null_match`: the value is null or absent.
+    Null,
+    /// `double_match` with `exact`.
+    Number(f64),
+    /// `double_match` with `range`: `[start, end)`.
+    Range {
+        start: f64,
+        end: f64,
+    },
+    String(ValueMatcher),
+    Bool(bool),
+    /// `present_match`: present (or, `false`, absent).
+    Present(bool),
+    /// `list_match.one_of`: a list with an element that matches.
+    ListOneOf(Box<MetadataValue>),
+    /// `or_match`.
+    Or(Vec<MetadataValue>),
+}
+
+impl MetadataMatcher {
+    /// Whether `value` (the metadata at the matcher's path, if any)
+    /// matches, `invert` applied.
+    pub fn matches(&self, value: Option<&serde_json::Value>) -> bool {
+        self.value.matches(value) != self.invert
+    }
+}
+
+impl MetadataValue {
+    pub fn matches(&self, value: Option<&serde_json::Value>) -> bool {
+        use serde_json::Value as V;
+        match (self, value) {
+            (MetadataValue::Present(want), v) => v.is_some() == *want,
+            (MetadataValue::Null, None | Some(V::Null)) => true,
+            (MetadataValue::Or(all), v) => all.iter().any(|m| m.matches(v)),
+            (_, None) => false,
+            (MetadataValue::Number(n), Some(V::Number(x))) => x.as_f64() == Some(*n),
+            (MetadataValue::Range { start, end }, Some(V::Number(x))) => {
+                x.as_f64().is_some_and(|x| x >= *start && x < *end)
+            }
+            (MetadataValue::String(m), Some(V::String(s))) => m.matches(s),
+            (MetadataValue::Bool(b), Some(V::Bool(x))) => b == x,
+            (MetadataValue::ListOneOf(m), Some(V::Array(items))) => {
+                items.iter().any(|i| m.matches(Some(i)))
+            }
+            _ => false,
+        }
+    }
+}

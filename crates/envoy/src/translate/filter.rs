@@ -14,6 +14,7 @@ use envoy_types::pb::{
             common::fault::v3::{FaultDelay, fault_delay::FaultDelaySecifier},
             http::{
                 cors::v3::{Cors, CorsPolicy as FilterCors},
+                ext_authz::v3::{ExtAuthz, ExtAuthzPerRoute},
                 fault::v3::{FaultAbort, HttpFault, fault_abort::ErrorType},
                 header_mutation::v3::{HeaderMutation, HeaderMutationPerRoute, Mutations},
             },
@@ -62,6 +63,9 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
             most_specific_wins: *most_specific_header_mutations_wins,
         };
         Some(Extension::new(type_url::HEADER_MUTATION, config))
+    } else if name == ExtAuthz::full_name() {
+        let c = decode_any::<ExtAuthz>(cx, path, any)?;
+        super::ext_authz::ext_authz(cx, &c, path).map(|c| Extension::new(type_url::EXT_AUTHZ, c))
     } else {
         registered(cx, any, path, |p, url, v| p.http_filter(url, v))
     }
@@ -169,6 +173,10 @@ fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverr
             decode_any::<HeaderMutationPerRoute>(cx, path, any)?;
         let m = mutations_of(cx, mutations.as_ref(), &at(path, "mutations"));
         Some(Extension::new(type_url::HEADER_MUTATION_PER_ROUTE, m))
+    } else if name == ExtAuthzPerRoute::full_name() {
+        let c = decode_any::<ExtAuthzPerRoute>(cx, path, any)?;
+        super::ext_authz::per_route(cx, &c, path)
+            .map(|c| Extension::new(type_url::EXT_AUTHZ_PER_ROUTE, c))
     } else {
         let before = cx.problems.len();
         let found = registered(cx, any, path, |p, url, v| p.http_filter_per_route(url, v));

@@ -156,32 +156,9 @@ pub(super) fn typed_struct(any: &Any) -> Option<(String, serde_json::Value)> {
     let value = ts
         .value
         .map_or(serde_json::Value::Object(Default::default()), |s| {
-            struct_json(&s)
+            serde_json::Value::Object(crate::pbjson::struct_to_json(&s))
         });
     Some((ts.type_url, value))
-}
-
-fn struct_json(s: &Struct) -> serde_json::Value {
-    serde_json::Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_json(v)))
-            .collect(),
-    )
-}
-
-fn value_json(v: &envoy_types::pb::google::protobuf::Value) -> serde_json::Value {
-    use envoy_types::pb::google::protobuf::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::NumberValue(n)) => {
-            serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into)
-        }
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::StructValue(s)) => struct_json(s),
-        Some(Kind::ListValue(l)) => l.values.iter().map(value_json).collect(),
-    }
 }
 
 /// The name to look up: the type's name, the `TypedStruct`'s inner type,

@@ -484,3 +484,105 @@ pub(super) fn inherit_overrides(outer: &[FilterOverride], routes: &mut [crate::m
         r.per_filter_config.extend(outer.iter().cloned());
     }
 }
+
+/// A `type.matcher.v3.MetadataMatcher`.
+pub(super) fn metadata_matcher(
+    cx: &mut Context,
+    m: &envoy_types::pb::envoy::r#type::matcher::v3::MetadataMatcher,
+    path: &str,
+) -> Option<crate::model::policy::MetadataMatcher> {
+    use envoy_types::pb::envoy::r#type::matcher::v3::{
+        MetadataMatcher,
+        metadata_matcher::{PathSegment, path_segment::Segment},
+    };
+    let MetadataMatcher {
+        filter,
+        path: segments,
+        value,
+        invert,
+    } = m;
+    if filter.is_empty() {
+        cx.invalid(at(path, "filter"), "must not be empty");
+    }
+    if segments.is_empty() {
+        cx.invalid(at(path, "path"), "needs at least one key");
+    }
+    let keys: Vec<String> = segments
+        .iter()
+        .filter_map(|PathSegment { segment }| segment.as_ref().map(|Segment::Key(k)| k.clone()))
+        .collect();
+    let Some(value) = value else {
+        cx.invalid(at(path, "value"), "is required");
+        return None;
+    };
+    let value = metadata_value(cx, value, &at(path, "value"))?;
+    (!filter.is_empty() && !keys.is_empty()).then(|| crate::model::policy::MetadataMatcher {
+        filter: filter.clone(),
+        path: keys,
+        value,
+        invert: *invert,
+    })
+}
+
+fn metadata_value(
+    cx: &mut Context,
+    v: &envoy_types::pb::envoy::r#type::matcher::v3::ValueMatcher,
+    path: &str,
+) -> Option<crate::model::policy::MetadataValue> {
+    use crate::model::policy::MetadataValue as M;
+    use envoy_types::pb::envoy::r#type::{
+        matcher::v3::{
+            DoubleMatcher, ListMatcher, OrMatcher, ValueMatcher, double_matcher, list_matcher,
+            value_matcher::MatchPattern as P,
+        },
+        v3::DoubleRange,
+    };
+    let ValueMatcher { match_pattern } = v;
+    match match_pattern {
+        Some(P::NullMatch(_)) => Some(M::Null),
+        Some(P::DoubleMatch(DoubleMatcher { match_pattern })) => match match_pattern {
+            Some(double_matcher::MatchPattern::Exact(n)) => Some(M::Number(*n)),
+            Some(double_matcher::MatchPattern::Range(DoubleRange { start, end })) => {
+                Some(M::Range {
+                    start: *start,
+                    end: *end,
+                })
+            }
+            None => {
+                cx.invalid(at(path, "double_match"), "needs exact or range");
+                None
+            }
+        },
+        Some(P::StringMatch(s)) => string_matcher(cx, s, &at(path, "string_match")).map(M::String),
+        Some(P::BoolMatch(b)) => Some(M::Bool(*b)),
+        Some(P::PresentMatch(b)) => Some(M::Present(*b)),
+        Some(P::ListMatch(l)) => {
+            let ListMatcher { match_pattern } = l.as_ref();
+            match match_pattern {
+                Some(list_matcher::MatchPattern::OneOf(inner)) => {
+                    metadata_value(cx, inner, &at(path, "list_match.one_of"))
+                        .map(|m| M::ListOneOf(Box::new(m)))
+                }
+                None => {
+                    cx.invalid(at(path, "list_match"), "needs one_of");
+                    None
+                }
+            }
+        }
+        Some(P::OrMatch(OrMatcher { value_matchers })) => {
+            let before = cx.problems.len();
+            let all: Vec<_> = value_matchers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    metadata_value(cx, m, &item(path, "or_match.value_matchers", i))
+                })
+                .collect();
+            (cx.problems.len() == before).then_some(M::Or(all))
+        }
+        None => {
+            cx.invalid(path, "needs a match pattern");
+            None
+        }
+    }
+}

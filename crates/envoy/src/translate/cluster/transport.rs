@@ -1,8 +1,7 @@
 //! `transport_socket_matches` and the endpoint metadata they read.
 
-use envoy_types::pb::{
-    envoy::config::{cluster::v3::cluster::TransportSocketMatch, core::v3::Metadata},
-    google::protobuf::{Struct, Value, value::Kind},
+use envoy_types::pb::envoy::config::{
+    cluster::v3::cluster::TransportSocketMatch, core::v3::Metadata,
 };
 
 use super::super::{Context, at, item};
@@ -25,7 +24,10 @@ pub(super) fn matches(
         if name.is_empty() {
             cx.invalid(at(&mpath, "name"), "must not be empty");
         }
-        let criteria = r#match.as_ref().map(to_json).unwrap_or_default();
+        let criteria = r#match
+            .as_ref()
+            .map(crate::pbjson::struct_to_json)
+            .unwrap_or_default();
         // Envoy builds a missing transport socket as raw_buffer.
         let tls = match transport_socket {
             Some(ts) => {
@@ -72,7 +74,7 @@ pub(super) fn endpoint_metadata(
     }
     filter_metadata
         .get(TRANSPORT_SOCKET_MATCH_KEY)
-        .map(to_json)
+        .map(crate::pbjson::struct_to_json)
         .unwrap_or_default()
 }
 
@@ -88,27 +90,6 @@ pub(super) fn check_locality_metadata(cx: &mut Context, path: &str, metadata: &O
             at(path, "metadata"),
             "transport socket match labels on a locality (put them on the endpoints)",
         );
-    }
-}
-
-/// A `google.protobuf.Struct` in its JSON form, whose equality is the
-/// protobuf `Value` equality Envoy's matcher uses.
-fn to_json(s: &Struct) -> model::Metadata {
-    s.fields
-        .iter()
-        .map(|(k, v)| (k.clone(), value(v)))
-        .collect()
-}
-
-fn value(v: &Value) -> serde_json::Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
-            .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::StructValue(s)) => serde_json::Value::Object(to_json(s)),
-        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.iter().map(value).collect()),
     }
 }
 
