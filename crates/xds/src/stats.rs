@@ -117,6 +117,14 @@ impl Stats {
         }
     }
 
+    /// LDS and CDS subscriptions started: Envoy counts an attempt when a
+    /// subscription starts as well as for every response.
+    pub(crate) fn started(&self) {
+        let h = self.handles();
+        h.lds.attempt.increment(1);
+        h.cds.attempt.increment(1);
+    }
+
     pub(crate) fn connected(&self, up: bool) {
         self.handles().connected.set(if up { 1.0 } else { 0.0 });
     }

@@ -50,6 +50,7 @@ async fn ads<P: Publish>(dynamic: &model::DynamicResources, shared: &Shared<P>) 
     let mut types: BTreeMap<&'static str, TypeState> = BTreeMap::new();
     let mut delta_types = BTreeMap::new();
     let mut failures = 0u32;
+    shared.stats.started();
     loop {
         let mut progressed = false;
         let result = match dynamic.api {
