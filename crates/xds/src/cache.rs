@@ -165,8 +165,9 @@ pub struct Cache {
 
 /// A resource decoded from its `Any`, before translation.
 enum Decoded {
-    Listener(Listener),
-    Cluster(Cluster),
+    // Boxed: by far the largest protos.
+    Listener(Box<Listener>),
+    Cluster(Box<Cluster>),
     Route(RouteConfiguration),
     Endpoint(ClusterLoadAssignment),
     Secret(Secret),
@@ -177,8 +178,8 @@ impl Decoded {
     /// are wrong.
     fn decode(kind: Kind, any: &Any) -> Result<Decoded, String> {
         Ok(match kind {
-            Kind::Listener => Decoded::Listener(decode(any)?),
-            Kind::Cluster => Decoded::Cluster(decode(any)?),
+            Kind::Listener => Decoded::Listener(Box::new(decode(any)?)),
+            Kind::Cluster => Decoded::Cluster(Box::new(decode(any)?)),
             Kind::Route => Decoded::Route(decode(any)?),
             Kind::Endpoint => Decoded::Endpoint(decode(any)?),
             Kind::Secret => Decoded::Secret(decode(any)?),
@@ -496,12 +497,12 @@ impl Cache {
             Decoded::Listener(l) => {
                 statically(self.base.listeners.iter().any(|s| s.name == l.name))?;
                 let m = translate_listener_with(&l, &l.name, &self.parsers).map_err(prefixed)?;
-                self.listeners.insert(l.name, m);
+                self.listeners.insert(name.clone(), m);
             }
             Decoded::Cluster(c) => {
                 statically(self.base.clusters.iter().any(|s| s.name == c.name))?;
                 let m = translate_cluster(&c, &c.name).map_err(prefixed)?;
-                self.clusters.insert(c.name, m);
+                self.clusters.insert(name.clone(), m);
             }
             Decoded::Route(rc) => {
                 let m =
