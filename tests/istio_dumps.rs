@@ -6,13 +6,18 @@
 //!    translated as the xDS client would; every problem must match one of
 //!    the dump's documented reasons below (and every documented reason must
 //!    still occur, so the lists shrink as features land).
-//! 2. The whole dump is served (with the test's endpoints for EDS clusters
-//!    when the dump has none): each type with problems is NACKed, and every
-//!    NACK names only documented reasons.
-//! 3. The dump without the refused resources is served: every type is
-//!    ACKed, and requests for a few of its routes reach the local upstreams
-//!    the test put behind its clusters; for the sidecar dumps, a peer's
-//!    mTLS request also reaches the app through `virtualInbound`.
+//! 2. The whole dump is served as it is (with the test's endpoints for EDS
+//!    clusters when the dump has none), as a control plane serves it. Strait
+//!    accepts each resource on its own, as Envoy does: exactly the
+//!    listeners and clusters step 1 refuses are NACKed, by name, for
+//!    documented reasons only (route configs and assignments: at most
+//!    those step 1 refuses), each shows its `error_state` in
+//!    `/config_dump`, and everything else is live.
+//! 3. Requests for a few of its routes reach the local upstreams the test
+//!    put behind its clusters; for the sidecar dumps, a peer's mTLS request
+//!    also reaches the app through `virtualInbound`. The lists of reasons
+//!    are data: as a refused feature lands, its reason goes, and the
+//!    resources it refused are expected live.
 //!
 //! Sidecar traffic is real, both ways: each test runs in its own network
 //! namespace (this binary re-runs itself under `unshare --net`), where
@@ -131,26 +136,91 @@ fn judge_offline(dump: &ConfigDump, reasons: &[Reason]) {
     );
 }
 
-/// Step 2: serving everything NACKs each type with problems, for documented
-/// reasons only.
-async fn judge_nacks(xds: &XdsServer, dump: &ConfigDump, reasons: &[Reason]) {
-    let types: BTreeSet<&str> = dump.refusals().iter().map(|r| r.type_url).collect();
-    for t in &types {
-        let nacks = eventually(&format!("a NACK of {t}"), APPLY, || async {
-            let n = xds.nacks(t);
-            (!n.is_empty()).then_some(n)
+/// Step 2: with the whole dump served, each served type is answered at its
+/// current version; the listeners and clusters NACKed are exactly those
+/// with offline refusals (route configs and assignments at most those: a
+/// route config only a refused listener names is never asked for), every
+/// problem is for a documented reason, and each rejected listener shows
+/// its `error_state` in `/config_dump` while every other one is active or
+/// warming without one.
+async fn judge_rejections(
+    xds: &XdsServer,
+    admin: SocketAddr,
+    dump: &ConfigDump,
+    reasons: &[Reason],
+) {
+    let refusals = dump.refusals();
+    for t in [LISTENER, CLUSTER, ROUTE, ENDPOINT] {
+        // Route configs and assignments are asked for by name, once a
+        // listener or cluster taken names them (the request follows its
+        // ACK or NACK, so the order of this loop sees it).
+        let asked = xds
+            .requests()
+            .iter()
+            .any(|r| r.type_url == t && !r.resource_names.is_empty());
+        if xds.version(t) == "0" || ((t == ROUTE || t == ENDPOINT) && !asked) {
+            continue;
+        }
+        let reply = eventually(&format!("{t} answered"), APPLY, || async {
+            xds.answered_current(t)
         })
         .await;
-        for nack in nacks {
-            let detail = nack.error_detail.unwrap_or_default();
-            for piece in problems_of(&detail) {
-                assert!(
-                    reasons.iter().any(|(s, _)| piece.contains(s)),
-                    "NACK of {t} for an undocumented reason: {piece}"
-                );
-            }
+        let pieces = reply
+            .error_detail
+            .as_deref()
+            .map(problems_of)
+            .unwrap_or_default();
+        for piece in &pieces {
+            assert!(
+                reasons.iter().any(|(s, _)| piece.contains(s)),
+                "NACK of {t} for an undocumented reason: {piece}"
+            );
+        }
+        let rejected: BTreeSet<String> = pieces.iter().filter_map(|p| named(p)).collect();
+        let expected: BTreeSet<String> = refusals
+            .iter()
+            .filter(|r| r.type_url == t)
+            .map(|r| r.name.clone())
+            .collect();
+        if t == LISTENER || t == CLUSTER {
+            assert_eq!(rejected, expected, "{t}: rejected resources");
+        } else {
+            assert!(
+                rejected.is_subset(&expected),
+                "{t}: {rejected:?} not in {expected:?}"
+            );
         }
     }
+    let expected: BTreeSet<String> = refusals
+        .iter()
+        .filter(|r| r.type_url == LISTENER)
+        .map(|r| r.name.clone())
+        .collect();
+    let r = strait_test_support::admin::get(admin, "/config_dump?resource=dynamic_listeners")
+        .await
+        .expect("config_dump");
+    let v: serde_json::Value = serde_json::from_str(&r.text()).expect("json");
+    let items = v["configs"].as_array().cloned().unwrap_or_default();
+    let mut with_errors = BTreeSet::new();
+    for item in &items {
+        let name = item["name"].as_str().expect("a name").to_owned();
+        if item.get("error_state").is_some() {
+            assert!(item["error_state"]["details"].is_string(), "{item}");
+            with_errors.insert(name);
+        } else {
+            assert!(
+                item.get("active_state").is_some() || item.get("warming_state").is_some(),
+                "{item}"
+            );
+        }
+    }
+    assert_eq!(with_errors, expected, "listeners with an error_state");
+}
+
+/// The resource a problem is about: `<kind> '<name>': ...`.
+fn named(problem: &str) -> Option<String> {
+    let (_, rest) = problem.split_once(" '")?;
+    Some(rest.split_once("': ")?.0.to_owned())
 }
 
 /// A NACK's detail split into its problems: the xDS client joins them
@@ -296,21 +366,21 @@ fn sidecar_app1_istio_1_22() {
         let xds = XdsServer::start();
         dump.serve(&xds);
         xds.set(ENDPOINT, eps.clone());
-        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "DELTA_GRPC", Some(pod.socket())), 1);
-        judge_nacks(&xds, &dump, S22_REASONS).await;
+        let proxy = TestProxy::start(&bootstrap(xds.addr(), "DELTA_GRPC", Some(pod.socket())), 1);
+        judge_rejections(&xds, proxy.admin(), &dump, S22_REASONS).await;
+        // The listeners the WasmPlugin does not touch are live meanwhile:
+        // `virtualOutbound`'s catch-all TCP chain to PassthroughCluster.
+        let echoed = tokio::task::spawn_blocking(|| tcp_via_sidecar("10.1.2.3:7777", b"ping"))
+            .await
+            .expect("tcp client");
+        assert_eq!(echoed, b"ping");
 
-        // As after `kubectl delete wasmplugin`: the HCMs without the ECDS
-        // filter, which is what keeps them refused.
+        // As after `kubectl delete wasmplugin`: istiod pushes the HCMs
+        // without the ECDS filter, and the rejected listeners go live.
         let mut served = dump.clone();
         served.drop_ecds_http_filters();
-        let served = served.without_refused();
         served.serve(&xds);
         xds.set(ENDPOINT, eps);
-        // Delta: the server does not resend resources it already sent just
-        // because the client NACKed the response that carried them (nor
-        // does istiod); a new stream, where the client states the versions
-        // it really has, brings them again.
-        xds.restart();
         all_acked(&xds, &[LISTENER, CLUSTER, ROUTE, ENDPOINT]).await;
 
         // Outbound: app1 calls app2 and app3 by their service IPs; the
@@ -397,14 +467,9 @@ fn sidecar_bookinfo_details_istio_1_10() {
             .collect();
         let xds = XdsServer::start();
         dump.serve(&xds);
-        xds.set(ENDPOINT, eps.clone());
-        let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", Some(pod.socket())), 1);
-        judge_nacks(&xds, &dump, S10_REASONS).await;
-
-        let served = dump.without_refused();
-        served.serve(&xds);
         xds.set(ENDPOINT, eps);
-        all_acked(&xds, &[LISTENER, CLUSTER, ROUTE, ENDPOINT]).await;
+        let proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", Some(pod.socket())), 1);
+        judge_rejections(&xds, proxy.admin(), &dump, S10_REASONS).await;
 
         // Bookinfo's services share port 9080: `0.0.0.0_9080` (not bound)
         // takes them all over, and the Host picks the virtual host.
@@ -479,17 +544,13 @@ eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3}}
 async fn lds_only(dump: ConfigDump, reasons: &[Reason], via: &'static str, host: &'static str) {
     let up = http_echo("test-default");
     let xds = XdsServer::start();
+    let (routes, clusters) = test_routes_and_cluster(&dump);
     dump.serve(&xds);
-    let _proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", None), 1);
-    judge_nacks(&xds, &dump, reasons).await;
-
-    let served = dump.without_refused();
-    let (routes, clusters) = test_routes_and_cluster(&served);
-    served.serve(&xds);
     xds.set(CLUSTER, clusters);
     xds.set(ENDPOINT, vec![endpoints("test-default", up.addr)]);
     xds.set(ROUTE, routes);
-    all_acked(&xds, &[LISTENER, CLUSTER, ROUTE, ENDPOINT]).await;
+    let proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", None), 1);
+    judge_rejections(&xds, proxy.admin(), &dump, reasons).await;
     expect_upstream(via, host, "test-default").await;
     drop(up);
 }
@@ -574,8 +635,7 @@ fn gateway_ingressgateway_istio_1_7() {
         let agent = Identity::start(
             "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
         );
-        let served = dump.without_refused();
-        let names = served.eds_names();
+        let names = dump.eds_names();
         let target = names
             .iter()
             .find(|n| n.contains("productpage") || n.contains("istiod"))
@@ -587,12 +647,9 @@ fn gateway_ingressgateway_istio_1_7() {
             .collect();
         let xds = XdsServer::start();
         dump.serve(&xds);
-        xds.set(ENDPOINT, eps.clone());
-        let proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", Some(agent.socket())), 1);
-        judge_nacks(&xds, &dump, G17_REASONS).await;
-
-        served.serve(&xds);
         xds.set(ENDPOINT, eps);
+        let proxy = TestProxy::start(&bootstrap(xds.addr(), "GRPC", Some(agent.socket())), 1);
+        judge_rejections(&xds, proxy.admin(), &dump, G17_REASONS).await;
         let listener = resource(
             "envoy.config.listener.v3.Listener",
             &format!(

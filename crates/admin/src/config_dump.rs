@@ -11,7 +11,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use regex::Regex;
 use serde_json::{Map, Value, json};
-use strait_envoy::dump::{RawResource, XdsDump};
+use strait_envoy::dump::{TypeDump, UpdateFailure, XdsDump};
 use strait_snapshot::Snapshot;
 
 const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
@@ -106,15 +106,25 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
     if let Some(x) = xds {
         let (mut active, mut warming) = (Vec::new(), Vec::new());
         for res in x.clusters.resources.values() {
-            let item = json!({
+            let mut item = json!({
                 "version_info": res.version_info,
                 "cluster": r.any(&res.resource),
                 "last_updated": timestamp(res.last_updated),
             });
+            if let Some(f) = x.clusters.failed.get(&res.name) {
+                item["error_state"] = r.failure(f);
+            }
             if x.warming_clusters.contains(&res.name) {
                 warming.push(item);
             } else {
                 active.push(item);
+            }
+        }
+        // A cluster rejected before any version of it was accepted: only
+        // its error state (the proto's `error_state` without a `cluster`).
+        for (name, f) in &x.clusters.failed {
+            if !x.clusters.resources.contains_key(name) {
+                active.push(json!({"error_state": r.failure(f)}));
             }
         }
         put(&mut c, "dynamic_active_clusters", active);
@@ -135,12 +145,23 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
         if let Some(x) = xds {
             // Envoy keeps no version or time for EDS resources; neither
             // does its dump.
-            let de: Vec<Value> = x
+            let mut de: Vec<Value> = x
                 .endpoints
                 .resources
                 .values()
-                .map(|res| json!({"endpoint_config": r.any(&res.resource)}))
+                .map(|res| {
+                    let mut item = json!({"endpoint_config": r.any(&res.resource)});
+                    if let Some(f) = x.endpoints.failed.get(&res.name) {
+                        item["error_state"] = r.failure(f);
+                    }
+                    item
+                })
                 .collect();
+            for (name, f) in &x.endpoints.failed {
+                if !x.endpoints.resources.contains_key(name) {
+                    de.push(json!({"error_state": r.failure(f)}));
+                }
+            }
             put(&mut e, "dynamic_endpoint_configs", de);
         }
         configs.push(config("EndpointsConfigDump", e));
@@ -159,26 +180,37 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
         .collect();
     put(&mut l, "static_listeners", sl);
     if let Some(x) = xds {
-        let dl: Vec<Value> = x
+        // Every listener held or rejected, by name: a rejected update
+        // shows as `error_state` beside the version still serving (or
+        // alone when none ever was), as Envoy's `DynamicListener`.
+        let names: std::collections::BTreeSet<&String> = x
             .listeners
             .resources
-            .values()
-            .map(|res| {
-                let listener = r.any(&res.resource);
-                inline_route_configs(&listener, &mut inline_routes);
-                let state = if x.warming_listeners.contains(&res.name) {
-                    "warming_state"
-                } else {
-                    "active_state"
-                };
-                json!({
-                    "name": res.name,
-                    state: {
+            .keys()
+            .chain(x.listeners.failed.keys())
+            .collect();
+        let dl: Vec<Value> = names
+            .into_iter()
+            .map(|name| {
+                let mut item = json!({"name": name});
+                if let Some(res) = x.listeners.resources.get(name) {
+                    let listener = r.any(&res.resource);
+                    inline_route_configs(&listener, &mut inline_routes);
+                    let state = if x.warming_listeners.contains(&res.name) {
+                        "warming_state"
+                    } else {
+                        "active_state"
+                    };
+                    item[state] = json!({
                         "version_info": res.version_info,
                         "listener": listener,
                         "last_updated": timestamp(res.last_updated),
-                    },
-                })
+                    });
+                }
+                if let Some(f) = x.listeners.failed.get(name) {
+                    item["error_state"] = r.failure(f);
+                }
+                item
             })
             .collect();
         put(&mut l, "dynamic_listeners", dl);
@@ -194,7 +226,7 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
         .collect();
     put(&mut rt, "static_route_configs", sr);
     if let Some(x) = xds {
-        let dr = dynamic(&mut r, &x.routes.resources, "route_config");
+        let dr = dynamic(&mut r, &x.routes, "route_config");
         put(&mut rt, "dynamic_route_configs", dr);
     }
     configs.push(config("RoutesConfigDump", rt));
@@ -214,19 +246,28 @@ pub(crate) fn render(snap: &Snapshot, xds: Option<&XdsDump>, p: &Params) -> Resu
         .collect();
     put(&mut s, "static_secrets", ss);
     if let Some(x) = xds {
-        let active = x
+        let mut active: Vec<Value> = x
             .secrets
             .resources
             .values()
             .map(|res| {
-                json!({
+                let mut item = json!({
                     "name": res.name,
                     "version_info": res.version_info,
                     "last_updated": timestamp(res.last_updated),
                     "secret": r.any(&res.resource),
-                })
+                });
+                if let Some(f) = x.secrets.failed.get(&res.name) {
+                    item["error_state"] = r.failure(f);
+                }
+                item
             })
             .collect();
+        for (name, f) in &x.secrets.failed {
+            if !x.secrets.resources.contains_key(name) {
+                active.push(json!({"name": name, "error_state": r.failure(f)}));
+            }
+        }
         put(&mut s, "dynamic_active_secrets", active);
         let warming = x
             .warming_secrets
@@ -327,6 +368,13 @@ fn resource_name(item: &Value) -> Option<&str> {
         ]
         .iter()
         .find_map(|(k, n)| item.get(*k)?.get(*n)?.as_str())
+        .or_else(|| {
+            // Rejected and never accepted: the name is the failed one's.
+            let failed = item.get("error_state")?.get("failed_configuration")?;
+            ["name", "cluster_name"]
+                .iter()
+                .find_map(|n| failed.get(*n)?.as_str())
+        })
     })
 }
 
@@ -397,23 +445,44 @@ impl Renderer {
             Err(e) => json!({"@type": any.type_url, "strait_error": e}),
         }
     }
+
+    /// Envoy's `UpdateFailureState`: the rejected resource as received,
+    /// when, why, and the version it came with.
+    fn failure(&mut self, f: &UpdateFailure) -> Value {
+        json!({
+            "failed_configuration": self.any(&f.failed_configuration),
+            "last_update_attempt": timestamp(f.last_update_attempt),
+            "details": f.details,
+            "version_info": f.version_info,
+        })
+    }
 }
 
-fn dynamic(
-    r: &mut Renderer,
-    resources: &std::collections::BTreeMap<String, std::sync::Arc<RawResource>>,
-    key: &str,
-) -> Vec<Value> {
-    resources
+/// The dynamic resources of `t` under `key`, each with its `error_state`
+/// when its last update was rejected (alone when no version of it was
+/// ever accepted).
+fn dynamic(r: &mut Renderer, t: &TypeDump, key: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = t
+        .resources
         .values()
         .map(|res| {
-            json!({
+            let mut item = json!({
                 "version_info": res.version_info,
                 key: r.any(&res.resource),
                 "last_updated": timestamp(res.last_updated),
-            })
+            });
+            if let Some(f) = t.failed.get(&res.name) {
+                item["error_state"] = r.failure(f);
+            }
+            item
         })
-        .collect()
+        .collect();
+    for (name, f) in &t.failed {
+        if !t.resources.contains_key(name) {
+            out.push(json!({"error_state": r.failure(f)}));
+        }
+    }
+    out
 }
 
 /// The HCM inline `route_config`s of a listener (as JSON).

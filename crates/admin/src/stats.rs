@@ -30,11 +30,14 @@ const SCOPES: &[(&str, &str, Option<&str>)] = &[
     ("server_", "server.", None),
 ];
 
-/// Sub-scopes inside a scope, which Prometheus names flatten with `_`.
-const SUBSCOPES: &[(&str, &str)] = &[
-    ("outlier_detection_", "outlier_detection."),
-    ("health_check_", "health_check."),
-    ("fault_", "fault."),
+/// Sub-scopes inside a scope, which Prometheus names flatten with `_`, and
+/// the label whose value follows the sub-scope in the dotted name.
+const SUBSCOPES: &[(&str, &str, Option<&str>)] = &[
+    ("outlier_detection_", "outlier_detection.", None),
+    ("health_check_", "health_check.", None),
+    ("fault_", "fault.", None),
+    // `http.<prefix>.rds.<route config>.update_success`.
+    ("rds_", "rds.", Some("envoy_rds_route_config")),
 ];
 
 /// One counter or gauge under its Envoy name.
@@ -158,9 +161,15 @@ fn envoy_name(prom: &str, labels: &[(String, String)]) -> String {
         out.extend(v.chars().map(|c| if c == ':' { '_' } else { c }));
         out.push('.');
     }
-    if let Some((p, d)) = SUBSCOPES.iter().find(|(p, _)| tail.starts_with(p)) {
+    if let Some((p, d, label)) = SUBSCOPES.iter().find(|(p, ..)| tail.starts_with(p)) {
         out.push_str(d);
         tail = &tail[p.len()..];
+        if let Some(label) = label
+            && let Some((_, v)) = labels.iter().find(|(k, _)| k == label)
+        {
+            out.push_str(v);
+            out.push('.');
+        }
     }
     // `upstream_rq_xx{envoy_response_code_class="2"}` is `upstream_rq_2xx`.
     match (
@@ -224,6 +233,8 @@ envoy_cluster_outlier_detection_ejections_enforced_total{envoy_cluster_name=\"sv
 envoy_listener_manager_lds_update_success 3
 # TYPE envoy_cluster_manager_cds_update_rejected counter
 envoy_cluster_manager_cds_update_rejected 0
+# TYPE envoy_http_rds_update_rejected counter
+envoy_http_rds_update_rejected{envoy_http_conn_manager_prefix=\"web\",envoy_rds_route_config=\"web-routes\"} 1
 # TYPE envoy_server_state gauge
 envoy_server_state 0
 # TYPE envoy_listener_downstream_cx_active gauge
@@ -253,6 +264,7 @@ envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix=\"in\"} 1
             "server.state: 0",
             "listener.127.0.0.1_8080.downstream_cx_active: 2",
             "http.in\"x.downstream_rq_total: 9",
+            "http.web.rds.web-routes.update_rejected: 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

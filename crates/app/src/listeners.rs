@@ -63,16 +63,24 @@ impl ListenerSet {
     /// addresses keep their sockets (and open connections). Listeners with
     /// `bind_to_port: false` get no socket: only a `use_original_dst`
     /// listener's hand-off reaches them.
-    pub(crate) fn plan(&self, config: &Config) -> Result<Plan, NetError> {
+    /// Every listener that cannot be bound is reported, by name.
+    pub(crate) fn plan(&self, config: &Config) -> Result<Plan, Vec<(String, NetError)>> {
         let mut new = Vec::new();
+        let mut failed = Vec::new();
         for l in config.listeners.iter().filter(|l| l.bind_to_port) {
             if self.stopped.contains(&l.name) {
                 continue;
             }
             match self.active.get(&l.name) {
                 Some(a) if a.configured == l.address => {}
-                _ => new.push((l.name.clone(), l.address, strait_net::bind(l.address)?)),
+                _ => match strait_net::bind(l.address) {
+                    Ok(socket) => new.push((l.name.clone(), l.address, socket)),
+                    Err(e) => failed.push((l.name.clone(), e)),
+                },
             }
+        }
+        if !failed.is_empty() {
+            return Err(failed);
         }
         let removed = self
             .active

@@ -76,11 +76,8 @@ struct XdsWriter {
 }
 
 impl strait_xds::Publish for XdsWriter {
-    async fn publish(&self, config: strait_model::Config) -> Result<u64, String> {
-        self.reloader
-            .publish(config)
-            .await
-            .map_err(|e| e.to_string())
+    async fn publish(&self, config: strait_model::Config) -> Result<u64, Vec<strait_xds::Refusal>> {
+        self.reloader.publish(config).await
     }
 
     fn record(&self, dump: Arc<XdsDump>) {

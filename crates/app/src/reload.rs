@@ -14,7 +14,8 @@ use std::{
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use prost_reflect::SerializeOptions;
 use strait_envoy::{BootstrapOverrides, model::Config};
-use strait_snapshot::Snapshot;
+use strait_snapshot::{Owner, Snapshot, SnapshotError};
+use strait_xds::{Refusal, Subject};
 use tokio::{runtime::Handle, sync::Mutex};
 
 use strait_envoy::{Parsers, model::extension::ExtensionParsers};
@@ -222,6 +223,9 @@ impl Reloader {
                 }
                 self.apply(static_part(&config, &self.shared.filters), source)
                     .await
+                    .map_err(|refusals| {
+                        AppError::Config(refusals.into_iter().map(|r| r.message).collect())
+                    })
             }
             Err(e) => Err(AppError::Config(e)),
         };
@@ -229,13 +233,24 @@ impl Reloader {
     }
 
     /// Applies a whole config from the xDS client, with the bootstrap's
-    /// source document. Counted and reported like a file reload.
-    pub(crate) async fn publish(&self, config: Config) -> Result<u64, AppError> {
+    /// source document. Counted and reported like a file reload; a refusal
+    /// names the listeners and clusters that failed, so the client rejects
+    /// those alone.
+    pub(crate) async fn publish(&self, config: Config) -> Result<u64, Vec<Refusal>> {
         let source = self
             .xds_base()
             .map_or(serde_json::Value::Null, |(_, source)| source);
-        let result = self.apply(config, source).await;
-        self.report(result)
+        match self.apply(config, source).await {
+            Ok(v) => {
+                let _ = self.report(Ok(v));
+                Ok(v)
+            }
+            Err(refusals) => {
+                let messages = refusals.iter().map(|r| r.message.clone()).collect();
+                let _ = self.report(Err(AppError::Config(messages)));
+                Err(refusals)
+            }
+        }
     }
 
     fn refuse(&self, e: AppError) -> Result<u64, AppError> {
@@ -264,27 +279,38 @@ impl Reloader {
     }
 
     /// Compiles and publishes `config`: the one path every source (file or
-    /// xDS) takes to a live snapshot.
-    async fn apply(&self, config: Config, source: serde_json::Value) -> Result<u64, AppError> {
+    /// xDS) takes to a live snapshot. Plans everything before committing
+    /// anything: a refusal (every listener and cluster that fails to
+    /// compile, or every listener that cannot be bound, each by name)
+    /// leaves the running config untouched.
+    async fn apply(&self, config: Config, source: serde_json::Value) -> Result<u64, Vec<Refusal>> {
         let mut listeners = self.listeners.lock().await;
         let previous = self.shared.store().load();
         if previous.version() > 0 && previous.config().admin != config.admin {
             // The admin server is bound once at start (as Envoy's is); a
             // changed address would silently not take effect.
-            return Err(AppError::Config(vec![
-                "admin.address: changing the admin server needs a restart".into(),
-            ]));
+            return Err(vec![Refusal::whole(
+                "admin.address: changing the admin server needs a restart",
+            )]);
         }
         let version = self.version.load(Ordering::Relaxed) + 1;
-        let snapshot = Snapshot::compile_with(
+        let snapshot = Snapshot::compile_each(
             version,
             config.clone(),
             source,
             &previous,
             &*self.shared.filters,
         )
-        .map_err(|e| AppError::Config(vec![e.to_string()]))?;
-        let plan = listeners.plan(&config)?;
+        .map_err(|errs| errs.iter().map(refusal).collect::<Vec<_>>())?;
+        let plan = listeners.plan(&config).map_err(|failed| {
+            failed
+                .into_iter()
+                .map(|(name, e)| Refusal {
+                    message: format!("listener {name}: address: {e}"),
+                    subject: Some(Subject::Listener(name)),
+                })
+                .collect::<Vec<_>>()
+        })?;
         // Clusters first, so a request on the new snapshot finds them; the
         // ones the new config drops go only after it is live.
         let tls = |name: &str| snapshot.cluster_transports(name);
@@ -329,6 +355,18 @@ impl Reloader {
                 let _ = self.reload().await;
             }
         }
+    }
+}
+
+/// A compile error as the xDS client's [`Refusal`], naming what failed.
+fn refusal(e: &SnapshotError) -> Refusal {
+    let subject = match e.owner() {
+        Owner::Listener(name) => Subject::Listener(name.to_owned()),
+        Owner::Cluster(name) => Subject::Cluster(name.to_owned()),
+    };
+    Refusal {
+        subject: Some(subject),
+        message: e.to_string(),
     }
 }
 

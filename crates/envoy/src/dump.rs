@@ -26,13 +26,31 @@ pub struct RawResource {
     pub resource: Any,
 }
 
+/// Why the last update of one resource was rejected: Envoy's
+/// `UpdateFailureState`. Kept until the resource is accepted or removed;
+/// the resource's last good version (if any) stays in
+/// [`TypeDump::resources`] and keeps serving.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateFailure {
+    /// The rejected resource as received.
+    pub failed_configuration: Any,
+    pub last_update_attempt: SystemTime,
+    /// Every problem found, each naming its field.
+    pub details: String,
+    /// The version the rejected resource came with.
+    pub version_info: String,
+}
+
 /// The accepted resources of one type, by name, and the type's version.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TypeDump {
-    /// SotW: the last accepted `version_info`; delta: the last
+    /// SotW: the `version_info` of the last response that changed anything
+    /// (one whose every resource was rejected leaves it); delta: the last
     /// `system_version_info`.
     pub version_info: String,
     pub resources: BTreeMap<String, Arc<RawResource>>,
+    /// Resources whose last update was rejected, by name.
+    pub failed: BTreeMap<String, Arc<UpdateFailure>>,
 }
 
 /// Every dynamic resource the xDS client holds, with which listeners and

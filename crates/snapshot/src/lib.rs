@@ -83,6 +83,28 @@ pub enum SnapshotError {
     },
 }
 
+/// What a [`SnapshotError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Listener(&'a str),
+    Cluster(&'a str),
+}
+
+impl SnapshotError {
+    /// The listener or cluster that failed to compile.
+    pub fn owner(&self) -> Owner<'_> {
+        match self {
+            SnapshotError::Route { listener, .. }
+            | SnapshotError::HttpFilters { listener, .. }
+            | SnapshotError::ListenerFilter { listener, .. }
+            | SnapshotError::NetworkFilter { listener, .. }
+            | SnapshotError::ListenerTls { listener, .. }
+            | SnapshotError::MissingRouteConfig { listener, .. } => Owner::Listener(listener),
+            SnapshotError::ClusterTls { cluster, .. } => Owner::Cluster(cluster),
+        }
+    }
+}
+
 /// One listener as a connection sees it: its spec and one compiled entry
 /// per filter chain.
 #[derive(Debug)]
@@ -229,6 +251,22 @@ impl Snapshot {
         previous: &Snapshot,
         filters: &dyn ChainCompiler,
     ) -> Result<Snapshot, SnapshotError> {
+        Snapshot::compile_each(version, config, source, previous, filters)
+            .map_err(|mut errs| errs.swap_remove(0))
+    }
+
+    /// [`Snapshot::compile_with`], going on past a listener or cluster that
+    /// fails so that every failing one is reported (each error names its
+    /// listener or cluster: [`SnapshotError::owner`]). The xDS client
+    /// rejects exactly those and keeps the rest.
+    pub fn compile_each(
+        version: u64,
+        config: Config,
+        source: serde_json::Value,
+        previous: &Snapshot,
+        filters: &dyn ChainCompiler,
+    ) -> Result<Snapshot, Vec<SnapshotError>> {
+        let mut errors = Vec::new();
         let mut listeners = HashMap::with_capacity(config.listeners.len());
         let mut by_address = HashMap::with_capacity(config.listeners.len());
         for spec in &config.listeners {
@@ -239,12 +277,19 @@ impl Snapshot {
             let entry = match old {
                 // Unchanged spec, routes and secrets: share everything.
                 Some(old) if same_listener_secrets(spec, &config, &previous.config) => {
-                    Arc::clone(old)
+                    Ok(Arc::clone(old))
                 }
                 // Only secrets changed (a rotation): keep the route tables
                 // and the contexts whose secrets did not change.
-                Some(old) => Arc::new(recompile_tls(old, &config, &previous.config)?),
-                None => Arc::new(compile_listener(spec, &config, filters)?),
+                Some(old) => recompile_tls(old, &config, &previous.config).map(Arc::new),
+                None => compile_listener(spec, &config, filters).map(Arc::new),
+            };
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
             };
             listeners.insert(spec.name.clone(), entry);
             by_address
@@ -271,15 +316,17 @@ impl Snapshot {
                 // Unchanged spec and secrets: keep the compiled contexts (no
                 // file reads).
                 (Some(_), Some(old)) if same_secrets => Some(old.clone()),
-                _ => Some(
-                    ClusterTransports::compile_with(c, |t| compile_client(t, &config)).map_err(
-                        |(socket, source)| SnapshotError::ClusterTls {
+                _ => match ClusterTransports::compile_with(c, |t| compile_client(t, &config)) {
+                    Ok(t) => Some(t),
+                    Err((socket, source)) => {
+                        errors.push(SnapshotError::ClusterTls {
                             cluster: c.name.clone(),
                             socket,
                             source,
-                        },
-                    )?,
-                ),
+                        });
+                        continue;
+                    }
+                },
             };
             if let Some(tls) = tls.filter(|t| !t.is_plaintext()) {
                 cluster_tls.insert(c.name.clone(), tls);
@@ -290,6 +337,9 @@ impl Snapshot {
                 c.name.clone(),
                 shared.cloned().unwrap_or_else(|| Arc::new(c.clone())),
             );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(Snapshot {
             version,

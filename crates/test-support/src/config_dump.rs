@@ -185,29 +185,6 @@ impl ConfigDump {
         out
     }
 
-    /// The dump without the resources that have a refusal: what a control
-    /// plane could serve for Strait to ACK.
-    pub fn without_refused(&self) -> ConfigDump {
-        let refused: BTreeSet<(&str, String)> = self
-            .refusals()
-            .into_iter()
-            .map(|r| (r.type_url, r.name))
-            .collect();
-        let keep = |type_url: &'static str, list: &[(String, Any)]| -> Vec<(String, Any)> {
-            list.iter()
-                .filter(|(n, _)| !refused.contains(&(type_url, n.clone())))
-                .cloned()
-                .collect()
-        };
-        ConfigDump {
-            listeners: keep(LISTENER, &self.listeners),
-            routes: keep(ROUTE, &self.routes),
-            clusters: keep(CLUSTER, &self.clusters),
-            endpoints: keep(ENDPOINT, &self.endpoints),
-            ..self.clone()
-        }
-    }
-
     /// The `ClusterLoadAssignment` names the dump's EDS clusters need
     /// (`eds_cluster_config.service_name`, else the cluster's name).
     pub fn eds_names(&self) -> Vec<String> {

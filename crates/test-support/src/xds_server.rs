@@ -109,6 +109,8 @@ struct State {
 struct Inner {
     types: HashMap<String, TypeState>,
     requests: Vec<RecordedRequest>,
+    /// The last response sent of each type: (stream, nonce, type version).
+    last_sent: HashMap<String, (u64, String, u64)>,
     next_stream: u64,
     next_resource_version: u64,
 }
@@ -274,6 +276,24 @@ impl XdsServer {
                 .iter()
                 .any(|r| r.error_detail.is_none() && r.version_info == version),
         }
+    }
+
+    /// The client's reply (ACK or NACK) to the last response of
+    /// `type_url` the server sent, once that response carried the type's
+    /// current version and the reply has come.
+    pub fn answered_current(&self, type_url: &str) -> Option<RecordedRequest> {
+        let inner = self.state.lock();
+        let current = inner.types.get(type_url)?.version;
+        let (stream, nonce, version) = inner.last_sent.get(type_url)?;
+        if *version != current {
+            return None;
+        }
+        inner
+            .requests
+            .iter()
+            .rev()
+            .find(|r| r.type_url == type_url && r.stream == *stream && r.response_nonce == *nonce)
+            .cloned()
     }
 
     /// NACKs of `type_url` so far.
@@ -556,9 +576,12 @@ impl AggregatedDiscoveryService for Ads {
                 }
                 let mut out = Vec::new();
                 {
-                    let inner = state.lock();
+                    let mut inner = state.lock();
+                    let Inner {
+                        types, last_sent, ..
+                    } = &mut *inner;
                     for (type_url, sub) in &mut subs {
-                        let ts = inner.types.get(type_url).cloned().unwrap_or_default();
+                        let ts = types.get(type_url).cloned().unwrap_or_default();
                         if sub.sent == Some(ts.version) {
                             continue;
                         }
@@ -570,6 +593,8 @@ impl AggregatedDiscoveryService for Ads {
                             .filter(|(name, _)| sub.wildcard || sub.names.contains(name))
                             .map(|(_, (_, any))| any.clone())
                             .collect();
+                        last_sent
+                            .insert(type_url.clone(), (stream_id, nonce.to_string(), ts.version));
                         out.push(DiscoveryResponse {
                             version_info: ts.version.to_string(),
                             resources,
@@ -641,9 +666,12 @@ impl AggregatedDiscoveryService for Ads {
                 }
                 let mut out = Vec::new();
                 {
-                    let inner = state.lock();
+                    let mut inner = state.lock();
+                    let Inner {
+                        types, last_sent, ..
+                    } = &mut *inner;
                     for (type_url, sub) in &mut subs {
-                        let ts = inner.types.get(type_url).cloned().unwrap_or_default();
+                        let ts = types.get(type_url).cloned().unwrap_or_default();
                         let wanted = |name: &String| sub.wildcard || sub.names.contains(name);
                         let resources: Vec<Resource> = ts
                             .resources
@@ -675,6 +703,8 @@ impl AggregatedDiscoveryService for Ads {
                             sub.sent.remove(n);
                         }
                         nonce += 1;
+                        last_sent
+                            .insert(type_url.clone(), (stream_id, nonce.to_string(), ts.version));
                         out.push(DeltaDiscoveryResponse {
                             system_version_info: ts.version.to_string(),
                             resources,

@@ -1,5 +1,18 @@
 //! Per-type caches of translated resources, and the whole config they make
 //! together with the bootstrap's static resources.
+//!
+//! Resources are judged one by one, as Envoy judges them: in a response,
+//! each listener, cluster, route configuration, assignment and secret is
+//! translated on its own; the good ones are taken, a bad one is rejected
+//! with every problem found (naming it and the field) and keeps its last
+//! good version, or stays absent if it never had one. Only a response whose
+//! resources cannot even be decoded is refused whole. What the writer then
+//! refuses when it compiles the config is put back the same way
+//! ([`Cache::culprits`], [`Cache::reject`], in `revert`).
+
+mod revert;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,10 +31,10 @@ use envoy_types::pb::{
 use prost::Message;
 use strait_envoy::{
     ConfigError, Parsers,
-    dump::{RawResource, TypeDump, XdsDump},
+    dump::{RawResource, TypeDump, UpdateFailure, XdsDump},
     model,
     model::{
-        Discovery,
+        Discovery, NetworkFilter, RouteSource,
         secret::{SdsRef, SecretEntry, SecretSource, Secrets},
     },
     parse::TypedStructs,
@@ -31,9 +44,104 @@ use strait_envoy::{
 
 use crate::type_url;
 
+/// The resource types the cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Listener,
+    Cluster,
+    Route,
+    Endpoint,
+    Secret,
+}
+
+impl Kind {
+    /// The kind of a response's `type_url`, if the cache holds it.
+    pub fn of(type_url: &str) -> Option<Kind> {
+        Some(match type_url {
+            type_url::LISTENER => Kind::Listener,
+            type_url::CLUSTER => Kind::Cluster,
+            type_url::ROUTE => Kind::Route,
+            type_url::ENDPOINT => Kind::Endpoint,
+            type_url::SECRET => Kind::Secret,
+            _ => return None,
+        })
+    }
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            Kind::Listener => type_url::LISTENER,
+            Kind::Cluster => type_url::CLUSTER,
+            Kind::Route => type_url::ROUTE,
+            Kind::Endpoint => type_url::ENDPOINT,
+            Kind::Secret => type_url::SECRET,
+        }
+    }
+
+    /// How a problem names a resource of this kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Listener => "listener",
+            Kind::Cluster => "cluster",
+            Kind::Route => "route config",
+            Kind::Endpoint => "cluster load assignment",
+            Kind::Secret => "secret",
+        }
+    }
+}
+
+/// One resource of a response that was not taken, and every reason, each
+/// naming the resource and the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub kind: Kind,
+    pub name: String,
+    pub problems: Vec<String>,
+}
+
+/// What one response did, resource by resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The response's type.
+    pub kind: Kind,
+    /// Resources taken (new, changed, or resent unchanged), in order.
+    pub accepted: Vec<String>,
+    /// Resources rejected; each keeps its last good version (or stays
+    /// absent).
+    pub rejected: Vec<Rejected>,
+    /// Resources removed: by name (delta), or absent from a
+    /// state-of-the-world listener or cluster response.
+    pub removed: Vec<String>,
+}
+
+impl Outcome {
+    pub fn new(kind: Kind) -> Outcome {
+        Outcome {
+            kind,
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// Every problem of every rejected resource: the NACK's `error_detail`
+    /// when not empty.
+    pub fn problems(&self) -> Vec<String> {
+        self.rejected
+            .iter()
+            .flat_map(|r| r.problems.iter().cloned())
+            .collect()
+    }
+
+    /// Whether something of the response was taken, or nothing was
+    /// rejected: the type's dump version then follows the response.
+    fn changed_anything(&self) -> bool {
+        self.rejected.is_empty() || !self.accepted.is_empty() || !self.removed.is_empty()
+    }
+}
+
 /// Every resource accepted so far, by type and name, translated. Cloned and
-/// changed into a candidate for each response, and kept only if the config
-/// it makes is published, so a refused response leaves no trace.
+/// changed into a candidate for each response, and kept once the config it
+/// makes is published.
 #[derive(Debug, Clone)]
 pub struct Cache {
     /// The bootstrap's own config (static resources, admin, node).
@@ -47,12 +155,46 @@ pub struct Cache {
     endpoints: BTreeMap<String, Vec<model::Endpoint>>,
     /// Secrets from every SDS source (ADS, gRPC streams, files), by name.
     secrets: Secrets,
-    /// The same resources as received, for `/config_dump` (warming lists
-    /// are filled in by [`Cache::dump`]).
+    /// The same resources as received, and the rejected ones, for
+    /// `/config_dump` (warming lists are filled in by [`Cache::dump`]).
     raw: XdsDump,
     /// Secrets named but not delivered, and since when (kept by
     /// [`Cache::prune`] for the dump's warming secrets).
     awaited_secrets: BTreeMap<String, SystemTime>,
+}
+
+/// A resource decoded from its `Any`, before translation.
+enum Decoded {
+    // Boxed: by far the largest protos.
+    Listener(Box<Listener>),
+    Cluster(Box<Cluster>),
+    Route(RouteConfiguration),
+    Endpoint(ClusterLoadAssignment),
+    Secret(Secret),
+}
+
+impl Decoded {
+    /// `any` as a resource of `kind`; the problem when its type or bytes
+    /// are wrong.
+    fn decode(kind: Kind, any: &Any) -> Result<Decoded, String> {
+        Ok(match kind {
+            Kind::Listener => Decoded::Listener(Box::new(decode(any)?)),
+            Kind::Cluster => Decoded::Cluster(Box::new(decode(any)?)),
+            Kind::Route => Decoded::Route(decode(any)?),
+            Kind::Endpoint => Decoded::Endpoint(decode(any)?),
+            Kind::Secret => Decoded::Secret(decode(any)?),
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Decoded::Listener(l) => &l.name,
+            Decoded::Cluster(c) => &c.name,
+            Decoded::Route(r) => &r.name,
+            Decoded::Endpoint(e) => &e.cluster_name,
+            Decoded::Secret(s) => &s.name,
+        }
+    }
 }
 
 impl Cache {
@@ -80,134 +222,219 @@ impl Cache {
         &self.base
     }
 
-    /// Applies one state-of-the-world response of `type_url` at `version`:
-    /// listeners and clusters are replaced wholesale (the response is the
-    /// full set), route configs and assignments merged by name (the
-    /// response holds what changed among those subscribed). Every resource
-    /// is translated; any problem refuses the whole response, with each
-    /// problem prefixed by the resource's name.
+    /// Applies one state-of-the-world response of `type_url` at `version`,
+    /// resource by resource. Listeners and clusters the response does not
+    /// hold are removed (it is the full set); one it holds but rejects
+    /// keeps its last good version. Route configs, assignments and secrets
+    /// are merged by name (the response holds those subscribed). `Err`
+    /// (nothing applied) only when a resource cannot be decoded at all, or
+    /// the type is not one the cache holds.
     pub fn apply(
         &mut self,
         type_url: &str,
         version: &str,
         resources: &[Any],
-    ) -> Result<(), Vec<String>> {
-        let previous = match type_url {
-            type_url::LISTENER => {
-                self.listeners.clear();
-                std::mem::take(&mut self.raw.listeners.resources)
-            }
-            type_url::CLUSTER => {
-                self.clusters.clear();
-                std::mem::take(&mut self.raw.clusters.resources)
-            }
-            _ => BTreeMap::new(),
-        };
-        let mut problems = Vec::new();
-        let now = SystemTime::now();
-        let mut typed = TypedStructs::default();
-        for any in resources {
-            if let Some(name) = self.insert(type_url, any, version, &mut problems, &mut typed) {
-                let prev = previous.get(&name).cloned();
-                self.record(type_url, name, version, any, now, prev.as_ref());
+    ) -> Result<Outcome, Vec<String>> {
+        let kind = kind_of(type_url)?;
+        let decoded = decode_all(kind, resources.iter())?;
+        let mut outcome = Outcome::new(kind);
+        if matches!(kind, Kind::Listener | Kind::Cluster) {
+            let present: BTreeSet<&str> = decoded.iter().map(Decoded::name).collect();
+            let gone: Vec<String> = self
+                .names(kind)
+                .filter(|n| !present.contains(n.as_str()))
+                .collect();
+            for name in gone {
+                self.remove(kind, &name);
+                outcome.removed.push(name);
             }
         }
-        self.finish(type_url, version, problems)
+        let now = SystemTime::now();
+        let mut typed = TypedStructs::default();
+        let mut seen = BTreeSet::new();
+        for (msg, any) in decoded.into_iter().zip(resources) {
+            self.take(
+                kind,
+                msg,
+                any,
+                version,
+                now,
+                &mut typed,
+                &mut seen,
+                &mut outcome,
+            );
+        }
+        self.finish(kind, version, &outcome);
+        Ok(outcome)
     }
 
-    /// Applies one delta response at `system_version`: `resources` (each
-    /// with its own version) are added or replaced by name, `removed`
-    /// dropped. Every resource is translated; any problem refuses the whole
-    /// response.
+    /// Applies one delta response at `system_version`: `removed` are
+    /// dropped by name, then `resources` (each with its own version) are
+    /// added or replaced one by one, a rejected one keeping its last good
+    /// version. `Err` (nothing applied) only when a resource cannot be
+    /// decoded at all.
     pub fn apply_delta(
         &mut self,
         type_url: &str,
         system_version: &str,
         resources: &[(&str, &Any)],
         removed: &[String],
-    ) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
+    ) -> Result<Outcome, Vec<String>> {
+        let kind = kind_of(type_url)?;
+        let decoded = decode_all(kind, resources.iter().map(|(_, any)| *any))?;
+        let mut outcome = Outcome::new(kind);
+        // Removals first, as Envoy does: a new listener may take the
+        // address of one removed in the same response.
+        for name in removed {
+            if self.remove(kind, name) {
+                outcome.removed.push(name.clone());
+            }
+        }
         let now = SystemTime::now();
         let mut typed = TypedStructs::default();
-        for (version, any) in resources {
-            if let Some(name) = self.insert(type_url, any, version, &mut problems, &mut typed) {
-                self.record(type_url, name, version, any, now, None);
-            }
+        let mut seen = BTreeSet::new();
+        for (msg, (version, any)) in decoded.into_iter().zip(resources) {
+            self.take(
+                kind,
+                msg,
+                any,
+                version,
+                now,
+                &mut typed,
+                &mut seen,
+                &mut outcome,
+            );
         }
-        for name in removed {
-            match type_url {
-                type_url::LISTENER => drop(self.listeners.remove(name)),
-                type_url::CLUSTER => drop(self.clusters.remove(name)),
-                type_url::ROUTE => drop(self.routes.remove(name)),
-                type_url::ENDPOINT => drop(self.endpoints.remove(name)),
-                type_url::SECRET => drop(self.secrets.remove(name)),
-                _ => {}
-            }
-            if let Some(t) = self.raw_mut(type_url) {
-                t.resources.remove(name);
-            }
-        }
-        self.finish(type_url, system_version, problems)
+        self.finish(kind, system_version, &outcome);
+        Ok(outcome)
     }
 
-    fn finish(
+    /// Translates one resource and takes it, or records why not (keeping
+    /// what it replaces).
+    #[allow(clippy::too_many_arguments)]
+    fn take(
         &mut self,
-        type_url: &str,
+        kind: Kind,
+        msg: Decoded,
+        any: &Any,
         version: &str,
-        problems: Vec<String>,
-    ) -> Result<(), Vec<String>> {
-        if !problems.is_empty() {
-            return Err(problems);
+        now: SystemTime,
+        typed: &mut TypedStructs,
+        seen: &mut BTreeSet<String>,
+        outcome: &mut Outcome,
+    ) {
+        let name = msg.name().to_owned();
+        let result = if seen.insert(name.clone()) {
+            self.translate(kind, msg, any, version, typed)
+        } else {
+            // Envoy applies the first of two same-named resources and
+            // rejects the second.
+            Err(vec![format!(
+                "{} '{name}': duplicate {} {name} found",
+                kind.label(),
+                kind.label()
+            )])
+        };
+        match result {
+            Ok(()) => {
+                self.record(kind, &name, version, any, now);
+                self.raw_mut(kind).failed.remove(&name);
+                outcome.accepted.push(name);
+            }
+            Err(problems) => {
+                self.raw_mut(kind).failed.insert(
+                    name.clone(),
+                    Arc::new(UpdateFailure {
+                        failed_configuration: any.clone(),
+                        last_update_attempt: now,
+                        details: problems.join("; "),
+                        version_info: version.to_owned(),
+                    }),
+                );
+                outcome.rejected.push(Rejected {
+                    kind,
+                    name,
+                    problems,
+                });
+            }
         }
-        if let Some(t) = self.raw_mut(type_url) {
-            version.clone_into(&mut t.version_info);
-        }
-        Ok(())
     }
 
-    fn raw_mut(&mut self, type_url: &str) -> Option<&mut TypeDump> {
-        match type_url {
-            type_url::LISTENER => Some(&mut self.raw.listeners),
-            type_url::CLUSTER => Some(&mut self.raw.clusters),
-            type_url::ROUTE => Some(&mut self.raw.routes),
-            type_url::ENDPOINT => Some(&mut self.raw.endpoints),
-            type_url::SECRET => Some(&mut self.raw.secrets),
-            _ => None,
+    /// Removes resource `name` of `kind` (and any rejection recorded for
+    /// it). Whether there was anything to remove.
+    fn remove(&mut self, kind: Kind, name: &str) -> bool {
+        let typed = match kind {
+            Kind::Listener => self.listeners.remove(name).is_some(),
+            Kind::Cluster => self.clusters.remove(name).is_some(),
+            Kind::Route => self.routes.remove(name).is_some(),
+            Kind::Endpoint => self.endpoints.remove(name).is_some(),
+            Kind::Secret => self.secrets.remove(name).is_some(),
+        };
+        let raw = self.raw_mut(kind);
+        let raw_present = raw.resources.remove(name).is_some();
+        let failed = raw.failed.remove(name).is_some();
+        typed || raw_present || failed
+    }
+
+    /// The names of `kind` held or rejected (listeners and clusters only:
+    /// the types a state-of-the-world response replaces).
+    fn names(&self, kind: Kind) -> impl Iterator<Item = String> + '_ {
+        let held: Vec<&String> = match kind {
+            Kind::Listener => self.listeners.keys().collect(),
+            Kind::Cluster => self.clusters.keys().collect(),
+            _ => Vec::new(),
+        };
+        let failed = self.raw(kind).failed.keys();
+        let all: BTreeSet<&String> = held.into_iter().chain(failed).collect();
+        all.into_iter().cloned()
+    }
+
+    fn finish(&mut self, kind: Kind, version: &str, outcome: &Outcome) {
+        if outcome.changed_anything() {
+            version.clone_into(&mut self.raw_mut(kind).version_info);
+        }
+    }
+
+    fn raw(&self, kind: Kind) -> &TypeDump {
+        match kind {
+            Kind::Listener => &self.raw.listeners,
+            Kind::Cluster => &self.raw.clusters,
+            Kind::Route => &self.raw.routes,
+            Kind::Endpoint => &self.raw.endpoints,
+            Kind::Secret => &self.raw.secrets,
+        }
+    }
+
+    fn raw_mut(&mut self, kind: Kind) -> &mut TypeDump {
+        match kind {
+            Kind::Listener => &mut self.raw.listeners,
+            Kind::Cluster => &mut self.raw.clusters,
+            Kind::Route => &mut self.raw.routes,
+            Kind::Endpoint => &mut self.raw.endpoints,
+            Kind::Secret => &mut self.raw.secrets,
         }
     }
 
     /// Keeps `any` as received. A resource resent unchanged keeps its
-    /// version and time, as in Envoy's dump (`previous` is the entry a
-    /// wholesale replacement took out; merged types look in place).
-    fn record(
-        &mut self,
-        type_url: &str,
-        name: String,
-        version: &str,
-        any: &Any,
-        now: SystemTime,
-        previous: Option<&Arc<RawResource>>,
-    ) {
-        let Some(t) = self.raw_mut(type_url) else {
+    /// version and time, as in Envoy's dump.
+    fn record(&mut self, kind: Kind, name: &str, version: &str, any: &Any, now: SystemTime) {
+        let t = self.raw_mut(kind);
+        if t.resources.get(name).is_some_and(|r| r.resource == *any) {
             return;
-        };
-        let kept = previous
-            .or_else(|| t.resources.get(&name))
-            .filter(|r| r.resource == *any)
-            .cloned();
-        let entry = kept.unwrap_or_else(|| {
+        }
+        t.resources.insert(
+            name.to_owned(),
             Arc::new(RawResource {
-                name: name.clone(),
+                name: name.to_owned(),
                 version_info: version.to_owned(),
                 last_updated: now,
                 resource: any.clone(),
-            })
-        });
-        t.resources.insert(name, entry);
+            }),
+        );
     }
 
-    /// The resources as received, with which listeners and clusters are
-    /// still warming.
+    /// The resources as received (with the rejected ones), with which
+    /// listeners and clusters are still warming.
     pub fn dump(&self) -> XdsDump {
         let mut d = self.raw.clone();
         d.warming_listeners = self
@@ -230,127 +457,108 @@ impl Cache {
         d
     }
 
-    /// Translates one resource of `type_url` into its map, or records why
-    /// it cannot be. Returns the resource's name when it was taken. `version`
-    /// is kept with secrets (their `/config_dump` entry).
-    fn insert(
+    /// Translates one decoded resource of `kind` into its map; every
+    /// problem otherwise, each prefixed by the resource's kind and name.
+    /// `version` is kept with secrets (their `/config_dump` entry).
+    fn translate(
         &mut self,
-        type_url: &str,
+        kind: Kind,
+        msg: Decoded,
         any: &Any,
         version: &str,
-        problems: &mut Vec<String>,
         typed: &mut TypedStructs,
-    ) -> Option<String> {
+    ) -> Result<(), Vec<String>> {
+        let name = msg.name().to_owned();
+        let prefixed = |errs: Vec<ConfigError>| -> Vec<String> {
+            errs.iter()
+                .map(|e| format!("{} '{name}': {e}", kind.label()))
+                .collect()
+        };
         // Extensions wrapped in a `TypedStruct` are read as the type they
         // name, as Envoy does and as the static file's parser does.
-        let unwrapped = match typed.unwrap(any) {
-            Ok(u) => u,
-            Err(e) => {
-                problems.push(format!("{}: {e}", any.type_url));
-                return None;
+        let msg = match typed.unwrap(any) {
+            Ok(None) => msg,
+            Ok(Some(unwrapped)) => Decoded::decode(kind, &unwrapped)
+                .map_err(|e| vec![format!("{} '{name}': {e}", kind.label())])?,
+            Err(e) => return Err(vec![format!("{} '{name}': {e}", kind.label())]),
+        };
+        let statically = |taken: bool| {
+            if taken {
+                Err(vec![format!(
+                    "{} '{name}': name: a static {} has this name",
+                    kind.label(),
+                    kind.label()
+                )])
+            } else {
+                Ok(())
             }
         };
-        let any = unwrapped.as_ref().unwrap_or(any);
-        match type_url {
-            type_url::LISTENER => {
-                let l = decode::<Listener>(any, problems)?;
-                if self.base.listeners.iter().any(|s| s.name == l.name) {
-                    problems.push(format!(
-                        "listener '{}': name: a static listener has this name",
-                        l.name
-                    ));
-                    return None;
-                }
-                match translate_listener_with(&l, &l.name, &self.parsers) {
-                    Ok(m) => {
-                        self.listeners.insert(l.name.clone(), m);
-                        Some(l.name)
-                    }
-                    Err(e) => {
-                        note(problems, "listener", &l.name, e);
-                        None
-                    }
-                }
+        match msg {
+            Decoded::Listener(l) => {
+                statically(self.base.listeners.iter().any(|s| s.name == l.name))?;
+                let m = translate_listener_with(&l, &l.name, &self.parsers).map_err(prefixed)?;
+                self.listeners.insert(name.clone(), m);
             }
-            type_url::CLUSTER => {
-                let c = decode::<Cluster>(any, problems)?;
-                if self.base.clusters.iter().any(|s| s.name == c.name) {
-                    problems.push(format!(
-                        "cluster '{}': name: a static cluster has this name",
-                        c.name
-                    ));
-                    return None;
-                }
-                match translate_cluster(&c, &c.name) {
-                    Ok(m) => {
-                        self.clusters.insert(c.name.clone(), m);
-                        Some(c.name)
-                    }
-                    Err(e) => {
-                        note(problems, "cluster", &c.name, e);
-                        None
-                    }
-                }
+            Decoded::Cluster(c) => {
+                statically(self.base.clusters.iter().any(|s| s.name == c.name))?;
+                let m = translate_cluster(&c, &c.name).map_err(prefixed)?;
+                self.clusters.insert(name.clone(), m);
             }
-            type_url::ROUTE => {
-                let rc = decode::<RouteConfiguration>(any, problems)?;
-                match translate_route_config_with(&rc, &rc.name, &self.parsers) {
-                    Ok(m) => {
-                        self.routes.insert(rc.name.clone(), m);
-                        Some(rc.name)
-                    }
-                    Err(e) => {
-                        note(problems, "route config", &rc.name, e);
-                        None
-                    }
-                }
+            Decoded::Route(rc) => {
+                let m =
+                    translate_route_config_with(&rc, &rc.name, &self.parsers).map_err(prefixed)?;
+                self.routes.insert(rc.name, m);
             }
-            type_url::ENDPOINT => {
-                let cla = decode::<ClusterLoadAssignment>(any, problems)?;
-                match translate_cluster_load_assignment(&cla, &cla.cluster_name) {
-                    Ok(eps) => {
-                        self.endpoints.insert(cla.cluster_name.clone(), eps);
-                        Some(cla.cluster_name)
-                    }
-                    Err(e) => {
-                        note(problems, "cluster load assignment", &cla.cluster_name, e);
-                        None
-                    }
-                }
+            Decoded::Endpoint(cla) => {
+                let eps =
+                    translate_cluster_load_assignment(&cla, &cla.cluster_name).map_err(prefixed)?;
+                self.endpoints.insert(cla.cluster_name, eps);
             }
-            type_url::SECRET => {
-                let s = decode::<Secret>(any, problems)?;
-                if self.base.secrets.contains_key(&s.name) {
-                    problems.push(format!(
-                        "secret '{}': name: a static secret has this name",
-                        s.name
-                    ));
-                    return None;
+            Decoded::Secret(s) => {
+                statically(self.base.secrets.contains_key(&s.name))?;
+                let (name, secret) = translate_secret(&s, &s.name).map_err(prefixed)?;
+                // A resend of the same content keeps its entry (and its
+                // `last_updated`), so it changes nothing live.
+                match self.secrets.get(&name) {
+                    Some(old) if old.secret == secret => {}
+                    _ => drop(
+                        self.secrets
+                            .insert(name, SecretEntry::dynamic(secret, version)),
+                    ),
                 }
-                match translate_secret(&s, &s.name) {
-                    // A resend of the same content keeps its entry (and its
-                    // `last_updated`), so it changes nothing live.
-                    Ok((name, secret)) => {
-                        match self.secrets.get(&name) {
-                            Some(old) if old.secret == secret => {}
-                            _ => drop(
-                                self.secrets
-                                    .insert(name.clone(), SecretEntry::dynamic(secret, version)),
-                            ),
-                        }
-                        Some(name)
-                    }
-                    Err(e) => {
-                        note(problems, "secret", &s.name, e);
-                        None
-                    }
-                }
-            }
-            other => {
-                problems.push(format!("unexpected type {other}"));
-                None
             }
         }
+        Ok(())
+    }
+
+    /// The stat prefix of the first connection manager that takes route
+    /// config `name` from RDS: Envoy counts an RDS subscription's updates
+    /// under `http.<prefix>.rds.<name>.`.
+    pub fn rds_stat_prefix(&self, name: &str) -> Option<&str> {
+        self.base
+            .listeners
+            .iter()
+            .chain(self.listeners.values())
+            .flat_map(model::Listener::chains)
+            .find_map(|c| match &c.terminal {
+                NetworkFilter::Http(hcm)
+                    if matches!(&hcm.route_config, RouteSource::Rds(n) if n == name) =>
+                {
+                    Some(hcm.stat_prefix.as_str())
+                }
+                _ => None,
+            })
+    }
+
+    /// The clusters whose EDS service name is `service`: Envoy counts an
+    /// EDS subscription's updates under `cluster.<name>.`.
+    pub fn eds_clusters<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.base
+            .clusters
+            .iter()
+            .chain(self.clusters.values())
+            .filter(move |c| matches!(&c.discovery, Discovery::Eds { service_name } if service_name == service))
+            .map(|c| c.name.as_str())
     }
 
     /// The route config names the listeners (static and dynamic) need: the
@@ -429,10 +637,7 @@ impl Cache {
     pub fn prune(&mut self) {
         let wanted: BTreeSet<String> = self.secret_sources().into_values().flatten().collect();
         self.secrets.retain(|name, _| wanted.contains(name));
-        self.raw
-            .secrets
-            .resources
-            .retain(|name, _| wanted.contains(name));
+        retain(&mut self.raw.secrets, &wanted);
         self.awaited_secrets
             .retain(|name, _| wanted.contains(name) && !self.secrets.contains_key(name));
         let now = SystemTime::now();
@@ -443,16 +648,10 @@ impl Cache {
         }
         let routes = self.route_names();
         self.routes.retain(|name, _| routes.contains(name));
-        self.raw
-            .routes
-            .resources
-            .retain(|name, _| routes.contains(name));
+        retain(&mut self.raw.routes, &routes);
         let endpoints = self.endpoint_names();
         self.endpoints.retain(|name, _| endpoints.contains(name));
-        self.raw
-            .endpoints
-            .resources
-            .retain(|name, _| endpoints.contains(name));
+        retain(&mut self.raw.endpoints, &endpoints);
     }
 
     /// The whole config: static resources first, then the dynamic ones that
@@ -510,309 +709,46 @@ impl Cache {
     }
 }
 
-/// Records `errs` about resource `name` of `kind`, each prefixed by it.
-fn note(problems: &mut Vec<String>, kind: &str, name: &str, errs: Vec<ConfigError>) {
-    problems.extend(errs.iter().map(|e| format!("{kind} '{name}': {e}")));
+/// Keeps only the resources (and rejections) of `t` named in `wanted`.
+fn retain(t: &mut TypeDump, wanted: &BTreeSet<String>) {
+    t.resources.retain(|name, _| wanted.contains(name));
+    t.failed.retain(|name, _| wanted.contains(name));
 }
 
-/// Decodes `any` as `M`, recording a problem when its type or bytes are
-/// wrong.
-fn decode<M: Message + prost::Name + Default>(any: &Any, problems: &mut Vec<String>) -> Option<M> {
+fn kind_of(type_url: &str) -> Result<Kind, Vec<String>> {
+    Kind::of(type_url).ok_or_else(|| vec![format!("unexpected type {type_url}")])
+}
+
+/// Decodes every resource of a response; a response with any resource
+/// that does not decode as its type is refused whole (nothing names what
+/// it holds), as Envoy refuses it.
+fn decode_all<'a>(
+    kind: Kind,
+    resources: impl Iterator<Item = &'a Any>,
+) -> Result<Vec<Decoded>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for any in resources {
+        match Decoded::decode(kind, any) {
+            Ok(d) => out.push(d),
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Decodes `any` as `M`; the problem when its type or bytes are wrong.
+fn decode<M: Message + prost::Name + Default>(any: &Any) -> Result<M, String> {
     if any.type_url != M::type_url() {
-        problems.push(format!(
+        return Err(format!(
             "resource of type {} in a {} response",
             any.type_url,
             M::type_url()
         ));
-        return None;
     }
-    match M::decode(any.value.as_slice()) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            problems.push(format!("cannot decode {}: {e}", any.type_url));
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use strait_test_support::xds_server::{resource, typed_struct};
-
-    use super::*;
-
-    fn listener(rds: &str) -> Any {
-        resource(
-            "envoy.config.listener.v3.Listener",
-            &format!(
-                r#"{{name: l, address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}},
-                filter_chains: [{{filters: [{{name: hcm, typed_config: {{
-                  "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager,
-                  stat_prefix: s,
-                  rds: {{route_config_name: {rds}, config_source: {{ads: {{}}}}}},
-                  http_filters: [{{name: r, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]}}}}]}}]}}"#
-            ),
-        )
-        .1
-    }
-
-    fn route(name: &str, regex: &str) -> Any {
-        resource(
-            "envoy.config.route.v3.RouteConfiguration",
-            &format!(
-                r#"{{name: {name}, virtual_hosts: [{{name: v, domains: ["*"],
-                routes: [{{match: {{safe_regex: {{regex: "{regex}"}}}}, route: {{cluster: c}}}}]}}]}}"#
-            ),
-        )
-        .1
-    }
-
-    fn eds_cluster(name: &str) -> Any {
-        resource(
-            "envoy.config.cluster.v3.Cluster",
-            &format!(
-                "{{name: {name}, type: EDS, eds_cluster_config: {{eds_config: {{ads: {{}}}}}}}}"
-            ),
-        )
-        .1
-    }
-
-    fn cla(name: &str) -> Any {
-        resource(
-            "envoy.config.endpoint.v3.ClusterLoadAssignment",
-            &format!(
-                "{{cluster_name: {name}, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 10.0.0.1, port_value: 80}}}}}}}}]}}]}}"
-            ),
-        )
-        .1
-    }
-
-    #[test]
-    fn a_listener_waits_for_its_route_config() {
-        let mut c = Cache::new(model::Config::default());
-        c.apply(type_url::LISTENER, "1", &[listener("r1")])
-            .expect("accepted");
-        assert_eq!(c.route_names().into_iter().collect::<Vec<_>>(), ["r1"]);
-        assert!(c.build().listeners.is_empty(), "warming");
-        c.apply(type_url::ROUTE, "1", &[route("r1", "/a.*")])
-            .expect("accepted");
-        let built = c.build();
-        assert_eq!(built.listeners.len(), 1);
-        assert_eq!(built.route_configs.len(), 1);
-    }
-
-    #[test]
-    fn an_eds_cluster_waits_for_its_endpoints_and_follows_them() {
-        let mut c = Cache::new(model::Config::default());
-        c.apply(
-            type_url::CLUSTER,
-            "1",
-            &[eds_cluster("a"), eds_cluster("b")],
-        )
-        .expect("accepted");
-        assert_eq!(
-            c.endpoint_names().into_iter().collect::<Vec<_>>(),
-            ["a", "b"]
-        );
-        assert!(c.build().clusters.is_empty(), "warming");
-        c.apply(type_url::ENDPOINT, "1", &[cla("a")])
-            .expect("accepted");
-        let built = c.build();
-        assert_eq!(built.clusters.len(), 1);
-        assert_eq!(built.clusters[0].endpoints[0].host, "10.0.0.1");
-        // Cluster b goes: its endpoints are no longer wanted.
-        c.apply(type_url::CLUSTER, "1", &[eds_cluster("a")])
-            .expect("accepted");
-        c.apply(type_url::ENDPOINT, "1", &[cla("b")])
-            .expect("accepted");
-        c.prune();
-        assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["a"]);
-        assert!(!c.endpoints.contains_key("b"));
-    }
-
-    #[test]
-    fn a_bad_resource_is_named_with_its_field() {
-        let mut c = Cache::new(model::Config::default());
-        let errs = c
-            .apply(type_url::ROUTE, "1", &[route("r1", "(")])
-            .expect_err("refused");
-        assert!(
-            errs[0].starts_with("route config 'r1': r1.virtual_hosts[0]"),
-            "{errs:?}"
-        );
-        assert!(errs[0].contains("regex"), "{errs:?}");
-    }
-
-    #[test]
-    fn delta_removes_by_name() {
-        let mut c = Cache::new(model::Config::default());
-        let (a, b) = (eds_cluster("a"), eds_cluster("b"));
-        c.apply_delta(type_url::CLUSTER, "s1", &[("1", &a), ("2", &b)], &[])
-            .expect("accepted");
-        c.apply_delta(type_url::CLUSTER, "s2", &[], &["a".into()])
-            .expect("accepted");
-        assert_eq!(c.endpoint_names().into_iter().collect::<Vec<_>>(), ["b"]);
-        let dump = c.dump();
-        assert_eq!(dump.clusters.version_info, "s2");
-        let names: Vec<_> = dump.clusters.resources.keys().collect();
-        assert_eq!(names, ["b"]);
-        assert_eq!(dump.clusters.resources["b"].version_info, "2");
-        assert_eq!(dump.warming_clusters, ["b"], "no endpoints yet");
-    }
-
-    #[test]
-    fn the_dump_keeps_resources_as_received_and_unchanged_ones_keep_their_version() {
-        let mut c = Cache::new(model::Config::default());
-        let (a, b) = (eds_cluster("a"), eds_cluster("b"));
-        c.apply(type_url::CLUSTER, "v1", std::slice::from_ref(&a))
-            .expect("accepted");
-        c.apply(type_url::CLUSTER, "v2", &[a.clone(), b.clone()])
-            .expect("accepted");
-        c.apply(type_url::ENDPOINT, "e1", &[cla("a")])
-            .expect("accepted");
-        let dump = c.dump();
-        assert_eq!(dump.clusters.version_info, "v2");
-        assert_eq!(dump.clusters.resources["a"].version_info, "v1");
-        assert_eq!(dump.clusters.resources["a"].resource, a);
-        assert_eq!(dump.clusters.resources["b"].version_info, "v2");
-        assert_eq!(dump.warming_clusters, ["b"]);
-        assert_eq!(dump.endpoints.resources["a"].version_info, "e1");
-        // A refused response leaves the candidate, not the cache: the
-        // caller drops it. Here the cache itself refused: nothing recorded
-        // for the bad resource.
-        assert!(c.apply(type_url::ROUTE, "r1", &[route("r", "(")]).is_err());
-        assert!(c.dump().routes.resources.is_empty());
-    }
-
-    fn sds_cluster(name: &str, source: &str) -> Any {
-        resource(
-            "envoy.config.cluster.v3.Cluster",
-            &format!(
-                r#"{{name: {name}, type: STATIC, load_assignment: {{cluster_name: {name}}},
-                transport_socket: {{name: tls, typed_config: {{
-                  "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext,
-                  common_tls_context: {{
-                    tls_certificate_sds_secret_configs: [{{name: default, sds_config: {source}}}],
-                    validation_context_sds_secret_config: {{name: ROOTCA, sds_config: {source}}}}}}}}}}}"#
-            ),
-        )
-        .1
-    }
-
-    fn secret(name: &str, body: &str) -> Any {
-        resource(
-            "envoy.extensions.transport_sockets.tls.v3.Secret",
-            &format!("{{name: {name}, {body}}}"),
-        )
-        .1
-    }
-
-    const CA: &str = "validation_context: {trusted_ca: {inline_string: CA}}";
-    const CERT: &str =
-        "tls_certificate: {certificate_chain: {inline_string: C}, private_key: {inline_string: K}}";
-
-    #[test]
-    fn a_cluster_waits_for_its_secrets_by_source() {
-        let mut c = Cache::new(model::Config::default());
-        let grpc = "{api_config_source: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: sds-grpc}}]}}";
-        c.apply(
-            type_url::CLUSTER,
-            "1",
-            &[sds_cluster("a", "{ads: {}}"), sds_cluster("b", grpc)],
-        )
-        .expect("accepted");
-        assert_eq!(
-            c.ads_secret_names().into_iter().collect::<Vec<_>>(),
-            ["ROOTCA", "default"]
-        );
-        let sources = c.secret_sources();
-        assert_eq!(sources.len(), 2, "{sources:?}");
-        assert!(sources.contains_key(&SecretSource::Grpc {
-            cluster: "sds-grpc".into()
-        }));
-        assert!(c.build().clusters.is_empty(), "warming");
-        c.apply(type_url::SECRET, "s1", &[secret("default", CERT)])
-            .expect("accepted");
-        assert!(c.build().clusters.is_empty(), "ROOTCA still missing");
-        // The dump shows the delivered secret as received and the awaited
-        // one warming.
-        c.prune();
-        let dump = c.dump();
-        assert_eq!(dump.secrets.resources["default"].version_info, "s1");
-        let warming: Vec<&str> = dump
-            .warming_secrets
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        assert_eq!(warming, ["ROOTCA"]);
-        c.apply(type_url::SECRET, "s2", &[secret("ROOTCA", CA)])
-            .expect("accepted");
-        let built = c.build();
-        // Both clusters name the same secret names: one name, one secret.
-        assert_eq!(built.clusters.len(), 2);
-        assert_eq!(built.secrets["ROOTCA"].version, "s2");
-        assert!(built.secrets["ROOTCA"].dynamic);
-        assert_eq!(built.secrets["default"].version, "s1");
-        // The same content again keeps the entry (no new config).
-        c.apply(type_url::SECRET, "s3", &[secret("default", CERT)])
-            .expect("accepted");
-        assert_eq!(c.build(), built);
-        // Clusters gone: their secrets are forgotten.
-        c.apply(type_url::CLUSTER, "2", &[]).expect("accepted");
-        c.prune();
-        assert!(c.build().secrets.is_empty());
-        assert!(c.dump().secrets.resources.is_empty());
-    }
-
-    /// A route config whose virtual host carries a fault override written
-    /// as a `TypedStruct` with `abort`.
-    fn route_with_typed_struct(abort: serde_json::Value) -> Any {
-        let any = route("r", "/.*");
-        let mut rc = RouteConfiguration::decode(any.value.as_slice()).expect("decodes");
-        rc.virtual_hosts[0].typed_per_filter_config.insert(
-            "envoy.filters.http.fault".into(),
-            typed_struct(
-                "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
-                serde_json::json!({ "abort": abort }),
-            ),
-        );
-        Any {
-            type_url: any.type_url,
-            value: rc.encode_to_vec(),
-        }
-    }
-
-    #[test]
-    fn typed_structs_in_binary_resources_are_read_as_their_type() {
-        let mut c = Cache::new(model::Config::default());
-        let ok = route_with_typed_struct(
-            serde_json::json!({"http_status": 418, "percentage": {"numerator": 100}}),
-        );
-        c.apply(type_url::ROUTE, "1", &[ok]).expect("accepted");
-        let overrides = format!("{:?}", c.routes["r"]);
-        assert!(overrides.contains("418"), "{overrides}");
-
-        // A bad field inside the struct is named, as in a typed `Any`.
-        let bad = route_with_typed_struct(serde_json::json!({"http_stauts": 418}));
-        let errs = c.apply(type_url::ROUTE, "2", &[bad]).expect_err("refused");
-        assert!(errs[0].contains("http_stauts"), "{errs:?}");
-    }
-
-    #[test]
-    fn a_bad_secret_is_named() {
-        let mut c = Cache::new(model::Config::default());
-        let errs = c
-            .apply(
-                type_url::SECRET,
-                "1",
-                &[secret("s", "generic_secret: {secret: {inline_string: x}}")],
-            )
-            .expect_err("refused");
-        assert_eq!(
-            errs,
-            [
-                "secret 's': s.generic_secret: not supported: generic_secret (no Strait extension consumes one)"
-            ]
-        );
-    }
+    M::decode(any.value.as_slice()).map_err(|e| format!("cannot decode {}: {e}", any.type_url))
 }

@@ -19,10 +19,10 @@ use strait_model as model;
 use tokio::sync::mpsc;
 
 use crate::{
-    Publish, XdsError,
+    Kind, Publish, XdsError,
     shared::Shared,
     type_url,
-    wire::{INVALID_ARGUMENT, MAX_MESSAGE, TYPES, UnboundedStream, connect},
+    wire::{INVALID_ARGUMENT, MAX_MESSAGE, TYPES, UnboundedStream, connect, nack_message},
 };
 
 /// Delta protocol state of one type: the names subscribed to (named types
@@ -112,22 +112,30 @@ async fn handle<P: Publish>(
             )
         })
         .await;
-    shared.stats.update(type_url, result.is_ok());
+    if let Some(kind) = Kind::of(type_url) {
+        shared.stats.update(kind, &result, &cache);
+    }
     let state = types.entry(type_url).or_default();
-    let error_detail = match result {
-        Ok(()) => {
-            for r in &resp.resources {
+    // The versions the next stream resumes from: those of the resources
+    // taken; a rejected one resumes from its last good version, so the
+    // control plane sends it again.
+    if let Ok(outcome) = &result {
+        for r in &resp.resources {
+            if outcome.accepted.contains(&r.name) {
                 state.versions.insert(r.name.clone(), r.version.clone());
             }
-            for name in &resp.removed_resources {
-                state.versions.remove(name);
-            }
+        }
+        for name in &outcome.removed {
+            state.versions.remove(name);
+        }
+    }
+    let error_detail = match nack_message(&result) {
+        None => {
             tracing::info!(type_url, nonce = %resp.nonce, "xDS delta update accepted");
             None
         }
-        Err(problems) => {
-            let message = problems.join("; ");
-            tracing::warn!(type_url, nonce = %resp.nonce, %message, "xDS delta update refused");
+        Some(message) => {
+            tracing::warn!(type_url, nonce = %resp.nonce, %message, "xDS delta update rejected");
             Some(RpcStatus {
                 code: INVALID_ARGUMENT,
                 message,

@@ -13,9 +13,14 @@
 //! its route config does), and reconnecting with jittered back-off while the
 //! last good config keeps serving.
 //!
-//! It produces whole [`model::Config`]s (the static bootstrap resources plus
-//! the dynamic ones) and hands each to a [`Publish`] implementation, the
-//! proxy's single config writer; a refusal there is NACKed. Depends on the
+//! Resources are accepted one by one, as Envoy accepts them: the good ones
+//! of a response go live together, each bad one is NACKed by name (with
+//! its field) and keeps its last good version. It produces whole
+//! [`model::Config`]s (the static bootstrap resources plus the dynamic
+//! ones) and hands each to a [`Publish`] implementation, the proxy's single
+//! config writer; what the writer refuses about one listener or cluster
+//! ([`Refusal`]) is put back and NACKed like a resource that did not
+//! translate. Depends on the
 //! model, the Envoy front end, `tls` and `net` among Strait's crates: it
 //! never touches snapshots, sockets of the data plane, or the cluster
 //! registry.
@@ -34,7 +39,7 @@ use std::{future::Future, sync::Arc};
 
 use strait_envoy::{dump::XdsDump, model};
 
-pub use cache::Cache;
+pub use cache::{Cache, Kind, Outcome, Rejected};
 pub use channel::grpc_channel;
 pub use stream::run;
 
@@ -50,11 +55,16 @@ pub mod type_url {
 /// The proxy's config writer, as the xDS client sees it.
 pub trait Publish: Send + Sync + 'static {
     /// Makes `config` live as one new snapshot, or refuses it (keeping the
-    /// running one) with every reason, each naming its field. The reasons
-    /// become the NACK's `error_detail`. May wait (for the writer's lock, or
-    /// for cluster hosts to be built); must not be cancelled half-way by the
-    /// caller, which awaits it to the end.
-    fn publish(&self, config: model::Config) -> impl Future<Output = Result<u64, String>> + Send;
+    /// running one) with every reason found, each naming its field and,
+    /// when it is about one, the listener or cluster ([`Refusal`]). The
+    /// client then puts back the resource to blame and publishes the rest;
+    /// the reasons become the NACK's `error_detail`. May wait (for the
+    /// writer's lock, or for cluster hosts to be built); must not be
+    /// cancelled half-way by the caller, which awaits it to the end.
+    fn publish(
+        &self,
+        config: model::Config,
+    ) -> impl Future<Output = Result<u64, Vec<Refusal>>> + Send;
 
     /// Called after every accepted response with the resources as received
     /// (for `/config_dump`). The default keeps nothing.
@@ -68,6 +78,32 @@ pub trait Publish: Send + Sync + 'static {
     fn parsers(&self) -> strait_envoy::Parsers {
         strait_envoy::Parsers::default()
     }
+}
+
+/// One reason the writer refused a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The listener or cluster that could not be compiled or bound; `None`
+    /// for a problem with the config as a whole, which refuses the update.
+    pub subject: Option<Subject>,
+    /// What went wrong, naming the field.
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn whole(message: impl Into<String>) -> Refusal {
+        Refusal {
+            subject: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a [`Refusal`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Subject {
+    Listener(String),
+    Cluster(String),
 }
 
 /// What can go wrong talking to the control plane. Every one of them ends

@@ -2,8 +2,8 @@
 //! stream per gRPC cluster (Istio's `sds-grpc`), and SDS files (a
 //! `DiscoveryResponse` of `Secret`s, polled like the config file). Both feed
 //! the same cache as ADS ([`Shared::update`]), so a secret is judged and
-//! published like any other resource: a bad one is refused (NACKed on a
-//! stream, logged for a file) and the previous one keeps serving.
+//! published like any other resource: a bad one is rejected alone (NACKed
+//! on a stream, logged for a file) and its previous version keeps serving.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -26,7 +26,7 @@ use crate::{
     Publish, XdsError,
     shared::Shared,
     type_url::SECRET,
-    wire::{MAX_MESSAGE, Sender, TypeState, UnboundedStream, connect},
+    wire::{MAX_MESSAGE, Sender, TypeState, UnboundedStream, connect, nack_message},
 };
 
 /// How often an SDS file is re-read; the same pace as the config file.
@@ -182,15 +182,14 @@ async fn respond<P: Publish>(
             resp.type_url
         )])
     };
-    match result {
-        Ok(()) => {
+    match nack_message(&result) {
+        None => {
             state.version = resp.version_info.clone();
             tracing::info!(version = %resp.version_info, "SDS update accepted");
             sender.request(SECRET, state, None);
         }
-        Err(problems) => {
-            let message = problems.join("; ");
-            tracing::warn!(version = %resp.version_info, %message, "SDS update refused");
+        Some(message) => {
+            tracing::warn!(version = %resp.version_info, %message, "SDS update rejected");
             sender.request(SECRET, state, Some(message));
         }
     }
@@ -214,15 +213,14 @@ async fn file<P: Publish>(shared: Arc<Shared<P>>, path: PathBuf) {
                     }
                     Err(e) => Err(vec![e]),
                 };
-                match outcome {
-                    Ok(()) => {
+                match nack_message(&outcome) {
+                    None => {
                         tracing::info!(path = %path.display(), "SDS file applied");
                         last_error.clear();
                     }
-                    Err(problems) => {
-                        let message = problems.join("; ");
+                    Some(message) => {
                         tracing::warn!(path = %path.display(), %message,
-                            "SDS file refused; keeping the last good secrets");
+                            "SDS file: secrets rejected; they keep their last good version");
                     }
                 }
                 last = Some(bytes);

@@ -37,13 +37,13 @@ pub(crate) async fn watch<P: Publish>(shared: Arc<Shared<P>>, every: Duration) {
         let (result, _) = shared
             .update(|c| {
                 c.secret_files_changed(&changed);
-                Ok(())
+                Ok(crate::Outcome::new(crate::Kind::Secret))
             })
             .await;
-        if let Err(problems) = result {
+        if let Some(message) = crate::wire::nack_message(&result) {
             // The new files are refused (say, a half-written key); the
             // previous ones keep serving until the files change again.
-            tracing::warn!(problems = %problems.join("; "), "changed secret files refused");
+            tracing::warn!(problems = %message, "changed secret files refused");
         }
     }
 }

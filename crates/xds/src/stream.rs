@@ -10,11 +10,11 @@ use strait_model as model;
 use tokio::sync::mpsc;
 
 use crate::{
-    Cache, Publish, XdsError,
+    Cache, Kind, Publish, XdsError,
     shared::Shared,
     stats::Stats,
     type_url,
-    wire::{MAX_MESSAGE, Sender, TYPES, TypeState, UnboundedStream, connect},
+    wire::{MAX_MESSAGE, Sender, TYPES, TypeState, UnboundedStream, connect, nack_message},
 };
 
 /// Runs the xDS client for a bootstrap config, forever: the ADS stream when
@@ -50,6 +50,7 @@ async fn ads<P: Publish>(dynamic: &model::DynamicResources, shared: &Shared<P>) 
     let mut types: BTreeMap<&'static str, TypeState> = BTreeMap::new();
     let mut delta_types = BTreeMap::new();
     let mut failures = 0u32;
+    shared.stats.started();
     loop {
         let mut progressed = false;
         let result = match dynamic.api {
@@ -117,8 +118,10 @@ async fn session<P: Publish>(
     Err(XdsError::Closed)
 }
 
-/// Applies one response and answers it: ACK when the resulting config is
-/// live (or unchanged), NACK with every reason otherwise. Then follows
+/// Applies one response and answers it: ACK when every resource in it was
+/// taken (and the config is live or unchanged); otherwise NACK with every
+/// rejected resource's reasons, at the previous version, while the
+/// resources that were taken are live (as Envoy does). Then follows
 /// subscription changes the accepted resources imply.
 async fn handle<P: Publish>(
     resp: DiscoveryResponse,
@@ -133,18 +136,19 @@ async fn handle<P: Publish>(
     let (result, cache) = shared
         .update(|c| c.apply(type_url, &resp.version_info, &resp.resources))
         .await;
-    shared.stats.update(type_url, result.is_ok());
+    if let Some(kind) = Kind::of(type_url) {
+        shared.stats.update(kind, &result, &cache);
+    }
     let state = types.entry(type_url).or_default();
     state.nonce = resp.nonce.clone();
-    match result {
-        Ok(()) => {
+    match nack_message(&result) {
+        None => {
             state.version = resp.version_info.clone();
             tracing::info!(type_url, version = %resp.version_info, "xDS update accepted");
             sender.request(type_url, state, None);
         }
-        Err(problems) => {
-            let message = problems.join("; ");
-            tracing::warn!(type_url, version = %resp.version_info, %message, "xDS update refused");
+        Some(message) => {
+            tracing::warn!(type_url, version = %resp.version_info, %message, "xDS update rejected");
             sender.request(type_url, state, Some(message));
         }
     }

@@ -11,7 +11,7 @@ use strait_model as model;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use crate::{XdsError, type_url};
+use crate::{Outcome, XdsError, type_url};
 
 /// gRPC `INVALID_ARGUMENT`, the code Envoy puts in a NACK's `error_detail`.
 pub(crate) const INVALID_ARGUMENT: i32 = 3;
@@ -104,4 +104,14 @@ impl<T> tonic::codegen::tokio_stream::Stream for UnboundedStream<T> {
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
     }
+}
+
+/// The NACK's `error_detail` for an update: every problem of every
+/// rejected resource; `None` when all were taken.
+pub(crate) fn nack_message(result: &Result<Outcome, Vec<String>>) -> Option<String> {
+    let problems = match result {
+        Ok(outcome) => outcome.problems(),
+        Err(problems) => problems.clone(),
+    };
+    (!problems.is_empty()).then(|| problems.join("; "))
 }
