@@ -60,11 +60,7 @@ pub fn check_with_filters(
     network: &NetworkFilterRegistry,
     listener: &ListenerFilterRegistry,
 ) -> Result<Config, Vec<String>> {
-    let filters = &Arc::new(Extensions {
-        http: http.clone(),
-        network: network.clone(),
-        listener: listener.clone(),
-    });
+    let filters = &Arc::new(Extensions::new(http, network, listener));
     let (config, _) = parse(text, overrides, filters)?;
     Snapshot::compile_with(
         1,
@@ -276,14 +272,20 @@ impl Reloader {
             ]));
         }
         let version = self.version.load(Ordering::Relaxed) + 1;
-        let snapshot = Snapshot::compile_with(
-            version,
-            config.clone(),
-            source,
-            &previous,
-            &*self.shared.filters,
-        )
-        .map_err(|e| AppError::Config(vec![e.to_string()]))?;
+        // Filters make their stat handles when built: with this proxy's
+        // recorder.
+        let snapshot = self
+            .shared
+            .register(|| {
+                Snapshot::compile_with(
+                    version,
+                    config.clone(),
+                    source,
+                    &previous,
+                    &*self.shared.filters,
+                )
+            })
+            .map_err(|e| AppError::Config(vec![e.to_string()]))?;
         let plan = listeners.plan(&config)?;
         // Clusters first, so a request on the new snapshot finds them; the
         // ones the new config drops go only after it is live.

@@ -65,6 +65,7 @@ pub mod inert;
 mod listener;
 #[allow(deprecated)]
 mod policy;
+mod rbac;
 #[allow(deprecated)]
 mod route;
 #[allow(deprecated)]

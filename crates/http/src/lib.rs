@@ -46,8 +46,8 @@ mod xfcc;
 
 pub use body::{BodyError, ProxyBody, Tracked};
 pub use chain::{
-    Decision, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead, RequestInfo,
-    ResponseHead,
+    Decision, FilterChain, FilterScope, FilterState, HttpFilter, HttpFilterFactory, RequestHead,
+    RequestInfo, ResponseHead,
 };
 pub use conn::Connection;
 pub use connection::serve_connection;
@@ -57,4 +57,5 @@ pub use registry::HttpFilterRegistry;
 pub use service::{HttpService, ProxyResponse};
 pub use shared::Shared;
 pub use stats::HttpStats;
+pub use strait_tls::PeerIdentity;
 pub use xfcc::element as xfcc_element;

@@ -187,12 +187,7 @@ async fn filtered(
             let overrides = routed.matched.route().per_filter_config();
             let cluster = Some(&*routed.choice.name).filter(|n| !n.is_empty());
             let conn = s.conn;
-            let info = RequestInfo::new(
-                cluster,
-                (conn.peer, conn.local, conn.tls),
-                &conn.stats,
-                overrides,
-            );
+            let info = RequestInfo::new(cluster, conn, s.origin.client, overrides);
             let (mut decoded, mut reply) = chain.decode(&mut parts, &info).await;
             if reply.is_none() {
                 reply = chain.terminate(&mut parts, &info, &mut decoded).await;
