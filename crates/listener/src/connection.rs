@@ -159,12 +159,10 @@ async fn serve_connection(
         }
     };
     // Once per connection: what RBAC and the HTTP filters read of the TLS
-    // session (the server name asked for, the client's identities).
-    let server_name: Option<Arc<str>> = match (&inspected.server_name, &io) {
-        (Some(name), _) => Some(Arc::from(name.as_str())),
-        (None, MaybeTls::Tls(s)) => s.get_ref().1.server_name().map(Arc::from),
-        (None, MaybeTls::Plain(_)) => None,
-    };
+    // session (the server name asked for, the client's identities). As in
+    // Envoy, the requested server name is the TLS inspector's: a handshake
+    // without the inspector leaves it empty.
+    let server_name: Option<Arc<str>> = inspected.server_name.as_deref().map(Arc::from);
     let peer_cert = match &io {
         MaybeTls::Tls(s) => PeerChain::of(s).map(|p| Arc::new(p.identity())),
         MaybeTls::Plain(_) => None,

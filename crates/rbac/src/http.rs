@@ -1,10 +1,11 @@
 //! `envoy.filters.http.rbac`: the request's verdict before the router.
 //!
-//! As Envoy 1.40: shadow rules first (counted, their verdict written to
-//! dynamic metadata, never enforced), then the rules (counted, their
-//! verdict written too; a denial answers 403 `RBAC: access denied` with
+//! As Envoy 1.40: shadow rules and rules are evaluated on the request as
+//! it came (neither sees the other's verdict); the shadow verdict is
+//! counted and written to dynamic metadata, never enforced; the rules'
+//! verdict is counted and written too ( a denial answers 403 `RBAC: access denied` with
 //! details `rbac_access_denied_matched_policy[<policy>|none]` and no
-//! response flag). A route's `RBACPerRoute` replaces both rule sets, or
+//! response flag)). A route's `RBACPerRoute` replaces both rule sets, or
 //! turns the filter off for the route; the counters stay the filter's.
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use strait_http::{
 };
 use strait_model::{
     extension::Extension,
-    rbac::{HttpRbac, HttpRbacPerRoute, Rules, type_url},
+    rbac::{HttpRbac, HttpRbacPerRoute, type_url},
 };
 
 use crate::{
@@ -118,22 +119,13 @@ fn result(allowed: bool) -> Value {
     Value::String(if allowed { "allowed" } else { "denied" }.to_owned())
 }
 
-impl HttpRbacFilter {
-    /// Evaluates `rules` and publishes the verdict under `keys`.
-    fn judge<'r>(
-        req: &mut RequestHead<'_>,
-        rules: &'r Rules,
-        policy_key: &str,
-        result_key: &str,
-    ) -> Verdict<'r> {
-        let verdict = engine::evaluate(rules, &input(req));
-        let md = dynamic_metadata_mut(req.state);
-        if let Some(p) = verdict.policy {
-            md.set(NAMESPACE, policy_key, Value::String(p.to_owned()));
-        }
-        md.set(NAMESPACE, result_key, result(verdict.allowed));
-        verdict
+/// Publishes a verdict under the filter's namespace.
+fn publish(req: &mut RequestHead<'_>, verdict: &Verdict<'_>, policy_key: &str, result_key: &str) {
+    let md = dynamic_metadata_mut(req.state);
+    if let Some(p) = verdict.policy {
+        md.set(NAMESPACE, policy_key, Value::String(p.to_owned()));
     }
+    md.set(NAMESPACE, result_key, result(verdict.allowed));
 }
 
 impl HttpFilter for HttpRbacFilter {
@@ -145,19 +137,28 @@ impl HttpFilter for HttpRbacFilter {
         let Some(rbac) = rbac else {
             return Decision::Continue;
         };
+        // Both verdicts first, on the metadata as it came: Envoy 1.40's
+        // rules do not see the shadow verdict of the same request.
+        let (shadow, enforced) = {
+            let input = input(req);
+            (
+                rbac.shadow_rules.as_ref().map(|r| engine::evaluate(r, &input)),
+                rbac.rules.as_ref().map(|r| engine::evaluate(r, &input)),
+            )
+        };
         let k = &self.keys;
-        if let Some(shadow) = &rbac.shadow_rules {
-            let v = Self::judge(req, shadow, &k.shadow_policy, &k.shadow_result);
+        if let Some(v) = &shadow {
             if v.allowed {
                 self.stats.shadow_allowed.increment(1);
             } else {
                 self.stats.shadow_denied.increment(1);
             }
+            publish(req, v, &k.shadow_policy, &k.shadow_result);
         }
-        let Some(rules) = &rbac.rules else {
+        let Some(v) = enforced else {
             return Decision::Continue;
         };
-        let v = Self::judge(req, rules, &k.enforced_policy, &k.enforced_result);
+        publish(req, &v, &k.enforced_policy, &k.enforced_result);
         if let Some(log) = v.log {
             // LOG rules: the hint access loggers read.
             dynamic_metadata_mut(req.state).set("envoy.common", "access_log_hint", Value::Bool(log));

@@ -28,11 +28,13 @@ impl RbacStats {
     /// The HTTP filter's counters in connection manager `hcm`.
     pub fn http(hcm: &str, rules_prefix: &str, shadow_prefix: &str) -> Self {
         let base = ("envoy_http_conn_manager_prefix", hcm.to_owned());
+        // In Envoy's order: the rules' prefix tag, then the manager's.
         let labels = |prefix: &str| {
-            let mut l = vec![base.clone()];
+            let mut l = Vec::with_capacity(2);
             if !prefix.is_empty() {
                 l.push(("envoy_rbac_http_prefix", tag(prefix)));
             }
+            l.push(base.clone());
             l
         };
         let (rules, shadow) = (labels(rules_prefix), labels(shadow_prefix));
