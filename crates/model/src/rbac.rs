@@ -100,6 +100,11 @@ pub enum Principal {
     Header(HeaderCondition),
     UrlPath(ValueMatcher),
     Metadata(MetadataMatcher),
+    /// `filter_state` with key `io.istio.peer_principal` (Istio >= 1.18's
+    /// source principals): the value Istio's network `istio_authn` filter
+    /// records, the peer certificate's SPIFFE URI SAN. No other filter
+    /// state key is supported.
+    IstioPeerPrincipal(ValueMatcher),
 }
 
 /// `type.matcher.v3.MetadataMatcher` over the request's dynamic metadata.

@@ -106,7 +106,20 @@ fn principal(p: &Principal, input: &Input<'_>) -> bool {
         Principal::Header(h) => header_matches(h, input),
         Principal::UrlPath(m) => url_path(m, input),
         Principal::Metadata(m) => metadata(m, input),
+        Principal::IstioPeerPrincipal(m) => istio_peer_principal(input).is_some_and(|p| m.matches(p)),
     }
+}
+
+/// What Istio's network authn filter records as the peer principal: the
+/// peer certificate's first SPIFFE URI SAN (else its first URI SAN); none
+/// without a client certificate.
+fn istio_peer_principal<'a>(input: &Input<'a>) -> Option<&'a str> {
+    let cert = input.peer_cert?;
+    cert.uri_sans
+        .iter()
+        .find(|u| u.starts_with("spiffe://"))
+        .or_else(|| cert.uri_sans.first())
+        .map(|u| &**u)
 }
 
 /// Envoy's `authenticated`: any TLS connection when no name is given;

@@ -18,9 +18,9 @@ use envoy_types::pb::{
         },
         r#type::{
             matcher::v3::{
-                DoubleMatcher, ListMatcher, MetadataMatcher, PathMatcher, ValueMatcher,
-                double_matcher, list_matcher, metadata_matcher::path_segment::Segment,
-                path_matcher, value_matcher,
+                DoubleMatcher, FilterStateMatcher, ListMatcher, MetadataMatcher, PathMatcher,
+                ValueMatcher, double_matcher, filter_state_matcher, list_matcher,
+                metadata_matcher::path_segment::Segment, path_matcher, value_matcher,
             },
             v3::{DoubleRange, Int32Range},
         },
@@ -317,18 +317,48 @@ fn principal(cx: &mut Context, p: &Principal, path: &str) -> Option<m::Principal
         Identifier::SourcedMetadata(s) => {
             m::Principal::Metadata(sourced(cx, s, &at(path, "sourced_metadata"))?)
         }
-        Identifier::FilterState(_) => {
-            // Strait's filter state holds typed values, not Envoy's named
-            // objects; nothing could match.
-            cx.unsupported(at(path, "filter_state"), "RBAC filter_state principals");
-            return None;
-        }
+        Identifier::FilterState(fs) => m::Principal::IstioPeerPrincipal(filter_state(
+            cx,
+            fs,
+            &at(path, "filter_state"),
+        )?),
         Identifier::Custom(_) => {
             cx.unsupported(at(path, "custom"), "RBAC custom principal extensions");
             return None;
         }
     })
 }
+
+/// `filter_state`: only the key Istio's network authn filter writes (the
+/// peer's SPIFFE identity) is known; Strait keeps no other named filter
+/// state objects, so any other key is refused.
+fn filter_state(
+    cx: &mut Context,
+    fs: &FilterStateMatcher,
+    path: &str,
+) -> Option<crate::model::policy::ValueMatcher> {
+    let FilterStateMatcher { key, matcher } = fs;
+    if key != ISTIO_PEER_PRINCIPAL {
+        cx.unsupported(at(path, "key"), format!("RBAC filter_state key {key:?}"));
+        return None;
+    }
+    match matcher {
+        Some(filter_state_matcher::Matcher::StringMatch(s)) => {
+            string_matcher(cx, s, &at(path, "string_match"))
+        }
+        Some(filter_state_matcher::Matcher::AddressMatch(_)) => {
+            cx.unsupported(at(path, "address_match"), "RBAC filter_state address_match");
+            None
+        }
+        None => {
+            cx.invalid(path, "needs a matcher");
+            None
+        }
+    }
+}
+
+/// The filter state key of Istio's peer principal.
+const ISTIO_PEER_PRINCIPAL: &str = "io.istio.peer_principal";
 
 fn principals(cx: &mut Context, list: &[Principal], path: &str) -> Option<Vec<m::Principal>> {
     let before = cx.problems.len();
