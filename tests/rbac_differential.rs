@@ -108,7 +108,8 @@ admin:
 }
 
 /// The default route: everything to `a`.
-const ALL_TO_A: &str = "              - match: {prefix: \"/\"}\n                route: {cluster: a}";
+const ALL_TO_A: &str =
+    "              - match: {prefix: \"/\"}\n                route: {cluster: a}";
 
 /// An RBAC HTTP filter entry with `config` (the RBAC message's fields, at
 /// 14 spaces).
@@ -233,7 +234,11 @@ async fn deny_by_header_matches_envoy() -> anyhow::Result<()> {
         Req {
             method: "GET",
             path: "/",
-            headers: &[("authorization", "t"), ("x-client", "evil"), ("x-tier", "gold")],
+            headers: &[
+                ("authorization", "t"),
+                ("x-client", "evil"),
+                ("x-tier", "gold"),
+            ],
         },
         Req {
             method: "GET",
@@ -314,7 +319,14 @@ async fn remote_ip_after_xff_matches_envoy() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_allow_denies_everything_and_log_allows_everything() -> anyhow::Result<()> {
     let deny_all = "              rules: {action: ALLOW}\n";
-    http_case("empty allow", deny_all, ALL_TO_A, &[get("/"), get("/x")], true).await?;
+    http_case(
+        "empty allow",
+        deny_all,
+        ALL_TO_A,
+        &[get("/"), get("/x")],
+        true,
+    )
+    .await?;
     let log = r#"              rules:
                 action: LOG
                 policies:
@@ -424,9 +436,22 @@ async fn per_route_disable_and_override_match_envoy() -> anyhow::Result<()> {
 }
 
 /// `curl` over mutual TLS with `cert`, SNI `sni`: the status.
-fn curl_mtls(addr: SocketAddr, sni: &str, cert: &strait_test_support::certs::Issued, path: &str) -> u16 {
+fn curl_mtls(
+    addr: SocketAddr,
+    sni: &str,
+    cert: &strait_test_support::certs::Issued,
+    path: &str,
+) -> u16 {
     let out = Command::new("/usr/bin/curl")
-        .args(["-sk", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-sk",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg("--resolve")
         .arg(format!("{sni}:{}:127.0.0.1", addr.port()))
         .arg("--cert")
@@ -436,7 +461,10 @@ fn curl_mtls(addr: SocketAddr, sni: &str, cert: &strait_test_support::certs::Iss
         .arg(format!("https://{sni}:{}{path}", addr.port()))
         .output()
         .expect("curl");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -530,7 +558,8 @@ admin:
 /// `None` when the proxy closed the connection.
 fn tcp_round_trip(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let _ = s.write_all(b"ping\n");
     let mut buf = [0u8; 64];
     match s.read(&mut buf) {

@@ -13,7 +13,8 @@ use prost::Message;
 use strait_model::{NetworkFilter, rbac};
 use strait_test_support::config_dump::ConfigDump;
 
-const ISTIO: &str = "/work/shared/istio/configdumps/lds-only_sidecar_httpbin-extauthz_istio-1.18.json";
+const ISTIO: &str =
+    "/work/shared/istio/configdumps/lds-only_sidecar_httpbin-extauthz_istio-1.18.json";
 const OSM: &str = "/work/shared/osm/configdump_bookbuyer.json";
 
 /// `l` without its ext_authz HTTP filters (another issue's), so the rest
@@ -75,8 +76,14 @@ fn istio_extauthz_dump_accepts_its_rbac_filters() {
     }
     let dump = ConfigDump::load(Path::new(ISTIO));
     let (http, network, refusals) = translate(&dump);
-    assert!(http > 0, "no HTTP RBAC filter accepted; refusals: {refusals:#?}");
-    assert!(network > 0, "no network RBAC filter accepted; refusals: {refusals:#?}");
+    assert!(
+        http > 0,
+        "no HTTP RBAC filter accepted; refusals: {refusals:#?}"
+    );
+    assert!(
+        network > 0,
+        "no network RBAC filter accepted; refusals: {refusals:#?}"
+    );
     let rbac: Vec<_> = refusals.iter().filter(|r| r.contains("rbac")).collect();
     assert!(rbac.is_empty(), "RBAC still refused: {rbac:#?}");
     // The CUSTOM action's ext_authz filters are another issue's: still
@@ -105,6 +112,8 @@ fn osm_dump_accepts_its_name_only_rbac_filter() {
     // The listener that names RBAC is also refused for its Lua and Wasm
     // filters (another issue), so its RBAC is seen only when the rest of
     // the listener translates.
-    let lua_or_wasm = refusals.iter().any(|r| r.contains("lua") || r.contains("wasm") || r.contains("Lua") || r.contains("Wasm"));
+    let lua_or_wasm = refusals.iter().any(|r| {
+        r.contains("lua") || r.contains("wasm") || r.contains("Lua") || r.contains("Wasm")
+    });
     assert!(http > 0 || lua_or_wasm, "refusals: {refusals:#?}");
 }

@@ -72,7 +72,10 @@ pub enum Permission {
     DestinationIp(CidrRange),
     DestinationPort(u16),
     /// `[start, end)`.
-    DestinationPortRange { start: u32, end: u32 },
+    DestinationPortRange {
+        start: u32,
+        end: u32,
+    },
     /// The TLS server name the client asked for (empty without SNI).
     RequestedServerName(ValueMatcher),
     /// Dynamic metadata (`metadata`, or `sourced_metadata` from DYNAMIC).
@@ -128,7 +131,10 @@ pub enum MetadataValue {
     /// `double_match` `exact`.
     DoubleExact(f64),
     /// `double_match` `range`: `[start, end)`.
-    DoubleRange { start: f64, end: f64 },
+    DoubleRange {
+        start: f64,
+        end: f64,
+    },
     String(ValueMatcher),
     Bool(bool),
     /// `present_match`: true matches any value that is set; false nothing.

@@ -106,7 +106,9 @@ fn principal(p: &Principal, input: &Input<'_>) -> bool {
         Principal::Header(h) => header_matches(h, input),
         Principal::UrlPath(m) => url_path(m, input),
         Principal::Metadata(m) => metadata(m, input),
-        Principal::IstioPeerPrincipal(m) => istio_peer_principal(input).is_some_and(|p| m.matches(p)),
+        Principal::IstioPeerPrincipal(m) => {
+            istio_peer_principal(input).is_some_and(|p| m.matches(p))
+        }
     }
 }
 

@@ -142,7 +142,9 @@ impl HttpFilter for HttpRbacFilter {
         let (shadow, enforced) = {
             let input = input(req);
             (
-                rbac.shadow_rules.as_ref().map(|r| engine::evaluate(r, &input)),
+                rbac.shadow_rules
+                    .as_ref()
+                    .map(|r| engine::evaluate(r, &input)),
                 rbac.rules.as_ref().map(|r| engine::evaluate(r, &input)),
             )
         };
@@ -161,7 +163,11 @@ impl HttpFilter for HttpRbacFilter {
         publish(req, &v, &k.enforced_policy, &k.enforced_result);
         if let Some(log) = v.log {
             // LOG rules: the hint access loggers read.
-            dynamic_metadata_mut(req.state).set("envoy.common", "access_log_hint", Value::Bool(log));
+            dynamic_metadata_mut(req.state).set(
+                "envoy.common",
+                "access_log_hint",
+                Value::Bool(log),
+            );
         }
         if v.allowed {
             self.stats.allowed.increment(1);

@@ -518,10 +518,7 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
 /// snapshot checks when it compiles the chain). A terminal filter here is
 /// refused.
 fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
-    let Filter {
-        name,
-        config_type,
-    } = f;
+    let Filter { name, config_type } = f;
     let any = match config_type {
         Some(filter::ConfigType::TypedConfig(any)) => any,
         Some(filter::ConfigType::ConfigDiscovery(_)) => {

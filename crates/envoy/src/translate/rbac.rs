@@ -75,10 +75,15 @@ fn http_rbac(cx: &mut Context, f: &HttpRbac, path: &str) -> Option<m::HttpRbac> 
     // stats would add counters Strait does not keep.
     reject_set!(cx, path; matcher, shadow_matcher);
     if *track_per_rule_stats {
-        cx.unsupported(at(path, "track_per_rule_stats"), "track_per_rule_stats: true");
+        cx.unsupported(
+            at(path, "track_per_rule_stats"),
+            "track_per_rule_stats: true",
+        );
     }
     let before = cx.problems.len();
-    let rules = rules.as_ref().map(|r| self::rules(cx, r, &at(path, "rules")));
+    let rules = rules
+        .as_ref()
+        .map(|r| self::rules(cx, r, &at(path, "rules")));
     let shadow_rules = shadow_rules
         .as_ref()
         .map(|r| self::rules(cx, r, &at(path, "shadow_rules")));
@@ -119,7 +124,9 @@ pub(super) fn network_filter(cx: &mut Context, any: &Any, path: &str) -> Option<
         Some(d) => super::duration(cx, &at(path, "delay_deny"), d).filter(|d| !d.is_zero()),
         None => None,
     };
-    let rules = rules.as_ref().map(|r| self::rules(cx, r, &at(path, "rules")));
+    let rules = rules
+        .as_ref()
+        .map(|r| self::rules(cx, r, &at(path, "rules")));
     let shadow_rules = shadow_rules
         .as_ref()
         .map(|r| self::rules(cx, r, &at(path, "shadow_rules")));
@@ -213,11 +220,9 @@ fn permission(cx: &mut Context, p: &Permission, path: &str) -> Option<m::Permiss
             rules,
             &at(&at(path, "and_rules"), "rules"),
         )?),
-        Rule::OrRules(permission::Set { rules }) => m::Permission::Or(permissions(
-            cx,
-            rules,
-            &at(&at(path, "or_rules"), "rules"),
-        )?),
+        Rule::OrRules(permission::Set { rules }) => {
+            m::Permission::Or(permissions(cx, rules, &at(&at(path, "or_rules"), "rules"))?)
+        }
         Rule::NotRule(inner) => {
             m::Permission::Not(Box::new(permission(cx, inner, &at(path, "not_rule"))?))
         }
@@ -228,7 +233,9 @@ fn permission(cx: &mut Context, p: &Permission, path: &str) -> Option<m::Permiss
         }
         Rule::Header(h) => m::Permission::Header(header_condition(cx, h, &at(path, "header"))?),
         Rule::UrlPath(pm) => m::Permission::UrlPath(path_matcher(cx, pm, &at(path, "url_path"))?),
-        Rule::DestinationIp(r) => m::Permission::DestinationIp(cidr(cx, r, path, "destination_ip")?),
+        Rule::DestinationIp(r) => {
+            m::Permission::DestinationIp(cidr(cx, r, path, "destination_ip")?)
+        }
         Rule::DestinationPort(port) => match u16::try_from(*port) {
             Ok(port) => m::Permission::DestinationPort(port),
             Err(_) => {
@@ -310,18 +317,22 @@ fn principal(cx: &mut Context, p: &Principal, path: &str) -> Option<m::Principal
             m::Principal::DirectRemoteIp(cidr(cx, r, path, "direct_remote_ip")?)
         }
         Identifier::RemoteIp(r) => m::Principal::RemoteIp(cidr(cx, r, path, "remote_ip")?),
-        Identifier::Header(h) => m::Principal::Header(header_condition(cx, h, &at(path, "header"))?),
-        Identifier::UrlPath(pm) => m::Principal::UrlPath(path_matcher(cx, pm, &at(path, "url_path"))?),
+        Identifier::Header(h) => {
+            m::Principal::Header(header_condition(cx, h, &at(path, "header"))?)
+        }
+        Identifier::UrlPath(pm) => {
+            m::Principal::UrlPath(path_matcher(cx, pm, &at(path, "url_path"))?)
+        }
         #[allow(deprecated)]
-        Identifier::Metadata(md) => m::Principal::Metadata(metadata(cx, md, &at(path, "metadata"))?),
+        Identifier::Metadata(md) => {
+            m::Principal::Metadata(metadata(cx, md, &at(path, "metadata"))?)
+        }
         Identifier::SourcedMetadata(s) => {
             m::Principal::Metadata(sourced(cx, s, &at(path, "sourced_metadata"))?)
         }
-        Identifier::FilterState(fs) => m::Principal::IstioPeerPrincipal(filter_state(
-            cx,
-            fs,
-            &at(path, "filter_state"),
-        )?),
+        Identifier::FilterState(fs) => {
+            m::Principal::IstioPeerPrincipal(filter_state(cx, fs, &at(path, "filter_state"))?)
+        }
         Identifier::Custom(_) => {
             cx.unsupported(at(path, "custom"), "RBAC custom principal extensions");
             return None;
