@@ -530,17 +530,17 @@ fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
             return None;
         }
     };
-    let path = at(path, "typed_config");
     let ty = type_name(&any.type_url);
-    if ty == NetworkRbac::full_name() {
-        return super::rbac::network_filter(cx, any, &path);
-    }
     if ty == HttpConnectionManager::full_name() || ty == TcpProxy::full_name() {
         cx.invalid(
             path,
             format!("{name} is a terminal filter and must be last in the chain"),
         );
         return None;
+    }
+    let path = at(path, "typed_config");
+    if ty == NetworkRbac::full_name() {
+        return super::rbac::network_filter(cx, any, &path);
     }
     let before = cx.problems.len();
     let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));
