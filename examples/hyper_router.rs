@@ -78,14 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let accept = Arc::clone(&shared);
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
-            let conn = Connection {
-                listener: Arc::from("embedded"),
-                chain: 0,
-                tls: false,
-                local: addr,
-                peer,
-                xfcc: None,
-            };
+            let conn = Connection::new(Arc::from("embedded"), 0, addr, peer);
             let Some(svc) = HttpService::new(Arc::clone(&accept), conn) else {
                 continue;
             };

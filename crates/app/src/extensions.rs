@@ -33,6 +33,24 @@ pub(crate) struct Extensions {
     pub(crate) listener: ListenerFilterRegistry,
 }
 
+impl Extensions {
+    /// The registries as given, with Strait's own policy filters (RBAC)
+    /// added where the caller did not register a factory of its own.
+    pub(crate) fn new(
+        http: &HttpFilterRegistry,
+        network: &NetworkFilterRegistry,
+        listener: &ListenerFilterRegistry,
+    ) -> Self {
+        let (mut http, mut network) = (http.clone(), network.clone());
+        strait_rbac::register(&mut http, &mut network);
+        Extensions {
+            http,
+            network,
+            listener: listener.clone(),
+        }
+    }
+}
+
 impl ExtensionParsers for Extensions {
     fn http_filter(
         &self,
@@ -74,6 +92,10 @@ impl ChainCompiler for Extensions {
 
     fn network_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
         self.network.compile(config)
+    }
+
+    fn read_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
+        self.network.compile_read(config)
     }
 
     fn listener_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {

@@ -124,11 +124,11 @@ impl Proxy {
             .build()?;
         let workers = Workers::start(opts.concurrency, opts.runtime)?;
         let stats = opts.stats.clone().unwrap_or_default();
-        let extensions = Extensions {
-            http: opts.http_filters.clone(),
-            network: opts.network_filters.clone(),
-            listener: opts.listener_filters.clone(),
-        };
+        let extensions = Extensions::new(
+            &opts.http_filters,
+            &opts.network_filters,
+            &opts.listener_filters,
+        );
         let shared = Arc::new(Shared::new(stats.clone(), extensions));
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),

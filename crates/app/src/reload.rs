@@ -61,11 +61,7 @@ pub fn check_with_filters(
     network: &NetworkFilterRegistry,
     listener: &ListenerFilterRegistry,
 ) -> Result<Config, Vec<String>> {
-    let filters = &Arc::new(Extensions {
-        http: http.clone(),
-        network: network.clone(),
-        listener: listener.clone(),
-    });
+    let filters = &Arc::new(Extensions::new(http, network, listener));
     let (config, _) = parse(text, overrides, filters)?;
     Snapshot::compile_with(
         1,
@@ -294,14 +290,20 @@ impl Reloader {
             )]);
         }
         let version = self.version.load(Ordering::Relaxed) + 1;
-        let snapshot = Snapshot::compile_each(
-            version,
-            config.clone(),
-            source,
-            &previous,
-            &*self.shared.filters,
-        )
-        .map_err(|errs| errs.iter().map(refusal).collect::<Vec<_>>())?;
+        // Filters make their stat handles when built: with this proxy's
+        // recorder.
+        let snapshot = self
+            .shared
+            .register(|| {
+                Snapshot::compile_each(
+                    version,
+                    config.clone(),
+                    source,
+                    &previous,
+                    &*self.shared.filters,
+                )
+            })
+            .map_err(|errs| errs.iter().map(refusal).collect::<Vec<_>>())?;
         let plan = listeners.plan(&config).map_err(|failed| {
             failed
                 .into_iter()

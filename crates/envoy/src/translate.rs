@@ -70,6 +70,7 @@ mod listener;
 mod local_reply;
 #[allow(deprecated)]
 mod policy;
+mod rbac;
 #[allow(deprecated)]
 mod route;
 #[allow(deprecated)]

@@ -13,19 +13,28 @@
 //! [`FilterState`]. Nothing here allocates per request unless a filter
 //! pauses or stores state.
 
-use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, request};
 use http_body::Frame;
 use strait_codec::FrameHook;
 use strait_model::{
+    HttpConnectionManager,
     extension::{Extension, TypedValue},
     filter::{FilterOverride, FilterOverrideConfig, find_override, overrides_named},
 };
 
+use strait_tls::PeerIdentity;
+
 use crate::{
     buffer::{BodyBuffering, DownstreamBody},
+    conn::ConnCtx,
     local_reply::Reply,
     stats::HttpStats,
 };
@@ -113,6 +122,18 @@ pub trait HttpFilterFactory: Send + Sync + 'static {
     /// refuses the config with its reason.
     fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String>;
 
+    /// Builds the filter for one connection manager: what Envoy's filter
+    /// factories get besides their config (the stats scope). The default
+    /// ignores the scope and calls [`HttpFilterFactory::create`].
+    fn create_in(
+        &self,
+        config: &Extension,
+        scope: &FilterScope<'_>,
+    ) -> Result<Arc<dyn HttpFilter>, String> {
+        let _ = scope;
+        self.create(config)
+    }
+
     /// Validates a config the front end has no schema of: the `Any`'s
     /// protobuf bytes, or a `TypedStruct`'s value. The built-in filters'
     /// configs are translated by the front end and never come here.
@@ -133,16 +154,43 @@ pub trait HttpFilterFactory: Send + Sync + 'static {
     }
 }
 
+/// The connection manager a filter is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterScope<'a> {
+    /// Its stats prefix as Envoy hands it to filters: `http.<stat_prefix>.`.
+    pub stat_prefix: &'a str,
+    /// The connection manager's own `stat_prefix`.
+    pub hcm_stat_prefix: &'a str,
+}
+
+impl<'a> FilterScope<'a> {
+    /// The scope of `hcm`'s filters; `prefix` is `http.<stat_prefix>.`.
+    pub fn of(hcm: &'a HttpConnectionManager, prefix: &'a str) -> Self {
+        FilterScope {
+            stat_prefix: prefix,
+            hcm_stat_prefix: &hcm.stat_prefix,
+        }
+    }
+}
+
 /// What a request's filters read besides its head.
 #[derive(Debug)]
 pub struct RequestInfo<'a> {
     /// The cluster the route chose, if the route forwards.
     pub cluster: Option<&'a str>,
-    /// The downstream peer and the connection's (original) destination.
+    /// The downstream peer (Envoy's direct remote address) and the
+    /// connection's (original) destination.
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The trusted client address after `x-forwarded-for` handling
+    /// (Envoy's remote address; the peer's when no trusted hop wrote one).
+    pub remote: IpAddr,
     /// The connection is TLS-terminated.
     pub tls: bool,
+    /// The TLS server name the client asked for.
+    pub server_name: Option<&'a str>,
+    /// The client certificate's identities, on a mutual-TLS connection.
+    pub peer_cert: Option<&'a PeerIdentity>,
     /// The connection manager's stats.
     pub stats: &'a Arc<HttpStats>,
     /// The live clusters, for filters that call a service (an
@@ -158,20 +206,21 @@ pub struct RequestInfo<'a> {
 impl<'a> RequestInfo<'a> {
     pub(crate) fn new(
         cluster: Option<&'a str>,
-        conn: (SocketAddr, SocketAddr, bool),
-        stats: &'a Arc<HttpStats>,
-        upstreams: &'a Arc<strait_upstream::ClusterRegistry>,
+        conn: &'a ConnCtx,
+        remote: IpAddr,
         version: http::Version,
         overrides: &'a [FilterOverride],
     ) -> Self {
-        let (peer, local, tls) = conn;
         RequestInfo {
             cluster,
-            peer,
-            local,
-            tls,
-            stats,
-            upstreams,
+            peer: conn.peer,
+            local: conn.local,
+            remote,
+            tls: conn.tls,
+            server_name: conn.server_name.as_deref(),
+            peer_cert: conn.peer_cert.as_deref(),
+            stats: &conn.stats,
+            upstreams: &conn.shared.registry,
             version,
             overrides,
         }

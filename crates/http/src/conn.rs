@@ -11,6 +11,7 @@ use std::{
 };
 
 use http::HeaderValue;
+use strait_tls::PeerIdentity;
 
 use crate::{shared::Shared, stats::HttpStats};
 
@@ -32,6 +33,29 @@ pub struct Connection {
     /// This hop's `x-forwarded-client-cert` element ([`crate::xfcc_element`]),
     /// when the client presented a certificate.
     pub xfcc: Option<HeaderValue>,
+    /// The TLS server name the client asked for (TLS inspector or
+    /// handshake), for RBAC's `requested_server_name`.
+    pub server_name: Option<Arc<str>>,
+    /// The client certificate's identities, read once at the handshake,
+    /// for RBAC's `authenticated` principal.
+    pub peer_cert: Option<Arc<PeerIdentity>>,
+}
+
+impl Connection {
+    /// A plaintext connection of `listener`'s chain `chain`, from `peer` to
+    /// `local`.
+    pub fn new(listener: Arc<str>, chain: usize, local: SocketAddr, peer: SocketAddr) -> Self {
+        Connection {
+            listener,
+            chain,
+            tls: false,
+            local,
+            peer,
+            xfcc: None,
+            server_name: None,
+            peer_cert: None,
+        }
+    }
 }
 
 /// What one downstream connection knows about itself.
@@ -47,6 +71,8 @@ pub(crate) struct ConnCtx {
     /// This hop's `x-forwarded-client-cert` element, built at the
     /// handshake; `None` unless the client presented a certificate.
     pub(crate) xfcc: Option<HeaderValue>,
+    pub(crate) server_name: Option<Arc<str>>,
+    pub(crate) peer_cert: Option<Arc<PeerIdentity>>,
     pub(crate) peer: SocketAddr,
     /// The connection's destination: the local address it was accepted
     /// on, or its original destination when the listener restores it
@@ -67,6 +93,8 @@ impl ConnCtx {
             local,
             peer,
             xfcc,
+            server_name,
+            peer_cert,
         } = conn;
         ConnCtx {
             shared,
@@ -74,6 +102,8 @@ impl ConnCtx {
             chain,
             tls,
             xfcc,
+            server_name,
+            peer_cert,
             peer,
             local,
             stats,

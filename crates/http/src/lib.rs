@@ -49,8 +49,8 @@ mod xfcc;
 pub use body::{BodyError, ProxyBody, Tracked};
 pub use buffer::BodyBuffering;
 pub use chain::{
-    Decision, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead, RequestInfo,
-    ResponseHead,
+    Decision, FilterChain, FilterScope, FilterState, HttpFilter, HttpFilterFactory, RequestHead,
+    RequestInfo, ResponseHead,
 };
 pub use conn::Connection;
 pub use connection::serve_connection;
@@ -60,4 +60,5 @@ pub use registry::HttpFilterRegistry;
 pub use service::{HttpService, ProxyResponse};
 pub use shared::Shared;
 pub use stats::{ExtAuthzStats, HttpStats};
+pub use strait_tls::PeerIdentity;
 pub use xfcc::element as xfcc_element;

@@ -4,6 +4,8 @@
 //! response flags and response code details are Envoy's, so clients and
 //! dashboards written for Envoy read them the same way.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use strait_codec::Body;
@@ -20,16 +22,18 @@ pub struct Reply {
     body: Bytes,
     headers: HeaderMap,
     flag: &'static str,
-    details: &'static str,
+    details: Cow<'static, str>,
     close: bool,
 }
 
 /// The flag and details of a local response, in its extensions, for the
 /// access log and the stats that read them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyInfo {
     pub flag: &'static str,
-    pub details: &'static str,
+    /// Mostly a fixed string; a filter may name what it matched (RBAC's
+    /// `rbac_access_denied_matched_policy[<policy>]`).
+    pub details: Cow<'static, str>,
 }
 
 impl Reply {
@@ -40,7 +44,7 @@ impl Reply {
             body: Bytes::new(),
             headers: HeaderMap::new(),
             flag: "",
-            details: "",
+            details: Cow::Borrowed(""),
             close: false,
         }
     }
@@ -73,8 +77,8 @@ impl Reply {
     }
 
     /// Envoy's response code details, e.g. `fault_filter_abort`.
-    pub fn details(mut self, details: &'static str) -> Self {
-        self.details = details;
+    pub fn details(mut self, details: impl Into<Cow<'static, str>>) -> Self {
+        self.details = details.into();
         self
     }
 
@@ -93,7 +97,7 @@ impl Reply {
     pub fn response(self) -> Response<ProxyBody> {
         tracing::debug!(
             response_flags = self.flag,
-            details = self.details,
+            details = %self.details,
             status = self.status.as_u16(),
             "local reply"
         );

@@ -82,7 +82,7 @@ pub(crate) fn apply(
     req: &RequestFacts,
     elapsed: Duration,
 ) {
-    let Some(info) = resp.extensions().get::<ReplyInfo>().copied() else {
+    let Some(info) = resp.extensions().get::<ReplyInfo>().cloned() else {
         return;
     };
     let Some(body) = local_body(resp.body_mut()) else {
@@ -96,7 +96,7 @@ pub(crate) fn apply(
     let mut format = config.body_format.as_ref();
     let headers = req.head.as_ref().map(|(_, _, h)| h);
     for m in &config.mappers {
-        if !matches(&m.filter, status, info, headers, elapsed) {
+        if !matches(&m.filter, status, &info, headers, elapsed) {
             continue;
         }
         if let Some(s) = m.status.and_then(|s| StatusCode::from_u16(s).ok()) {
@@ -120,7 +120,7 @@ pub(crate) fn apply(
             let facts = Facts {
                 body: &text,
                 status: resp.status(),
-                info,
+                info: &info,
                 req,
                 resp: resp.headers(),
             };
@@ -159,7 +159,7 @@ fn local_body(body: &mut ProxyBody) -> Option<&mut Body> {
 fn matches(
     f: &ReplyFilter,
     status: StatusCode,
-    info: ReplyInfo,
+    info: &ReplyInfo,
     headers: Option<&HeaderMap>,
     elapsed: Duration,
 ) -> bool {
@@ -179,7 +179,7 @@ fn matches(
 struct Facts<'a> {
     body: &'a Bytes,
     status: StatusCode,
-    info: ReplyInfo,
+    info: &'a ReplyInfo,
     req: &'a RequestFacts,
     resp: &'a HeaderMap,
 }
@@ -265,7 +265,7 @@ fn command(c: &FormatCommand, f: &Facts<'_>) -> Option<Value> {
         FormatCommand::LocalReplyBody => s(&String::from_utf8_lossy(f.body)),
         FormatCommand::ResponseCode => Some(Value::from(f.status.as_u16())),
         FormatCommand::ResponseCodeDetails if f.info.details.is_empty() => None,
-        FormatCommand::ResponseCodeDetails => s(f.info.details),
+        FormatCommand::ResponseCodeDetails => s(&f.info.details),
         FormatCommand::ResponseFlags if f.info.flag.is_empty() => None,
         FormatCommand::ResponseFlags => s(f.info.flag),
         FormatCommand::Protocol => s(match f.req.version {

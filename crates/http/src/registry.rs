@@ -19,7 +19,7 @@ use strait_snapshot::{ChainCompiler, CompiledFilters};
 
 use crate::{
     builtin,
-    chain::{FilterChain, HttpFilter, HttpFilterFactory},
+    chain::{FilterChain, FilterScope, HttpFilter, HttpFilterFactory},
 };
 
 /// The HTTP filter factories a proxy knows, by type URL. [`Default`] holds
@@ -63,6 +63,11 @@ impl HttpFilterRegistry {
         self
     }
 
+    /// Whether a factory is registered for `type_url`.
+    pub fn has(&self, type_url: &str) -> bool {
+        self.by_type.get(type_url).is_some()
+    }
+
     fn insert(&mut self, factory: Arc<dyn HttpFilterFactory>) {
         if let Some(per_route) = factory.per_route_type_url() {
             self.by_per_route_type
@@ -80,10 +85,15 @@ impl HttpFilterRegistry {
 
     /// The filter `config` configures, built by its factory; an `Err`
     /// names the filter (`name`) and why.
-    fn build(&self, name: &str, config: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
+    fn build(
+        &self,
+        name: &str,
+        config: &Extension,
+        scope: &FilterScope<'_>,
+    ) -> Result<Arc<dyn HttpFilter>, String> {
         self.by_type
             .require(config.type_url(), "filter")
-            .and_then(|factory| factory.create(config))
+            .and_then(|factory| factory.create_in(config, scope))
             .map_err(|why| format!("{name}: {why}"))
     }
 
@@ -91,8 +101,10 @@ impl HttpFilterRegistry {
     /// not be built and why.
     pub fn chain(&self, hcm: &HttpConnectionManager) -> Result<FilterChain, String> {
         let mut filters = Vec::with_capacity(hcm.http_filters.len());
+        let prefix = format!("http.{}.", hcm.stat_prefix);
+        let scope = FilterScope::of(hcm, &prefix);
         for f in &hcm.http_filters {
-            let filter = self.build(&f.name, &f.config)?;
+            let filter = self.build(&f.name, &f.config, &scope)?;
             filters.push((f.name.clone(), f.disabled, filter));
         }
         // The terminal: the built-in router forwards through the request
@@ -100,7 +112,7 @@ impl HttpFilterRegistry {
         let terminal = if self.is_builtin(hcm.router.type_url()) {
             None
         } else {
-            Some(self.build("router", &hcm.router)?)
+            Some(self.build("router", &hcm.router, &scope)?)
         };
         Ok(FilterChain::new(filters, terminal))
     }

@@ -13,6 +13,7 @@ use crate::{
     context::Context,
     inspect::{self, Downstream},
     network::{CompiledNetworkFilter, NetworkConnection},
+    read::{self, ConnectionView},
     stats::{ListenerStats, TcpStats},
     tcp,
 };
@@ -157,6 +158,33 @@ async fn serve_connection(
             }
         }
     };
+    // Once per connection: what RBAC and the HTTP filters read of the TLS
+    // session (the server name asked for, the client's identities). As in
+    // Envoy, the requested server name is the TLS inspector's: a handshake
+    // without the inspector leaves it empty.
+    let server_name: Option<Arc<str>> = inspected.server_name.as_deref().map(Arc::from);
+    let peer_cert = match &io {
+        MaybeTls::Tls(s) => PeerChain::of(s).map(|p| Arc::new(p.identity())),
+        MaybeTls::Plain(_) => None,
+    };
+    if !compiled.read_filters.is_empty() {
+        let view = ConnectionView {
+            listener: &name,
+            peer,
+            local,
+            tls: io.is_tls(),
+            server_name: server_name.as_deref(),
+            peer_cert: peer_cert.as_deref(),
+        };
+        if let Some(delay) = read::judge(&compiled.read_filters, &view).await {
+            tracing::debug!(listener = %name, %peer, "connection closed by a network filter");
+            if let Some(delay) = delay {
+                // Envoy's `delay_deny`: hold the connection, reading nothing.
+                tokio::time::sleep(delay).await;
+            }
+            return;
+        }
+    }
     match &chain.terminal {
         NetworkFilter::Http(hcm) => {
             // Once per connection: this hop's XFCC element, when the
@@ -175,6 +203,8 @@ async fn serve_connection(
                 local,
                 peer,
                 xfcc,
+                server_name,
+                peer_cert,
             };
             strait_http::serve_connection(io, &hcm, conn, Arc::clone(&shared.http), drain).await;
         }

@@ -5,7 +5,9 @@
 //! (`inspect`: TLS and HTTP inspectors, original destination, and those
 //! registered by type URL: [`ListenerFilter`]), the
 //! filter-chain match, the transport socket (TLS termination), and the
-//! chain's terminal network filter: the HTTP connection manager
+//! chain's read filters (non-terminal network filters such as network
+//! RBAC: [`ReadFilter`], which may close the connection), and its terminal
+//! network filter: the HTTP connection manager
 //! (`strait-http`), the TCP proxy (`tcp`), or a network filter registered
 //! by type URL ([`NetworkFilter`], [`NetworkFilterFactory`],
 //! [`NetworkFilterRegistry`]). Binding sockets and running accept loops is
@@ -19,6 +21,7 @@ mod connection;
 mod context;
 mod inspect;
 mod network;
+mod read;
 mod registered;
 mod stats;
 mod tcp;
@@ -28,6 +31,7 @@ pub use context::Context;
 pub use network::{
     DownstreamIo, NetworkConnection, NetworkFilter, NetworkFilterFactory, NetworkFilterRegistry,
 };
+pub use read::{ConnectionView, ReadDecision, ReadFilter, ReadFilterFactory};
 pub use registered::{
     Inspection, ListenerFilter, ListenerFilterFactory, ListenerFilterRegistry, Sniffed,
 };

@@ -11,6 +11,8 @@ use strait_snapshot::{CompiledFilters, Store};
 use strait_upstream::ClusterRegistry;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::read::{CompiledReadFilter, ReadFilterFactory};
+
 /// A downstream byte stream: plaintext or TLS-terminated, with any bytes
 /// the listener filters peeked replayed first.
 pub trait DownstreamIo: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -67,10 +69,12 @@ pub trait NetworkFilterFactory: Send + Sync + 'static {
     fn create(&self, config: &Extension) -> Result<Arc<dyn NetworkFilter>, String>;
 }
 
-/// The network filter factories a proxy knows, by type URL.
+/// The network filter factories a proxy knows, by type URL: terminal
+/// filters and read filters (non-terminal, before the terminal one).
 #[derive(Clone, Default, Debug)]
 pub struct NetworkFilterRegistry {
     by_type: ByTypeUrl<dyn NetworkFilterFactory>,
+    read_by_type: ByTypeUrl<dyn ReadFilterFactory>,
 }
 
 impl NetworkFilterRegistry {
@@ -81,14 +85,40 @@ impl NetworkFilterRegistry {
         self
     }
 
-    /// The registered factory's verdict on a config of `type_url`; `None`
-    /// when nothing is registered for it.
+    /// Adds a read filter `factory` for its type URL, replacing one
+    /// registered before.
+    pub fn register_read(&mut self, factory: impl ReadFilterFactory) -> &mut Self {
+        let url = factory.type_url().to_owned();
+        self.read_by_type.insert(&url, Arc::new(factory));
+        self
+    }
+
+    /// Whether a read filter is registered for `type_url`.
+    pub fn has_read(&self, type_url: &str) -> bool {
+        self.read_by_type.get(type_url).is_some()
+    }
+
+    /// The registered factory's verdict on a config of `type_url` (a
+    /// terminal filter's factory first, then a read filter's); `None` when
+    /// nothing is registered for it.
     pub fn parse(
         &self,
         type_url: &str,
         value: TypedValue<'_>,
     ) -> Option<Result<Extension, String>> {
-        self.by_type.get(type_url).map(|f| f.parse(value))
+        match self.by_type.get(type_url) {
+            Some(f) => Some(f.parse(value)),
+            None => self.read_by_type.get(type_url).map(|f| f.parse(value)),
+        }
+    }
+
+    /// Builds the read filter `config` configures, as the snapshot keeps it.
+    pub fn compile_read(&self, config: &Extension) -> Result<CompiledFilters, String> {
+        let factory = self
+            .read_by_type
+            .require(config.type_url(), "network read filter")?;
+        let filter: CompiledReadFilter = factory.create(config)?;
+        Ok(Arc::new(filter))
     }
 
     /// Builds the filter `config` configures, as the snapshot keeps it.

@@ -21,6 +21,7 @@ pub mod filter;
 pub mod local_reply;
 pub mod policy;
 pub mod predicate;
+pub mod rbac;
 mod route;
 pub mod secret;
 pub mod stats;
@@ -253,8 +254,21 @@ pub struct FilterChain {
     /// `transport_socket_connect_timeout`: bounds the TLS handshake;
     /// `None` (Envoy's default) leaves it unbounded.
     pub handshake_timeout: Option<Duration>,
+    /// The non-terminal network filters before the terminal one, in order
+    /// (e.g. network RBAC): each sees the connection once, after the
+    /// transport socket, and may close it.
+    pub read_filters: Vec<ReadFilter>,
     /// The terminal network filter of the chain.
     pub terminal: NetworkFilter,
+}
+
+/// A non-terminal network filter (Envoy's read filter before the terminal
+/// one): built by the factory registered for its config's type URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadFilter {
+    /// The entry's `name`, for logs.
+    pub name: String,
+    pub config: extension::Extension,
 }
 
 impl FilterChain {
@@ -265,6 +279,7 @@ impl FilterChain {
             matcher: FilterChainMatch::default(),
             tls: None,
             handshake_timeout: None,
+            read_filters: Vec::new(),
             terminal,
         }
     }

@@ -129,6 +129,9 @@ pub struct ChainEntry {
     /// `Some` when the terminal filter is a registered network filter: the
     /// filter as the [`ChainCompiler`] built it.
     pub network: Option<CompiledFilters>,
+    /// The chain's non-terminal network filters (`FilterChain::read_filters`),
+    /// in order, as the [`ChainCompiler`] built them.
+    pub read_filters: Vec<CompiledFilters>,
     /// `Some` when the chain terminates TLS.
     pub tls: Option<ServerTls>,
 }
@@ -148,6 +151,15 @@ pub trait ChainCompiler: Send + Sync {
     fn network_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
         Err(format!(
             "no network filter registered for {}",
+            config.type_url()
+        ))
+    }
+
+    /// A non-terminal network filter, ready to judge connections before
+    /// the terminal one.
+    fn read_filter(&self, config: &Extension) -> Result<CompiledFilters, String> {
+        Err(format!(
+            "no network read filter registered for {}",
             config.type_url()
         ))
     }
@@ -469,11 +481,21 @@ fn compile_listener(
             }
             NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => None,
         };
+        let mut read_filters = Vec::with_capacity(chain.read_filters.len());
+        for f in &chain.read_filters {
+            read_filters.push(filters.read_filter(&f.config).map_err(|message| {
+                SnapshotError::NetworkFilter {
+                    listener: spec.name.clone(),
+                    message: format!("{}: {message}", f.name),
+                }
+            })?);
+        }
         let tls = compile_server(spec, i, chain, config)?;
         chains.push(ChainEntry {
             routes,
             http_filters,
             network,
+            read_filters,
             tls,
         });
     }
@@ -520,6 +542,7 @@ fn recompile_tls(
             routes: entry.routes.clone(),
             http_filters: entry.http_filters.clone(),
             network: entry.network.clone(),
+            read_filters: entry.read_filters.clone(),
             tls,
         });
     }

@@ -35,7 +35,7 @@ mod transports;
 mod versions;
 
 pub use client::{ClientTls, ClientTlsStream, DefaultAlpn};
-pub use peer::PeerChain;
+pub use peer::{PeerChain, PeerIdentity};
 pub use rewind::Rewind;
 pub use server::{ServerTls, ServerTlsStream};
 pub use stream::MaybeTls;

@@ -64,6 +64,18 @@ impl<'a> PeerChain<'a> {
         self.leaf.valid_dns_names()
     }
 
+    /// The identities RBAC matches a principal name against, owned, made
+    /// once per connection.
+    pub fn identity(&self) -> PeerIdentity {
+        let mut subject = String::new();
+        self.subject(&mut subject);
+        PeerIdentity {
+            uri_sans: self.uri_sans().map(Box::from).collect(),
+            dns_sans: self.dns_sans().map(Box::from).collect(),
+            subject: subject.into_boxed_str(),
+        }
+    }
+
     /// Appends the leaf as URL-encoded PEM (`Cert=`).
     pub fn leaf_pem(&self, out: &mut String) {
         if let Some(leaf) = self.certs.first() {
@@ -77,6 +89,16 @@ impl<'a> PeerChain<'a> {
             url_encoded_pem(cert, out);
         }
     }
+}
+
+/// A peer certificate's identities, as Envoy's RBAC `authenticated`
+/// principal reads them: URI SANs, then DNS SANs, then the RFC 2253
+/// subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub uri_sans: Box<[Box<str>]>,
+    pub dns_sans: Box<[Box<str>]>,
+    pub subject: Box<str>,
 }
 
 /// PEM as OpenSSL writes it (64-column base64), with the characters Envoy

@@ -17,6 +17,7 @@ use envoy_types::pb::{
                 ext_authz::v3::{ExtAuthz, ExtAuthzPerRoute},
                 fault::v3::{FaultAbort, HttpFault, fault_abort::ErrorType},
                 header_mutation::v3::{HeaderMutation, HeaderMutationPerRoute, Mutations},
+                rbac::v3::{Rbac as RbacFilter, RbacPerRoute},
             },
         },
     },
@@ -66,6 +67,8 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
     } else if name == ExtAuthz::full_name() {
         let c = decode_any::<ExtAuthz>(cx, path, any)?;
         super::ext_authz::ext_authz(cx, &c, path).map(|c| Extension::new(type_url::EXT_AUTHZ, c))
+    } else if name == RbacFilter::full_name() {
+        super::rbac::http_filter(cx, any, path)
     } else {
         registered(cx, any, path, |p, url, v| p.http_filter(url, v))
     }
@@ -177,6 +180,8 @@ fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverr
         let c = decode_any::<ExtAuthzPerRoute>(cx, path, any)?;
         super::ext_authz::per_route(cx, &c, path)
             .map(|c| Extension::new(type_url::EXT_AUTHZ_PER_ROUTE, c))
+    } else if name == RbacPerRoute::full_name() {
+        super::rbac::http_per_route(cx, any, path)
     } else {
         let before = cx.problems.len();
         let found = registered(cx, any, path, |p, url, v| p.http_filter_per_route(url, v));

@@ -515,6 +515,19 @@ fn http_filter_list(
             // Older configs name the router without a config; Envoy finds the
             // factory by name and uses its defaults.
             None if name == ROUTER_NAME => true,
+            // OSM names RBAC without a config: Envoy builds the factory's
+            // empty config, which enforces nothing (no `rules`).
+            None if name == "envoy.filters.http.rbac" => {
+                out.push(model::HttpFilter {
+                    name: name.clone(),
+                    disabled: *disabled,
+                    config: crate::model::extension::Extension::new(
+                        crate::model::rbac::type_url::HTTP,
+                        crate::model::rbac::HttpRbac::default(),
+                    ),
+                });
+                false
+            }
             None => {
                 if !is_optional {
                     cx.unsupported(fpath.clone(), format!("HTTP filter {name}"));

@@ -85,13 +85,15 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
         type_name: "istio.envoy.config.filter.http.authn.v2alpha1.FilterConfig",
         slots: &[HttpFilter],
         why: "istio_authn (Istio <= 1.10): since Istio 1.6 it only records the authenticated \
-              peer and origin for later filters (RBAC, which Strait refuses); it rejects nothing",
+              peer and origin for later filters; Strait's RBAC reads the peer certificate of \
+              the connection itself; it rejects nothing",
     },
     Inert {
         type_name: "io.istio.network.authn.Config",
         slots: &[NetworkFilter],
-        why: "istio_authn (network, Istio >= 1.18): records the mTLS peer identity for RBAC, \
-              which Strait refuses; it never closes a connection",
+        why: "istio_authn (network, Istio >= 1.18): records the mTLS peer identity in filter \
+              state; Strait's RBAC (`authenticated`) reads the connection's peer certificate \
+              itself, so nothing depends on the record; it never closes a connection",
     },
     Inert {
         type_name: "envoy.extensions.access_loggers.file.v3.FileAccessLog",

@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::{
     },
     extensions::filters::network::{
         http_connection_manager::v3::HttpConnectionManager,
+        rbac::v3::Rbac as NetworkRbac,
         tcp_proxy::v3::{
             TcpProxy,
             tcp_proxy::{ClusterSpecifier, WeightedCluster, weighted_cluster::ClusterWeight},
@@ -33,7 +34,7 @@ use super::{
     ip_socket_address, item, telemetry, timeout, type_name, u32_value,
 };
 use crate::model;
-use crate::model::{predicate::ListenerFilterPredicate, tls::CidrRange};
+use crate::model::{extension::Extension, predicate::ListenerFilterPredicate, tls::CidrRange};
 
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
@@ -482,40 +483,78 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
         return None;
     }
     let mut terminal = None;
+    let mut read_filters = Vec::new();
     for (i, f) in filters.iter().enumerate() {
         let fpath = item(path, "filters", i);
-        if i + 1 < filters.len()
-            && let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type
-            && inert(any, Slot::NetworkFilter).is_some()
-        {
-            // On the list of extensions safe to accept without effect.
+        if i + 1 < filters.len() {
+            if let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type
+                && inert(any, Slot::NetworkFilter).is_some()
+            {
+                // On the list of extensions safe to accept without effect.
+                continue;
+            }
+            if let Some(config) = read_filter(cx, f, &fpath) {
+                read_filters.push(model::ReadFilter {
+                    name: f.name.clone(),
+                    config,
+                });
+            }
             continue;
         }
-        let Some(nf) = network_filter(cx, f, &fpath) else {
-            continue;
-        };
-        if i + 1 == filters.len() {
-            terminal = Some(nf);
-        } else {
-            cx.invalid(
-                fpath,
-                format!(
-                    "{} is a terminal filter and must be last in the chain",
-                    f.name
-                ),
-            );
-        }
+        terminal = network_filter(cx, f, &fpath);
     }
     Some(model::FilterChain {
         name: name.clone(),
         matcher,
         tls,
         handshake_timeout,
+        read_filters,
         terminal: terminal?,
     })
 }
 
-/// One network filter. Every filter Strait knows is terminal.
+/// A network filter before the terminal one: network RBAC, or a filter
+/// registered by type URL (its factory must make a read filter, which the
+/// snapshot checks when it compiles the chain). A terminal filter here is
+/// refused.
+fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
+    let Filter { name, config_type } = f;
+    let any = match config_type {
+        Some(filter::ConfigType::TypedConfig(any)) => any,
+        Some(filter::ConfigType::ConfigDiscovery(_)) => {
+            cx.unsupported(at(path, "config_discovery"), "config_discovery (ECDS)");
+            return None;
+        }
+        None => {
+            cx.invalid(at(path, "typed_config"), "is required");
+            return None;
+        }
+    };
+    let ty = type_name(&any.type_url);
+    if ty == HttpConnectionManager::full_name() || ty == TcpProxy::full_name() {
+        cx.invalid(
+            path,
+            format!("{name} is a terminal filter and must be last in the chain"),
+        );
+        return None;
+    }
+    let path = at(path, "typed_config");
+    if ty == NetworkRbac::full_name() {
+        return super::rbac::network_filter(cx, any, &path);
+    }
+    let before = cx.problems.len();
+    let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));
+    if found.is_some() || cx.problems.len() > before {
+        return found;
+    }
+    cx.unsupported(
+        at(&path, "@type"),
+        format!("network filter {}", effective_type_url(any)),
+    );
+    None
+}
+
+/// The terminal network filter, last in the chain.
 fn network_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<model::NetworkFilter> {
     // Envoy picks the implementation by the config's type URL; the name is a
     // label (and the ECDS resource name, which is refused).
