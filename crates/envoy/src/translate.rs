@@ -62,6 +62,8 @@ mod filter;
 mod http;
 pub mod inert;
 #[allow(deprecated)]
+mod jwt;
+#[allow(deprecated)]
 mod listener;
 #[allow(deprecated)]
 mod policy;
@@ -71,7 +73,7 @@ mod route;
 mod secret;
 mod telemetry;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[allow(deprecated)]
 mod tls;
 
@@ -288,6 +290,12 @@ impl IsSet for bool {
 }
 
 impl IsSet for u32 {
+    fn is_set(&self) -> bool {
+        *self != 0
+    }
+}
+
+impl IsSet for i64 {
     fn is_set(&self) -> bool {
         *self != 0
     }

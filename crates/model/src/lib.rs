@@ -17,6 +17,7 @@ use std::{net::SocketAddr, time::Duration};
 pub mod client_cert;
 pub mod extension;
 pub mod filter;
+pub mod jwt;
 pub mod policy;
 pub mod predicate;
 mod route;

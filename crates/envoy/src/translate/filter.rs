@@ -16,6 +16,7 @@ use envoy_types::pb::{
                 cors::v3::{Cors, CorsPolicy as FilterCors},
                 fault::v3::{FaultAbort, HttpFault, fault_abort::ErrorType},
                 header_mutation::v3::{HeaderMutation, HeaderMutationPerRoute, Mutations},
+                jwt_authn::v3::{JwtAuthentication, PerRouteConfig},
             },
         },
     },
@@ -62,6 +63,10 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
             most_specific_wins: *most_specific_header_mutations_wins,
         };
         Some(Extension::new(type_url::HEADER_MUTATION, config))
+    } else if name == JwtAuthentication::full_name() {
+        super::jwt::jwt_authentication(cx, any, path)
+    } else if name == super::jwt::ISTIO_AUTHN {
+        super::jwt::istio_authn(cx, any, path)
     } else {
         registered(cx, any, path, |p, url, v| p.http_filter(url, v))
     }
@@ -169,6 +174,8 @@ fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverr
             decode_any::<HeaderMutationPerRoute>(cx, path, any)?;
         let m = mutations_of(cx, mutations.as_ref(), &at(path, "mutations"));
         Some(Extension::new(type_url::HEADER_MUTATION_PER_ROUTE, m))
+    } else if name == PerRouteConfig::full_name() {
+        super::jwt::per_route(cx, any, path)
     } else {
         let before = cx.problems.len();
         let found = registered(cx, any, path, |p, url, v| p.http_filter_per_route(url, v));
