@@ -15,6 +15,17 @@ use strait_model::{
 };
 use strait_snapshot::{ChainCompiler, CompiledFilters};
 
+/// The HTTP filters a proxy builds unless told otherwise: `strait-http`'s
+/// built-ins (fault, CORS, header mutation, router) and those of the
+/// filter crates above it (JWT authentication, Istio's `istio_authn`),
+/// registered like any embedding program's.
+pub fn http_filters() -> HttpFilterRegistry {
+    let mut r = HttpFilterRegistry::default();
+    r.register(strait_jwt::JwtFactory)
+        .register(strait_jwt::IstioAuthnFactory);
+    r
+}
+
 /// Every extension registry of a proxy.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Extensions {

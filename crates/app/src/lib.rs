@@ -17,6 +17,7 @@ mod shared;
 mod stats;
 mod workers;
 
+pub use extensions::http_filters;
 pub use proxy::{Options, Proxy};
 pub use reload::ConfigSource;
 pub use reload::{check, check_with, check_with_filters};

@@ -44,7 +44,7 @@ pub fn check_with(text: &str, overrides: &BootstrapOverrides) -> Result<Config, 
     check_with_filters(
         text,
         overrides,
-        &HttpFilterRegistry::default(),
+        &crate::extensions::http_filters(),
         &NetworkFilterRegistry::default(),
         &ListenerFilterRegistry::default(),
     )

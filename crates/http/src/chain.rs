@@ -100,6 +100,19 @@ pub trait HttpFilterFactory: Send + Sync + 'static {
     /// refuses the config with its reason.
     fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String>;
 
+    /// [`HttpFilterFactory::create`] with what the proxy offers filters
+    /// (its live clusters, for filters that call out: JWKS fetches,
+    /// authorization services). The registry calls this one; the default
+    /// ignores the context.
+    fn create_in(
+        &self,
+        config: &Extension,
+        cx: &FactoryContext,
+    ) -> Result<Arc<dyn HttpFilter>, String> {
+        let _ = cx;
+        self.create(config)
+    }
+
     /// Validates a config the front end has no schema of: the `Any`'s
     /// protobuf bytes, or a `TypedStruct`'s value. The built-in filters'
     /// configs are translated by the front end and never come here.
@@ -118,6 +131,15 @@ pub trait HttpFilterFactory: Send + Sync + 'static {
         let _ = value;
         Err(format!("no per-route config for {}", self.type_url()))
     }
+}
+
+/// What a factory may use when it builds a filter (when a snapshot
+/// compiles, on the control thread).
+#[derive(Debug, Clone, Default)]
+pub struct FactoryContext {
+    /// The proxy's live clusters; `None` when configs are only checked
+    /// (`strait check`), so a filter must not start I/O without them.
+    pub clusters: Option<Arc<strait_upstream::ClusterRegistry>>,
 }
 
 /// What a request's filters read besides its head.

@@ -46,8 +46,8 @@ mod xfcc;
 
 pub use body::{BodyError, ProxyBody, Tracked};
 pub use chain::{
-    Decision, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead, RequestInfo,
-    ResponseHead,
+    Decision, FactoryContext, FilterChain, FilterState, HttpFilter, HttpFilterFactory, RequestHead,
+    RequestInfo, ResponseHead,
 };
 pub use conn::Connection;
 pub use connection::serve_connection;

@@ -19,7 +19,7 @@ use strait_snapshot::{ChainCompiler, CompiledFilters};
 
 use crate::{
     builtin,
-    chain::{FilterChain, HttpFilter, HttpFilterFactory},
+    chain::{FactoryContext, FilterChain, HttpFilter, HttpFilterFactory},
 };
 
 /// The HTTP filter factories a proxy knows, by type URL. [`Default`] holds
@@ -31,6 +31,8 @@ pub struct HttpFilterRegistry {
     by_per_route_type: ByTypeUrl<dyn HttpFilterFactory>,
     /// Type URLs the front end translates itself: never parsed here.
     builtin: Vec<String>,
+    /// Handed to every factory that builds a filter.
+    context: FactoryContext,
 }
 
 impl Default for HttpFilterRegistry {
@@ -39,6 +41,7 @@ impl Default for HttpFilterRegistry {
             by_type: ByTypeUrl::default(),
             by_per_route_type: ByTypeUrl::default(),
             builtin: Vec::new(),
+            context: FactoryContext::default(),
         };
         for f in builtin::factories() {
             r.builtin.push(f.type_url().to_owned());
@@ -63,6 +66,18 @@ impl HttpFilterRegistry {
         self
     }
 
+    /// Gives the factories the proxy's live clusters (the composition
+    /// crate does, once it has made them).
+    pub fn set_clusters(&mut self, clusters: Arc<strait_upstream::ClusterRegistry>) -> &mut Self {
+        self.context.clusters = Some(clusters);
+        self
+    }
+
+    /// Whether a factory is registered for `type_url`.
+    pub fn has(&self, type_url: &str) -> bool {
+        self.by_type.get(type_url).is_some()
+    }
+
     fn insert(&mut self, factory: Arc<dyn HttpFilterFactory>) {
         if let Some(per_route) = factory.per_route_type_url() {
             self.by_per_route_type
@@ -83,7 +98,7 @@ impl HttpFilterRegistry {
     fn build(&self, name: &str, config: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
         self.by_type
             .require(config.type_url(), "filter")
-            .and_then(|factory| factory.create(config))
+            .and_then(|factory| factory.create_in(config, &self.context))
             .map_err(|why| format!("{name}: {why}"))
     }
 
