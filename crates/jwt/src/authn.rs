@@ -52,6 +52,8 @@ pub struct NeedFetch(pub usize);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Edit {
     Remove(HeaderName),
+    /// Remove every occurrence of this query parameter from the path.
+    RemoveParam(String),
     Append(HeaderName, HeaderValue),
 }
 
@@ -110,6 +112,8 @@ struct Found<'e> {
     token: String,
     /// The header it came from (removed unless `forward`).
     header: Option<&'e HeaderName>,
+    /// The query parameter it came from (removed unless `forward`).
+    param: Option<&'e str>,
     issuers: &'e IssuerCheck,
 }
 
@@ -192,6 +196,7 @@ impl Extractor {
             out.push(Found {
                 token,
                 header: Some(name),
+                param: None,
                 issuers,
             });
         }
@@ -203,6 +208,7 @@ impl Extractor {
                     out.push(Found {
                         token: v,
                         header: None,
+                        param: Some(key),
                         issuers,
                     });
                 }
@@ -214,6 +220,7 @@ impl Extractor {
                     out.push(Found {
                         token: v,
                         header: None,
+                        param: None,
                         issuers,
                     });
                 }
@@ -221,6 +228,35 @@ impl Extractor {
         }
         out
     }
+}
+
+/// `path_and_query` without the parameters named `key` (and without `?`
+/// when none is left).
+pub fn without_param(path_and_query: &str, key: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_owned();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !pair.is_empty() && percent_decode(k) != key
+        })
+        .collect();
+    let mut out = path.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 /// The first value of `key` in a query string, percent-decoded.
@@ -298,6 +334,7 @@ pub struct Authn {
     requirements: Vec<(String, Arc<Node>)>,
     pub bypass_cors_preflight: bool,
     pub strip_failure_response: bool,
+    signatures: crate::cache::SignatureCache,
 }
 
 impl Authn {
@@ -329,6 +366,7 @@ impl Authn {
             requirements: Vec::new(),
             bypass_cors_preflight: config.bypass_cors_preflight,
             strip_failure_response: config.strip_failure_response,
+            signatures: crate::cache::SignatureCache::default(),
         };
         me.requirements = config
             .requirement_map
@@ -597,7 +635,14 @@ impl Authn {
             return Ok(Some(Status::JwtAudienceNotAllowed));
         }
         let verified = match cx.keys.keys(index) {
-            Keys::Ready(jwks) => verify_signature(&jwt, &jwks),
+            Keys::Ready(jwks) if self.signatures.verified(&found.token, &jwks) => Ok(()),
+            Keys::Ready(jwks) => {
+                let r = verify_signature(&jwt, &jwks);
+                if r.is_ok() {
+                    self.signatures.insert(&found.token, &jwks);
+                }
+                r
+            }
             Keys::NoValidKeys => Err(Status::JwksNoValidKeys),
             Keys::Fetch => return Err(NeedFetch(index)),
             Keys::FetchFailed => Err(Status::JwksFetchFail),
@@ -643,10 +688,13 @@ impl Authn {
                 out.edits.push(Edit::Append(header.clone(), v));
             }
         }
-        if !p.config.forward
-            && let Some(h) = found.header
-        {
-            out.edits.push(Edit::Remove(h.clone()));
+        if !p.config.forward {
+            if let Some(h) = found.header {
+                out.edits.push(Edit::Remove(h.clone()));
+            }
+            if let Some(q) = found.param {
+                out.edits.push(Edit::RemoveParam(q.to_owned()));
+            }
         }
         if !p.config.header_in_metadata.is_empty() {
             out.metadata.insert(

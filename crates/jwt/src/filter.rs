@@ -269,14 +269,24 @@ impl JwtFilter {
             edits,
             metadata,
         } = outcome;
-        let headers = &mut req.head.headers;
         for e in edits {
             match e {
                 Edit::Remove(h) => {
-                    headers.remove(h);
+                    req.head.headers.remove(h);
                 }
                 Edit::Append(h, v) => {
-                    headers.append(h, v);
+                    req.head.headers.append(h, v);
+                }
+                Edit::RemoveParam(key) => {
+                    let pq = req.head.uri.path_and_query().map_or("/", |p| p.as_str());
+                    let stripped = crate::authn::without_param(pq, &key);
+                    let mut parts = req.head.uri.clone().into_parts();
+                    if let Ok(p) = stripped.parse() {
+                        parts.path_and_query = Some(p);
+                        if let Ok(uri) = http::Uri::from_parts(parts) {
+                            req.head.uri = uri;
+                        }
+                    }
                 }
             }
         }

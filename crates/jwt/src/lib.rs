@@ -13,6 +13,7 @@
 //! composition crate, which registers the factories.
 
 pub mod authn;
+pub mod cache;
 pub mod fetch;
 pub mod filter;
 pub mod istio;
