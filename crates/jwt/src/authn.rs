@@ -673,7 +673,7 @@ impl Authn {
         if let Some(h) = &p.forward_payload_header {
             let mut value = jwt.payload_b64.to_owned();
             if p.config.pad_forward_payload_header {
-                while value.len() % 4 != 0 {
+                while !value.len().is_multiple_of(4) {
                     value.push('=');
                 }
             }

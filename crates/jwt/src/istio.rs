@@ -184,10 +184,8 @@ fn claims(obj: &Map<String, Value>) -> Map<String, Value> {
                     out.insert(k.clone(), Value::Array(words));
                 }
             }
-            Value::Array(list) if list.iter().all(Value::is_string) => {
-                if !list.is_empty() {
-                    out.insert(k.clone(), Value::Array(list.clone()));
-                }
+            Value::Array(list) if !list.is_empty() && list.iter().all(Value::is_string) => {
+                out.insert(k.clone(), Value::Array(list.clone()));
             }
             Value::Object(inner) => {
                 out.insert(k.clone(), Value::Object(claims(inner)));
