@@ -281,6 +281,7 @@ async fn local_jwks_cases_match_envoy() -> anyhow::Result<()> {
     issuer: https://custom.example
     local_jwks: {{inline_string: {set}}}
     from_headers: [{{name: x-token, value_prefix: "Token "}}]
+    from_cookies: [jwt]
     forward: true
 rules:
 - match: {{prefix: /optional}}
