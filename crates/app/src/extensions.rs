@@ -15,13 +15,16 @@ use strait_model::{
 };
 use strait_snapshot::{ChainCompiler, CompiledFilters};
 
-/// The HTTP filters every proxy can build: `strait-http`'s built-ins and
-/// the filters of the crates above it (external authorization). What
-/// [`crate::Options::new`] starts from; an embedding program registers its
-/// own on top.
+/// The HTTP filters a proxy builds unless told otherwise: `strait-http`'s
+/// built-ins (fault, CORS, header mutation, router) and those of the
+/// filter crates above it (external authorization, JWT authentication,
+/// Istio's `istio_authn`), registered like any embedding program's. RBAC
+/// is added by [`Extensions::new`] unless the caller registered its own.
 pub fn http_filters() -> HttpFilterRegistry {
     let mut r = HttpFilterRegistry::default();
-    r.register(strait_ext_authz::ExtAuthzFactory);
+    r.register(strait_ext_authz::ExtAuthzFactory)
+        .register(strait_jwt::JwtFactory)
+        .register(strait_jwt::IstioAuthnFactory);
     r
 }
 

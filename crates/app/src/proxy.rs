@@ -41,7 +41,7 @@ pub struct Options {
     /// own, so proxies in one process count apart.
     pub stats: Option<StatsRecorder>,
     /// The HTTP filters the proxy can build, by type URL: the built-in ones
-    /// unless the caller registers its own
+    /// ([`crate::http_filters`]) unless the caller registers its own
     /// ([`strait_http::HttpFilterRegistry::register`]); configs name them
     /// like any Envoy filter.
     pub http_filters: strait_http::HttpFilterRegistry,

@@ -18,11 +18,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(stats: StatsRecorder, filters: Extensions) -> Self {
+    pub(crate) fn new(stats: StatsRecorder, mut filters: Extensions) -> Self {
+        let clusters = Arc::new(ClusterRegistry::new(Arc::clone(&stats.recorder)));
+        // Filters that call out (JWKS fetches) do it through the live
+        // clusters, as the router does.
+        filters.http.set_clusters(Arc::clone(&clusters));
         Shared {
             conn: Arc::new(strait_listener::Context::new(
                 Arc::new(Store::new()),
-                Arc::new(ClusterRegistry::new(Arc::clone(&stats.recorder))),
+                clusters,
                 Arc::clone(&stats.recorder),
             )),
             bound: BoundListeners::new(),

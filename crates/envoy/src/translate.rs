@@ -66,6 +66,8 @@ mod format;
 mod http;
 pub mod inert;
 #[allow(deprecated)]
+mod jwt;
+#[allow(deprecated)]
 mod listener;
 mod local_reply;
 #[allow(deprecated)]
@@ -77,7 +79,7 @@ mod route;
 mod secret;
 mod telemetry;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[allow(deprecated)]
 mod tls;
 
@@ -294,6 +296,12 @@ impl IsSet for bool {
 }
 
 impl IsSet for u32 {
+    fn is_set(&self) -> bool {
+        *self != 0
+    }
+}
+
+impl IsSet for i64 {
     fn is_set(&self) -> bool {
         *self != 0
     }

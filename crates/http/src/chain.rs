@@ -161,14 +161,24 @@ pub struct FilterScope<'a> {
     pub stat_prefix: &'a str,
     /// The connection manager's own `stat_prefix`.
     pub hcm_stat_prefix: &'a str,
+    /// The proxy's live clusters, for filters that call out (JWKS
+    /// fetches, authorization services); `None` when configs are only
+    /// checked (`strait check`), so a filter must not start I/O without
+    /// them.
+    pub clusters: Option<&'a Arc<strait_upstream::ClusterRegistry>>,
 }
 
 impl<'a> FilterScope<'a> {
     /// The scope of `hcm`'s filters; `prefix` is `http.<stat_prefix>.`.
-    pub fn of(hcm: &'a HttpConnectionManager, prefix: &'a str) -> Self {
+    pub fn of(
+        hcm: &'a HttpConnectionManager,
+        prefix: &'a str,
+        clusters: Option<&'a Arc<strait_upstream::ClusterRegistry>>,
+    ) -> Self {
         FilterScope {
             stat_prefix: prefix,
             hcm_stat_prefix: &hcm.stat_prefix,
+            clusters,
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct HttpFilterRegistry {
     by_per_route_type: ByTypeUrl<dyn HttpFilterFactory>,
     /// Type URLs the front end translates itself: never parsed here.
     builtin: Vec<String>,
+    /// Handed to every factory that builds a filter.
+    /// The proxy's live clusters, handed to factories (see
+    /// [`HttpFilterRegistry::set_clusters`]).
+    clusters: Option<Arc<strait_upstream::ClusterRegistry>>,
 }
 
 impl Default for HttpFilterRegistry {
@@ -39,6 +43,7 @@ impl Default for HttpFilterRegistry {
             by_type: ByTypeUrl::default(),
             by_per_route_type: ByTypeUrl::default(),
             builtin: Vec::new(),
+            clusters: None,
         };
         for f in builtin::factories() {
             r.builtin.push(f.type_url().to_owned());
@@ -60,6 +65,13 @@ impl HttpFilterRegistry {
         let url = factory.type_url().to_owned();
         self.builtin.retain(|b| *b != url);
         self.insert(Arc::new(factory));
+        self
+    }
+
+    /// Gives the factories the proxy's live clusters (the composition
+    /// crate does, once it has made them).
+    pub fn set_clusters(&mut self, clusters: Arc<strait_upstream::ClusterRegistry>) -> &mut Self {
+        self.clusters = Some(clusters);
         self
     }
 
@@ -102,7 +114,7 @@ impl HttpFilterRegistry {
     pub fn chain(&self, hcm: &HttpConnectionManager) -> Result<FilterChain, String> {
         let mut filters = Vec::with_capacity(hcm.http_filters.len());
         let prefix = format!("http.{}.", hcm.stat_prefix);
-        let scope = FilterScope::of(hcm, &prefix);
+        let scope = FilterScope::of(hcm, &prefix, self.clusters.as_ref());
         for f in &hcm.http_filters {
             let filter = self.build(&f.name, &f.config, &scope)?;
             filters.push((f.name.clone(), f.disabled, filter));

@@ -48,6 +48,7 @@ impl HttpFilterFactory for HttpRbacFactory {
             &FilterScope {
                 stat_prefix: "",
                 hcm_stat_prefix: "",
+                clusters: None,
             },
         )
     }

@@ -129,7 +129,7 @@ pub use action::{
 };
 pub use authority::{port_of, strip_host_port, strip_port};
 pub use headers::HeaderMutation;
-pub use matcher::RequestView;
+pub use matcher::{RequestMatcher, RequestView};
 pub use normalize::normalize_path;
 pub use table::{Matched, RouteEntry, RouteResult, RouteTable, VirtualHostEntry};
 

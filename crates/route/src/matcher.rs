@@ -125,6 +125,25 @@ impl<'a> RequestView<'a> {
     }
 }
 
+/// A route `match` block compiled on its own, for filters that select
+/// requests the way routes do (JWT authentication's `rules`).
+#[derive(Debug, Clone)]
+pub struct RequestMatcher(RouteMatcher);
+
+impl RequestMatcher {
+    /// Compiles `config`; `at` names it in errors.
+    pub fn compile(config: &RouteMatch, at: &dyn Fn() -> String) -> Result<Self, RouteError> {
+        RouteMatcher::compile(config, at).map(RequestMatcher)
+    }
+
+    /// Whether `request` matches, as a route with this `match` would.
+    pub fn matches(&self, request: &RequestView<'_>) -> bool {
+        self.0
+            .matches(request, path_without_query(request.path))
+            .is_some()
+    }
+}
+
 /// The compiled `match` block of one route.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMatcher {

@@ -17,6 +17,7 @@ use envoy_types::pb::{
                 ext_authz::v3::{ExtAuthz, ExtAuthzPerRoute},
                 fault::v3::{FaultAbort, HttpFault, fault_abort::ErrorType},
                 header_mutation::v3::{HeaderMutation, HeaderMutationPerRoute, Mutations},
+                jwt_authn::v3::{JwtAuthentication, PerRouteConfig},
                 rbac::v3::{Rbac as RbacFilter, RbacPerRoute},
             },
         },
@@ -69,6 +70,10 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
         super::ext_authz::ext_authz(cx, &c, path).map(|c| Extension::new(type_url::EXT_AUTHZ, c))
     } else if name == RbacFilter::full_name() {
         super::rbac::http_filter(cx, any, path)
+    } else if name == JwtAuthentication::full_name() {
+        super::jwt::jwt_authentication(cx, any, path)
+    } else if name == super::jwt::ISTIO_AUTHN {
+        super::jwt::istio_authn(cx, any, path)
     } else {
         registered(cx, any, path, |p, url, v| p.http_filter(url, v))
     }
@@ -182,6 +187,8 @@ fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverr
             .map(|c| Extension::new(type_url::EXT_AUTHZ_PER_ROUTE, c))
     } else if name == RbacPerRoute::full_name() {
         super::rbac::http_per_route(cx, any, path)
+    } else if name == PerRouteConfig::full_name() {
+        super::jwt::per_route(cx, any, path)
     } else {
         let before = cx.problems.len();
         let found = registered(cx, any, path, |p, url, v| p.http_filter_per_route(url, v));

@@ -82,13 +82,6 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
               on its TCP chain and traffic is unchanged",
     },
     Inert {
-        type_name: "istio.envoy.config.filter.http.authn.v2alpha1.FilterConfig",
-        slots: &[HttpFilter],
-        why: "istio_authn (Istio <= 1.10): since Istio 1.6 it only records the authenticated \
-              peer and origin for later filters; Strait's RBAC reads the peer certificate of \
-              the connection itself; it rejects nothing",
-    },
-    Inert {
         type_name: "io.istio.network.authn.Config",
         slots: &[NetworkFilter],
         why: "istio_authn (network, Istio >= 1.18): records the mTLS peer identity in filter \

@@ -13,7 +13,7 @@ use crate::model::{self, filter::FilterOverrideConfig};
 
 mod action;
 mod headers;
-mod matcher;
+pub(super) mod matcher;
 
 use headers::Lists;
 pub(super) use headers::to_add as headers_to_add;

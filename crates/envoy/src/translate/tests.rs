@@ -16,8 +16,9 @@ mod route_bad;
 mod secrets;
 mod sinks;
 
-const HCM: &str = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config";
-const HCM_PATH: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+pub(super) const HCM: &str = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config";
+pub(super) const HCM_PATH: &str =
+    "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
 const ROUTE0: &str = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes/0";
 const ROUTE0_PATH: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0]";
 const TCP: &str = "/static_resources/listeners/1/filter_chains/0/filters/0/typed_config";
@@ -72,14 +73,14 @@ admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 9901}}
 "#;
 
-fn load_ok(text: &str) -> Config {
+pub(super) fn load_ok(text: &str) -> Config {
     match load(text) {
         Ok(c) => c,
         Err(errors) => panic!("{}", render(&errors)),
     }
 }
 
-fn render(errors: &[ConfigError]) -> String {
+pub(super) fn render(errors: &[ConfigError]) -> String {
     errors
         .iter()
         .map(ToString::to_string)
@@ -90,7 +91,7 @@ fn render(errors: &[ConfigError]) -> String {
 /// `BASE` as JSON with `edits` applied: each sets the value at a JSON
 /// pointer (appending when the index is one past an array's end), and a null
 /// value removes the key.
-fn edited(edits: &[(&str, Value)]) -> String {
+pub(super) fn edited(edits: &[(&str, Value)]) -> String {
     let mut root: Value = serde_yaml::from_str(BASE).expect("base parses");
     for (ptr, value) in edits {
         let (parent, last) = ptr.rsplit_once('/').expect("pointer has a parent");
