@@ -571,18 +571,6 @@ const L18_REASONS: &[Reason] = &[
     ("upgrade_configs", HBONE),
     ("tunneling_config", HBONE),
     ("http2_protocol_options", HBONE),
-    (
-        "envoy.extensions.filters.http.rbac.v3.RBAC",
-        "AuthorizationPolicy (RBAC) is not implemented: accepting it would let denied requests through",
-    ),
-    (
-        "envoy.extensions.filters.network.rbac.v3.RBAC",
-        "AuthorizationPolicy on TCP (network RBAC) is not implemented",
-    ),
-    (
-        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-        "CUSTOM AuthorizationPolicy (ext_authz) is not implemented",
-    ),
 ];
 
 #[test]

@@ -52,8 +52,12 @@ pub(crate) enum Verdict {
 pub(crate) struct Allow {
     /// Replace (or add) on the request.
     pub(crate) set: Vec<(HeaderName, HeaderValue)>,
-    /// Append to an existing request header (or add).
+    /// Append to an existing request header (comma-joined).
     pub(crate) append: Vec<(HeaderName, HeaderValue)>,
+    /// Whether an `append` header the request lacks is added: yes for an
+    /// HTTP service's `allowed_upstream_headers_to_append`, no for a gRPC
+    /// service's `append: true` headers (both as Envoy 1.40 does them).
+    pub(crate) append_adds_missing: bool,
     pub(crate) remove: Vec<HeaderName>,
     /// Added to the response on its way back.
     pub(crate) response_add: Vec<(HeaderName, HeaderValue)>,
@@ -282,6 +286,7 @@ pub(crate) fn http_verdict(
                 allow.set.push((k.clone(), v.clone()));
             }
             if matches_any(&service.allowed_upstream_headers_to_append, name) {
+                allow.append_adds_missing = true;
                 allow.append.push((k.clone(), v.clone()));
             }
             if matches_any(&service.allowed_client_headers_on_success, name) {

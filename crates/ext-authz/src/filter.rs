@@ -244,7 +244,8 @@ fn allowed(req: &mut RequestHead<'_>, allow: Allow) {
         h.insert(n, v);
     }
     for (n, v) in allow.append {
-        // Envoy appends to an existing value (comma-joined), else adds.
+        // Comma-joined to a header the request has; an absent one is added
+        // only where Envoy adds it (see `Allow::append_adds_missing`).
         match h.get(&n).and_then(|old| old.to_str().ok()) {
             Some(old) => {
                 let joined = format!("{old},{}", v.to_str().unwrap_or_default());
@@ -252,9 +253,10 @@ fn allowed(req: &mut RequestHead<'_>, allow: Allow) {
                     h.insert(n, j);
                 }
             }
-            None => {
+            None if allow.append_adds_missing => {
                 h.insert(n, v);
             }
+            None => {}
         }
     }
     for n in allow.remove {

@@ -19,9 +19,11 @@
 //! - [`eventually`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod admin;
+pub mod authz;
 pub mod certs;
 pub mod client;
 pub mod config_dump;
+pub mod differential;
 pub mod envoy;
 pub mod metrics_service;
 pub mod netns;

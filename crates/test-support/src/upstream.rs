@@ -203,7 +203,7 @@ where
     )
 }
 
-fn spawn_server_at<F, Fut>(bind: SocketAddr, serve: F) -> Upstream
+pub(crate) fn spawn_server_at<F, Fut>(bind: SocketAddr, serve: F) -> Upstream
 where
     F: FnOnce(TcpListener, Arc<Counters>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,

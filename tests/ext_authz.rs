@@ -1,0 +1,203 @@
+//! External authorization (`envoy.filters.http.ext_authz`) against the real
+//! Envoy 1.40: the same config, authorization servers and requests through
+//! both, the same answers expected. The servers (gRPC and HTTP) run inside
+//! the test (`strait_test_support::authz`).
+
+use strait_test_support::{
+    authz::{grpc_authz, http_authz},
+    differential::{Observe, Req},
+    envoy::Envoy,
+    proxy::TestProxy,
+    upstream::{Upstream, http_echo},
+};
+
+const OBSERVE: Observe = Observe {
+    response_headers: &[
+        "x-auth-resp",
+        "x-deny-reason",
+        "www-authenticate",
+        "content-type",
+        "x-upstream",
+    ],
+    upstream_headers: Some(&[
+        "x-authz",
+        "x-auth-user",
+        "x-auth-append",
+        "x-auth-ctx",
+        "x-auth-body",
+        "x-auth-path",
+        "x-drop",
+        "x-envoy-auth-failure-mode-allowed",
+        "content-length",
+    ]),
+    volatile: &[],
+};
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().map_or(1, |a| a.port())
+}
+
+/// One listener whose connection manager runs ext_authz (`config`, the
+/// filter's `typed_config` fields as YAML at their place) before the
+/// router; routes `/skip` (ext_authz off), `/ctx` (a context extension)
+/// and the rest to the echo upstream; clusters for both authorization
+/// servers and one nobody listens on.
+fn bootstrap(config: &str, a: &Upstream, grpc: &Upstream, http: &Upstream) -> String {
+    let config: String = config
+        .lines()
+        .map(|l| format!("              {l}\n"))
+        .collect();
+    let per_route = "\"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
+    let cluster = |name: &str, port: u16, h2: bool| {
+        let h2 = if h2 {
+            "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n"
+        } else {
+            ""
+        };
+        format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{h2}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+        )
+    };
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: listener
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: authz
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/skip"}}
+                route: {{cluster: a}}
+                typed_per_filter_config:
+                  envoy.filters.http.ext_authz: {{{per_route}, disabled: true}}
+              - match: {{prefix: "/ctx"}}
+                route: {{cluster: a}}
+                typed_per_filter_config:
+                  envoy.filters.http.ext_authz: {{{per_route}, check_settings: {{context_extensions: {{k: route-value}}}}}}
+              - match: {{prefix: "/"}}
+                route: {{cluster: a}}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+{config}          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+{a}{g}{h}{d}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+"#,
+        a = cluster("a", a.addr.port(), false),
+        g = cluster("authz-grpc", grpc.addr.port(), true),
+        h = cluster("authz-http", http.addr.port(), false),
+        d = cluster("dead", closed_port(), true),
+    )
+}
+
+async fn differential(case: &str, config: &str, requests: &[Req]) -> anyhow::Result<()> {
+    let (a, grpc, http) = (http_echo("a"), grpc_authz(), http_authz());
+    let yaml = bootstrap(config, &a, &grpc, &http);
+    let strait = TestProxy::start(&yaml, 1);
+    let envoy = Envoy::start(&yaml);
+    OBSERVE
+        .compare(
+            case,
+            strait.listener("listener"),
+            envoy.listener("listener"),
+            requests,
+        )
+        .await
+}
+
+fn allow(path: &str) -> Req {
+    Req::get("h", path).header("x-authz", "allow")
+}
+
+/// The gRPC service: allow (request and response headers changed, a
+/// header removed), deny (the service's status, body and headers), a
+/// failing service (403), a route with the filter off, a context
+/// extension, and request bodies: whole, refused by content, and cut at
+/// `max_request_bytes` with `allow_partial_message`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_service_matches_envoy() -> anyhow::Result<()> {
+    let config = r#"grpc_service: {envoy_grpc: {cluster_name: authz-grpc}, timeout: 2s}
+transport_api_version: V3
+with_request_body: {max_request_bytes: 64, allow_partial_message: true}
+"#;
+    let long = "a".repeat(100);
+    let reqs = [
+        Req::get("h", "/"),
+        allow("/")
+            .header("x-auth-append", "orig")
+            .header("x-remove", "x-drop")
+            .header("x-drop", "1"),
+        Req::get("h", "/").header("x-authz", "boom"),
+        Req::get("h", "/skip"),
+        allow("/ctx"),
+        Req::post("h", "/count", "hello").header("x-authz", "allow"),
+        Req::post("h", "/count", "forbidden stuff").header("x-authz", "allow"),
+        Req::post("h", "/count", &long).header("x-authz", "allow"),
+    ];
+    differential("grpc", config, &reqs).await
+}
+
+/// The HTTP service: the path prefix, the headers each way as the
+/// matchers allow, a denial's own answer, a 5xx as an error, and the body
+/// limit without `allow_partial_message` (413).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_service_matches_envoy() -> anyhow::Result<()> {
+    let config = r#"http_service:
+  server_uri: {uri: "http://authz-http", cluster: authz-http, timeout: 2s}
+  path_prefix: /check
+  authorization_request:
+    allowed_headers: {patterns: [{exact: x-authz}, {exact: x-remove}]}
+  authorization_response:
+    allowed_upstream_headers: {patterns: [{exact: x-auth-user}, {exact: x-auth-path}, {exact: x-auth-body}]}
+    allowed_upstream_headers_to_append: {patterns: [{exact: x-auth-append}]}
+    allowed_client_headers: {patterns: [{exact: x-deny-reason}]}
+    allowed_client_headers_on_success: {patterns: [{exact: x-auth-resp}]}
+with_request_body: {max_request_bytes: 32}
+"#;
+    let long = "b".repeat(100);
+    let reqs = [
+        Req::get("h", "/some/path?q=1"),
+        allow("/some/path?q=1").header("x-auth-append", "orig"),
+        allow("/")
+            .header("x-remove", "x-drop")
+            .header("x-drop", "1"),
+        Req::get("h", "/").header("x-authz", "boom"),
+        Req::get("h", "/skip"),
+        Req::post("h", "/count", "hello").header("x-authz", "allow"),
+        Req::post("h", "/count", "forbidden").header("x-authz", "allow"),
+        Req::post("h", "/count", &long).header("x-authz", "allow"),
+    ];
+    differential("http", config, &reqs).await
+}
+
+/// A service nobody answers: denied with `status_on_error`, or let
+/// through (and marked) under `failure_mode_allow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_service_fails_closed_unless_allowed() -> anyhow::Result<()> {
+    let closed = r#"grpc_service: {envoy_grpc: {cluster_name: dead}, timeout: 1s}
+status_on_error: {code: 503}
+"#;
+    let reqs = [allow("/"), Req::get("h", "/skip")];
+    differential("status_on_error", closed, &reqs).await?;
+    let open = r#"grpc_service: {envoy_grpc: {cluster_name: dead}, timeout: 1s}
+failure_mode_allow: true
+failure_mode_allow_header_add: true
+"#;
+    differential("failure_mode_allow", open, &[allow("/")]).await
+}
