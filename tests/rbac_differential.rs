@@ -435,6 +435,51 @@ async fn per_route_disable_and_override_match_envoy() -> anyhow::Result<()> {
     http_case("per route", rbac, &routes, &requests, true).await
 }
 
+/// The filters run before the router whatever the route says: RBAC judges
+/// a direct response, a redirect and a request no route matches (404) as
+/// Envoy does, and a per-route override on a direct-response route counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_responses_redirects_and_404s_are_judged_like_envoy() -> anyhow::Result<()> {
+    let rbac = r#"              rules:
+                action: ALLOW
+                policies:
+                  keyed:
+                    permissions: [{header: {name: x-key, present_match: true}}]
+                    principals: [{any: true}]
+"#;
+    let per_route = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute";
+    let routes = format!(
+        r#"              - match: {{prefix: "/direct"}}
+                direct_response: {{status: 200, body: {{inline_string: "direct body"}}}}
+              - match: {{prefix: "/moved"}}
+                redirect: {{path_redirect: "/elsewhere"}}
+              - match: {{prefix: "/free"}}
+                direct_response: {{status: 202, body: {{inline_string: "free"}}}}
+                typed_per_filter_config:
+                  envoy.filters.http.rbac:
+                    "@type": {per_route}
+              - match: {{prefix: "/a"}}
+                route: {{cluster: a}}"#
+    );
+    let keyed = |path| Req {
+        method: "GET",
+        path,
+        headers: &[("x-key", "1")],
+    };
+    let requests = [
+        get("/direct"),
+        keyed("/direct"),
+        get("/moved"),
+        keyed("/moved"),
+        get("/free"),
+        get("/nowhere"),
+        keyed("/nowhere"),
+        get("/a"),
+        keyed("/a"),
+    ];
+    http_case("local actions", rbac, &routes, &requests, true).await
+}
+
 /// `curl` over mutual TLS with `cert`, SNI `sni`: the status.
 fn curl_mtls(
     addr: SocketAddr,
