@@ -542,6 +542,9 @@ fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
     if ty == NetworkRbac::full_name() {
         return super::rbac::network_filter(cx, any, &path);
     }
+    if ty == "envoy.extensions.filters.network.ext_authz.v3.ExtAuthz" {
+        return super::ext_authz::network_filter(cx, any, &path);
+    }
     let before = cx.problems.len();
     let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));
     if found.is_some() || cx.problems.len() > before {

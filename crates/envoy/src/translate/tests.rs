@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::{ConfigError, load, model::Config};
 
 mod bad;
+mod ext_authz;
 mod good;
 mod inbound;
 mod istio;
