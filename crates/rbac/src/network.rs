@@ -16,10 +16,7 @@ use strait_model::{
     rbac::{NetworkRbac, type_url},
 };
 
-use crate::{
-    engine::{self, Input},
-    stats::RbacStats,
-};
+use crate::{compiled::CompiledRules, engine::Input, stats::RbacStats};
 
 /// The dynamic metadata namespace the filter writes.
 const NAMESPACE: &str = "envoy.filters.network.rbac";
@@ -39,12 +36,19 @@ impl ReadFilterFactory for NetworkRbacFactory {
             .ok_or("network RBAC config of the wrong type")?
             .clone();
         let stats = RbacStats::network(&config.stat_prefix, &config.shadow_rules_stat_prefix);
-        Ok(Arc::new(NetworkRbacFilter { config, stats }))
+        Ok(Arc::new(NetworkRbacFilter {
+            rules: config.rules.clone().map(CompiledRules::new),
+            shadow: config.shadow_rules.clone().map(CompiledRules::new),
+            config,
+            stats,
+        }))
     }
 }
 
 struct NetworkRbacFilter {
     config: NetworkRbac,
+    rules: Option<CompiledRules>,
+    shadow: Option<CompiledRules>,
     stats: RbacStats,
 }
 
@@ -67,14 +71,8 @@ impl ReadFilter for NetworkRbacFilter {
                 metadata: Some(&*metadata),
             };
             (
-                self.config
-                    .shadow_rules
-                    .as_ref()
-                    .map(|r| engine::evaluate(r, &input)),
-                self.config
-                    .rules
-                    .as_ref()
-                    .map(|r| engine::evaluate(r, &input)),
+                self.shadow.as_ref().map(|r| r.evaluate(&input)),
+                self.rules.as_ref().map(|r| r.evaluate(&input)),
             )
         };
         if let Some(verdict) = shadow {
