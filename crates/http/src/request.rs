@@ -83,6 +83,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                     *req.uri_mut() = uri;
                 }
             }
+            let grpc = crate::local_reply::is_grpc(req.headers());
             // Envoy judges the request's origin after its codec checks
             // and before routing, so routes and filters see the result.
             let refused = refuse(&req, hcm);
@@ -148,6 +149,9 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             };
             if let Some((config, facts)) = &local_reply {
                 local_reply_config::apply(config, &mut resp, facts, started.elapsed());
+            }
+            if grpc {
+                crate::local_reply::grpc_local_reply(&mut resp);
             }
             resp.with_server_header(hcm)
         }
