@@ -6,6 +6,7 @@
 
 use strait_test_support::{
     authz::{grpc_authz, http_authz},
+    bootstrap::{HttpBootstrap, closed_port, static_cluster},
     differential::{Observe, Req},
     envoy::Envoy,
     proxy::TestProxy,
@@ -34,52 +35,20 @@ const OBSERVE: Observe = Observe {
     volatile: &[],
 };
 
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().map_or(1, |a| a.port())
-}
-
-/// One listener whose connection manager runs ext_authz (`config`, the
-/// filter's `typed_config` fields as YAML at their place) before the
-/// router; routes `/skip` (ext_authz off), `/ctx` (a context extension)
-/// and the rest to the echo upstream; clusters for both authorization
-/// servers and one nobody listens on.
+/// The HTTP listener: ext_authz with `config` (its fields), routes `/skip`
+/// (filter disabled), `/ctx` (a context extension) and `/` to cluster `a`.
 fn bootstrap(config: &str, a: &Upstream, grpc: &Upstream, http: &Upstream) -> String {
     let config: String = config
         .lines()
         .map(|l| format!("              {l}\n"))
         .collect();
     let per_route = "\"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
-    let cluster = |name: &str, port: u16, h2: bool| {
-        let h2 = if h2 {
-            "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n"
-        } else {
-            ""
-        };
-        format!(
-            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{h2}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
-        )
-    };
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: listener
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: authz
-          route_config:
-            name: r
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/skip"}}
+    let filters = format!(
+        "          - name: envoy.filters.http.ext_authz\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz\n{}",
+        config.trim_end_matches('\n')
+    );
+    let routes = format!(
+        r#"              - match: {{prefix: "/skip"}}
                 route: {{cluster: a}}
                 typed_per_filter_config:
                   envoy.filters.http.ext_authz: {{{per_route}, disabled: true}}
@@ -88,23 +57,23 @@ static_resources:
                 typed_per_filter_config:
                   envoy.filters.http.ext_authz: {{{per_route}, check_settings: {{context_extensions: {{k: route-value}}}}}}
               - match: {{prefix: "/"}}
-                route: {{cluster: a}}
-          http_filters:
-          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-{config}          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  clusters:
-{a}{g}{h}{d}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        a = cluster("a", a.addr.port(), false),
-        g = cluster("authz-grpc", grpc.addr.port(), true),
-        h = cluster("authz-http", http.addr.port(), false),
-        d = cluster("dead", closed_port(), true),
-    )
+                route: {{cluster: a}}"#
+    );
+    let clusters = [
+        static_cluster("a", a.addr.port(), false),
+        static_cluster("authz-grpc", grpc.addr.port(), true),
+        static_cluster("authz-http", http.addr.port(), false),
+        static_cluster("dead", closed_port(), true),
+    ]
+    .concat();
+    HttpBootstrap {
+        stat_prefix: "authz",
+        filters: &filters,
+        routes: &routes,
+        chain_extra: "",
+        clusters: &clusters,
+    }
+    .render()
 }
 
 async fn differential(case: &str, config: &str, requests: &[Req]) -> anyhow::Result<()> {
@@ -228,16 +197,6 @@ fn tcp_bootstrap(
 "#
         )
     });
-    let cluster = |name: &str, port: u16, h2: bool| {
-        let h2 = if h2 {
-            "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n"
-        } else {
-            ""
-        };
-        format!(
-            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{h2}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
-        )
-    };
     format!(
         r#"
 static_resources:
@@ -260,9 +219,9 @@ static_resources:
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 "#,
-        e = cluster("echo", echo.addr.port(), false),
-        g = cluster("authz-grpc", grpc.addr.port(), true),
-        d = cluster("dead", closed_port(), true),
+        e = static_cluster("echo", echo.addr.port(), false),
+        g = static_cluster("authz-grpc", grpc.addr.port(), true),
+        d = static_cluster("dead", closed_port(), true),
     )
 }
 

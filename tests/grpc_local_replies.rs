@@ -5,6 +5,7 @@
 //! HTTP status, the body as `grpc-message`), as gRPC clients expect.
 
 use strait_test_support::{
+    bootstrap::{HttpBootstrap, closed_port, static_cluster},
     differential::{Observe, Req},
     envoy::Envoy,
     proxy::TestProxy,
@@ -18,74 +19,38 @@ const OBSERVE: Observe = Observe {
 };
 
 fn bootstrap(a_port: u16, dead_port: u16) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: listener
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: grpc
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/direct"}}
-                direct_response: {{status: 200, body: {{inline_string: "direct body"}}}}
-              - match: {{prefix: "/teapot"}}
-                direct_response: {{status: 418, body: {{inline_string: "short and stout"}}}}
-              - match: {{prefix: "/dead"}}
-                route: {{cluster: dead}}
-              - match: {{prefix: "/pkg."}}
-                route: {{cluster: a}}
-          http_filters:
-          - name: envoy.filters.http.rbac
+    let routes = r#"              - match: {prefix: "/direct"}
+                direct_response: {status: 200, body: {inline_string: "direct body"}}
+              - match: {prefix: "/teapot"}
+                direct_response: {status: 418, body: {inline_string: "short and stout"}}
+              - match: {prefix: "/dead"}
+                route: {cluster: dead}
+              - match: {prefix: "/pkg."}
+                route: {cluster: a}"#;
+    let filters = r#"          - name: envoy.filters.http.rbac
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
               rules:
                 action: DENY
                 policies:
                   forbidden:
-                    permissions: [{{url_path: {{path: {{prefix: /pkg.Forbidden/}}}}}}]
-                    principals: [{{any: true}}]
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  clusters:
-  - name: a
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: a
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {a_port}}}}}}}
-  - name: dead
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: dead
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {dead_port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#
-    )
+                    permissions: [{url_path: {path: {prefix: /pkg.Forbidden/}}}]
+                    principals: [{any: true}]"#;
+    let clusters = static_cluster("a", a_port, false) + &static_cluster("dead", dead_port, false);
+    HttpBootstrap {
+        stat_prefix: "grpc",
+        filters,
+        routes,
+        chain_extra: "",
+        clusters: &clusters,
+    }
+    .render()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_local_replies_match_envoy() -> anyhow::Result<()> {
     let a = http_echo("a");
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
-    let yaml = bootstrap(a.addr.port(), dead);
+    let yaml = bootstrap(a.addr.port(), closed_port());
     let strait = TestProxy::start(&yaml, 1);
     let envoy = Envoy::start(&yaml);
     let grpc = |path: &str| Req::post("h", path, "").header("content-type", "application/grpc");

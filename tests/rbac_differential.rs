@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use strait_test_support::{
+    bootstrap::{HttpBootstrap, static_cluster},
     certs::{TestCa, downstream_tls},
     client::Client,
     envoy::Envoy,
@@ -68,43 +69,14 @@ async fn send(addr: SocketAddr, req: &Req) -> anyhow::Result<Seen> {
 /// spaces; `routes` at 14 spaces) in front of cluster `a`; `tls` is a
 /// transport socket block at 6 spaces, or empty.
 fn http_bootstrap(filters: &str, routes: &str, tls: &str, a: &Upstream) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: listener
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: diff
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-{routes}
-          http_filters:
-{filters}
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-{tls}
-  clusters:
-  - name: a
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: a
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = a.addr.port()
-    )
+    HttpBootstrap {
+        stat_prefix: "diff",
+        filters: filters.trim_end_matches('\n'),
+        routes,
+        chain_extra: tls,
+        clusters: &static_cluster("a", a.addr.port(), false),
+    }
+    .render()
 }
 
 /// The default route: everything to `a`.
