@@ -200,7 +200,15 @@ async fn filtered(
             let overrides = routed.matched.route().per_filter_config();
             let cluster = Some(&*routed.choice.name).filter(|n| !n.is_empty());
             let conn = s.conn;
-            let info = RequestInfo::new(cluster, conn, s.origin.client, parts.version, overrides);
+            let rate_limits = routed.matched.route().rate_limits();
+            let info = RequestInfo::new(
+                cluster,
+                conn,
+                s.origin.client,
+                parts.version,
+                overrides,
+                rate_limits,
+            );
             let (mut decoded, mut reply) = chain.decode(&mut parts, &mut body, &info, idle).await;
             if reply.is_none() {
                 reply = chain
