@@ -124,9 +124,8 @@ pub struct TokenBucket {
 /// One `LocalRateLimitDescriptor`: a descriptor's own bucket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalDescriptor {
-    /// (key, value) pairs in order; an empty value is a wildcard (each
-    /// distinct request value gets its own bucket, as Envoy's dynamic
-    /// descriptors).
+    /// (key, value) pairs in order, matched exactly (wildcards, Envoy's
+    /// dynamic descriptors, are refused by the front end).
     pub entries: Vec<(String, String)>,
     pub token_bucket: TokenBucket,
 }
@@ -180,8 +179,6 @@ pub struct LocalRateLimit {
     pub vh_rate_limits: VhRateLimits,
     /// `always_consume_default_token_bucket` (default true).
     pub always_consume_default_token_bucket: bool,
-    /// `max_dynamic_descriptors` (default 20): wildcard buckets kept.
-    pub max_dynamic_descriptors: u32,
     /// Where the data plane keeps this config object's limiter.
     pub limiter: LimiterSlot,
 }
@@ -189,7 +186,7 @@ pub struct LocalRateLimit {
 /// `envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkLocalRateLimit {
-    /// Stats are `local_rate_limit.<stat_prefix>.*`... as Envoy names them.
+    /// Stats are `<stat_prefix>.local_rate_limit.*`.
     pub stat_prefix: String,
     pub token_bucket: TokenBucket,
     /// `runtime_enabled`'s default (true when unset).
@@ -246,6 +243,13 @@ impl LimiterSlot {
         self.0
             .get_or_init(|| Arc::new(make()) as Arc<dyn Any + Send + Sync>)
             .downcast_ref::<T>()
+    }
+}
+
+impl LimiterSlot {
+    /// Whether both are the same cell (clones of one config object).
+    pub fn same(&self, other: &LimiterSlot) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

@@ -85,7 +85,8 @@ pub(super) fn http_local(
         always_consume_default_token_bucket,
         rate_limited_as_resource_exhausted,
         rate_limits,
-        max_dynamic_descriptors,
+        // Bounds the buckets of wildcard descriptors, which are refused.
+        max_dynamic_descriptors: _,
         enable_retry_after_header,
     } = c;
     // `local_cluster_rate_limit` shares the bucket among the local
@@ -185,7 +186,6 @@ pub(super) fn http_local(
                     &always_consume_default_token_bucket,
                     true,
                 ),
-                max_dynamic_descriptors: u32_value(&max_dynamic_descriptors, 20),
                 limiter: LimiterSlot::default(),
             },
         )
@@ -620,6 +620,15 @@ fn local_descriptor(
     reject_set!(cx, path; shadow_mode);
     if entries.is_empty() {
         cx.invalid(at(path, "entries"), "needs at least one entry");
+        return None;
+    }
+    // An empty value makes Envoy keep a bucket per distinct request value
+    // (dynamic descriptors, in an LRU under a lock): not supported.
+    if entries.iter().any(|e| e.value.is_empty()) {
+        cx.unsupported(
+            at(path, "entries"),
+            "a wildcard descriptor entry (empty value)",
+        );
         return None;
     }
     let entries = entries
