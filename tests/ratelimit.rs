@@ -110,8 +110,7 @@ admin:
     )
 }
 
-const LOCAL_URL: &str =
-    "\"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+const LOCAL_URL: &str = "\"@type\": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 
 /// The local rate limit filter entry with `config` (its fields).
 fn local_filter(config: &str) -> String {
@@ -185,7 +184,10 @@ async fn differential(case: &str, yaml: &str, requests: &[Req]) -> anyhow::Resul
     if std::env::var_os("DIFF_VERBOSE").is_some() {
         eprintln!("{case} stats: {theirs:?}");
     }
-    assert!(!theirs.is_empty(), "{case}: Envoy shows no rate limit stats");
+    assert!(
+        !theirs.is_empty(),
+        "{case}: Envoy shows no rate limit stats"
+    );
     if ours != theirs {
         diffs.push(format!(
             "{case}: stats\n  strait: {ours:?}\n  envoy:  {theirs:?}"

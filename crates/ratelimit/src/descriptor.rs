@@ -234,17 +234,28 @@ mod tests {
                 // Other stage, disabled, and a missing header: none of them.
                 policy(1, "", vec![generic("stage1")]),
                 policy(0, "off", vec![generic("disabled")]),
-                policy(0, "", vec![RateLimitAction::RequestHeaders {
-                    header_name: "x-none".to_owned(),
-                    descriptor_key: "none".to_owned(),
-                    skip_if_absent: false,
-                }]),
+                policy(
+                    0,
+                    "",
+                    vec![RateLimitAction::RequestHeaders {
+                        header_name: "x-none".to_owned(),
+                        descriptor_key: "none".to_owned(),
+                        skip_if_absent: false,
+                    }],
+                ),
                 // A skipped action keeps the rest.
-                policy(0, "", vec![RateLimitAction::RequestHeaders {
-                    header_name: "x-none".to_owned(),
-                    descriptor_key: "none".to_owned(),
-                    skip_if_absent: true,
-                }, generic("kept")]),
+                policy(
+                    0,
+                    "",
+                    vec![
+                        RateLimitAction::RequestHeaders {
+                            header_name: "x-none".to_owned(),
+                            descriptor_key: "none".to_owned(),
+                            skip_if_absent: true,
+                        },
+                        generic("kept"),
+                    ],
+                ),
             ],
             virtual_host: vec![policy(0, "", vec![generic("vh")])],
             include_vh_rate_limits: false,
@@ -276,7 +287,10 @@ mod tests {
             vh_rate_limits: vh,
             ..LOCAL
         };
-        assert_eq!(render(&for_route(&limits, LOCAL, &facts)), ["generic_key=r"]);
+        assert_eq!(
+            render(&for_route(&limits, LOCAL, &facts)),
+            ["generic_key=r"]
+        );
         assert_eq!(
             render(&for_route(&limits, with(VhRateLimits::Include), &facts)),
             ["generic_key=r", "generic_key=vh"]
@@ -285,7 +299,10 @@ mod tests {
         assert_eq!(render(&for_route(&limits, LOCAL, &facts)).len(), 2);
         limits.include_vh_rate_limits = false;
         limits.route.clear();
-        assert_eq!(render(&for_route(&limits, LOCAL, &facts)), ["generic_key=vh"]);
+        assert_eq!(
+            render(&for_route(&limits, LOCAL, &facts)),
+            ["generic_key=vh"]
+        );
         assert!(for_route(&limits, with(VhRateLimits::Ignore), &facts).is_empty());
         // The destination cluster of a route without one drops the descriptor.
         limits.virtual_host = vec![policy(0, "", vec![RateLimitAction::DestinationCluster])];

@@ -71,10 +71,13 @@ fn hits(f: Fraction) -> bool {
 /// fewest remaining requests decides limit, remaining and reset; the
 /// limit also lists every status's quota policy (`, 10;w=60;name="x"`).
 pub fn x_ratelimit_headers(statuses: &[Status]) -> Vec<(HeaderName, HeaderValue)> {
-    let Some(min) = statuses
-        .iter()
-        .reduce(|a, b| if b.limit_remaining < a.limit_remaining { b } else { a })
-    else {
+    let Some(min) = statuses.iter().reduce(|a, b| {
+        if b.limit_remaining < a.limit_remaining {
+            b
+        } else {
+            a
+        }
+    }) else {
         return Vec::new();
     };
     let mut limit = min.requests_per_unit.to_string();
@@ -155,8 +158,8 @@ impl RateLimitFilter {
             for (n, v) in response {
                 headers.append(n, v);
             }
-            let status =
-                StatusCode::from_u16(c.rate_limited_status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            let status = StatusCode::from_u16(c.rate_limited_status)
+                .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
             return Decision::Respond(
                 Reply::new(status)
                     .body(answer.body)
@@ -205,7 +208,14 @@ impl HttpFilter for RateLimitFilter {
         let body = rls::request(&c.domain, &descriptors);
         drop(descriptors);
         Decision::Pause(Box::pin(async move {
-            let answer = rls::call(req.info.upstreams, &c.cluster, &c.authority, body, c.timeout).await;
+            let answer = rls::call(
+                req.info.upstreams,
+                &c.cluster,
+                &c.authority,
+                body,
+                c.timeout,
+            )
+            .await;
             self.decide(req, cluster, answer)
         }))
     }

@@ -84,11 +84,9 @@ impl HttpFilterFactory for LocalRateLimitFactory {
         // chain before (a listener rebuilt around the same config) keeps
         // what it has.
         let mut why = None;
-        let made = c.limiter.get_or_init(|| {
-            Compiled::new(c)
-                .map_err(|e| why = Some(e))
-                .ok()
-        });
+        let made = c
+            .limiter
+            .get_or_init(|| Compiled::new(c).map_err(|e| why = Some(e)).ok());
         if !matches!(made, Some(Some(_))) {
             return Err(why.unwrap_or_else(|| "local rate limit config not compiled".to_owned()));
         }
@@ -187,9 +185,9 @@ impl LocalRateLimitFilter {
                 // A per-route config's first request makes its state,
                 // registering its counters with the proxy's recorder.
                 let upstreams = req.info.upstreams;
-                let compiled = c.limiter.get_or_init(|| {
-                    upstreams.register(|| Compiled::new(c)).ok()
-                });
+                let compiled = c
+                    .limiter
+                    .get_or_init(|| upstreams.register(|| Compiled::new(c)).ok());
                 compiled.and_then(Option::as_ref).map(|s| (c, s))
             }
             None => {
@@ -255,8 +253,8 @@ impl HttpFilter for LocalRateLimitFilter {
                 if let Some(b) = x_bucket {
                     add_x_headers(&mut headers, b, bucket::now());
                 }
-                let status = StatusCode::from_u16(config.status)
-                    .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+                let status =
+                    StatusCode::from_u16(config.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
                 return Decision::Respond(
                     Reply::new(status)
                         .body(Bytes::from_static(b"local_rate_limited"))

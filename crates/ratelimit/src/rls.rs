@@ -139,7 +139,8 @@ impl<'a> Fields<'a> {
                     Value::Other
                 }
                 2 => {
-                    let n = usize::try_from(self.varint()?).map_err(|_| RateLimitError::Malformed)?;
+                    let n =
+                        usize::try_from(self.varint()?).map_err(|_| RateLimitError::Malformed)?;
                     Value::Bytes(self.take(n)?)
                 }
                 5 => {
@@ -297,7 +298,10 @@ pub async fn call(
             .await
             .map_err(|e| RateLimitError::Upstream(e.to_string()))?;
         let (head, body) = resp.into_parts();
-        let collected = body.collect().await.map_err(|_| RateLimitError::Malformed)?;
+        let collected = body
+            .collect()
+            .await
+            .map_err(|_| RateLimitError::Malformed)?;
         let trailers = collected.trailers().cloned();
         let body = collected.to_bytes();
         // grpc-status in the trailers, or in the head of a trailers-only

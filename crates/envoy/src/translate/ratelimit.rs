@@ -137,7 +137,12 @@ pub(super) fn http_local(
         "request_headers_to_add_when_not_enforced",
         &request_headers_to_add_when_not_enforced,
     );
-    let response_add = headers::to_add(cx, path, "response_headers_to_add", &response_headers_to_add);
+    let response_add = headers::to_add(
+        cx,
+        path,
+        "response_headers_to_add",
+        &response_headers_to_add,
+    );
     let descriptors: Vec<LocalDescriptor> = descriptors
         .iter()
         .enumerate()
@@ -225,7 +230,10 @@ pub(super) fn network_local(cx: &mut Context, any: &Any, path: &str) -> Option<E
     };
     let token_bucket = token_bucket?;
     if token_bucket.fill_interval.is_zero() {
-        cx.invalid(at(path, "token_bucket.fill_interval"), "must be greater than 0s");
+        cx.invalid(
+            at(path, "token_bucket.fill_interval"),
+            "must be greater than 0s",
+        );
     }
     (cx.problems.len() == before).then(|| {
         Extension::new(
@@ -363,11 +371,7 @@ pub(super) fn http_global(cx: &mut Context, any: &Any, path: &str) -> Option<Ext
 }
 
 /// The rate-limit service: an `envoy_grpc` cluster, over Envoy's v3 API.
-fn service(
-    cx: &mut Context,
-    s: &RateLimitServiceConfig,
-    path: &str,
-) -> Option<(String, String)> {
+fn service(cx: &mut Context, s: &RateLimitServiceConfig, path: &str) -> Option<(String, String)> {
     let RateLimitServiceConfig {
         grpc_service,
         transport_api_version,
@@ -423,11 +427,7 @@ fn service(
 }
 
 /// `rate_limits` of a route or virtual host.
-pub(super) fn policies(
-    cx: &mut Context,
-    list: &[RoutePolicy],
-    path: &str,
-) -> Vec<RateLimitPolicy> {
+pub(super) fn policies(cx: &mut Context, list: &[RoutePolicy], path: &str) -> Vec<RateLimitPolicy> {
     list.iter()
         .enumerate()
         .filter_map(|(i, p)| route_policy(cx, p, &item(path, "rate_limits", i)))
@@ -545,9 +545,7 @@ fn action(cx: &mut Context, a: &Action, path: &str) -> Option<RateLimitAction> {
         Some(ActionSpecifier::DynamicMetadata(_)) => unsupported(cx, "dynamic_metadata"),
         Some(ActionSpecifier::Metadata(_)) => unsupported(cx, "metadata"),
         Some(ActionSpecifier::Extension(_)) => unsupported(cx, "extension"),
-        Some(ActionSpecifier::MaskedRemoteAddress(_)) => {
-            unsupported(cx, "masked_remote_address")
-        }
+        Some(ActionSpecifier::MaskedRemoteAddress(_)) => unsupported(cx, "masked_remote_address"),
         Some(ActionSpecifier::QueryParameterValueMatch(_)) => {
             unsupported(cx, "query_parameter_value_match")
         }

@@ -10,6 +10,7 @@ mod bad;
 mod good;
 mod inbound;
 mod istio;
+mod ratelimit;
 mod rbac;
 mod route;
 mod route_bad;
