@@ -13,12 +13,15 @@ use strait_model::ratelimit::LocalRateLimit;
 
 use crate::{bucket::Bucket, descriptor::Descriptor};
 
+/// A configured descriptor's entries and its bucket.
+type DescriptorBucket = (Box<[(String, String)]>, Arc<Bucket>);
+
 /// The buckets of one config (or one connection, with
 /// `local_rate_limit_per_downstream_connection`).
 #[derive(Debug)]
 pub struct Limiter {
     default: Option<Arc<Bucket>>,
-    descriptors: Box<[(Box<[(String, String)]>, Arc<Bucket>)]>,
+    descriptors: Box<[DescriptorBucket]>,
     always_consume_default: bool,
 }
 
@@ -53,7 +56,7 @@ impl Limiter {
     }
 
     /// Decides a request with descriptors `request` at `now`. Allocates
-    /// only when more than one descriptor matches.
+    /// only when a descriptor matches.
     pub fn check(&self, request: &[Descriptor<'_>], now: f64) -> Verdict<'_> {
         let find = |d: &Descriptor<'_>| {
             self.descriptors
