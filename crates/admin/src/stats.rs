@@ -301,8 +301,11 @@ envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix=\"in\"} 1
     #[test]
     fn rate_limit_names_are_envoys() {
         let prom = "\
+# TYPE envoy_http_local_rate_limit_ok counter
 envoy_http_local_rate_limit_ok{envoy_local_http_ratelimit_prefix=\"burst\"} 3
+# TYPE envoy_local_rate_limit_rate_limited counter
 envoy_local_rate_limit_rate_limited{envoy_local_network_ratelimit_prefix=\"conns\"} 2
+# TYPE envoy_cluster_ratelimit_over_limit counter
 envoy_cluster_ratelimit_over_limit{envoy_cluster_name=\"svc-a\"} 1
 ";
         let text = text(&collect(prom, &Query::default()));
