@@ -26,6 +26,12 @@ const SCOPES: &[(&str, &str, Option<&str>)] = &[
     ("listener_", "listener.", Some("envoy_listener_address")),
     ("http_", "http.", Some("envoy_http_conn_manager_prefix")),
     ("tcp_", "tcp.", Some("envoy_tcp_prefix")),
+    // The network local rate limit: `local_rate_limit.<prefix>.rate_limited`.
+    (
+        "local_rate_limit_",
+        "local_rate_limit.",
+        Some("envoy_local_network_ratelimit_prefix"),
+    ),
     ("control_plane_", "control_plane.", None),
     ("server_", "server.", None),
 ];
@@ -36,6 +42,8 @@ const SUBSCOPES: &[(&str, &str, Option<&str>)] = &[
     ("outlier_detection_", "outlier_detection.", None),
     ("health_check_", "health_check.", None),
     ("fault_", "fault.", None),
+    // `cluster.<name>.ratelimit.ok`, the global rate limit's counters.
+    ("ratelimit_", "ratelimit.", None),
     // `http.<prefix>.rds.<route config>.update_success`.
     ("rds_", "rds.", Some("envoy_rds_route_config")),
 ];
@@ -144,11 +152,27 @@ pub(crate) fn json(stats: &[Stat]) -> serde_json::Value {
     serde_json::json!({ "stats": list })
 }
 
+/// Scopes whose tag value comes first in the dotted name
+/// (`<value>.<scope>.<stat>`): the Prometheus prefix (after `envoy_`), the
+/// scope and its label.
+const LEADING: &[(&str, &str, &str)] = &[(
+    "http_local_rate_limit_",
+    "http_local_rate_limit.",
+    "envoy_local_http_ratelimit_prefix",
+)];
+
 /// The dotted Envoy name of a Prometheus series.
 fn envoy_name(prom: &str, labels: &[(String, String)]) -> String {
     let Some(rest) = prom.strip_prefix("envoy_") else {
         return prom.to_owned();
     };
+    for (pfx, scope, label) in LEADING {
+        if let Some(tail) = rest.strip_prefix(pfx)
+            && let Some((_, v)) = labels.iter().find(|(k, _)| k == label)
+        {
+            return format!("{v}.{scope}{tail}");
+        }
+    }
     let Some((pfx, dotted, label)) = SCOPES.iter().find(|(p, ..)| rest.starts_with(p)) else {
         return rest.to_owned();
     };
@@ -272,6 +296,26 @@ envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix=\"in\"} 1
         let mut sorted = all.clone();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(all, sorted);
+    }
+
+    #[test]
+    fn rate_limit_names_are_envoys() {
+        let prom = "\
+# TYPE envoy_http_local_rate_limit_ok counter
+envoy_http_local_rate_limit_ok{envoy_local_http_ratelimit_prefix=\"burst\"} 3
+# TYPE envoy_local_rate_limit_rate_limited counter
+envoy_local_rate_limit_rate_limited{envoy_local_network_ratelimit_prefix=\"conns\"} 2
+# TYPE envoy_cluster_ratelimit_over_limit counter
+envoy_cluster_ratelimit_over_limit{envoy_cluster_name=\"svc-a\"} 1
+";
+        let text = text(&collect(prom, &Query::default()));
+        for line in [
+            "burst.http_local_rate_limit.ok: 3",
+            "local_rate_limit.conns.rate_limited: 2",
+            "cluster.svc-a.ratelimit.over_limit: 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
     }
 
     #[test]

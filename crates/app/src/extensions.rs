@@ -19,7 +19,8 @@ use strait_snapshot::{ChainCompiler, CompiledFilters};
 /// built-ins (fault, CORS, header mutation, router) and those of the
 /// filter crates above it (external authorization, JWT authentication,
 /// Istio's `istio_authn`), registered like any embedding program's. RBAC
-/// is added by [`Extensions::new`] unless the caller registered its own.
+/// and the rate limits (local and global HTTP, local network) are added by
+/// [`Extensions::new`] unless the caller registered its own.
 pub fn http_filters() -> HttpFilterRegistry {
     let mut r = HttpFilterRegistry::default();
     r.register(strait_ext_authz::ExtAuthzFactory)
@@ -50,6 +51,7 @@ impl Extensions {
         if !network.has_read(strait_model::filter::type_url::NETWORK_EXT_AUTHZ) {
             network.register_read(strait_ext_authz::NetworkExtAuthzFactory);
         }
+        strait_ratelimit::register(&mut http, &mut network);
         Extensions {
             http,
             network,

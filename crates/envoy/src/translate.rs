@@ -72,6 +72,8 @@ mod listener;
 mod local_reply;
 #[allow(deprecated)]
 mod policy;
+#[allow(deprecated)]
+mod ratelimit;
 mod rbac;
 #[allow(deprecated)]
 mod route;
@@ -93,6 +95,10 @@ pub(crate) struct Context {
     required_clusters: Vec<ClusterRef>,
     /// Static secrets (`SdsSecretConfig` without `sds_config`) named so far.
     required_secrets: Vec<ClusterRef>,
+    /// The bootstrap's `node.cluster` (after `--service-cluster`), for the
+    /// `source_cluster` rate limit action; empty for resources translated
+    /// without a bootstrap.
+    node_cluster: String,
 }
 
 /// The extension parsers a translation consults: those of the registries
@@ -126,6 +132,7 @@ impl Context {
             problems: Vec::new(),
             required_clusters: Vec::new(),
             required_secrets: Vec::new(),
+            node_cluster: String::new(),
         }
     }
 }

@@ -32,9 +32,11 @@ use strait_model::{
 
 use strait_tls::PeerIdentity;
 
+use strait_model::ratelimit::RouteRateLimits;
+
 use crate::{
     buffer::{BodyBuffering, DownstreamBody},
-    conn::ConnCtx,
+    conn::{ConnCtx, ConnectionState},
     local_reply::Reply,
     stats::HttpStats,
 };
@@ -208,9 +210,12 @@ pub struct RequestInfo<'a> {
     pub upstreams: &'a Arc<strait_upstream::ClusterRegistry>,
     /// The request's HTTP version.
     pub version: http::Version,
+    /// The route's and its virtual host's `rate_limits`.
+    pub rate_limits: &'a RouteRateLimits,
     /// The route's `typed_per_filter_config` of every level, most specific
     /// first.
     overrides: &'a [FilterOverride],
+    conn_state: &'a ConnectionState,
 }
 
 impl<'a> RequestInfo<'a> {
@@ -220,6 +225,7 @@ impl<'a> RequestInfo<'a> {
         remote: IpAddr,
         version: http::Version,
         overrides: &'a [FilterOverride],
+        rate_limits: &'a RouteRateLimits,
     ) -> Self {
         RequestInfo {
             cluster,
@@ -232,8 +238,17 @@ impl<'a> RequestInfo<'a> {
             stats: &conn.stats,
             upstreams: &conn.shared.registry,
             version,
+            rate_limits,
             overrides,
+            conn_state: &conn.filter_state,
         }
+    }
+
+    /// Values kept for the connection's lifetime (Envoy's connection-lived
+    /// filter state): shared by the connection's requests, dropped with
+    /// it. A mutex, but one only this connection's requests take.
+    pub fn connection_state(&self) -> &'a ConnectionState {
+        self.conn_state
     }
 }
 

@@ -82,7 +82,16 @@ pub(crate) struct ConnCtx {
     pub(crate) local: SocketAddr,
     pub(crate) stats: Arc<HttpStats>,
     pub(crate) streams: StreamCount,
+    /// Data filters keep for the connection's lifetime (Envoy's
+    /// connection-lived filter state), such as per-connection rate
+    /// limiters. Locked only by filters that use it, and then once per
+    /// request of this one connection.
+    pub(crate) filter_state: ConnectionState,
 }
+
+/// Typed values that live as long as the connection (see
+/// [`crate::RequestInfo::connection_state`]).
+pub type ConnectionState = std::sync::Mutex<http::Extensions>;
 
 impl ConnCtx {
     pub(crate) fn new(shared: Arc<Shared>, conn: Connection, stats: Arc<HttpStats>) -> Self {
@@ -108,6 +117,7 @@ impl ConnCtx {
             local,
             stats,
             streams: StreamCount::new(),
+            filter_state: ConnectionState::default(),
         }
     }
 }

@@ -52,7 +52,7 @@ pub use chain::{
     Decision, FilterChain, FilterScope, FilterState, HttpFilter, HttpFilterFactory, RequestHead,
     RequestInfo, ResponseHead,
 };
-pub use conn::Connection;
+pub use conn::{Connection, ConnectionState};
 pub use connection::serve_connection;
 pub use local_reply::{Reply, ReplyInfo};
 pub use metadata::DynamicMetadata;

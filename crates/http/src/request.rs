@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use strait_codec::{FrameHook, headers};
 use strait_model::{
     HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
-    filter::FilterOverride,
+    filter::FilterOverride, ratelimit::RouteRateLimits,
 };
 use strait_route::{RequestView, RouteResult};
 
@@ -196,6 +196,13 @@ fn direct(status: u16, body: Option<&str>, details: &'static str) -> Response<Pr
     Reply::new(status).body(body).details(details).response()
 }
 
+/// The rate-limit policies of a request without a route action.
+static NO_RATE_LIMITS: RouteRateLimits = RouteRateLimits {
+    route: Vec::new(),
+    virtual_host: Vec::new(),
+    include_vh_rate_limits: false,
+};
+
 /// What the route table decided for a request, carried out once the
 /// filters let it through (Envoy's router filter does all three).
 enum Action<'t> {
@@ -260,20 +267,31 @@ async fn filtered(
     };
     let (mut parts, body) = req.into_parts();
     let mut body = DownstreamBody::new(body);
-    let (idle, overrides, cluster) = match &action {
+    let (idle, overrides, cluster, rate_limits) = match &action {
         Action::Forward(routed) => (
             timeouts::stream_idle(routed.action.idle_timeout, s.hcm.stream_idle_timeout),
             routed.matched.route().per_filter_config(),
             Some(&*routed.choice.name).filter(|n| !n.is_empty()),
+            routed.matched.route().rate_limits(),
         ),
+        // Envoy's rate-limit policies belong to a route action: a direct
+        // response, a redirect or no route has none.
         Action::Local { overrides, .. } => (
             timeouts::stream_idle(None, s.hcm.stream_idle_timeout),
             *overrides,
             None,
+            &NO_RATE_LIMITS,
         ),
     };
     let conn = s.conn;
-    let info = RequestInfo::new(cluster, conn, s.origin.client, parts.version, overrides);
+    let info = RequestInfo::new(
+        cluster,
+        conn,
+        s.origin.client,
+        parts.version,
+        overrides,
+        rate_limits,
+    );
     let (mut decoded, mut reply) = chain.decode(&mut parts, &mut body, &info, idle).await;
     if reply.is_none() {
         reply = chain

@@ -22,6 +22,7 @@ pub mod jwt;
 pub mod local_reply;
 pub mod policy;
 pub mod predicate;
+pub mod ratelimit;
 pub mod rbac;
 mod route;
 pub mod secret;

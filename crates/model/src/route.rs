@@ -42,6 +42,9 @@ pub struct Route {
     /// `typed_per_filter_config` (and the deprecated `cors`) of the route
     /// configuration, virtual host and route, merged: most specific wins.
     pub per_filter_config: Vec<super::filter::FilterOverride>,
+    /// The route's and its virtual host's `rate_limits`, read by the
+    /// rate-limit filters.
+    pub rate_limits: super::ratelimit::RouteRateLimits,
 }
 
 /// One level's `request_headers_to_add/remove` and
@@ -151,6 +154,7 @@ impl Route {
             action,
             headers: HeaderMutations::default(),
             per_filter_config: Vec::new(),
+            rate_limits: super::ratelimit::RouteRateLimits::default(),
         }
     }
 }

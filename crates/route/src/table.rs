@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Method};
 use strait_model::filter::FilterOverride;
+use strait_model::ratelimit::RouteRateLimits;
 use strait_model::{Route, RouteAction, RouteConfig, VirtualHost};
 
 use crate::{
@@ -53,6 +54,8 @@ pub struct RouteEntry {
     headers: HeaderMutation,
     /// The merged `typed_per_filter_config`, read by the HTTP filters.
     per_filter_config: Box<[FilterOverride]>,
+    /// The route's and its virtual host's `rate_limits`.
+    rate_limits: RouteRateLimits,
 }
 
 /// What compiling the action adds to the model's description of it.
@@ -271,6 +274,7 @@ impl RouteEntry {
             compiled,
             headers: HeaderMutation::compile(&config.headers, at)?,
             per_filter_config: config.per_filter_config.clone().into(),
+            rate_limits: config.rate_limits.clone(),
         })
     }
 
@@ -292,6 +296,12 @@ impl RouteEntry {
     /// configuration, already merged), for the HTTP filters.
     pub fn per_filter_config(&self) -> &[FilterOverride] {
         &self.per_filter_config
+    }
+
+    /// The rate-limit policies (the route's and its virtual host's), for
+    /// the rate-limit filters.
+    pub fn rate_limits(&self) -> &RouteRateLimits {
+        &self.rate_limits
     }
 
     /// The effective `prefix_rewrite`. Envoy treats an empty rewrite as

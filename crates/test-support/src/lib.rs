@@ -30,6 +30,7 @@ pub mod metrics_service;
 pub mod netns;
 pub mod process;
 pub mod proxy;
+pub mod rls;
 pub mod upstream;
 pub mod xds_server;
 

@@ -27,6 +27,14 @@ impl ClusterRegistry {
         }
     }
 
+    /// Runs `make` with the proxy's stats recorder as the one the
+    /// `metrics` macros register with (on this thread only), for a data
+    /// filter that makes stat handles after start-up, such as on a
+    /// per-route config's first request.
+    pub fn register<T>(&self, make: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&*self.recorder.0, make)
+    }
+
     /// The live cluster named `name`. No lock; one atomic load and a hash.
     pub fn get(&self, name: &str) -> Option<Arc<Cluster>> {
         self.clusters.load().get(name).cloned()

@@ -62,6 +62,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         enable_worker_cpu_affinity,
         stats_eviction,
     } = b;
+    cx.node_cluster = node.as_ref().map(|n| n.cluster.clone()).unwrap_or_default();
     let dynamic = dynamic_resources
         .as_ref()
         .and_then(|d| dynamic::dynamic_resources(cx, "dynamic_resources", d));

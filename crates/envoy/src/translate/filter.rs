@@ -18,6 +18,8 @@ use envoy_types::pb::{
                 fault::v3::{FaultAbort, HttpFault, fault_abort::ErrorType},
                 header_mutation::v3::{HeaderMutation, HeaderMutationPerRoute, Mutations},
                 jwt_authn::v3::{JwtAuthentication, PerRouteConfig},
+                local_ratelimit::v3::LocalRateLimit as HttpLocalRateLimit,
+                ratelimit::v3::RateLimit as HttpRateLimit,
                 rbac::v3::{Rbac as RbacFilter, RbacPerRoute},
             },
         },
@@ -70,6 +72,10 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
         super::ext_authz::ext_authz(cx, &c, path).map(|c| Extension::new(type_url::EXT_AUTHZ, c))
     } else if name == RbacFilter::full_name() {
         super::rbac::http_filter(cx, any, path)
+    } else if name == HttpLocalRateLimit::full_name() {
+        super::ratelimit::http_local(cx, any, path, false)
+    } else if name == HttpRateLimit::full_name() {
+        super::ratelimit::http_global(cx, any, path)
     } else if name == JwtAuthentication::full_name() {
         super::jwt::jwt_authentication(cx, any, path)
     } else if name == super::jwt::ISTIO_AUTHN {
@@ -187,6 +193,8 @@ fn typed_override(cx: &mut Context, any: &Any, path: &str) -> Option<FilterOverr
             .map(|c| Extension::new(type_url::EXT_AUTHZ_PER_ROUTE, c))
     } else if name == RbacPerRoute::full_name() {
         super::rbac::http_per_route(cx, any, path)
+    } else if name == HttpLocalRateLimit::full_name() {
+        super::ratelimit::http_local(cx, any, path, true)
     } else if name == PerRouteConfig::full_name() {
         super::jwt::per_route(cx, any, path)
     } else {

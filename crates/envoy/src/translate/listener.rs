@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::{
     },
     extensions::filters::network::{
         http_connection_manager::v3::HttpConnectionManager,
+        local_ratelimit::v3::LocalRateLimit as NetworkLocalRateLimit,
         rbac::v3::Rbac as NetworkRbac,
         tcp_proxy::v3::{
             TcpProxy,
@@ -573,6 +574,9 @@ fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
     }
     if ty == "envoy.extensions.filters.network.ext_authz.v3.ExtAuthz" {
         return super::ext_authz::network_filter(cx, any, &path);
+    }
+    if ty == NetworkLocalRateLimit::full_name() {
+        return super::ratelimit::network_local(cx, any, &path);
     }
     let before = cx.problems.len();
     let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));

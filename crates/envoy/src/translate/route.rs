@@ -9,10 +9,10 @@ use envoy_types::pb::envoy::config::{
 };
 
 use super::{Context, at, bool_value, filter, item, policy, u32_value};
-use crate::model::{self, filter::FilterOverrideConfig};
+use crate::model::{self, filter::FilterOverrideConfig, ratelimit::RouteRateLimits};
 
 mod action;
-mod headers;
+pub(super) mod headers;
 pub(super) mod matcher;
 
 use headers::Lists;
@@ -145,7 +145,7 @@ fn virtual_host(
         route_specifiers,
     } = vh;
     reject_set!(cx, path;
-        matcher, require_tls, virtual_clusters, rate_limits, include_attempt_count_in_response,
+        matcher, require_tls, virtual_clusters, include_attempt_count_in_response,
         retry_policy_typed_config, hedge_policy, include_is_timeout_retry_header,
         per_request_buffer_limit_bytes, request_body_buffer_limit, route_specifiers,
     );
@@ -200,6 +200,10 @@ fn virtual_host(
         }
     }
     vhost_defaults.apply(&mut out_routes);
+    let vh_rate_limits = super::ratelimit::policies(cx, rate_limits, path);
+    for r in &mut out_routes {
+        r.rate_limits.virtual_host.clone_from(&vh_rate_limits);
+    }
     Some(model::VirtualHost {
         name: name.clone(),
         domains: out_domains,
@@ -288,12 +292,20 @@ fn route(cx: &mut Context, r: &Route, path: &str, table: &Table) -> Option<model
         );
     }
     filter::per_filter_configs(cx, typed_per_filter_config, path, &mut per_filter_config);
+    // The virtual host's policies are added by `virtual_host`.
+    let mut rate_limits = RouteRateLimits::default();
+    if let Some(route::Action::Route(ra)) = r.action.as_ref() {
+        let rpath = at(path, "route");
+        rate_limits.route = super::ratelimit::policies(cx, &ra.rate_limits, &rpath);
+        rate_limits.include_vh_rate_limits = bool_value(&ra.include_vh_rate_limits, false);
+    }
     Some(model::Route {
         name: name.clone(),
         matcher: matcher?,
         action: action?,
         headers,
         per_filter_config,
+        rate_limits,
     })
 }
 
@@ -336,17 +348,12 @@ fn forward(
     } = ra;
     reject_set!(cx, path;
         metadata_match, path_rewrite_policy, path_rewrite, append_x_forwarded_host, flush_timeout,
-        early_data_policy, retry_policy_typed_config, priority, rate_limits, upgrade_configs,
+        early_data_policy, retry_policy_typed_config, priority, upgrade_configs,
         internal_redirect_policy, internal_redirect_action, max_internal_redirects, hedge_policy,
     );
     // `cors` is read by `route`: it is per-filter config, kept on the route.
-    let _ = cors;
-    cx.reject_unless_bool(
-        path,
-        "include_vh_rate_limits",
-        include_vh_rate_limits,
-        false,
-    );
+    // So are the rate limits, which the rate-limit filters read from it.
+    let _ = (cors, rate_limits, include_vh_rate_limits);
     let cluster = action::cluster_specifier(cx, cluster_specifier, path, table.validate_clusters);
     let regex_rewrite = regex_rewrite
         .as_ref()

@@ -11,6 +11,7 @@ mod ext_authz;
 mod good;
 mod inbound;
 mod istio;
+mod ratelimit;
 mod rbac;
 mod route;
 mod route_bad;

@@ -156,6 +156,7 @@ static_resources:
                                             },
                                             headers: HeaderMutations::default(),
                                             per_filter_config: vec![],
+                                            rate_limits: Default::default(),
                                         },
                                         Route {
                                             name: String::new(),
@@ -170,6 +171,7 @@ static_resources:
                                             }),
                                             headers: HeaderMutations::default(),
                                             per_filter_config: vec![],
+                                            rate_limits: Default::default(),
                                         },
                                     ],
                                     headers: HeaderMutations::default(),
@@ -191,6 +193,7 @@ static_resources:
                                             }),
                                             headers: HeaderMutations::default(),
                                             per_filter_config: vec![],
+                                            rate_limits: Default::default(),
                                         },
                                         Route {
                                             name: String::new(),
@@ -206,6 +209,7 @@ static_resources:
                                             },
                                             headers: HeaderMutations::default(),
                                             per_filter_config: vec![],
+                                            rate_limits: Default::default(),
                                         },
                                     ],
                                     headers: HeaderMutations::default(),
