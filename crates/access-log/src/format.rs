@@ -85,7 +85,9 @@ fn json_object(fields: &[(String, JsonFormatValue)], r: &Record<'_>, omit_empty:
     let mut map = serde_json::Map::new();
     for (k, v) in fields {
         let value = json_value(v, r, omit_empty);
-        if omit_empty && (value.is_null() || value == Value::String(String::new())) {
+        // Envoy leaves out keys whose command had no value; a literal
+        // empty string stays.
+        if omit_empty && value.is_null() {
             continue;
         }
         map.insert(k.clone(), value);

@@ -230,6 +230,7 @@ static_resources:
                         forward_client_cert: Default::default(),
                         client_cert_details: Default::default(),
                         local_reply: None,
+                        access_logs: Default::default(),
                     },
                 ))],
                 default_filter_chain: None,
@@ -241,6 +242,7 @@ static_resources:
                 bind_to_port: true,
                 use_original_dst: false,
                 direction: TrafficDirection::Inbound,
+                access_logs: Default::default(),
             },
             Listener {
                 name: "127.0.0.1_9000".into(),
@@ -259,6 +261,7 @@ static_resources:
                         },
                     ]),
                     idle_timeout: None,
+                    access_logs: Default::default(),
                 }))],
                 default_filter_chain: None,
                 listener_filters: ListenerFilters {
@@ -269,6 +272,7 @@ static_resources:
                 bind_to_port: true,
                 use_original_dst: false,
                 direction: TrafficDirection::Unspecified,
+                access_logs: Default::default(),
             },
         ],
         clusters: vec![
