@@ -185,8 +185,10 @@ impl LocalReply {
         match self {
             LocalReply::NoRoute | LocalReply::NoCluster | LocalReply::UpgradeRefused => "",
             LocalReply::NoHealthyUpstream => "no healthy upstream",
+            // Envoy 1.40 says "remote connection failure" for a refused
+            // or unreachable upstream.
             LocalReply::ConnectFailure => {
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
             }
             LocalReply::UpstreamReset => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
@@ -227,7 +229,7 @@ impl LocalReply {
             LocalReply::NoCluster => "cluster_not_found",
             LocalReply::NoHealthyUpstream => "no_healthy_upstream",
             LocalReply::ConnectFailure => {
-                "upstream_reset_before_response_started{connection_failure}"
+                "upstream_reset_before_response_started{remote_connection_failure}"
             }
             LocalReply::UpstreamReset => {
                 "upstream_reset_before_response_started{connection_termination}"

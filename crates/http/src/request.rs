@@ -13,6 +13,7 @@ use strait_model::{HttpConnectionManager, NetworkFilter, RouteAction, ServerHead
 use strait_route::{RequestView, RouteResult};
 
 use crate::{
+    access_log::{Pending, UpstreamFacts},
     body::{ProxyBody, Tracked},
     buffer::DownstreamBody,
     chain::{FilterChain, RequestBodyFilters, RequestInfo, ResponseBodyFilters},
@@ -26,19 +27,29 @@ use crate::{
 };
 
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// [`handle`] with the request counted as an open stream of its
-/// connection until its response body is done (or dropped).
+/// connection until its response body is done (or dropped), when its
+/// access-log entry, if any, is written.
 pub(crate) async fn handle_counted(
     req: Request<Incoming>,
     conn: Arc<ConnCtx>,
 ) -> Response<Tracked> {
     let stream = StreamGuard::open(&conn);
-    handle(req, conn).await.map(|b| Tracked::new(b, stream))
+    let mut log = None;
+    let resp = handle(req, conn, &mut log).await;
+    resp.map(|b| Tracked::new(b, stream, log))
 }
 
 /// Handles one request end to end. Never fails: every error is a response.
-pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ProxyBody> {
+/// `log` gets the request's access-log entry when its connection manager
+/// has access logs.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnCtx>,
+    log: &mut Option<Box<Pending>>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     conn.stats.rq_total.increment(1);
     let snapshot = conn.shared.store.load();
@@ -85,11 +96,21 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             let refused = refuse(&req, hcm);
             let origin = edge::Origin::classify(req.headers(), conn.peer, hcm);
             edge::mutate(req.headers_mut(), &origin, conn.peer, hcm, conn.tls);
+            // Envoy's connection manager gives every request an id before
+            // routing, so local replies' log entries carry one too.
+            if hcm.generate_request_id && !req.headers().contains_key(&X_REQUEST_ID) {
+                req.headers_mut()
+                    .insert(X_REQUEST_ID.clone(), headers::request_id());
+            }
+            *log = Pending::start(&hcm.access_logs, &conn, &req, started, origin.client);
             // The request as filters and routes see it (after the edge rules).
             let local_reply = hcm
                 .local_reply
                 .as_deref()
-                .map(|c| (c, local_reply_config::RequestFacts::of(&req, c)));
+                .map(|c| {
+                    let facts = local_reply_config::RequestFacts::of(&req, c, conn.local, conn.peer);
+                    (c, facts)
+                });
             let base = RequestView::from_request(&req);
             let authority = strait_route::strip_host_port(
                 base.authority,
@@ -107,6 +128,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                         LocalReply::NoRoute.response()
                     }
                     RouteResult::Matched(m) => match m.action() {
+                        _ if record_route(log, &m) => unreachable!("record_route is false"),
                         RouteAction::DirectResponse { status, body } => {
                             let mut resp = direct(*status, body.as_deref(), "direct_response");
                             m.apply_response_headers(resp.headers_mut(), None);
@@ -132,7 +154,16 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                                 buffer_limit: limit,
                                 origin,
                             };
-                            filtered(req, &stream, routed, filters).await
+                            let mut scratch = UpstreamFacts::default();
+                            let facts = match log.as_deref_mut() {
+                                Some(p) => {
+                                    p.cluster = Some(routed.choice.name.to_string())
+                                        .filter(|n| !n.is_empty());
+                                    &mut p.upstream
+                                }
+                                None => &mut scratch,
+                            };
+                            filtered(req, &stream, routed, filters, facts).await
                         }
                     },
                 },
@@ -148,11 +179,25 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         resp.headers_mut()
             .insert(X_SERVICE_TIME.clone(), HeaderValue::from(ms));
     }
+    if let Some(p) = log.as_deref_mut() {
+        p.response(&resp);
+    }
     conn.stats.response(resp.status().as_u16());
     conn.stats
         .rq_time
         .record(started.elapsed().as_secs_f64() * 1000.0);
     resp
+}
+
+/// Records the matched route's name for the access log; always false, so
+/// it can sit in a match guard before the route's action is looked at.
+fn record_route(log: &mut Option<Box<Pending>>, m: &strait_route::Matched<'_>) -> bool {
+    if let Some(p) = log.as_deref_mut()
+        && !m.route().name().is_empty()
+    {
+        p.route_name = Some(m.route().name().to_owned());
+    }
+    false
 }
 
 trait WithServerHeader {
@@ -190,9 +235,10 @@ async fn filtered(
     s: &Stream<'_>,
     routed: Routed<'_>,
     filters: Option<&FilterChain>,
+    facts: &mut UpstreamFacts,
 ) -> Response<ProxyBody> {
     let mut resp = match filters.filter(|f| !f.is_empty()) {
-        None => forward(req.map(DownstreamBody::new), s, &routed, None).await,
+        None => forward(req.map(DownstreamBody::new), s, &routed, None, facts).await,
         Some(chain) => {
             let (mut parts, body) = req.into_parts();
             let mut body = DownstreamBody::new(body);
@@ -217,11 +263,14 @@ async fn filtered(
                     let hook = body_filters
                         .clone()
                         .map(|f| Box::new(RequestBodyFilters(f)) as Box<dyn FrameHook>);
-                    forward(Request::from_parts(parts, body), s, &routed, hook).await
+                    forward(Request::from_parts(parts, body), s, &routed, hook, facts).await
                 }
             };
             let status = resp.status();
             chain.encode(&decoded, overrides, status, resp.headers_mut());
+            if facts.wants_metadata {
+                facts.metadata = crate::metadata::dynamic_metadata(&decoded.state).cloned();
+            }
             if let Some(filters) = body_filters {
                 let hook = ResponseBodyFilters {
                     filters,

@@ -244,6 +244,11 @@ impl Lease {
         &self.host
     }
 
+    /// The local address of the connection the request goes out on.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.conn.local_addr()
+    }
+
     /// Sends `req` and returns the response with a body that gives the
     /// connection back to the pool once it has been read to the end. The
     /// result feeds outlier detection.
@@ -290,7 +295,7 @@ impl Lease {
         // An upgraded (101) connection belongs to the tunnel now; an HTTP/2
         // connection is shared and never returned.
         let back = match (pooled, &conn) {
-            (Some((cx, uses)), ClientConn::Http1(_)) if status != 101 => Some(Returning {
+            (Some((cx, uses)), c) if c.is_http1() && status != 101 => Some(Returning {
                 conn,
                 cx,
                 uses: uses + 1,
