@@ -157,6 +157,7 @@ impl Proxy {
             xds_dump: Arc::clone(&xds_dump),
             drain_listeners: drain_tx,
             draining: Arc::default(),
+            access_logs: Arc::clone(&shared.conn.http.access_logs),
         };
         // Stats sinks read the stats as the admin server does, with or
         // without one. Started once: Envoy reads `stats_sinks` from the
@@ -264,10 +265,13 @@ impl Proxy {
             return Ok(());
         };
         let reloader = Arc::clone(&self.reloader);
+        let logs = Arc::clone(&self.shared.conn.http.access_logs);
         let mut quit = self.quit.clone();
         rt.block_on(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let mut hup = signal(SignalKind::hangup())?;
+            // Envoy reopens its access-log files on SIGUSR1 (log rotation).
+            let mut usr1 = signal(SignalKind::user_defined1())?;
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
             loop {
@@ -277,6 +281,7 @@ impl Proxy {
                             tracing::error!("reload refused, keeping the running config: {e}");
                         }
                     }
+                    _ = usr1.recv() => logs.reopen(),
                     _ = term.recv() => return Ok(()),
                     _ = int.recv() => return Ok(()),
                     _ = quit.wait_for(|q| *q) => return Ok(()),

@@ -19,9 +19,8 @@ use std::{
 
 use http::{HeaderMap, Request, Response, Version};
 use strait_access_log::{DynamicMetadata, LogFiles, Record, RequestHead};
-use strait_codec::{ConnectError, Progress};
+use strait_codec::Progress;
 use strait_model::access_log::{AccessLogs, Reads};
-use strait_upstream::UpstreamError;
 
 use crate::{body::ProxyBody, conn::ConnCtx, local_reply::ReplyInfo};
 
@@ -47,21 +46,6 @@ pub(crate) struct UpstreamFacts {
     pub(crate) metadata: Option<DynamicMetadata>,
     /// Whether a log reads dynamic metadata.
     pub(crate) wants_metadata: bool,
-}
-
-/// Envoy's transport failure reason for a connection that could not be
-/// made: the socket error as `strerror` words it, after
-/// `delayed_connect_error: ` (Envoy connects without blocking, so the
-/// error arrives later).
-pub(crate) fn transport_failure(e: &UpstreamError) -> Option<String> {
-    let UpstreamError::Connect(ConnectError::Io(io)) = e else {
-        return None;
-    };
-    io.raw_os_error()?;
-    let text = io.to_string();
-    // Rust adds " (os error N)" to the C library's message.
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    Some(format!("delayed_connect_error: {text}"))
 }
 
 /// One request's log entry while its response is on its way: written when

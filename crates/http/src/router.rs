@@ -195,7 +195,7 @@ async fn one_attempt(
         let lease = match cluster.lease_for(host, RoutingPriority::Default, h2).await {
             Ok(l) => l,
             Err(e) => {
-                facts.failure = crate::access_log::transport_failure(&e);
+                facts.failure = e.transport_failure_reason();
                 return Err(failure(e));
             }
         };

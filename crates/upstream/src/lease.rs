@@ -45,6 +45,22 @@ impl UpstreamError {
     pub fn is_connect_failure(&self) -> bool {
         matches!(self, UpstreamError::Connect(_))
     }
+
+    /// Envoy's transport failure reason (`%UPSTREAM_TRANSPORT_FAILURE_
+    /// REASON%`) for a connection refused or unreachable: the socket error
+    /// as the C library words it, after `delayed_connect_error: ` (Envoy
+    /// connects without blocking, so the error arrives later). `None` for
+    /// other failures.
+    pub fn transport_failure_reason(&self) -> Option<String> {
+        let UpstreamError::Connect(ConnectError::Io(io)) = self else {
+            return None;
+        };
+        io.raw_os_error()?;
+        let text = io.to_string();
+        // Rust adds " (os error N)" to the C library's message.
+        let text = text.split(" (os error").next().unwrap_or(&text);
+        Some(format!("delayed_connect_error: {text}"))
+    }
 }
 
 /// What a request holds from lease to the end of its response body: its
