@@ -162,12 +162,7 @@ impl LogFiles {
             m
         });
         self.start_writer();
-        self.inner
-            .queues
-            .load()
-            .get(sink)
-            .cloned()
-            .unwrap_or(made)
+        self.inner.queues.load().get(sink).cloned().unwrap_or(made)
     }
 
     fn start_writer(&self) {

@@ -12,7 +12,9 @@
 use std::borrow::Cow;
 
 use serde_json::Value;
-use strait_model::access_log::{AddressOf, BodyFormat, FormatCommand, FormatKind, FormatPart, JsonFormatValue};
+use strait_model::access_log::{
+    AddressOf, BodyFormat, FormatCommand, FormatKind, FormatPart, JsonFormatValue,
+};
 
 use crate::{
     record::{Record, hostname, long_flag, value},
@@ -216,7 +218,10 @@ fn command<'a>(c: &FormatCommand, r: &Record<'a>) -> Option<Val<'a>> {
             let v = req
                 .header(name)
                 .or_else(|| alternative.as_deref().and_then(|a| req.header(a)))?;
-            Some(Val::Str(truncate(Cow::Borrowed(v), max_len.unwrap_or(usize::MAX))))
+            Some(Val::Str(truncate(
+                Cow::Borrowed(v),
+                max_len.unwrap_or(usize::MAX),
+            )))
         }
         FormatCommand::Response {
             name,
@@ -238,7 +243,10 @@ fn header_of<'a>(
     max_len: Option<usize>,
 ) -> Option<Val<'a>> {
     let v = value(h, name).or_else(|| alternative.and_then(|a| value(h, a)))?;
-    Some(Val::Str(truncate(Cow::Borrowed(v), max_len.unwrap_or(usize::MAX))))
+    Some(Val::Str(truncate(
+        Cow::Borrowed(v),
+        max_len.unwrap_or(usize::MAX),
+    )))
 }
 
 fn truncate(v: Cow<'_, str>, max: usize) -> Cow<'_, str> {
@@ -353,9 +361,15 @@ mod tests {
                 ("flags".into(), one(FormatCommand::ResponseFlags)),
                 (
                     "mixed".into(),
-                    J::Format(vec![FormatPart::Text("c=".into()), cmd(FormatCommand::ResponseCode)]),
+                    J::Format(vec![
+                        FormatPart::Text("c=".into()),
+                        cmd(FormatCommand::ResponseCode),
+                    ]),
                 ),
-                ("start".into(), one(FormatCommand::StartTime(Some("%s".into())))),
+                (
+                    "start".into(),
+                    one(FormatCommand::StartTime(Some("%s".into()))),
+                ),
                 ("ttfb".into(), one(FormatCommand::ResponseDuration)),
             ]),
             content_type: String::new(),

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-
 /// One request's dynamic metadata: a struct per namespace, as Envoy's
 /// `map<string, google.protobuf.Struct>`.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -62,10 +62,22 @@ pub fn format_time(t: SystemTime, fmt: &str) -> String {
     let (y, mo, d) = civil(days);
     let (h, mi, s) = (sod / 3600, (sod / 60) % 60, sod % 60);
     let wday = (days + 4).rem_euclid(7) as usize;
-    let before: u32 = [31, if is_leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30]
-        .iter()
-        .take(mo as usize - 1)
-        .sum();
+    let before: u32 = [
+        31,
+        if is_leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+    ]
+    .iter()
+    .take(mo as usize - 1)
+    .sum();
     let yday = before + d;
     let month = MONTHS[mo as usize - 1];
     let fraction = |out: &mut String, digits: usize| {
@@ -155,7 +167,10 @@ mod tests {
             "2026/12/07T12:05:11.093+0000"
         );
         assert_eq!(format_time(t, "%a %b %e %j %f"), "Mon Dec  7 341 093000000");
-        assert_eq!(format_time(t, "%E6S %T %F 100%%"), "11.093000 12:05:11 2026-12-07 100%");
+        assert_eq!(
+            format_time(t, "%E6S %T %F 100%%"),
+            "11.093000 12:05:11 2026-12-07 100%"
+        );
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(format_time(leap, "%F %j"), "2000-02-29 060");
     }

@@ -189,9 +189,7 @@ impl Drop for Pending {
         let request_duration = match body {
             // A request without a body was whole when its head arrived.
             None => Some(Duration::ZERO),
-            Some(p) => p
-                .ended_at()
-                .map(|at| since(self.started, at.into_std())),
+            Some(p) => p.ended_at().map(|at| since(self.started, at.into_std())),
         };
         let mut r = Record::new(self.start, self.local, self.remote);
         r.downstream_direct_remote = self.peer;

@@ -104,13 +104,10 @@ pub(crate) async fn handle(
             }
             *log = Pending::start(&hcm.access_logs, &conn, &req, started, origin.client);
             // The request as filters and routes see it (after the edge rules).
-            let local_reply = hcm
-                .local_reply
-                .as_deref()
-                .map(|c| {
-                    let facts = local_reply_config::RequestFacts::of(&req, c, conn.local, conn.peer);
-                    (c, facts)
-                });
+            let local_reply = hcm.local_reply.as_deref().map(|c| {
+                let facts = local_reply_config::RequestFacts::of(&req, c, conn.local, conn.peer);
+                (c, facts)
+            });
             let base = RequestView::from_request(&req);
             let authority = strait_route::strip_host_port(
                 base.authority,

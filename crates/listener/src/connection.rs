@@ -272,5 +272,6 @@ async fn serve_connection(
 /// The URI SANs of the certificate this side presented, joined by `,` as
 /// Envoy prints `%DOWNSTREAM_LOCAL_URI_SAN%`.
 fn local_uri_san(uris: Option<&[String]>) -> Option<Arc<str>> {
-    uris.filter(|u| !u.is_empty()).map(|u| Arc::from(u.join(",")))
+    uris.filter(|u| !u.is_empty())
+        .map(|u| Arc::from(u.join(",")))
 }

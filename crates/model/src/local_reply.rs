@@ -34,4 +34,3 @@ pub struct ResponseMapper {
     /// `headers_to_add`, as response additions (literal values).
     pub headers: HeaderMutations,
 }
-

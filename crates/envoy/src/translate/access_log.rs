@@ -130,10 +130,12 @@ fn file(cx: &mut Context, f: &FileAccessLog, path: &str) -> Option<(LogSink, Bod
         }
         // The deprecated shortcuts: a text format as it is (no newline
         // added), and JSON formats, typed alike in Envoy 1.40.
-        Some(file_access_log::AccessLogFormat::Format(s)) => plain(
-            FormatKind::Text(format::parts(cx, s, &at(path, "format"))?),
-        ),
-        Some(file_access_log::AccessLogFormat::JsonFormat(s)) => json(cx, s, &at(path, "json_format"))?,
+        Some(file_access_log::AccessLogFormat::Format(s)) => {
+            plain(FormatKind::Text(format::parts(cx, s, &at(path, "format"))?))
+        }
+        Some(file_access_log::AccessLogFormat::JsonFormat(s)) => {
+            json(cx, s, &at(path, "json_format"))?
+        }
         Some(file_access_log::AccessLogFormat::TypedJsonFormat(s)) => {
             json(cx, s, &at(path, "typed_json_format"))?
         }

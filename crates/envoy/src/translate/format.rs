@@ -61,7 +61,11 @@ pub(super) fn substitution_format(
     })
 }
 
-pub(super) fn json_struct(cx: &mut Context, s: &Struct, path: &str) -> Option<Vec<(String, JsonFormatValue)>> {
+pub(super) fn json_struct(
+    cx: &mut Context,
+    s: &Struct,
+    path: &str,
+) -> Option<Vec<(String, JsonFormatValue)>> {
     let before = cx.problems.len();
     // `fields` is a BTreeMap: sorted by key, as Envoy prints them.
     let out: Vec<(String, JsonFormatValue)> = s
@@ -169,9 +173,7 @@ fn command(cx: &mut Context, spec: &str, path: &str) -> Option<FormatCommand> {
         "RESPONSE_FLAGS" => Some(FormatCommand::ResponseFlags),
         "RESPONSE_FLAGS_LONG" => Some(FormatCommand::ResponseFlagsLong),
         "CONNECTION_TERMINATION_DETAILS" => Some(FormatCommand::ConnectionTerminationDetails),
-        "UPSTREAM_TRANSPORT_FAILURE_REASON" => {
-            Some(FormatCommand::UpstreamTransportFailureReason)
-        }
+        "UPSTREAM_TRANSPORT_FAILURE_REASON" => Some(FormatCommand::UpstreamTransportFailureReason),
         "PROTOCOL" => Some(FormatCommand::Protocol),
         "BYTES_RECEIVED" => Some(FormatCommand::BytesReceived),
         "BYTES_SENT" => Some(FormatCommand::BytesSent),
@@ -218,9 +220,7 @@ fn command(cx: &mut Context, spec: &str, path: &str) -> Option<FormatCommand> {
                 if c != '%' {
                     continue;
                 }
-                let conv = chars
-                    .by_ref()
-                    .find(|c| !c.is_ascii_digit() && *c != 'E');
+                let conv = chars.by_ref().find(|c| !c.is_ascii_digit() && *c != 'E');
                 if !conv.is_some_and(|c| START_TIME_CONVERSIONS.contains(c) || c == 'f') {
                     cx.unsupported(
                         path,
@@ -348,7 +348,10 @@ mod tests {
     #[test]
     fn unknown_and_malformed_commands_are_refused_by_name() {
         for (s, want) in [
-            ("%UPSTREAM_HOST_WITHOUT_PORT%", "%UPSTREAM_HOST_WITHOUT_PORT%"),
+            (
+                "%UPSTREAM_HOST_WITHOUT_PORT%",
+                "%UPSTREAM_HOST_WITHOUT_PORT%",
+            ),
             ("%START_TIME(%Q)%", "strftime conversion %Q"),
             ("%DYNAMIC_METADATA()%", "needs a namespace"),
             ("%REQ()%", "needs a header name"),

@@ -20,9 +20,9 @@ use envoy_types::pb::envoy::{
 use prost::Name;
 
 use super::{
-    Context, at, bool_value, decode_any, duration, filter,
+    Context, access_log, at, bool_value, decode_any, duration, filter,
     inert::{Slot, effective_type_url, inert},
-    access_log, item, route, telemetry, timeout, type_name, u32_value,
+    item, route, telemetry, timeout, type_name, u32_value,
 };
 use crate::model::{
     self,

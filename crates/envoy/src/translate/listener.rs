@@ -29,9 +29,9 @@ use envoy_types::pb::envoy::{
 use prost::Name;
 
 use super::{
-    Context, at, decode_any, http,
+    Context, access_log, at, decode_any, http,
     inert::{Slot, effective_type_url, inert},
-    access_log, ip_socket_address, item, timeout, type_name, u32_value,
+    ip_socket_address, item, timeout, type_name, u32_value,
 };
 use crate::model;
 use crate::model::{extension::Extension, predicate::ListenerFilterPredicate, tls::CidrRange};
