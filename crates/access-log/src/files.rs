@@ -79,7 +79,8 @@ struct Inner {
     /// sees a new value.
     reopen: AtomicU64,
     stop: AtomicBool,
-    flush_interval: Duration,
+    /// Milliseconds between timed flushes.
+    flush_interval_ms: AtomicU64,
     /// Wakes the writer early; set once it runs.
     writer: OnceLock<std::thread::Thread>,
 }
@@ -110,7 +111,7 @@ impl LogFiles {
                 stats,
                 reopen: AtomicU64::new(0),
                 stop: AtomicBool::new(false),
-                flush_interval,
+                flush_interval_ms: AtomicU64::new(millis(flush_interval)),
                 writer: OnceLock::new(),
             }),
             handle: OnceLock::new(),
@@ -136,6 +137,14 @@ impl LogFiles {
         if waiting >= FLUSH_BYTES || queue.lines.is_full() {
             self.wake();
         }
+    }
+
+    /// Changes the timed flush interval (`--file-flush-interval-msec`).
+    pub fn set_flush_interval(&self, interval: Duration) {
+        self.inner
+            .flush_interval_ms
+            .store(millis(interval), Ordering::Relaxed);
+        self.wake();
     }
 
     /// Reopens every file at the next flush (log rotation): `SIGUSR1` and
@@ -198,6 +207,10 @@ impl Drop for LogFiles {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// The writer thread's own state: open files, and the reopen generation
 /// they belong to.
 #[derive(Default)]
@@ -221,7 +234,8 @@ impl Writer {
                 // at its next write.
                 self.files.clear();
             }
-            let by_timer = last_timer.elapsed() >= inner.flush_interval;
+            let interval = Duration::from_millis(inner.flush_interval_ms.load(Ordering::Relaxed));
+            let by_timer = last_timer.elapsed() >= interval;
             if by_timer {
                 last_timer = Instant::now();
             }
@@ -229,7 +243,7 @@ impl Writer {
             if stopping {
                 return;
             }
-            let wait = inner.flush_interval.saturating_sub(last_timer.elapsed());
+            let wait = interval.saturating_sub(last_timer.elapsed());
             std::thread::park_timeout(wait.max(Duration::from_millis(1)));
         }
     }

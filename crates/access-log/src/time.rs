@@ -142,7 +142,7 @@ pub fn format_time(t: SystemTime, fmt: &str) -> String {
             'A' => write!(out, "{}", DAYS[wday]),
             'b' | 'h' => write!(out, "{}", &month[..3]),
             'B' => write!(out, "{month}"),
-            'n' => write!(out, "\n"),
+            'n' => writeln!(out),
             '%' => write!(out, "%"),
             other => write!(out, "%{other}"),
         };

@@ -51,6 +51,9 @@ pub struct Options {
     /// Listener filters registered by type URL (they run after the built-in
     /// TLS and HTTP inspectors).
     pub listener_filters: ListenerFilterRegistry,
+    /// How often access-log files are flushed (Envoy's
+    /// `--file-flush-interval-msec`, 1 s by default).
+    pub file_flush_interval: Duration,
 }
 
 impl Options {
@@ -65,6 +68,7 @@ impl Options {
             http_filters: crate::extensions::http_filters(),
             network_filters: NetworkFilterRegistry::default(),
             listener_filters: ListenerFilterRegistry::default(),
+            file_flush_interval: strait_access_log::FLUSH_INTERVAL,
         }
     }
 }
@@ -130,6 +134,11 @@ impl Proxy {
             &opts.listener_filters,
         );
         let shared = Arc::new(Shared::new(stats.clone(), extensions));
+        shared
+            .conn
+            .http
+            .access_logs
+            .set_flush_interval(opts.file_flush_interval);
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),
