@@ -22,7 +22,7 @@ use strait_access_log::{DynamicMetadata, LogFiles, Record, RequestHead};
 use strait_codec::Progress;
 use strait_model::access_log::{AccessLogs, Reads};
 
-use crate::{body::ProxyBody, conn::ConnCtx, local_reply::ReplyInfo};
+use crate::conn::ConnCtx;
 
 /// Where a request's upstream attempts went: filled by the router for
 /// every forwarded request (a few stores, no allocation unless a
@@ -141,13 +141,19 @@ impl Pending {
         }))
     }
 
-    /// The response head as it leaves the connection manager.
-    pub(crate) fn response(&mut self, resp: &Response<ProxyBody>) {
+    /// The response head as it leaves the connection manager; `reply` is
+    /// a local reply's response flag and details (`None` for an upstream's
+    /// response).
+    pub(crate) fn response<B>(
+        &mut self,
+        resp: &Response<B>,
+        reply: Option<(&'static str, &Cow<'static, str>)>,
+    ) {
         self.status = resp.status().as_u16();
-        match resp.extensions().get::<ReplyInfo>() {
-            Some(info) => {
-                self.flags = info.flag;
-                self.details = (!info.details.is_empty()).then(|| info.details.clone());
+        match reply {
+            Some((flag, details)) => {
+                self.flags = flag;
+                self.details = (!details.is_empty()).then(|| details.clone());
             }
             None => {
                 // Envoy's details for a response that came from upstream.

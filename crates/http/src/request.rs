@@ -20,7 +20,7 @@ use crate::{
     conn::{ConnCtx, StreamGuard},
     edge,
     forward::forward,
-    local_reply::{LocalReply, Reply},
+    local_reply::{LocalReply, Reply, ReplyInfo},
     local_reply_config,
     routed::{Routed, Stream, bad_request, refused},
     timeouts, xfcc,
@@ -177,7 +177,8 @@ pub(crate) async fn handle(
             .insert(X_SERVICE_TIME.clone(), HeaderValue::from(ms));
     }
     if let Some(p) = log.as_deref_mut() {
-        p.response(&resp);
+        let info = resp.extensions().get::<ReplyInfo>();
+        p.response(&resp, info.map(|i| (i.flag, &i.details)));
     }
     conn.stats.response(resp.status().as_u16());
     conn.stats
