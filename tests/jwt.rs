@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use strait_jwt::testing::{RSA_PKCS8, TestKey, jwks};
 use strait_test_support::{
+    bootstrap::{HttpBootstrap, closed_port, static_cluster},
     client::{Client, Reply},
     envoy::Envoy,
     proxy::TestProxy,
@@ -176,51 +177,24 @@ fn bootstrap(jwt_config: &str, upstream: &Upstream, jwks: SocketAddr) -> String 
         .lines()
         .map(|l| format!("              {l}\n"))
         .collect();
-    let cluster = |name: &str, port: u16| {
-        format!(
-            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
-        )
-    };
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: listener
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: jwt
-          route_config:
-            virtual_hosts:
-            - name: vh
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route: {{cluster: a}}
-          http_filters:
-          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-{jwt_config}          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  clusters:
-{a}{j}{dead}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        a = cluster("a", upstream.addr.port()),
-        j = cluster("jwks", jwks.port()),
-        dead = cluster("dead", closed_port()),
-    )
-}
-
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().map_or(1, |a| a.port())
+    let filters = format!(
+        "          - name: envoy.filters.http.jwt_authn\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n{}",
+        jwt_config.trim_end_matches('\n')
+    );
+    let clusters = [
+        static_cluster("a", upstream.addr.port(), false),
+        static_cluster("jwks", jwks.port(), false),
+        static_cluster("dead", closed_port(), false),
+    ]
+    .concat();
+    HttpBootstrap {
+        stat_prefix: "jwt",
+        filters: &filters,
+        routes: "              - match: {prefix: \"/\"}\n                route: {cluster: a}",
+        chain_extra: "",
+        clusters: &clusters,
+    }
+    .render()
 }
 
 /// Runs `requests` through Strait and Envoy on the same config and

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use strait_test_support::{
+    bootstrap::{HttpBootstrap, static_cluster},
     certs::{TestCa, downstream_tls},
     client::Client,
     envoy::Envoy,
@@ -68,43 +69,14 @@ async fn send(addr: SocketAddr, req: &Req) -> anyhow::Result<Seen> {
 /// spaces; `routes` at 14 spaces) in front of cluster `a`; `tls` is a
 /// transport socket block at 6 spaces, or empty.
 fn http_bootstrap(filters: &str, routes: &str, tls: &str, a: &Upstream) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: listener
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: diff
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-{routes}
-          http_filters:
-{filters}
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-{tls}
-  clusters:
-  - name: a
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: a
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-"#,
-        port = a.addr.port()
-    )
+    HttpBootstrap {
+        stat_prefix: "diff",
+        filters: filters.trim_end_matches('\n'),
+        routes,
+        chain_extra: tls,
+        clusters: &static_cluster("a", a.addr.port(), false),
+    }
+    .render()
 }
 
 /// The default route: everything to `a`.
@@ -433,6 +405,51 @@ async fn per_route_disable_and_override_match_envoy() -> anyhow::Result<()> {
         get("/closed"),
     ];
     http_case("per route", rbac, &routes, &requests, true).await
+}
+
+/// The filters run before the router whatever the route says: RBAC judges
+/// a direct response, a redirect and a request no route matches (404) as
+/// Envoy does, and a per-route override on a direct-response route counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_responses_redirects_and_404s_are_judged_like_envoy() -> anyhow::Result<()> {
+    let rbac = r#"              rules:
+                action: ALLOW
+                policies:
+                  keyed:
+                    permissions: [{header: {name: x-key, present_match: true}}]
+                    principals: [{any: true}]
+"#;
+    let per_route = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute";
+    let routes = format!(
+        r#"              - match: {{prefix: "/direct"}}
+                direct_response: {{status: 200, body: {{inline_string: "direct body"}}}}
+              - match: {{prefix: "/moved"}}
+                redirect: {{path_redirect: "/elsewhere"}}
+              - match: {{prefix: "/free"}}
+                direct_response: {{status: 202, body: {{inline_string: "free"}}}}
+                typed_per_filter_config:
+                  envoy.filters.http.rbac:
+                    "@type": {per_route}
+              - match: {{prefix: "/a"}}
+                route: {{cluster: a}}"#
+    );
+    let keyed = |path| Req {
+        method: "GET",
+        path,
+        headers: &[("x-key", "1")],
+    };
+    let requests = [
+        get("/direct"),
+        keyed("/direct"),
+        get("/moved"),
+        keyed("/moved"),
+        get("/free"),
+        get("/nowhere"),
+        keyed("/nowhere"),
+        get("/a"),
+        keyed("/a"),
+    ];
+    http_case("local actions", rbac, &routes, &requests, true).await
 }
 
 /// `curl` over mutual TLS with `cert`, SNI `sni`: the status.

@@ -37,8 +37,9 @@ pub(crate) struct Extensions {
 }
 
 impl Extensions {
-    /// The registries as given, with Strait's own policy filters (RBAC)
-    /// added where the caller did not register a factory of its own.
+    /// The registries as given, with Strait's own policy filters (RBAC,
+    /// network ext_authz) added where the caller did not register a
+    /// factory of its own.
     pub(crate) fn new(
         http: &HttpFilterRegistry,
         network: &NetworkFilterRegistry,
@@ -46,6 +47,9 @@ impl Extensions {
     ) -> Self {
         let (mut http, mut network) = (http.clone(), network.clone());
         strait_rbac::register(&mut http, &mut network);
+        if !network.has_read(strait_model::filter::type_url::NETWORK_EXT_AUTHZ) {
+            network.register_read(strait_ext_authz::NetworkExtAuthzFactory);
+        }
         Extensions {
             http,
             network,

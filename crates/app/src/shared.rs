@@ -23,6 +23,7 @@ impl Shared {
         // Filters that call out (JWKS fetches) do it through the live
         // clusters, as the router does.
         filters.http.set_clusters(Arc::clone(&clusters));
+        filters.network.set_clusters(Arc::clone(&clusters));
         Shared {
             conn: Arc::new(strait_listener::Context::new(
                 Arc::new(Store::new()),

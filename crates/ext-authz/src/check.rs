@@ -27,6 +27,7 @@ use strait_model::{
     ext_authz::{BufferSettings, ExtAuthz, HttpService},
     policy::ValueMatcher,
 };
+use strait_tls::PeerIdentity;
 
 /// The gRPC method every check calls.
 pub(crate) const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -73,6 +74,8 @@ pub(crate) struct Facts<'a> {
     pub(crate) peer: std::net::SocketAddr,
     pub(crate) local: std::net::SocketAddr,
     pub(crate) tls: bool,
+    /// The client's principal over mutual TLS (see [`principal`]).
+    pub(crate) principal: String,
     pub(crate) body: Option<&'a Bytes>,
     pub(crate) buffer: Option<BufferSettings>,
     pub(crate) context_extensions: HashMap<String, String>,
@@ -88,7 +91,18 @@ fn protocol(v: http::Version) -> &'static str {
     }
 }
 
-fn socket(a: std::net::SocketAddr) -> Address {
+/// A peer's principal as Envoy's check names it: the certificate's first
+/// URI SAN (a SPIFFE id in a mesh), else its subject; empty without one.
+pub(crate) fn principal(cert: Option<&PeerIdentity>) -> String {
+    cert.map(|c| {
+        c.uri_sans
+            .first()
+            .map_or_else(|| c.subject.to_string(), |u| u.to_string())
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn socket(a: std::net::SocketAddr) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             address: a.ip().to_string(),
@@ -166,6 +180,7 @@ pub(crate) fn grpc_request(config: &ExtAuthz, f: &Facts<'_>) -> Bytes {
         attributes: Some(AttributeContext {
             source: Some(Peer {
                 address: Some(socket(f.peer)),
+                principal: f.principal.clone(),
                 ..Default::default()
             }),
             destination: Some(Peer {

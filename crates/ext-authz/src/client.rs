@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Uri, Version, header, response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, header, response};
 use http_body_util::BodyExt;
 use strait_codec::Body;
 use strait_model::UpstreamProtocol;
 use strait_upstream::{ClusterRegistry, RoutingPriority};
+
+use crate::check::{CHECK_PATH, Verdict, grpc_verdict};
 
 /// Why a call got no answer.
 #[derive(Debug)]
@@ -43,7 +45,7 @@ pub(crate) struct Answer {
 /// Sends `req` (origin-form path in its URI, `authority` for Host or
 /// `:authority`) to `cluster`; `grpc` calls need HTTP/2 whatever the
 /// cluster's downstream-protocol setting.
-pub(crate) async fn call(
+pub(crate) async fn call_cluster(
     upstreams: &ClusterRegistry,
     cluster: &str,
     authority: &str,
@@ -95,4 +97,55 @@ pub(crate) async fn call(
     tokio::time::timeout(timeout, attempt)
         .await
         .map_err(|_| CallError::Timeout)?
+}
+
+/// A `Check` call over gRPC, as both filters make it.
+pub(crate) struct GrpcCall<'a> {
+    pub(crate) cluster: &'a str,
+    /// `:authority` (the cluster name when empty).
+    pub(crate) authority: &'a str,
+    pub(crate) initial_metadata: &'a [(String, String)],
+    pub(crate) timeout: Duration,
+}
+
+impl GrpcCall<'_> {
+    /// Sends the framed `CheckRequest` `body`; the answer read into a verdict.
+    pub(crate) async fn check(&self, upstreams: &ClusterRegistry, body: Bytes) -> Verdict {
+        let mut call = Request::post(CHECK_PATH)
+            .body(Body::full(body))
+            .unwrap_or_default();
+        let h = call.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        let ms = self.timeout.as_millis();
+        if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
+            h.insert("grpc-timeout", v);
+        }
+        for (k, v) in self.initial_metadata {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.append(k, v);
+            }
+        }
+        let authority = if self.authority.is_empty() {
+            self.cluster
+        } else {
+            self.authority
+        };
+        match call_cluster(upstreams, self.cluster, authority, call, self.timeout, true).await {
+            Ok(a) => grpc_verdict(a.head.status, &a.head.headers, a.trailers.as_ref(), &a.body),
+            Err(e) => failed(self.cluster, &e),
+        }
+    }
+}
+
+/// A call that got no answer: a verdict of error.
+pub(crate) fn failed(cluster: &str, e: &CallError) -> Verdict {
+    tracing::debug!(cluster, error = %e, "ext_authz call failed");
+    Verdict::Error
 }

@@ -4,8 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use envoy_types::pb::envoy::config::core::v3::Metadata;
-use http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use strait_codec::Body;
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use strait_envoy::pbjson;
 use strait_http::{
     BodyBuffering, Decision, HttpFilter, Reply, RequestHead, ResponseHead,
@@ -15,7 +14,7 @@ use strait_model::ext_authz::{AuthzService, BufferSettings, ExtAuthz, ExtAuthzPe
 
 use crate::{
     check::{self, Allow, Facts, Verdict},
-    client::{self, CallError},
+    client,
 };
 
 /// The namespace of the metadata an allowing answer publishes.
@@ -112,6 +111,7 @@ impl ExtAuthzFilter {
             peer: req.info.peer,
             local: req.info.local,
             tls: req.info.tls,
+            principal: check::principal(req.info.peer_cert),
             body: req.body,
             buffer,
             context_extensions,
@@ -125,46 +125,18 @@ impl ExtAuthzFilter {
                 initial_metadata,
             } => {
                 let body = check::grpc_request(c, &facts);
-                let mut call = Request::post(check::CHECK_PATH)
-                    .body(Body::full(body))
-                    .unwrap_or_default();
-                let h = call.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/grpc"),
-                );
-                h.insert(header::TE, HeaderValue::from_static("trailers"));
-                let ms = c.timeout.as_millis();
-                if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
-                    h.insert("grpc-timeout", v);
-                }
-                for (k, v) in initial_metadata {
-                    if let (Ok(k), Ok(v)) = (
-                        HeaderName::from_bytes(k.as_bytes()),
-                        HeaderValue::from_str(v),
-                    ) {
-                        h.append(k, v);
-                    }
-                }
-                let authority = if authority.is_empty() {
-                    cluster
-                } else {
-                    authority
+                let call = client::GrpcCall {
+                    cluster,
+                    authority,
+                    initial_metadata,
+                    timeout: c.timeout,
                 };
-                match client::call(upstreams, cluster, authority, call, c.timeout, true).await {
-                    Ok(a) => check::grpc_verdict(
-                        a.head.status,
-                        &a.head.headers,
-                        a.trailers.as_ref(),
-                        &a.body,
-                    ),
-                    Err(e) => failed(cluster, &e),
-                }
+                call.check(upstreams, body).await
             }
             AuthzService::Http(service) => {
                 let call = check::http_request(service, &facts);
                 let authority = check::authority(req.head);
-                match client::call(
+                match client::call_cluster(
                     upstreams,
                     &service.cluster,
                     &authority,
@@ -175,7 +147,7 @@ impl ExtAuthzFilter {
                 .await
                 {
                     Ok(a) => check::http_verdict(service, a.head.status, &a.head.headers, a.body),
-                    Err(e) => failed(&service.cluster, &e),
+                    Err(e) => client::failed(&service.cluster, &e),
                 }
             }
         }
@@ -230,11 +202,6 @@ impl ExtAuthzFilter {
 
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::FORBIDDEN)
-}
-
-fn failed(cluster: &str, e: &CallError) -> Verdict {
-    tracing::debug!(cluster, error = %e, "ext_authz call failed");
-    Verdict::Error
 }
 
 /// An allowing answer's changes to the request (and, later, the response).

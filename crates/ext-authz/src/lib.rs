@@ -17,6 +17,9 @@
 mod check;
 mod client;
 mod filter;
+mod network;
+
+pub use network::NetworkExtAuthzFactory;
 
 use std::sync::Arc;
 

@@ -267,3 +267,76 @@ impl From<LocalReply> for Reply {
         }
     }
 }
+
+/// Whether a request is gRPC as Envoy tells: `content-type`
+/// `application/grpc`, alone or with a `+codec` or `;parameters` suffix
+/// (gRPC-Web is not).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("application/grpc"))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
+}
+
+/// Envoy's gRPC status for an HTTP status (`Grpc::Utility::httpToGrpcStatus`).
+fn grpc_status_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "13",
+        401 => "16",
+        403 => "7",
+        404 => "12",
+        429 | 502 | 503 | 504 => "14",
+        _ => "2",
+    }
+}
+
+/// A local reply to a gRPC request as Envoy sends it: trailers-only, HTTP
+/// 200, `content-type: application/grpc`, the status mapped to
+/// `grpc-status` and the body (percent-encoded) as `grpc-message`. A reply
+/// that already carries `grpc-status` (a fault abort's) keeps it.
+pub(crate) fn grpc_local_reply(resp: &mut Response<ProxyBody>) {
+    let body = match resp.body_mut() {
+        ProxyBody::Local(b) => std::mem::take(b),
+        _ => return,
+    };
+    let h = resp.headers_mut();
+    if !h.contains_key("grpc-status") {
+        let status = resp.status();
+        let text = match &body {
+            Body::Full(Some(b)) => percent_encode(b),
+            _ => String::new(),
+        };
+        let h = resp.headers_mut();
+        h.insert(
+            "grpc-status",
+            HeaderValue::from_static(grpc_status_of(status)),
+        );
+        if !text.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&text)
+        {
+            h.insert("grpc-message", v);
+        }
+    }
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.remove(header::CONTENT_LENGTH);
+    *resp.status_mut() = StatusCode::OK;
+}
+
+/// Envoy's `PercentEncoding::encode` of a `grpc-message`: bytes outside
+/// printable ASCII, and `%`, as `%XX`.
+fn percent_encode(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for &c in b {
+        if (b' '..=b'~').contains(&c) && c != b'%' {
+            out.push(char::from(c));
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}

@@ -9,7 +9,10 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 use strait_codec::{FrameHook, headers};
-use strait_model::{HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation};
+use strait_model::{
+    HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
+    filter::FilterOverride,
+};
 use strait_route::{RequestView, RouteResult};
 
 use crate::{
@@ -91,6 +94,7 @@ pub(crate) async fn handle(
                     *req.uri_mut() = uri;
                 }
             }
+            let grpc = crate::local_reply::is_grpc(req.headers());
             // Envoy judges the request's origin after its codec checks
             // and before routing, so routes and filters see the result.
             let refused = refuse(&req, hcm);
@@ -117,56 +121,67 @@ pub(crate) async fn handle(
             let view = base
                 .with_authority(authority)
                 .with_random(headers::random_u64());
+            let stream = Stream {
+                conn: &conn,
+                hcm,
+                started,
+                buffer_limit: limit,
+                origin,
+            };
             let mut resp = match refused {
                 Some(refused) => refused,
-                None => match routes.route(&view) {
-                    RouteResult::NoVirtualHost | RouteResult::NoRoute(_) => {
-                        conn.stats.no_route.increment(1);
-                        LocalReply::NoRoute.response()
-                    }
-                    RouteResult::Matched(m) => match m.action() {
-                        _ if record_route(log, &m) => unreachable!("record_route is false"),
-                        RouteAction::DirectResponse { status, body } => {
-                            let mut resp = direct(*status, body.as_deref(), "direct_response");
-                            m.apply_response_headers(resp.headers_mut(), None);
-                            resp
-                        }
-                        RouteAction::Redirect(_) => {
-                            let (status, location) =
-                                m.redirect(&view).unwrap_or((301, String::new()));
-                            // Envoy reports a redirect as a direct response too.
-                            let mut resp = direct(status, None, "direct_response");
-                            if let Ok(v) = HeaderValue::from_str(&location) {
-                                resp.headers_mut().insert(header::LOCATION, v);
+                None => {
+                    // The filters run before the router whatever the route
+                    // table decided: a policy filter judges a direct
+                    // response, a redirect or a 404 too, as in Envoy.
+                    let action = match routes.route(&view) {
+                        RouteResult::NoVirtualHost | RouteResult::NoRoute(_) => Action::Local {
+                            resp: LocalReply::NoRoute.response(),
+                            overrides: &[],
+                            no_route: true,
+                        },
+                        RouteResult::Matched(m) => match m.action() {
+                            _ if record_route(log, &m) => unreachable!("record_route is false"),
+                            RouteAction::DirectResponse { status, body } => {
+                                let mut resp = direct(*status, body.as_deref(), "direct_response");
+                                m.apply_response_headers(resp.headers_mut(), None);
+                                Action::local(resp, &m)
                             }
-                            m.apply_response_headers(resp.headers_mut(), None);
-                            resp
-                        }
-                        RouteAction::Forward(action) => {
-                            let routed = Routed::new(m, action, &view);
-                            let stream = Stream {
-                                conn: &conn,
-                                hcm,
-                                started,
-                                buffer_limit: limit,
-                                origin,
-                            };
-                            let mut scratch = UpstreamFacts::default();
-                            let facts = match log.as_deref_mut() {
-                                Some(p) => {
-                                    p.cluster = Some(routed.choice.name.to_string())
-                                        .filter(|n| !n.is_empty());
-                                    &mut p.upstream
+                            RouteAction::Redirect(_) => {
+                                let (status, location) =
+                                    m.redirect(&view).unwrap_or((301, String::new()));
+                                // Envoy reports a redirect as a direct response too.
+                                let mut resp = direct(status, None, "direct_response");
+                                if let Ok(v) = HeaderValue::from_str(&location) {
+                                    resp.headers_mut().insert(header::LOCATION, v);
                                 }
-                                None => &mut scratch,
-                            };
-                            filtered(req, &stream, routed, filters, facts).await
+                                m.apply_response_headers(resp.headers_mut(), None);
+                                Action::local(resp, &m)
+                            }
+                            RouteAction::Forward(action) => {
+                                Action::Forward(Routed::new(m, action, &view))
+                            }
+                        },
+                    };
+                    let mut scratch = UpstreamFacts::default();
+                    let facts = match log.as_deref_mut() {
+                        Some(p) => {
+                            if let Action::Forward(routed) = &action {
+                                p.cluster =
+                                    Some(routed.choice.name.to_string()).filter(|n| !n.is_empty());
+                            }
+                            &mut p.upstream
                         }
-                    },
-                },
+                        None => &mut scratch,
+                    };
+                    filtered(req, &stream, action, filters, facts).await
+                }
             };
             if let Some((config, facts)) = &local_reply {
                 local_reply_config::apply(config, &mut resp, facts, started.elapsed());
+            }
+            if grpc {
+                crate::local_reply::grpc_local_reply(&mut resp);
             }
             resp.with_server_header(hcm)
         }
@@ -226,64 +241,121 @@ fn direct(status: u16, body: Option<&str>, details: &'static str) -> Response<Pr
     Reply::new(status).body(body).details(details).response()
 }
 
-/// Runs the HTTP filters around [`forward`]: a filter may answer first
-/// (fault abort, CORS preflight), and the response passes back through them.
+/// What the route table decided for a request, carried out once the
+/// filters let it through (Envoy's router filter does all three).
+enum Action<'t> {
+    Forward(Routed<'t>),
+    /// A direct response or redirect of the matched route, or no route
+    /// (404): built before the filters, sent if they let it through.
+    Local {
+        resp: Response<ProxyBody>,
+        overrides: &'t [FilterOverride],
+        no_route: bool,
+    },
+}
+
+impl<'t> Action<'t> {
+    fn local(resp: Response<ProxyBody>, matched: &strait_route::Matched<'t>) -> Self {
+        Action::Local {
+            resp,
+            overrides: matched.route().per_filter_config(),
+            no_route: false,
+        }
+    }
+
+    /// The router's part: forward, or send the local answer.
+    async fn run(
+        self,
+        req: Request<DownstreamBody>,
+        s: &Stream<'_>,
+        hook: Option<Box<dyn FrameHook>>,
+        facts: &mut UpstreamFacts,
+    ) -> Response<ProxyBody> {
+        match self {
+            Action::Forward(routed) => {
+                let mut resp = forward(req, s, &routed, hook, facts).await;
+                // Route-level response header changes apply to every
+                // response of the route, local replies included, as
+                // Envoy's router does (a local action has them already).
+                routed
+                    .matched
+                    .apply_response_headers_for(resp.headers_mut(), Some(&routed.choice));
+                resp
+            }
+            Action::Local { resp, no_route, .. } => {
+                if no_route {
+                    s.conn.stats.no_route.increment(1);
+                }
+                resp
+            }
+        }
+    }
+}
+
+/// Runs the HTTP filters before the router's action: a filter may answer
+/// first (fault abort, CORS preflight, a policy's denial), and the response
+/// passes back through them.
 async fn filtered(
     req: Request<Incoming>,
     s: &Stream<'_>,
-    routed: Routed<'_>,
+    action: Action<'_>,
     filters: Option<&FilterChain>,
     facts: &mut UpstreamFacts,
 ) -> Response<ProxyBody> {
-    let mut resp = match filters.filter(|f| !f.is_empty()) {
-        None => forward(req.map(DownstreamBody::new), s, &routed, None, facts).await,
-        Some(chain) => {
-            let (mut parts, body) = req.into_parts();
-            let mut body = DownstreamBody::new(body);
-            let idle = timeouts::stream_idle(routed.action.idle_timeout, s.hcm.stream_idle_timeout);
-            let overrides = routed.matched.route().per_filter_config();
-            let cluster = Some(&*routed.choice.name).filter(|n| !n.is_empty());
-            let conn = s.conn;
-            let info = RequestInfo::new(cluster, conn, s.origin.client, parts.version, overrides);
-            let (mut decoded, mut reply) = chain.decode(&mut parts, &mut body, &info, idle).await;
-            if reply.is_none() {
-                reply = chain
-                    .terminate(&mut parts, &mut body, &info, &mut decoded)
-                    .await;
-            }
-            // Both bodies pass the same filters: found once, shared.
-            let body_filters = chain
-                .body_filters(&decoded, overrides)
-                .filter(|f| !f.is_empty());
-            let mut resp = match reply {
-                Some(reply) => reply.response(),
-                None => {
-                    let hook = body_filters
-                        .clone()
-                        .map(|f| Box::new(RequestBodyFilters(f)) as Box<dyn FrameHook>);
-                    forward(Request::from_parts(parts, body), s, &routed, hook, facts).await
-                }
-            };
-            let status = resp.status();
-            chain.encode(&decoded, overrides, status, resp.headers_mut());
-            if facts.wants_metadata {
-                facts.metadata = crate::metadata::dynamic_metadata(&decoded.state).cloned();
-            }
-            if let Some(filters) = body_filters {
-                let hook = ResponseBodyFilters {
-                    filters,
-                    state: decoded.state,
-                };
-                resp = resp.map(|b| ProxyBody::Filtered(Box::new(b), Box::new(hook)));
-            }
-            resp
+    let Some(chain) = filters.filter(|f| !f.is_empty()) else {
+        return action
+            .run(req.map(DownstreamBody::new), s, None, facts)
+            .await;
+    };
+    let (mut parts, body) = req.into_parts();
+    let mut body = DownstreamBody::new(body);
+    let (idle, overrides, cluster) = match &action {
+        Action::Forward(routed) => (
+            timeouts::stream_idle(routed.action.idle_timeout, s.hcm.stream_idle_timeout),
+            routed.matched.route().per_filter_config(),
+            Some(&*routed.choice.name).filter(|n| !n.is_empty()),
+        ),
+        Action::Local { overrides, .. } => (
+            timeouts::stream_idle(None, s.hcm.stream_idle_timeout),
+            *overrides,
+            None,
+        ),
+    };
+    let conn = s.conn;
+    let info = RequestInfo::new(cluster, conn, s.origin.client, parts.version, overrides);
+    let (mut decoded, mut reply) = chain.decode(&mut parts, &mut body, &info, idle).await;
+    if reply.is_none() {
+        reply = chain
+            .terminate(&mut parts, &mut body, &info, &mut decoded)
+            .await;
+    }
+    // Both bodies pass the same filters: found once, shared.
+    let body_filters = chain
+        .body_filters(&decoded, overrides)
+        .filter(|f| !f.is_empty());
+    let mut resp = match reply {
+        Some(reply) => reply.response(),
+        None => {
+            let hook = body_filters
+                .clone()
+                .map(|f| Box::new(RequestBodyFilters(f)) as Box<dyn FrameHook>);
+            action
+                .run(Request::from_parts(parts, body), s, hook, &mut *facts)
+                .await
         }
     };
-    // Route-level response header changes apply to every response of the
-    // route, local replies included, as Envoy's router does.
-    routed
-        .matched
-        .apply_response_headers_for(resp.headers_mut(), Some(&routed.choice));
+    let status = resp.status();
+    chain.encode(&decoded, overrides, status, resp.headers_mut());
+    if facts.wants_metadata {
+        facts.metadata = crate::metadata::dynamic_metadata(&decoded.state).cloned();
+    }
+    if let Some(filters) = body_filters {
+        let hook = ResponseBodyFilters {
+            filters,
+            state: decoded.state,
+        };
+        resp = resp.map(|b| ProxyBody::Filtered(Box::new(b), Box::new(hook)));
+    }
     resp
 }
 

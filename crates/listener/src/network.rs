@@ -11,7 +11,7 @@ use strait_snapshot::{CompiledFilters, Store};
 use strait_upstream::ClusterRegistry;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::read::{CompiledReadFilter, ReadFilterFactory};
+use crate::read::{CompiledReadFilter, ReadFilterFactory, ReadScope};
 
 /// A downstream byte stream: plaintext or TLS-terminated, with any bytes
 /// the listener filters peeked replayed first.
@@ -75,6 +75,8 @@ pub trait NetworkFilterFactory: Send + Sync + 'static {
 pub struct NetworkFilterRegistry {
     by_type: ByTypeUrl<dyn NetworkFilterFactory>,
     read_by_type: ByTypeUrl<dyn ReadFilterFactory>,
+    /// Handed to read filter factories (see [`ReadScope`]).
+    clusters: Option<Arc<ClusterRegistry>>,
 }
 
 impl NetworkFilterRegistry {
@@ -90,6 +92,12 @@ impl NetworkFilterRegistry {
     pub fn register_read(&mut self, factory: impl ReadFilterFactory) -> &mut Self {
         let url = factory.type_url().to_owned();
         self.read_by_type.insert(&url, Arc::new(factory));
+        self
+    }
+
+    /// The live clusters read filters that call a service use.
+    pub fn set_clusters(&mut self, clusters: Arc<ClusterRegistry>) -> &mut Self {
+        self.clusters = Some(clusters);
         self
     }
 
@@ -117,7 +125,10 @@ impl NetworkFilterRegistry {
         let factory = self
             .read_by_type
             .require(config.type_url(), "network read filter")?;
-        let filter: CompiledReadFilter = factory.create(config)?;
+        let scope = ReadScope {
+            clusters: self.clusters.as_ref(),
+        };
+        let filter: CompiledReadFilter = factory.create_in(config, &scope)?;
         Ok(Arc::new(filter))
     }
 

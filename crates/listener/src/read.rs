@@ -11,8 +11,10 @@
 
 use std::{fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
+use strait_http::DynamicMetadata;
 use strait_model::extension::{Extension, TypedValue};
 use strait_tls::PeerIdentity;
+use strait_upstream::ClusterRegistry;
 
 /// What a read filter sees of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +57,23 @@ impl fmt::Debug for ReadDecision<'_> {
 /// A non-terminal network filter: built once per config version, shared by
 /// every connection of its filter chains.
 pub trait ReadFilter: Send + Sync + 'static {
-    /// Judges a new connection.
-    fn on_connection<'a>(&'a self, conn: &'a ConnectionView<'a>) -> ReadDecision<'a>;
+    /// Judges a new connection. `metadata` is the connection's dynamic
+    /// metadata: what earlier read filters wrote (network RBAC's shadow
+    /// verdict) for later ones to read (network ext_authz's
+    /// `filter_enabled_metadata`).
+    fn on_connection<'a>(
+        &'a self,
+        conn: &'a ConnectionView<'a>,
+        metadata: &'a mut DynamicMetadata,
+    ) -> ReadDecision<'a>;
+}
+
+/// What a read filter factory may use besides its config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadScope<'a> {
+    /// The proxy's live clusters, for filters that call a service; `None`
+    /// where the composition gave the registry none.
+    pub clusters: Option<&'a Arc<ClusterRegistry>>,
 }
 
 /// Makes read filters of one config type.
@@ -75,6 +92,17 @@ pub trait ReadFilterFactory: Send + Sync + 'static {
     /// Builds the filter from its validated config, when the snapshot
     /// compiles; never per connection.
     fn create(&self, config: &Extension) -> Result<Arc<dyn ReadFilter>, String>;
+
+    /// [`ReadFilterFactory::create`] with the registry's [`ReadScope`]; a
+    /// factory that calls out through a cluster overrides this one.
+    fn create_in(
+        &self,
+        config: &Extension,
+        scope: &ReadScope<'_>,
+    ) -> Result<Arc<dyn ReadFilter>, String> {
+        let _ = scope;
+        self.create(config)
+    }
 }
 
 /// A compiled read filter as the snapshot keeps it.
@@ -86,13 +114,15 @@ pub(crate) async fn judge(
     filters: &[strait_snapshot::CompiledFilters],
     view: &ConnectionView<'_>,
 ) -> Option<Option<Duration>> {
+    // Allocates only when a filter writes.
+    let mut metadata = DynamicMetadata::default();
     for f in filters {
         // Built by the registry that made it: any other type is a bug in
         // the composition; closing fails safe.
         let Some(filter) = f.downcast_ref::<CompiledReadFilter>() else {
             return Some(None);
         };
-        let mut decision = filter.on_connection(view);
+        let mut decision = filter.on_connection(view, &mut metadata);
         loop {
             match decision {
                 ReadDecision::Continue => break,

@@ -37,9 +37,6 @@ pub struct ExtAuthz {
     pub deny_at_disable: bool,
     /// `metadata_context_namespaces`: dynamic metadata sent along.
     pub metadata_context_namespaces: Vec<String>,
-    /// `include_peer_certificate`: the client certificate (URL-encoded PEM)
-    /// in the check's source attributes.
-    pub include_peer_certificate: bool,
     /// `allowed_headers` / `disallowed_headers`: which request headers the
     /// check carries (all but `disallowed` when `allowed` is empty).
     pub allowed_headers: Vec<ValueMatcher>,
@@ -109,4 +106,27 @@ pub enum ExtAuthzPerRoute {
         /// `with_request_body`, replacing the filter's.
         with_request_body: Option<BufferSettings>,
     },
+}
+
+/// `envoy.filters.network.ext_authz`: a new connection is checked once
+/// (its addresses and, over mutual TLS, the peer's principal) before the
+/// terminal filter sees it; a denial or a failed call closes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkExtAuthz {
+    /// `grpc_service.envoy_grpc.cluster_name`.
+    pub cluster: String,
+    /// `:authority` of the call (the cluster name when empty).
+    pub authority: String,
+    pub initial_metadata: Vec<(String, String)>,
+    /// `grpc_service.timeout` (Envoy's default 200 ms).
+    pub timeout: Duration,
+    pub failure_mode_allow: bool,
+    /// Stats are `<stat_prefix>.ext_authz.*`.
+    pub stat_prefix: String,
+    /// Check only connections whose dynamic metadata (written by earlier
+    /// read filters: Istio's CUSTOM action keys on network RBAC's shadow
+    /// verdict) matches.
+    pub filter_enabled_metadata: Option<MetadataMatcher>,
+    /// `metadata_context_namespaces`: the connection's dynamic metadata sent along.
+    pub metadata_context_namespaces: Vec<String>,
 }

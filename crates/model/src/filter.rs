@@ -35,6 +35,10 @@ pub mod type_url {
     /// Its per-route config: [`crate::ext_authz::ExtAuthzPerRoute`].
     pub const EXT_AUTHZ_PER_ROUTE: &str =
         "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
+    /// `envoy.filters.network.ext_authz`, a read filter:
+    /// [`crate::ext_authz::NetworkExtAuthz`].
+    pub const NETWORK_EXT_AUTHZ: &str =
+        "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz";
 }
 
 /// `envoy.filters.http.router`'s config. Strait accepts only Envoy's

@@ -67,7 +67,8 @@ pub fn evaluate<'r>(rules: &'r Rules, input: &Input<'_>) -> Verdict<'r> {
     }
 }
 
-fn policy_matches(p: &Policy, input: &Input<'_>) -> bool {
+/// Whether one policy matches: a permission and a principal.
+pub(crate) fn policy_matches(p: &Policy, input: &Input<'_>) -> bool {
     p.permissions.iter().any(|x| permission(x, input))
         && p.principals.iter().any(|x| principal(x, input))
 }

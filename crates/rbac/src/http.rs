@@ -22,6 +22,7 @@ use strait_model::{
 };
 
 use crate::{
+    compiled::CompiledRules,
     engine::{self, Input, Verdict},
     stats::RbacStats,
 };
@@ -68,8 +69,12 @@ impl HttpFilterFactory for HttpRbacFactory {
             &config.shadow_rules_stat_prefix,
         );
         let keys = Keys::new(&config);
+        let compiled = Compiled {
+            rules: config.rules.clone().map(CompiledRules::new),
+            shadow: config.shadow_rules.clone().map(CompiledRules::new),
+        };
         Ok(Arc::new(HttpRbacFilter {
-            config,
+            compiled,
             stats,
             keys,
         }))
@@ -96,8 +101,14 @@ impl Keys {
     }
 }
 
+/// The filter's own rules, compiled (per-route rules are walked as they are).
+struct Compiled {
+    rules: Option<CompiledRules>,
+    shadow: Option<CompiledRules>,
+}
+
 struct HttpRbacFilter {
-    config: HttpRbac,
+    compiled: Compiled,
     stats: RbacStats,
     keys: Keys,
 }
@@ -131,23 +142,25 @@ fn publish(req: &mut RequestHead<'_>, verdict: &Verdict<'_>, policy_key: &str, r
 
 impl HttpFilter for HttpRbacFilter {
     fn on_request<'a>(&'a self, req: &'a mut RequestHead<'_>) -> Decision<'a> {
-        let rbac = match req.route_config::<HttpRbacPerRoute>() {
-            Some(per_route) => per_route.rbac.as_ref(),
-            None => Some(&self.config),
-        };
-        let Some(rbac) = rbac else {
-            return Decision::Continue;
-        };
         // Both verdicts first, on the metadata as it came: Envoy 1.40's
         // rules do not see the shadow verdict of the same request.
         let (shadow, enforced) = {
             let input = input(req);
-            (
-                rbac.shadow_rules
-                    .as_ref()
-                    .map(|r| engine::evaluate(r, &input)),
-                rbac.rules.as_ref().map(|r| engine::evaluate(r, &input)),
-            )
+            match req.route_config::<HttpRbacPerRoute>() {
+                Some(per_route) => match per_route.rbac.as_ref() {
+                    None => return Decision::Continue,
+                    Some(rbac) => (
+                        rbac.shadow_rules
+                            .as_ref()
+                            .map(|r| engine::evaluate(r, &input)),
+                        rbac.rules.as_ref().map(|r| engine::evaluate(r, &input)),
+                    ),
+                },
+                None => (
+                    self.compiled.shadow.as_ref().map(|r| r.evaluate(&input)),
+                    self.compiled.rules.as_ref().map(|r| r.evaluate(&input)),
+                ),
+            }
         };
         let k = &self.keys;
         if let Some(v) = &shadow {

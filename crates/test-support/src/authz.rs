@@ -11,16 +11,18 @@
 //! - `x-authz: boom`: the service fails (gRPC UNAVAILABLE, HTTP 500);
 //! - a body containing `forbidden`: denied, 403 `body refused`;
 //! - anything else: denied, 401 (gRPC) or 403 (HTTP) with a body and
-//!   `x-deny-reason`.
+//!   `x-deny-reason`;
+//! - a connection check (gRPC, no HTTP request: network ext_authz): denied
+//!   when the client's address is 127.0.0.2, allowed otherwise.
 
 use std::{convert::Infallible, net::SocketAddr};
 
 use bytes::Bytes;
 use envoy_types::pb::{
     envoy::{
-        config::core::v3::{HeaderValue, HeaderValueOption},
+        config::core::v3::{HeaderValue, HeaderValueOption, address},
         service::auth::v3::{
-            CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+            AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
             authorization_server::{Authorization, AuthorizationServer},
             check_response::HttpResponse,
         },
@@ -61,6 +63,9 @@ impl Authorization for GrpcAuthz {
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let attrs = request.into_inner().attributes.unwrap_or_default();
+        if attrs.request.is_none() {
+            return Ok(tonic::Response::new(connection_check(&attrs)));
+        }
         let http = attrs.request.and_then(|r| r.http).unwrap_or_default();
         let h = |k: &str| http.headers.get(k).map(String::as_str);
         let body = if http.raw_body.is_empty() {
@@ -109,6 +114,26 @@ impl Authorization for GrpcAuthz {
             deny(401, "denied by grpc authz", "no-grant")
         };
         Ok(tonic::Response::new(answer))
+    }
+}
+
+/// A network ext_authz check: by the client's address.
+fn connection_check(attrs: &AttributeContext) -> CheckResponse {
+    let source = attrs
+        .source
+        .as_ref()
+        .and_then(|p| p.address.as_ref())
+        .and_then(|a| match &a.address {
+            Some(address::Address::SocketAddress(s)) => Some(s.address.as_str()),
+            _ => None,
+        });
+    let code = if source == Some("127.0.0.2") { 7 } else { 0 };
+    CheckResponse {
+        status: Some(RpcStatus {
+            code,
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod bootstrap;
 pub mod certs;
 pub mod client;
 pub mod config_dump;

@@ -11,10 +11,11 @@ use envoy_types::pb::envoy::{
         AuthorizationRequest, AuthorizationResponse, BufferSettings, CheckSettings, ExtAuthz,
         ExtAuthzPerRoute, HttpService, ext_authz::Services, ext_authz_per_route::Override,
     },
+    extensions::filters::network::ext_authz::v3::ExtAuthz as NetworkExtAuthz,
     r#type::{matcher::v3::ListStringMatcher, v3::HttpStatus},
 };
 
-use super::{Context, at, item, policy, positive_duration};
+use super::{Context, at, decode_any, item, policy, positive_duration};
 use crate::model::{
     self, ext_authz as m,
     policy::{Fraction, ValueMatcher},
@@ -74,6 +75,9 @@ pub(super) fn ext_authz(cx: &mut Context, c: &ExtAuthz, path: &str) -> Option<m:
         ("clear_route_cache", *clear_route_cache),
         ("validate_mutations", *validate_mutations),
         ("include_tls_session", *include_tls_session),
+        // The client certificate's PEM in the check: not kept per
+        // connection outside XFCC; the principal is always sent.
+        ("include_peer_certificate", *include_peer_certificate),
         (
             "enforce_response_header_limits",
             *enforce_response_header_limits,
@@ -155,9 +159,80 @@ pub(super) fn ext_authz(cx: &mut Context, c: &ExtAuthz, path: &str) -> Option<m:
         filter_enabled_metadata,
         deny_at_disable,
         metadata_context_namespaces: metadata_context_namespaces.clone(),
-        include_peer_certificate: *include_peer_certificate,
         allowed_headers,
         disallowed_headers,
+    })
+}
+
+/// `envoy.filters.network.ext_authz`'s config.
+pub(super) fn network_filter(
+    cx: &mut Context,
+    any: &envoy_types::pb::google::protobuf::Any,
+    path: &str,
+) -> Option<model::extension::Extension> {
+    let NetworkExtAuthz {
+        stat_prefix,
+        grpc_service: service,
+        failure_mode_allow,
+        include_peer_certificate,
+        transport_api_version,
+        filter_enabled_metadata,
+        bootstrap_metadata_labels_key,
+        include_tls_session,
+        send_tls_alert_on_denial,
+        metadata_context_namespaces,
+        typed_metadata_context_namespaces,
+        shadow_mode,
+    } = decode_any::<NetworkExtAuthz>(cx, path, any)?;
+    reject_set!(cx, path; bootstrap_metadata_labels_key, typed_metadata_context_namespaces);
+    for (field, on) in [
+        ("include_peer_certificate", include_peer_certificate),
+        ("include_tls_session", include_tls_session),
+        // Strait closes a denied TLS connection without an alert.
+        ("send_tls_alert_on_denial", send_tls_alert_on_denial),
+        ("shadow_mode", shadow_mode),
+    ] {
+        if on {
+            cx.unsupported(at(path, field), format!("{field}: true"));
+        }
+    }
+    if transport_api_version == 1 {
+        cx.unsupported(
+            at(path, "transport_api_version"),
+            "transport_api_version V2",
+        );
+    }
+    let before = cx.problems.len();
+    let Some(g) = service.as_ref() else {
+        cx.invalid(at(path, "grpc_service"), "is required");
+        return None;
+    };
+    let (service, timeout) = grpc_service(cx, g, &at(path, "grpc_service"))?;
+    let m::AuthzService::Grpc {
+        cluster,
+        authority,
+        initial_metadata,
+    } = service
+    else {
+        return None;
+    };
+    let filter_enabled_metadata = filter_enabled_metadata
+        .as_ref()
+        .and_then(|f| policy::metadata_matcher(cx, f, &at(path, "filter_enabled_metadata")));
+    (cx.problems.len() == before).then(|| {
+        model::extension::Extension::new(
+            model::filter::type_url::NETWORK_EXT_AUTHZ,
+            m::NetworkExtAuthz {
+                cluster,
+                authority,
+                initial_metadata,
+                timeout,
+                failure_mode_allow,
+                stat_prefix,
+                filter_enabled_metadata,
+                metadata_context_namespaces,
+            },
+        )
     })
 }
 

@@ -202,6 +202,24 @@ fn direction(d: i32) -> model::TrafficDirection {
 
 /// One `listener_filters` entry: the TLS and HTTP inspectors (each with
 /// its `filter_disabled`) and the original destination filter are known.
+/// A name-only listener filter's config, as Envoy once looked it up: the
+/// built-in inspectors, under their current and older names.
+fn by_name_default(name: &str) -> Option<envoy_types::pb::google::protobuf::Any> {
+    let ty = match name
+        .strip_prefix("envoy.filters.listener.")
+        .or_else(|| name.strip_prefix("envoy.listener."))
+    {
+        Some("original_dst") => OriginalDst::full_name(),
+        Some("tls_inspector") => TlsInspector::full_name(),
+        Some("http_inspector") => HttpInspector::full_name(),
+        _ => return None,
+    };
+    Some(envoy_types::pb::google::protobuf::Any {
+        type_url: format!("type.googleapis.com/{ty}"),
+        value: Vec::new(),
+    })
+}
+
 fn listener_filter(
     cx: &mut Context,
     f: &ListenerFilter,
@@ -210,23 +228,34 @@ fn listener_filter(
 ) {
     let ListenerFilter {
         // A label; the type URL picks the implementation.
-        name: _,
+        name,
         filter_disabled,
         config_type,
     } = f;
     let disabled = filter_disabled
         .as_ref()
         .and_then(|p| predicate(cx, p, &at(path, "filter_disabled")));
+    let by_name;
     let any = match config_type {
         Some(listener_filter::ConfigType::TypedConfig(any)) => any,
         Some(listener_filter::ConfigType::ConfigDiscovery(_)) => {
             cx.unsupported(at(path, "config_discovery"), "config_discovery (ECDS)");
             return;
         }
-        None => {
-            cx.invalid(at(path, "typed_config"), "is required");
-            return;
-        }
+        None => match by_name_default(name) {
+            // Envoy before 1.22 found a filter without a config by its
+            // name, with the default config; OSM still renders the three
+            // built-in inspectors that way. Envoy 1.40 refuses them; Strait
+            // keeps the old meaning, which is unambiguous for these.
+            Some(any) => {
+                by_name = any;
+                &by_name
+            }
+            None => {
+                cx.invalid(at(path, "typed_config"), "is required");
+                return;
+            }
+        },
     };
     let filter_path = path;
     let path = at(path, "typed_config");
@@ -542,6 +571,9 @@ fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
     let path = at(path, "typed_config");
     if ty == NetworkRbac::full_name() {
         return super::rbac::network_filter(cx, any, &path);
+    }
+    if ty == "envoy.extensions.filters.network.ext_authz.v3.ExtAuthz" {
+        return super::ext_authz::network_filter(cx, any, &path);
     }
     let before = cx.problems.len();
     let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));

@@ -8,6 +8,7 @@ use crate::{ConfigError, load, model::Config};
 
 mod access_log;
 mod bad;
+mod ext_authz;
 mod good;
 mod inbound;
 mod istio;
