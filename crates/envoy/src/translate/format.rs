@@ -67,10 +67,12 @@ pub(super) fn json_struct(
     path: &str,
 ) -> Option<Vec<(String, JsonFormatValue)>> {
     let before = cx.problems.len();
-    // `fields` is a BTreeMap: sorted by key, as Envoy prints them.
-    let out: Vec<(String, JsonFormatValue)> = s
-        .fields
-        .iter()
+    // Sorted by key, as Envoy prints them; `fields` is a hash map, so the
+    // order is made here (a config translated twice must compare equal).
+    let mut fields: Vec<_> = s.fields.iter().collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let out: Vec<(String, JsonFormatValue)> = fields
+        .into_iter()
         .filter_map(|(k, v)| Some((k.clone(), json_value(cx, v, &at(path, k))?)))
         .collect();
     (cx.problems.len() == before).then_some(out)
