@@ -2,6 +2,7 @@
 //!
 //! Owns the admin endpoints: `/ready`, `/stats/prometheus`, `/stats`,
 //! `/config_dump`, `/listeners`, `/clusters`, `/server_info`, `/drain_listeners`,
+//! `/reopen_logs`,
 //! `/quitquitquit`; and the bootstrap's stats sinks ([`sinks`]: statsd,
 //! metrics service), which push the same stats every flush interval.
 //! It binds only where the config says (loopback by default). It reads the
@@ -54,6 +55,8 @@ pub struct AdminContext {
     pub drain_listeners: watch::Sender<Option<DrainListeners>>,
     /// Set once listeners were drained: `server.state` is then DRAINING.
     pub draining: Arc<AtomicBool>,
+    /// The access-log files, reopened by `POST /reopen_logs`.
+    pub access_logs: Arc<strait_access_log::LogFiles>,
 }
 
 /// A `POST /drain_listeners` request.
@@ -188,11 +191,16 @@ fn handle(ctx: &AdminContext, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }));
             text(StatusCode::OK, "OK\n".into())
         }
+        (&Method::POST, "/reopen_logs") => {
+            // Envoy reopens its access-log files (log rotation).
+            ctx.access_logs.reopen();
+            text(StatusCode::OK, "OK\n".into())
+        }
         (&Method::POST, "/quitquitquit") => {
             ctx.quit.send_replace(true);
             text(StatusCode::OK, "OK\n".into())
         }
-        (_, "/quitquitquit" | "/drain_listeners") => {
+        (_, "/quitquitquit" | "/drain_listeners" | "/reopen_logs") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into())
         }
         _ => text(StatusCode::NOT_FOUND, "invalid path\n".into()),

@@ -51,6 +51,9 @@ pub struct Options {
     /// Listener filters registered by type URL (they run after the built-in
     /// TLS and HTTP inspectors).
     pub listener_filters: ListenerFilterRegistry,
+    /// How often access-log files are flushed (Envoy's
+    /// `--file-flush-interval-msec`, 1 s by default).
+    pub file_flush_interval: Duration,
 }
 
 impl Options {
@@ -65,6 +68,7 @@ impl Options {
             http_filters: crate::extensions::http_filters(),
             network_filters: NetworkFilterRegistry::default(),
             listener_filters: ListenerFilterRegistry::default(),
+            file_flush_interval: strait_access_log::FLUSH_INTERVAL,
         }
     }
 }
@@ -130,6 +134,11 @@ impl Proxy {
             &opts.listener_filters,
         );
         let shared = Arc::new(Shared::new(stats.clone(), extensions));
+        shared
+            .conn
+            .http
+            .access_logs
+            .set_flush_interval(opts.file_flush_interval);
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),
@@ -157,6 +166,7 @@ impl Proxy {
             xds_dump: Arc::clone(&xds_dump),
             drain_listeners: drain_tx,
             draining: Arc::default(),
+            access_logs: Arc::clone(&shared.conn.http.access_logs),
         };
         // Stats sinks read the stats as the admin server does, with or
         // without one. Started once: Envoy reads `stats_sinks` from the
@@ -264,10 +274,13 @@ impl Proxy {
             return Ok(());
         };
         let reloader = Arc::clone(&self.reloader);
+        let logs = Arc::clone(&self.shared.conn.http.access_logs);
         let mut quit = self.quit.clone();
         rt.block_on(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let mut hup = signal(SignalKind::hangup())?;
+            // Envoy reopens its access-log files on SIGUSR1 (log rotation).
+            let mut usr1 = signal(SignalKind::user_defined1())?;
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
             loop {
@@ -277,6 +290,7 @@ impl Proxy {
                             tracing::error!("reload refused, keeping the running config: {e}");
                         }
                     }
+                    _ = usr1.recv() => logs.reopen(),
                     _ = term.recv() => return Ok(()),
                     _ = int.recv() => return Ok(()),
                     _ = quit.wait_for(|q| *q) => return Ok(()),

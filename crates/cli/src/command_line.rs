@@ -36,6 +36,9 @@ pub struct CommandLine {
     /// `--drain-time-s`: how long listeners drain on shutdown before exit;
     /// `None` takes the binary's default ([`crate::Profile::drain_time`]).
     pub drain_time: Option<Duration>,
+    /// `--file-flush-interval-msec`: how often access-log files are
+    /// flushed; `None` for Envoy's 1 s.
+    pub file_flush_interval: Option<Duration>,
 }
 
 /// The flags every binary takes, for `--help` after the binary's own usage
@@ -47,6 +50,7 @@ flags that take effect:
   --concurrency N                 worker threads
   -l, --log-level LEVEL           trace, debug, info, warning, error, critical, off
   --drain-time-s N                listener drain time on shutdown
+  --file-flush-interval-msec N    access-log file flush interval
   --service-node ID               node.id
   --service-cluster NAME          node.cluster
   --service-zone ZONE             node.locality.zone
@@ -54,7 +58,7 @@ flags that take effect:
 
 accepted for Envoy compatibility, without effect (see docs/CONFIG.md):
   --drain-strategy immediate|gradual, --parent-shutdown-time-s N,
-  --local-address-ip-version v4|v6, --file-flush-interval-msec N,
+  --local-address-ip-version v4|v6,
   --disable-hot-restart, --component-log-level SPEC, --log-format FORMAT,
   --skip-deprecated-logs";
 
@@ -79,6 +83,7 @@ impl CommandLine {
             concurrency: None,
             log_level: default_log_level.into(),
             drain_time: None,
+            file_flush_interval: None,
         };
         let mut it = args.into_iter().peekable();
         match it.peek().map(String::as_str) {
@@ -146,9 +151,8 @@ impl CommandLine {
                         )));
                     }
                 },
-                // Paces flushes of file access logs; Strait writes none.
                 "--file-flush-interval-msec" => {
-                    number::<u64>(&flag, &value()?)?;
+                    cl.file_flush_interval = Some(Duration::from_millis(number(&flag, &value()?)?));
                 }
                 // Envoy's logger names and spdlog patterns have no meaning
                 // for Strait's `tracing` logs; `-l` sets the level.
@@ -235,6 +239,7 @@ mod tests {
         assert_eq!(cl.mode, Mode::Run);
         assert_eq!(cl.config, Some("/etc/istio/proxy/envoy-rev.json".into()));
         assert_eq!(cl.drain_time, Some(Duration::from_secs(45)));
+        assert_eq!(cl.file_flush_interval, Some(Duration::from_millis(1000)));
         assert_eq!(cl.concurrency, Some(2));
         assert_eq!(cl.log_level, "warn");
         assert_eq!(

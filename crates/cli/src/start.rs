@@ -51,6 +51,9 @@ pub fn options(source: ConfigSource, cl: &CommandLine) -> Options {
     if let Some(n) = cl.concurrency {
         opts.concurrency = n;
     }
+    if let Some(d) = cl.file_flush_interval {
+        opts.file_flush_interval = d;
+    }
     opts.runtime = runtime_model(std::env::var("STRAIT_RUNTIME").ok().as_deref());
     opts
 }

@@ -223,6 +223,9 @@ impl http_body::Body for Body {
                     Poll::Ready(None) => progress.0.finish(true),
                     Poll::Ready(Some(Ok(f))) => {
                         progress.0.touch();
+                        if let Some(d) = f.data_ref() {
+                            progress.0.count(d.len());
+                        }
                         if f.is_trailers() || body.is_end_stream() {
                             progress.0.finish(true);
                         }

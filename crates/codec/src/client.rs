@@ -40,9 +40,16 @@ pub enum ConnectError {
     Tls(std::io::Error),
 }
 
-/// One upstream connection's request sender.
+/// One upstream connection's request sender, and its local address (the
+/// access log's `%UPSTREAM_LOCAL_ADDRESS%`).
 #[derive(Debug)]
-pub enum ClientConn {
+pub struct ClientConn {
+    send: Sender,
+    local: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+enum Sender {
     Http1(http1::SendRequest<Body>),
     /// Cloneable: every clone multiplexes onto the same connection.
     Http2(http2::SendRequest<Body>),
@@ -59,7 +66,10 @@ impl ClientConn {
         counter: C,
     ) -> Result<ClientConn, ConnectError> {
         let stream = connect_tcp(addr, timeout).await?;
-        Self::handshake(stream, protocol, counter).await
+        let local = stream.local_addr().ok();
+        let mut conn = Self::handshake(stream, protocol, counter).await?;
+        conn.local = local;
+        Ok(conn)
     }
 
     /// The HTTP handshake over an established stream `io`; the connection's
@@ -82,7 +92,10 @@ impl ClientConn {
                         tracing::debug!(error = %e, "upstream http1 connection ended");
                     }
                 });
-                Ok(ClientConn::Http1(send))
+                Ok(ClientConn {
+                    send: Sender::Http1(send),
+                    local: None,
+                })
             }
             Protocol::Http2 => {
                 let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -94,49 +107,70 @@ impl ClientConn {
                         tracing::debug!(error = %e, "upstream http2 connection ended");
                     }
                 });
-                Ok(ClientConn::Http2(send))
+                Ok(ClientConn {
+                    send: Sender::Http2(send),
+                    local: None,
+                })
             }
         }
     }
 
+    /// The connection's local address, when the caller recorded it.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// Records the connection's local address.
+    pub fn set_local_addr(&mut self, addr: Option<SocketAddr>) {
+        self.local = addr;
+    }
+
+    /// Whether it is an HTTP/1.1 connection.
+    pub fn is_http1(&self) -> bool {
+        matches!(self.send, Sender::Http1(_))
+    }
+
     /// True when a request can be sent now without waiting.
     pub fn is_ready(&self) -> bool {
-        match self {
-            ClientConn::Http1(s) => s.is_ready(),
-            ClientConn::Http2(s) => s.is_ready(),
+        match &self.send {
+            Sender::Http1(s) => s.is_ready(),
+            Sender::Http2(s) => s.is_ready(),
         }
     }
 
     /// True once the connection can never send again.
     pub fn is_closed(&self) -> bool {
-        match self {
-            ClientConn::Http1(s) => s.is_closed(),
-            ClientConn::Http2(s) => s.is_closed(),
+        match &self.send {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
         }
     }
 
     /// Waits until the connection can take a request.
     pub async fn ready(&mut self) -> Result<(), hyper::Error> {
-        match self {
-            ClientConn::Http1(s) => s.ready().await,
-            ClientConn::Http2(s) => s.ready().await,
+        match &mut self.send {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
         }
     }
 
     /// Sends `req` and waits for the response head. For HTTP/1.1 the
     /// connection is busy until the response body has been read.
     pub async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>, hyper::Error> {
-        match self {
-            ClientConn::Http1(s) => s.send_request(req).await,
-            ClientConn::Http2(s) => s.send_request(req).await,
+        match &mut self.send {
+            Sender::Http1(s) => s.send_request(req).await,
+            Sender::Http2(s) => s.send_request(req).await,
         }
     }
 
     /// Another handle onto the same HTTP/2 connection; `None` for HTTP/1.1.
     pub fn share(&self) -> Option<ClientConn> {
-        match self {
-            ClientConn::Http1(_) => None,
-            ClientConn::Http2(s) => Some(ClientConn::Http2(s.clone())),
+        match &self.send {
+            Sender::Http1(_) => None,
+            Sender::Http2(s) => Some(ClientConn {
+                send: Sender::Http2(s.clone()),
+                local: self.local,
+            }),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Progress {
     last_ms: AtomicU64,
     state: AtomicU8,
     ended: Notify,
+    /// Data bytes delivered (the access log's `%BYTES_RECEIVED%`).
+    bytes: AtomicU64,
 }
 
 impl Progress {
@@ -35,12 +37,27 @@ impl Progress {
             last_ms: AtomicU64::new(0),
             state: AtomicU8::new(STREAMING),
             ended: Notify::new(),
+            bytes: AtomicU64::new(0),
         })
     }
 
     /// When the body last delivered a frame (or started).
     pub fn last_activity(&self) -> Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Data bytes the body has delivered so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// When the body ended (its last frame), if it has.
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.outcome().map(|_| self.last_activity())
+    }
+
+    pub(crate) fn count(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn touch(&self) {

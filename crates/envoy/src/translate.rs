@@ -46,6 +46,10 @@ macro_rules! reject_set {
     };
 }
 
+// The file logger's deprecated format shortcuts are translated too.
+#[allow(deprecated)]
+mod access_log;
+
 // Deprecated proto fields still change behaviour when set, so they are
 // destructured and judged like any other.
 #[allow(deprecated)]

@@ -17,20 +17,24 @@ use strait_upstream::PooledBody;
 use strait_codec::Progress;
 use tokio::time::{Instant, Sleep};
 
-use crate::conn::StreamGuard;
+use crate::{access_log::Pending, conn::StreamGuard};
 
-/// A response body that keeps its stream counted until it is finished.
+/// A response body that keeps its stream counted until it is finished, and
+/// writes the request's access-log entry when it goes (sent to the end, or
+/// dropped by a reset).
 #[derive(Debug)]
 pub struct Tracked {
     body: ProxyBody,
     _stream: StreamGuard,
+    log: Option<Box<Pending>>,
 }
 
 impl Tracked {
-    pub(crate) fn new(body: ProxyBody, stream: StreamGuard) -> Self {
+    pub(crate) fn new(body: ProxyBody, stream: StreamGuard, log: Option<Box<Pending>>) -> Self {
         Tracked {
             body,
             _stream: stream,
+            log,
         }
     }
 }
@@ -43,7 +47,21 @@ impl http_body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Some(log) = this.log.as_deref_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(f))) => {
+                    log.frame(f);
+                    if this.body.is_end_stream() {
+                        log.ended();
+                    }
+                }
+                Poll::Ready(_) => log.ended(),
+                Poll::Pending => {}
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

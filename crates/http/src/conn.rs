@@ -39,6 +39,9 @@ pub struct Connection {
     /// The client certificate's identities, read once at the handshake,
     /// for RBAC's `authenticated` principal.
     pub peer_cert: Option<Arc<PeerIdentity>>,
+    /// The URI SANs of the certificate this side presented, joined by `,`
+    /// (the access log's `%DOWNSTREAM_LOCAL_URI_SAN%`).
+    pub local_uri_san: Option<Arc<str>>,
 }
 
 impl Connection {
@@ -54,6 +57,7 @@ impl Connection {
             xfcc: None,
             server_name: None,
             peer_cert: None,
+            local_uri_san: None,
         }
     }
 }
@@ -73,6 +77,7 @@ pub(crate) struct ConnCtx {
     pub(crate) xfcc: Option<HeaderValue>,
     pub(crate) server_name: Option<Arc<str>>,
     pub(crate) peer_cert: Option<Arc<PeerIdentity>>,
+    pub(crate) local_uri_san: Option<Arc<str>>,
     pub(crate) peer: SocketAddr,
     /// The connection's destination: the local address it was accepted
     /// on, or its original destination when the listener restores it
@@ -104,6 +109,7 @@ impl ConnCtx {
             xfcc,
             server_name,
             peer_cert,
+            local_uri_san,
         } = conn;
         ConnCtx {
             shared,
@@ -113,6 +119,7 @@ impl ConnCtx {
             xfcc,
             server_name,
             peer_cert,
+            local_uri_san,
             peer,
             local,
             stats,

@@ -9,6 +9,7 @@ use strait_codec::{Body, FrameHook, headers};
 use strait_model::HttpConnectionManager;
 
 use crate::{
+    access_log::UpstreamFacts,
     body::ProxyBody,
     buffer::DownstreamBody,
     hash,
@@ -27,12 +28,14 @@ static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-p
 /// Sends a routed request upstream (retries, mirrors, timeouts, upgrades)
 /// and streams the response back.
 /// `body_hook` passes the request body through the HTTP filters' body
-/// steps (only for a chain that has such filters).
+/// steps (only for a chain that has such filters). `facts` learns where
+/// the attempts went.
 pub(crate) async fn forward(
     mut req: Request<DownstreamBody>,
     s: &Stream<'_>,
     routed: &Routed<'_>,
     body_hook: Option<Box<dyn FrameHook>>,
+    facts: &mut UpstreamFacts,
 ) -> Response<ProxyBody> {
     let Stream {
         conn,
@@ -91,6 +94,7 @@ pub(crate) async fn forward(
             Ok(r) => r,
             Err(BadRequest) => return bad_request(),
         };
+    facts.request_body.clone_from(&body_done);
     if let Some(hook) = body_hook
         && !matches!(up_req.body(), Body::Empty)
     {
@@ -125,6 +129,7 @@ pub(crate) async fn forward(
         auto_host: matches!(routed.host, HostAction::Auto),
         recording,
         original_dst,
+        facts,
     };
     let idle = timeouts::stream_idle(action.idle_timeout, hcm.stream_idle_timeout);
     let deadline = timeouts::with_stream_limit(
@@ -141,6 +146,7 @@ pub(crate) async fn forward(
     );
     let mut resp = match router::send(attempts, up_req, deadline).await {
         Ok(r) => r,
+        Err(LocalReply::ConnectFailure) => return connect_failure(facts),
         Err(reply) => return reply.response(),
     };
     let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -157,6 +163,23 @@ pub(crate) async fn forward(
     headers::strip_hop_by_hop(resp.headers_mut(), switching);
     let idle = idle.map(|limit| crate::body::IdleTimer::new(limit, body_done));
     resp.map(|body| ProxyBody::Upstream(body, idle))
+}
+
+/// Envoy 1.40's answer to an upstream connection that could not be made:
+/// the transport's failure reason joins the details
+/// (`upstream_reset_before_response_started{remote_connection_failure|
+/// delayed_connect_error:_Connection_refused}`).
+fn connect_failure(facts: &UpstreamFacts) -> Response<ProxyBody> {
+    let reply = crate::local_reply::Reply::from(LocalReply::ConnectFailure);
+    match &facts.failure {
+        None => reply.response(),
+        Some(reason) => reply
+            .details(format!(
+                "upstream_reset_before_response_started{{remote_connection_failure|{}}}",
+                reason.replace(' ', "_")
+            ))
+            .response(),
+    }
 }
 
 /// Methods whose requests Envoy sends with `content-length: 0` when they

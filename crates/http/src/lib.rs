@@ -22,6 +22,7 @@
 //! tls, net, filter); never on the Envoy front end, the control plane
 //! clients or the composition crate.
 
+mod access_log;
 mod body;
 mod buffer;
 mod builtin;

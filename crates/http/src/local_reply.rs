@@ -185,6 +185,8 @@ impl LocalReply {
         match self {
             LocalReply::NoRoute | LocalReply::NoCluster | LocalReply::UpgradeRefused => "",
             LocalReply::NoHealthyUpstream => "no healthy upstream",
+            // Envoy 1.40 says "remote connection failure" for a refused
+            // or unreachable upstream.
             LocalReply::ConnectFailure => {
                 "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
             }

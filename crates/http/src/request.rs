@@ -16,32 +16,43 @@ use strait_model::{
 use strait_route::{RequestView, RouteResult};
 
 use crate::{
+    access_log::{Pending, UpstreamFacts},
     body::{ProxyBody, Tracked},
     buffer::DownstreamBody,
     chain::{FilterChain, RequestBodyFilters, RequestInfo, ResponseBodyFilters},
     conn::{ConnCtx, StreamGuard},
     edge,
     forward::forward,
-    local_reply::{LocalReply, Reply},
+    local_reply::{LocalReply, Reply, ReplyInfo},
     local_reply_config,
     routed::{Routed, Stream, bad_request, refused},
     timeouts, xfcc,
 };
 
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// [`handle`] with the request counted as an open stream of its
-/// connection until its response body is done (or dropped).
+/// connection until its response body is done (or dropped), when its
+/// access-log entry, if any, is written.
 pub(crate) async fn handle_counted(
     req: Request<Incoming>,
     conn: Arc<ConnCtx>,
 ) -> Response<Tracked> {
     let stream = StreamGuard::open(&conn);
-    handle(req, conn).await.map(|b| Tracked::new(b, stream))
+    let mut log = None;
+    let resp = handle(req, conn, &mut log).await;
+    resp.map(|b| Tracked::new(b, stream, log))
 }
 
 /// Handles one request end to end. Never fails: every error is a response.
-pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Response<ProxyBody> {
+/// `log` gets the request's access-log entry when its connection manager
+/// has access logs.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnCtx>,
+    log: &mut Option<Box<Pending>>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     conn.stats.rq_total.increment(1);
     let snapshot = conn.shared.store.load();
@@ -89,11 +100,18 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
             let refused = refuse(&req, hcm);
             let origin = edge::Origin::classify(req.headers(), conn.peer, hcm);
             edge::mutate(req.headers_mut(), &origin, conn.peer, hcm, conn.tls);
+            // Envoy's connection manager gives every request an id before
+            // routing, so local replies' log entries carry one too.
+            if hcm.generate_request_id && !req.headers().contains_key(&X_REQUEST_ID) {
+                req.headers_mut()
+                    .insert(X_REQUEST_ID.clone(), headers::request_id());
+            }
+            *log = Pending::start(&hcm.access_logs, &conn, &req, started, origin.client);
             // The request as filters and routes see it (after the edge rules).
-            let local_reply = hcm
-                .local_reply
-                .as_deref()
-                .map(|c| (c, local_reply_config::RequestFacts::of(&req, c)));
+            let local_reply = hcm.local_reply.as_deref().map(|c| {
+                let facts = local_reply_config::RequestFacts::of(&req, c, conn.local, conn.peer);
+                (c, facts)
+            });
             let base = RequestView::from_request(&req);
             let authority = strait_route::strip_host_port(
                 base.authority,
@@ -123,6 +141,7 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                             no_route: true,
                         },
                         RouteResult::Matched(m) => match m.action() {
+                            _ if record_route(log, &m) => unreachable!("record_route is false"),
                             RouteAction::DirectResponse { status, body } => {
                                 let mut resp = direct(*status, body.as_deref(), "direct_response");
                                 m.apply_response_headers(resp.headers_mut(), None);
@@ -144,7 +163,18 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
                             }
                         },
                     };
-                    filtered(req, &stream, action, filters).await
+                    let mut scratch = UpstreamFacts::default();
+                    let facts = match log.as_deref_mut() {
+                        Some(p) => {
+                            if let Action::Forward(routed) = &action {
+                                p.cluster =
+                                    Some(routed.choice.name.to_string()).filter(|n| !n.is_empty());
+                            }
+                            &mut p.upstream
+                        }
+                        None => &mut scratch,
+                    };
+                    filtered(req, &stream, action, filters, facts).await
                 }
             };
             if let Some((config, facts)) = &local_reply {
@@ -161,11 +191,26 @@ pub(crate) async fn handle(req: Request<Incoming>, conn: Arc<ConnCtx>) -> Respon
         resp.headers_mut()
             .insert(X_SERVICE_TIME.clone(), HeaderValue::from(ms));
     }
+    if let Some(p) = log.as_deref_mut() {
+        let info = resp.extensions().get::<ReplyInfo>();
+        p.response(&resp, info.map(|i| (i.flag, &i.details)));
+    }
     conn.stats.response(resp.status().as_u16());
     conn.stats
         .rq_time
         .record(started.elapsed().as_secs_f64() * 1000.0);
     resp
+}
+
+/// Records the matched route's name for the access log; always false, so
+/// it can sit in a match guard before the route's action is looked at.
+fn record_route(log: &mut Option<Box<Pending>>, m: &strait_route::Matched<'_>) -> bool {
+    if let Some(p) = log.as_deref_mut()
+        && !m.route().name().is_empty()
+    {
+        p.route_name = Some(m.route().name().to_owned());
+    }
+    false
 }
 
 trait WithServerHeader {
@@ -231,10 +276,11 @@ impl<'t> Action<'t> {
         req: Request<DownstreamBody>,
         s: &Stream<'_>,
         hook: Option<Box<dyn FrameHook>>,
+        facts: &mut UpstreamFacts,
     ) -> Response<ProxyBody> {
         match self {
             Action::Forward(routed) => {
-                let mut resp = forward(req, s, &routed, hook).await;
+                let mut resp = forward(req, s, &routed, hook, facts).await;
                 // Route-level response header changes apply to every
                 // response of the route, local replies included, as
                 // Envoy's router does (a local action has them already).
@@ -261,9 +307,12 @@ async fn filtered(
     s: &Stream<'_>,
     action: Action<'_>,
     filters: Option<&FilterChain>,
+    facts: &mut UpstreamFacts,
 ) -> Response<ProxyBody> {
     let Some(chain) = filters.filter(|f| !f.is_empty()) else {
-        return action.run(req.map(DownstreamBody::new), s, None).await;
+        return action
+            .run(req.map(DownstreamBody::new), s, None, facts)
+            .await;
     };
     let (mut parts, body) = req.into_parts();
     let mut body = DownstreamBody::new(body);
@@ -308,11 +357,16 @@ async fn filtered(
             let hook = body_filters
                 .clone()
                 .map(|f| Box::new(RequestBodyFilters(f)) as Box<dyn FrameHook>);
-            action.run(Request::from_parts(parts, body), s, hook).await
+            action
+                .run(Request::from_parts(parts, body), s, hook, &mut *facts)
+                .await
         }
     };
     let status = resp.status();
     chain.encode(&decoded, overrides, status, resp.headers_mut());
+    if facts.wants_metadata {
+        facts.metadata = crate::metadata::dynamic_metadata(&decoded.state).cloned();
+    }
     if let Some(filters) = body_filters {
         let hook = ResponseBodyFilters {
             filters,

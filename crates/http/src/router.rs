@@ -10,6 +10,7 @@ use strait_upstream::{
 };
 
 use crate::{
+    access_log::UpstreamFacts,
     local_reply::LocalReply,
     retry::{ATTEMPT_COUNT, Failure, Plan},
 };
@@ -31,6 +32,8 @@ pub(crate) struct Attempts<'a> {
     pub(crate) recording: Option<RecordingWatch>,
     /// ORIGINAL_DST clusters: the one destination every attempt goes to.
     pub(crate) original_dst: Option<SocketAddr>,
+    /// Where the attempts went, for the access log and the reply's details.
+    pub(crate) facts: &'a mut UpstreamFacts,
 }
 
 /// The parts of a request needed to send it again.
@@ -75,13 +78,17 @@ pub(crate) async fn send(
         let Some(host) = pick(&a, &tried) else {
             return Err(LocalReply::NoHealthyUpstream);
         };
+        a.facts.attempts = attempt;
+        a.facts.host = Some(host.addr());
+        a.facts.local = None;
+        a.facts.failure = None;
         if a.plan.policy.avoid_previous_hosts && a.plan.max_retries > 0 {
             tried.push(host.addr());
         }
         if a.auto_host && !host.hostname().is_empty() {
             set_host(&mut req, host.hostname());
         }
-        let one = one_attempt(a.cluster, host, req, a.plan.per_try_timeout);
+        let one = one_attempt(a.cluster, host, req, a.plan.per_try_timeout, &mut *a.facts);
         let outcome = tokio::select! {
             biased;
             reply = &mut deadline => {
@@ -172,20 +179,27 @@ fn pick(a: &Attempts<'_>, tried: &[SocketAddr]) -> Option<Arc<strait_upstream::H
     Some(host)
 }
 
+/// One attempt; `facts` gets the connection's local address, or why the
+/// connection could not be made.
 async fn one_attempt(
     cluster: &Arc<Cluster>,
     host: Arc<strait_upstream::Host>,
     req: Request<Body>,
     per_try: Option<Duration>,
+    facts: &mut UpstreamFacts,
 ) -> Result<Response<PooledBody>, Failure> {
     let go = async {
         // The request is already in the upstream's version (HTTP/2 exactly
         // when the cluster, or the downstream it mirrors, says so).
         let h2 = req.version() == Version::HTTP_2;
-        let lease = cluster
-            .lease_for(host, RoutingPriority::Default, h2)
-            .await
-            .map_err(failure)?;
+        let lease = match cluster.lease_for(host, RoutingPriority::Default, h2).await {
+            Ok(l) => l,
+            Err(e) => {
+                facts.failure = e.transport_failure_reason();
+                return Err(failure(e));
+            }
+        };
+        facts.local = lease.local_addr();
         lease.send(req).await.map_err(failure)
     };
     match per_try {

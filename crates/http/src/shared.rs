@@ -20,6 +20,9 @@ pub struct Shared {
     /// with it, never with a process-wide one.
     recorder: Arc<dyn metrics::Recorder + Send + Sync>,
     http_stats: ArcSwap<HashMap<String, Arc<HttpStats>>>,
+    /// Where every access log of the proxy writes (HTTP, TCP proxy and
+    /// listener logs), and its writer thread.
+    pub access_logs: Arc<strait_access_log::LogFiles>,
 }
 
 impl Shared {
@@ -31,6 +34,7 @@ impl Shared {
         Shared {
             store,
             registry,
+            access_logs: Arc::new(strait_access_log::LogFiles::new(&*recorder)),
             recorder,
             http_stats: ArcSwap::default(),
         }

@@ -1,7 +1,13 @@
 //! One accepted connection, from the listener's accept to its terminal
 //! network filter.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use strait_access_log::Record;
 
 use strait_model::NetworkFilter;
 use strait_net::DrainWatch;
@@ -86,6 +92,7 @@ async fn serve_connection(
     drain: DrainWatch,
 ) {
     let _ = stream.set_nodelay(true);
+    let started = Instant::now();
     let mut local = stream.local_addr().unwrap_or(peer);
     // The listener entry (not the whole snapshot) is held until the chain is
     // known; requests load the snapshot afresh.
@@ -134,6 +141,16 @@ async fn serve_connection(
         .and_then(|i| entry.chain(i).map(|c| (i, c)))
     else {
         tracing::debug!(listener = %name, %peer, sni = ?info.server_name, "no matching filter chain");
+        if !entry.spec.access_logs.is_empty() {
+            // Envoy's listener access log: the connection never reached a
+            // filter chain (flag `NR`, no response code).
+            let mut r = Record::new(SystemTime::now() - started.elapsed(), local, peer);
+            r.flags = "NR";
+            r.details = Some("filter_chain_not_found");
+            r.duration = Some(started.elapsed());
+            r.server_name = info.server_name;
+            strait_access_log::write_all(&shared.http.access_logs, &entry.spec.access_logs, &r);
+        }
         return;
     };
     let mut local_uris: Option<Arc<[String]>> = None;
@@ -205,6 +222,7 @@ async fn serve_connection(
                 xfcc,
                 server_name,
                 peer_cert,
+                local_uri_san: local_uri_san(local_uris.as_deref()),
             };
             strait_http::serve_connection(io, &hcm, conn, Arc::clone(&shared.http), drain).await;
         }
@@ -212,7 +230,18 @@ async fn serve_connection(
             let proxy = proxy.clone();
             drop(entry);
             let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);
-            tcp::serve(io, &proxy, &shared, &stats, local).await;
+            let facts = tcp::ConnFacts {
+                started,
+                local,
+                peer,
+                server_name: server_name.as_deref(),
+                peer_uri_san: peer_cert
+                    .as_deref()
+                    .filter(|c| !c.uri_sans.is_empty())
+                    .map(|c| c.uri_sans.join(",")),
+                local_uri_san: local_uri_san(local_uris.as_deref()),
+            };
+            tcp::serve(io, &proxy, &shared, &stats, &facts).await;
         }
         NetworkFilter::Extension(_) => {
             // Built by its factory when the snapshot compiled.
@@ -238,4 +267,11 @@ async fn serve_connection(
             filter.serve(conn).await;
         }
     }
+}
+
+/// The URI SANs of the certificate this side presented, joined by `,` as
+/// Envoy prints `%DOWNSTREAM_LOCAL_URI_SAN%`.
+fn local_uri_san(uris: Option<&[String]>) -> Option<Arc<str>> {
+    uris.filter(|u| !u.is_empty())
+        .map(|u| Arc::from(u.join(",")))
 }

@@ -6,8 +6,10 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Instant, SystemTime},
 };
 
+use strait_access_log::Record;
 use strait_model::{Discovery, TcpCluster, TcpProxy};
 use strait_net::{Counters, splice, splice_io};
 use strait_tls::MaybeTls;
@@ -15,16 +17,80 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{context::Context, inspect::Downstream, stats::TcpStats};
 
-/// Proxies `stream` per `proxy` until both directions close. `dst` is the
-/// connection's (original) destination, where an ORIGINAL_DST cluster
-/// connects.
+/// What the TCP proxy's access log reads of the connection.
+#[derive(Debug)]
+pub(crate) struct ConnFacts<'a> {
+    /// When the connection was accepted.
+    pub(crate) started: Instant,
+    /// The connection's (original) destination, where an ORIGINAL_DST
+    /// cluster connects.
+    pub(crate) local: SocketAddr,
+    pub(crate) peer: SocketAddr,
+    pub(crate) server_name: Option<&'a str>,
+    pub(crate) peer_uri_san: Option<String>,
+    pub(crate) local_uri_san: Option<Arc<str>>,
+}
+
+/// What one proxied connection did, for its access-log entry (written when
+/// dropped, on every way out of [`serve`]).
+struct Entry<'a> {
+    proxy: &'a TcpProxy,
+    shared: &'a Context,
+    facts: &'a ConnFacts<'a>,
+    cluster: Option<&'a str>,
+    host: Option<SocketAddr>,
+    upstream_local: Option<SocketAddr>,
+    flags: &'static str,
+    failure: Option<String>,
+    received: u64,
+    sent: u64,
+}
+
+impl Drop for Entry<'_> {
+    fn drop(&mut self) {
+        if self.proxy.access_logs.is_empty() {
+            return;
+        }
+        let f = self.facts;
+        let elapsed = f.started.elapsed();
+        let mut r = Record::new(SystemTime::now() - elapsed, f.local, f.peer);
+        r.duration = Some(elapsed);
+        r.flags = self.flags;
+        r.transport_failure = self.failure.as_deref();
+        r.bytes_received = self.received;
+        r.bytes_sent = self.sent;
+        r.upstream_cluster = self.cluster;
+        r.upstream_host = self.host;
+        r.upstream_local = self.upstream_local;
+        r.server_name = f.server_name;
+        r.peer_uri_san = f.peer_uri_san.as_deref();
+        r.local_uri_san = f.local_uri_san.as_deref();
+        strait_access_log::write_all(&self.shared.http.access_logs, &self.proxy.access_logs, &r);
+    }
+}
+
+/// Proxies `stream` per `proxy` until both directions close, then writes
+/// the proxy's access logs.
 pub(crate) async fn serve(
     stream: Downstream,
     proxy: &TcpProxy,
     shared: &Context,
     stats: &TcpStats,
-    dst: SocketAddr,
+    facts: &ConnFacts<'_>,
 ) {
+    let dst = facts.local;
+    let mut entry = Entry {
+        proxy,
+        shared,
+        facts,
+        cluster: None,
+        host: None,
+        upstream_local: None,
+        flags: "",
+        failure: None,
+        received: 0,
+        sent: 0,
+    };
     stats.cx_total.increment(1);
     let name = match &proxy.cluster {
         TcpCluster::Single(name) => name.as_str(),
@@ -42,22 +108,36 @@ pub(crate) async fn serve(
             chosen
         }
     };
+    entry.cluster = Some(name);
     let Some(cluster) = shared.http.registry.get(name) else {
         stats.no_route.increment(1);
+        entry.flags = "NC";
         return;
     };
     let host = if matches!(cluster.spec().discovery, Discovery::OriginalDst { .. }) {
         cluster.original_dst_host(dst)
     } else {
-        let Some(host) = cluster.pick() else { return };
+        let Some(host) = cluster.pick() else {
+            entry.flags = "UH";
+            return;
+        };
         host
     };
+    entry.host = Some(host.addr());
     let upstream = match cluster.connect_tcp(&host).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(cluster = name, error = %e, "tcp proxy upstream connect failed");
+            // Envoy's TCP proxy makes one attempt (`max_connect_attempts`)
+            // and reports its limit reached with the failure.
+            entry.flags = "UF,URX";
+            entry.failure = e.transport_failure_reason();
             return;
         }
+    };
+    entry.upstream_local = match &upstream {
+        MaybeTls::Plain(s) => s.local_addr().ok(),
+        MaybeTls::Tls(s) => s.get_ref().0.local_addr().ok(),
     };
     let counters = Arc::new(Counters::default());
     let result = match (stream, upstream) {
@@ -83,6 +163,8 @@ pub(crate) async fn serve(
     let down = counters.received.load(Ordering::Relaxed);
     stats.rx_bytes.increment(up);
     stats.tx_bytes.increment(down);
+    entry.received = up;
+    entry.sent = down;
     cluster.count_bytes(down, up);
     if let Err(e) = result {
         tracing::debug!(cluster = name, error = %e, "tcp proxy connection ended");

@@ -14,6 +14,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+pub mod access_log;
 pub mod client_cert;
 pub mod ext_authz;
 pub mod extension;
@@ -171,6 +172,9 @@ pub struct Listener {
     pub use_original_dst: bool,
     /// `traffic_direction`: only `/drain_listeners?inboundonly` reads it.
     pub direction: TrafficDirection,
+    /// `access_log`: written for connections closed before a filter chain
+    /// took them (no chain matched: flag `NR`).
+    pub access_logs: access_log::AccessLogs,
 }
 
 /// A listener's `traffic_direction`.
@@ -374,6 +378,8 @@ pub struct HttpConnectionManager {
     pub client_cert_details: client_cert::ClientCertDetails,
     /// `local_reply_config`; `None` leaves local replies as they are.
     pub local_reply: Option<std::sync::Arc<local_reply::LocalReplyConfig>>,
+    /// `access_log`: one entry per request, at the end of its stream.
+    pub access_logs: access_log::AccessLogs,
 }
 
 impl HttpConnectionManager {
@@ -405,6 +411,7 @@ impl HttpConnectionManager {
             forward_client_cert: client_cert::ForwardClientCert::Sanitize,
             client_cert_details: client_cert::ClientCertDetails::default(),
             local_reply: None,
+            access_logs: access_log::AccessLogs::default(),
         }
     }
 }
@@ -494,6 +501,8 @@ pub struct TcpProxy {
     pub cluster: TcpCluster,
     /// `idle_timeout` (default 1 h); `None` disables.
     pub idle_timeout: Option<Duration>,
+    /// `access_log`: one entry per connection, when it closes.
+    pub access_logs: access_log::AccessLogs,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -61,10 +61,17 @@ impl Cluster {
             Protocol::Http1 => DefaultAlpn::Http1,
             Protocol::Http2 => DefaultAlpn::Http2,
         };
-        match self.transport(host, alpn).await? {
-            MaybeTls::Plain(tcp) => ClientConn::handshake(tcp, protocol, bytes).await,
-            tls @ MaybeTls::Tls(_) => ClientConn::handshake(tls, protocol, bytes).await,
-        }
+        let transport = self.transport(host, alpn).await?;
+        let local = match &transport {
+            MaybeTls::Plain(tcp) => tcp.local_addr().ok(),
+            MaybeTls::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+        };
+        let mut conn = match transport {
+            MaybeTls::Plain(tcp) => ClientConn::handshake(tcp, protocol, bytes).await?,
+            tls @ MaybeTls::Tls(_) => ClientConn::handshake(tls, protocol, bytes).await?,
+        };
+        conn.set_local_addr(local);
+        Ok(conn)
     }
 
     /// Opens a connection to `host` for the TCP proxy (TLS when the cluster

@@ -45,6 +45,22 @@ impl UpstreamError {
     pub fn is_connect_failure(&self) -> bool {
         matches!(self, UpstreamError::Connect(_))
     }
+
+    /// Envoy's transport failure reason (`%UPSTREAM_TRANSPORT_FAILURE_
+    /// REASON%`) for a connection refused or unreachable: the socket error
+    /// as the C library words it, after `delayed_connect_error: ` (Envoy
+    /// connects without blocking, so the error arrives later). `None` for
+    /// other failures.
+    pub fn transport_failure_reason(&self) -> Option<String> {
+        let UpstreamError::Connect(ConnectError::Io(io)) = self else {
+            return None;
+        };
+        io.raw_os_error()?;
+        let text = io.to_string();
+        // Rust adds " (os error N)" to the C library's message.
+        let text = text.split(" (os error").next().unwrap_or(&text);
+        Some(format!("delayed_connect_error: {text}"))
+    }
 }
 
 /// What a request holds from lease to the end of its response body: its
@@ -244,6 +260,11 @@ impl Lease {
         &self.host
     }
 
+    /// The local address of the connection the request goes out on.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.conn.local_addr()
+    }
+
     /// Sends `req` and returns the response with a body that gives the
     /// connection back to the pool once it has been read to the end. The
     /// result feeds outlier detection.
@@ -290,7 +311,7 @@ impl Lease {
         // An upgraded (101) connection belongs to the tunnel now; an HTTP/2
         // connection is shared and never returned.
         let back = match (pooled, &conn) {
-            (Some((cx, uses)), ClientConn::Http1(_)) if status != 101 => Some(Returning {
+            (Some((cx, uses)), c) if c.is_http1() && status != 101 => Some(Returning {
                 conn,
                 cx,
                 uses: uses + 1,

@@ -1,8 +1,8 @@
 //! Envoy's substitution format strings (`SubstitutionFormatString`, the
 //! access log's command operators), parsed into the model's
-//! [`FormatPart`]s. Local replies use them today; access logs will too.
-//! A command Strait cannot render is refused by name, never printed as
-//! text or dropped.
+//! [`FormatPart`]s, for access logs and local reply bodies alike. A command
+//! Strait cannot render is refused by name (Envoy refuses an unknown one
+//! too), never printed as text or dropped.
 
 use envoy_types::pb::{
     envoy::config::core::v3::{SubstitutionFormatString, substitution_format_string::Format},
@@ -10,8 +10,9 @@ use envoy_types::pb::{
 };
 
 use super::{Context, at, route};
-use crate::model::local_reply::{
-    BodyFormat, FormatCommand, FormatKind, FormatPart, JsonFormatValue,
+use crate::model::access_log::{
+    AddressOf, BodyFormat, FormatCommand, FormatKind, FormatPart, JsonFormatValue,
+    START_TIME_CONVERSIONS,
 };
 
 /// A `SubstitutionFormatString`.
@@ -60,12 +61,18 @@ pub(super) fn substitution_format(
     })
 }
 
-fn json_struct(cx: &mut Context, s: &Struct, path: &str) -> Option<Vec<(String, JsonFormatValue)>> {
+pub(super) fn json_struct(
+    cx: &mut Context,
+    s: &Struct,
+    path: &str,
+) -> Option<Vec<(String, JsonFormatValue)>> {
     let before = cx.problems.len();
-    // `fields` is a BTreeMap: sorted by key, as Envoy prints them.
-    let out: Vec<(String, JsonFormatValue)> = s
-        .fields
-        .iter()
+    // Sorted by key, as Envoy prints them; `fields` is a hash map, so the
+    // order is made here (a config translated twice must compare equal).
+    let mut fields: Vec<_> = s.fields.iter().collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let out: Vec<(String, JsonFormatValue)> = fields
+        .into_iter()
         .filter_map(|(k, v)| Some((k.clone(), json_value(cx, v, &at(path, k))?)))
         .collect();
     (cx.problems.len() == before).then_some(out)
@@ -160,13 +167,89 @@ fn command(cx: &mut Context, spec: &str, path: &str) -> Option<FormatCommand> {
             Some(c)
         }
     };
+    let address = |of, without_port| Some(FormatCommand::Address { of, without_port });
+    let simple = match name {
+        "LOCAL_REPLY_BODY" => Some(FormatCommand::LocalReplyBody),
+        "RESPONSE_CODE" => Some(FormatCommand::ResponseCode),
+        "RESPONSE_CODE_DETAILS" => Some(FormatCommand::ResponseCodeDetails),
+        "RESPONSE_FLAGS" => Some(FormatCommand::ResponseFlags),
+        "RESPONSE_FLAGS_LONG" => Some(FormatCommand::ResponseFlagsLong),
+        "CONNECTION_TERMINATION_DETAILS" => Some(FormatCommand::ConnectionTerminationDetails),
+        "UPSTREAM_TRANSPORT_FAILURE_REASON" => Some(FormatCommand::UpstreamTransportFailureReason),
+        "PROTOCOL" => Some(FormatCommand::Protocol),
+        "BYTES_RECEIVED" => Some(FormatCommand::BytesReceived),
+        "BYTES_SENT" => Some(FormatCommand::BytesSent),
+        "DURATION" => Some(FormatCommand::Duration),
+        "REQUEST_DURATION" => Some(FormatCommand::RequestDuration),
+        "RESPONSE_DURATION" => Some(FormatCommand::ResponseDuration),
+        "RESPONSE_TX_DURATION" => Some(FormatCommand::ResponseTxDuration),
+        "UPSTREAM_HOST" | "UPSTREAM_REMOTE_ADDRESS" => address(AddressOf::UpstreamRemote, false),
+        // Envoy 1.40 has no `UPSTREAM_HOST_WITHOUT_PORT` (it refuses it).
+        "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => address(AddressOf::UpstreamRemote, true),
+        "UPSTREAM_LOCAL_ADDRESS" => address(AddressOf::UpstreamLocal, false),
+        "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => address(AddressOf::UpstreamLocal, true),
+        "DOWNSTREAM_LOCAL_ADDRESS" => address(AddressOf::DownstreamLocal, false),
+        "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => address(AddressOf::DownstreamLocal, true),
+        "DOWNSTREAM_REMOTE_ADDRESS" => address(AddressOf::DownstreamRemote, false),
+        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => address(AddressOf::DownstreamRemote, true),
+        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => address(AddressOf::DownstreamDirectRemote, false),
+        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => {
+            address(AddressOf::DownstreamDirectRemote, true)
+        }
+        "UPSTREAM_CLUSTER" => Some(FormatCommand::UpstreamCluster),
+        "REQUESTED_SERVER_NAME" => Some(FormatCommand::RequestedServerName),
+        "ROUTE_NAME" => Some(FormatCommand::RouteName),
+        "UPSTREAM_REQUEST_ATTEMPT_COUNT" => Some(FormatCommand::UpstreamRequestAttemptCount),
+        "DOWNSTREAM_PEER_URI_SAN" => Some(FormatCommand::DownstreamPeerUriSan),
+        "DOWNSTREAM_LOCAL_URI_SAN" => Some(FormatCommand::DownstreamLocalUriSan),
+        "HOSTNAME" => Some(FormatCommand::Hostname),
+        _ => None,
+    };
+    if let Some(c) = simple {
+        return no_arg(cx, c);
+    }
     match name {
-        "LOCAL_REPLY_BODY" => no_arg(cx, FormatCommand::LocalReplyBody),
-        "RESPONSE_CODE" => no_arg(cx, FormatCommand::ResponseCode),
-        "RESPONSE_CODE_DETAILS" => no_arg(cx, FormatCommand::ResponseCodeDetails),
-        "RESPONSE_FLAGS" => no_arg(cx, FormatCommand::ResponseFlags),
-        "PROTOCOL" => no_arg(cx, FormatCommand::Protocol),
-        "REQ" | "RESP" => {
+        "START_TIME" => {
+            if max_len.is_some() {
+                cx.invalid(path, format!("%{spec}% takes no length"));
+                return None;
+            }
+            let Some(f) = arg.filter(|a| !a.is_empty()) else {
+                return Some(FormatCommand::StartTime(None));
+            };
+            let mut chars = f.chars();
+            while let Some(c) = chars.next() {
+                if c != '%' {
+                    continue;
+                }
+                let conv = chars.by_ref().find(|c| !c.is_ascii_digit() && *c != 'E');
+                if !conv.is_some_and(|c| START_TIME_CONVERSIONS.contains(c) || c == 'f') {
+                    cx.unsupported(
+                        path,
+                        format!("%{spec}%: the strftime conversion %{}", conv.unwrap_or(' ')),
+                    );
+                    return None;
+                }
+            }
+            Some(FormatCommand::StartTime(Some(f.to_owned())))
+        }
+        // Strait's filters publish no filter state Envoy would serialize:
+        // the value is always absent (`-`), as for an unset key in Envoy.
+        "FILTER_STATE" => Some(FormatCommand::FilterState),
+        "DYNAMIC_METADATA" => {
+            let Some(arg) = arg.filter(|a| !a.is_empty()) else {
+                cx.invalid(path, format!("%{spec}% needs a namespace"));
+                return None;
+            };
+            let mut keys = arg.split(':').map(str::to_owned);
+            let namespace = keys.next().unwrap_or_default();
+            Some(FormatCommand::DynamicMetadata {
+                namespace,
+                path: keys.collect(),
+                max_len,
+            })
+        }
+        "REQ" | "RESP" | "TRAILER" => {
             let Some(arg) = arg.filter(|a| !a.is_empty()) else {
                 cx.invalid(path, format!("%{spec}% needs a header name"));
                 return None;
@@ -176,18 +259,22 @@ fn command(cx: &mut Context, spec: &str, path: &str) -> Option<FormatCommand> {
                 None => (arg, None),
             };
             let name = name.to_ascii_lowercase();
-            Some(if name_of(spec) == "REQ" {
-                FormatCommand::Request {
+            Some(match name_of(spec) {
+                "REQ" => FormatCommand::Request {
                     name,
                     alternative,
                     max_len,
-                }
-            } else {
-                FormatCommand::Response {
+                },
+                "RESP" => FormatCommand::Response {
                     name,
                     alternative,
                     max_len,
-                }
+                },
+                _ => FormatCommand::Trailer {
+                    name,
+                    alternative,
+                    max_len,
+                },
             })
         }
         _ => {
@@ -263,8 +350,12 @@ mod tests {
     #[test]
     fn unknown_and_malformed_commands_are_refused_by_name() {
         for (s, want) in [
-            ("%START_TIME%", "%START_TIME%"),
-            ("%DYNAMIC_METADATA(a:b)%", "%DYNAMIC_METADATA%"),
+            (
+                "%UPSTREAM_HOST_WITHOUT_PORT%",
+                "%UPSTREAM_HOST_WITHOUT_PORT%",
+            ),
+            ("%START_TIME(%Q)%", "strftime conversion %Q"),
+            ("%DYNAMIC_METADATA()%", "needs a namespace"),
             ("%REQ()%", "needs a header name"),
             ("%RESPONSE_CODE(x)%", "takes no argument"),
             ("%REQ(a):x%", "must be a number"),

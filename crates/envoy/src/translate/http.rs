@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::{
 use prost::Name;
 
 use super::{
-    Context, at, bool_value, decode_any, duration, filter,
+    Context, access_log, at, bool_value, decode_any, duration, filter,
     inert::{Slot, effective_type_url, inert},
     item, route, telemetry, timeout, type_name, u32_value,
 };
@@ -115,15 +115,18 @@ pub(super) fn connection_manager(
         strip_trailing_host_dot, proxy_status_config, typed_header_validation_config,
         append_x_forwarded_port, append_local_overload, forward_proto_config,
     );
-    // Telemetry only: accepted, judged field by field (`telemetry`).
-    // `access_log_flush_interval`, `flush_access_log_on_new_request` and
-    // `access_log_options` only pace log writes.
-    let _ = (
-        access_log_flush_interval,
-        flush_access_log_on_new_request,
-        access_log_options,
+    // Periodic and early entries (`access_log_flush_interval`,
+    // `flush_access_log_on_new_request`, `access_log_options`) would add
+    // lines Strait does not write: refused. Strait logs once per stream.
+    reject_set!(cx, path;
+        access_log_flush_interval, flush_access_log_on_new_request, access_log_options,
     );
-    telemetry::access_logs(cx, path, access_log);
+    let tracing_kind = if tracing.is_some() {
+        access_log::Tracing::Configured
+    } else {
+        access_log::Tracing::None
+    };
+    let access_logs = access_log::access_logs(cx, path, access_log, tracing_kind);
     if let Some(t) = tracing {
         telemetry::tracing(cx, &at(path, "tracing"), t);
     }
@@ -259,7 +262,7 @@ pub(super) fn connection_manager(
     );
     let http_filters = http_filter_list(cx, path, http_filters);
     let local_reply = local_reply_config.as_ref().and_then(|c| {
-        super::local_reply::local_reply_config(cx, c, &at(path, "local_reply_config"))
+        super::local_reply::local_reply_config(cx, c, &at(path, "local_reply_config"), tracing_kind)
             .map(std::sync::Arc::new)
     });
 
@@ -310,6 +313,7 @@ pub(super) fn connection_manager(
         forward_client_cert,
         client_cert_details,
         local_reply,
+        access_logs,
     })
 }
 

@@ -36,7 +36,7 @@ pub struct Inert {
     pub why: &'static str,
 }
 
-use Slot::{AccessLog, ClusterFilter, HttpFilter, NetworkFilter};
+use Slot::{ClusterFilter, HttpFilter, NetworkFilter};
 
 /// The list. `docs/CONFIG.md` repeats it for users.
 pub const INERT_EXTENSIONS: &[Inert] = &[
@@ -87,22 +87,6 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
         why: "istio_authn (network, Istio >= 1.18): records the mTLS peer identity in filter \
               state; Strait's RBAC (`authenticated`) reads the connection's peer certificate \
               itself, so nothing depends on the record; it never closes a connection",
-    },
-    Inert {
-        type_name: "envoy.extensions.access_loggers.file.v3.FileAccessLog",
-        slots: &[AccessLog],
-        why: "writes one log line per request or connection; traffic is unchanged (Strait \
-              writes no access log yet)",
-    },
-    Inert {
-        type_name: "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-        slots: &[AccessLog],
-        why: "as the file access log, to stdout",
-    },
-    Inert {
-        type_name: "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
-        slots: &[AccessLog],
-        why: "as the file access log, to stderr",
     },
 ];
 

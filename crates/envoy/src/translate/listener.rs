@@ -30,9 +30,9 @@ use envoy_types::pb::envoy::{
 use prost::Name;
 
 use super::{
-    Context, at, decode_any, http,
+    Context, access_log, at, decode_any, http,
     inert::{Slot, effective_type_url, inert},
-    ip_socket_address, item, telemetry, timeout, type_name, u32_value,
+    ip_socket_address, item, timeout, type_name, u32_value,
 };
 use crate::model;
 use crate::model::{extension::Extension, predicate::ListenerFilterPredicate, tls::CidrRange};
@@ -102,7 +102,7 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         tcp_backlog_size, enable_mptcp, tcp_keepalive,
         listener_specifier,
     );
-    telemetry::access_logs(cx, path, access_log);
+    let access_logs = access_log::access_logs(cx, path, access_log, access_log::Tracing::None);
     cx.reject_unless_bool(path, "transparent", transparent, false);
     cx.reject_unless_bool(path, "freebind", freebind, false);
     // Istio before 1.11 wrote `deprecated_v1.bind_to_port`; Envoy binds
@@ -188,6 +188,7 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
         bind_to_port: bind,
         use_original_dst: use_original_dst.as_ref().is_some_and(|b| b.value),
         direction: direction(*traffic_direction),
+        access_logs,
     })
 }
 
@@ -662,13 +663,12 @@ fn tcp_proxy(cx: &mut Context, tp: &TcpProxy, path: &str) -> Option<model::TcpPr
         max_downstream_connection_duration_jitter_percentage, proxy_protocol_tlvs,
         proxy_protocol_tlv_merge_policy, upstream_connect_mode, max_early_data_bytes,
     );
-    // Telemetry only (`telemetry`); the other access log fields pace writes.
-    let _ = (
-        access_log_flush_interval,
-        flush_access_log_on_connected,
-        access_log_options,
+    // Periodic and on-connect entries would add lines Strait does not
+    // write: refused. Strait logs once, when the connection closes.
+    reject_set!(cx, path;
+        access_log_flush_interval, flush_access_log_on_connected, access_log_options,
     );
-    telemetry::access_logs(cx, path, access_log);
+    let access_logs = access_log::access_logs(cx, path, access_log, access_log::Tracing::None);
     // Envoy's default is one attempt; writing it out changes nothing.
     if u32_value(max_connect_attempts, 1) != 1 {
         cx.unsupported(
@@ -739,5 +739,6 @@ fn tcp_proxy(cx: &mut Context, tp: &TcpProxy, path: &str) -> Option<model::TcpPr
         stat_prefix: stat_prefix.clone(),
         cluster,
         idle_timeout,
+        access_logs,
     })
 }

@@ -1,13 +1,10 @@
-//! Telemetry settings Strait accepts without acting on them: access logs,
-//! HCM tracing and the UUID request-id extension. None can change where a
+//! Telemetry settings Strait accepts without acting on them: HCM tracing
+//! and the UUID request-id extension (access logs are `access_log`). None can change where a
 //! request goes or what the client receives; each is judged field by field
 //! so anything else still fails loudly.
 
 use envoy_types::pb::envoy::{
-    config::{
-        accesslog::v3::{AccessLog, access_log},
-        trace::v3::tracing::{Http as TracingProvider, http as tracing_http},
-    },
+    config::trace::v3::tracing::{Http as TracingProvider, http as tracing_http},
     extensions::{
         filters::network::http_connection_manager::v3::{
             RequestIdExtension, http_connection_manager::Tracing,
@@ -17,11 +14,7 @@ use envoy_types::pb::envoy::{
 };
 use prost::Name;
 
-use super::{
-    Context, at,
-    inert::{Slot, effective_type_url, inert},
-    item, type_name,
-};
+use super::{Context, at, type_name};
 
 /// Tracers whose spans would go to a collector: accepted, as spans are
 /// telemetry. Envoy would also add the tracer's context headers (for
@@ -34,33 +27,6 @@ const TRACERS: [&str; 5] = [
     "envoy.config.trace.v3.LightstepConfig",
     "envoy.config.trace.v3.SkyWalkingConfig",
 ];
-
-/// `access_log` entries of a listener, HCM or TCP proxy: each must be on
-/// the inert list (file and stream loggers). `filter` only selects which
-/// requests are logged, so it is not judged.
-pub(super) fn access_logs(cx: &mut Context, path: &str, logs: &[AccessLog]) {
-    for (i, log) in logs.iter().enumerate() {
-        let lpath = item(path, "access_log", i);
-        let AccessLog {
-            // A label; the type URL picks the logger.
-            name: _,
-            // Selects entries to log: no effect when nothing is logged.
-            filter: _,
-            config_type,
-        } = log;
-        match config_type {
-            Some(access_log::ConfigType::TypedConfig(any)) => {
-                if inert(any, Slot::AccessLog).is_none() {
-                    cx.unsupported(
-                        at(&lpath, "typed_config.@type"),
-                        format!("access logger {}", effective_type_url(any)),
-                    );
-                }
-            }
-            None => cx.invalid(at(&lpath, "typed_config"), "is required"),
-        }
-    }
-}
 
 /// The HCM's `tracing`: sampling percentages, tags and a provider among
 /// [`TRACERS`]. Strait produces no spans.

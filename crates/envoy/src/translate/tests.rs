@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::{ConfigError, load, model::Config};
 
+mod access_log;
 mod bad;
 mod ext_authz;
 mod good;

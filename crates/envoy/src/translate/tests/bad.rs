@@ -36,11 +36,14 @@ fn bad_configs_name_the_field() {
     let upstream_key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
     let cases: Vec<BadCase> = vec![
         (
-            "local reply mapper with a traceable filter",
-            vec![(
-                hcm("local_reply_config"),
-                json!({"mappers": [{"filter": {"traceable_filter": {}}, "status_code": 500}]}),
-            )],
+            "local reply mapper with a traceable filter, tracing configured",
+            vec![
+                (
+                    hcm("local_reply_config"),
+                    json!({"mappers": [{"filter": {"traceable_filter": {}}, "status_code": 500}]}),
+                ),
+                (hcm("tracing"), json!({})),
+            ],
             hcm_path("local_reply_config.mappers[0].filter.traceable_filter"),
             "traceable_filter",
         ),
@@ -48,10 +51,74 @@ fn bad_configs_name_the_field() {
             "local reply format command Strait cannot render",
             vec![(
                 hcm("local_reply_config"),
-                json!({"body_format": {"text_format": "%START_TIME% %LOCAL_REPLY_BODY%"}}),
+                json!({"body_format": {"text_format": "%DOWNSTREAM_TLS_VERSION% %LOCAL_REPLY_BODY%"}}),
             )],
             hcm_path("local_reply_config.body_format.text_format"),
-            "%START_TIME%",
+            "%DOWNSTREAM_TLS_VERSION%",
+        ),
+        (
+            "access log format command Envoy does not know",
+            vec![(
+                hcm("access_log"),
+                json!([{"name": "f", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": "/tmp/a.log",
+                    "log_format": {"text_format": "%UPSTREAM_HOST_WITHOUT_PORT%"}}}]),
+            )],
+            hcm_path("access_log[0].typed_config.log_format.text_format"),
+            "%UPSTREAM_HOST_WITHOUT_PORT%",
+        ),
+        (
+            "access log formatters",
+            vec![(
+                hcm("access_log"),
+                json!([{"name": "f", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": {"text_format": "x", "formatters": [{"name": "req_without_query",
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"}}]}}}]),
+            )],
+            hcm_path("access_log[0].typed_config.log_format.formatters"),
+            "formatters",
+        ),
+        (
+            "access log format from a file",
+            vec![(
+                hcm("access_log"),
+                json!([{"name": "f", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+                    "log_format": {"text_format_source": {"filename": "/etc/format"}}}}]),
+            )],
+            hcm_path("access_log[0].typed_config.log_format.text_format_source.filename"),
+            "filename",
+        ),
+        (
+            "access log filter on gRPC status",
+            vec![(
+                hcm("access_log"),
+                json!([{"name": "f", "filter": {"grpc_status_filter": {}}, "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}}]),
+            )],
+            hcm_path("access_log[0].filter.grpc_status_filter"),
+            "grpc_status_filter",
+        ),
+        (
+            "access log traceable filter with tracing",
+            vec![
+                (
+                    hcm("access_log"),
+                    json!([{"name": "f", "filter": {"traceable_filter": {}}, "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}}]),
+                ),
+                (hcm("tracing"), json!({})),
+            ],
+            hcm_path("access_log[0].filter.traceable_filter"),
+            "traceable_filter",
+        ),
+        (
+            "periodic access logs",
+            vec![(hcm("access_log_flush_interval"), json!("5s"))],
+            hcm_path("access_log_flush_interval"),
+            "access_log_flush_interval",
         ),
         (
             "local reply mapper status out of range",

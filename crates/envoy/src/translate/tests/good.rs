@@ -234,6 +234,7 @@ static_resources:
                         forward_client_cert: Default::default(),
                         client_cert_details: Default::default(),
                         local_reply: None,
+                        access_logs: Default::default(),
                     },
                 ))],
                 default_filter_chain: None,
@@ -245,6 +246,7 @@ static_resources:
                 bind_to_port: true,
                 use_original_dst: false,
                 direction: TrafficDirection::Inbound,
+                access_logs: Default::default(),
             },
             Listener {
                 name: "127.0.0.1_9000".into(),
@@ -263,6 +265,7 @@ static_resources:
                         },
                     ]),
                     idle_timeout: None,
+                    access_logs: Default::default(),
                 }))],
                 default_filter_chain: None,
                 listener_filters: ListenerFilters {
@@ -273,6 +276,7 @@ static_resources:
                 bind_to_port: true,
                 use_original_dst: false,
                 direction: TrafficDirection::Unspecified,
+                access_logs: Default::default(),
             },
         ],
         clusters: vec![

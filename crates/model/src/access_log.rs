@@ -1,0 +1,318 @@
+//! Access logs as Envoy configures them (`access_log` on a listener, an
+//! HTTP connection manager or a TCP proxy): where each line goes, which
+//! requests or connections are logged (`AccessLogFilter`), and the line's
+//! format (`SubstitutionFormatString` with Envoy's command operators).
+//! Local replies' `body_format` and mapper filters are the same types.
+
+use std::sync::Arc;
+
+use crate::policy::HeaderCondition;
+
+/// The access logs of one listener, connection manager or TCP proxy, in
+/// config order. Empty for none: the data path then gathers nothing.
+pub type AccessLogs = Arc<[AccessLog]>;
+
+/// One `access_log` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    pub sink: LogSink,
+    /// `filter`: only entries it accepts are written.
+    pub filter: Option<LogFilter>,
+    pub format: BodyFormat,
+}
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LogSink {
+    /// `envoy.access_loggers.file`: appended to this path (opened once per
+    /// path and shared, reopened on `SIGUSR1` and `POST /reopen_logs`).
+    File(String),
+    /// `envoy.access_loggers.stdout`.
+    Stdout,
+    /// `envoy.access_loggers.stderr`.
+    Stderr,
+}
+
+impl AccessLog {
+    /// Whether formatting or filtering reads the request's headers.
+    pub fn reads_request_headers(&self) -> bool {
+        self.format.reads(Reads::RequestHeaders)
+            || self
+                .filter
+                .as_ref()
+                .is_some_and(LogFilter::reads_request_headers)
+    }
+
+    /// Whether the format reads the response's headers or trailers.
+    pub fn reads_response_headers(&self) -> bool {
+        self.format.reads(Reads::ResponseHeaders)
+    }
+
+    /// Whether the format reads dynamic metadata.
+    pub fn reads_metadata(&self) -> bool {
+        self.format.reads(Reads::Metadata)
+    }
+}
+
+/// Envoy's `AccessLogFilter`, as access logs and local reply mappers use it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogFilter {
+    /// `status_code_filter`: the response's status (0 when there is none).
+    Status(Comparison),
+    /// `duration_filter`: milliseconds since the request started.
+    Duration(Comparison),
+    /// `not_health_check_filter`: true unless a health check filter marked
+    /// the request; Strait has no such filter, so always true.
+    NotHealthCheck,
+    /// `traceable_filter` where no tracing is configured: Envoy never marks
+    /// such a request traceable, so it never matches.
+    NeverTraceable,
+    /// `header_filter`: a condition on the request headers.
+    Header(HeaderCondition),
+    /// `response_flag_filter`: one of these flags is set (any flag when
+    /// empty).
+    ResponseFlags(Vec<String>),
+    /// `runtime_filter` without a runtime layer setting its key: its
+    /// `percent_sampled`, drawn from the request id unless
+    /// `use_independent_randomness`.
+    Runtime(RuntimeSample),
+    /// `and_filter`.
+    And(Vec<LogFilter>),
+    /// `or_filter`.
+    Or(Vec<LogFilter>),
+}
+
+/// A `runtime_filter`'s default sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeSample {
+    pub numerator: u32,
+    /// 100, 10 000 or 1 000 000.
+    pub denominator: u32,
+    pub independent_randomness: bool,
+}
+
+impl LogFilter {
+    /// Whether evaluating it reads the request's headers.
+    pub fn reads_request_headers(&self) -> bool {
+        match self {
+            LogFilter::Header(_) | LogFilter::Runtime(_) => true,
+            LogFilter::And(v) | LogFilter::Or(v) => v.iter().any(Self::reads_request_headers),
+            _ => false,
+        }
+    }
+}
+
+/// Envoy's `ComparisonFilter` with its `runtime_key`'s default value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comparison {
+    pub op: CompareOp,
+    pub value: u64,
+}
+
+impl Comparison {
+    pub fn holds(&self, actual: u64) -> bool {
+        match self.op {
+            CompareOp::Eq => actual == self.value,
+            CompareOp::Ge => actual >= self.value,
+            CompareOp::Le => actual <= self.value,
+            CompareOp::Ne => actual != self.value,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Ge,
+    Le,
+    Ne,
+}
+
+/// Envoy's `SubstitutionFormatString`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BodyFormat {
+    pub kind: FormatKind,
+    /// `content_type`; empty for the kind's default (`text/plain`,
+    /// `application/json`). Local replies only.
+    pub content_type: String,
+    /// `omit_empty_values`: JSON keys without a value are left out (text:
+    /// an empty string instead of `-`).
+    pub omit_empty_values: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormatKind {
+    /// `text_format` / `text_format_source`.
+    Text(Vec<FormatPart>),
+    /// `json_format`: keys sorted, as Envoy prints them.
+    Json(Vec<(String, JsonFormatValue)>),
+}
+
+/// What a format may read, for gathering only what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    RequestHeaders,
+    ResponseHeaders,
+    Metadata,
+}
+
+impl FormatCommand {
+    fn reads(&self, what: Reads) -> bool {
+        match what {
+            Reads::RequestHeaders => matches!(self, FormatCommand::Request { .. }),
+            Reads::ResponseHeaders => matches!(
+                self,
+                FormatCommand::Response { .. } | FormatCommand::Trailer { .. }
+            ),
+            Reads::Metadata => matches!(self, FormatCommand::DynamicMetadata { .. }),
+        }
+    }
+}
+
+impl BodyFormat {
+    /// Whether rendering it reads the request's headers or method/path.
+    pub fn reads_request_headers(&self) -> bool {
+        self.reads(Reads::RequestHeaders)
+    }
+
+    /// Whether rendering it reads `what`.
+    pub fn reads(&self, what: Reads) -> bool {
+        fn parts(p: &[FormatPart], what: Reads) -> bool {
+            p.iter()
+                .any(|p| matches!(p, FormatPart::Command(c) if c.reads(what)))
+        }
+        fn json(v: &JsonFormatValue, what: Reads) -> bool {
+            match v {
+                JsonFormatValue::Format(p) => parts(p, what),
+                JsonFormatValue::Struct(kv) => kv.iter().any(|(_, v)| json(v, what)),
+                JsonFormatValue::List(l) => l.iter().any(|v| json(v, what)),
+                JsonFormatValue::Literal(_) => false,
+            }
+        }
+        match &self.kind {
+            FormatKind::Text(p) => parts(p, what),
+            FormatKind::Json(kv) => kv.iter().any(|(_, v)| json(v, what)),
+        }
+    }
+}
+
+/// A value of a `json_format`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonFormatValue {
+    /// A string with commands; a string that is exactly one command renders
+    /// that command's typed value (a number for `%RESPONSE_CODE%`).
+    Format(Vec<FormatPart>),
+    /// A number, bool or null, passed through.
+    Literal(serde_json::Value),
+    Struct(Vec<(String, JsonFormatValue)>),
+    List(Vec<JsonFormatValue>),
+}
+
+/// A piece of a format string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormatPart {
+    Text(String),
+    Command(FormatCommand),
+}
+
+/// Which address an address operator prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressOf {
+    /// `DOWNSTREAM_LOCAL_ADDRESS`: the connection's (original) destination.
+    DownstreamLocal,
+    /// `DOWNSTREAM_REMOTE_ADDRESS`: the client (after `x-forwarded-for`
+    /// when the connection manager trusts it).
+    DownstreamRemote,
+    /// `DOWNSTREAM_DIRECT_REMOTE_ADDRESS`: the connection's peer.
+    DownstreamDirectRemote,
+    /// `UPSTREAM_LOCAL_ADDRESS`.
+    UpstreamLocal,
+    /// `UPSTREAM_HOST` / `UPSTREAM_REMOTE_ADDRESS`.
+    UpstreamRemote,
+}
+
+/// Envoy's command operators that Strait renders.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormatCommand {
+    /// `%LOCAL_REPLY_BODY%`: the reply's body (after mapping).
+    LocalReplyBody,
+    /// `%START_TIME%` or `%START_TIME(strftime)%` (UTC).
+    StartTime(Option<String>),
+    /// `%RESPONSE_CODE%` (0 when there is none).
+    ResponseCode,
+    /// `%RESPONSE_CODE_DETAILS%`.
+    ResponseCodeDetails,
+    /// `%RESPONSE_FLAGS%`.
+    ResponseFlags,
+    /// `%RESPONSE_FLAGS_LONG%`.
+    ResponseFlagsLong,
+    /// `%CONNECTION_TERMINATION_DETAILS%`.
+    ConnectionTerminationDetails,
+    /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
+    UpstreamTransportFailureReason,
+    /// `%PROTOCOL%`: `HTTP/1.1`, `HTTP/2`; none for TCP.
+    Protocol,
+    /// `%BYTES_RECEIVED%`: request body (TCP: downstream) bytes.
+    BytesReceived,
+    /// `%BYTES_SENT%`: response body (TCP: upstream) bytes.
+    BytesSent,
+    /// `%DURATION%` (ms).
+    Duration,
+    /// `%REQUEST_DURATION%`: until the last request byte was received.
+    RequestDuration,
+    /// `%RESPONSE_DURATION%`: until the first upstream response byte.
+    ResponseDuration,
+    /// `%RESPONSE_TX_DURATION%`: from the first upstream response byte to
+    /// the last byte sent downstream.
+    ResponseTxDuration,
+    /// An address, with its port unless `without_port`.
+    Address { of: AddressOf, without_port: bool },
+    /// `%UPSTREAM_CLUSTER%`.
+    UpstreamCluster,
+    /// `%REQUESTED_SERVER_NAME%`.
+    RequestedServerName,
+    /// `%ROUTE_NAME%`.
+    RouteName,
+    /// `%UPSTREAM_REQUEST_ATTEMPT_COUNT%`.
+    UpstreamRequestAttemptCount,
+    /// `%DOWNSTREAM_PEER_URI_SAN%`.
+    DownstreamPeerUriSan,
+    /// `%DOWNSTREAM_LOCAL_URI_SAN%`.
+    DownstreamLocalUriSan,
+    /// `%HOSTNAME%`.
+    Hostname,
+    /// `%FILTER_STATE(key)%`: Strait's filters publish no filter state
+    /// Envoy would serialize, so always empty.
+    FilterState,
+    /// `%DYNAMIC_METADATA(namespace:key:...):max%`.
+    DynamicMetadata {
+        namespace: String,
+        path: Vec<String>,
+        max_len: Option<usize>,
+    },
+    /// `%REQ(name?alternative):max%` (names lower-cased; `:path`,
+    /// `:method`, `:authority`, `:scheme` read the request line).
+    Request {
+        name: String,
+        alternative: Option<String>,
+        max_len: Option<usize>,
+    },
+    /// `%RESP(name?alternative):max%`: the response's headers.
+    Response {
+        name: String,
+        alternative: Option<String>,
+        max_len: Option<usize>,
+    },
+    /// `%TRAILER(name?alternative):max%`: the response's trailers.
+    Trailer {
+        name: String,
+        alternative: Option<String>,
+        max_len: Option<usize>,
+    },
+}
+
+/// The `strftime` conversions `%START_TIME(...)%` may use: the common
+/// ones, and Envoy's own `%s` (epoch seconds), `%f`/`%Nf` (fraction of a
+/// second, `N` digits, 9 by default) and `%ENS` (seconds with `N`
+/// fraction digits). Anything else is refused at config time.
+pub const START_TIME_CONVERSIONS: &str = "YmdHMSTFDzZsjyeaAbBhpIRn%";
