@@ -656,7 +656,8 @@ impl Cache {
 
     /// The whole config: static resources first, then the dynamic ones that
     /// are warm. An EDS cluster whose endpoints have not arrived, and an RDS
-    /// listener whose route config has not, are left out until they do.
+    /// listener whose route config has not (nor been rejected), are left out
+    /// until they do.
     pub fn build(&self) -> model::Config {
         let mut config = self.base.clone();
         config.clusters = self
@@ -675,7 +676,20 @@ impl Cache {
             .filter(|l| self.listener_is_warm(l))
             .cloned()
             .collect();
-        config.route_configs = self.routes.values().cloned().collect();
+        // A route configuration rejected before any version of it was
+        // taken: Envoy lets its listeners go live on an empty one (every
+        // request 404, `NR`) rather than warm forever.
+        let never_good = self
+            .raw
+            .routes
+            .failed
+            .keys()
+            .filter(|name| !self.routes.contains_key(*name))
+            .map(|name| model::RouteConfig {
+                name: name.clone(),
+                ..Default::default()
+            });
+        config.route_configs = self.routes.values().cloned().chain(never_good).collect();
         config.secrets.extend(
             self.secrets
                 .iter()
@@ -697,7 +711,8 @@ impl Cache {
     }
 
     fn listener_is_warm(&self, l: &model::Listener) -> bool {
-        l.rds_names().all(|name| self.routes.contains_key(name))
+        l.rds_names()
+            .all(|name| self.routes.contains_key(name) || self.raw.routes.failed.contains_key(name))
             && self.secrets_arrived(l.secret_refs())
     }
 

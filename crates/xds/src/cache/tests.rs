@@ -71,6 +71,26 @@ fn a_listener_waits_for_its_route_config() {
     assert_eq!(built.route_configs.len(), 1);
 }
 
+/// As in Envoy: a route configuration rejected before any version of it
+/// was taken does not hold its listener back; the listener serves an empty
+/// one (404 for every request) until a good version arrives.
+#[test]
+fn a_rejected_route_config_lets_its_listener_go_live_empty() {
+    let mut c = Cache::new(model::Config::default());
+    c.apply(type_url::LISTENER, "1", &[listener("r1")])
+        .expect("accepted");
+    let problems = rejected(c.apply(type_url::ROUTE, "1", &[route("r1", "(")]));
+    assert!(problems[0].contains("r1"), "{problems:?}");
+    let built = c.build();
+    assert_eq!(built.listeners.len(), 1, "live on an empty route config");
+    assert_eq!(built.route_configs.len(), 1);
+    assert!(built.route_configs[0].virtual_hosts.is_empty());
+    c.apply(type_url::ROUTE, "2", &[route("r1", "/a.*")])
+        .expect("accepted");
+    let built = c.build();
+    assert_eq!(built.route_configs[0].virtual_hosts.len(), 1, "the good one");
+}
+
 #[test]
 fn an_eds_cluster_waits_for_its_endpoints_and_follows_them() {
     let mut c = Cache::new(model::Config::default());
