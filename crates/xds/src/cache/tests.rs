@@ -88,7 +88,11 @@ fn a_rejected_route_config_lets_its_listener_go_live_empty() {
     c.apply(type_url::ROUTE, "2", &[route("r1", "/a.*")])
         .expect("accepted");
     let built = c.build();
-    assert_eq!(built.route_configs[0].virtual_hosts.len(), 1, "the good one");
+    assert_eq!(
+        built.route_configs[0].virtual_hosts.len(),
+        1,
+        "the good one"
+    );
 }
 
 #[test]
