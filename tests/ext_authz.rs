@@ -88,7 +88,14 @@ async fn differential(case: &str, config: &str, requests: &[Req]) -> anyhow::Res
             envoy.listener("listener"),
             requests,
         )
-        .await
+        .await?;
+    let (ours, theirs) = (
+        authz_stats(strait.admin()).await,
+        authz_stats(envoy.admin()).await,
+    );
+    assert!(!theirs.is_empty(), "{case}: Envoy shows no ext_authz stats");
+    assert_eq!(ours, theirs, "{case}: ext_authz stats");
+    Ok(())
 }
 
 fn allow(path: &str) -> Req {
@@ -102,7 +109,8 @@ fn allow(path: &str) -> Req {
 /// `max_request_bytes` with `allow_partial_message`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_service_matches_envoy() -> anyhow::Result<()> {
-    let config = r#"grpc_service: {envoy_grpc: {cluster_name: authz-grpc}, timeout: 2s}
+    let config = r#"stat_prefix: waf
+grpc_service: {envoy_grpc: {cluster_name: authz-grpc}, timeout: 2s}
 transport_api_version: V3
 with_request_body: {max_request_bytes: 64, allow_partial_message: true}
 "#;

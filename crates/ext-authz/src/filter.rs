@@ -15,6 +15,7 @@ use strait_model::ext_authz::{AuthzService, BufferSettings, ExtAuthz, ExtAuthzPe
 use crate::{
     check::{self, Allow, Facts, Verdict},
     client,
+    stats::{FilterStats, Outcome},
 };
 
 /// The namespace of the metadata an allowing answer publishes.
@@ -26,6 +27,7 @@ static FAILURE_MODE_ALLOWED: HeaderName =
 /// One configured ext_authz filter, shared by every request of its chain.
 pub(crate) struct ExtAuthzFilter {
     config: Arc<ExtAuthz>,
+    stats: FilterStats,
 }
 
 /// Response headers an allowing answer asked for, kept for `on_response`.
@@ -33,9 +35,11 @@ pub(crate) struct ExtAuthzFilter {
 struct AddToResponse(Vec<(HeaderName, HeaderValue)>);
 
 impl ExtAuthzFilter {
-    pub(crate) fn new(config: ExtAuthz) -> Self {
+    pub(crate) fn new(config: ExtAuthz, hcm_stat_prefix: &str) -> Self {
+        let stats = FilterStats::new(hcm_stat_prefix, &config.stat_prefix);
         ExtAuthzFilter {
             config: Arc::new(config),
+            stats,
         }
     }
 
@@ -156,7 +160,13 @@ impl ExtAuthzFilter {
     /// The verdict applied: the request goes on (changed) or is answered.
     fn apply<'x>(&self, req: &mut RequestHead<'_>, verdict: Verdict) -> Decision<'x> {
         let c = &self.config;
-        let stats = &req.info.stats.ext_authz;
+        let stats = &self.stats;
+        let outcome = match &verdict {
+            Verdict::Allow(_) => Outcome::Ok,
+            Verdict::Deny { .. } => Outcome::Denied,
+            Verdict::Error => Outcome::Error,
+        };
+        stats.cluster(req.info.cluster, req.info.upstreams, outcome);
         match verdict {
             Verdict::Allow(allow) => {
                 stats.ok.increment(1);
@@ -180,6 +190,11 @@ impl ExtAuthzFilter {
             Verdict::Error if c.failure_mode_allow => {
                 stats.error.increment(1);
                 stats.failure_mode_allowed.increment(1);
+                stats.cluster(
+                    req.info.cluster,
+                    req.info.upstreams,
+                    Outcome::FailureModeAllowed,
+                );
                 if c.failure_mode_allow_header_add {
                     req.head.headers.insert(
                         FAILURE_MODE_ALLOWED.clone(),
@@ -299,7 +314,7 @@ impl HttpFilter for ExtAuthzFilter {
             return Decision::Continue;
         }
         if !self.enabled(req) {
-            req.info.stats.ext_authz.disabled.increment(1);
+            self.stats.disabled.increment(1);
             if self.config.deny_at_disable {
                 return Decision::Respond(
                     Reply::new(status(self.config.status_on_error))

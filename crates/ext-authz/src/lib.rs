@@ -18,12 +18,13 @@ mod check;
 mod client;
 mod filter;
 mod network;
+mod stats;
 
 pub use network::NetworkExtAuthzFactory;
 
 use std::sync::Arc;
 
-use strait_http::{HttpFilter, HttpFilterFactory};
+use strait_http::{FilterScope, HttpFilter, HttpFilterFactory};
 use strait_model::{ext_authz::ExtAuthz, extension::Extension, filter::type_url};
 
 /// Makes ext_authz filters from their translated configs.
@@ -40,9 +41,27 @@ impl HttpFilterFactory for ExtAuthzFactory {
     }
 
     fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
+        self.create_in(
+            config,
+            &FilterScope {
+                stat_prefix: "",
+                hcm_stat_prefix: "",
+                clusters: None,
+            },
+        )
+    }
+
+    fn create_in(
+        &self,
+        config: &Extension,
+        scope: &FilterScope<'_>,
+    ) -> Result<Arc<dyn HttpFilter>, String> {
         let config = config
             .get::<ExtAuthz>()
             .ok_or_else(|| format!("{} config of the wrong type", type_url::EXT_AUTHZ))?;
-        Ok(Arc::new(filter::ExtAuthzFilter::new(config.clone())))
+        Ok(Arc::new(filter::ExtAuthzFilter::new(
+            config.clone(),
+            scope.hcm_stat_prefix,
+        )))
     }
 }

@@ -60,6 +60,6 @@ pub use metadata::DynamicMetadata;
 pub use registry::HttpFilterRegistry;
 pub use service::{HttpService, ProxyResponse};
 pub use shared::Shared;
-pub use stats::{ExtAuthzStats, HttpStats};
+pub use stats::HttpStats;
 pub use strait_tls::PeerIdentity;
 pub use xfcc::element as xfcc_element;

@@ -19,20 +19,8 @@ pub struct HttpStats {
     pub active_faults: AtomicU64,
     pub fault_delays: Counter,
     pub fault_aborts: Counter,
-    /// `ext_authz.{ok, denied, error, failure_mode_allowed, disabled}`.
-    pub ext_authz: ExtAuthzStats,
     rx_bytes: Counter,
     tx_bytes: Counter,
-}
-
-/// The external authorization filter's counters, per connection manager.
-#[derive(Debug)]
-pub struct ExtAuthzStats {
-    pub ok: Counter,
-    pub denied: Counter,
-    pub error: Counter,
-    pub failure_mode_allowed: Counter,
-    pub disabled: Counter,
 }
 
 impl strait_codec::ByteCounter for HttpStats {
@@ -64,16 +52,6 @@ impl HttpStats {
             active_faults: AtomicU64::new(0),
             fault_delays: metrics::counter!("envoy_http_fault_delays_injected", labels),
             fault_aborts: metrics::counter!("envoy_http_fault_aborts_injected", labels),
-            ext_authz: ExtAuthzStats {
-                ok: metrics::counter!("envoy_http_ext_authz_ok", labels),
-                denied: metrics::counter!("envoy_http_ext_authz_denied", labels),
-                error: metrics::counter!("envoy_http_ext_authz_error", labels),
-                failure_mode_allowed: metrics::counter!(
-                    "envoy_http_ext_authz_failure_mode_allowed",
-                    labels
-                ),
-                disabled: metrics::counter!("envoy_http_ext_authz_disabled", labels),
-            },
             rx_bytes: metrics::counter!("envoy_http_downstream_cx_rx_bytes_total", labels),
             tx_bytes: metrics::counter!("envoy_http_downstream_cx_tx_bytes_total", labels),
         }

@@ -121,7 +121,7 @@ pub struct NetworkExtAuthz {
     /// `grpc_service.timeout` (Envoy's default 200 ms).
     pub timeout: Duration,
     pub failure_mode_allow: bool,
-    /// Stats are `<stat_prefix>.ext_authz.*`.
+    /// Stats are `ext_authz.<stat_prefix>.*`.
     pub stat_prefix: String,
     /// Check only connections whose dynamic metadata (written by earlier
     /// read filters: Istio's CUSTOM action keys on network RBAC's shadow
