@@ -156,8 +156,9 @@ pub trait HttpFilterFactory: Send + Sync + 'static {
     }
 }
 
-/// The connection manager a filter is built for.
-#[derive(Debug, Clone, Copy)]
+/// The connection manager a filter is built for. [`Default`]: none (no
+/// prefixes, no clusters), for a filter built outside a proxy.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct FilterScope<'a> {
     /// Its stats prefix as Envoy hands it to filters: `http.<stat_prefix>.`.
     pub stat_prefix: &'a str,

@@ -61,14 +61,7 @@ impl HttpFilterFactory for LocalRateLimitFactory {
     }
 
     fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
-        self.create_in(
-            config,
-            &FilterScope {
-                stat_prefix: "",
-                hcm_stat_prefix: "",
-                clusters: None,
-            },
-        )
+        self.create_in(config, &FilterScope::default())
     }
 
     fn create_in(

@@ -44,14 +44,7 @@ impl HttpFilterFactory for HttpRbacFactory {
     }
 
     fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
-        self.create_in(
-            config,
-            &FilterScope {
-                stat_prefix: "",
-                hcm_stat_prefix: "",
-                clusters: None,
-            },
-        )
+        self.create_in(config, &FilterScope::default())
     }
 
     fn create_in(

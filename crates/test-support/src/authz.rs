@@ -32,10 +32,9 @@ use envoy_types::pb::{
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tonic::codegen::Service;
+use hyper_util::rt::TokioIo;
 
-use crate::upstream::{Upstream, spawn_server_at};
+use crate::upstream::{Upstream, grpc_server, spawn_server_at};
 
 fn any_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -139,24 +138,7 @@ fn connection_check(attrs: &AttributeContext) -> CheckResponse {
 
 /// The gRPC authorization server (HTTP/2 cleartext).
 pub fn grpc_authz() -> Upstream {
-    spawn_server_at(any_addr(), |listener, _counters| async move {
-        let service = AuthorizationServer::new(GrpcAuthz);
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = service.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let mut service = service.clone();
-                    async move { Service::call(&mut service, req).await }
-                });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    })
+    grpc_server(AuthorizationServer::new(GrpcAuthz))
 }
 
 async fn http_check(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

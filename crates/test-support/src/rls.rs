@@ -14,8 +14,6 @@
 //!   per minute named `per-test`, 7 remaining, reset in 30 s; the second
 //!   descriptor, if any, 100 per hour with 3 remaining).
 
-use std::net::SocketAddr;
-
 use envoy_types::pb::{
     envoy::{
         config::core::v3::HeaderValue,
@@ -27,11 +25,8 @@ use envoy_types::pb::{
     },
     google::protobuf::Duration,
 };
-use hyper::{Request, body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tonic::codegen::Service;
 
-use crate::upstream::{Upstream, spawn_server_at};
+use crate::upstream::{Upstream, grpc_server};
 
 fn header(key: &str, value: &str) -> HeaderValue {
     HeaderValue {
@@ -115,25 +110,5 @@ impl RateLimitService for Rls {
 
 /// The rate-limit service (HTTP/2 cleartext) on a loopback port.
 pub fn rate_limit_service() -> Upstream {
-    spawn_server_at(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        |listener, _| async move {
-            let service = RateLimitServiceServer::new(Rls);
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let mut service = service.clone();
-                        async move { Service::call(&mut service, req).await }
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        },
-    )
+    grpc_server(RateLimitServiceServer::new(Rls))
 }

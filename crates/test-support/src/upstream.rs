@@ -446,3 +446,40 @@ impl http_body::Body for Drip {
         }
     }
 }
+
+/// A gRPC server for a tonic-generated `service` (HTTP/2 cleartext) on a
+/// loopback port: the test servers of the services Strait calls
+/// (authorization, rate limits).
+pub(crate) fn grpc_server<S, B, E>(service: S) -> Upstream
+where
+    S: tonic::codegen::Service<Request<Incoming>, Response = Response<B>, Error = E>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    spawn_server_at(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        |listener, _| async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let mut service = service.clone();
+                        async move { service.call(req).await }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        },
+    )
+}
