@@ -216,6 +216,14 @@ async fn differential(case: &str, yaml: &str, requests: &[Req]) -> anyhow::Resul
             ));
         }
     }
+    let stats = |admin| strait_test_support::admin::prometheus_lines(admin, "jwt_authn");
+    let (ours, theirs) = (stats(strait.admin()).await?, stats(envoy.admin()).await?);
+    assert!(!theirs.is_empty(), "{case}: Envoy shows no jwt_authn stats");
+    if ours != theirs {
+        diffs.push(format!(
+            "{case}: stats\n  strait: {ours:?}\n  envoy:  {theirs:?}"
+        ));
+    }
     assert!(
         diffs.is_empty(),
         "{} differences:\n{}",

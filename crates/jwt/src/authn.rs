@@ -65,6 +65,17 @@ pub struct Outcome {
     pub edits: Vec<Edit>,
     /// Entries for the `envoy.filters.http.jwt_authn` metadata namespace.
     pub metadata: Map<String, Value>,
+    /// Token cache lookups, for the filter's stats.
+    pub cache_lookups: CacheLookups,
+}
+
+/// Envoy's token cache lookups during one evaluation: one per token checked
+/// against a named provider, a hit only where the provider has
+/// `jwt_cache_config` and the token verified before.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLookups {
+    pub hits: u32,
+    pub misses: u32,
 }
 
 /// One provider's settings as the authenticator uses them.
@@ -490,6 +501,7 @@ impl Authn {
             result: Ok(()),
             edits: Vec::new(),
             metadata: Map::new(),
+            cache_lookups: CacheLookups::default(),
         };
         let status = self.run(req.0, headers, path, now, keys, &mut out)?;
         out.result = match status {
@@ -609,6 +621,16 @@ impl Authn {
         provider: Option<(usize, Option<&[String]>)>,
         out: &mut Outcome,
     ) -> Result<Option<Status>, NeedFetch> {
+        if let Some((index, _)) = provider {
+            // Before parsing, as Envoy looks the token up.
+            let cached = self.providers[index].config.jwt_cache_size.is_some()
+                && matches!(cx.keys.keys(index), Keys::Ready(jwks) if self.signatures.verified(&found.token, &jwks));
+            if cached {
+                out.cache_lookups.hits += 1;
+            } else {
+                out.cache_lookups.misses += 1;
+            }
+        }
         let jwt = match Jwt::parse(&found.token) {
             Ok(j) => j,
             Err(s) => return Ok(Some(s)),

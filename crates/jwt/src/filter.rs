@@ -32,6 +32,7 @@ use crate::{
     authn::{Authn, Edit, KeySource, Keys, NeedFetch, Outcome},
     fetch,
     jwks::Jwks,
+    stats::JwtStats,
     status::Status,
 };
 
@@ -49,7 +50,7 @@ impl HttpFilterFactory for JwtFactory {
     }
 
     fn create(&self, config: &Extension) -> Result<Arc<dyn HttpFilter>, String> {
-        build(config, None)
+        build(config, None, "")
     }
 
     fn create_in(
@@ -57,7 +58,7 @@ impl HttpFilterFactory for JwtFactory {
         config: &Extension,
         scope: &FilterScope<'_>,
     ) -> Result<Arc<dyn HttpFilter>, String> {
-        build(config, scope.clusters.cloned())
+        build(config, scope.clusters.cloned(), scope.hcm_stat_prefix)
     }
 }
 
@@ -65,11 +66,12 @@ impl HttpFilterFactory for JwtFactory {
 fn build(
     config: &Extension,
     clusters: Option<Arc<strait_upstream::ClusterRegistry>>,
+    hcm_stat_prefix: &str,
 ) -> Result<Arc<dyn HttpFilter>, String> {
     let config = config
         .get::<JwtAuthentication>()
         .ok_or("jwt_authn config of the wrong type")?;
-    let filter = JwtFilter::new(config, clusters)?;
+    let filter = JwtFilter::new_in(config, clusters, hcm_stat_prefix)?;
     filter.start_async_fetches();
     Ok(Arc::new(filter))
 }
@@ -93,6 +95,7 @@ struct Inner {
     authn: Authn,
     keys: Vec<ProviderKeys>,
     clusters: Option<Arc<ClusterRegistry>>,
+    stats: JwtStats,
 }
 
 /// The JWT authentication filter of one config version.
@@ -106,6 +109,16 @@ impl JwtFilter {
     pub fn new(
         config: &JwtAuthentication,
         clusters: Option<Arc<ClusterRegistry>>,
+    ) -> Result<JwtFilter, String> {
+        Self::new_in(config, clusters, "")
+    }
+
+    /// [`JwtFilter::new`] for a connection manager whose `stat_prefix` is
+    /// `hcm_stat_prefix` (the label of the filter's counters).
+    pub fn new_in(
+        config: &JwtAuthentication,
+        clusters: Option<Arc<ClusterRegistry>>,
+        hcm_stat_prefix: &str,
     ) -> Result<JwtFilter, String> {
         let authn = Authn::compile(config)?;
         let keys = authn
@@ -140,6 +153,7 @@ impl JwtFilter {
                 authn,
                 keys,
                 clusters,
+                stats: JwtStats::new(hcm_stat_prefix),
             }),
         })
     }
@@ -190,6 +204,7 @@ impl Inner {
         };
         match fetch::fetch(clusters, config).await {
             Ok(jwks) => {
+                self.stats.jwks_fetch_success.increment(1);
                 let jwks = Arc::new(jwks);
                 let expires = (expires && config.async_fetch.is_none())
                     .then(|| Instant::now() + config.cache_duration);
@@ -200,6 +215,7 @@ impl Inner {
                 Ok(jwks)
             }
             Err(e) => {
+                self.stats.jwks_fetch_failed.increment(1);
                 tracing::warn!(error = %e, uri = %config.uri, "JWKS fetch failed");
                 Err(())
             }
@@ -276,7 +292,17 @@ impl JwtFilter {
             result,
             edits,
             metadata,
+            cache_lookups,
         } = outcome;
+        let stats = &self.inner.stats;
+        stats.jwt_cache_hit.increment(u64::from(cache_lookups.hits));
+        stats
+            .jwt_cache_miss
+            .increment(u64::from(cache_lookups.misses));
+        match &result {
+            Ok(()) => stats.allowed.increment(1),
+            Err(_) => stats.denied.increment(1),
+        }
         for e in edits {
             match e {
                 Edit::Remove(h) => {
@@ -335,6 +361,7 @@ impl HttpFilter for JwtFilter {
     fn on_request<'a>(&'a self, req: &'a mut RequestHead<'_>) -> Decision<'a> {
         let authn = &self.inner.authn;
         if authn.bypass_cors_preflight && is_cors_preflight(req.head) {
+            self.inner.stats.cors_preflight_bypassed.increment(1);
             return Decision::Continue;
         }
         let requirement = match req.route_config::<JwtPerRoute>() {
@@ -360,7 +387,12 @@ impl HttpFilter for JwtFilter {
                 let view = strait_route::RequestView::from_parts(req.head);
                 match authn.select(&view) {
                     Some(r) => r,
-                    None => return Decision::Continue,
+                    // No rule: Envoy completes without a verifier, and
+                    // counts the request as allowed.
+                    None => {
+                        self.inner.stats.allowed.increment(1);
+                        return Decision::Continue;
+                    }
                 }
             }
         };

@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod filter;
 pub mod istio;
 pub mod jwks;
+mod stats;
 pub mod status;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -45,3 +45,22 @@ mod tests {
         assert_eq!(prometheus_value(text, "a{x=\"2\"}"), None);
     }
 }
+
+/// The sample lines of `/stats/prometheus` whose series name contains
+/// `part`, sorted, with Envoy's empty label sets (`{}`) removed so that
+/// Strait's and Envoy's pages compare line by line.
+pub async fn prometheus_lines(admin: SocketAddr, part: &str) -> anyhow::Result<Vec<String>> {
+    let page = get(admin, "/stats/prometheus").await?.text();
+    let mut out: Vec<String> = page
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.split(['{', ' '])
+                .next()
+                .is_some_and(|name| name.contains(part))
+        })
+        .map(|l| l.replace("{}", ""))
+        .collect();
+    out.sort();
+    Ok(out)
+}
