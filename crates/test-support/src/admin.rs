@@ -32,20 +32,6 @@ pub async fn stat(admin: SocketAddr, series: &str) -> anyhow::Result<Option<f64>
     Ok(prometheus_value(&r.text(), series))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_exact_series_only() {
-        let text = "# TYPE a counter\na{x=\"1\"} 3\na{x=\"10\"} 4\nab 5\na 6\n";
-        assert_eq!(prometheus_value(text, "a{x=\"1\"}"), Some(3.0));
-        assert_eq!(prometheus_value(text, "a{x=\"10\"}"), Some(4.0));
-        assert_eq!(prometheus_value(text, "a"), Some(6.0));
-        assert_eq!(prometheus_value(text, "a{x=\"2\"}"), None);
-    }
-}
-
 /// The sample lines of `/stats/prometheus` whose series name contains
 /// `part`, sorted, with Envoy's empty label sets (`{}`) removed so that
 /// Strait's and Envoy's pages compare line by line.
@@ -63,4 +49,18 @@ pub async fn prometheus_lines(admin: SocketAddr, part: &str) -> anyhow::Result<V
         .collect();
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_exact_series_only() {
+        let text = "# TYPE a counter\na{x=\"1\"} 3\na{x=\"10\"} 4\nab 5\na 6\n";
+        assert_eq!(prometheus_value(text, "a{x=\"1\"}"), Some(3.0));
+        assert_eq!(prometheus_value(text, "a{x=\"10\"}"), Some(4.0));
+        assert_eq!(prometheus_value(text, "a"), Some(6.0));
+        assert_eq!(prometheus_value(text, "a{x=\"2\"}"), None);
+    }
 }
