@@ -137,6 +137,7 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
     if filter_chains.is_empty() && default_filter_chain.is_none() {
         cx.invalid(at(path, "filter_chains"), "a listener needs a filter chain");
     }
+    cx.direction = direction(*traffic_direction);
     let before = cx.problems.len();
     let chains: Vec<_> = filter_chains
         .iter()
@@ -577,6 +578,11 @@ fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
     }
     if ty == NetworkLocalRateLimit::full_name() {
         return super::ratelimit::network_local(cx, any, &path);
+    }
+    if let Some((kind @ (super::istio::STATS | super::istio::WASM_STATS), config)) =
+        super::istio::recognise(any)
+    {
+        return super::istio::stats(cx, kind, &config, &path);
     }
     let before = cx.problems.len();
     let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));
