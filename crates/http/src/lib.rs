@@ -49,7 +49,7 @@ mod xfcc;
 pub use body::{BodyError, ProxyBody, Tracked};
 pub use buffer::BodyBuffering;
 pub use chain::{
-    Decision, FilterChain, FilterScope, FilterState, HttpFilter, HttpFilterFactory, RequestHead,
+    Completion, Decision, FilterChain, FilterScope, FilterState, HttpFilter, HttpFilterFactory, RequestHead,
     RequestInfo, ResponseHead,
 };
 pub use conn::{Connection, ConnectionState};
