@@ -68,7 +68,12 @@ fn dump_filters(inbound: bool) -> (Value, Value) {
         .as_array()
         .expect("configs")
         .iter()
-        .flat_map(|c| c["dynamic_listeners"].as_array().cloned().unwrap_or_default());
+        .flat_map(|c| {
+            c["dynamic_listeners"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        });
     for l in listeners {
         let l = &l["active_state"]["listener"];
         let is_inbound = l["name"] == "virtualInbound";
@@ -321,7 +326,9 @@ async fn two_sidecars_label_each_others_requests() -> anyhow::Result<()> {
                 .filter(|(l, _)| l.get("reporter").map(String::as_str) == Some(reporter))
                 .filter_map(|(l, _)| l.get("le").map(String::as_str))
                 .collect();
-            for le in ["0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "3600000", "+Inf"] {
+            for le in [
+                "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "3600000", "+Inf",
+            ] {
                 assert!(les.contains(&le), "{h} bucket {le}: {les:?}");
             }
             let inf = lines
@@ -341,7 +348,10 @@ async fn local_replies_are_counted_with_their_code_and_flags() -> anyhow::Result
     let echo = http_echo("gone");
     let dead = echo.addr;
     drop(echo);
-    let server = TestProxy::start(&sidecar(&server_metadata(), true, "inbound|9080||", dead), 1);
+    let server = TestProxy::start(
+        &sidecar(&server_metadata(), true, "inbound|9080||", dead),
+        1,
+    );
     let client = TestProxy::start(
         &sidecar(
             &client_metadata(),
@@ -391,7 +401,10 @@ async fn without_the_peer_the_peer_side_is_unknown() -> anyhow::Result<()> {
     // A client straight to the server sidecar (no client sidecar): no
     // exchange headers, so the source is unknown, and none are answered.
     let echo = http_echo("reviews");
-    let server = TestProxy::start(&sidecar(&server_metadata(), true, "inbound|9080||", echo.addr), 1);
+    let server = TestProxy::start(
+        &sidecar(&server_metadata(), true, "inbound|9080||", echo.addr),
+        1,
+    );
     let mut c = Client::http1(server.listener("listener")).await?;
     let r = c.get("/").await?;
     assert_eq!(r.status, 200);

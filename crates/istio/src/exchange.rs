@@ -124,7 +124,8 @@ impl HttpFilter for PeerMetadataFilter {
                     .insert(PEER_METADATA_ID.clone(), self.id.clone());
             }
             if received.value {
-                resp.headers.insert(PEER_METADATA.clone(), self.value.clone());
+                resp.headers
+                    .insert(PEER_METADATA.clone(), self.value.clone());
             }
         }
     }

@@ -26,9 +26,7 @@ use std::{
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use metrics::{Counter, Histogram};
-use strait_http::{
-    Completion, Decision, FilterScope, HttpFilter, HttpFilterFactory, RequestHead,
-};
+use strait_http::{Completion, Decision, FilterScope, HttpFilter, HttpFilterFactory, RequestHead};
 use strait_model::{
     extension::Extension,
     istio::{Dimension, IstioMetric, IstioStats, PeerField, Reporter, Workload, type_url},

@@ -497,8 +497,8 @@ impl Cache {
             Decoded::Listener(l) => {
                 statically(self.base.listeners.iter().any(|s| s.name == l.name))?;
                 let node = self.base.node.as_ref();
-                let m = translate_listener_for(&l, &l.name, &self.parsers, node)
-                    .map_err(prefixed)?;
+                let m =
+                    translate_listener_for(&l, &l.name, &self.parsers, node).map_err(prefixed)?;
                 self.listeners.insert(name.clone(), m);
             }
             Decoded::Cluster(c) => {

@@ -60,6 +60,18 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
               on its TCP chain and traffic is unchanged",
     },
     Inert {
+        type_name: "stats.PluginConfig",
+        slots: &[NetworkFilter],
+        why: "istio.stats as a network filter: Istio's TCP metrics only; never alters or stops \
+              traffic (the HTTP filter is run, see strait-istio; TCP metrics are not produced \
+              yet)",
+    },
+    Inert {
+        type_name: "envoy.wasm.stats",
+        slots: &[NetworkFilter],
+        why: "istio.stats as the null-VM Wasm network plugin (Istio <= 1.17): TCP metrics only",
+    },
+    Inert {
         type_name: "io.istio.network.authn.Config",
         slots: &[NetworkFilter],
         why: "istio_authn (network, Istio >= 1.18): records the mTLS peer identity in filter \
@@ -186,8 +198,7 @@ fn null_vm(config: &Struct) -> Option<(String, Option<String>)> {
     let plugin_name = text(local, &["inline_string", "inlineString"])?;
     let configuration = field(plugin, &["configuration"])
         .filter(|c| {
-            text(c, &["@type"])
-                .is_some_and(|t| type_name(t) == "google.protobuf.StringValue")
+            text(c, &["@type"]).is_some_and(|t| type_name(t) == "google.protobuf.StringValue")
         })
         .and_then(|c| text(c, &["value"]))
         .map(str::to_owned);
@@ -252,7 +263,10 @@ fn wasm_as_struct(any: &Any) -> Option<Struct> {
         plugin.push((
             "configuration",
             obj(vec![
-                ("@type", s("type.googleapis.com/google.protobuf.StringValue".into())),
+                (
+                    "@type",
+                    s("type.googleapis.com/google.protobuf.StringValue".into()),
+                ),
                 ("value", s(c)),
             ]),
         ));

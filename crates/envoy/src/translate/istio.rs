@@ -110,7 +110,12 @@ pub(super) fn stats(cx: &mut Context, name: &str, config: &Json, path: &str) -> 
                 }
             }
             "metrics" => {
-                for (i, m) in value.as_array().map_or(&[][..], Vec::as_slice).iter().enumerate() {
+                for (i, m) in value
+                    .as_array()
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .enumerate()
+                {
                     if let Some(o) = metric_override(cx, m, &item(path, key, i)) {
                         out.overrides.push(o);
                     }
@@ -323,8 +328,9 @@ pub(super) fn peer_metadata(
                                 out.skip_external_clusters |= skip;
                             }
                         }
-                        Some((other, _)) => cx
-                            .unsupported(at(&mpath, other), format!("propagation method {other}")),
+                        Some((other, _)) => {
+                            cx.unsupported(at(&mpath, other), format!("propagation method {other}"))
+                        }
                         None => cx.invalid(mpath, "needs exactly one propagation method"),
                     }
                 }
@@ -431,7 +437,9 @@ pub(crate) fn workload_of(metadata: Option<&Struct>, keep: Option<&[&str]>) -> W
         let mut keys: Vec<&String> = labels.fields.keys().collect();
         keys.sort();
         for k in keys {
-            let Some(v) = struct_text(labels, k) else { continue };
+            let Some(v) = struct_text(labels, k) else {
+                continue;
+            };
             match k.as_str() {
                 CANONICAL_NAME => w.canonical_name = v.to_owned(),
                 CANONICAL_REVISION => w.canonical_revision = v.to_owned(),
@@ -488,7 +496,10 @@ pub(crate) fn encode_peer(w: &Workload) -> String {
         "LABELS",
         Value {
             kind: Some(Kind::StructValue(Struct {
-                fields: labels.iter().map(|(k, v)| ((*k).to_owned(), text(v))).collect(),
+                fields: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), text(v)))
+                    .collect(),
             })),
         },
     ));
@@ -773,9 +784,10 @@ mod tests {
     }
 
     fn cx() -> Context {
-        let mut cx = Context::default();
-        cx.node = Some(node());
-        cx
+        Context {
+            node: Some(node()),
+            ..Context::default()
+        }
     }
 
     #[test]
@@ -847,7 +859,10 @@ mod tests {
             dimension(&c, "request.headers['X-Foo']"),
             Some(Dimension::RequestHeader("x-foo".into()))
         );
-        assert_eq!(dimension(&c, "'lit'"), Some(Dimension::Constant("lit".into())));
+        assert_eq!(
+            dimension(&c, "'lit'"),
+            Some(Dimension::Constant("lit".into()))
+        );
         assert_eq!(dimension(&c, "request.size"), None);
     }
 
