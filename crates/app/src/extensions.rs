@@ -19,7 +19,8 @@ use strait_snapshot::{ChainCompiler, CompiledFilters};
 /// built-ins (fault, CORS, header mutation, router) and those of the
 /// filter crates above it (external authorization, JWT authentication,
 /// Istio's `istio_authn`), registered like any embedding program's. RBAC
-/// and the rate limits (local and global HTTP, local network) are added by
+/// and the rate limits (local and global HTTP, local network), and
+/// Istio's telemetry filters (`strait-istio`), are added by
 /// [`Extensions::new`] unless the caller registered its own.
 pub fn http_filters() -> HttpFilterRegistry {
     let mut r = HttpFilterRegistry::default();
@@ -52,6 +53,7 @@ impl Extensions {
             network.register_read(strait_ext_authz::NetworkExtAuthzFactory);
         }
         strait_ratelimit::register(&mut http, &mut network);
+        strait_istio::register(&mut http);
         Extensions {
             http,
             network,

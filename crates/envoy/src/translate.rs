@@ -69,6 +69,7 @@ mod format;
 #[allow(deprecated)]
 mod http;
 pub mod inert;
+mod istio;
 #[allow(deprecated)]
 mod jwt;
 #[allow(deprecated)]
@@ -103,6 +104,12 @@ pub(crate) struct Context {
     /// `source_cluster` rate limit action; empty for resources translated
     /// without a bootstrap.
     node_cluster: String,
+    /// The bootstrap's `node`, for the filters that read its metadata
+    /// (Istio's stats and metadata exchange); `None` for resources
+    /// translated without one.
+    node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
+    /// The `traffic_direction` of the listener being translated.
+    direction: model::TrafficDirection,
 }
 
 /// The extension parsers a translation consults: those of the registries
@@ -137,6 +144,8 @@ impl Context {
             required_clusters: Vec::new(),
             required_secrets: Vec::new(),
             node_cluster: String::new(),
+            node: None,
+            direction: model::TrafficDirection::Unspecified,
         }
     }
 }
@@ -367,7 +376,22 @@ pub fn translate_listener_with(
     path: &str,
     parsers: &Parsers,
 ) -> Result<model::Listener, Vec<ConfigError>> {
+    translate_listener_for(l, path, parsers, None)
+}
+
+/// [`translate_listener_with`] for the proxy whose bootstrap `node` is
+/// `node` (Istio's telemetry filters read its metadata).
+pub fn translate_listener_for(
+    l: &Listener,
+    path: &str,
+    parsers: &Parsers,
+    node: Option<&model::Node>,
+) -> Result<model::Listener, Vec<ConfigError>> {
     let mut cx = Context::with(parsers);
+    if let Some(n) = node {
+        cx.node_cluster = n.cluster.clone();
+        cx.node = Some(crate::node_proto(n));
+    }
     let out = listener::listener(&mut cx, l, path);
     cx.required_clusters.clear();
     cx.finish(out)

@@ -80,6 +80,9 @@ pub enum ProxyBody {
     Local(Body),
     Upstream(PooledBody, Option<IdleTimer>),
     Filtered(Box<ProxyBody>, Box<dyn FrameHook>),
+    /// Watched, not changed: a hook that only reads the frames (the
+    /// filters' end-of-stream record), so the size passes through.
+    Observed(Box<ProxyBody>, Box<dyn FrameHook>),
 }
 
 impl std::fmt::Debug for ProxyBody {
@@ -88,6 +91,7 @@ impl std::fmt::Debug for ProxyBody {
             ProxyBody::Local(b) => f.debug_tuple("Local").field(b).finish(),
             ProxyBody::Upstream(b, idle) => f.debug_tuple("Upstream").field(b).field(idle).finish(),
             ProxyBody::Filtered(b, _) => f.debug_tuple("Filtered").field(b).finish(),
+            ProxyBody::Observed(b, _) => f.debug_tuple("Observed").field(b).finish(),
         }
     }
 }
@@ -98,7 +102,7 @@ impl ProxyBody {
         match self {
             ProxyBody::Local(_) => false,
             ProxyBody::Upstream(..) => true,
-            ProxyBody::Filtered(inner, _) => inner.is_upstream(),
+            ProxyBody::Filtered(inner, _) | ProxyBody::Observed(inner, _) => inner.is_upstream(),
         }
     }
 }
@@ -117,7 +121,7 @@ impl http_body::Body for ProxyBody {
         let polled = match self.get_mut() {
             ProxyBody::Local(b) => Pin::new(b).poll_frame(cx),
             ProxyBody::Upstream(b, None) => Pin::new(b).poll_frame(cx),
-            ProxyBody::Filtered(b, hook) => {
+            ProxyBody::Filtered(b, hook) | ProxyBody::Observed(b, hook) => {
                 let mut res = Pin::new(&mut **b).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(f))) = &mut res {
                     hook.frame(f);
@@ -145,7 +149,7 @@ impl http_body::Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => b.is_end_stream(),
             ProxyBody::Upstream(b, _) => b.is_end_stream(),
-            ProxyBody::Filtered(b, _) => b.is_end_stream(),
+            ProxyBody::Filtered(b, _) | ProxyBody::Observed(b, _) => b.is_end_stream(),
         }
     }
 
@@ -156,6 +160,7 @@ impl http_body::Body for ProxyBody {
             // A body step may change the size: the head's `content-length`,
             // if any, frames it.
             ProxyBody::Filtered(..) => SizeHint::default(),
+            ProxyBody::Observed(b, _) => b.size_hint(),
         }
     }
 }

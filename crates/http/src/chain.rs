@@ -17,7 +17,10 @@ use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use bytes::Bytes;
@@ -110,6 +113,41 @@ pub trait HttpFilter: Send + Sync + 'static {
 
     /// The response's trailers.
     fn on_response_trailers(&self, _trailers: &mut HeaderMap, _state: &mut FilterState) {}
+
+    /// Whether this filter wants [`HttpFilter::on_complete`]. Only a chain
+    /// with such a filter watches its responses to the end, at the cost
+    /// of one small allocation per request.
+    fn wants_completion(&self) -> bool {
+        false
+    }
+
+    /// The end of a request whose `on_request` ran (Envoy's stream
+    /// completion, where access logs and Istio's stats are written):
+    /// called once, when the response body has been sent or given up
+    /// (the client went away, a reset), on the worker, after every other
+    /// step. Must not block.
+    fn on_complete(&self, _done: &Completion<'_>) {}
+}
+
+/// What a filter sees of a finished request.
+#[derive(Debug)]
+pub struct Completion<'a> {
+    /// The response status sent.
+    pub status: StatusCode,
+    /// Envoy's response flags for the request, short form (`UF`, `NR`,
+    /// ...); empty when none.
+    pub response_flags: &'a str,
+    /// Body bytes received from the downstream and passed on.
+    pub request_body_bytes: u64,
+    /// Body bytes of the response sent downstream.
+    pub response_body_bytes: u64,
+    /// From the request's arrival to the end of its response.
+    pub duration: std::time::Duration,
+    /// The response's `grpc-status` (its trailers', or its head's for a
+    /// trailers-only reply), when it has one.
+    pub grpc_status: Option<u32>,
+    /// What the filters stored for the request.
+    pub state: &'a FilterState,
 }
 
 /// Makes HTTP filters of one config type.
@@ -296,7 +334,9 @@ impl<'a> RequestHead<'a> {
 pub struct ResponseHead<'a> {
     pub status: StatusCode,
     pub headers: &'a mut HeaderMap,
-    pub state: &'a FilterState,
+    /// The request's filter state; encoders may add to it (what a later
+    /// step, such as [`HttpFilter::on_complete`], reads).
+    pub state: &'a mut FilterState,
     overrides: &'a [FilterOverride],
     name: &'a str,
 }
@@ -333,6 +373,8 @@ pub struct FilterChain {
     entries: Box<[Entry]>,
     /// Some filter has body steps ([`HttpFilter::wants_body`]).
     wants_body: bool,
+    /// Some filter wants [`HttpFilter::on_complete`].
+    wants_completion: bool,
     /// A filter registered in the router's place (the router's type URL):
     /// it answers every request that reaches it. `None`: the built-in
     /// router forwards.
@@ -363,6 +405,7 @@ impl FilterChain {
         FilterChain {
             terminal,
             wants_body: filters.iter().any(|(_, _, f)| f.wants_body()),
+            wants_completion: filters.iter().any(|(_, _, f)| f.wants_completion()),
             entries: filters
                 .into_iter()
                 .map(|(name, disabled, filter)| Entry {
@@ -421,6 +464,26 @@ impl FilterChain {
                 .map(|e| Arc::clone(&e.filter))
                 .collect(),
         )
+    }
+
+    /// The entries whose `on_complete` runs for a request: those whose
+    /// decode step ran, enabled for the route, that want it. `None` (and
+    /// no allocation) for a chain without such filters.
+    pub(crate) fn completion_filters(
+        &self,
+        decoded: &Decoded,
+        overrides: &[FilterOverride],
+    ) -> Option<BodyFilters> {
+        if !self.wants_completion {
+            return None;
+        }
+        let ran = self.entries.get(..decoded.ran).unwrap_or_default();
+        let found: BodyFilters = ran
+            .iter()
+            .filter(|e| e.filter.wants_completion() && Self::enabled(e, overrides))
+            .map(|e| Arc::clone(&e.filter))
+            .collect();
+        (!found.is_empty()).then_some(found)
     }
 
     /// Whether entry `e` runs for a route with `overrides`: a route's
@@ -483,7 +546,7 @@ impl FilterChain {
     /// Runs the encode pass over a response head, in reverse order.
     pub(crate) fn encode(
         &self,
-        decoded: &Decoded,
+        decoded: &mut Decoded,
         overrides: &[FilterOverride],
         status: StatusCode,
         headers: &mut HeaderMap,
@@ -496,7 +559,7 @@ impl FilterChain {
             e.filter.on_response(&mut ResponseHead {
                 status,
                 headers,
-                state: &decoded.state,
+                state: &mut decoded.state,
                 overrides,
                 name: &e.name,
             });
@@ -516,42 +579,98 @@ async fn settle(mut decision: Decision<'_>) -> Option<Reply> {
     }
 }
 
-/// The request body's pass through the body filters, in chain order.
-pub(crate) struct RequestBodyFilters(pub(crate) BodyFilters);
+/// The request body's pass through the body filters, in chain order,
+/// counted when a filter wants the request's end.
+pub(crate) struct RequestBodyFilters {
+    pub(crate) filters: Option<BodyFilters>,
+    pub(crate) counted: Option<Arc<AtomicU64>>,
+}
 
 /// The filters with body steps that run for one request, in chain order.
 pub(crate) type BodyFilters = Arc<[Arc<dyn HttpFilter>]>;
 
 impl FrameHook for RequestBodyFilters {
     fn frame(&mut self, frame: &mut Frame<Bytes>) {
+        let filters = self.filters.as_deref().unwrap_or_default();
         if let Some(data) = frame.data_mut() {
-            self.0.iter().for_each(|f| f.on_request_data(data));
+            filters.iter().for_each(|f| f.on_request_data(data));
+            if let Some(n) = &self.counted {
+                n.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
         } else if let Some(trailers) = frame.trailers_mut() {
-            self.0.iter().for_each(|f| f.on_request_trailers(trailers));
+            filters.iter().for_each(|f| f.on_request_trailers(trailers));
         }
     }
 }
 
 /// The response body's pass through the body filters, in reverse order,
-/// with the request's filter state.
+/// with the request's filter state; and the request's end, for the filters
+/// that want it (run when this is dropped: the body ended or was given up).
 pub(crate) struct ResponseBodyFilters {
-    pub(crate) filters: BodyFilters,
+    pub(crate) filters: Option<BodyFilters>,
     pub(crate) state: FilterState,
+    pub(crate) completion: Option<Completing>,
+}
+
+/// What the end of a request will report, gathered as the response goes.
+pub(crate) struct Completing {
+    pub(crate) filters: BodyFilters,
+    pub(crate) status: StatusCode,
+    pub(crate) flags: &'static str,
+    pub(crate) started: std::time::Instant,
+    pub(crate) request_bytes: Arc<AtomicU64>,
+    pub(crate) response_bytes: u64,
+    pub(crate) grpc_status: Option<u32>,
+}
+
+/// A `grpc-status` header's value.
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl FrameHook for ResponseBodyFilters {
     fn frame(&mut self, frame: &mut Frame<Bytes>) {
         let state = &mut self.state;
+        let filters = self.filters.as_deref().unwrap_or_default();
         if let Some(data) = frame.data_mut() {
-            self.filters
+            filters
                 .iter()
                 .rev()
                 .for_each(|f| f.on_response_data(data, state));
+            if let Some(c) = &mut self.completion {
+                c.response_bytes += data.len() as u64;
+            }
         } else if let Some(trailers) = frame.trailers_mut() {
-            self.filters
+            filters
                 .iter()
                 .rev()
                 .for_each(|f| f.on_response_trailers(trailers, state));
+            if let Some(c) = &mut self.completion
+                && let Some(s) = grpc_status(trailers)
+            {
+                c.grpc_status = Some(s);
+            }
         }
+    }
+}
+
+impl Drop for ResponseBodyFilters {
+    fn drop(&mut self) {
+        let Some(c) = self.completion.take() else {
+            return;
+        };
+        let done = Completion {
+            status: c.status,
+            response_flags: c.flags,
+            request_body_bytes: c.request_bytes.load(Ordering::Relaxed),
+            response_body_bytes: c.response_bytes,
+            duration: c.started.elapsed(),
+            grpc_status: c.grpc_status,
+            state: &self.state,
+        };
+        c.filters.iter().for_each(|f| f.on_complete(&done));
     }
 }

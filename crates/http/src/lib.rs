@@ -50,8 +50,8 @@ mod xfcc;
 pub use body::{BodyError, ProxyBody, Tracked};
 pub use buffer::BodyBuffering;
 pub use chain::{
-    Decision, FilterChain, FilterScope, FilterState, HttpFilter, HttpFilterFactory, RequestHead,
-    RequestInfo, ResponseHead,
+    Completion, Decision, FilterChain, FilterScope, FilterState, HttpFilter, HttpFilterFactory,
+    RequestHead, RequestInfo, ResponseHead,
 };
 pub use conn::{Connection, ConnectionState};
 pub use connection::serve_connection;

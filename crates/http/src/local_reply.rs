@@ -296,9 +296,8 @@ fn grpc_status_of(status: StatusCode) -> &'static str {
 /// `grpc-status` and the body (percent-encoded) as `grpc-message`. A reply
 /// that already carries `grpc-status` (a fault abort's) keeps it.
 pub(crate) fn grpc_local_reply(resp: &mut Response<ProxyBody>) {
-    let body = match resp.body_mut() {
-        ProxyBody::Local(b) => std::mem::take(b),
-        _ => return,
+    let Some(body) = local_body(resp.body_mut()).map(std::mem::take) else {
+        return;
     };
     let h = resp.headers_mut();
     if !h.contains_key("grpc-status") {
@@ -325,6 +324,15 @@ pub(crate) fn grpc_local_reply(resp: &mut Response<ProxyBody>) {
     );
     h.remove(header::CONTENT_LENGTH);
     *resp.status_mut() = StatusCode::OK;
+}
+
+/// A local reply's own body, under any filters that watch or change it.
+fn local_body(b: &mut ProxyBody) -> Option<&mut Body> {
+    match b {
+        ProxyBody::Local(b) => Some(b),
+        ProxyBody::Filtered(inner, _) | ProxyBody::Observed(inner, _) => local_body(inner),
+        ProxyBody::Upstream(..) => None,
+    }
 }
 
 /// Envoy's `PercentEncoding::encode` of a `grpc-message`: bytes outside

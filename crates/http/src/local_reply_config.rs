@@ -146,7 +146,7 @@ pub(crate) fn apply(
 fn local_body(body: &mut ProxyBody) -> Option<&mut Body> {
     match body {
         ProxyBody::Local(b) => Some(b),
-        ProxyBody::Filtered(inner, _) => local_body(inner),
+        ProxyBody::Filtered(inner, _) | ProxyBody::Observed(inner, _) => local_body(inner),
         ProxyBody::Upstream(..) => None,
     }
 }

@@ -3,7 +3,10 @@
 //! A request loads the snapshot once and reads everything (listener, routes,
 //! timeouts) from it, so it sees exactly one config version.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::Instant,
+};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, Version, header};
@@ -19,7 +22,7 @@ use crate::{
     access_log::{Pending, UpstreamFacts},
     body::{ProxyBody, Tracked},
     buffer::DownstreamBody,
-    chain::{FilterChain, RequestBodyFilters, RequestInfo, ResponseBodyFilters},
+    chain::{Completing, FilterChain, RequestBodyFilters, RequestInfo, ResponseBodyFilters},
     conn::{ConnCtx, StreamGuard},
     edge,
     forward::forward,
@@ -351,28 +354,53 @@ async fn filtered(
     let body_filters = chain
         .body_filters(&decoded, overrides)
         .filter(|f| !f.is_empty());
+    let completion = chain.completion_filters(&decoded, overrides);
+    let request_bytes = completion.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
     let mut resp = match reply {
         Some(reply) => reply.response(),
         None => {
-            let hook = body_filters
-                .clone()
-                .map(|f| Box::new(RequestBodyFilters(f)) as Box<dyn FrameHook>);
+            let hook = (body_filters.is_some() || request_bytes.is_some()).then(|| {
+                Box::new(RequestBodyFilters {
+                    filters: body_filters.clone(),
+                    counted: request_bytes.clone(),
+                }) as Box<dyn FrameHook>
+            });
             action
                 .run(Request::from_parts(parts, body), s, hook, &mut *facts)
                 .await
         }
     };
     let status = resp.status();
-    chain.encode(&decoded, overrides, status, resp.headers_mut());
+    chain.encode(&mut decoded, overrides, status, resp.headers_mut());
     if facts.wants_metadata {
         facts.metadata = crate::metadata::dynamic_metadata(&decoded.state).cloned();
     }
-    if let Some(filters) = body_filters {
-        let hook = ResponseBodyFilters {
-            filters,
+    let completion = completion.map(|filters| Completing {
+        filters,
+        status,
+        flags: resp
+            .extensions()
+            .get::<crate::local_reply::ReplyInfo>()
+            .map_or("", |i| i.flag),
+        started: s.started,
+        request_bytes: request_bytes.unwrap_or_default(),
+        response_bytes: 0,
+        grpc_status: crate::chain::grpc_status(resp.headers()),
+    });
+    let observe_only = body_filters.is_none();
+    if body_filters.is_some() || completion.is_some() {
+        let hook = Box::new(ResponseBodyFilters {
+            filters: body_filters,
             state: decoded.state,
-        };
-        resp = resp.map(|b| ProxyBody::Filtered(Box::new(b), Box::new(hook)));
+            completion,
+        });
+        resp = resp.map(|b| {
+            if observe_only {
+                ProxyBody::Observed(Box::new(b), hook)
+            } else {
+                ProxyBody::Filtered(Box::new(b), hook)
+            }
+        });
     }
     resp
 }

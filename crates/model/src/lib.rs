@@ -19,6 +19,7 @@ pub mod client_cert;
 pub mod ext_authz;
 pub mod extension;
 pub mod filter;
+pub mod istio;
 pub mod jwt;
 pub mod local_reply;
 pub mod policy;

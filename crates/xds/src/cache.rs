@@ -38,7 +38,7 @@ use strait_envoy::{
         secret::{SdsRef, SecretEntry, SecretSource, Secrets},
     },
     parse::TypedStructs,
-    translate_cluster, translate_cluster_load_assignment, translate_listener_with,
+    translate_cluster, translate_cluster_load_assignment, translate_listener_for,
     translate_route_config_with, translate_secret,
 };
 
@@ -496,7 +496,9 @@ impl Cache {
         match msg {
             Decoded::Listener(l) => {
                 statically(self.base.listeners.iter().any(|s| s.name == l.name))?;
-                let m = translate_listener_with(&l, &l.name, &self.parsers).map_err(prefixed)?;
+                let node = self.base.node.as_ref();
+                let m =
+                    translate_listener_for(&l, &l.name, &self.parsers, node).map_err(prefixed)?;
                 self.listeners.insert(name.clone(), m);
             }
             Decoded::Cluster(c) => {

@@ -63,6 +63,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         stats_eviction,
     } = b;
     cx.node_cluster = node.as_ref().map(|n| n.cluster.clone()).unwrap_or_default();
+    cx.node = node.clone();
     let dynamic = dynamic_resources
         .as_ref()
         .and_then(|d| dynamic::dynamic_resources(cx, "dynamic_resources", d));

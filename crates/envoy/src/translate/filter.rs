@@ -80,6 +80,13 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
         super::jwt::jwt_authentication(cx, any, path)
     } else if name == super::jwt::ISTIO_AUTHN {
         super::jwt::istio_authn(cx, any, path)
+    } else if let Some((kind, config)) = super::istio::recognise(any) {
+        use super::istio::{PEER_METADATA, STATS, WASM_MX, WASM_STATS};
+        match kind {
+            STATS | WASM_STATS => super::istio::stats(cx, kind, &config, path),
+            PEER_METADATA | WASM_MX => super::istio::peer_metadata(cx, kind, &config, path),
+            _ => None,
+        }
     } else {
         registered(cx, any, path, |p, url, v| p.http_filter(url, v))
     }

@@ -46,28 +46,6 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
         why: "counts gRPC messages and statuses into stats; requests pass unchanged",
     },
     Inert {
-        type_name: "stats.PluginConfig",
-        slots: &[HttpFilter, NetworkFilter],
-        why: "istio.stats: produces istio_requests_total and friends; never alters or stops traffic",
-    },
-    Inert {
-        type_name: "envoy.wasm.stats",
-        slots: &[HttpFilter, NetworkFilter],
-        why: "istio.stats as Istio's compiled-in null-VM Wasm plugin (Istio <= 1.17): telemetry only",
-    },
-    Inert {
-        type_name: "io.istio.http.peer_metadata.Config",
-        slots: &[HttpFilter],
-        why: "istio.metadata_exchange (HTTP, Istio >= 1.20): exchanges workload labels in \
-              x-envoy-peer-metadata headers for telemetry; routing never reads them",
-    },
-    Inert {
-        type_name: "envoy.wasm.metadata_exchange",
-        slots: &[HttpFilter],
-        why: "istio.metadata_exchange as the null-VM Wasm plugin (Istio <= 1.19): telemetry \
-              headers only",
-    },
-    Inert {
         type_name: "envoy.tcp.metadataexchange.config.MetadataExchange",
         slots: &[NetworkFilter, ClusterFilter],
         why: "Istio's TCP metadata exchange runs only on connections that negotiated ALPN \
@@ -80,6 +58,18 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
         why: "istio.alpn: only rewrites the ALPN offered on Istio mTLS upstream connections so \
               the peer sidecar picks its HTTP chain; without it the peer serves the connection \
               on its TCP chain and traffic is unchanged",
+    },
+    Inert {
+        type_name: "stats.PluginConfig",
+        slots: &[NetworkFilter],
+        why: "istio.stats as a network filter: Istio's TCP metrics only; never alters or stops \
+              traffic (the HTTP filter is run, see strait-istio; TCP metrics are not produced \
+              yet)",
+    },
+    Inert {
+        type_name: "envoy.wasm.stats",
+        slots: &[NetworkFilter],
+        why: "istio.stats as the null-VM Wasm network plugin (Istio <= 1.17): TCP metrics only",
     },
     Inert {
         type_name: "io.istio.network.authn.Config",
@@ -159,12 +149,44 @@ fn effective_name(any: &Any) -> Option<String> {
         Some(s) => s,
         None => wasm_as_struct(any)?,
     };
-    let plugin = field(&config, &["config"])?;
+    null_vm(&config).map(|(name, _)| name)
+}
+
+/// A Wasm filter (typed, or in a `TypedStruct`) running one of Istio's
+/// compiled-in plugins on the null VM: the plugin's name and its
+/// `configuration` when that is a `google.protobuf.StringValue` (the JSON
+/// text Istio's plugins read).
+pub(super) fn null_vm_plugin(any: &Any) -> Option<(String, Option<String>)> {
+    let outer = type_name(&any.type_url);
+    let config = if TYPED_STRUCTS.contains(&outer) {
+        let ts = TypedStruct::decode(any.value.as_slice()).ok()?;
+        if !WASM_FILTERS.contains(&type_name(&ts.type_url)) {
+            return None;
+        }
+        ts.value?
+    } else if WASM_FILTERS.contains(&outer) {
+        wasm_as_struct(any)?
+    } else {
+        return None;
+    };
+    null_vm(&config)
+}
+
+/// The null-VM plugin a Wasm config's `Struct` runs, and its string
+/// `configuration`.
+fn null_vm(config: &Struct) -> Option<(String, Option<String>)> {
+    let plugin = field(config, &["config"])?;
     let vm = field(plugin, &["vm_config", "vmConfig"])?;
     let runtime = text(vm, &["runtime"])?;
     let local = field(field(vm, &["code"])?, &["local"])?;
     let plugin_name = text(local, &["inline_string", "inlineString"])?;
-    (runtime == "envoy.wasm.runtime.null").then(|| plugin_name.to_owned())
+    let configuration = field(plugin, &["configuration"])
+        .filter(|c| {
+            text(c, &["@type"]).is_some_and(|t| type_name(t) == "google.protobuf.StringValue")
+        })
+        .and_then(|c| text(c, &["value"]))
+        .map(str::to_owned);
+    (runtime == "envoy.wasm.runtime.null").then(|| (plugin_name.to_owned(), configuration))
 }
 
 /// A directly typed Wasm config, rendered as the same `Struct` shape a
@@ -182,6 +204,14 @@ fn wasm_as_struct(any: &Any) -> Option<Struct> {
     } else {
         NetWasm::decode(any.value.as_slice()).ok()?.config?
     };
+    let configuration = config
+        .configuration
+        .as_ref()
+        .filter(|c| type_name(&c.type_url) == "google.protobuf.StringValue")
+        .and_then(|c| {
+            envoy_types::pb::google::protobuf::StringValue::decode(c.value.as_slice()).ok()
+        })
+        .map(|v| v.value);
     let vm = match config.vm {
         Some(envoy_types::pb::envoy::extensions::wasm::v3::plugin_config::Vm::VmConfig(vm)) => vm,
         _ => return None,
@@ -212,10 +242,21 @@ fn wasm_as_struct(any: &Any) -> Option<Struct> {
             obj(vec![("local", obj(vec![("inline_string", s(inline))]))]),
         ),
     ]);
+    let mut plugin = vec![("vm_config", vm_config)];
+    if let Some(c) = configuration {
+        plugin.push((
+            "configuration",
+            obj(vec![
+                (
+                    "@type",
+                    s("type.googleapis.com/google.protobuf.StringValue".into()),
+                ),
+                ("value", s(c)),
+            ]),
+        ));
+    }
     Some(Struct {
-        fields: [("config".to_owned(), obj(vec![("vm_config", vm_config)]))]
-            .into_iter()
-            .collect(),
+        fields: [("config".to_owned(), obj(plugin))].into_iter().collect(),
     })
 }
 
@@ -285,17 +326,24 @@ mod tests {
     }
 
     #[test]
-    fn only_istio_builtin_wasm_plugins_on_the_null_vm_are_inert() {
+    fn only_istio_builtin_wasm_plugins_on_the_null_vm_are_recognised() {
+        // `envoy.wasm.stats` is run now (`translate::istio`), no longer
+        // inert; what is checked is the null-VM recognition both use.
         let wasm = "envoy.extensions.filters.http.wasm.v3.Wasm";
         let stats = typed_struct(
             wasm,
             Some(null_vm("envoy.wasm.stats", "envoy.wasm.runtime.null")),
         );
-        assert!(inert(&stats, Slot::HttpFilter).is_some());
+        assert_eq!(
+            null_vm_plugin(&stats).map(|(n, _)| n).as_deref(),
+            Some("envoy.wasm.stats")
+        );
+        assert!(inert(&stats, Slot::HttpFilter).is_none(), "run, not inert");
         let v8 = typed_struct(
             wasm,
             Some(null_vm("envoy.wasm.stats", "envoy.wasm.runtime.v8")),
         );
+        assert!(null_vm_plugin(&v8).is_none());
         assert!(inert(&v8, Slot::HttpFilter).is_none());
         let other = typed_struct(wasm, Some(null_vm("my.plugin", "envoy.wasm.runtime.null")));
         assert!(inert(&other, Slot::HttpFilter).is_none());

@@ -137,6 +137,7 @@ pub(super) fn listener(cx: &mut Context, l: &Listener, path: &str) -> Option<mod
     if filter_chains.is_empty() && default_filter_chain.is_none() {
         cx.invalid(at(path, "filter_chains"), "a listener needs a filter chain");
     }
+    cx.direction = direction(*traffic_direction);
     let before = cx.problems.len();
     let chains: Vec<_> = filter_chains
         .iter()

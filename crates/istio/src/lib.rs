@@ -1,0 +1,34 @@
+//! Istio's telemetry filters as Strait runs them:
+//!
+//! - `istio.stats` (`stats.PluginConfig`, or Istio's null-VM Wasm
+//!   `envoy.wasm.stats`) as an HTTP filter ([`stats`]): Istio's standard
+//!   request metrics with Istio's labels;
+//! - `istio.metadata_exchange` over HTTP (`io.istio.http.peer_metadata.Config`,
+//!   or the null-VM Wasm `envoy.wasm.metadata_exchange`) ([`exchange`]):
+//!   the `x-envoy-peer-metadata` headers that let two sidecars label each
+//!   other's requests.
+//!
+//! The front end translates both configs into `strait_model::istio`
+//! (with the node's metadata and the listener's direction resolved);
+//! [`register`] adds the factories to a proxy's registries. Depends on the
+//! model and the data tier only.
+
+pub mod exchange;
+pub mod peer;
+pub mod stats;
+
+pub use exchange::PeerMetadataFactory;
+pub use stats::IstioStatsFactory;
+
+/// Registers Istio's telemetry filters in `http`, unless a factory is
+/// already registered for their type URLs (an embedding program's own
+/// wins).
+pub fn register(http: &mut strait_http::HttpFilterRegistry) {
+    use strait_model::istio::type_url;
+    if !http.has(type_url::STATS) {
+        http.register(IstioStatsFactory);
+    }
+    if !http.has(type_url::PEER_METADATA) {
+        http.register(PeerMetadataFactory);
+    }
+}

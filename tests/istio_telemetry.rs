@@ -1,0 +1,428 @@
+//! Istio's standard metrics and the HTTP peer metadata exchange, end to
+//! end: a client's requests go through an outbound Strait (the client
+//! sidecar) and an inbound Strait (the server sidecar) to an echo server.
+//! Each proxy has the node metadata of a real Istio bootstrap
+//! (`tests/fixtures/istio/bootstrap/running_golden.json`; the server's a
+//! copy with its own workload) and the stats and exchange filters exactly
+//! as istiod rendered them in `sidecar_app1_istio-1.22.3.json`. The real
+//! Envoy cannot be the oracle (it lacks Istio's filters), so the labels
+//! asserted are the values Istio documents.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use strait_test_support::{
+    client::Client,
+    eventually,
+    proxy::TestProxy,
+    upstream::{Upstream, http_echo},
+};
+
+const BOOTSTRAP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/istio/bootstrap/running_golden.json"
+);
+const DUMP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/istio/configdumps/sidecar_app1_istio-1.22.3.json"
+);
+
+/// The client's node metadata, as pilot-agent wrote it.
+fn client_metadata() -> Value {
+    let text = std::fs::read_to_string(BOOTSTRAP).expect("bootstrap");
+    let b: Value = serde_json::from_str(&text).expect("json");
+    let mut m = b["node"]["metadata"].clone();
+    // What pilot-agent adds on Kubernetes besides the golden file's.
+    m["WORKLOAD_NAME"] = json!("svc-0-0-0");
+    m["CLUSTER_ID"] = json!("Kubernetes");
+    m["LABELS"]["service.istio.io/canonical-name"] = json!("svc-0-0-0");
+    m["LABELS"]["service.istio.io/canonical-revision"] = json!("v1alpha1");
+    m
+}
+
+/// The server's: the same bootstrap, another workload.
+fn server_metadata() -> Value {
+    let mut m = client_metadata();
+    m["NAME"] = json!("reviews-v2-5b64f47d8b-x7kqz");
+    m["NAMESPACE"] = json!("bookinfo");
+    m["WORKLOAD_NAME"] = json!("reviews-v2");
+    m["CLUSTER_ID"] = json!("cluster-east");
+    m["LABELS"] = json!({"app": "reviews", "version": "v2",
+        "service.istio.io/canonical-name": "reviews",
+        "service.istio.io/canonical-revision": "v2"});
+    m
+}
+
+/// The HTTP filters istiod rendered for `direction` ("outbound" or
+/// "inbound") in the dump: the exchange and stats configs, as JSON.
+fn dump_filters(inbound: bool) -> (Value, Value) {
+    let text = std::fs::read_to_string(DUMP).expect("dump");
+    let d: Value = serde_json::from_str(&text).expect("json");
+    let mut found = (Value::Null, Value::Null);
+    let listeners = d["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .flat_map(|c| {
+            c["dynamic_listeners"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        });
+    for l in listeners {
+        let l = &l["active_state"]["listener"];
+        let is_inbound = l["name"] == "virtualInbound";
+        if is_inbound != inbound {
+            continue;
+        }
+        for chain in l["filter_chains"].as_array().cloned().unwrap_or_default() {
+            for f in chain["filters"].as_array().cloned().unwrap_or_default() {
+                for h in f["typed_config"]["http_filters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    let tc = &h["typed_config"];
+                    if h["name"] == "istio.metadata_exchange" && found.0.is_null() {
+                        found.0 = tc["value"].clone();
+                    }
+                    if h["name"] == "istio.stats" && found.1.is_null() {
+                        // Direct `stats.PluginConfig`: its fields beside `@type`.
+                        let mut v = tc.clone();
+                        v.as_object_mut().expect("object").remove("@type");
+                        found.1 = v;
+                    }
+                }
+            }
+        }
+        if !found.0.is_null() && !found.1.is_null() {
+            return found;
+        }
+    }
+    panic!("no istio filters for inbound={inbound} in the dump");
+}
+
+/// A `TypedStruct` for `type_url` with `value`, as YAML flow (JSON).
+fn typed_struct(type_url: &str, value: &Value) -> String {
+    json!({"@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+           "type_url": format!("type.googleapis.com/{type_url}"), "value": value})
+    .to_string()
+}
+
+/// One sidecar: a listener with `direction`, Istio's exchange and stats
+/// filters, routing to cluster `cluster` at `upstream`.
+fn sidecar(metadata: &Value, inbound: bool, cluster: &str, upstream: SocketAddr) -> String {
+    let (mx, stats) = dump_filters(inbound);
+    let direction = if inbound { "INBOUND" } else { "OUTBOUND" };
+    format!(
+        r#"
+node:
+  id: sidecar~10.0.0.1~{name}.{ns}~{ns}.svc.cluster.local
+  cluster: test.test
+  metadata: {metadata}
+static_resources:
+  listeners:
+  - name: listener
+    traffic_direction: {direction}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {direction}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: "{cluster}"}}
+          http_filters:
+          - name: istio.metadata_exchange
+            typed_config: {mx}
+          - name: istio.stats
+            typed_config: {stats}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: "{cluster}"
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: "{cluster}"
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {ip}, port_value: {port}}}}}}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+"#,
+        name = metadata["NAME"].as_str().expect("name"),
+        ns = metadata["NAMESPACE"].as_str().expect("namespace"),
+        metadata = metadata,
+        mx = typed_struct("io.istio.http.peer_metadata.Config", &mx),
+        stats = typed_struct("stats.PluginConfig", &stats),
+        ip = upstream.ip(),
+        port = upstream.port(),
+    )
+}
+
+/// The `name{labels}` lines of a proxy's Prometheus page, with values.
+fn prometheus(admin: SocketAddr, name: &str) -> Vec<(BTreeMap<String, String>, String)> {
+    let mut s = TcpStream::connect(admin).expect("admin");
+    s.write_all(b"GET /stats/prometheus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let labels = labels
+                .split("\",")
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once("=\"")?;
+                    Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
+                })
+                .collect();
+            Some((labels, value.to_owned()))
+        })
+        .collect()
+}
+
+struct Mesh {
+    _echo: Upstream,
+    client: TestProxy,
+    server: TestProxy,
+}
+
+fn mesh() -> Mesh {
+    let echo = http_echo("reviews");
+    let server = TestProxy::start(
+        &sidecar(&server_metadata(), true, "inbound|9080||", echo.addr),
+        1,
+    );
+    let client = TestProxy::start(
+        &sidecar(
+            &client_metadata(),
+            false,
+            "outbound|9080||reviews.bookinfo.svc.cluster.local",
+            server.listener("listener"),
+        ),
+        1,
+    );
+    Mesh {
+        _echo: echo,
+        client,
+        server,
+    }
+}
+
+fn assert_labels(labels: &BTreeMap<String, String>, want: &[(&str, &str)]) {
+    for (k, v) in want {
+        assert_eq!(
+            labels.get(*k).map(String::as_str),
+            Some(*v),
+            "label {k} in {labels:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_label_each_others_requests() -> anyhow::Result<()> {
+    let m = mesh();
+    let mut c = Client::http1(m.client.listener("listener")).await?;
+    for _ in 0..3 {
+        let r = c.get("/reviews/1").await?;
+        assert_eq!(r.status, 200);
+        // The exchange headers never reach the application, nor the client.
+        let echoed = r.json();
+        let seen: Vec<String> = echoed["headers"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .filter_map(|h| h[0].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            !seen.iter().any(|h| h.starts_with("x-envoy-peer-metadata")),
+            "{seen:?}"
+        );
+        assert!(r.header("x-envoy-peer-metadata").is_none());
+        assert!(r.header("x-envoy-peer-metadata-id").is_none());
+    }
+    let common = [
+        ("source_workload", "svc-0-0-0"),
+        ("source_workload_namespace", "test"),
+        ("source_app", "test"),
+        ("source_version", "v1alpha1"),
+        ("source_canonical_service", "svc-0-0-0"),
+        ("source_canonical_revision", "v1alpha1"),
+        ("source_cluster", "Kubernetes"),
+        ("destination_workload", "reviews-v2"),
+        ("destination_workload_namespace", "bookinfo"),
+        ("destination_app", "reviews"),
+        ("destination_version", "v2"),
+        ("destination_canonical_service", "reviews"),
+        ("destination_canonical_revision", "v2"),
+        ("destination_cluster", "cluster-east"),
+        ("request_protocol", "http"),
+        ("response_code", "200"),
+        ("response_flags", "-"),
+        ("grpc_response_status", ""),
+    ];
+    // The client sidecar: `reporter="source"`, the destination from the
+    // server's exchanged metadata and the cluster name.
+    let client = eventually("client metrics", Duration::from_secs(5), || async {
+        let lines = prometheus(m.client.admin(), "istio_requests_total");
+        (lines.len() == 1 && lines[0].1 == "3").then_some(lines)
+    })
+    .await;
+    assert_labels(&client[0].0, &common);
+    assert_labels(
+        &client[0].0,
+        &[
+            ("reporter", "source"),
+            ("destination_service", "reviews.bookinfo.svc.cluster.local"),
+            ("destination_service_name", "reviews"),
+            ("destination_service_namespace", "bookinfo"),
+            ("connection_security_policy", "unknown"),
+        ],
+    );
+    // The server sidecar: `reporter="destination"`, the source from the
+    // client's exchanged metadata; no host fallback (istiod's inbound
+    // config), so the service is the canonical name.
+    let server = eventually("server metrics", Duration::from_secs(5), || async {
+        let lines = prometheus(m.server.admin(), "istio_requests_total");
+        (lines.len() == 1 && lines[0].1 == "3").then_some(lines)
+    })
+    .await;
+    assert_labels(&server[0].0, &common);
+    assert_labels(
+        &server[0].0,
+        &[
+            ("reporter", "destination"),
+            ("destination_service", "reviews"),
+            ("destination_service_name", "reviews"),
+            ("destination_service_namespace", "bookinfo"),
+            ("source_principal", "unknown"),
+            ("connection_security_policy", "none"),
+        ],
+    );
+    // The histograms, with Istio's (Envoy's default) buckets.
+    for (proxy, reporter) in [(&m.client, "source"), (&m.server, "destination")] {
+        for h in [
+            "istio_request_duration_milliseconds_bucket",
+            "istio_request_bytes_bucket",
+            "istio_response_bytes_bucket",
+        ] {
+            let lines = prometheus(proxy.admin(), h);
+            let les: Vec<&str> = lines
+                .iter()
+                .filter(|(l, _)| l.get("reporter").map(String::as_str) == Some(reporter))
+                .filter_map(|(l, _)| l.get("le").map(String::as_str))
+                .collect();
+            for le in [
+                "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "3600000", "+Inf",
+            ] {
+                assert!(les.contains(&le), "{h} bucket {le}: {les:?}");
+            }
+            let inf = lines
+                .iter()
+                .find(|(l, _)| l.get("le").map(String::as_str) == Some("+Inf"))
+                .expect("+Inf");
+            assert_eq!(inf.1, "3", "{h}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_replies_are_counted_with_their_code_and_flags() -> anyhow::Result<()> {
+    // The server sidecar's upstream is gone: the client sees 503 UF from
+    // the server sidecar, whose response still carries its metadata.
+    let echo = http_echo("gone");
+    let dead = echo.addr;
+    drop(echo);
+    let server = TestProxy::start(
+        &sidecar(&server_metadata(), true, "inbound|9080||", dead),
+        1,
+    );
+    let client = TestProxy::start(
+        &sidecar(
+            &client_metadata(),
+            false,
+            "outbound|9080||reviews.bookinfo.svc.cluster.local",
+            server.listener("listener"),
+        ),
+        1,
+    );
+    let mut c = Client::http1(client.listener("listener")).await?;
+    let r = c.get("/").await?;
+    assert_eq!(r.status, 503);
+    let server_lines = eventually("server metrics", Duration::from_secs(5), || async {
+        let lines = prometheus(server.admin(), "istio_requests_total");
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    assert_labels(
+        &server_lines[0].0,
+        &[
+            ("reporter", "destination"),
+            ("response_code", "503"),
+            ("response_flags", "UF"),
+            ("source_workload", "svc-0-0-0"),
+        ],
+    );
+    let client_lines = eventually("client metrics", Duration::from_secs(5), || async {
+        let lines = prometheus(client.admin(), "istio_requests_total");
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    assert_labels(
+        &client_lines[0].0,
+        &[
+            ("reporter", "source"),
+            ("response_code", "503"),
+            // The upstream (the server sidecar) answered: no local flag.
+            ("response_flags", "-"),
+            ("destination_workload", "reviews-v2"),
+        ],
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_peer_the_peer_side_is_unknown() -> anyhow::Result<()> {
+    // A client straight to the server sidecar (no client sidecar): no
+    // exchange headers, so the source is unknown, and none are answered.
+    let echo = http_echo("reviews");
+    let server = TestProxy::start(
+        &sidecar(&server_metadata(), true, "inbound|9080||", echo.addr),
+        1,
+    );
+    let mut c = Client::http1(server.listener("listener")).await?;
+    let r = c.get("/").await?;
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-envoy-peer-metadata").is_none());
+    let lines = eventually("server metrics", Duration::from_secs(5), || async {
+        let lines = prometheus(server.admin(), "istio_requests_total");
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    assert_labels(
+        &lines[0].0,
+        &[
+            ("reporter", "destination"),
+            ("source_workload", "unknown"),
+            ("source_app", "unknown"),
+            ("source_canonical_revision", "latest"),
+            ("destination_workload", "reviews-v2"),
+        ],
+    );
+    Ok(())
+}
