@@ -45,6 +45,11 @@ options:
                     (openssl s_time), keep-alive HTTPS req/s (HTTP/1.1, h2)
                     and a 4 MiB body's MB/s (h2load); writes
                     target/bench/tls-results.json
+  --telemetry       the telemetry benchmark instead: Strait with and without
+                    Istio's stats and peer metadata filters, Istio's access
+                    log and 1% Zipkin tracing, alternating runs; prints the
+                    CPU µs (and, with valgrind, instructions) telemetry adds
+                    per request; writes target/bench/telemetry-results.json
   -h, --help        this text
 ";
 
@@ -67,6 +72,8 @@ pub struct Options {
     tls: bool,
     /// `--callgrind`: instructions per request under callgrind instead.
     callgrind: bool,
+    /// `--telemetry`: the price of telemetry per request instead.
+    telemetry: bool,
     /// `--baseline PATH`: with `--callgrind`, the binary to compare with.
     baseline: Option<PathBuf>,
 }
@@ -83,6 +90,7 @@ impl Options {
             install: false,
             tls: false,
             callgrind: false,
+            telemetry: false,
             baseline: None,
         };
         let mut duration = None;
@@ -98,6 +106,7 @@ impl Options {
                 "--install" => options.install = true,
                 "--tls" => options.tls = true,
                 "--callgrind" => options.callgrind = true,
+                "--telemetry" => options.telemetry = true,
                 "--baseline" => options.baseline = Some(PathBuf::from(value()?)),
                 "--strait" => options.strait = Some(PathBuf::from(value()?)),
                 "--rate" => options.rate = value()?.parse().context("--rate")?,
@@ -242,6 +251,9 @@ pub fn run(options: &Options) -> Result<()> {
             options.baseline.clone(),
             options.install,
         );
+    }
+    if options.telemetry {
+        return crate::telemetry_bench::run(options);
     }
     if options.tls {
         return crate::tls_bench::run(options, options.proxies.contains(&Proxy::Envoy));

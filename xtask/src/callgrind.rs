@@ -56,7 +56,16 @@ pub fn run(strait: Option<PathBuf>, baseline: Option<PathBuf>, install: bool) ->
         let protocol = if http2 { "h2c" } else { "HTTP/1.1" };
         let mut counts = Vec::new();
         for (name, binary) in &binaries {
-            let per = per_request(&valgrind, binary, &run_dir, upstream_port, http2)
+            let plain = || {
+                let (port, admin) = (procs::free_port()?, procs::free_port()?);
+                let config = run_dir.join("strait.yaml");
+                std::fs::write(
+                    &config,
+                    configs::envoy_bootstrap(port, admin, upstream_port),
+                )?;
+                Ok((config, port))
+            };
+            let per = per_request(&valgrind, binary, &run_dir, http2, &plain)
                 .with_context(|| format!("{name} {protocol}"))?;
             println!("  {protocol:<9} {name:<9} {per:>10.0}");
             counts.push(per);
@@ -71,16 +80,20 @@ pub fn run(strait: Option<PathBuf>, baseline: Option<PathBuf>, install: bool) ->
     Ok(())
 }
 
-/// The marginal instructions of one request through `binary`.
-fn per_request(
+/// Writes a config for a fresh run; returns its path and listener port.
+pub(crate) type ConfigFor<'a> = dyn Fn() -> Result<(PathBuf, u16)> + 'a;
+
+/// The marginal instructions of one request through `binary`, each run
+/// with a config from `config`.
+pub(crate) fn per_request(
     valgrind: &Path,
     binary: &Path,
     dir: &Path,
-    upstream_port: u16,
     http2: bool,
+    config: &ConfigFor<'_>,
 ) -> Result<f64> {
-    let small = instructions(valgrind, binary, dir, upstream_port, http2, SMALL)?;
-    let large = instructions(valgrind, binary, dir, upstream_port, http2, LARGE)?;
+    let small = instructions(valgrind, binary, dir, http2, SMALL, config)?;
+    let large = instructions(valgrind, binary, dir, http2, LARGE, config)?;
     Ok(large.saturating_sub(small) as f64 / f64::from(LARGE - SMALL))
 }
 
@@ -89,16 +102,11 @@ fn instructions(
     valgrind: &Path,
     binary: &Path,
     dir: &Path,
-    upstream_port: u16,
     http2: bool,
     requests: u32,
+    config: &ConfigFor<'_>,
 ) -> Result<u64> {
-    let (port, admin) = (procs::free_port()?, procs::free_port()?);
-    let config = dir.join("strait.yaml");
-    std::fs::write(
-        &config,
-        configs::envoy_bootstrap(port, admin, upstream_port),
-    )?;
+    let (config, port) = config()?;
     let out = dir.join(format!("callgrind.{requests}.{}.out", u8::from(http2)));
     let mut child = Command::new(valgrind)
         .arg("--tool=callgrind")

@@ -169,3 +169,95 @@ http {{
 "#
     )
 }
+
+/// Istio's default text access-log format (what istiod renders for
+/// `meshConfig.accessLogFile` without `accessLogFormat`).
+const ISTIO_LOG_FORMAT: &str = r#"[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"#;
+
+/// [`envoy_bootstrap`] with what an Istio sidecar's outbound HTTP listener
+/// adds for telemetry: an Istio node identity, the peer metadata exchange and
+/// `istio.stats` HTTP filters, Istio's default access log to `log`, and
+/// Zipkin tracing sampling 1% of requests into a collector cluster at
+/// `collector_port`. Used by `bench --telemetry` beside the plain file to
+/// price telemetry per request.
+pub fn telemetry_bootstrap(
+    listen_port: u16,
+    admin_port: u16,
+    upstream_port: u16,
+    collector_port: u16,
+    log: &Path,
+) -> String {
+    let node = r#"node:
+  id: sidecar~10.0.0.1~bench-v1-0.default~default.svc.cluster.local
+  cluster: bench.default
+  metadata:
+    NAME: bench-v1-0
+    NAMESPACE: default
+    WORKLOAD_NAME: bench-v1
+    CLUSTER_ID: Kubernetes
+    MESH_ID: cluster.local
+    ISTIO_VERSION: 1.22.3
+    LABELS: { app: bench, version: v1 }
+"#;
+    let hcm = format!(
+        r#"          stat_prefix: bench
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: "{log}"
+              log_format: {{ text_format_source: {{ inline_string: "{ISTIO_LOG_FORMAT}" }} }}
+          tracing:
+            random_sampling: {{ value: 1 }}
+            provider:
+              name: envoy.tracers.zipkin
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
+                collector_cluster: zipkin
+                collector_endpoint: /api/v2/spans
+                collector_endpoint_version: HTTP_JSON
+                trace_id_128bit: true
+                shared_span_context: false
+"#,
+        log = log.display(),
+    );
+    let filters = r#"          http_filters:
+          - name: istio.metadata_exchange
+            typed_config:
+              "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+              type_url: type.googleapis.com/io.istio.http.peer_metadata.Config
+              value: { upstream_discovery: [{ istio_headers: {} }], upstream_propagation: [{ istio_headers: {} }] }
+          - name: istio.stats
+            typed_config:
+              "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+              type_url: type.googleapis.com/stats.PluginConfig
+              value: {}
+          - name: envoy.filters.http.router
+"#;
+    let collector = format!(
+        r#"  - name: zipkin
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: zipkin
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {collector_port} }}
+"#
+    );
+    let plain = envoy_bootstrap(listen_port, admin_port, upstream_port);
+    let with_hcm = plain.replacen("          stat_prefix: bench\n", &hcm, 1);
+    let with_filters = with_hcm.replacen(
+        "          http_filters:\n          - name: envoy.filters.http.router\n",
+        filters,
+        1,
+    );
+    let with_direction = with_filters.replacen(
+        "  - name: bench\n",
+        "  - name: bench\n    traffic_direction: OUTBOUND\n",
+        1,
+    );
+    format!("{node}{with_direction}{collector}")
+}

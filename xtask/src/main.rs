@@ -9,7 +9,9 @@
 //! - `bench`: Strait against Envoy and nginx as reverse proxies (see `bench.rs`);
 //!   `bench --tls`: Strait against Envoy terminating TLS (see `tls_bench.rs`);
 //!   `bench --callgrind [--baseline OLD]`: instructions per request, an A/B
-//!   that noise does not move (see `callgrind.rs`).
+//!   that noise does not move (see `callgrind.rs`); `bench --telemetry`:
+//!   what Istio's stats, access log and 1% tracing add per request (see
+//!   `telemetry_bench.rs`).
 //! - `bench xds`: one large xDS push to Strait and Envoy: apply time and
 //!   memory (see `xds_bench.rs`).
 //! - `layers`: the layering guard: tiers declared in every manifest, no
@@ -24,6 +26,7 @@ mod configs;
 mod layers;
 mod loadgen;
 mod procs;
+mod telemetry_bench;
 mod tls_bench;
 mod xds_bench;
 

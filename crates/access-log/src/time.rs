@@ -2,11 +2,54 @@
 //! own `%s`, `%f`/`%Nf` and `%ENS`. No time-zone database is needed:
 //! Envoy prints access-log times in UTC.
 
-use std::{fmt::Write as _, time::SystemTime};
+use std::{cell::Cell, fmt::Write as _, time::SystemTime};
 
 /// Envoy's default: `%Y-%m-%dT%H:%M:%E3SZ`.
 pub fn default_start_time(t: SystemTime) -> String {
-    format_time(t, "%Y-%m-%dT%H:%M:%E3SZ")
+    let mut out = String::with_capacity(24);
+    push_default_start_time(&mut out, t);
+    out
+}
+
+thread_local! {
+    /// The last second [`push_default_start_time`] formatted, and its
+    /// `YYYY-MM-DDTHH:MM:SS`: every request of that second reuses it, so
+    /// only the milliseconds are formatted per request.
+    static LAST_SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+}
+
+/// Appends `t` in Envoy's default format to `out`, without allocating.
+pub fn push_default_start_time(out: &mut String, t: SystemTime) {
+    let (secs, millis) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_millis()),
+        Err(_) => (0, 0),
+    };
+    let (cached, mut prefix) = LAST_SECOND.get();
+    if cached != secs {
+        let text = format_time(t, "%Y-%m-%dT%H:%M:%S");
+        match <[u8; 19]>::try_from(text.as_bytes()) {
+            Ok(p) => {
+                prefix = p;
+                LAST_SECOND.set((secs, prefix));
+            }
+            // A year past 9999: not cacheable, and not worth a fast path.
+            Err(_) => {
+                out.push_str(&text);
+                let _ = write!(out, ".{millis:03}Z");
+                return;
+            }
+        }
+    }
+    // The prefix came from `format_time`: ASCII digits and separators.
+    out.push_str(std::str::from_utf8(&prefix).unwrap_or_default());
+    let digits = [
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ];
+    out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
 }
 
 const DAYS: [&str; 7] = [
@@ -171,6 +214,14 @@ mod tests {
             format_time(t, "%E6S %T %F 100%%"),
             "11.093000 12:05:11 2026-12-07 100%"
         );
+        // The cached second: same second, then the next, then back.
+        let later = t + Duration::from_millis(900);
+        assert_eq!(default_start_time(later), "2026-12-07T12:05:11.993Z");
+        assert_eq!(
+            default_start_time(later + Duration::from_millis(8)),
+            "2026-12-07T12:05:12.001Z"
+        );
+        assert_eq!(default_start_time(t), "2026-12-07T12:05:11.093Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(format_time(leap, "%F %j"), "2000-02-29 060");
     }
