@@ -66,6 +66,9 @@ mod ext_authz;
 mod filter;
 #[allow(deprecated)]
 mod format;
+// `common_config` is deprecated in favour of top-level twins; both are read.
+#[allow(deprecated)]
+mod remote_log;
 #[allow(deprecated)]
 mod http;
 pub mod inert;

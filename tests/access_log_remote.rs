@@ -1,0 +1,299 @@
+//! Remote access loggers against the real Envoy 1.40: the same bootstrap
+//! with an OpenTelemetry access logger through both proxies, an OTLP
+//! collector (a recording gRPC server) inside the test for each, the same
+//! requests, and the received log records compared field by field once
+//! times, request ids and ports are normalised. And a collector that is
+//! down: requests are still served and the lost records counted.
+
+use std::{net::SocketAddr, time::Duration};
+
+use http::Request;
+use http_body_util::Full;
+use prost::Message;
+use regex::Regex;
+use strait_remote_log::otlp::{EXPORT_PATH, ExportLogsServiceRequest, LogRecord};
+use strait_test_support::{
+    admin, client::Client, envoy::Envoy, eventually, grpc_recorder::grpc_recorder,
+    proxy::TestProxy, upstream::http_echo,
+};
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().map_or(1, |a| a.port())
+}
+
+/// The OpenTelemetry logger: a body that is a key-value list (a nested
+/// list and an array inside), string attributes with missing values, and
+/// literal resource attributes of several kinds.
+const OTEL: &str = r#"
+          - name: envoy.access_loggers.open_telemetry
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig
+              common_config:
+                log_name: otel-test
+                transport_api_version: V3
+                buffer_flush_interval: 0.1s
+                grpc_service:
+                  envoy_grpc: {cluster_name: otel}
+              resource_attributes:
+                values:
+                - {key: region, value: {string_value: here}}
+                - {key: replicas, value: {int_value: "3"}}
+                - {key: node_name, value: {string_value: overridden}}
+              body:
+                kvlist_value:
+                  values:
+                  - {key: line, value: {string_value: "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% %RESPONSE_CODE%"}}
+                  - key: nested
+                    value:
+                      kvlist_value:
+                        values:
+                        - {key: flags, value: {string_value: "%RESPONSE_FLAGS%"}}
+                        - {key: list, value: {array_value: {values: [{string_value: "%UPSTREAM_CLUSTER%"}, {string_value: lit}]}}}
+              attributes:
+                values:
+                - {key: code, value: {string_value: "%RESPONSE_CODE%"}}
+                - {key: details, value: {string_value: "%RESPONSE_CODE_DETAILS%"}}
+                - {key: host, value: {string_value: "%UPSTREAM_HOST%"}}
+                - {key: ua, value: {string_value: "%REQ(USER-AGENT)%"}}
+                - {key: id, value: {string_value: "%REQ(X-REQUEST-ID)%"}}
+                - {key: remote, value: {string_value: "%DOWNSTREAM_REMOTE_ADDRESS%"}}
+                - {key: rx, value: {string_value: "%BYTES_RECEIVED%"}}
+                - {key: tx, value: {string_value: "%BYTES_SENT%"}}
+"#;
+
+fn bootstrap(upstream: u16, collector: u16, dead: u16) -> String {
+    let cluster = |name: &str, port: u16, extra: &str| {
+        format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+        )
+    };
+    let h2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n";
+    format!(
+        r#"
+node: {{id: node-1, cluster: mesh-1, locality: {{zone: zone-1}}}}
+static_resources:
+  listeners:
+  - name: http
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: logged
+          access_log:{OTEL}
+          route_config:
+            name: r
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/bytes"}}
+                route: {{cluster: a}}
+              - match: {{prefix: "/dead"}}
+                route: {{cluster: dead}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+{a}{d}{o}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+"#,
+        a = cluster("a", upstream, ""),
+        d = cluster("dead", dead, ""),
+        o = cluster("otel", collector, h2),
+    )
+}
+
+async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let mut c = Client::http1(addr).await?;
+    let r = c
+        .send(
+            Request::get(path)
+                .header("host", "h")
+                .header("user-agent", "remote-test")
+                .body(Full::default())?,
+        )
+        .await?;
+    Ok(r.status.as_u16())
+}
+
+/// 200, 404 `NR`, 503 `UF`.
+const PATHS: &[&str] = &["/bytes/6", "/nope", "/dead"];
+
+/// Ports and ids that legitimately differ, replaced in a record's text.
+struct Normalise {
+    rules: Vec<(Regex, String)>,
+}
+
+impl Normalise {
+    fn new(upstream: u16, dead: u16) -> Self {
+        let r = |s: &str| Regex::new(s).expect("regex");
+        Normalise {
+            rules: vec![
+                (
+                    r(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
+                    "<ID>".into(),
+                ),
+                (r(&format!(r"127\.0\.0\.1:{upstream}\b")), "<UPSTREAM>".into()),
+                (r(&format!(r"127\.0\.0\.1:{dead}\b")), "<DEAD>".into()),
+                (r(r"127\.0\.0\.1:\d+"), "127.0.0.1:<PORT>".into()),
+            ],
+        }
+    }
+
+    fn text(&self, s: &str) -> String {
+        let mut s = s.to_owned();
+        for (re, to) in &self.rules {
+            s = re.replace_all(&s, to.as_str()).into_owned();
+        }
+        s
+    }
+}
+
+/// What a collector received: the batches' resources and every record,
+/// times checked (set, and near now) then cleared.
+fn received(
+    messages: &[bytes::Bytes],
+    n: &Normalise,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let mut resources = Vec::new();
+    let mut records = Vec::new();
+    for m in messages {
+        let req = ExportLogsServiceRequest::decode(m.clone())?;
+        for rl in req.resource_logs {
+            resources.push(format!("{:?} schema={:?}", rl.resource, rl.schema_url));
+            for sl in rl.scope_logs {
+                for r in sl.log_records {
+                    let LogRecord { time_unix_nano, .. } = r;
+                    anyhow::ensure!(
+                        time_unix_nano > now - 120_000_000_000 && time_unix_nano <= now,
+                        "record time {time_unix_nano} not within the last two minutes"
+                    );
+                    let r = LogRecord {
+                        time_unix_nano: 0,
+                        ..r
+                    };
+                    records.push(n.text(&format!("scope={:?} {r:?}", sl.scope)));
+                }
+            }
+        }
+    }
+    resources.dedup();
+    Ok((resources, records))
+}
+
+/// The same OpenTelemetry logger through Strait and Envoy: the resource
+/// (built-in labels, overridden and added attributes) and every record
+/// (body list, nested list and array, attributes, `-` for missing values)
+/// identical for a 200, a 404 `NR` and a 503 `UF`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_records_match_envoy() -> anyhow::Result<()> {
+    let http = http_echo("a");
+    let dead = closed_port();
+    let (ours_collector, ours) = grpc_recorder();
+    let (theirs_collector, theirs) = grpc_recorder();
+    let strait = TestProxy::start(
+        &bootstrap(http.addr.port(), ours_collector.addr.port(), dead),
+        1,
+    );
+    let envoy = Envoy::start(&bootstrap(
+        http.addr.port(),
+        theirs_collector.addr.port(),
+        dead,
+    ));
+    let (s, e) = (strait.listener("http"), envoy.listener("http"));
+    for p in PATHS {
+        assert_eq!(get(s, p).await?, get(e, p).await?, "status of {p}");
+    }
+    let n = Normalise::new(http.addr.port(), dead);
+    let count = |rec: &std::sync::Arc<strait_test_support::grpc_recorder::Recorded>| {
+        received(&rec.messages(EXPORT_PATH), &n)
+            .map(|(_, r)| r.len())
+            .unwrap_or(0)
+    };
+    for (who, rec) in [("strait", &ours), ("envoy", &theirs)] {
+        eventually(
+            &format!("{who}'s collector to get every record"),
+            Duration::from_secs(15),
+            || {
+                let got = count(rec);
+                async move { (got >= PATHS.len()).then_some(()) }
+            },
+        )
+        .await;
+    }
+    let o = received(&ours.messages(EXPORT_PATH), &n)?;
+    let t = received(&theirs.messages(EXPORT_PATH), &n)?;
+    if std::env::var_os("DIFF_VERBOSE").is_some() {
+        eprintln!("strait: {o:#?}\nenvoy: {t:#?}");
+    }
+    assert_eq!(o.0, t.0, "resources differ");
+    assert_eq!(o.1, t.1, "records differ");
+    // Both sent the gRPC method Envoy's logger calls, with gRPC's headers.
+    for rec in [&ours, &theirs] {
+        for c in rec.calls() {
+            assert_eq!(c.path, EXPORT_PATH);
+            assert_eq!(
+                c.headers.get("content-type").map(|v| v.as_bytes()),
+                Some(&b"application/grpc"[..])
+            );
+        }
+    }
+    let written = "envoy_access_logs_open_telemetry_access_log_logs_written";
+    for (who, a) in [("strait", strait.admin()), ("envoy", envoy.admin())] {
+        eventually(
+            &format!("{who} to count the written records"),
+            Duration::from_secs(10),
+            || async move {
+                let v = admin::stat(a, written).await.ok().flatten()?;
+                (v >= PATHS.len() as f64).then_some(())
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// A collector that is down: every request is still served at once, and
+/// the records that could not be delivered are counted as dropped, as
+/// Envoy counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_down_serves_and_counts_drops() -> anyhow::Result<()> {
+    let http = http_echo("a");
+    let dead = closed_port();
+    let down = closed_port();
+    let strait = TestProxy::start(&bootstrap(http.addr.port(), down, dead), 1);
+    let envoy = Envoy::start(&bootstrap(http.addr.port(), down, dead));
+    let dropped = "envoy_access_logs_open_telemetry_access_log_logs_dropped";
+    for (who, addr, a) in [
+        ("strait", strait.listener("http"), strait.admin()),
+        ("envoy", envoy.listener("http"), envoy.admin()),
+    ] {
+        let started = std::time::Instant::now();
+        for _ in 0..5 {
+            assert_eq!(get(addr, "/bytes/3").await?, 200, "{who}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{who}: requests slowed by a down collector: {:?}",
+            started.elapsed()
+        );
+        eventually(
+            &format!("{who} to count 5 dropped records"),
+            Duration::from_secs(15),
+            || async move {
+                let v = admin::stat(a, dropped).await.ok().flatten()?;
+                (v >= 5.0).then_some(())
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
