@@ -246,18 +246,12 @@ async fn otel_records_match_envoy() -> anyhow::Result<()> {
             );
         }
     }
-    let written = "envoy_access_logs_open_telemetry_access_log_logs_written";
-    for (who, a) in [("strait", strait.admin()), ("envoy", envoy.admin())] {
-        eventually(
-            &format!("{who} to count the written records"),
-            Duration::from_secs(10),
-            || async move {
-                let v = admin::stat(a, written).await.ok().flatten()?;
-                (v >= PATHS.len() as f64).then_some(())
-            },
-        )
-        .await;
-    }
+    // The logger's stats, as Envoy names and counts them.
+    let stats = same_stats(strait.admin(), envoy.admin(), "logs_written", PATHS.len()).await?;
+    assert!(
+        stats.iter().any(|l| l.ends_with("logs_written 3")),
+        "{stats:?}"
+    );
     Ok(())
 }
 
@@ -271,10 +265,9 @@ async fn collector_down_serves_and_counts_drops() -> anyhow::Result<()> {
     let down = closed_port();
     let strait = TestProxy::start(&bootstrap(http.addr.port(), down, dead), 1);
     let envoy = Envoy::start(&bootstrap(http.addr.port(), down, dead));
-    let dropped = "envoy_access_logs_open_telemetry_access_log_logs_dropped";
-    for (who, addr, a) in [
-        ("strait", strait.listener("http"), strait.admin()),
-        ("envoy", envoy.listener("http"), envoy.admin()),
+    for (who, addr) in [
+        ("strait", strait.listener("http")),
+        ("envoy", envoy.listener("http")),
     ] {
         let started = std::time::Instant::now();
         for _ in 0..5 {
@@ -285,15 +278,42 @@ async fn collector_down_serves_and_counts_drops() -> anyhow::Result<()> {
             "{who}: requests slowed by a down collector: {:?}",
             started.elapsed()
         );
+    }
+    let stats = same_stats(strait.admin(), envoy.admin(), "logs_dropped", 5).await?;
+    assert!(
+        stats.iter().any(|l| l.ends_with("logs_dropped 5")),
+        "{stats:?}"
+    );
+    Ok(())
+}
+
+/// Waits until both proxies count `want` in the logger's `counter`, then
+/// checks that every `access_logs` series is the same in both; returns
+/// them.
+async fn same_stats(
+    strait: SocketAddr,
+    envoy: SocketAddr,
+    counter: &str,
+    want: usize,
+) -> anyhow::Result<Vec<String>> {
+    let line = format!("envoy_access_logs_open_telemetry_access_log_{counter} {want}");
+    for (who, a) in [("strait", strait), ("envoy", envoy)] {
+        let line = line.clone();
         eventually(
-            &format!("{who} to count 5 dropped records"),
+            &format!("{who} to count {line}"),
             Duration::from_secs(15),
-            || async move {
-                let v = admin::stat(a, dropped).await.ok().flatten()?;
-                (v >= 5.0).then_some(())
+            || {
+                let line = line.clone();
+                async move {
+                    let lines = admin::prometheus_lines(a, "access_logs").await.ok()?;
+                    lines.contains(&line).then_some(())
+                }
             },
         )
         .await;
     }
-    Ok(())
+    let ours = admin::prometheus_lines(strait, "access_logs").await?;
+    let theirs = admin::prometheus_lines(envoy, "access_logs").await?;
+    assert_eq!(ours, theirs, "access log stats differ");
+    Ok(ours)
 }

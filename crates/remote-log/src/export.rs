@@ -47,6 +47,10 @@ const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 pub(crate) struct ExportStats {
     pub(crate) logs_written: Counter,
     pub(crate) logs_dropped: Counter,
+    /// `grpc_entries_flushed`, `grpc_entries_flush_failed`: Envoy counts
+    /// them for its streaming gRPC clients only, so for this unary logger
+    /// they stay 0, as in Envoy 1.40; registered so dashboards find them.
+    _streaming: [Counter; 2],
 }
 
 impl ExportStats {
@@ -62,6 +66,10 @@ impl ExportStats {
         ExportStats {
             logs_written: metrics::counter!(format!("{base}logs_written")),
             logs_dropped: metrics::counter!(format!("{base}logs_dropped")),
+            _streaming: [
+                metrics::counter!(format!("{base}grpc_entries_flushed")),
+                metrics::counter!(format!("{base}grpc_entries_flush_failed")),
+            ],
         }
     }
 }
