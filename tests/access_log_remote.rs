@@ -14,7 +14,8 @@ use regex::Regex;
 use strait_remote_log::otlp::{EXPORT_PATH, ExportLogsServiceRequest, LogRecord};
 use strait_test_support::{
     admin, client::Client, envoy::Envoy, eventually, grpc_recorder::grpc_recorder,
-    proxy::TestProxy, upstream::http_echo,
+    proxy::TestProxy,
+    upstream::{http_echo, tcp_echo},
 };
 
 /// A loopback port nothing listens on.
@@ -63,7 +64,24 @@ const OTEL: &str = r#"
                 - {key: tx, value: {string_value: "%BYTES_SENT%"}}
 "#;
 
-fn bootstrap(upstream: u16, collector: u16, dead: u16) -> String {
+/// A second logger, on a TCP proxy: its own log name and stat prefix, so
+/// its own exporter and stats.
+const OTEL_TCP: &str = r#"
+          - name: envoy.access_loggers.open_telemetry
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig
+              stat_prefix: tcp
+              common_config:
+                log_name: otel-tcp
+                transport_api_version: V3
+                buffer_flush_interval: 0.1s
+                grpc_service:
+                  envoy_grpc: {cluster_name: otel}
+                  timeout: 3s
+              body: {string_value: "%UPSTREAM_CLUSTER% %UPSTREAM_HOST% %BYTES_RECEIVED% %BYTES_SENT% %RESPONSE_FLAGS% %RESPONSE_CODE% %PROTOCOL%"}
+"#;
+
+fn bootstrap(upstream: u16, tcp: u16, collector: u16, dead: u16) -> String {
     let cluster = |name: &str, port: u16, extra: &str| {
         format!(
             "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
@@ -97,12 +115,23 @@ static_resources:
           http_filters:
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  - name: tcp
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: t
+          access_log:{OTEL_TCP}
   clusters:
-{a}{d}{o}
+{a}{t}{d}{o}
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 "#,
         a = cluster("a", upstream, ""),
+        t = cluster("t", tcp, ""),
         d = cluster("dead", dead, ""),
         o = cluster("otel", collector, h2),
     )
@@ -124,13 +153,24 @@ async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
 /// 200, 404 `NR`, 503 `UF`.
 const PATHS: &[&str] = &["/bytes/6", "/nope", "/dead"];
 
+/// One TCP proxy connection to the TCP echo: what came back.
+async fn tcp_round_trip(addr: SocketAddr, data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(data).await?;
+    s.shutdown().await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await??;
+    Ok(out)
+}
+
 /// Ports and ids that legitimately differ, replaced in a record's text.
 struct Normalise {
     rules: Vec<(Regex, String)>,
 }
 
 impl Normalise {
-    fn new(upstream: u16, dead: u16) -> Self {
+    fn new(upstream: u16, tcp: u16, dead: u16) -> Self {
         let r = |s: &str| Regex::new(s).expect("regex");
         Normalise {
             rules: vec![
@@ -140,6 +180,7 @@ impl Normalise {
                 ),
                 (r(&format!(r"127\.0\.0\.1:{upstream}\b")), "<UPSTREAM>".into()),
                 (r(&format!(r"127\.0\.0\.1:{dead}\b")), "<DEAD>".into()),
+                (r(&format!(r"127\.0\.0\.1:{tcp}\b")), "<TCP>".into()),
                 (r(r"127\.0\.0\.1:\d+"), "127.0.0.1:<PORT>".into()),
             ],
         }
@@ -185,34 +226,36 @@ fn received(
             }
         }
     }
+    // Two loggers export on their own schedules: compare as sets.
+    resources.sort();
     resources.dedup();
+    records.sort();
     Ok((resources, records))
 }
 
-/// The same OpenTelemetry logger through Strait and Envoy: the resource
+/// The same OpenTelemetry loggers through Strait and Envoy: the resources
 /// (built-in labels, overridden and added attributes) and every record
 /// (body list, nested list and array, attributes, `-` for missing values)
-/// identical for a 200, a 404 `NR` and a 503 `UF`.
+/// identical for a 200, a 404 `NR`, a 503 `UF` and a TCP proxy
+/// connection; the stats too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_records_match_envoy() -> anyhow::Result<()> {
-    let http = http_echo("a");
+    let (http, tcp) = (http_echo("a"), tcp_echo());
     let dead = closed_port();
     let (ours_collector, ours) = grpc_recorder();
     let (theirs_collector, theirs) = grpc_recorder();
-    let strait = TestProxy::start(
-        &bootstrap(http.addr.port(), ours_collector.addr.port(), dead),
-        1,
-    );
-    let envoy = Envoy::start(&bootstrap(
-        http.addr.port(),
-        theirs_collector.addr.port(),
-        dead,
-    ));
+    let config = |collector: u16| bootstrap(http.addr.port(), tcp.addr.port(), collector, dead);
+    let strait = TestProxy::start(&config(ours_collector.addr.port()), 1);
+    let envoy = Envoy::start(&config(theirs_collector.addr.port()));
     let (s, e) = (strait.listener("http"), envoy.listener("http"));
     for p in PATHS {
         assert_eq!(get(s, p).await?, get(e, p).await?, "status of {p}");
     }
-    let n = Normalise::new(http.addr.port(), dead);
+    assert_eq!(
+        tcp_round_trip(strait.listener("tcp"), b"ping").await?,
+        tcp_round_trip(envoy.listener("tcp"), b"ping").await?
+    );
+    let n = Normalise::new(http.addr.port(), tcp.addr.port(), dead);
     let count = |rec: &std::sync::Arc<strait_test_support::grpc_recorder::Recorded>| {
         received(&rec.messages(EXPORT_PATH), &n)
             .map(|(_, r)| r.len())
@@ -224,7 +267,7 @@ async fn otel_records_match_envoy() -> anyhow::Result<()> {
             Duration::from_secs(15),
             || {
                 let got = count(rec);
-                async move { (got >= PATHS.len()).then_some(()) }
+                async move { (got > PATHS.len()).then_some(()) }
             },
         )
         .await;
@@ -246,10 +289,15 @@ async fn otel_records_match_envoy() -> anyhow::Result<()> {
             );
         }
     }
-    // The logger's stats, as Envoy names and counts them.
+    // The loggers' stats, as Envoy names and counts them.
+    same_stats(strait.admin(), envoy.admin(), "tcp_logs_written", 1).await?;
     let stats = same_stats(strait.admin(), envoy.admin(), "logs_written", PATHS.len()).await?;
     assert!(
-        stats.iter().any(|l| l.ends_with("logs_written 3")),
+        stats.iter().any(|l| l.ends_with("log_logs_written 3")),
+        "{stats:?}"
+    );
+    assert!(
+        stats.iter().any(|l| l.ends_with("log_tcp_logs_written 1")),
         "{stats:?}"
     );
     Ok(())
@@ -263,22 +311,27 @@ async fn collector_down_serves_and_counts_drops() -> anyhow::Result<()> {
     let http = http_echo("a");
     let dead = closed_port();
     let down = closed_port();
-    let strait = TestProxy::start(&bootstrap(http.addr.port(), down, dead), 1);
-    let envoy = Envoy::start(&bootstrap(http.addr.port(), down, dead));
-    for (who, addr) in [
-        ("strait", strait.listener("http")),
-        ("envoy", envoy.listener("http")),
+    let tcp = tcp_echo();
+    let config = bootstrap(http.addr.port(), tcp.addr.port(), down, dead);
+    let strait = TestProxy::start(&config, 1);
+    let envoy = Envoy::start(&config);
+    for (who, addr, tcp_addr) in [
+        ("strait", strait.listener("http"), strait.listener("tcp")),
+        ("envoy", envoy.listener("http"), envoy.listener("tcp")),
     ] {
         let started = std::time::Instant::now();
         for _ in 0..5 {
             assert_eq!(get(addr, "/bytes/3").await?, 200, "{who}");
         }
+        let echoed = tcp_round_trip(tcp_addr, b"ping").await?;
+        assert!(echoed.starts_with(b"ping"), "{who}: {echoed:?}");
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{who}: requests slowed by a down collector: {:?}",
             started.elapsed()
         );
     }
+    same_stats(strait.admin(), envoy.admin(), "tcp_logs_dropped", 1).await?;
     let stats = same_stats(strait.admin(), envoy.admin(), "logs_dropped", 5).await?;
     assert!(
         stats.iter().any(|l| l.ends_with("logs_dropped 5")),
