@@ -13,7 +13,11 @@ use prost::Message;
 use regex::Regex;
 use strait_remote_log::otlp::{EXPORT_PATH, ExportLogsServiceRequest, LogRecord};
 use strait_test_support::{
-    admin, client::Client, envoy::Envoy, eventually, grpc_recorder::grpc_recorder,
+    admin,
+    client::Client,
+    envoy::Envoy,
+    eventually,
+    grpc_recorder::grpc_recorder,
     proxy::TestProxy,
     upstream::{http_echo, tcp_echo},
 };
@@ -178,7 +182,10 @@ impl Normalise {
                     r(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
                     "<ID>".into(),
                 ),
-                (r(&format!(r"127\.0\.0\.1:{upstream}\b")), "<UPSTREAM>".into()),
+                (
+                    r(&format!(r"127\.0\.0\.1:{upstream}\b")),
+                    "<UPSTREAM>".into(),
+                ),
                 (r(&format!(r"127\.0\.0\.1:{dead}\b")), "<DEAD>".into()),
                 (r(&format!(r"127\.0\.0\.1:{tcp}\b")), "<TCP>".into()),
                 (r(r"127\.0\.0\.1:\d+"), "127.0.0.1:<PORT>".into()),

@@ -68,8 +68,6 @@ mod filter;
 mod format;
 // `common_config` is deprecated in favour of top-level twins; both are read.
 #[allow(deprecated)]
-mod remote_log;
-#[allow(deprecated)]
 mod http;
 pub mod inert;
 mod istio;
@@ -83,6 +81,8 @@ mod policy;
 #[allow(deprecated)]
 mod ratelimit;
 mod rbac;
+#[allow(deprecated)]
+mod remote_log;
 #[allow(deprecated)]
 mod route;
 #[allow(deprecated)]

@@ -94,8 +94,17 @@ pub(crate) struct Exporter {
 
 impl Exporter {
     pub(crate) fn new(channel: RemoteChannel, resource: Resource, stats: ExportStats) -> Self {
+        Self::with_capacity(channel, resource, stats, QUEUE_RECORDS)
+    }
+
+    fn with_capacity(
+        channel: RemoteChannel,
+        resource: Resource,
+        stats: ExportStats,
+        records: usize,
+    ) -> Self {
         Exporter {
-            queue: ArrayQueue::new(QUEUE_RECORDS),
+            queue: ArrayQueue::new(records),
             bytes: AtomicUsize::new(0),
             wake: Notify::new(),
             channel,
@@ -124,6 +133,11 @@ impl Exporter {
             tokio::select! {
                 () = tokio::time::sleep(self.channel.flush_interval) => {}
                 () = self.wake.notified() => {}
+            }
+            // No logger uses this exporter any more (its config was
+            // replaced) and nothing waits: the task ends.
+            if Arc::strong_count(&self) == 1 && self.queue.is_empty() {
+                return;
             }
             loop {
                 let batch = self.take_batch();
@@ -275,6 +289,59 @@ async fn unary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn channel(buffer_bytes: u64) -> RemoteChannel {
+        RemoteChannel {
+            cluster: "otel".into(),
+            authority: String::new(),
+            timeout: None,
+            initial_metadata: Vec::new(),
+            log_name: "l".into(),
+            flush_interval: Duration::from_secs(1),
+            buffer_bytes,
+            stat_prefix: "p.q".into(),
+        }
+    }
+
+    fn record(body: &str) -> LogRecord {
+        LogRecord {
+            severity_text: body.to_owned(),
+            ..LogRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_batches_stop_at_the_buffer_size() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let stats = metrics::with_local_recorder(&recorder, || ExportStats::new("p.q"));
+        let one = record("0123456789").encoded_len() as u64;
+        let e = Exporter::with_capacity(channel(2 * one), Resource::default(), stats, 3);
+        for i in 0..4 {
+            e.push(record(&format!("012345678{i}")));
+        }
+        let page = handle.render();
+        assert!(
+            page.contains("envoy_access_logs_open_telemetry_access_log_p_q_logs_dropped 1"),
+            "{page}"
+        );
+        assert!(
+            page.contains("envoy_access_logs_open_telemetry_access_log_p_q_grpc_entries_flushed 0"),
+            "{page}"
+        );
+        // Two records fill the 2-record buffer size; the third waits.
+        let first = e.take_batch();
+        assert_eq!(
+            first
+                .iter()
+                .map(|r| r.severity_text.as_str())
+                .collect::<Vec<_>>(),
+            ["0123456780", "0123456781"]
+        );
+        assert_eq!(e.bytes.load(Ordering::Relaxed) as u64, one);
+        assert_eq!(e.take_batch().len(), 1);
+        assert!(e.take_batch().is_empty());
+    }
 
     #[test]
     fn stat_names_follow_envoy() {

@@ -232,3 +232,91 @@ pub fn log_record(log: &OtelLog, r: &Record<'_>) -> LogRecord {
         ..LogRecord::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use strait_model::access_log::{FormatCommand, FormatPart, RemoteChannel};
+
+    use super::*;
+
+    fn log(builtin_labels: bool) -> OtelLog {
+        OtelLog {
+            channel: RemoteChannel {
+                cluster: "c".into(),
+                authority: String::new(),
+                timeout: None,
+                initial_metadata: Vec::new(),
+                log_name: "ln".into(),
+                flush_interval: Duration::from_secs(1),
+                buffer_bytes: 1,
+                stat_prefix: String::new(),
+            },
+            builtin_labels,
+            resource_attributes: vec![
+                ("zone_name".into(), ModelValue::Int(7)),
+                ("extra".into(), ModelValue::Bool(true)),
+            ],
+            body: Some(OtelFormat::String(vec![
+                FormatPart::Text("code=".into()),
+                FormatPart::Command(FormatCommand::ResponseCode),
+                FormatPart::Text(" host=".into()),
+                FormatPart::Command(FormatCommand::Address {
+                    of: strait_model::access_log::AddressOf::UpstreamRemote,
+                    without_port: false,
+                }),
+            ])),
+            attributes: Vec::new(),
+        }
+    }
+
+    fn keys(r: &Resource) -> Vec<(String, Option<Value>)> {
+        r.attributes
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone().and_then(|v| v.value)))
+            .collect()
+    }
+
+    #[test]
+    fn resource_attributes_override_built_in_labels_in_place() {
+        let local = LocalInfo {
+            node_name: "n".into(),
+            cluster_name: "c".into(),
+            zone_name: "z".into(),
+        };
+        let s = |v: &str| Some(Value::StringValue(v.into()));
+        assert_eq!(
+            keys(&resource(&log(true), &local)),
+            vec![
+                ("log_name".into(), s("ln")),
+                ("zone_name".into(), Some(Value::IntValue(7))),
+                ("cluster_name".into(), s("c")),
+                ("node_name".into(), s("n")),
+                ("extra".into(), Some(Value::BoolValue(true))),
+            ]
+        );
+        assert_eq!(
+            keys(&resource(&log(false), &local)),
+            vec![
+                ("zone_name".into(), Some(Value::IntValue(7))),
+                ("extra".into(), Some(Value::BoolValue(true))),
+            ]
+        );
+    }
+
+    #[test]
+    fn records_carry_the_start_time_and_dashes_for_missing_values() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut r = Record::new(start, addr, addr);
+        r.status = 404;
+        let rec = log_record(&log(true), &r);
+        assert_eq!(rec.time_unix_nano, 1_700_000_000_123_456_789);
+        assert_eq!(
+            rec.body.and_then(|b| b.value),
+            Some(Value::StringValue("code=404 host=-".into()))
+        );
+        assert!(rec.trace_id.is_empty() && rec.span_id.is_empty());
+    }
+}

@@ -92,9 +92,9 @@ pub(super) fn open_telemetry(
     let body = body
         .as_ref()
         .and_then(|b| otel_format(cx, b, &at(path, "body")));
-    let attributes = attributes.as_ref().map_or_else(Vec::new, |kv| {
-        format_list(cx, kv, &at(path, "attributes"))
-    });
+    let attributes = attributes
+        .as_ref()
+        .map_or_else(Vec::new, |kv| format_list(cx, kv, &at(path, "attributes")));
     if cx.problems.len() != before {
         return None;
     }

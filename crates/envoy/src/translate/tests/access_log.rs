@@ -255,7 +255,10 @@ fn open_telemetry_top_level_fields_win() {
     let top = json!({"log_name": "top", "buffer_size_bytes": 7, "buffer_flush_interval": "2s",
         "grpc_service": {"envoy_grpc": {"cluster_name": "otel", "authority": "top"}}});
     for (log, authority) in [
-        (otel(top.clone(), json!({"transport_api_version": "AUTO"})), "top"),
+        (
+            otel(top.clone(), json!({"transport_api_version": "AUTO"})),
+            "top",
+        ),
         (
             {
                 let mut l = otel(top, json!({}));
@@ -290,7 +293,10 @@ fn open_telemetry_fields_not_implemented_are_refused_by_name() {
     let ext = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
     for (log, field) in [
         (
-            otel(json!({"http_service": {"http_uri": {"uri": "http://x/v1/logs", "cluster": "otel", "timeout": "1s"}}}), json!({})),
+            otel(
+                json!({"http_service": {"http_uri": {"uri": "http://x/v1/logs", "cluster": "otel", "timeout": "1s"}}}),
+                json!({}),
+            ),
             "http_service",
         ),
         (
@@ -302,33 +308,54 @@ fn open_telemetry_fields_not_implemented_are_refused_by_name() {
             "common_config.filter_state_objects_to_log",
         ),
         (
-            otel(json!({"custom_tags": [{"tag": "t", "literal": {"value": "v"}}]}), json!({})),
+            otel(
+                json!({"custom_tags": [{"tag": "t", "literal": {"value": "v"}}]}),
+                json!({}),
+            ),
             "custom_tags",
         ),
         (
-            otel(json!({}), json!({"grpc_stream_retry_policy": {"num_retries": 1}})),
+            otel(
+                json!({}),
+                json!({"grpc_stream_retry_policy": {"num_retries": 1}}),
+            ),
             "grpc_stream_retry_policy",
         ),
         (
-            otel(json!({"resource_detectors": [{"name": "d", "typed_config": {"@type": ext}}]}), json!({})),
+            otel(
+                json!({"resource_detectors": [{"name": "d", "typed_config": {"@type": ext}}]}),
+                json!({}),
+            ),
             "resource_detectors",
         ),
         (
-            otel(json!({"formatters": [{"name": "f", "typed_config": {"@type": ext}}]}), json!({})),
+            otel(
+                json!({"formatters": [{"name": "f", "typed_config": {"@type": ext}}]}),
+                json!({}),
+            ),
             "formatters",
         ),
         (
-            otel(json!({"grpc_service": {"envoy_grpc": {"cluster_name": "otel", "retry_policy": {"num_retries": 1}}}}), json!({})),
+            otel(
+                json!({"grpc_service": {"envoy_grpc": {"cluster_name": "otel", "retry_policy": {"num_retries": 1}}}}),
+                json!({}),
+            ),
             "typed_config.grpc_service.envoy_grpc.retry_policy",
         ),
         (
-            otel(json!({}), json!({"grpc_service": {"google_grpc": {"target_uri": "x", "stat_prefix": "s"}}})),
+            otel(
+                json!({}),
+                json!({"grpc_service": {"google_grpc": {"target_uri": "x", "stat_prefix": "s"}}}),
+            ),
             "google_grpc",
         ),
     ] {
         let e = otel_errors(log);
         assert!(e.contains(field), "{field} not named in: {e}");
-        assert!(e.contains("unsupported") || e.contains("not supported"), "{e}");
+        assert!(
+            e.contains("unsupported") || e.contains("not supported"),
+            "{e}"
+        );
     }
     // Envoy refuses these itself: a body that is not a string, list or
     // array; the V2 transport; a `common_config` without a log name.
@@ -352,7 +379,9 @@ fn grpc_access_log_service_loggers_are_refused_by_type() {
                 "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}}}}});
         let e = otel_errors(log);
         assert!(
-            e.contains(&format!("access logger type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.{ty}")),
+            e.contains(&format!(
+                "access logger type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.{ty}"
+            )),
             "{e}"
         );
     }
