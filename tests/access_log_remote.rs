@@ -30,7 +30,9 @@ fn closed_port() -> u16 {
 
 /// The OpenTelemetry logger: a body that is a key-value list (a nested
 /// list and an array inside), string attributes with missing values, and
-/// literal resource attributes of several kinds.
+/// literal resource attributes of several kinds; `common_config` carries
+/// the filter state keys Istio's `envoyOtelAls` renders (which Envoy's
+/// OpenTelemetry logger does not read).
 const OTEL: &str = r#"
           - name: envoy.access_loggers.open_telemetry
             typed_config:
@@ -39,6 +41,7 @@ const OTEL: &str = r#"
                 log_name: otel-test
                 transport_api_version: V3
                 buffer_flush_interval: 0.1s
+                filter_state_objects_to_log: [upstream_peer, downstream_peer, wasm.upstream_peer]
                 grpc_service:
                   envoy_grpc: {cluster_name: otel}
               resource_attributes:
@@ -55,7 +58,7 @@ const OTEL: &str = r#"
                       kvlist_value:
                         values:
                         - {key: flags, value: {string_value: "%RESPONSE_FLAGS%"}}
-                        - {key: list, value: {array_value: {values: [{string_value: "%UPSTREAM_CLUSTER%"}, {string_value: lit}]}}}
+                        - {key: list, value: {array_value: {values: [{string_value: "%UPSTREAM_CLUSTER_RAW%"}, {string_value: lit}]}}}
               attributes:
                 values:
                 - {key: code, value: {string_value: "%RESPONSE_CODE%"}}

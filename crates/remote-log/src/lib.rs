@@ -29,6 +29,10 @@ pub use export::QUEUE_RECORDS;
 use export::{ExportStats, Exporter};
 pub use otlp::LocalInfo;
 
+/// Exporters by the address of the `OtelLog` they serve, with a `Weak` to
+/// it that keeps the address from being reused while the entry exists.
+type ByLog = HashMap<usize, (Weak<OtelLog>, Arc<Exporter>)>;
+
 /// Every remote logger's exporter of one proxy.
 pub struct RemoteLoggers {
     upstreams: Arc<ClusterRegistry>,
@@ -37,10 +41,8 @@ pub struct RemoteLoggers {
     /// node does not change after the first config).
     local: Box<dyn Fn() -> LocalInfo + Send + Sync>,
     recorder: Arc<dyn metrics::Recorder + Send + Sync>,
-    /// Exporters by the address of the `OtelLog` they serve (kept alive by
-    /// the `Weak`, so the address is never reused while the entry exists):
-    /// one lock-free lookup per record.
-    by_log: ArcSwap<HashMap<usize, (Weak<OtelLog>, Arc<Exporter>)>>,
+    /// One lock-free lookup per record.
+    by_log: ArcSwap<ByLog>,
 }
 
 impl RemoteLoggers {

@@ -155,11 +155,16 @@ fn common_parts<'a>(cx: &mut Context, c: &'a CommonGrpcAccessLogConfig, path: &s
         transport_api_version,
         buffer_flush_interval,
         buffer_size_bytes,
-        filter_state_objects_to_log,
+        // Read by the gRPC access log service loggers only: Envoy 1.40's
+        // OpenTelemetry logger adds the top-level list's objects to a
+        // record, never this one's (checked against Envoy with a filter
+        // state object in both places). Istio's `envoyOtelAls` sets it to
+        // its peer metadata keys.
+        filter_state_objects_to_log: _,
         grpc_stream_retry_policy,
         custom_tags,
     } = c;
-    reject_set!(cx, path; filter_state_objects_to_log, grpc_stream_retry_policy, custom_tags);
+    reject_set!(cx, path; grpc_stream_retry_policy, custom_tags);
     // Envoy 1.40 refuses V2 and takes AUTO (with a warning) and V3.
     if *transport_api_version == 1 {
         cx.invalid(
