@@ -64,6 +64,26 @@ impl FileStats {
     }
 }
 
+/// A local destination: what [`LogFiles`] keys its queues by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Dest {
+    File(String),
+    Stdout,
+    Stderr,
+}
+
+impl Dest {
+    /// `None` for a remote sink (not written here).
+    fn of(sink: &LogSink) -> Option<Dest> {
+        match sink {
+            LogSink::File(p) => Some(Dest::File(p.clone())),
+            LogSink::Stdout => Some(Dest::Stdout),
+            LogSink::Stderr => Some(Dest::Stderr),
+            LogSink::OpenTelemetry(_) => None,
+        }
+    }
+}
+
 /// One destination's lines waiting for the writer.
 #[derive(Debug)]
 struct Queue {
@@ -73,7 +93,7 @@ struct Queue {
 
 #[derive(Debug)]
 struct Inner {
-    queues: ArcSwap<HashMap<LogSink, Arc<Queue>>>,
+    queues: ArcSwap<HashMap<Dest, Arc<Queue>>>,
     stats: FileStats,
     /// Bumped by [`LogFiles::reopen`]; the writer reopens its files when it
     /// sees a new value.
@@ -85,11 +105,31 @@ struct Inner {
     writer: OnceLock<std::thread::Thread>,
 }
 
+/// Loggers that send records to a service (OpenTelemetry's OTLP, Envoy's
+/// gRPC access log service). They speak protobuf over gRPC, which this
+/// data-tier crate does not: a control-tier crate implements this and the
+/// composition hands it to [`LogFiles::set_remote`].
+pub trait RemoteLogs: Send + Sync {
+    /// Takes `r` for `sink`. Runs on the worker that logs, so it must never
+    /// block or wait: build the record, queue it (dropping and counting it
+    /// when the queue is full), return.
+    fn log(&self, sink: &LogSink, r: &crate::Record<'_>);
+}
+
 /// Every access-log destination of a proxy, and its writer thread.
-#[derive(Debug)]
 pub struct LogFiles {
     inner: Arc<Inner>,
     handle: OnceLock<JoinHandle<()>>,
+    remote: OnceLock<Arc<dyn RemoteLogs>>,
+}
+
+impl std::fmt::Debug for LogFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogFiles")
+            .field("inner", &self.inner)
+            .field("remote", &self.remote.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogFiles {
@@ -115,6 +155,24 @@ impl LogFiles {
                 writer: OnceLock::new(),
             }),
             handle: OnceLock::new(),
+            remote: OnceLock::new(),
+        }
+    }
+
+    /// Where remote sinks' records go; set once by the composition.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteLogs>) {
+        if self.remote.set(remote).is_err() {
+            tracing::warn!("remote access loggers were already set");
+        }
+    }
+
+    /// Hands `r` to the remote logger of `sink`. Without one (a proxy
+    /// composed without remote loggers) the record is dropped: the front
+    /// end only accepts remote loggers where the composition sets one.
+    pub fn remote(&self, sink: &LogSink, r: &crate::Record<'_>) {
+        match self.remote.get() {
+            Some(remote) => remote.log(sink, r),
+            None => tracing::debug!("no remote access logger; record dropped"),
         }
     }
 
@@ -122,9 +180,12 @@ impl LogFiles {
     /// push (a new destination is registered once, copy-on-write). A full
     /// queue drops the line and counts it.
     pub fn write(&self, sink: &LogSink, line: Vec<u8>) {
-        let queue = match self.inner.queues.load().get(sink) {
-            Some(q) => Arc::clone(q),
-            None => self.register(sink),
+        let queue = match sink {
+            LogSink::File(p) => self.queue_for(|d| matches!(d, Dest::File(f) if f == p), sink),
+            LogSink::Stdout => self.queue_for(|d| *d == Dest::Stdout, sink),
+            LogSink::Stderr => self.queue_for(|d| *d == Dest::Stderr, sink),
+            // Remote sinks go through `remote()`.
+            LogSink::OpenTelemetry(_) => return,
         };
         let len = line.len();
         if queue.lines.push(line).is_err() {
@@ -160,18 +221,41 @@ impl LogFiles {
         }
     }
 
+    /// The queue of `sink`'s destination, found without allocating (the
+    /// map holds a handful of destinations), registered on first use.
+    fn queue_for(&self, is: impl Fn(&Dest) -> bool, sink: &LogSink) -> Arc<Queue> {
+        let found = self
+            .inner
+            .queues
+            .load()
+            .iter()
+            .find(|(d, _)| is(d))
+            .map(|(_, q)| Arc::clone(q));
+        match found {
+            Some(q) => q,
+            None => self.register(sink),
+        }
+    }
+
     fn register(&self, sink: &LogSink) -> Arc<Queue> {
+        let Some(dest) = Dest::of(sink) else {
+            // Unreachable for the callers; a queue nobody drains is harmless.
+            return Arc::new(Queue {
+                lines: ArrayQueue::new(1),
+                bytes: AtomicUsize::new(0),
+            });
+        };
         let made = Arc::new(Queue {
             lines: ArrayQueue::new(QUEUE_LINES),
             bytes: AtomicUsize::new(0),
         });
         self.inner.queues.rcu(|m| {
             let mut m = HashMap::clone(m);
-            m.entry(sink.clone()).or_insert_with(|| Arc::clone(&made));
+            m.entry(dest.clone()).or_insert_with(|| Arc::clone(&made));
             m
         });
         self.start_writer();
-        self.inner.queues.load().get(sink).cloned().unwrap_or(made)
+        self.inner.queues.load().get(&dest).cloned().unwrap_or(made)
     }
 
     fn start_writer(&self) {
@@ -275,11 +359,11 @@ impl Writer {
         inner.stats.write_total_buffered.set(total as f64);
     }
 
-    fn write(&mut self, inner: &Inner, sink: &LogSink, buf: &[u8]) -> std::io::Result<()> {
+    fn write(&mut self, inner: &Inner, sink: &Dest, buf: &[u8]) -> std::io::Result<()> {
         match sink {
-            LogSink::Stdout => std::io::stdout().lock().write_all(buf),
-            LogSink::Stderr => std::io::stderr().lock().write_all(buf),
-            LogSink::File(path) => {
+            Dest::Stdout => std::io::stdout().lock().write_all(buf),
+            Dest::Stderr => std::io::stderr().lock().write_all(buf),
+            Dest::File(path) => {
                 if !self.files.contains_key(path) {
                     let opened = std::fs::OpenOptions::new()
                         .append(true)

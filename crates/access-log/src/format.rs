@@ -124,6 +124,14 @@ pub fn render(f: &BodyFormat, r: &Record<'_>) -> (Vec<u8>, &'static str) {
     }
 }
 
+/// `parts` rendered as one string, `-` for a command without a value (the
+/// OpenTelemetry logger's strings).
+pub fn render_string(parts: &[FormatPart], r: &Record<'_>) -> String {
+    let mut out = String::new();
+    text(parts, r, false, &mut out);
+    out
+}
+
 fn text(parts: &[FormatPart], r: &Record<'_>, omit_empty: bool, out: &mut String) {
     for p in parts {
         match p {

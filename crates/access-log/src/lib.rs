@@ -20,19 +20,23 @@ mod metadata;
 mod record;
 mod time;
 
-pub use files::{FLUSH_BYTES, FLUSH_INTERVAL, LogFiles, QUEUE_LINES};
+pub use files::{FLUSH_BYTES, FLUSH_INTERVAL, LogFiles, QUEUE_LINES, RemoteLogs};
 pub use filter::matches;
-pub use format::render;
+pub use format::{render, render_string};
 pub use metadata::DynamicMetadata;
 pub use record::{RESPONSE_FLAGS, Record, RequestHead, hostname, long_flag};
 pub use time::{default_start_time, format_time};
 
-use strait_model::access_log::AccessLog;
+use strait_model::access_log::{AccessLog, LogSink};
 
 /// Writes `log`'s line for `r` if its filter accepts it. Allocates the
 /// rendered line only; never blocks.
 pub fn write(files: &LogFiles, log: &AccessLog, r: &Record<'_>) {
     if log.filter.as_ref().is_some_and(|f| !matches(f, r)) {
+        return;
+    }
+    if let LogSink::OpenTelemetry(_) = &log.sink {
+        files.remote(&log.sink, r);
         return;
     }
     let (line, _) = render(&log.format, r);

@@ -139,6 +139,23 @@ impl Proxy {
             .http
             .access_logs
             .set_flush_interval(opts.file_flush_interval);
+        // Remote access loggers (OpenTelemetry) export from the control
+        // runtime; the bootstrap node names the proxy in their resource.
+        let node_store = Arc::clone(shared.store());
+        shared
+            .conn
+            .http
+            .access_logs
+            .set_remote(Arc::new(strait_remote_log::RemoteLoggers::new(
+                Arc::clone(shared.registry()),
+                control.handle().clone(),
+                Box::new(move || {
+                    strait_remote_log::LocalInfo::from_node(
+                        node_store.load().config().node.as_ref(),
+                    )
+                }),
+                Arc::clone(&stats.recorder),
+            )));
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),

@@ -66,6 +66,7 @@ mod ext_authz;
 mod filter;
 #[allow(deprecated)]
 mod format;
+// `common_config` is deprecated in favour of top-level twins; both are read.
 #[allow(deprecated)]
 mod http;
 pub mod inert;
@@ -80,6 +81,8 @@ mod policy;
 #[allow(deprecated)]
 mod ratelimit;
 mod rbac;
+#[allow(deprecated)]
+mod remote_log;
 #[allow(deprecated)]
 mod route;
 #[allow(deprecated)]

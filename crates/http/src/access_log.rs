@@ -20,7 +20,7 @@ use std::{
 use http::{HeaderMap, Request, Response, Version};
 use strait_access_log::{DynamicMetadata, LogFiles, Record, RequestHead};
 use strait_codec::Progress;
-use strait_model::access_log::{AccessLogs, Reads};
+use strait_model::access_log::AccessLogs;
 
 use crate::conn::ConnCtx;
 
@@ -127,7 +127,7 @@ impl Pending {
             details: None,
             response_headers: None,
             trailers: None,
-            reads_response: logs.iter().any(|l| l.format.reads(Reads::ResponseHeaders)),
+            reads_response: logs.iter().any(|l| l.reads_response_headers()),
             bytes_sent: 0,
             ended_at: None,
             local: conn.local,

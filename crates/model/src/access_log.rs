@@ -21,8 +21,8 @@ pub struct AccessLog {
     pub format: BodyFormat,
 }
 
-/// Where lines go.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Where lines (or records) go.
+#[derive(Debug, Clone, PartialEq)]
 pub enum LogSink {
     /// `envoy.access_loggers.file`: appended to this path (opened once per
     /// path and shared, reopened on `SIGUSR1` and `POST /reopen_logs`).
@@ -31,12 +31,105 @@ pub enum LogSink {
     Stdout,
     /// `envoy.access_loggers.stderr`.
     Stderr,
+    /// `envoy.access_loggers.open_telemetry`: OTLP log records exported
+    /// over gRPC (`LogsService/Export`) to a cluster. `format` of the
+    /// [`AccessLog`] is unused: `body` and `attributes` are the format.
+    OpenTelemetry(Arc<OtelLog>),
+}
+
+/// An OpenTelemetry access logger (`OpenTelemetryAccessLogConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtelLog {
+    /// Where and how records are sent; loggers with equal channels share
+    /// one exporter (Envoy's gRPC access logger cache does the same).
+    pub channel: RemoteChannel,
+    /// `disable_builtin_labels` unset: the resource carries `log_name`,
+    /// `zone_name`, `cluster_name` and `node_name` first.
+    pub builtin_labels: bool,
+    /// `resource_attributes`, literal, after (and overriding) the built-in
+    /// labels.
+    pub resource_attributes: Vec<(String, AnyValue)>,
+    /// `body`: `None` leaves the record's body unset.
+    pub body: Option<OtelFormat>,
+    /// `attributes`, in config order.
+    pub attributes: Vec<(String, OtelFormat)>,
+}
+
+/// A remote logger's destination and batching.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteChannel {
+    /// `envoy_grpc.cluster_name`.
+    pub cluster: String,
+    /// `envoy_grpc.authority` (the cluster name when empty).
+    pub authority: String,
+    /// `grpc_service.timeout` (`None`: no deadline, as Envoy's default).
+    pub timeout: Option<std::time::Duration>,
+    /// `grpc_service.initial_metadata`.
+    pub initial_metadata: Vec<(String, String)>,
+    /// `log_name`.
+    pub log_name: String,
+    /// `buffer_flush_interval` (Envoy's default 1 s).
+    pub flush_interval: std::time::Duration,
+    /// `buffer_size_bytes` (Envoy's default 16 384): a batch this big is
+    /// sent at once.
+    pub buffer_bytes: u64,
+    /// `stat_prefix`: stats under `access_logs.<logger>.<stat_prefix>.`.
+    pub stat_prefix: String,
+}
+
+/// An OpenTelemetry `AnyValue` in a format: strings are command-operator
+/// formats (always rendered as strings, `-` for a missing value), nested
+/// key-value lists and arrays keep their shape. Envoy accepts no other
+/// kind there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OtelFormat {
+    String(Vec<FormatPart>),
+    KvList(Vec<(String, OtelFormat)>),
+    Array(Vec<OtelFormat>),
+}
+
+/// A literal OpenTelemetry `AnyValue` (`resource_attributes`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyValue {
+    String(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    Array(Vec<AnyValue>),
+    KvList(Vec<(String, AnyValue)>),
+}
+
+impl OtelFormat {
+    fn reads(&self, what: Reads) -> bool {
+        match self {
+            OtelFormat::String(p) => p
+                .iter()
+                .any(|p| matches!(p, FormatPart::Command(c) if c.reads(what))),
+            OtelFormat::KvList(kv) => kv.iter().any(|(_, v)| v.reads(what)),
+            OtelFormat::Array(l) => l.iter().any(|v| v.reads(what)),
+        }
+    }
+}
+
+impl LogSink {
+    /// Whether the sink's own format (a remote logger's) reads `what`.
+    fn reads(&self, what: Reads) -> bool {
+        match self {
+            LogSink::OpenTelemetry(o) => {
+                o.body.as_ref().is_some_and(|b| b.reads(what))
+                    || o.attributes.iter().any(|(_, v)| v.reads(what))
+            }
+            _ => false,
+        }
+    }
 }
 
 impl AccessLog {
     /// Whether formatting or filtering reads the request's headers.
     pub fn reads_request_headers(&self) -> bool {
         self.format.reads(Reads::RequestHeaders)
+            || self.sink.reads(Reads::RequestHeaders)
             || self
                 .filter
                 .as_ref()
@@ -45,12 +138,12 @@ impl AccessLog {
 
     /// Whether the format reads the response's headers or trailers.
     pub fn reads_response_headers(&self) -> bool {
-        self.format.reads(Reads::ResponseHeaders)
+        self.format.reads(Reads::ResponseHeaders) || self.sink.reads(Reads::ResponseHeaders)
     }
 
     /// Whether the format reads dynamic metadata.
     pub fn reads_metadata(&self) -> bool {
-        self.format.reads(Reads::Metadata)
+        self.format.reads(Reads::Metadata) || self.sink.reads(Reads::Metadata)
     }
 }
 

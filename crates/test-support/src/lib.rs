@@ -26,6 +26,7 @@ pub mod client;
 pub mod config_dump;
 pub mod differential;
 pub mod envoy;
+pub mod grpc_recorder;
 pub mod metrics_service;
 pub mod netns;
 pub mod process;

@@ -1,8 +1,9 @@
 //! `access_log` entries of a listener, an HTTP connection manager or a
 //! TCP proxy, and the `AccessLogFilter`s they (and local reply mappers)
 //! select with. The file, stdout and stderr loggers are translated field
-//! by field; every other logger is refused by its type URL (the remote
-//! ones, OpenTelemetry and gRPC, included: Strait does not send logs).
+//! by field, and the OpenTelemetry logger in `remote_log.rs`; every other
+//! logger is refused by its type URL (the gRPC access log service's
+//! `http_grpc` and `tcp_grpc` included).
 
 use envoy_types::pb::envoy::{
     config::accesslog::v3::{
@@ -12,6 +13,7 @@ use envoy_types::pb::envoy::{
     },
     extensions::access_loggers::{
         file::v3::{FileAccessLog, file_access_log},
+        open_telemetry::v3::OpenTelemetryAccessLogConfig,
         stream::v3::{StderrAccessLog, StdoutAccessLog, stderr_access_log, stdout_access_log},
     },
     r#type::v3::{FractionalPercent, fractional_percent::DenominatorType},
@@ -22,7 +24,7 @@ use prost::Name;
 use super::{
     Context, at, decode_any, format,
     inert::{Slot, effective_type_url, inert},
-    item, policy, type_name,
+    item, policy, remote_log, type_name,
 };
 use crate::model::access_log::{
     AccessLog as Log, AccessLogs, BodyFormat, CompareOp, Comparison, FormatKind, LogFilter,
@@ -92,6 +94,13 @@ pub(super) fn access_logs(
                 let StderrAccessLog { access_log_format } = s;
                 let f = access_log_format.map(|stderr_access_log::AccessLogFormat::LogFormat(f)| f);
                 Some((LogSink::Stderr, log_format(cx, f.as_ref(), &tpath)?))
+            })
+        } else if name == OpenTelemetryAccessLogConfig::full_name() {
+            // The record's shape is `body` and `attributes`: no line format
+            // (an empty one, which reads nothing).
+            decode_any::<OpenTelemetryAccessLogConfig>(cx, &tpath, any).and_then(|c| {
+                let sink = remote_log::open_telemetry(cx, &c, &tpath)?;
+                Some((sink, plain(FormatKind::Text(Vec::new()))))
             })
         } else {
             if inert(any, Slot::AccessLog).is_none() {

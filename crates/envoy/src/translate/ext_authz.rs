@@ -390,7 +390,7 @@ fn http_service(
 }
 
 /// Literal header name/value pairs (`HeaderValue`s), names lower-cased.
-fn headers(
+pub(super) fn headers(
     cx: &mut Context,
     list: &[HeaderValue],
     path: &str,

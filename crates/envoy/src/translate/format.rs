@@ -197,6 +197,10 @@ fn command(cx: &mut Context, spec: &str, path: &str) -> Option<FormatCommand> {
             address(AddressOf::DownstreamDirectRemote, true)
         }
         "UPSTREAM_CLUSTER" => Some(FormatCommand::UpstreamCluster),
+        // The cluster's own name, never its `alt_stat_name` (which Strait's
+        // `%UPSTREAM_CLUSTER%` does not print either); Istio's recent
+        // default formats use it.
+        "UPSTREAM_CLUSTER_RAW" => Some(FormatCommand::UpstreamCluster),
         "REQUESTED_SERVER_NAME" => Some(FormatCommand::RequestedServerName),
         "ROUTE_NAME" => Some(FormatCommand::RouteName),
         "UPSTREAM_REQUEST_ATTEMPT_COUNT" => Some(FormatCommand::UpstreamRequestAttemptCount),

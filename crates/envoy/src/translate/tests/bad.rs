@@ -332,8 +332,8 @@ fn bad_configs_name_the_field() {
             "hcm access log",
             vec![(
                 hcm("access_log"),
-                json!([{"name": "otel", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig"}}]),
+                json!([{"name": "als", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"}}]),
             )],
             hcm_path("access_log[0].typed_config.@type"),
             "access logger",
