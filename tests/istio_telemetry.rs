@@ -474,6 +474,27 @@ fn tcp_sidecar(
     upstream: SocketAddr,
     upstream_tls: &str,
 ) -> String {
+    tcp_sidecar_with(
+        metadata,
+        inbound,
+        &dump_network_stats(inbound),
+        transport,
+        cluster,
+        upstream,
+        upstream_tls,
+    )
+}
+
+/// [`tcp_sidecar`] with the stats config `stats`.
+fn tcp_sidecar_with(
+    metadata: &Value,
+    inbound: bool,
+    stats: &Value,
+    transport: &str,
+    cluster: &str,
+    upstream: SocketAddr,
+    upstream_tls: &str,
+) -> String {
     let direction = if inbound { "INBOUND" } else { "OUTBOUND" };
     format!(
         r#"
@@ -511,7 +532,7 @@ admin:
 "#,
         name = metadata["NAME"].as_str().expect("name"),
         ns = metadata["NAMESPACE"].as_str().expect("namespace"),
-        stats = typed_struct("stats.PluginConfig", &dump_network_stats(inbound)),
+        stats = typed_struct("stats.PluginConfig", stats),
         ip = upstream.ip(),
         port = upstream.port(),
     )
@@ -691,5 +712,51 @@ async fn tcp_connect_failures_are_counted_with_their_flags() -> anyhow::Result<(
     );
     let closed = tcp_metric(client.admin(), "istio_tcp_connections_closed_total", "1").await;
     assert_eq!(closed, opened);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tcp_connections_report_bytes_every_period() -> anyhow::Result<()> {
+    use strait_test_support::upstream::tcp_echo;
+    let echo = tcp_echo();
+    let mut stats = dump_network_stats(false);
+    stats["tcp_reporting_duration"] = json!("0.2s");
+    let client = TestProxy::start(
+        &tcp_sidecar_with(
+            &client_metadata(),
+            false,
+            &stats,
+            "",
+            "outbound|9000||tcp-echo.bookinfo.svc.cluster.local",
+            echo.addr,
+            "",
+        ),
+        1,
+    );
+    let mut s = TcpStream::connect(client.listener("listener"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(&[b'y'; 300])?;
+    let mut back = [0u8; 300];
+    s.read_exact(&mut back)?;
+    // Still open: opened, and the bytes so far, by the periodic report.
+    let opened = tcp_metric(client.admin(), "istio_tcp_connections_opened_total", "1").await;
+    let rx = tcp_metric(client.admin(), "istio_tcp_received_bytes_total", "300").await;
+    assert_eq!(rx, opened);
+    tcp_metric(client.admin(), "istio_tcp_sent_bytes_total", "300").await;
+    let closed = prometheus(client.admin(), "istio_tcp_connections_closed_total");
+    assert!(closed.iter().all(|(_, v)| v == "0"), "{closed:?}");
+    // More bytes while open, then the close.
+    s.write_all(&[b'z'; 200])?;
+    let mut more = [0u8; 200];
+    s.read_exact(&mut more)?;
+    tcp_metric(client.admin(), "istio_tcp_received_bytes_total", "500").await;
+    drop(s);
+    let closed = tcp_metric(client.admin(), "istio_tcp_connections_closed_total", "1").await;
+    assert_eq!(closed, opened);
+    // Each byte once: the timer and the close never both count it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rx = prometheus(client.admin(), "istio_tcp_received_bytes_total");
+    assert_eq!(rx.len(), 1);
+    assert_eq!(rx[0].1, "500");
     Ok(())
 }
