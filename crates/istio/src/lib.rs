@@ -18,6 +18,7 @@ pub mod peer;
 pub mod stats;
 pub mod tcp_exchange;
 pub mod tcp_stats;
+pub mod tcp_stream;
 
 pub use exchange::PeerMetadataFactory;
 pub use stats::IstioStatsFactory;
