@@ -426,3 +426,337 @@ async fn without_the_peer_the_peer_side_is_unknown() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+// --- TCP: `istio.stats` as a network filter --------------------------------
+
+const CLIENT_SA: &str = "spiffe://cluster.local/ns/test/sa/svc-0-0-0";
+const SERVER_SA: &str = "spiffe://cluster.local/ns/bookinfo/sa/reviews";
+
+/// The network `istio.stats` config istiod rendered for a TCP chain of the
+/// inbound (`virtualInbound`) or an outbound listener: its fields beside
+/// `@type` (sent in a `TypedStruct`: the YAML loader has no descriptor of
+/// Istio's message).
+fn dump_network_stats(inbound: bool) -> Value {
+    let text = std::fs::read_to_string(DUMP).expect("dump");
+    let d: Value = serde_json::from_str(&text).expect("json");
+    for c in d["configs"].as_array().expect("configs") {
+        for l in c["dynamic_listeners"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let l = &l["active_state"]["listener"];
+            if (l["traffic_direction"] == "INBOUND") != inbound {
+                continue;
+            }
+            for chain in l["filter_chains"].as_array().cloned().unwrap_or_default() {
+                for f in chain["filters"].as_array().cloned().unwrap_or_default() {
+                    if f["name"] == "istio.stats" {
+                        let mut v = f["typed_config"].clone();
+                        v.as_object_mut().expect("object").remove("@type");
+                        return v;
+                    }
+                }
+            }
+        }
+    }
+    panic!("no network istio.stats for inbound={inbound} in the dump");
+}
+
+/// A TCP sidecar: `transport` (a TLS block at 6 spaces, or empty) on the
+/// listener, the dump's network `istio.stats`, a TCP proxy to `cluster` at
+/// `upstream` with `upstream_tls` (a TLS block at 4 spaces, or empty).
+fn tcp_sidecar(
+    metadata: &Value,
+    inbound: bool,
+    transport: &str,
+    cluster: &str,
+    upstream: SocketAddr,
+    upstream_tls: &str,
+) -> String {
+    tcp_sidecar_with(
+        metadata,
+        inbound,
+        &dump_network_stats(inbound),
+        transport,
+        cluster,
+        upstream,
+        upstream_tls,
+    )
+}
+
+/// [`tcp_sidecar`] with the stats config `stats`.
+fn tcp_sidecar_with(
+    metadata: &Value,
+    inbound: bool,
+    stats: &Value,
+    transport: &str,
+    cluster: &str,
+    upstream: SocketAddr,
+    upstream_tls: &str,
+) -> String {
+    let direction = if inbound { "INBOUND" } else { "OUTBOUND" };
+    format!(
+        r#"
+node:
+  id: sidecar~10.0.0.1~{name}.{ns}~{ns}.svc.cluster.local
+  cluster: test.test
+  metadata: {metadata}
+static_resources:
+  listeners:
+  - name: listener
+    traffic_direction: {direction}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: istio.stats
+        typed_config: {stats}
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: "{cluster}"
+          cluster: "{cluster}"
+{transport}
+  clusters:
+  - name: "{cluster}"
+    type: STATIC
+    connect_timeout: 1s
+{upstream_tls}
+    load_assignment:
+      cluster_name: "{cluster}"
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {ip}, port_value: {port}}}}}}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+"#,
+        name = metadata["NAME"].as_str().expect("name"),
+        ns = metadata["NAMESPACE"].as_str().expect("namespace"),
+        stats = typed_struct("stats.PluginConfig", stats),
+        ip = upstream.ip(),
+        port = upstream.port(),
+    )
+}
+
+/// Sends `payload` through `addr`, half-closes, reads to the end.
+fn tcp_round_trip(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    // A refused connection may be reset under the writer: what came back
+    // is what is asserted.
+    let _ = s.write_all(payload);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut back = Vec::new();
+    let _ = s.read_to_end(&mut back);
+    back
+}
+
+/// The value of `name` with `reporter`, once there is one.
+async fn tcp_metric(admin: SocketAddr, name: &str, want: &str) -> BTreeMap<String, String> {
+    eventually(name, Duration::from_secs(5), || async {
+        let lines = prometheus(admin, name);
+        lines
+            .into_iter()
+            .find(|(_, v)| v == want)
+            .map(|(labels, _)| labels)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> anyhow::Result<()> {
+    use strait_test_support::{
+        certs::{TestCa, downstream_tls, upstream_tls},
+        upstream::tcp_echo,
+    };
+    let ca = TestCa::new("istio-tcp");
+    let client_cert = ca.issue_workload(CLIENT_SA);
+    let server_cert = ca.issue_workload(SERVER_SA);
+    let echo = tcp_echo();
+    // The server sidecar: Istio's inbound TCP chain ALPN, client
+    // certificates required.
+    let server = TestProxy::start(
+        &tcp_sidecar(
+            &server_metadata(),
+            true,
+            &downstream_tls(
+                6,
+                &server_cert,
+                Some(ca.root()),
+                CLIENT_SA,
+                &["istio-peer-exchange", "h2", "http/1.1"],
+            ),
+            "inbound|9000||",
+            echo.addr,
+            "",
+        ),
+        1,
+    );
+    // The client sidecar: Istio's outbound TCP cluster.
+    let client = TestProxy::start(
+        &tcp_sidecar(
+            &client_metadata(),
+            false,
+            "",
+            "outbound|9000||tcp-echo.bookinfo.svc.cluster.local",
+            server.listener("listener"),
+            &upstream_tls(
+                4,
+                &client_cert,
+                ca.root(),
+                SERVER_SA,
+                "outbound_.9000_._.tcp-echo.bookinfo.svc.cluster.local",
+                &["istio-peer-exchange", "istio"],
+            ),
+        ),
+        1,
+    );
+    let payload = vec![b'x'; 1000];
+    let back = tcp_round_trip(client.listener("listener"), &payload);
+    // The echo, then its count.
+    assert_eq!(back.len(), 1000 + "\n1000".len());
+    let sent = back.len().to_string();
+
+    // The client sidecar, right after the close: one connection opened
+    // and closed, the bytes both ways.
+    let opened = tcp_metric(client.admin(), "istio_tcp_connections_opened_total", "1").await;
+    assert_labels(
+        &opened,
+        &[
+            ("reporter", "source"),
+            ("source_workload", "svc-0-0-0"),
+            ("source_workload_namespace", "test"),
+            ("source_app", "test"),
+            ("source_canonical_service", "svc-0-0-0"),
+            ("source_cluster", "Kubernetes"),
+            ("destination_principal", SERVER_SA),
+            ("destination_workload_namespace", "bookinfo"),
+            ("destination_service", "tcp-echo.bookinfo.svc.cluster.local"),
+            ("destination_service_name", "tcp-echo"),
+            ("destination_service_namespace", "bookinfo"),
+            ("request_protocol", "tcp"),
+            ("response_flags", "-"),
+            ("connection_security_policy", "unknown"),
+        ],
+    );
+    assert!(!opened.contains_key("response_code"), "{opened:?}");
+    assert!(!opened.contains_key("grpc_response_status"), "{opened:?}");
+    let closed = tcp_metric(client.admin(), "istio_tcp_connections_closed_total", "1").await;
+    assert_eq!(closed, opened);
+    let rx = tcp_metric(client.admin(), "istio_tcp_received_bytes_total", "1000").await;
+    assert_eq!(rx, opened);
+    let tx = tcp_metric(client.admin(), "istio_tcp_sent_bytes_total", &sent).await;
+    assert_eq!(tx, opened);
+
+    // The server sidecar: `reporter="destination"`, both principals from
+    // the mutual-TLS connection.
+    let opened = tcp_metric(server.admin(), "istio_tcp_connections_opened_total", "1").await;
+    assert_labels(
+        &opened,
+        &[
+            ("reporter", "destination"),
+            ("source_principal", CLIENT_SA),
+            ("source_workload_namespace", "test"),
+            ("destination_principal", SERVER_SA),
+            ("destination_workload", "reviews-v2"),
+            ("destination_workload_namespace", "bookinfo"),
+            ("destination_app", "reviews"),
+            ("destination_version", "v2"),
+            ("destination_service", "reviews"),
+            ("destination_service_name", "reviews"),
+            ("destination_canonical_service", "reviews"),
+            ("destination_cluster", "cluster-east"),
+            ("request_protocol", "tcp"),
+            ("response_flags", "-"),
+            ("connection_security_policy", "mutual_tls"),
+        ],
+    );
+    let closed = tcp_metric(server.admin(), "istio_tcp_connections_closed_total", "1").await;
+    assert_eq!(closed, opened);
+    let rx = tcp_metric(server.admin(), "istio_tcp_received_bytes_total", "1000").await;
+    assert_eq!(rx, opened);
+    let tx = tcp_metric(server.admin(), "istio_tcp_sent_bytes_total", &sent).await;
+    assert_eq!(tx, opened);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connect_failures_are_counted_with_their_flags() -> anyhow::Result<()> {
+    use strait_test_support::upstream::tcp_echo;
+    let echo = tcp_echo();
+    let dead = echo.addr;
+    drop(echo);
+    let client = TestProxy::start(
+        &tcp_sidecar(
+            &client_metadata(),
+            false,
+            "",
+            "outbound|9000||tcp-echo.bookinfo.svc.cluster.local",
+            dead,
+            "",
+        ),
+        1,
+    );
+    let back = tcp_round_trip(client.listener("listener"), b"hello");
+    assert!(back.is_empty());
+    let opened = tcp_metric(client.admin(), "istio_tcp_connections_opened_total", "1").await;
+    assert_labels(
+        &opened,
+        &[
+            ("reporter", "source"),
+            ("response_flags", "UF,URX"),
+            ("destination_workload", "unknown"),
+            ("destination_principal", "unknown"),
+        ],
+    );
+    let closed = tcp_metric(client.admin(), "istio_tcp_connections_closed_total", "1").await;
+    assert_eq!(closed, opened);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tcp_connections_report_bytes_every_period() -> anyhow::Result<()> {
+    use strait_test_support::upstream::tcp_echo;
+    let echo = tcp_echo();
+    let mut stats = dump_network_stats(false);
+    stats["tcp_reporting_duration"] = json!("0.2s");
+    let client = TestProxy::start(
+        &tcp_sidecar_with(
+            &client_metadata(),
+            false,
+            &stats,
+            "",
+            "outbound|9000||tcp-echo.bookinfo.svc.cluster.local",
+            echo.addr,
+            "",
+        ),
+        1,
+    );
+    let mut s = TcpStream::connect(client.listener("listener"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(&[b'y'; 300])?;
+    let mut back = [0u8; 300];
+    s.read_exact(&mut back)?;
+    // Still open: opened, and the bytes so far, by the periodic report.
+    let opened = tcp_metric(client.admin(), "istio_tcp_connections_opened_total", "1").await;
+    let rx = tcp_metric(client.admin(), "istio_tcp_received_bytes_total", "300").await;
+    assert_eq!(rx, opened);
+    tcp_metric(client.admin(), "istio_tcp_sent_bytes_total", "300").await;
+    let closed = prometheus(client.admin(), "istio_tcp_connections_closed_total");
+    assert!(closed.iter().all(|(_, v)| v == "0"), "{closed:?}");
+    // More bytes while open, then the close.
+    s.write_all(&[b'z'; 200])?;
+    let mut more = [0u8; 200];
+    s.read_exact(&mut more)?;
+    tcp_metric(client.admin(), "istio_tcp_received_bytes_total", "500").await;
+    drop(s);
+    let closed = tcp_metric(client.admin(), "istio_tcp_connections_closed_total", "1").await;
+    assert_eq!(closed, opened);
+    // Each byte once: the timer and the close never both count it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rx = prometheus(client.admin(), "istio_tcp_received_bytes_total");
+    assert_eq!(rx.len(), 1);
+    assert_eq!(rx[0].1, "500");
+    Ok(())
+}

@@ -53,7 +53,7 @@ impl Extensions {
             network.register_read(strait_ext_authz::NetworkExtAuthzFactory);
         }
         strait_ratelimit::register(&mut http, &mut network);
-        strait_istio::register(&mut http);
+        strait_istio::register(&mut http, &mut network);
         Extensions {
             http,
             network,

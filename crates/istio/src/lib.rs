@@ -16,15 +16,25 @@
 pub mod exchange;
 pub mod peer;
 pub mod stats;
+pub mod tcp_exchange;
+pub mod tcp_stats;
+pub mod tcp_stream;
 
 pub use exchange::PeerMetadataFactory;
 pub use stats::IstioStatsFactory;
+pub use tcp_stats::IstioTcpStatsFactory;
 
-/// Registers Istio's telemetry filters in `http`, unless a factory is
+/// Registers Istio's telemetry filters in `http` and `network`, unless a factory is
 /// already registered for their type URLs (an embedding program's own
 /// wins).
-pub fn register(http: &mut strait_http::HttpFilterRegistry) {
+pub fn register(
+    http: &mut strait_http::HttpFilterRegistry,
+    network: &mut strait_listener::NetworkFilterRegistry,
+) {
     use strait_model::istio::type_url;
+    if !network.has_read(type_url::STATS) {
+        network.register_read(IstioTcpStatsFactory);
+    }
     if !http.has(type_url::STATS) {
         http.register(IstioStatsFactory);
     }

@@ -66,8 +66,13 @@ pub fn decode(value: &[u8], additional: &[String]) -> Option<Workload> {
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
     );
     let bytes = LENIENT.decode(value).ok()?;
+    decode_struct(&bytes, additional)
+}
+
+/// The workload a protobuf-encoded `Struct` describes.
+pub fn decode_struct(bytes: &[u8], additional: &[String]) -> Option<Workload> {
     let mut w = Workload::default();
-    for (key, v) in entries(&bytes)? {
+    for (key, v) in entries(bytes)? {
         match (key, v) {
             ("NAME", Field::Text(s)) => w.name = s.to_owned(),
             ("NAMESPACE", Field::Text(s)) => w.namespace = s.to_owned(),
@@ -96,14 +101,14 @@ pub fn decode(value: &[u8], additional: &[String]) -> Option<Workload> {
 }
 
 /// A `Struct` field's value, as far as it matters here.
-enum Field<'a> {
+pub(crate) enum Field<'a> {
     Text(&'a str),
     Struct(&'a [u8]),
     Other,
 }
 
 /// A `Struct`'s entries (`map<string, Value> fields = 1`).
-fn entries(mut buf: &[u8]) -> Option<Vec<(&str, Field<'_>)>> {
+pub(crate) fn entries(mut buf: &[u8]) -> Option<Vec<(&str, Field<'_>)>> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         let (field, wire) = key(&mut buf)?;
@@ -153,12 +158,12 @@ fn varint(buf: &mut &[u8]) -> Option<u64> {
     None
 }
 
-fn key(buf: &mut &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn key(buf: &mut &[u8]) -> Option<(u64, u64)> {
     let k = varint(buf)?;
     Some((k >> 3, k & 7))
 }
 
-fn delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+pub(crate) fn delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     let len = usize::try_from(varint(buf)?).ok()?;
     if buf.len() < len {
         return None;
@@ -168,7 +173,7 @@ fn delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(head)
 }
 
-fn skip(buf: &mut &[u8], wire: u64) -> Option<()> {
+pub(crate) fn skip(buf: &mut &[u8], wire: u64) -> Option<()> {
     match wire {
         0 => varint(buf).map(drop),
         1 => (buf.len() >= 8).then(|| *buf = &buf[8..]),

@@ -60,6 +60,10 @@ pub const STANDARD_LABELS: [&str; 25] = [
     "connection_security_policy",
 ];
 
+/// The standard labels only HTTP metrics have: `response_code`,
+/// `grpc_response_status`.
+const HTTP_ONLY: [usize; 2] = [21, 22];
+
 /// Labels whose values come from the request or its peer (rather than
 /// the proxy's own node), per reporter: what an overflowing filter
 /// reports as `unknown`.
@@ -133,6 +137,13 @@ impl Metric {
         })
     }
 
+    fn tcp(self) -> bool {
+        matches!(
+            self,
+            Metric::TcpOpened | Metric::TcpClosed | Metric::TcpSent | Metric::TcpReceived
+        )
+    }
+
     fn histogram(self) -> bool {
         matches!(
             self,
@@ -202,11 +213,14 @@ impl Compiled {
         let mut dims: Vec<Dimension> = Vec::new();
         let mut metrics: Vec<MetricLabels> = METRICS
             .iter()
-            .map(|_| {
+            .map(|m| {
                 Some(
                     STANDARD_LABELS
                         .iter()
                         .enumerate()
+                        // Istio's TCP metrics have no response code or gRPC
+                        // status.
+                        .filter(|(i, _)| !(m.tcp() && HTTP_ONLY.contains(i)))
                         .map(|(i, n)| (Box::<str>::from(*n), Source::Standard(i)))
                         .collect(),
                 )
@@ -254,6 +268,16 @@ impl Compiled {
             cache: ArcSwap::default(),
             hasher: foldhash::fast::RandomState::default(),
         }
+    }
+
+    /// How many dimension values follow the standard labels.
+    pub(crate) fn dimension_count(&self) -> usize {
+        self.dims.len()
+    }
+
+    /// The dimension expressions, in value order.
+    pub(crate) fn dimensions(&self) -> &[Dimension] {
+        &self.dims
     }
 
     /// Whether any of `ms` is produced (not dropped).
@@ -619,7 +643,7 @@ impl HttpFilter for IstioStatsFilter {
 }
 
 /// A peer field a dimension reads; `unknown` when empty.
-fn peer_value<'a>(p: &'a Workload, f: &PeerField) -> &'a str {
+pub(crate) fn peer_value<'a>(p: &'a Workload, f: &PeerField) -> &'a str {
     let v = match f {
         PeerField::Name => &p.name,
         PeerField::Namespace => &p.namespace,

@@ -19,7 +19,7 @@ use crate::{
     context::Context,
     inspect::{self, Downstream},
     network::{CompiledNetworkFilter, NetworkConnection},
-    read::{self, ConnectionView},
+    read::{self, ConnectionView, Sessions, UpstreamFacts},
     stats::{ListenerStats, TcpStats},
     tcp,
 };
@@ -184,7 +184,12 @@ async fn serve_connection(
         MaybeTls::Tls(s) => PeerChain::of(s).map(|p| Arc::new(p.identity())),
         MaybeTls::Plain(_) => None,
     };
+    let mut sessions: Option<Sessions> = None;
     if !compiled.read_filters.is_empty() {
+        let alpn: Option<Vec<u8>> = match &io {
+            MaybeTls::Tls(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+            MaybeTls::Plain(_) => None,
+        };
         let view = ConnectionView {
             listener: &name,
             peer,
@@ -192,6 +197,11 @@ async fn serve_connection(
             tls: io.is_tls(),
             server_name: server_name.as_deref(),
             peer_cert: peer_cert.as_deref(),
+            alpn: alpn.as_deref(),
+            local_uri_san: local_uris
+                .as_deref()
+                .and_then(|u| u.first())
+                .map(String::as_str),
         };
         if let Some(delay) = read::judge(&compiled.read_filters, &view).await {
             tracing::debug!(listener = %name, %peer, "connection closed by a network filter");
@@ -201,7 +211,10 @@ async fn serve_connection(
             }
             return;
         }
+        sessions = Sessions::start(&compiled.read_filters, &view);
     }
+    // Sessions of a terminal other than the TCP proxy hear only of the end.
+    let mut sessions = SessionGuard(sessions);
     match &chain.terminal {
         NetworkFilter::Http(hcm) => {
             // Once per connection: this hop's XFCC element, when the
@@ -241,7 +254,15 @@ async fn serve_connection(
                     .map(|c| c.uri_sans.join(",")),
                 local_uri_san: local_uri_san(local_uris.as_deref()),
             };
-            tcp::serve(io, &proxy, &shared, &stats, &facts).await;
+            tcp::serve(
+                io,
+                &proxy,
+                &shared,
+                &stats,
+                &facts,
+                sessions.0.take().as_mut(),
+            )
+            .await;
         }
         NetworkFilter::Extension(_) => {
             // Built by its factory when the snapshot compiled.
@@ -265,6 +286,17 @@ async fn serve_connection(
                 drain,
             };
             filter.serve(conn).await;
+        }
+    }
+}
+
+/// Closes the sessions still held on any way out.
+struct SessionGuard(Option<Sessions>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.0.take() {
+            s.close(&UpstreamFacts::default());
         }
     }
 }

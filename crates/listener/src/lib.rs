@@ -31,7 +31,10 @@ pub use context::Context;
 pub use network::{
     DownstreamIo, NetworkConnection, NetworkFilter, NetworkFilterFactory, NetworkFilterRegistry,
 };
-pub use read::{ConnectionView, ReadDecision, ReadFilter, ReadFilterFactory, ReadScope};
+pub use read::{
+    ConnectionProgress, ConnectionSession, ConnectionView, ReadDecision, ReadFilter,
+    ReadFilterFactory, ReadScope,
+};
 pub use registered::{
     Inspection, ListenerFilter, ListenerFilterFactory, ListenerFilterRegistry, Sniffed,
 };

@@ -13,6 +13,7 @@ use std::{fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Durat
 
 use strait_http::DynamicMetadata;
 use strait_model::extension::{Extension, TypedValue};
+use strait_net::Counters;
 use strait_tls::PeerIdentity;
 use strait_upstream::ClusterRegistry;
 
@@ -31,6 +32,11 @@ pub struct ConnectionView<'a> {
     pub server_name: Option<&'a str>,
     /// The client certificate's identities, on a mutual-TLS connection.
     pub peer_cert: Option<&'a PeerIdentity>,
+    /// The protocol ALPN negotiated on a TLS-terminated connection.
+    pub alpn: Option<&'a [u8]>,
+    /// The first URI SAN of the certificate this side presented, on a
+    /// TLS-terminated connection.
+    pub local_uri_san: Option<&'a str>,
 }
 
 /// A read filter's verdict on a connection.
@@ -66,6 +72,139 @@ pub trait ReadFilter: Send + Sync + 'static {
         conn: &'a ConnectionView<'a>,
         metadata: &'a mut DynamicMetadata,
     ) -> ReadDecision<'a>;
+
+    /// Whether the filter follows connections past its decision
+    /// ([`ReadFilter::session`]); a chain without such a filter pays
+    /// nothing for sessions.
+    fn wants_session(&self) -> bool {
+        false
+    }
+
+    /// A per-connection session, made once every read filter let the
+    /// connection through: for filters that report on the whole connection
+    /// (Istio's TCP metrics) or touch its bytes (Istio's TCP metadata
+    /// exchange). `state` is the connection's filter state: what a session
+    /// made earlier in the chain left for later ones (and for the terminal
+    /// filter's upstream side).
+    fn session(
+        &self,
+        conn: &ConnectionView<'_>,
+        state: &mut http::Extensions,
+    ) -> Option<Box<dyn ConnectionSession>> {
+        let _ = (conn, state);
+        None
+    }
+}
+
+/// What a session sees of a connection after its first decision: the
+/// terminal filter's upstream (TCP proxy) and the live byte counts.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionProgress<'a> {
+    /// The cluster the TCP proxy chose, if it got that far.
+    pub cluster: Option<&'a str>,
+    /// The upstream host it connected (or tried to connect) to.
+    pub upstream_host: Option<SocketAddr>,
+    /// The upstream server certificate's identities, on a TLS upstream.
+    pub upstream_cert: Option<&'a PeerIdentity>,
+    /// Envoy's response flags so far (`UF,URX`, `UH`, `NC`), `""` for none.
+    pub flags: &'a str,
+    /// Bytes moved so far: `sent` is downstream to upstream (what the
+    /// proxy received), `received` upstream to downstream.
+    pub counters: &'a Arc<Counters>,
+    /// The connection's filter state, as the sessions left it.
+    pub state: &'a http::Extensions,
+}
+
+/// A read filter's per-connection session ([`ReadFilter::session`]).
+/// Called off the data path: once when the upstream is known, once at the
+/// end; a session that reports periodically runs its own timer.
+pub trait ConnectionSession: Send + 'static {
+    /// The TCP proxy connected upstream, or gave up (`flags` say why);
+    /// not called for other terminal filters.
+    fn on_upstream(&mut self, progress: &ConnectionProgress<'_>) {
+        let _ = progress;
+    }
+
+    /// The connection ended; called once, on every way out.
+    fn on_close(&mut self, progress: &ConnectionProgress<'_>);
+}
+
+/// The sessions of one connection, in chain order, with the state they
+/// share.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    pub(crate) list: Vec<Box<dyn ConnectionSession>>,
+    pub(crate) state: http::Extensions,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("list", &self.list.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// Starts the sessions of the chain's filters that want one; `None`
+    /// (no allocation) when none does.
+    pub(crate) fn start(
+        filters: &[strait_snapshot::CompiledFilters],
+        view: &ConnectionView<'_>,
+    ) -> Option<Sessions> {
+        let mut out: Option<Sessions> = None;
+        for f in filters {
+            let Some(filter) = f.downcast_ref::<CompiledReadFilter>() else {
+                continue;
+            };
+            if !filter.wants_session() {
+                continue;
+            }
+            let s = out.get_or_insert_with(Sessions::default);
+            if let Some(session) = filter.session(view, &mut s.state) {
+                s.list.push(session);
+            }
+        }
+        out
+    }
+
+    fn progress<'a>(&'a self, up: &UpstreamFacts<'a>) -> ConnectionProgress<'a> {
+        ConnectionProgress {
+            cluster: up.cluster,
+            upstream_host: up.host,
+            upstream_cert: up.cert,
+            flags: up.flags,
+            counters: &self.counters,
+            state: &self.state,
+        }
+    }
+
+    pub(crate) fn upstream(&mut self, up: &UpstreamFacts<'_>) {
+        let mut list = std::mem::take(&mut self.list);
+        let p = self.progress(up);
+        for s in &mut list {
+            s.on_upstream(&p);
+        }
+        self.list = list;
+    }
+
+    pub(crate) fn close(&mut self, up: &UpstreamFacts<'_>) {
+        let mut list = std::mem::take(&mut self.list);
+        let p = self.progress(up);
+        for s in &mut list {
+            s.on_close(&p);
+        }
+    }
+}
+
+/// What the TCP proxy learnt of its upstream, for sessions.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UpstreamFacts<'a> {
+    pub(crate) cluster: Option<&'a str>,
+    pub(crate) host: Option<SocketAddr>,
+    pub(crate) cert: Option<&'a PeerIdentity>,
+    pub(crate) flags: &'a str,
 }
 
 /// What a read filter factory may use besides its config.

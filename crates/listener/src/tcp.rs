@@ -11,11 +11,16 @@ use std::{
 
 use strait_access_log::Record;
 use strait_model::{Discovery, TcpCluster, TcpProxy};
-use strait_net::{Counters, splice, splice_io};
-use strait_tls::MaybeTls;
+use strait_net::{splice, splice_io};
+use strait_tls::{MaybeTls, PeerChain, PeerIdentity};
 use tokio::io::AsyncWriteExt;
 
-use crate::{context::Context, inspect::Downstream, stats::TcpStats};
+use crate::{
+    context::Context,
+    inspect::Downstream,
+    read::{Sessions, UpstreamFacts},
+    stats::TcpStats,
+};
 
 /// What the TCP proxy's access log reads of the connection.
 #[derive(Debug)]
@@ -44,10 +49,42 @@ struct Entry<'a> {
     failure: Option<String>,
     received: u64,
     sent: u64,
+    /// The read filters' sessions, told of the upstream and the end.
+    sessions: Option<&'a mut Sessions>,
+    /// The upstream server's certificate, on a TLS upstream.
+    upstream_cert: Option<PeerIdentity>,
+}
+
+impl Entry<'_> {
+    fn facts(&self) -> UpstreamFacts<'_> {
+        UpstreamFacts {
+            cluster: self.cluster,
+            host: self.host,
+            cert: self.upstream_cert.as_ref(),
+            flags: self.flags,
+        }
+    }
+
+    /// Tells the sessions the upstream is known (connected, or not).
+    fn upstream_known(&mut self) {
+        if let Some(sessions) = self.sessions.take() {
+            sessions.upstream(&self.facts());
+            self.sessions = Some(sessions);
+        }
+    }
 }
 
 impl Drop for Entry<'_> {
     fn drop(&mut self) {
+        if let Some(sessions) = self.sessions.take() {
+            let facts = UpstreamFacts {
+                cluster: self.cluster,
+                host: self.host,
+                cert: self.upstream_cert.as_ref(),
+                flags: self.flags,
+            };
+            sessions.close(&facts);
+        }
         if self.proxy.access_logs.is_empty() {
             return;
         }
@@ -77,8 +114,14 @@ pub(crate) async fn serve(
     shared: &Context,
     stats: &TcpStats,
     facts: &ConnFacts<'_>,
+    sessions: Option<&mut Sessions>,
 ) {
     let dst = facts.local;
+    // The sessions' counters, when there are sessions: they read them
+    // while the splice runs.
+    let counters = sessions
+        .as_ref()
+        .map_or_else(Arc::default, |s| Arc::clone(&s.counters));
     let mut entry = Entry {
         proxy,
         shared,
@@ -90,6 +133,8 @@ pub(crate) async fn serve(
         failure: None,
         received: 0,
         sent: 0,
+        sessions,
+        upstream_cert: None,
     };
     stats.cx_total.increment(1);
     let name = match &proxy.cluster {
@@ -112,6 +157,7 @@ pub(crate) async fn serve(
     let Some(cluster) = shared.http.registry.get(name) else {
         stats.no_route.increment(1);
         entry.flags = "NC";
+        entry.upstream_known();
         return;
     };
     let host = if matches!(cluster.spec().discovery, Discovery::OriginalDst { .. }) {
@@ -119,6 +165,7 @@ pub(crate) async fn serve(
     } else {
         let Some(host) = cluster.pick() else {
             entry.flags = "UH";
+            entry.upstream_known();
             return;
         };
         host
@@ -132,6 +179,7 @@ pub(crate) async fn serve(
             // and reports its limit reached with the failure.
             entry.flags = "UF,URX";
             entry.failure = e.transport_failure_reason();
+            entry.upstream_known();
             return;
         }
     };
@@ -139,7 +187,12 @@ pub(crate) async fn serve(
         MaybeTls::Plain(s) => s.local_addr().ok(),
         MaybeTls::Tls(s) => s.get_ref().0.local_addr().ok(),
     };
-    let counters = Arc::new(Counters::default());
+    if entry.sessions.is_some()
+        && let MaybeTls::Tls(s) = &upstream
+    {
+        entry.upstream_cert = PeerChain::of_upstream(s).map(|p| p.identity());
+    }
+    entry.upstream_known();
     let result = match (stream, upstream) {
         (MaybeTls::Plain(rewind), MaybeTls::Plain(mut upstream)) => {
             // Send what the listener filters read (e.g. a ClientHello for

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use rustls::pki_types::CertificateDer;
 
-use crate::{ServerTlsStream, dn};
+use crate::{ClientTlsStream, ServerTlsStream, dn};
 
 /// The certificate chain a client presented (leaf first), verified by the
 /// handshake.
@@ -28,6 +28,13 @@ impl<'a> PeerChain<'a> {
     /// The client's chain on a terminated connection; `None` when the
     /// client sent no certificate (not mutual TLS).
     pub fn of<IO>(stream: &'a ServerTlsStream<IO>) -> Option<PeerChain<'a>> {
+        let certs = stream.get_ref().1.peer_certificates()?;
+        PeerChain::new(certs)
+    }
+
+    /// The server's chain on an upstream TLS connection (verified by the
+    /// handshake when the context validates the server).
+    pub fn of_upstream<IO>(stream: &'a ClientTlsStream<IO>) -> Option<PeerChain<'a>> {
         let certs = stream.get_ref().1.peer_certificates()?;
         PeerChain::new(certs)
     }

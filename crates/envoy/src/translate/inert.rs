@@ -60,18 +60,6 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
               on its TCP chain and traffic is unchanged",
     },
     Inert {
-        type_name: "stats.PluginConfig",
-        slots: &[NetworkFilter],
-        why: "istio.stats as a network filter: Istio's TCP metrics only; never alters or stops \
-              traffic (the HTTP filter is run, see strait-istio; TCP metrics are not produced \
-              yet)",
-    },
-    Inert {
-        type_name: "envoy.wasm.stats",
-        slots: &[NetworkFilter],
-        why: "istio.stats as the null-VM Wasm network plugin (Istio <= 1.17): TCP metrics only",
-    },
-    Inert {
         type_name: "io.istio.network.authn.Config",
         slots: &[NetworkFilter],
         why: "istio_authn (network, Istio >= 1.18): records the mTLS peer identity in filter \

@@ -580,6 +580,13 @@ fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
     if ty == NetworkLocalRateLimit::full_name() {
         return super::ratelimit::network_local(cx, any, &path);
     }
+    if let Some((kind, config)) = super::istio::recognise(any) {
+        use super::istio::{STATS, WASM_STATS};
+        if matches!(kind, STATS | WASM_STATS) {
+            // `istio.stats` as a network filter: Istio's TCP metrics.
+            return super::istio::stats(cx, kind, &config, &path);
+        }
+    }
     let before = cx.problems.len();
     let found = super::filter::registered(cx, any, &path, |p, url, v| p.network_filter(url, v));
     if found.is_some() || cx.problems.len() > before {

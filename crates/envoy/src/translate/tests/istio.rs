@@ -320,3 +320,52 @@ fn istio_fields_that_would_change_behaviour_are_refused_by_path() {
         );
     }
 }
+
+/// `istio.stats` as a network filter is run (a read filter, reporter from
+/// the listener's direction), no longer inert; the TCP exchange before it
+/// still is.
+#[test]
+fn network_istio_stats_is_a_read_filter() {
+    use crate::model::istio::{IstioStats, Reporter};
+    let yaml = r#"
+node: {id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", metadata: {WORKLOAD_NAME: reviews-v2, NAMESPACE: bookinfo}}
+static_resources:
+  listeners:
+  - name: virtualInbound
+    traffic_direction: INBOUND
+    address: {socket_address: {address: 127.0.0.1, port_value: 15006}}
+    filter_chains:
+    - filters:
+      - name: istio.metadata_exchange
+        typed_config:
+          "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+          type_url: type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange
+          value: {protocol: istio-peer-exchange}
+      - name: istio.stats
+        typed_config:
+          "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+          type_url: type.googleapis.com/stats.PluginConfig
+          value: {disable_host_header_fallback: true, tcp_reporting_duration: 2s}
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: inbound
+          cluster: inbound
+  clusters:
+  - name: inbound
+    type: STATIC
+    load_assignment:
+      cluster_name: inbound
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9000}}}}]}]
+"#;
+    let c = load(yaml).unwrap_or_else(|e| panic!("{e:?}"));
+    let chain = &c.listeners[0].filter_chains[0];
+    assert_eq!(chain.read_filters.len(), 1, "{:?}", chain.read_filters);
+    let stats = chain.read_filters[0]
+        .config
+        .get::<IstioStats>()
+        .expect("istio.stats");
+    assert_eq!(stats.reporter, Reporter::Destination);
+    assert_eq!(stats.local.workload_name, "reviews-v2");
+    assert_eq!(stats.tcp_reporting, std::time::Duration::from_secs(2));
+}
