@@ -50,6 +50,7 @@ options:
                     log and 1% Zipkin tracing, alternating runs; prints the
                     CPU µs (and, with valgrind, instructions) telemetry adds
                     per request; writes target/bench/telemetry-results.json
+                    (with --callgrind: only the instruction counts)
   -h, --help        this text
 ";
 
@@ -70,8 +71,9 @@ pub struct Options {
     pub(crate) install: bool,
     /// `--tls`: the TLS benchmark (handshakes, HTTPS throughput) instead.
     tls: bool,
-    /// `--callgrind`: instructions per request under callgrind instead.
-    callgrind: bool,
+    /// `--callgrind`: instructions per request under callgrind instead
+    /// (with `--telemetry`: only the instruction counts).
+    pub(crate) callgrind: bool,
     /// `--telemetry`: the price of telemetry per request instead.
     telemetry: bool,
     /// `--baseline PATH`: with `--callgrind`, the binary to compare with.
@@ -245,15 +247,15 @@ struct Running {
 }
 
 pub fn run(options: &Options) -> Result<()> {
+    if options.telemetry {
+        return crate::telemetry_bench::run(options);
+    }
     if options.callgrind {
         return crate::callgrind::run(
             options.strait.clone(),
             options.baseline.clone(),
             options.install,
         );
-    }
-    if options.telemetry {
-        return crate::telemetry_bench::run(options);
     }
     if options.tls {
         return crate::tls_bench::run(options, options.proxies.contains(&Proxy::Envoy));

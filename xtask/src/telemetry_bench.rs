@@ -78,7 +78,9 @@ pub fn run(options: &Options) -> Result<()> {
 
     let mut report = Vec::new();
     println!("telemetry cost: CPU µs per request, median of {ROUNDS} alternating runs");
-    for http2 in [false, true] {
+    // `--callgrind`: only the instruction counts.
+    let cpu_runs = if options.callgrind { 0 } else { ROUNDS };
+    for http2 in [false, true].into_iter().filter(|_| cpu_runs > 0) {
         let protocol = if http2 { "h2c" } else { "HTTP/1.1" };
         let (mut plain, mut telemetry) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
@@ -215,7 +217,11 @@ impl Setup {
     /// Marginal instructions per request under callgrind.
     fn instructions(&self, valgrind: &Path, variant: Variant, http2: bool) -> Result<f64> {
         let name = format!("callgrind-{}-{}", variant.name(), u8::from(http2));
-        crate::callgrind::per_request(valgrind, &self.strait, &self.run_dir, http2, &|| {
+        // Each variant's callgrind files in their own directory, to read
+        // with callgrind_annotate afterwards.
+        let dir = self.run_dir.join(variant.name());
+        std::fs::create_dir_all(&dir)?;
+        crate::callgrind::per_request(valgrind, &self.strait, &dir, http2, &|| {
             let (config, port, _, _) = self.config(variant, &name)?;
             Ok((config, port))
         })
