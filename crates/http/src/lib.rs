@@ -23,6 +23,7 @@
 //! clients or the composition crate.
 
 mod access_log;
+mod trace;
 mod body;
 mod buffer;
 mod builtin;

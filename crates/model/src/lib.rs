@@ -29,6 +29,7 @@ pub mod rbac;
 mod route;
 pub mod secret;
 pub mod stats;
+pub mod tracing;
 pub mod tls;
 
 pub use filter::HttpFilter;
@@ -381,6 +382,8 @@ pub struct HttpConnectionManager {
     pub local_reply: Option<std::sync::Arc<local_reply::LocalReplyConfig>>,
     /// `access_log`: one entry per request, at the end of its stream.
     pub access_logs: access_log::AccessLogs,
+    /// `tracing`: `None` when absent (no trace decision, no headers).
+    pub tracing: Option<std::sync::Arc<tracing::Tracing>>,
 }
 
 impl HttpConnectionManager {
@@ -413,6 +416,7 @@ impl HttpConnectionManager {
             client_cert_details: client_cert::ClientCertDetails::default(),
             local_reply: None,
             access_logs: access_log::AccessLogs::default(),
+            tracing: None,
         }
     }
 }
