@@ -97,6 +97,21 @@ struct Setup {
     hcm_extra: &'static str,
     tracing: &'static str,
     zipkin_extra: &'static str,
+    /// The tracer is the bootstrap's (`tracing.http`), not the manager's.
+    bootstrap_tracer: bool,
+    /// HTTP filters before the router.
+    filters: &'static str,
+}
+
+const fn setup(direction: &'static str, tracing: &'static str) -> Setup {
+    Setup {
+        direction,
+        hcm_extra: "",
+        tracing,
+        zipkin_extra: "",
+        bootstrap_tracer: false,
+        filters: "",
+    }
 }
 
 fn bootstrap(s: &Setup, up: &Upstream, collector: SocketAddr, dead: u16, log: &Path) -> String {
@@ -105,9 +120,29 @@ fn bootstrap(s: &Setup, up: &Upstream, collector: SocketAddr, dead: u16, log: &P
             "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
         )
     };
+    let zipkin_config = format!(
+        "name: envoy.tracers.zipkin\ntyped_config:\n  \"@type\": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig\n  collector_cluster: zipkin\n  collector_endpoint: /api/v2/spans\n  collector_endpoint_version: HTTP_JSON\n{}",
+        s.zipkin_extra
+            .lines()
+            .map(|l| format!("  {}\n", l.trim_start()))
+            .collect::<String>()
+    );
+    let indent = |text: &str, n: usize| {
+        text.lines()
+            .map(|l| format!("{}{l}\n", " ".repeat(n)))
+            .collect::<String>()
+    };
+    let (provider, bootstrap_tracing) = if s.bootstrap_tracer {
+        (String::new(), format!("tracing:\n  http:\n{}", indent(&zipkin_config, 4)))
+    } else {
+        (
+            format!("            provider:\n{}", indent(&zipkin_config, 14)),
+            String::new(),
+        )
+    };
     format!(
         r#"
-node: {{id: node-1, cluster: svc-a, locality: {{zone: zone-1}}}}
+{bootstrap_tracing}node: {{id: node-1, cluster: svc-a, locality: {{zone: zone-1}}}}
 static_resources:
   listeners:
   - name: http
@@ -127,14 +162,7 @@ static_resources:
               path: {log}
               log_format: {{text_format_source: {{inline_string: "%REQ(:PATH)%\n"}}}}
           tracing:
-{tracing}            provider:
-              name: envoy.tracers.zipkin
-              typed_config:
-                "@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
-                collector_cluster: zipkin
-                collector_endpoint: /api/v2/spans
-                collector_endpoint_version: HTTP_JSON
-{zipkin_extra}          route_config:
+{tracing}{provider}          route_config:
             name: r
             virtual_hosts:
             - name: all
@@ -145,7 +173,7 @@ static_resources:
               - match: {{prefix: "/"}}
                 route: {{cluster: up}}
           http_filters:
-          - name: envoy.filters.http.router
+{filters}          - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
   clusters:
 {up}{zipkin}{dead}
@@ -155,7 +183,7 @@ admin:
         direction = s.direction,
         hcm_extra = s.hcm_extra,
         tracing = s.tracing,
-        zipkin_extra = s.zipkin_extra,
+        filters = s.filters,
         log = log.display(),
         up = cluster("up", up.addr.port()),
         zipkin = cluster("zipkin", collector.port()),
@@ -397,10 +425,9 @@ async fn compare(setup: &Setup, cases: &[Case], expected_spans: usize) -> (Run, 
 /// `random_sampling: 100`, 64-bit trace ids, custom tags of each kind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zipkin_outbound_sampled_matches_envoy() {
-    let setup = Setup {
-        direction: "OUTBOUND",
-        hcm_extra: "",
-        tracing: r#"            random_sampling: {value: 100}
+    let setup = setup(
+        "OUTBOUND",
+        r#"            random_sampling: {value: 100}
             custom_tags:
             - {tag: lit, literal: {value: v1}}
             - {tag: hdr, request_header: {name: x-h, default_value: dflt}}
@@ -408,8 +435,7 @@ async fn zipkin_outbound_sampled_matches_envoy() {
             - {tag: env, environment: {name: HOME, default_value: "no"}}
             - {tag: env-none, environment: {name: STRAIT_TRACE_TEST_UNSET, default_value: dflt}}
 "#,
-        zipkin_extra: "",
-    };
+    );
     const CASES: &[Case] = &[
         get("/root", &[("x-h", "hv")]),
         get(
@@ -451,10 +477,9 @@ async fn zipkin_outbound_sampled_matches_envoy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zipkin_inbound_forced_and_propagated_match_envoy() {
     let setup = Setup {
-        direction: "INBOUND",
         hcm_extra: "          use_remote_address: true\n          internal_address_config: {cidr_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]}\n",
-        tracing: "            random_sampling: {value: 0}\n",
-        zipkin_extra: "                trace_id_128bit: true\n",
+        zipkin_extra: "trace_id_128bit: true\n",
+        ..setup("INBOUND", "            random_sampling: {value: 0}\n")
     };
     const CASES: &[Case] = &[
         get("/unsampled", &[]),
@@ -489,10 +514,11 @@ async fn zipkin_inbound_forced_and_propagated_match_envoy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zipkin_istio_settings_match_envoy() {
     let setup = Setup {
-        direction: "INBOUND",
-        hcm_extra: "",
-        tracing: "            random_sampling: {value: 100}\n            max_path_tag_length: 30\n",
-        zipkin_extra: "                trace_id_128bit: true\n                shared_span_context: false\n",
+        zipkin_extra: "trace_id_128bit: true\nshared_span_context: false\n",
+        ..setup(
+            "INBOUND",
+            "            random_sampling: {value: 100}\n            max_path_tag_length: 30\n",
+        )
     };
     const CASES: &[Case] = &[
         get("/root/with/a/long/path/that/is/cut", &[]),
@@ -507,4 +533,49 @@ async fn zipkin_istio_settings_match_envoy() {
         get("/64", &[("b3", "0000000000000001-0000000000000002")]),
     ];
     compare(&setup, CASES, 3).await;
+}
+
+/// As Istio 1.10 configures it: the tracer in the bootstrap (deprecated
+/// `tracing.http`, still honoured by Envoy 1.40), the connection manager's
+/// `tracing` without a provider, and custom tags reading the RBAC filter's
+/// dry-run dynamic metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipkin_bootstrap_tracer_and_metadata_tags_match_envoy() {
+    let setup = Setup {
+        bootstrap_tracer: true,
+        zipkin_extra: "trace_id_128bit: true\nshared_span_context: false\n",
+        filters: r#"          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              shadow_rules_stat_prefix: istio_dry_run_allow_
+              shadow_rules:
+                action: ALLOW
+                policies:
+                  p1: {permissions: [{any: true}], principals: [{any: true}]}
+"#,
+        ..setup(
+            "OUTBOUND",
+            r#"            random_sampling: {value: 100}
+            custom_tags:
+            - tag: dry_run.result
+              metadata:
+                kind: {request: {}}
+                metadata_key: {key: envoy.filters.http.rbac, path: [{key: istio_dry_run_allow_shadow_engine_result}]}
+            - tag: dry_run.policy
+              metadata:
+                kind: {request: {}}
+                metadata_key: {key: envoy.filters.http.rbac, path: [{key: istio_dry_run_allow_shadow_effective_policy_id}]}
+            - tag: absent
+              metadata:
+                kind: {request: {}}
+                metadata_key: {key: envoy.filters.http.rbac, path: [{key: nothing}]}
+                default_value: none
+"#,
+        )
+    };
+    const CASES: &[Case] = &[get("/a", &[]), get("/b", &[])];
+    let (envoy, _) = compare(&setup, CASES, 2).await;
+    let tags = &envoy.spans["/a"]["tags"];
+    assert_eq!(tags["dry_run.result"], "allowed", "{tags}");
+    assert_eq!(tags["absent"], "none");
 }

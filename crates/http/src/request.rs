@@ -116,7 +116,7 @@ pub(crate) async fn handle(
                     .insert(X_REQUEST_ID.clone(), headers::request_id());
             }
             // The decision may rewrite `x-request-id`, which the log reads.
-            let trace_forced = match hcm.tracing.as_deref() {
+            let trace_forced = match &hcm.tracing {
                 Some(t) => {
                     let (reason, s) = trace::start(t, &mut req, &conn, direction, started);
                     *span = s;
@@ -198,9 +198,15 @@ pub(crate) async fn handle(
                         }
                         None => &mut scratch,
                     };
+                    if span.as_deref().is_some_and(InFlight::wants_metadata) {
+                        facts.wants_metadata = true;
+                    }
                     let resp = filtered(req, &stream, action, filters, &mut *facts).await;
                     if let Some(s) = span.as_deref_mut() {
                         s.request_body.clone_from(&facts.request_body);
+                        if s.wants_metadata() {
+                            s.metadata.clone_from(&facts.metadata);
+                        }
                     }
                     resp
                 }

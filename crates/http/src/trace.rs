@@ -23,7 +23,7 @@ use strait_trace::{
     span::Kind,
 };
 
-use crate::conn::ConnCtx;
+use crate::{conn::ConnCtx, metadata::DynamicMetadata};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_CLIENT_TRACE_ID: HeaderName = HeaderName::from_static("x-client-trace-id");
@@ -42,6 +42,11 @@ pub(crate) struct InFlight {
     pub(crate) cluster: Option<String>,
     pub(crate) request_body: Option<Arc<Progress>>,
     response_bytes: u64,
+    /// The settings, kept when a custom tag reads dynamic metadata (known
+    /// only once the filters ran).
+    metadata_tags: Option<Arc<Tracing>>,
+    /// The filters' dynamic metadata, for those tags.
+    pub(crate) metadata: Option<DynamicMetadata>,
 }
 
 impl std::fmt::Debug for InFlight {
@@ -55,7 +60,7 @@ impl std::fmt::Debug for InFlight {
 /// starts the span when it is sampled. Returns the decision (for the
 /// access log's `traceable_filter`) and the span.
 pub(crate) fn start<B>(
-    t: &Tracing,
+    t: &Arc<Tracing>,
     req: &mut Request<B>,
     conn: &ConnCtx,
     direction: TrafficDirection,
@@ -105,6 +110,12 @@ pub(crate) fn start<B>(
             cluster: None,
             request_body: None,
             response_bytes: 0,
+            metadata_tags: t
+                .custom_tags
+                .iter()
+                .any(|c| matches!(c.value, TagValue::Metadata { .. }))
+                .then(|| Arc::clone(t)),
+            metadata: None,
         })),
     )
 }
@@ -148,7 +159,7 @@ fn request_tags<B>(span: &mut Span, t: &Tracing, req: &Request<B>, conn: &ConnCt
                 .get(name.as_str())
                 .and_then(|v| v.to_str().ok())
                 .or((!default.is_empty()).then_some(default.as_str())),
-            // Refused with a tracer at translation.
+            // Read when the span ends, after the filters wrote it.
             TagValue::Metadata { .. } => None,
         };
         if let Some(v) = value {
@@ -167,6 +178,11 @@ fn protocol(v: Version) -> &'static str {
 }
 
 impl InFlight {
+    /// Whether a custom tag reads the filters' dynamic metadata.
+    pub(crate) fn wants_metadata(&self) -> bool {
+        self.metadata_tags.is_some()
+    }
+
     /// The response head as it leaves the connection manager.
     pub(crate) fn response(&mut self, status: u16, flags: &'static str) {
         self.status = status;
@@ -199,6 +215,25 @@ impl Drop for InFlight {
         );
         if self.status == 0 || self.status >= 500 {
             s.tag("error", "true");
+        }
+        if let Some(t) = &self.metadata_tags {
+            for c in &t.custom_tags {
+                if let TagValue::Metadata {
+                    filter,
+                    path,
+                    default,
+                } = &c.value
+                {
+                    let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+                    let found = self.metadata.as_ref().and_then(|m| m.get(filter, &keys));
+                    match found {
+                        Some(serde_json::Value::String(v)) => s.tag(c.tag.as_str(), v.as_str()),
+                        Some(v) => s.tag(c.tag.as_str(), v.to_string()),
+                        None if !default.is_empty() => s.tag(c.tag.as_str(), default.as_str()),
+                        None => {}
+                    }
+                }
+            }
         }
         let span = std::mem::replace(
             s,

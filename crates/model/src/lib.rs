@@ -73,6 +73,9 @@ pub struct Config {
     /// `stats_sinks` with the flush interval; `None` without sinks. Read
     /// once at start-up (see `strait_admin::sinks`).
     pub stats_sinks: Option<stats::StatsSinks>,
+    /// The bootstrap's `tracing.http` tracer: used by connection managers
+    /// whose `tracing` names no provider (listeners from xDS too).
+    pub tracer: Option<std::sync::Arc<tracing::Zipkin>>,
 }
 
 impl Config {

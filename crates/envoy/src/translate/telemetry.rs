@@ -101,46 +101,54 @@ pub(super) fn tracing(
             out.custom_tags.push(t);
         }
     }
-    if let Some(TracingProvider { name: _, config_type }) = provider {
-        let ppath = at(path, "provider");
-        match config_type {
-            Some(tracing_http::ConfigType::TypedConfig(any))
-                if type_name(&any.type_url) == ZipkinConfig::full_name() =>
-            {
-                let tpath = at(&ppath, "typed_config");
-                if let Some(z) = super::decode_any::<ZipkinConfig>(cx, &tpath, any) {
-                    out.provider = zipkin(cx, &tpath, &z).map(Arc::new);
-                }
-            }
-            Some(tracing_http::ConfigType::TypedConfig(any))
-                if REFUSED_TRACERS.contains(&type_name(&any.type_url)) =>
-            {
-                cx.unsupported(
-                    at(&ppath, "typed_config.@type"),
-                    format!("tracer {} (Strait implements envoy.tracers.zipkin)", any.type_url),
-                );
-            }
-            Some(tracing_http::ConfigType::TypedConfig(any)) => cx.unsupported(
-                at(&ppath, "typed_config.@type"),
-                format!("tracer {}", any.type_url),
-            ),
-            None => cx.invalid(at(&ppath, "typed_config"), "is required"),
-        }
-    }
-    // Metadata tags read dynamic metadata Strait does not hand to the
-    // span yet; without a tracer no span is written and they change
-    // nothing (Istio's sidecars carry such tags with no tracer).
-    if out.provider.is_some() {
-        for (i, tag) in out.custom_tags.iter().enumerate() {
-            if matches!(tag.value, model::TagValue::Metadata { .. }) {
-                cx.unsupported(
-                    at(&item(path, "custom_tags", i), "metadata"),
-                    "metadata custom tags with a tracer",
-                );
-            }
-        }
-    }
+    out.provider = match provider {
+        Some(p) => self::provider(cx, &at(path, "provider"), p),
+        // Envoy falls back to the bootstrap's (deprecated) tracer.
+        None => cx.bootstrap_tracer.clone(),
+    };
     Some(Arc::new(out))
+}
+
+/// A tracer (`envoy.config.trace.v3.Tracing.Http`): Zipkin, or refused.
+pub(super) fn provider(
+    cx: &mut Context,
+    ppath: &str,
+    p: &TracingProvider,
+) -> Option<Arc<model::Zipkin>> {
+    let TracingProvider {
+        // A label; the type URL picks the tracer.
+        name: _,
+        config_type,
+    } = p;
+    match config_type {
+        Some(tracing_http::ConfigType::TypedConfig(any))
+            if type_name(&any.type_url) == ZipkinConfig::full_name() =>
+        {
+            let tpath = at(ppath, "typed_config");
+            let z = super::decode_any::<ZipkinConfig>(cx, &tpath, any)?;
+            zipkin(cx, &tpath, &z).map(Arc::new)
+        }
+        Some(tracing_http::ConfigType::TypedConfig(any))
+            if REFUSED_TRACERS.contains(&type_name(&any.type_url)) =>
+        {
+            cx.unsupported(
+                at(ppath, "typed_config.@type"),
+                format!("tracer {} (Strait implements envoy.tracers.zipkin)", any.type_url),
+            );
+            None
+        }
+        Some(tracing_http::ConfigType::TypedConfig(any)) => {
+            cx.unsupported(
+                at(ppath, "typed_config.@type"),
+                format!("tracer {}", any.type_url),
+            );
+            None
+        }
+        None => {
+            cx.invalid(at(ppath, "typed_config"), "is required");
+            None
+        }
+    }
 }
 
 fn custom_tag(cx: &mut Context, path: &str, t: &CustomTag) -> Option<model::CustomTag> {
