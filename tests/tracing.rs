@@ -58,9 +58,13 @@ impl Collector {
                                     .headers()
                                     .get("content-type")
                                     .is_some_and(|v| v == "application/json");
-                            let head = format!("{} {} {:?}", req.method(), req.uri(), req.headers());
+                            let head =
+                                format!("{} {} {:?}", req.method(), req.uri(), req.headers());
                             let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                            match body.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+                            match body
+                                .ok()
+                                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                            {
                                 Some(Value::Array(spans)) if ok => {
                                     c.spans.lock().expect("lock").extend(spans);
                                 }
@@ -133,7 +137,10 @@ fn bootstrap(s: &Setup, up: &Upstream, collector: SocketAddr, dead: u16, log: &P
             .collect::<String>()
     };
     let (provider, bootstrap_tracing) = if s.bootstrap_tracer {
-        (String::new(), format!("tracing:\n  http:\n{}", indent(&zipkin_config, 4)))
+        (
+            String::new(),
+            format!("tracing:\n  http:\n{}", indent(&zipkin_config, 4)),
+        )
     } else {
         (
             format!("            provider:\n{}", indent(&zipkin_config, 14)),
@@ -234,7 +241,10 @@ async fn send(addr: SocketAddr, c: &Case) -> (Seen, Option<String>) {
         b = b.header(*k, *v);
     }
     let body = Full::new(Bytes::from(c.post.unwrap_or_default()));
-    let reply = client.send(b.body(body).expect("request")).await.expect("send");
+    let reply = client
+        .send(b.body(body).expect("request"))
+        .await
+        .expect("send");
     let status = reply.status.as_u16();
     if status != 200 {
         return (
@@ -250,7 +260,10 @@ async fn send(addr: SocketAddr, c: &Case) -> (Seen, Option<String>) {
     let mut context = BTreeMap::new();
     let mut request_id = None;
     for pair in echo["headers"].as_array().expect("headers") {
-        let (k, v) = (pair[0].as_str().unwrap_or(""), pair[1].as_str().unwrap_or(""));
+        let (k, v) = (
+            pair[0].as_str().unwrap_or(""),
+            pair[1].as_str().unwrap_or(""),
+        );
         if CONTEXT_HEADERS.contains(&k) {
             context.insert(k.to_owned(), v.to_owned());
         }
@@ -316,8 +329,14 @@ fn normalise_span(mut span: Value, ids: &mut Ids, request_id: Option<&str>) -> V
     }
     let ts = span["timestamp"].as_u64().expect("timestamp");
     let duration = span["duration"].as_u64().expect("duration");
-    assert!(ts > 1_600_000_000_000_000, "timestamp in microseconds: {ts}");
-    assert!(duration < 10_000_000, "duration in microseconds: {duration}");
+    assert!(
+        ts > 1_600_000_000_000_000,
+        "timestamp in microseconds: {ts}"
+    );
+    assert!(
+        duration < 10_000_000,
+        "duration in microseconds: {duration}"
+    );
     span["timestamp"] = Value::from(0);
     span["duration"] = Value::from(0);
     if let Some(a) = span["annotations"].as_array_mut() {
@@ -343,7 +362,13 @@ struct Run {
 
 /// Runs `cases` through the proxy at `addr` (its collector `collector`,
 /// its `traceable_filter` log at `log`), waiting for `expected` spans.
-async fn run(addr: SocketAddr, collector: &Collector, cases: &[Case], expected: usize, log: &Path) -> Run {
+async fn run(
+    addr: SocketAddr,
+    collector: &Collector,
+    cases: &[Case],
+    expected: usize,
+    log: &Path,
+) -> Run {
     let mut seen = Vec::new();
     let mut ids_by_path = HashMap::new();
     let mut normalisers = HashMap::new();
@@ -366,7 +391,9 @@ async fn run(addr: SocketAddr, collector: &Collector, cases: &[Case], expected: 
     tokio::time::sleep(Duration::from_millis(5500)).await;
     let mut spans = BTreeMap::new();
     for mut span in collector.spans() {
-        let rid = span["tags"]["guid:x-request-id"].as_str().map(str::to_owned);
+        let rid = span["tags"]["guid:x-request-id"]
+            .as_str()
+            .map(str::to_owned);
         let path = ids_by_path
             .iter()
             .find(|(_, id)| id.is_some() && **id == rid)
@@ -383,7 +410,10 @@ async fn run(addr: SocketAddr, collector: &Collector, cases: &[Case], expected: 
             span["tags"]["http.url"] = Value::String(url);
         }
         let span = normalise_span(span, ids, rid.as_deref());
-        assert!(spans.insert(path.to_owned(), span).is_none(), "one span per request");
+        assert!(
+            spans.insert(path.to_owned(), span).is_none(),
+            "one span per request"
+        );
     }
     let logged = std::fs::read_to_string(log).unwrap_or_default();
     Run {
@@ -405,18 +435,47 @@ async fn compare(setup: &Setup, cases: &[Case], expected_spans: usize) -> (Run, 
     let envoy = Envoy::start(&bootstrap(setup, &up, envoy_addr, dead, &envoy_log));
     let strait = TestProxy::start(&bootstrap(setup, &up, strait_addr, dead, &strait_log), 1);
     let (e, s) = tokio::join!(
-        run(envoy.listener("http"), &envoy_collector, cases, expected_spans, &envoy_log),
-        run(strait.listener("http"), &strait_collector, cases, expected_spans, &strait_log),
+        run(
+            envoy.listener("http"),
+            &envoy_collector,
+            cases,
+            expected_spans,
+            &envoy_log
+        ),
+        run(
+            strait.listener("http"),
+            &strait_collector,
+            cases,
+            expected_spans,
+            &strait_log
+        ),
     );
     for ((c, e), s) in cases.iter().zip(&e.seen).zip(&s.seen) {
-        assert_eq!(s, e, "{}: what the upstream saw (left Strait, right Envoy)", c.path);
+        assert_eq!(
+            s, e,
+            "{}: what the upstream saw (left Strait, right Envoy)",
+            c.path
+        );
     }
-    assert_eq!(e.spans.len(), expected_spans, "Envoy's spans: {:#?}", e.spans);
+    assert_eq!(
+        e.spans.len(),
+        expected_spans,
+        "Envoy's spans: {:#?}",
+        e.spans
+    );
     for (url, es) in &e.spans {
-        let ss = s.spans.get(url).unwrap_or_else(|| panic!("Strait sent no span for {url}"));
+        let ss = s
+            .spans
+            .get(url)
+            .unwrap_or_else(|| panic!("Strait sent no span for {url}"));
         assert_eq!(ss, es, "{url}: the span (left Strait, right Envoy)");
     }
-    assert_eq!(s.spans.len(), e.spans.len(), "Strait's spans: {:#?}", s.spans);
+    assert_eq!(
+        s.spans.len(),
+        e.spans.len(),
+        "Strait's spans: {:#?}",
+        s.spans
+    );
     assert_eq!(s.logged, e.logged, "traceable_filter's log lines");
     (e, s)
 }
@@ -447,7 +506,10 @@ async fn zipkin_outbound_sampled_matches_envoy() {
                 ("x-b3-sampled", "1"),
             ],
         ),
-        get("/single", &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]),
+        get(
+            "/single",
+            &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+        ),
         get("/single-unsampled", &[("b3", "0")]),
         get("/multi-unsampled", &[("x-b3-sampled", "0")]),
         get("/client", &[("x-client-trace-id", "abc")]),
@@ -463,9 +525,21 @@ async fn zipkin_outbound_sampled_matches_envoy() {
     let nibbles: Vec<_> = envoy.seen.iter().map(|s| s.nibble).collect();
     assert_eq!(
         nibbles,
-        [Some('9'), Some('9'), Some('9'), Some('9'), Some('9'), Some('b'), Some('9'), None]
+        [
+            Some('9'),
+            Some('9'),
+            Some('9'),
+            Some('9'),
+            Some('9'),
+            Some('b'),
+            Some('9'),
+            None
+        ]
     );
-    assert!(envoy.seen[2].context.contains_key("b3"), "single b3 answered with b3");
+    assert!(
+        envoy.seen[2].context.contains_key("b3"),
+        "single b3 answered with b3"
+    );
     let root = &envoy.spans.values().next().expect("a span");
     assert_eq!(root["kind"], "CLIENT");
 }
@@ -494,16 +568,29 @@ async fn zipkin_inbound_forced_and_propagated_match_envoy() {
         ),
         get(
             "/single",
-            &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-0000000000000009")],
+            &[(
+                "b3",
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-0000000000000009",
+            )],
         ),
-        get("/decided", &[("x-request-id", "12345678-1234-9234-8234-123456789012")]),
+        get(
+            "/decided",
+            &[("x-request-id", "12345678-1234-9234-8234-123456789012")],
+        ),
         get("/client", &[("x-client-trace-id", "abc")]),
     ];
     let (envoy, _) = compare(&setup, CASES, 5).await;
     let nibbles: Vec<_> = envoy.seen.iter().map(|s| s.nibble).collect();
     assert_eq!(
         nibbles,
-        [Some('4'), Some('a'), Some('4'), Some('4'), Some('9'), Some('b')]
+        [
+            Some('4'),
+            Some('a'),
+            Some('4'),
+            Some('4'),
+            Some('9'),
+            Some('b')
+        ]
     );
     // `traceable_filter` matches only a forced trace.
     assert_eq!(envoy.logged, "/forced\n");

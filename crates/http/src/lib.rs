@@ -23,7 +23,6 @@
 //! clients or the composition crate.
 
 mod access_log;
-mod trace;
 mod body;
 mod buffer;
 mod builtin;
@@ -46,6 +45,7 @@ mod service;
 mod shared;
 mod stats;
 mod timeouts;
+mod trace;
 mod xfcc;
 
 pub use body::{BodyError, ProxyBody, Tracked};

@@ -13,8 +13,8 @@ use http::{HeaderName, HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 use strait_codec::{FrameHook, headers};
 use strait_model::{
-    HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation, TrafficDirection,
-    filter::FilterOverride, ratelimit::RouteRateLimits,
+    HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
+    TrafficDirection, filter::FilterOverride, ratelimit::RouteRateLimits,
 };
 use strait_route::{RequestView, RouteResult};
 

@@ -17,11 +17,7 @@ use strait_model::{
     TrafficDirection,
     tracing::{TagValue, Tracing},
 };
-use strait_trace::{
-    Reason, Span, b3,
-    export::Exporter,
-    span::Kind,
-};
+use strait_trace::{Reason, Span, b3, export::Exporter, span::Kind};
 
 use crate::{conn::ConnCtx, metadata::DynamicMetadata};
 
@@ -77,25 +73,32 @@ pub(crate) fn start<B>(
         TrafficDirection::Inbound | TrafficDirection::Unspecified => Kind::Server,
     };
     let incoming = b3::extract(req.headers());
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or_default()
-        .to_owned();
+    // The name is filled in only for a sampled span: an unsampled one
+    // allocates nothing.
     let mut span = Span::start(
         z,
         kind,
         &incoming,
         reason.traced(),
         headers::random_u64,
-        authority,
+        String::new(),
     );
     b3::inject(req.headers_mut(), &span.context, incoming.single);
     if !span.context.sampled {
         return (reason, None);
     }
+    span.name = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or_default()
+        .to_owned();
+    span.tags.reserve(24);
     span.start = SystemTime::now() - started.elapsed();
     request_tags(&mut span, t, req, conn);
     let exporter = conn.shared.tracers.get(z, &t.node.cluster);
@@ -211,7 +214,11 @@ impl Drop for InFlight {
         s.tag("http.status_code", self.status.to_string());
         s.tag(
             "response_flags",
-            if self.flags.is_empty() { "-" } else { self.flags },
+            if self.flags.is_empty() {
+                "-"
+            } else {
+                self.flags
+            },
         );
         if self.status == 0 || self.status >= 500 {
             s.tag("error", "true");

@@ -29,8 +29,8 @@ pub mod rbac;
 mod route;
 pub mod secret;
 pub mod stats;
-pub mod tracing;
 pub mod tls;
+pub mod tracing;
 
 pub use filter::HttpFilter;
 pub use route::*;

@@ -90,7 +90,9 @@ pub fn extract(h: &HeaderMap) -> Incoming {
         };
         let sampled = parts.next().and_then(sampled_flag);
         let parent = parts.next().and_then(hex64);
-        let ids = trace_id(first).zip(hex64(second)).map(|(t, s)| (t, s, parent));
+        let ids = trace_id(first)
+            .zip(hex64(second))
+            .map(|(t, s)| (t, s, parent));
         return Incoming {
             ids,
             sampled: if ids.is_some() { sampled } else { None },
@@ -171,11 +173,19 @@ mod tests {
         ]);
         let i = extract(&h);
         let (t, s, p) = i.ids.unwrap();
-        assert_eq!((t.low, t.wide, s, p, i.sampled, i.single), (1, false, 2, None, Some(true), false));
+        assert_eq!(
+            (t.low, t.wide, s, p, i.sampled, i.single),
+            (1, false, 2, None, Some(true), false)
+        );
         let mut out = HeaderMap::new();
         inject(
             &mut out,
-            &Outgoing { trace: t, span: 3, parent: Some(2), sampled: true },
+            &Outgoing {
+                trace: t,
+                span: 3,
+                parent: Some(2),
+                sampled: true,
+            },
             false,
         );
         assert_eq!(out["x-b3-traceid"], "0000000000000001");
@@ -186,13 +196,25 @@ mod tests {
 
     #[test]
     fn single_header_is_answered_with_single() {
-        let h = map(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-0000000000000009")]);
+        let h = map(&[(
+            "b3",
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-0000000000000009",
+        )]);
         let i = extract(&h);
         let (t, s, p) = i.ids.unwrap();
         assert!(i.single && t.wide);
         assert_eq!((s, p), (0xe457b5a2e4d86bd1, Some(9)));
         let mut out = HeaderMap::new();
-        inject(&mut out, &Outgoing { trace: t, span: s, parent: p, sampled: true }, true);
+        inject(
+            &mut out,
+            &Outgoing {
+                trace: t,
+                span: s,
+                parent: p,
+                sampled: true,
+            },
+            true,
+        );
         assert_eq!(
             out["b3"],
             "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-0000000000000009"
@@ -206,7 +228,10 @@ mod tests {
         assert_eq!((i.ids, i.sampled, i.single), (None, Some(false), true));
         let i = extract(&map(&[("x-b3-sampled", "1")]));
         assert_eq!((i.ids, i.sampled), (None, Some(true)));
-        let i = extract(&map(&[("x-b3-traceid", "xyz"), ("x-b3-spanid", "0000000000000002")]));
+        let i = extract(&map(&[
+            ("x-b3-traceid", "xyz"),
+            ("x-b3-spanid", "0000000000000002"),
+        ]));
         assert_eq!(i.ids, None);
     }
 }

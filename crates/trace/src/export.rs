@@ -110,11 +110,7 @@ impl Exporters {
     /// The exporter for `z` and the node's `service` name, its task
     /// spawned on the current runtime on first use.
     pub fn get(&self, z: &Arc<Zipkin>, service: &str) -> Arc<Exporter> {
-        if let Some(e) = self
-            .map
-            .load()
-            .get(&(Arc::clone(z), service.to_owned()))
-        {
+        if let Some(e) = self.map.load().get(&(Arc::clone(z), service.to_owned())) {
             return Arc::clone(e);
         }
         let stats = metrics::with_local_recorder(&*self.recorder, Stats::new);

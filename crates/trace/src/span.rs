@@ -82,7 +82,7 @@ impl Span {
             shared: shared_server,
             start: SystemTime::now(),
             duration_us: 0,
-            tags: Vec::with_capacity(24),
+            tags: Vec::new(),
         }
     }
 
@@ -150,7 +150,14 @@ mod tests {
 
     #[test]
     fn a_root_span_id_is_the_trace_ids_low_half() {
-        let s = Span::start(&zipkin(true, true), Kind::Client, &Incoming::default(), true, counter(), "h".into());
+        let s = Span::start(
+            &zipkin(true, true),
+            Kind::Client,
+            &Incoming::default(),
+            true,
+            counter(),
+            "h".into(),
+        );
         assert_eq!(s.context.span, s.context.trace.low);
         assert_eq!(s.context.trace.hex(), "00000000000000120000000000000011");
         assert!(s.context.sampled && !s.shared);
@@ -159,15 +166,55 @@ mod tests {
     #[test]
     fn server_shares_the_callers_span_and_client_makes_a_child() {
         let incoming = Incoming {
-            ids: Some((TraceId { high: 0, low: 1, wide: false }, 2, Some(9))),
+            ids: Some((
+                TraceId {
+                    high: 0,
+                    low: 1,
+                    wide: false,
+                },
+                2,
+                Some(9),
+            )),
             sampled: Some(true),
             single: false,
         };
-        let s = Span::start(&zipkin(false, true), Kind::Server, &incoming, false, counter(), "h".into());
-        assert_eq!((s.context.span, s.context.parent, s.context.sampled, s.shared), (2, Some(9), true, true));
-        let s = Span::start(&zipkin(false, false), Kind::Server, &incoming, false, counter(), "h".into());
-        assert_eq!((s.context.span, s.context.parent, s.shared), (0x11, Some(2), false));
-        let s = Span::start(&zipkin(false, true), Kind::Client, &incoming, false, counter(), "h".into());
+        let s = Span::start(
+            &zipkin(false, true),
+            Kind::Server,
+            &incoming,
+            false,
+            counter(),
+            "h".into(),
+        );
+        assert_eq!(
+            (
+                s.context.span,
+                s.context.parent,
+                s.context.sampled,
+                s.shared
+            ),
+            (2, Some(9), true, true)
+        );
+        let s = Span::start(
+            &zipkin(false, false),
+            Kind::Server,
+            &incoming,
+            false,
+            counter(),
+            "h".into(),
+        );
+        assert_eq!(
+            (s.context.span, s.context.parent, s.shared),
+            (0x11, Some(2), false)
+        );
+        let s = Span::start(
+            &zipkin(false, true),
+            Kind::Client,
+            &incoming,
+            false,
+            counter(),
+            "h".into(),
+        );
         assert_eq!((s.context.span, s.context.parent), (0x11, Some(2)));
         let j = s.to_json("svc", Ipv4Addr::LOCALHOST);
         assert_eq!(j["parentId"], "0000000000000002");

@@ -281,7 +281,7 @@ pub(super) fn connection_manager(
                 other => other,
             },
         )
-            .map(std::sync::Arc::new)
+        .map(std::sync::Arc::new)
     });
 
     let route_config = match route_specifier {

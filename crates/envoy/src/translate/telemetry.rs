@@ -38,7 +38,9 @@ const REFUSED_TRACERS: [&str; 4] = [
 
 /// A `Percent` in Envoy's ten-thousandths (its runtime `TEN_THOUSAND`).
 fn per_10k(p: Option<&Percent>) -> u32 {
-    p.map_or(10_000, |p| (p.value.clamp(0.0, 100.0) * 100.0).round() as u32)
+    p.map_or(10_000, |p| {
+        (p.value.clamp(0.0, 100.0) * 100.0).round() as u32
+    })
 }
 
 /// The HCM's `tracing` (with its `request_id_extension`, which only steers
@@ -73,7 +75,10 @@ pub(super) fn tracing(
         cx.unsupported(at(path, "spawn_upstream_span"), "spawn_upstream_span: true");
     }
     if *no_context_propagation {
-        cx.unsupported(at(path, "no_context_propagation"), "no_context_propagation: true");
+        cx.unsupported(
+            at(path, "no_context_propagation"),
+            "no_context_propagation: true",
+        );
     }
     let request_id = request_id
         .map(|r| self::request_id(cx, request_id_path, r))
@@ -133,7 +138,10 @@ pub(super) fn provider(
         {
             cx.unsupported(
                 at(ppath, "typed_config.@type"),
-                format!("tracer {} (Strait implements envoy.tracers.zipkin)", any.type_url),
+                format!(
+                    "tracer {} (Strait implements envoy.tracers.zipkin)",
+                    any.type_url
+                ),
             );
             None
         }
@@ -163,9 +171,9 @@ fn custom_tag(cx: &mut Context, path: &str, t: &CustomTag) -> Option<model::Cust
         Some(custom_tag::Type::Environment(custom_tag::Environment {
             name,
             default_value,
-        })) => model::TagValue::Literal(
-            std::env::var(name).unwrap_or_else(|_| default_value.clone()),
-        ),
+        })) => {
+            model::TagValue::Literal(std::env::var(name).unwrap_or_else(|_| default_value.clone()))
+        }
         Some(custom_tag::Type::RequestHeader(custom_tag::Header {
             name,
             default_value,
@@ -183,7 +191,11 @@ fn custom_tag(cx: &mut Context, path: &str, t: &CustomTag) -> Option<model::Cust
                 None | Some(metadata_kind::Kind::Request(_)) => {}
                 Some(_) => cx.unsupported(at(&mpath, "kind"), "metadata kinds other than request"),
             }
-            let Some(MetadataKey { key, path: segments }) = metadata_key else {
+            let Some(MetadataKey {
+                key,
+                path: segments,
+            }) = metadata_key
+            else {
                 cx.invalid(at(&mpath, "metadata_key"), "is required");
                 return None;
             };
@@ -191,10 +203,9 @@ fn custom_tag(cx: &mut Context, path: &str, t: &CustomTag) -> Option<model::Cust
             for s in segments {
                 match &s.segment {
                     Some(path_segment::Segment::Key(k)) => path.push(k.clone()),
-                    Some(path_segment::Segment::Index(_)) => cx.unsupported(
-                        at(&mpath, "metadata_key.path"),
-                        "list index path segments",
-                    ),
+                    Some(path_segment::Segment::Index(_)) => {
+                        cx.unsupported(at(&mpath, "metadata_key.path"), "list index path segments")
+                    }
                     None => cx.invalid(at(&mpath, "metadata_key.path"), "empty segment"),
                 }
             }
@@ -243,7 +254,10 @@ fn zipkin(cx: &mut Context, path: &str, z: &ZipkinConfig) -> Option<model::Zipki
     }
     // One span per request, shared by downstream and upstream.
     if *split_spans_for_request {
-        cx.unsupported(at(path, "split_spans_for_request"), "split_spans_for_request: true");
+        cx.unsupported(
+            at(path, "split_spans_for_request"),
+            "split_spans_for_request: true",
+        );
     }
     if *trace_context_option != TraceContextOption::UseB3 as i32 {
         cx.unsupported(

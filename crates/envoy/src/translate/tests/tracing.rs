@@ -53,7 +53,12 @@ fn zipkin_and_sampling_translate() {
     };
     let t = hcm.tracing.as_deref().expect("tracing");
     assert_eq!(
-        (t.random_sampling, t.client_sampling, t.overall_sampling, t.max_path_tag_length),
+        (
+            t.random_sampling,
+            t.client_sampling,
+            t.overall_sampling,
+            t.max_path_tag_length
+        ),
         (150, 10_000, 5_000, 64)
     );
     assert!(!t.request_id.pack_trace_reason && t.request_id.use_request_id_for_trace_sampling);
@@ -119,7 +124,12 @@ fn refused(tracing: Value, path: &str, word: &str) {
 
 #[test]
 fn what_strait_does_not_do_is_refused_by_name() {
-    for tracer in ["OpenTelemetryConfig", "DatadogConfig", "LightstepConfig", "SkyWalkingConfig"] {
+    for tracer in [
+        "OpenTelemetryConfig",
+        "DatadogConfig",
+        "LightstepConfig",
+        "SkyWalkingConfig",
+    ] {
         refused(
             json!({"provider": {"name": "t", "typed_config": {
                 "@type": format!("type.googleapis.com/envoy.config.trace.v3.{tracer}")}}}),
