@@ -159,7 +159,7 @@ mod tests {
     fn map(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
+            h.insert(*k, HeaderValue::from_str(v).expect("header value"));
         }
         h
     }
@@ -172,7 +172,7 @@ mod tests {
             ("x-b3-sampled", "1"),
         ]);
         let i = extract(&h);
-        let (t, s, p) = i.ids.unwrap();
+        let (t, s, p) = i.ids.expect("a whole context");
         assert_eq!(
             (t.low, t.wide, s, p, i.sampled, i.single),
             (1, false, 2, None, Some(true), false)
@@ -201,7 +201,7 @@ mod tests {
             "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-0000000000000009",
         )]);
         let i = extract(&h);
-        let (t, s, p) = i.ids.unwrap();
+        let (t, s, p) = i.ids.expect("a whole context");
         assert!(i.single && t.wide);
         assert_eq!((s, p), (0xe457b5a2e4d86bd1, Some(9)));
         let mut out = HeaderMap::new();
