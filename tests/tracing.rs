@@ -666,3 +666,63 @@ async fn zipkin_bootstrap_tracer_and_metadata_tags_match_envoy() {
     assert_eq!(tags["dry_run.result"], "allowed", "{tags}");
     assert_eq!(tags["absent"], "none");
 }
+
+/// A collector that accepts and never answers: requests are not slowed
+/// (export is off the request path) and the stuck report is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_collector_slows_no_request() {
+    let up = http_echo("up");
+    let dir = TempDir::new("tracing-stuck");
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let stuck_addr = stuck.local_addr().expect("addr");
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = stuck.accept().await {
+            keep.lock().expect("lock").push(s);
+        }
+    });
+    let yaml = bootstrap(
+        &setup("OUTBOUND", "            random_sampling: {value: 100}\n"),
+        &up,
+        stuck_addr,
+        strait_test_support::bootstrap::closed_port(),
+        &dir.path().join("log"),
+    );
+    let strait = TestProxy::start(&yaml, 1);
+    let addr = strait.listener("http");
+    for i in 0..40 {
+        let started = std::time::Instant::now();
+        let (seen, _) = send(addr, &get("/x", &[])).await;
+        assert_eq!(seen.status, 200);
+        assert_eq!(
+            seen.context.get("x-b3-sampled").map(String::as_str),
+            Some("1")
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "request {i} took {:?} with the collector stuck",
+            started.elapsed()
+        );
+    }
+    let admin = strait.admin();
+    let failed = strait_test_support::eventually(
+        "a failed report",
+        Duration::from_secs(15),
+        move || async move {
+            strait_test_support::admin::stat(admin, "envoy_tracing_zipkin_reports_failed")
+                .await
+                .ok()
+                .flatten()
+                .filter(|n| *n > 0.0)
+        },
+    )
+    .await;
+    assert!(failed >= 1.0);
+    assert!(
+        !held.lock().expect("lock").is_empty(),
+        "the exporter reached the collector"
+    );
+}

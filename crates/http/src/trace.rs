@@ -19,7 +19,9 @@ use strait_model::{
 };
 use strait_trace::{Reason, Span, b3, export::Exporter, span::Kind};
 
-use crate::{conn::ConnCtx, metadata::DynamicMetadata};
+use strait_access_log::DynamicMetadata;
+
+use crate::conn::ConnCtx;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_CLIENT_TRACE_ID: HeaderName = HeaderName::from_static("x-client-trace-id");

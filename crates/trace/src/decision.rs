@@ -117,7 +117,10 @@ mod tests {
 
     fn headers(id: &str, extra: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert("x-request-id", HeaderValue::from_str(id).expect("header value"));
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_str(id).expect("header value"),
+        );
         for (k, v) in extra {
             h.insert(*k, HeaderValue::from_str(v).expect("header value"));
         }

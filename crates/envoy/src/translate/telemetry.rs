@@ -36,6 +36,9 @@ const REFUSED_TRACERS: [&str; 4] = [
     "envoy.config.trace.v3.SkyWalkingConfig",
 ];
 
+/// Where the bootstrap's tracer is (`tracing.http`).
+pub(super) const BOOTSTRAP_PATH: &str = "tracing.http";
+
 /// A `Percent` in Envoy's ten-thousandths (its runtime `TEN_THOUSAND`).
 fn per_10k(p: Option<&Percent>) -> u32 {
     p.map_or(10_000, |p| {
@@ -109,7 +112,13 @@ pub(super) fn tracing(
     out.provider = match provider {
         Some(p) => self::provider(cx, &at(path, "provider"), p),
         // Envoy falls back to the bootstrap's (deprecated) tracer.
-        None => cx.bootstrap_tracer.clone(),
+        None => {
+            let tracer = cx.bootstrap_tracer.clone();
+            if let Some(z) = &tracer {
+                cx.require_cluster(at(path, "provider"), &z.cluster);
+            }
+            tracer
+        }
     };
     Some(Arc::new(out))
 }
@@ -131,7 +140,10 @@ pub(super) fn provider(
         {
             let tpath = at(ppath, "typed_config");
             let z = super::decode_any::<ZipkinConfig>(cx, &tpath, any)?;
-            zipkin(cx, &tpath, &z).map(Arc::new)
+            // Envoy checks the collector cluster when a connection manager
+            // makes the tracer: the bootstrap's is checked by its users.
+            let checked = ppath != BOOTSTRAP_PATH;
+            zipkin(cx, &tpath, &z, checked).map(Arc::new)
         }
         Some(tracing_http::ConfigType::TypedConfig(any))
             if REFUSED_TRACERS.contains(&type_name(&any.type_url)) =>
@@ -232,7 +244,12 @@ fn custom_tag(cx: &mut Context, path: &str, t: &CustomTag) -> Option<model::Cust
 }
 
 /// `ZipkinConfig`: B3 headers and Zipkin v2 JSON over HTTP.
-fn zipkin(cx: &mut Context, path: &str, z: &ZipkinConfig) -> Option<model::Zipkin> {
+fn zipkin(
+    cx: &mut Context,
+    path: &str,
+    z: &ZipkinConfig,
+    check_cluster: bool,
+) -> Option<model::Zipkin> {
     #[allow(deprecated)]
     let ZipkinConfig {
         collector_cluster,
@@ -280,7 +297,9 @@ fn zipkin(cx: &mut Context, path: &str, z: &ZipkinConfig) -> Option<model::Zipki
         cx.invalid(at(path, "collector_endpoint"), "is required");
         return None;
     }
-    cx.require_cluster(at(path, "collector_cluster"), collector_cluster);
+    if check_cluster {
+        cx.require_cluster(at(path, "collector_cluster"), collector_cluster);
+    }
     Some(model::Zipkin {
         cluster: collector_cluster.clone(),
         endpoint: collector_endpoint.clone(),

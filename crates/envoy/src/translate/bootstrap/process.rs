@@ -77,7 +77,8 @@ pub(super) fn stats_intervals(
 pub(super) fn tracing(cx: &mut Context, t: &Tracing) {
     let Tracing { http } = t;
     if let Some(h) = http {
-        cx.bootstrap_tracer = super::super::telemetry::provider(cx, "tracing.http", h);
+        cx.bootstrap_tracer =
+            super::super::telemetry::provider(cx, super::super::telemetry::BOOTSTRAP_PATH, h);
     }
 }
 

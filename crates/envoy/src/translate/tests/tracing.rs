@@ -165,11 +165,11 @@ fn what_strait_does_not_do_is_refused_by_name() {
         "spawn_upstream_span",
     );
     refused(
-        json!({"custom_tags": [{"tag": "m", "metadata": {"kind": {"request": {}},
+        json!({"custom_tags": [{"tag": "m", "metadata": {"kind": {"route": {}},
                "metadata_key": {"key": "f", "path": [{"key": "k"}]}}}],
                "provider": zipkin(json!({}))}),
-        "custom_tags[0].metadata",
-        "metadata",
+        "custom_tags[0].metadata.kind",
+        "metadata kinds",
     );
     refused(
         json!({"provider": zipkin(json!({"collector_cluster": "nowhere"}))}),
