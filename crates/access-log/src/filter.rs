@@ -15,6 +15,7 @@ pub fn matches(f: &LogFilter, r: &Record<'_>) -> bool {
         ),
         LogFilter::NotHealthCheck => true,
         LogFilter::NeverTraceable => false,
+        LogFilter::Traceable => r.trace_forced,
         LogFilter::Header(h) => r.request.is_some_and(|req| h.matches(&req.headers)),
         LogFilter::ResponseFlags(flags) if flags.is_empty() => !r.flags.is_empty(),
         LogFilter::ResponseFlags(flags) => r.flags.split(',').any(|f| flags.iter().any(|w| w == f)),

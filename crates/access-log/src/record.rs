@@ -49,6 +49,10 @@ pub fn value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// in JSON).
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
+    /// The connection manager's trace decision was forced by
+    /// `x-envoy-force-trace` (what Envoy's `traceable_filter` matches:
+    /// traced for that reason, not sampled).
+    pub trace_forced: bool,
     /// When the request (or connection) started, for `%START_TIME%`.
     pub start: SystemTime,
     pub duration: Option<Duration>,
@@ -125,6 +129,7 @@ impl<'a> Record<'a> {
             local_uri_san: None,
             metadata: None,
             local_reply_body: None,
+            trace_forced: false,
         }
     }
 

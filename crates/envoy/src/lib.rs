@@ -22,7 +22,8 @@ pub use strait_model as model;
 pub use translate::{
     Parsers, translate_bootstrap, translate_bootstrap_with, translate_cluster,
     translate_cluster_load_assignment, translate_listener, translate_listener_for,
-    translate_listener_with, translate_route_config, translate_route_config_with, translate_secret,
+    translate_listener_in, translate_listener_with, translate_route_config,
+    translate_route_config_with, translate_secret,
 };
 
 /// Everything that can be wrong with a config. `strait check` prints all of

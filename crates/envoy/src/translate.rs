@@ -113,6 +113,9 @@ pub(crate) struct Context {
     node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
     /// The `traffic_direction` of the listener being translated.
     direction: model::TrafficDirection,
+    /// The bootstrap's tracer, for connection managers with `tracing` and
+    /// no provider of their own.
+    bootstrap_tracer: Option<Arc<model::tracing::Zipkin>>,
 }
 
 /// The extension parsers a translation consults: those of the registries
@@ -149,6 +152,7 @@ impl Context {
             node_cluster: String::new(),
             node: None,
             direction: model::TrafficDirection::Unspecified,
+            bootstrap_tracer: None,
         }
     }
 }
@@ -390,11 +394,24 @@ pub fn translate_listener_for(
     parsers: &Parsers,
     node: Option<&model::Node>,
 ) -> Result<model::Listener, Vec<ConfigError>> {
+    translate_listener_in(l, path, parsers, node, None)
+}
+
+/// [`translate_listener_for`] with the bootstrap's tracer (`tracer`, see
+/// [`model::Config::tracer`]), as the xDS client translates listeners.
+pub fn translate_listener_in(
+    l: &Listener,
+    path: &str,
+    parsers: &Parsers,
+    node: Option<&model::Node>,
+    tracer: Option<&Arc<model::tracing::Zipkin>>,
+) -> Result<model::Listener, Vec<ConfigError>> {
     let mut cx = Context::with(parsers);
     if let Some(n) = node {
         cx.node_cluster = n.cluster.clone();
         cx.node = Some(crate::node_proto(n));
     }
+    cx.bootstrap_tracer = tracer.cloned();
     let out = listener::listener(&mut cx, l, path);
     cx.required_clusters.clear();
     cx.finish(out)

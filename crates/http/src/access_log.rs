@@ -76,6 +76,8 @@ pub(crate) struct Pending {
     server_name: Option<Arc<str>>,
     peer_uri_san: Option<String>,
     local_uri_san: Option<Arc<str>>,
+    /// The trace decision was forced (`traceable_filter`).
+    pub(crate) trace_forced: bool,
 }
 
 impl Pending {
@@ -138,6 +140,7 @@ impl Pending {
                 .filter(|c| !c.uri_sans.is_empty())
                 .map(|c| c.uri_sans.join(",")),
             local_uri_san: conn.local_uri_san.clone(),
+            trace_forced: false,
         }))
     }
 
@@ -222,6 +225,7 @@ impl Drop for Pending {
         r.peer_uri_san = self.peer_uri_san.as_deref();
         r.local_uri_san = self.local_uri_san.as_deref();
         r.metadata = up.metadata.as_ref();
+        r.trace_forced = self.trace_forced;
         strait_access_log::write_all(&self.files, &self.logs, &r);
     }
 }

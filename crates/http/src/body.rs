@@ -17,7 +17,7 @@ use strait_upstream::PooledBody;
 use strait_codec::Progress;
 use tokio::time::{Instant, Sleep};
 
-use crate::{access_log::Pending, conn::StreamGuard};
+use crate::{access_log::Pending, conn::StreamGuard, trace::InFlight};
 
 /// A response body that keeps its stream counted until it is finished, and
 /// writes the request's access-log entry when it goes (sent to the end, or
@@ -27,14 +27,21 @@ pub struct Tracked {
     body: ProxyBody,
     _stream: StreamGuard,
     log: Option<Box<Pending>>,
+    span: Option<Box<InFlight>>,
 }
 
 impl Tracked {
-    pub(crate) fn new(body: ProxyBody, stream: StreamGuard, log: Option<Box<Pending>>) -> Self {
+    pub(crate) fn new(
+        body: ProxyBody,
+        stream: StreamGuard,
+        log: Option<Box<Pending>>,
+        span: Option<Box<InFlight>>,
+    ) -> Self {
         Tracked {
             body,
             _stream: stream,
             log,
+            span,
         }
     }
 }
@@ -60,6 +67,9 @@ impl http_body::Body for Tracked {
                 Poll::Ready(_) => log.ended(),
                 Poll::Pending => {}
             }
+        }
+        if let (Some(span), Poll::Ready(Some(Ok(f)))) = (this.span.as_deref_mut(), &polled) {
+            span.frame(f);
         }
         polled
     }

@@ -45,6 +45,7 @@ mod service;
 mod shared;
 mod stats;
 mod timeouts;
+mod trace;
 mod xfcc;
 
 pub use body::{BodyError, ProxyBody, Tracked};

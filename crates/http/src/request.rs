@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use strait_codec::{FrameHook, headers};
 use strait_model::{
     HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
-    filter::FilterOverride, ratelimit::RouteRateLimits,
+    TrafficDirection, filter::FilterOverride, ratelimit::RouteRateLimits,
 };
 use strait_route::{RequestView, RouteResult};
 
@@ -29,7 +29,9 @@ use crate::{
     local_reply::{LocalReply, Reply, ReplyInfo},
     local_reply_config,
     routed::{Routed, Stream, bad_request, refused},
-    timeouts, xfcc,
+    timeouts,
+    trace::{self, InFlight},
+    xfcc,
 };
 
 static X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -44,23 +46,27 @@ pub(crate) async fn handle_counted(
 ) -> Response<Tracked> {
     let stream = StreamGuard::open(&conn);
     let mut log = None;
-    let resp = handle(req, conn, &mut log).await;
-    resp.map(|b| Tracked::new(b, stream, log))
+    let mut span = None;
+    let resp = handle(req, conn, &mut log, &mut span).await;
+    resp.map(|b| Tracked::new(b, stream, log, span))
 }
 
 /// Handles one request end to end. Never fails: every error is a response.
 /// `log` gets the request's access-log entry when its connection manager
-/// has access logs.
+/// has access logs; `span` the request's span when it is traced and
+/// sampled.
 pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnCtx>,
     log: &mut Option<Box<Pending>>,
+    span: &mut Option<Box<InFlight>>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     conn.stats.rq_total.increment(1);
     let snapshot = conn.shared.store.load();
     let listener = snapshot.listener(&conn.listener);
     let limit = listener.map_or(0, |l| l.spec.buffer_limit as usize);
+    let direction = listener.map_or(TrafficDirection::Unspecified, |l| l.spec.direction);
     let hcm = listener
         .and_then(|l| l.chain(conn.chain))
         .and_then(|(spec, compiled)| match &spec.terminal {
@@ -109,7 +115,19 @@ pub(crate) async fn handle(
                 req.headers_mut()
                     .insert(X_REQUEST_ID.clone(), headers::request_id());
             }
+            // The decision may rewrite `x-request-id`, which the log reads.
+            let trace_forced = match &hcm.tracing {
+                Some(t) => {
+                    let (reason, s) = trace::start(t, &mut req, &conn, direction, started);
+                    *span = s;
+                    reason == strait_trace::Reason::ServiceForced
+                }
+                None => false,
+            };
             *log = Pending::start(&hcm.access_logs, &conn, &req, started, origin.client);
+            if let Some(p) = log.as_deref_mut() {
+                p.trace_forced = trace_forced;
+            }
             // The request as filters and routes see it (after the edge rules).
             let local_reply = hcm.local_reply.as_deref().map(|c| {
                 let facts = local_reply_config::RequestFacts::of(&req, c, conn.local, conn.peer);
@@ -167,6 +185,9 @@ pub(crate) async fn handle(
                         },
                     };
                     let mut scratch = UpstreamFacts::default();
+                    if let (Some(s), Action::Forward(routed)) = (span.as_deref_mut(), &action) {
+                        s.cluster = Some(routed.choice.name.to_string()).filter(|n| !n.is_empty());
+                    }
                     let facts = match log.as_deref_mut() {
                         Some(p) => {
                             if let Action::Forward(routed) = &action {
@@ -177,7 +198,17 @@ pub(crate) async fn handle(
                         }
                         None => &mut scratch,
                     };
-                    filtered(req, &stream, action, filters, facts).await
+                    if span.as_deref().is_some_and(InFlight::wants_metadata) {
+                        facts.wants_metadata = true;
+                    }
+                    let resp = filtered(req, &stream, action, filters, &mut *facts).await;
+                    if let Some(s) = span.as_deref_mut() {
+                        s.request_body.clone_from(&facts.request_body);
+                        if s.wants_metadata() {
+                            s.metadata.clone_from(&facts.metadata);
+                        }
+                    }
+                    resp
                 }
             };
             if let Some((config, facts)) = &local_reply {
@@ -197,6 +228,10 @@ pub(crate) async fn handle(
     if let Some(p) = log.as_deref_mut() {
         let info = resp.extensions().get::<ReplyInfo>();
         p.response(&resp, info.map(|i| (i.flag, &i.details)));
+    }
+    if let Some(s) = span.as_deref_mut() {
+        let flag = resp.extensions().get::<ReplyInfo>().map_or("", |i| i.flag);
+        s.response(resp.status().as_u16(), flag);
     }
     conn.stats.response(resp.status().as_u16());
     conn.stats

@@ -23,6 +23,8 @@ pub struct Shared {
     /// Where every access log of the proxy writes (HTTP, TCP proxy and
     /// listener logs), and its writer thread.
     pub access_logs: Arc<strait_access_log::LogFiles>,
+    /// The span exporters of every connection manager's tracer.
+    pub tracers: Arc<strait_trace::Exporters>,
 }
 
 impl Shared {
@@ -33,6 +35,10 @@ impl Shared {
     ) -> Self {
         Shared {
             store,
+            tracers: Arc::new(strait_trace::Exporters::new(
+                Arc::clone(&registry),
+                Arc::clone(&recorder),
+            )),
             registry,
             access_logs: Arc::new(strait_access_log::LogFiles::new(&*recorder)),
             recorder,

@@ -160,6 +160,10 @@ pub enum LogFilter {
     /// `traceable_filter` where no tracing is configured: Envoy never marks
     /// such a request traceable, so it never matches.
     NeverTraceable,
+    /// `traceable_filter` on a connection manager with `tracing`: the
+    /// request is traced because `x-envoy-force-trace` forced it (Envoy's
+    /// filter checks for that reason; sampled requests do not match).
+    Traceable,
     /// `header_filter`: a condition on the request headers.
     Header(HeaderCondition),
     /// `response_flag_filter`: one of these flags is set (any flag when

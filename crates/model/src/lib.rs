@@ -30,6 +30,7 @@ mod route;
 pub mod secret;
 pub mod stats;
 pub mod tls;
+pub mod tracing;
 
 pub use filter::HttpFilter;
 pub use route::*;
@@ -72,6 +73,9 @@ pub struct Config {
     /// `stats_sinks` with the flush interval; `None` without sinks. Read
     /// once at start-up (see `strait_admin::sinks`).
     pub stats_sinks: Option<stats::StatsSinks>,
+    /// The bootstrap's `tracing.http` tracer: used by connection managers
+    /// whose `tracing` names no provider (listeners from xDS too).
+    pub tracer: Option<std::sync::Arc<tracing::Zipkin>>,
 }
 
 impl Config {
@@ -381,6 +385,8 @@ pub struct HttpConnectionManager {
     pub local_reply: Option<std::sync::Arc<local_reply::LocalReplyConfig>>,
     /// `access_log`: one entry per request, at the end of its stream.
     pub access_logs: access_log::AccessLogs,
+    /// `tracing`: `None` when absent (no trace decision, no headers).
+    pub tracing: Option<std::sync::Arc<tracing::Tracing>>,
 }
 
 impl HttpConnectionManager {
@@ -413,6 +419,7 @@ impl HttpConnectionManager {
             client_cert_details: client_cert::ClientCertDetails::default(),
             local_reply: None,
             access_logs: access_log::AccessLogs::default(),
+            tracing: None,
         }
     }
 }

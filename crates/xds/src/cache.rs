@@ -38,7 +38,7 @@ use strait_envoy::{
         secret::{SdsRef, SecretEntry, SecretSource, Secrets},
     },
     parse::TypedStructs,
-    translate_cluster, translate_cluster_load_assignment, translate_listener_for,
+    translate_cluster, translate_cluster_load_assignment, translate_listener_in,
     translate_route_config_with, translate_secret,
 };
 
@@ -497,8 +497,9 @@ impl Cache {
             Decoded::Listener(l) => {
                 statically(self.base.listeners.iter().any(|s| s.name == l.name))?;
                 let node = self.base.node.as_ref();
-                let m =
-                    translate_listener_for(&l, &l.name, &self.parsers, node).map_err(prefixed)?;
+                let tracer = self.base.tracer.as_ref();
+                let m = translate_listener_in(&l, &l.name, &self.parsers, node, tracer)
+                    .map_err(prefixed)?;
                 self.listeners.insert(name.clone(), m);
             }
             Decoded::Cluster(c) => {

@@ -48,9 +48,13 @@ pub(super) const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% \
 /// Where the access logs are: decides what `traceable_filter` means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tracing {
-    /// A connection manager with `tracing`: Strait makes no sampling
-    /// decision, so `traceable_filter` is refused.
+    /// A connection manager with `tracing`: `traceable_filter` reads the
+    /// request's trace decision.
     Configured,
+    /// A connection manager with `tracing`, for a local reply mapper:
+    /// mappers run before Strait hands them the trace decision, so
+    /// `traceable_filter` is refused there.
+    ConfiguredUnread,
     /// No tracing (TCP proxy, listener, a manager without `tracing`): Envoy
     /// never marks a request traceable, so the filter never matches.
     None,
@@ -217,11 +221,11 @@ pub(super) fn log_filter(
         }
         FilterSpecifier::TraceableFilter(TraceableFilter {}) => match tracing {
             Tracing::None => Some(LogFilter::NeverTraceable),
-            Tracing::Configured => {
+            Tracing::Configured => Some(LogFilter::Traceable),
+            Tracing::ConfiguredUnread => {
                 cx.unsupported(
                     at(path, "traceable_filter"),
-                    "traceable_filter with tracing configured (Strait makes no trace \
-                     sampling decision)",
+                    "traceable_filter in a local reply mapper with tracing configured",
                 );
                 None
             }

@@ -95,7 +95,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
     }
     let stats_sinks = sinks::stats_sinks(cx, stats_sinks, flush_interval);
     if let Some(t) = tracing {
-        process::tracing(t);
+        process::tracing(cx, t);
     }
     if let Some(a) = application_log_config {
         process::application_log(a);
@@ -144,6 +144,7 @@ pub(super) fn bootstrap(cx: &mut Context, b: &Bootstrap) -> model::Config {
         max_downstream_connections,
         secrets,
         stats_sinks,
+        tracer: cx.bootstrap_tracer.clone(),
     }
 }
 

@@ -127,12 +127,22 @@ pub(super) fn connection_manager(
         access_log::Tracing::None
     };
     let access_logs = access_log::access_logs(cx, path, access_log, tracing_kind);
-    if let Some(t) = tracing {
-        telemetry::tracing(cx, &at(path, "tracing"), t);
-    }
-    if let Some(r) = request_id_extension {
-        telemetry::request_id(cx, &at(path, "request_id_extension"), r);
-    }
+    let rid_path = at(path, "request_id_extension");
+    let tracing = match tracing {
+        Some(t) => telemetry::tracing(
+            cx,
+            &at(path, "tracing"),
+            t,
+            request_id_extension.as_ref(),
+            &rid_path,
+        ),
+        None => {
+            if let Some(r) = request_id_extension {
+                telemetry::request_id_alone(cx, &rid_path, r);
+            }
+            None
+        }
+    };
     cx.reject_unless_bool(path, "add_user_agent", add_user_agent, false);
     cx.reject_unless_bool(
         path,
@@ -262,8 +272,16 @@ pub(super) fn connection_manager(
     );
     let http_filters = http_filter_list(cx, path, http_filters);
     let local_reply = local_reply_config.as_ref().and_then(|c| {
-        super::local_reply::local_reply_config(cx, c, &at(path, "local_reply_config"), tracing_kind)
-            .map(std::sync::Arc::new)
+        super::local_reply::local_reply_config(
+            cx,
+            c,
+            &at(path, "local_reply_config"),
+            match tracing_kind {
+                access_log::Tracing::Configured => access_log::Tracing::ConfiguredUnread,
+                other => other,
+            },
+        )
+        .map(std::sync::Arc::new)
     });
 
     let route_config = match route_specifier {
@@ -314,6 +332,7 @@ pub(super) fn connection_manager(
         client_cert_details,
         local_reply,
         access_logs,
+        tracing,
     })
 }
 

@@ -1,84 +1,351 @@
-//! Telemetry settings Strait accepts without acting on them: HCM tracing
-//! and the UUID request-id extension (access logs are `access_log`). None can change where a
-//! request goes or what the client receives; each is judged field by field
-//! so anything else still fails loudly.
+//! The HCM's `tracing` and `request_id_extension`: Envoy's trace decision
+//! and the Zipkin tracer (see `docs/decisions/0018-tracing.md`). Every
+//! field is judged; what Strait does not do is refused by name.
+
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::{
-    config::trace::v3::tracing::{Http as TracingProvider, http as tracing_http},
+    config::trace::v3::{
+        ZipkinConfig,
+        tracing::{Http as TracingProvider, http as tracing_http},
+        zipkin_config::{CollectorEndpointVersion, TraceContextOption},
+    },
     extensions::{
         filters::network::http_connection_manager::v3::{
             RequestIdExtension, http_connection_manager::Tracing,
         },
         request_id::uuid::v3::UuidRequestIdConfig,
     },
+    r#type::{
+        metadata::v3::{MetadataKey, metadata_key::path_segment, metadata_kind},
+        tracing::v3::{CustomTag, custom_tag},
+        v3::Percent,
+    },
 };
 use prost::Name;
+use strait_model::tracing as model;
 
-use super::{Context, at, type_name};
+use super::{Context, at, item, type_name};
 
-/// Tracers whose spans would go to a collector: accepted, as spans are
-/// telemetry. Envoy would also add the tracer's context headers (for
-/// example `x-b3-*`) to upstream requests; Strait does not (documented in
-/// `docs/CONFIG.md`).
-const TRACERS: [&str; 5] = [
-    "envoy.config.trace.v3.ZipkinConfig",
+/// Tracers Strait knows of but does not implement: refused by name (a
+/// config naming one would expect spans and context headers).
+const REFUSED_TRACERS: [&str; 4] = [
     "envoy.config.trace.v3.OpenTelemetryConfig",
     "envoy.config.trace.v3.DatadogConfig",
     "envoy.config.trace.v3.LightstepConfig",
     "envoy.config.trace.v3.SkyWalkingConfig",
 ];
 
-/// The HCM's `tracing`: sampling percentages, tags and a provider among
-/// [`TRACERS`]. Strait produces no spans.
-pub(super) fn tracing(cx: &mut Context, path: &str, t: &Tracing) {
+/// Where the bootstrap's tracer is (`tracing.http`).
+pub(super) const BOOTSTRAP_PATH: &str = "tracing.http";
+
+/// A `Percent` in Envoy's ten-thousandths (its runtime `TEN_THOUSAND`).
+fn per_10k(p: Option<&Percent>) -> u32 {
+    p.map_or(10_000, |p| {
+        (p.value.clamp(0.0, 100.0) * 100.0).round() as u32
+    })
+}
+
+/// The HCM's `tracing` (with its `request_id_extension`, which only steers
+/// the decision's bookkeeping).
+pub(super) fn tracing(
+    cx: &mut Context,
+    path: &str,
+    t: &Tracing,
+    request_id: Option<&RequestIdExtension>,
+    request_id_path: &str,
+) -> Option<Arc<model::Tracing>> {
     let Tracing {
-        // The rest only shape spans, which are not produced.
-        client_sampling: _,
-        random_sampling: _,
-        overall_sampling: _,
+        client_sampling,
+        random_sampling,
+        overall_sampling,
+        // Envoy's `verbose` adds per-filter log annotations to spans; no
+        // span Strait writes carries them, and Zipkin JSON from Envoy 1.40
+        // carries none for the router either.
         verbose: _,
-        max_path_tag_length: _,
-        custom_tags: _,
-        spawn_upstream_span: _,
-        operation: _,
-        upstream_operation: _,
-        // Turns off the context headers Strait does not add anyway.
-        no_context_propagation: _,
+        max_path_tag_length,
+        custom_tags,
+        spawn_upstream_span,
+        operation,
+        upstream_operation,
+        no_context_propagation,
         provider,
     } = t;
-    if let Some(TracingProvider {
+    // A separate upstream span, renamed operations and suppressed
+    // propagation change what the collector and the upstream see.
+    reject_set!(cx, path; operation, upstream_operation);
+    if spawn_upstream_span.is_some_and(|b| b.value) {
+        cx.unsupported(at(path, "spawn_upstream_span"), "spawn_upstream_span: true");
+    }
+    if *no_context_propagation {
+        cx.unsupported(
+            at(path, "no_context_propagation"),
+            "no_context_propagation: true",
+        );
+    }
+    let request_id = request_id
+        .map(|r| self::request_id(cx, request_id_path, r))
+        .unwrap_or_default();
+    let node = cx.node.as_ref();
+    let mut out = model::Tracing {
+        random_sampling: per_10k(random_sampling.as_ref()),
+        client_sampling: per_10k(client_sampling.as_ref()),
+        overall_sampling: per_10k(overall_sampling.as_ref()),
+        custom_tags: Vec::new(),
+        max_path_tag_length: max_path_tag_length.as_ref().map_or(256, |v| v.value),
+        request_id,
+        provider: None,
+        node: model::TraceNode {
+            id: node.map(|n| n.id.clone()).unwrap_or_default(),
+            cluster: node.map(|n| n.cluster.clone()).unwrap_or_default(),
+            zone: node
+                .and_then(|n| n.locality.as_ref())
+                .map(|l| l.zone.clone())
+                .unwrap_or_default(),
+        },
+    };
+    for (i, tag) in custom_tags.iter().enumerate() {
+        if let Some(t) = custom_tag(cx, &item(path, "custom_tags", i), tag) {
+            out.custom_tags.push(t);
+        }
+    }
+    out.provider = match provider {
+        Some(p) => self::provider(cx, &at(path, "provider"), p),
+        // Envoy falls back to the bootstrap's (deprecated) tracer.
+        None => {
+            let tracer = cx.bootstrap_tracer.clone();
+            if let Some(z) = &tracer {
+                cx.require_cluster(at(path, "provider"), &z.cluster);
+            }
+            tracer
+        }
+    };
+    Some(Arc::new(out))
+}
+
+/// A tracer (`envoy.config.trace.v3.Tracing.Http`): Zipkin, or refused.
+pub(super) fn provider(
+    cx: &mut Context,
+    ppath: &str,
+    p: &TracingProvider,
+) -> Option<Arc<model::Zipkin>> {
+    let TracingProvider {
+        // A label; the type URL picks the tracer.
         name: _,
         config_type,
-    }) = provider
-    {
-        let ppath = at(path, "provider");
-        match config_type {
-            Some(tracing_http::ConfigType::TypedConfig(any))
-                if TRACERS.contains(&type_name(&any.type_url)) => {}
-            Some(tracing_http::ConfigType::TypedConfig(any)) => cx.unsupported(
-                at(&ppath, "typed_config.@type"),
+    } = p;
+    match config_type {
+        Some(tracing_http::ConfigType::TypedConfig(any))
+            if type_name(&any.type_url) == ZipkinConfig::full_name() =>
+        {
+            let tpath = at(ppath, "typed_config");
+            let z = super::decode_any::<ZipkinConfig>(cx, &tpath, any)?;
+            // Envoy checks the collector cluster when a connection manager
+            // makes the tracer: the bootstrap's is checked by its users.
+            let checked = ppath != BOOTSTRAP_PATH;
+            zipkin(cx, &tpath, &z, checked).map(Arc::new)
+        }
+        Some(tracing_http::ConfigType::TypedConfig(any))
+            if REFUSED_TRACERS.contains(&type_name(&any.type_url)) =>
+        {
+            cx.unsupported(
+                at(ppath, "typed_config.@type"),
+                format!(
+                    "tracer {} (Strait implements envoy.tracers.zipkin)",
+                    any.type_url
+                ),
+            );
+            None
+        }
+        Some(tracing_http::ConfigType::TypedConfig(any)) => {
+            cx.unsupported(
+                at(ppath, "typed_config.@type"),
                 format!("tracer {}", any.type_url),
-            ),
-            None => cx.invalid(at(&ppath, "typed_config"), "is required"),
+            );
+            None
+        }
+        None => {
+            cx.invalid(at(ppath, "typed_config"), "is required");
+            None
         }
     }
 }
 
+fn custom_tag(cx: &mut Context, path: &str, t: &CustomTag) -> Option<model::CustomTag> {
+    let CustomTag { tag, r#type } = t;
+    if tag.is_empty() {
+        cx.invalid(at(path, "tag"), "must not be empty");
+    }
+    let value = match r#type {
+        Some(custom_tag::Type::Literal(custom_tag::Literal { value })) => {
+            model::TagValue::Literal(value.clone())
+        }
+        Some(custom_tag::Type::Environment(custom_tag::Environment {
+            name,
+            default_value,
+        })) => {
+            model::TagValue::Literal(std::env::var(name).unwrap_or_else(|_| default_value.clone()))
+        }
+        Some(custom_tag::Type::RequestHeader(custom_tag::Header {
+            name,
+            default_value,
+        })) => model::TagValue::RequestHeader {
+            name: name.to_ascii_lowercase(),
+            default: default_value.clone(),
+        },
+        Some(custom_tag::Type::Metadata(custom_tag::Metadata {
+            kind,
+            metadata_key,
+            default_value,
+        })) => {
+            let mpath = at(path, "metadata");
+            match kind.as_ref().and_then(|k| k.kind.as_ref()) {
+                None | Some(metadata_kind::Kind::Request(_)) => {}
+                Some(_) => cx.unsupported(at(&mpath, "kind"), "metadata kinds other than request"),
+            }
+            let Some(MetadataKey {
+                key,
+                path: segments,
+            }) = metadata_key
+            else {
+                cx.invalid(at(&mpath, "metadata_key"), "is required");
+                return None;
+            };
+            let mut path = Vec::with_capacity(segments.len());
+            for s in segments {
+                match &s.segment {
+                    Some(path_segment::Segment::Key(k)) => path.push(k.clone()),
+                    Some(path_segment::Segment::Index(_)) => {
+                        cx.unsupported(at(&mpath, "metadata_key.path"), "list index path segments")
+                    }
+                    None => cx.invalid(at(&mpath, "metadata_key.path"), "empty segment"),
+                }
+            }
+            model::TagValue::Metadata {
+                filter: key.clone(),
+                path,
+                default: default_value.clone(),
+            }
+        }
+        // A substitution-format value: not implemented.
+        Some(custom_tag::Type::Value(_)) => {
+            cx.unsupported(at(path, "value"), "custom tag value (substitution format)");
+            return None;
+        }
+        None => {
+            cx.invalid(at(path, "type"), "is required");
+            return None;
+        }
+    };
+    Some(model::CustomTag {
+        tag: tag.clone(),
+        value,
+    })
+}
+
+/// `ZipkinConfig`: B3 headers and Zipkin v2 JSON over HTTP.
+fn zipkin(
+    cx: &mut Context,
+    path: &str,
+    z: &ZipkinConfig,
+    check_cluster: bool,
+) -> Option<model::Zipkin> {
+    #[allow(deprecated)]
+    let ZipkinConfig {
+        collector_cluster,
+        collector_endpoint,
+        trace_id_128bit,
+        shared_span_context,
+        collector_endpoint_version,
+        collector_hostname,
+        split_spans_for_request,
+        trace_context_option,
+        collector_service,
+        timestamp_trace_ids,
+    } = z;
+    // The HttpService form (its own URI, headers and timeout) and
+    // timestamped trace ids are not implemented.
+    reject_set!(cx, path; collector_service);
+    if *timestamp_trace_ids {
+        cx.unsupported(at(path, "timestamp_trace_ids"), "timestamp_trace_ids: true");
+    }
+    // One span per request, shared by downstream and upstream.
+    if *split_spans_for_request {
+        cx.unsupported(
+            at(path, "split_spans_for_request"),
+            "split_spans_for_request: true",
+        );
+    }
+    if *trace_context_option != TraceContextOption::UseB3 as i32 {
+        cx.unsupported(
+            at(path, "trace_context_option"),
+            "trace_context_option other than USE_B3",
+        );
+    }
+    match CollectorEndpointVersion::try_from(*collector_endpoint_version) {
+        Ok(CollectorEndpointVersion::HttpJson) => {}
+        _ => cx.unsupported(
+            at(path, "collector_endpoint_version"),
+            "collector_endpoint_version other than HTTP_JSON",
+        ),
+    }
+    if collector_cluster.is_empty() {
+        cx.invalid(at(path, "collector_cluster"), "is required");
+        return None;
+    }
+    if collector_endpoint.is_empty() {
+        cx.invalid(at(path, "collector_endpoint"), "is required");
+        return None;
+    }
+    if check_cluster {
+        cx.require_cluster(at(path, "collector_cluster"), collector_cluster);
+    }
+    Some(model::Zipkin {
+        cluster: collector_cluster.clone(),
+        endpoint: collector_endpoint.clone(),
+        hostname: if collector_hostname.is_empty() {
+            collector_cluster.clone()
+        } else {
+            collector_hostname.clone()
+        },
+        trace_id_128bit: *trace_id_128bit,
+        shared_span_context: shared_span_context.as_ref().is_none_or(|b| b.value),
+    })
+}
+
 /// `request_id_extension`: only the UUID extension, which is what Strait
-/// generates anyway. Its two options only steer trace sampling bits.
-pub(super) fn request_id(cx: &mut Context, path: &str, ext: &RequestIdExtension) {
+/// generates; its options steer how the trace decision is recorded.
+fn request_id(cx: &mut Context, path: &str, ext: &RequestIdExtension) -> model::RequestIdSettings {
     let RequestIdExtension { typed_config } = ext;
     let tpath = at(path, "typed_config");
     match typed_config {
         Some(any) if type_name(&any.type_url) == UuidRequestIdConfig::full_name() => {
-            // `pack_trace_reason` and `use_request_id_for_trace_sampling`
-            // concern tracing only; decoding still catches a broken config.
-            let _: Option<UuidRequestIdConfig> = super::decode_any(cx, &tpath, any);
+            let Some(UuidRequestIdConfig {
+                pack_trace_reason,
+                use_request_id_for_trace_sampling,
+            }) = super::decode_any(cx, &tpath, any)
+            else {
+                return model::RequestIdSettings::default();
+            };
+            model::RequestIdSettings {
+                pack_trace_reason: pack_trace_reason.is_none_or(|b| b.value),
+                use_request_id_for_trace_sampling: use_request_id_for_trace_sampling
+                    .is_none_or(|b| b.value),
+            }
         }
-        Some(any) => cx.unsupported(
-            at(&tpath, "@type"),
-            format!("request id extension {}", any.type_url),
-        ),
-        None => {}
+        Some(any) => {
+            cx.unsupported(
+                at(&tpath, "@type"),
+                format!("request id extension {}", any.type_url),
+            );
+            model::RequestIdSettings::default()
+        }
+        None => model::RequestIdSettings::default(),
     }
+}
+
+/// `request_id_extension` on a manager without `tracing`: its options
+/// only concern tracing; decoding still catches a broken config.
+pub(super) fn request_id_alone(cx: &mut Context, path: &str, ext: &RequestIdExtension) {
+    let _ = request_id(cx, path, ext);
 }

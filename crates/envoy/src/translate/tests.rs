@@ -18,6 +18,7 @@ mod route;
 mod route_bad;
 mod secrets;
 mod sinks;
+mod tracing;
 
 pub(super) const HCM: &str = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config";
 pub(super) const HCM_PATH: &str =

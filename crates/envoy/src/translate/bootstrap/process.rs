@@ -72,11 +72,14 @@ pub(super) fn stats_intervals(
     flush_every
 }
 
-/// `tracing`: the provider Envoy would use for connection managers that
-/// enable tracing. Strait refuses `tracing` on connection managers, so no
-/// span is ever started and the provider is never used.
-pub(super) fn tracing(t: &Tracing) {
-    let Tracing { http: _ } = t;
+/// `tracing` (deprecated in Envoy, still honoured by 1.40): the tracer of
+/// connection managers whose `tracing` names no provider.
+pub(super) fn tracing(cx: &mut Context, t: &Tracing) {
+    let Tracing { http } = t;
+    if let Some(h) = http {
+        cx.bootstrap_tracer =
+            super::super::telemetry::provider(cx, super::super::telemetry::BOOTSTRAP_PATH, h);
+    }
 }
 
 /// `application_log_config`: the format of Envoy's own log lines (spdlog or

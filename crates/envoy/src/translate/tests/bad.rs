@@ -102,19 +102,6 @@ fn bad_configs_name_the_field() {
             "grpc_status_filter",
         ),
         (
-            "access log traceable filter with tracing",
-            vec![
-                (
-                    hcm("access_log"),
-                    json!([{"name": "f", "filter": {"traceable_filter": {}}, "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}}]),
-                ),
-                (hcm("tracing"), json!({})),
-            ],
-            hcm_path("access_log[0].filter.traceable_filter"),
-            "traceable_filter",
-        ),
-        (
             "periodic access logs",
             vec![(hcm("access_log_flush_interval"), json!("5s"))],
             hcm_path("access_log_flush_interval"),

@@ -235,6 +235,7 @@ static_resources:
                         client_cert_details: Default::default(),
                         local_reply: None,
                         access_logs: Default::default(),
+                        tracing: None,
                     },
                 ))],
                 default_filter_chain: None,

@@ -1,0 +1,23 @@
+//! Distributed tracing as Envoy's HTTP connection manager does it (see
+//! `docs/decisions/0018-tracing.md`):
+//!
+//! - [`decision`]: the trace decision, recorded in the `x-request-id`
+//!   version nibble (Envoy's UUID request id extension);
+//! - [`b3`]: the Zipkin tracer's B3 context, read from the request and
+//!   written for the upstream (multi-header, or single `b3` when the
+//!   request came with one);
+//! - [`span`]: the span of one request and its Zipkin v2 JSON;
+//! - [`export`]: spans batched and POSTed to the collector cluster off the
+//!   request path, on a bounded queue (a dead collector costs drops, never
+//!   latency).
+//!
+//! Pure functions except [`export`]; the caller supplies randomness.
+
+pub mod b3;
+pub mod decision;
+pub mod export;
+pub mod span;
+
+pub use decision::{Reason, decide};
+pub use export::Exporters;
+pub use span::Span;
