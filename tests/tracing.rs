@@ -712,7 +712,7 @@ async fn a_stuck_collector_slows_no_request() {
         "a failed report",
         Duration::from_secs(15),
         move || async move {
-            strait_test_support::admin::stat(admin, "tracing_zipkin_reports_failed")
+            strait_test_support::admin::stat(admin, "envoy_tracing_zipkin_reports_failed")
                 .await
                 .ok()
                 .flatten()

@@ -33,6 +33,8 @@ const SCOPES: &[(&str, &str, Option<&str>)] = &[
         Some("envoy_local_network_ratelimit_prefix"),
     ),
     ("control_plane_", "control_plane.", None),
+    // The Zipkin tracer's `tracing.zipkin.spans_sent` and friends.
+    ("tracing_zipkin_", "tracing.zipkin.", None),
     ("server_", "server.", None),
 ];
 

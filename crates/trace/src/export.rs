@@ -50,15 +50,15 @@ struct Stats {
 impl Stats {
     fn new() -> Stats {
         Stats {
-            spans_sent: metrics::counter!("tracing.zipkin.spans_sent"),
-            spans_dropped: metrics::counter!("tracing.zipkin.spans_dropped"),
-            reports_sent: metrics::counter!("tracing.zipkin.reports_sent"),
-            reports_failed: metrics::counter!("tracing.zipkin.reports_failed"),
-            reports_dropped: metrics::counter!("tracing.zipkin.reports_dropped"),
+            spans_sent: metrics::counter!("envoy_tracing_zipkin_spans_sent"),
+            spans_dropped: metrics::counter!("envoy_tracing_zipkin_spans_dropped"),
+            reports_sent: metrics::counter!("envoy_tracing_zipkin_reports_sent"),
+            reports_failed: metrics::counter!("envoy_tracing_zipkin_reports_failed"),
+            reports_dropped: metrics::counter!("envoy_tracing_zipkin_reports_dropped"),
             reports_skipped_no_cluster: metrics::counter!(
-                "tracing.zipkin.reports_skipped_no_cluster"
+                "envoy_tracing_zipkin_reports_skipped_no_cluster"
             ),
-            timer_flushed: metrics::counter!("tracing.zipkin.timer_flushed"),
+            timer_flushed: metrics::counter!("envoy_tracing_zipkin_timer_flushed"),
         }
     }
 }
