@@ -15,6 +15,12 @@ const LRS: &str = "cluster_manager.load_stats_config: not supported";
 /// Istio's Envoy build has): not implemented.
 const AMBIENT: &str = "bootstrap_extensions[0].typed_config: not supported: bootstrap extension 'metadata_discovery' (istio.workload.BootstrapExtension)";
 
+/// Tracers Strait does not implement (it implements Zipkin): Envoy would
+/// add their context headers to upstream requests and send spans, so
+/// accepting them silently would change traffic.
+const DATADOG: &str = "tracing.http.typed_config.@type: not supported: tracer type.googleapis.com/envoy.config.trace.v3.DatadogConfig";
+const LIGHTSTEP: &str = "tracing.http.typed_config.@type: not supported: tracer type.googleapis.com/envoy.config.trace.v3.LightstepConfig";
+
 /// Every golden file and the reasons it is refused for (empty: accepted).
 const EXPECTED: &[(&str, &[&str])] = &[
     ("all", &[]),
@@ -41,8 +47,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("stats_flush_interval", &[]),
     ("stats_inclusion", &[]),
     ("stats_interval", &[]),
-    ("tracing_datadog", &[]),
-    ("tracing_lightstep", &[]),
+    ("tracing_datadog", &[DATADOG]),
+    ("tracing_lightstep", &[LIGHTSTEP]),
     ("tracing_none", &[]),
     ("tracing_tls", &[]),
     ("tracing_tls_custom_sni", &[]),
