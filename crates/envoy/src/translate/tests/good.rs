@@ -304,6 +304,7 @@ static_resources:
                 transport_socket_matches: vec![],
                 source_address: None,
                 tcp_keepalive: None,
+                filters: Vec::new(),
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -326,6 +327,7 @@ static_resources:
                 transport_socket_matches: vec![],
                 source_address: None,
                 tcp_keepalive: None,
+                filters: Vec::new(),
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -345,6 +347,7 @@ static_resources:
                 transport_socket_matches: vec![],
                 source_address: None,
                 tcp_keepalive: None,
+                filters: Vec::new(),
             },
         ],
         node: None,
