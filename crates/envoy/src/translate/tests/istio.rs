@@ -453,10 +453,15 @@ static_resources:
     assert_eq!(mx.id, "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local");
     // The local workload, as the HTTP exchange encodes it (before base64).
     assert!(!mx.metadata.is_empty());
-    let alpn = |t: &Option<crate::model::tls::DownstreamTls>| t.as_ref().map(|t| t.common.alpn.clone());
+    let alpn =
+        |t: &Option<crate::model::tls::DownstreamTls>| t.as_ref().map(|t| t.common.alpn.clone());
     assert_eq!(
         alpn(&tcp.tls),
-        Some(vec!["istio-peer-exchange".into(), "h2".into(), "http/1.1".into()])
+        Some(vec![
+            "istio-peer-exchange".into(),
+            "h2".into(),
+            "http/1.1".into()
+        ])
     );
     // Before the HTTP connection manager: dropped, and its protocol too.
     let http = &c.listeners[0].filter_chains[1];
