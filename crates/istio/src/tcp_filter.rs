@@ -138,3 +138,49 @@ impl ReadFilter for TcpExchangeFilter {
         self.0.wrap(alpn, io, &peers.downstream)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn mx() -> Extension {
+        Extension::new(
+            type_url::TCP_METADATA_EXCHANGE,
+            TcpMetadataExchange {
+                protocol: "istio-peer-exchange".into(),
+                additional_labels: Vec::new(),
+                id: "id-a".into(),
+                metadata: Vec::new(),
+            },
+        )
+    }
+
+    /// Only a connection that negotiated the protocol gets the exchange:
+    /// the preamble goes out before the data, and the slot expects a peer.
+    #[tokio::test]
+    async fn the_cluster_filter_runs_only_on_the_negotiated_protocol() {
+        for (alpn, exchanged) in [
+            (Some(&b"istio-peer-exchange"[..]), true),
+            (Some(&b"istio"[..]), false),
+            (None, false),
+        ] {
+            let (a, mut b) = tokio::io::duplex(4096);
+            let mut state = http::Extensions::new();
+            let mut io = TcpExchangeFactory.wrap(&mx(), alpn, Box::new(a), &mut state);
+            let peers = TcpPeers::of(&mut state);
+            assert_eq!(peers.upstream.settled(), !exchanged, "{alpn:?}");
+            io.write_all(b"data").await.expect("write");
+            io.shutdown().await.expect("shutdown");
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.expect("read");
+            let want_prefix = if exchanged {
+                preamble(&[], "id-a")
+            } else {
+                Vec::new()
+            };
+            assert_eq!(&got[..want_prefix.len()], &want_prefix[..], "{alpn:?}");
+            assert_eq!(&got[want_prefix.len()..], b"data", "{alpn:?}");
+        }
+    }
+}
