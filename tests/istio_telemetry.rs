@@ -478,6 +478,7 @@ fn tcp_sidecar(
         metadata,
         inbound,
         &dump_network_stats(inbound),
+        false,
         transport,
         cluster,
         upstream,
@@ -485,17 +486,64 @@ fn tcp_sidecar(
     )
 }
 
-/// [`tcp_sidecar`] with the stats config `stats`.
+/// The TCP metadata exchange config istiod rendered (the network filter of
+/// the inbound TCP chains and the cluster filter of the outbound clusters
+/// are the same), as the `typed_config` JSON.
+fn dump_tcp_exchange() -> Value {
+    let text = std::fs::read_to_string(DUMP).expect("dump");
+    let d: Value = serde_json::from_str(&text).expect("json");
+    for c in d["configs"].as_array().expect("configs") {
+        for cl in c["dynamic_active_clusters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            for f in cl["cluster"]["filters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                if f["name"] == "istio.metadata_exchange" {
+                    return f["typed_config"].clone();
+                }
+            }
+        }
+    }
+    panic!("no cluster istio.metadata_exchange in the dump");
+}
+
+/// [`tcp_sidecar`] with the stats config `stats`, and with `mx` Istio's
+/// TCP metadata exchange as istiod renders it: a network filter before
+/// `istio.stats` inbound, a filter of the cluster outbound.
+#[allow(clippy::too_many_arguments)]
 fn tcp_sidecar_with(
     metadata: &Value,
     inbound: bool,
     stats: &Value,
+    mx: bool,
     transport: &str,
     cluster: &str,
     upstream: SocketAddr,
     upstream_tls: &str,
 ) -> String {
     let direction = if inbound { "INBOUND" } else { "OUTBOUND" };
+    let (network_mx, cluster_mx) = match (mx, inbound) {
+        (false, _) => (String::new(), String::new()),
+        (true, true) => (
+            format!(
+                "      - name: istio.metadata_exchange\n        typed_config: {}\n",
+                dump_tcp_exchange()
+            ),
+            String::new(),
+        ),
+        (true, false) => (
+            String::new(),
+            format!(
+                "    filters:\n    - name: istio.metadata_exchange\n      typed_config: {}\n",
+                dump_tcp_exchange()
+            ),
+        ),
+    };
     format!(
         r#"
 node:
@@ -509,7 +557,7 @@ static_resources:
     address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
     filter_chains:
     - filters:
-      - name: istio.stats
+{network_mx}      - name: istio.stats
         typed_config: {stats}
       - name: envoy.filters.network.tcp_proxy
         typed_config:
@@ -522,7 +570,7 @@ static_resources:
     type: STATIC
     connect_timeout: 1s
 {upstream_tls}
-    load_assignment:
+{cluster_mx}    load_assignment:
       cluster_name: "{cluster}"
       endpoints:
       - lb_endpoints:
@@ -564,8 +612,11 @@ async fn tcp_metric(admin: SocketAddr, name: &str, want: &str) -> BTreeMap<Strin
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> anyhow::Result<()> {
+/// A client sidecar and a server sidecar over Istio's mTLS, in front of a
+/// TCP echo, each with or without the TCP metadata exchange as istiod
+/// renders it (both offer `istio-peer-exchange` in their ALPN lists, as
+/// istiod writes them; a side without the exchange removes it).
+fn tcp_mesh(client_mx: bool, server_mx: bool) -> (TestProxy, TestProxy, impl Sized) {
     use strait_test_support::{
         certs::{TestCa, downstream_tls, upstream_tls},
         upstream::tcp_echo,
@@ -577,9 +628,11 @@ async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> an
     // The server sidecar: Istio's inbound TCP chain ALPN, client
     // certificates required.
     let server = TestProxy::start(
-        &tcp_sidecar(
+        &tcp_sidecar_with(
             &server_metadata(),
             true,
+            &dump_network_stats(true),
+            server_mx,
             &downstream_tls(
                 6,
                 &server_cert,
@@ -595,9 +648,11 @@ async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> an
     );
     // The client sidecar: Istio's outbound TCP cluster.
     let client = TestProxy::start(
-        &tcp_sidecar(
+        &tcp_sidecar_with(
             &client_metadata(),
             false,
+            &dump_network_stats(false),
+            client_mx,
             "",
             "outbound|9000||tcp-echo.bookinfo.svc.cluster.local",
             server.listener("listener"),
@@ -612,6 +667,13 @@ async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> an
         ),
         1,
     );
+    (client, server, (echo, ca))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> anyhow::Result<()> {
+    // The exchange on both sides: each learns the other's workload.
+    let (client, server, _keep) = tcp_mesh(true, true);
     let payload = vec![b'x'; 1000];
     let back = tcp_round_trip(client.listener("listener"), &payload);
     // The echo, then its count.
@@ -631,6 +693,13 @@ async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> an
             ("source_canonical_service", "svc-0-0-0"),
             ("source_cluster", "Kubernetes"),
             ("destination_principal", SERVER_SA),
+            // From the server's exchanged metadata.
+            ("destination_workload", "reviews-v2"),
+            ("destination_app", "reviews"),
+            ("destination_version", "v2"),
+            ("destination_canonical_service", "reviews"),
+            ("destination_canonical_revision", "v2"),
+            ("destination_cluster", "cluster-east"),
             ("destination_workload_namespace", "bookinfo"),
             ("destination_service", "tcp-echo.bookinfo.svc.cluster.local"),
             ("destination_service_name", "tcp-echo"),
@@ -657,6 +726,12 @@ async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> an
         &[
             ("reporter", "destination"),
             ("source_principal", CLIENT_SA),
+            // From the client's exchanged metadata.
+            ("source_workload", "svc-0-0-0"),
+            ("source_app", "test"),
+            ("source_canonical_service", "svc-0-0-0"),
+            ("source_canonical_revision", "v1alpha1"),
+            ("source_cluster", "Kubernetes"),
             ("source_workload_namespace", "test"),
             ("destination_principal", SERVER_SA),
             ("destination_workload", "reviews-v2"),
@@ -678,6 +753,48 @@ async fn tcp_through_two_sidecars_over_mtls_counts_connections_and_bytes() -> an
     assert_eq!(rx, opened);
     let tx = tcp_metric(server.admin(), "istio_tcp_sent_bytes_total", &sent).await;
     assert_eq!(tx, opened);
+    Ok(())
+}
+
+/// The exchange on one side only: the other side does not negotiate
+/// `istio-peer-exchange`, so no preamble is sent either way; the bytes
+/// pass intact and the peer's workload labels stay `unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_the_tcp_exchange_still_works_unlabelled() -> anyhow::Result<()> {
+    for (client_mx, server_mx) in [(true, false), (false, true)] {
+        let (client, server, _keep) = tcp_mesh(client_mx, server_mx);
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let back = tcp_round_trip(client.listener("listener"), &payload);
+        let mut want = payload.clone();
+        want.extend_from_slice(b"\n5000");
+        assert!(
+            back == want,
+            "client_mx={client_mx} server_mx={server_mx}: bytes changed"
+        );
+        let opened = tcp_metric(client.admin(), "istio_tcp_connections_opened_total", "1").await;
+        assert_labels(
+            &opened,
+            &[
+                ("source_workload", "svc-0-0-0"),
+                ("destination_principal", SERVER_SA),
+                ("destination_workload", "unknown"),
+                ("destination_app", "unknown"),
+                ("destination_cluster", "unknown"),
+            ],
+        );
+        let opened = tcp_metric(server.admin(), "istio_tcp_connections_opened_total", "1").await;
+        assert_labels(
+            &opened,
+            &[
+                ("destination_workload", "reviews-v2"),
+                ("source_principal", CLIENT_SA),
+                ("source_workload", "unknown"),
+                ("source_app", "unknown"),
+                ("source_cluster", "unknown"),
+            ],
+        );
+        tcp_metric(server.admin(), "istio_tcp_received_bytes_total", "5000").await;
+    }
     Ok(())
 }
 
@@ -726,6 +843,7 @@ async fn open_tcp_connections_report_bytes_every_period() -> anyhow::Result<()> 
             &client_metadata(),
             false,
             &stats,
+            false,
             "",
             "outbound|9000||tcp-echo.bookinfo.svc.cluster.local",
             echo.addr,

@@ -25,11 +25,14 @@ impl Shared {
         filters.http.set_clusters(Arc::clone(&clusters));
         filters.network.set_clusters(Arc::clone(&clusters));
         Shared {
-            conn: Arc::new(strait_listener::Context::new(
-                Arc::new(Store::new()),
-                clusters,
-                Arc::clone(&stats.recorder),
-            )),
+            conn: Arc::new(
+                strait_listener::Context::new(
+                    Arc::new(Store::new()),
+                    clusters,
+                    Arc::clone(&stats.recorder),
+                )
+                .with_upstream_filters(filters.network.upstream_filters()),
+            ),
             bound: BoundListeners::new(),
             filters: Arc::new(filters),
         }

@@ -17,11 +17,13 @@ pub mod exchange;
 pub mod peer;
 pub mod stats;
 pub mod tcp_exchange;
+pub mod tcp_filter;
 pub mod tcp_stats;
 pub mod tcp_stream;
 
 pub use exchange::PeerMetadataFactory;
 pub use stats::IstioStatsFactory;
+pub use tcp_filter::TcpExchangeFactory;
 pub use tcp_stats::IstioTcpStatsFactory;
 
 /// Registers Istio's telemetry filters in `http` and `network`, unless a factory is
@@ -34,6 +36,12 @@ pub fn register(
     use strait_model::istio::type_url;
     if !network.has_read(type_url::STATS) {
         network.register_read(IstioTcpStatsFactory);
+    }
+    if !network.has_read(type_url::TCP_METADATA_EXCHANGE) {
+        network.register_read(TcpExchangeFactory);
+    }
+    if !network.has_upstream(type_url::TCP_METADATA_EXCHANGE) {
+        network.register_upstream(TcpExchangeFactory);
     }
     if !http.has(type_url::STATS) {
         http.register(IstioStatsFactory);

@@ -208,8 +208,8 @@ impl PeerSlot {
 /// the exchange a cluster runs on its connection).
 #[derive(Debug, Default)]
 pub struct TcpPeers {
-    pub downstream: PeerSlot,
-    pub upstream: PeerSlot,
+    pub downstream: Arc<PeerSlot>,
+    pub upstream: Arc<PeerSlot>,
 }
 
 impl TcpPeers {

@@ -21,6 +21,7 @@ use crate::{
     network::{CompiledNetworkFilter, NetworkConnection},
     read::{self, ConnectionView, Sessions, UpstreamFacts},
     stats::{ListenerStats, TcpStats},
+    stream::BoxIo,
     tcp,
 };
 
@@ -185,8 +186,9 @@ async fn serve_connection(
         MaybeTls::Plain(_) => None,
     };
     let mut sessions: Option<Sessions> = None;
+    let mut alpn: Option<Vec<u8>> = None;
     if !compiled.read_filters.is_empty() {
-        let alpn: Option<Vec<u8>> = match &io {
+        alpn = match &io {
             MaybeTls::Tls(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
             MaybeTls::Plain(_) => None,
         };
@@ -240,6 +242,27 @@ async fn serve_connection(
             strait_http::serve_connection(io, &hcm, conn, Arc::clone(&shared.http), drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
+            // Read filters on the downstream bytes (Istio's TCP metadata
+            // exchange): the stream is boxed only when one is in the chain.
+            let wrapping = compiled.read_filters.iter().any(|f| {
+                f.downcast_ref::<read::CompiledReadFilter>()
+                    .is_some_and(|f| f.wraps())
+            });
+            let io = if wrapping {
+                let mut scratch = http::Extensions::new();
+                let state = sessions.0.as_mut().map_or(&mut scratch, |s| &mut s.state);
+                let mut boxed: BoxIo = Box::new(io);
+                for f in &compiled.read_filters {
+                    if let Some(f) = f.downcast_ref::<read::CompiledReadFilter>()
+                        && f.wraps()
+                    {
+                        boxed = f.wrap(alpn.as_deref(), boxed, state);
+                    }
+                }
+                tcp::Down::Wrapped(boxed)
+            } else {
+                tcp::Down::Direct(io)
+            };
             let proxy = proxy.clone();
             drop(entry);
             let stats: Arc<TcpStats> = shared.tcp_stats(&proxy.stat_prefix);

@@ -3,10 +3,11 @@
 use std::{collections::HashMap, sync::Arc, sync::atomic::AtomicU64};
 
 use arc_swap::ArcSwap;
+use strait_model::extension::ByTypeUrl;
 use strait_snapshot::Store;
 use strait_upstream::ClusterRegistry;
 
-use crate::stats::TcpStats;
+use crate::{stats::TcpStats, stream::UpstreamFilter};
 
 /// The state the connections of every listener share: the config store,
 /// the live clusters, the HTTP path's state, the TCP proxies' stat handles
@@ -21,6 +22,8 @@ pub struct Context {
     /// Open downstream connections on listeners that do not
     /// `ignore_global_conn_limit`, against `max_downstream_connections`.
     pub(crate) downstream_cx: AtomicU64,
+    /// Cluster filters by type URL, run by the TCP proxy.
+    pub(crate) upstream_filters: ByTypeUrl<dyn UpstreamFilter>,
 }
 
 impl std::fmt::Debug for Context {
@@ -46,7 +49,15 @@ impl Context {
             recorder,
             tcp_stats: ArcSwap::default(),
             downstream_cx: AtomicU64::new(0),
+            upstream_filters: ByTypeUrl::default(),
         }
+    }
+
+    /// The cluster filters the TCP proxy runs
+    /// ([`crate::NetworkFilterRegistry::upstream_filters`]).
+    pub fn with_upstream_filters(mut self, filters: ByTypeUrl<dyn UpstreamFilter>) -> Self {
+        self.upstream_filters = filters;
+        self
     }
 
     /// Runs `make` with the proxy's recorder as the one the `metrics`

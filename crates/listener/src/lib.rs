@@ -24,6 +24,7 @@ mod network;
 mod read;
 mod registered;
 mod stats;
+mod stream;
 mod tcp;
 
 pub use connection::serve;
@@ -39,3 +40,4 @@ pub use registered::{
     Inspection, ListenerFilter, ListenerFilterFactory, ListenerFilterRegistry, Sniffed,
 };
 pub use stats::{ListenerStats, TcpStats};
+pub use stream::{BoxIo, StreamIo, UpstreamFilter};

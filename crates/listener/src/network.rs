@@ -11,7 +11,10 @@ use strait_snapshot::{CompiledFilters, Store};
 use strait_upstream::ClusterRegistry;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::read::{CompiledReadFilter, ReadFilterFactory, ReadScope};
+use crate::{
+    read::{CompiledReadFilter, ReadFilterFactory, ReadScope},
+    stream::UpstreamFilter,
+};
 
 /// A downstream byte stream: plaintext or TLS-terminated, with any bytes
 /// the listener filters peeked replayed first.
@@ -75,6 +78,8 @@ pub trait NetworkFilterFactory: Send + Sync + 'static {
 pub struct NetworkFilterRegistry {
     by_type: ByTypeUrl<dyn NetworkFilterFactory>,
     read_by_type: ByTypeUrl<dyn ReadFilterFactory>,
+    /// Cluster filters, run by the TCP proxy on upstream connections.
+    upstream_by_type: ByTypeUrl<dyn UpstreamFilter>,
     /// Handed to read filter factories (see [`ReadScope`]).
     clusters: Option<Arc<ClusterRegistry>>,
 }
@@ -93,6 +98,24 @@ impl NetworkFilterRegistry {
         let url = factory.type_url().to_owned();
         self.read_by_type.insert(&url, Arc::new(factory));
         self
+    }
+
+    /// Adds a cluster filter for its type URL, replacing one registered
+    /// before.
+    pub fn register_upstream(&mut self, filter: impl UpstreamFilter) -> &mut Self {
+        let url = filter.type_url().to_owned();
+        self.upstream_by_type.insert(&url, Arc::new(filter));
+        self
+    }
+
+    /// Whether a cluster filter is registered for `type_url`.
+    pub fn has_upstream(&self, type_url: &str) -> bool {
+        self.upstream_by_type.get(type_url).is_some()
+    }
+
+    /// The cluster filters, for the TCP proxy ([`crate::Context::with_upstream_filters`]).
+    pub fn upstream_filters(&self) -> ByTypeUrl<dyn UpstreamFilter> {
+        self.upstream_by_type.clone()
     }
 
     /// The live clusters read filters that call a service use.

@@ -17,6 +17,8 @@ use strait_net::Counters;
 use strait_tls::PeerIdentity;
 use strait_upstream::ClusterRegistry;
 
+use crate::stream::BoxIo;
+
 /// What a read filter sees of a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionView<'a> {
@@ -93,6 +95,21 @@ pub trait ReadFilter: Send + Sync + 'static {
     ) -> Option<Box<dyn ConnectionSession>> {
         let _ = (conn, state);
         None
+    }
+
+    /// Whether the filter puts itself on the downstream bytes
+    /// ([`ReadFilter::wrap`]); only the TCP proxy runs such filters.
+    fn wraps(&self) -> bool {
+        false
+    }
+
+    /// Puts the filter on the downstream stream, after the sessions
+    /// started and before the TCP proxy reads a byte; `alpn` is the
+    /// protocol the handshake negotiated. `io` is handed back as it is when
+    /// the filter does not apply to this connection.
+    fn wrap(&self, alpn: Option<&[u8]>, io: BoxIo, state: &mut http::Extensions) -> BoxIo {
+        let _ = (alpn, state);
+        io
     }
 }
 

@@ -20,7 +20,21 @@ use crate::{
     inspect::Downstream,
     read::{Sessions, UpstreamFacts},
     stats::TcpStats,
+    stream::BoxIo,
 };
+
+/// The downstream stream the TCP proxy splices: as accepted, or wrapped by
+/// the chain's read filters ([`crate::ReadFilter::wrap`]).
+pub(crate) enum Down {
+    Direct(Downstream),
+    Wrapped(BoxIo),
+}
+
+/// The upstream stream: as connected, or wrapped by the cluster's filters.
+enum Up {
+    Direct(strait_upstream::UpstreamStream),
+    Wrapped(BoxIo),
+}
 
 /// What the TCP proxy's access log reads of the connection.
 #[derive(Debug)]
@@ -109,7 +123,7 @@ impl Drop for Entry<'_> {
 /// Proxies `stream` per `proxy` until both directions close, then writes
 /// the proxy's access logs.
 pub(crate) async fn serve(
-    stream: Downstream,
+    stream: Down,
     proxy: &TcpProxy,
     shared: &Context,
     stats: &TcpStats,
@@ -192,9 +206,46 @@ pub(crate) async fn serve(
     {
         entry.upstream_cert = PeerChain::of_upstream(s).map(|p| p.identity());
     }
+    // The cluster's filters (Istio's TCP metadata exchange) go on before
+    // the sessions hear of the upstream: a session then knows whether a
+    // peer is to come.
+    let spec = cluster.spec();
+    let upstream = if spec.filters.is_empty() {
+        Up::Direct(upstream)
+    } else {
+        let alpn: Option<Vec<u8>> = match &upstream {
+            MaybeTls::Tls(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+            MaybeTls::Plain(_) => None,
+        };
+        let mut scratch = http::Extensions::new();
+        let state = match entry.sessions.as_deref_mut() {
+            Some(s) => &mut s.state,
+            None => &mut scratch,
+        };
+        let mut io: BoxIo = Box::new(upstream);
+        for config in &spec.filters {
+            let Some(filter) = shared.upstream_filters.get(config.type_url()) else {
+                // The front end only accepts filters the composition
+                // registers; a missing one is a composition bug, and the
+                // connection is not served without it.
+                tracing::warn!(
+                    cluster = name,
+                    filter = config.type_url(),
+                    "no cluster filter registered; connection closed"
+                );
+                entry.flags = "UF";
+                entry.upstream_known();
+                return;
+            };
+            io = filter.wrap(config, alpn.as_deref(), io, state);
+        }
+        Up::Wrapped(io)
+    };
+    drop(spec);
     entry.upstream_known();
+    let idle = proxy.idle_timeout;
     let result = match (stream, upstream) {
-        (MaybeTls::Plain(rewind), MaybeTls::Plain(mut upstream)) => {
+        (Down::Direct(MaybeTls::Plain(rewind)), Up::Direct(MaybeTls::Plain(mut upstream))) => {
             // Send what the listener filters read (e.g. a ClientHello for
             // TLS passthrough), then splice the sockets directly.
             let (prefix, stream) = rewind.into_parts();
@@ -203,14 +254,26 @@ pub(crate) async fn serve(
                     counters
                         .sent
                         .fetch_add(prefix.len() as u64, Ordering::Relaxed);
-                    splice(stream, upstream, proxy.idle_timeout, Arc::clone(&counters)).await
+                    splice(stream, upstream, idle, Arc::clone(&counters)).await
                 }
                 Err(e) => Err(e),
             }
         }
-        // TLS on either side: the generic splice (the downstream replays
-        // what the listener filters read by itself).
-        (down, up) => splice_io(down, up, proxy.idle_timeout, Arc::clone(&counters)).await,
+        // TLS on either side, or a filter on the bytes: the generic splice
+        // (the downstream replays what the listener filters read by
+        // itself).
+        (Down::Direct(down), Up::Direct(up)) => {
+            splice_io(down, up, idle, Arc::clone(&counters)).await
+        }
+        (Down::Direct(down), Up::Wrapped(up)) => {
+            splice_io(down, up, idle, Arc::clone(&counters)).await
+        }
+        (Down::Wrapped(down), Up::Direct(up)) => {
+            splice_io(down, up, idle, Arc::clone(&counters)).await
+        }
+        (Down::Wrapped(down), Up::Wrapped(up)) => {
+            splice_io(down, up, idle, Arc::clone(&counters)).await
+        }
     };
     let up = counters.sent.load(Ordering::Relaxed);
     let down = counters.received.load(Ordering::Relaxed);

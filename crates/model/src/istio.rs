@@ -17,6 +17,9 @@ pub mod type_url {
     pub const STATS: &str = "type.googleapis.com/stats.PluginConfig";
     /// `istio.metadata_exchange` over HTTP headers.
     pub const PEER_METADATA: &str = "type.googleapis.com/io.istio.http.peer_metadata.Config";
+    /// The TCP metadata exchange (network filter, and cluster filter).
+    pub const TCP_METADATA_EXCHANGE: &str =
+        "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange";
 }
 
 /// The workload facts Istio's metrics label by, as Istio reads them from
@@ -189,4 +192,22 @@ pub struct PeerMetadata {
     /// The `x-envoy-peer-metadata` value sent: the local workload as a
     /// `google.protobuf.Struct`, protobuf-encoded, base64.
     pub value: String,
+}
+
+/// `envoy.tcp.metadataexchange.config.MetadataExchange`, validated: Istio's
+/// TCP metadata exchange, as a listener's network filter (the downstream
+/// side) or a cluster's filter (the upstream side of the TCP proxy). It
+/// runs on a connection whose TLS handshake negotiated `protocol`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpMetadataExchange {
+    /// `protocol`: the ALPN protocol that starts the exchange
+    /// (`istio-peer-exchange` as istiod renders it).
+    pub protocol: String,
+    /// `additional_labels`: peer labels kept besides Istio's own.
+    pub additional_labels: Vec<String>,
+    /// The node id sent (`x-envoy-peer-metadata-id`).
+    pub id: String,
+    /// The local workload sent (`x-envoy-peer-metadata`): a
+    /// `google.protobuf.Struct`, protobuf-encoded, keys in order.
+    pub metadata: Vec<u8>,
 }

@@ -568,6 +568,11 @@ pub struct Cluster {
     /// `upstream_connection_options.tcp_keepalive`: SO_KEEPALIVE on upstream
     /// connections, each unset value left to the OS.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// `filters`: the cluster's network filters, run on the TCP proxy's
+    /// upstream connections (Istio's TCP metadata exchange). Strait's HTTP
+    /// pool does not run them: HTTP connections never offer the ALPN that
+    /// would start them.
+    pub filters: Vec<extension::Extension>,
 }
 
 /// Envoy's `TcpKeepalive`.
@@ -634,6 +639,7 @@ impl Cluster {
             transport_socket_matches: Vec::new(),
             source_address: None,
             tcp_keepalive: None,
+            filters: Vec::new(),
         }
     }
 

@@ -15,9 +15,15 @@
 //! filters, ...) are not in Envoy's descriptor set, so their JSON cannot be
 //! encoded. Such an `Any` is served with its type URL and an empty value:
 //! neither the test nor Strait has the schema, and Strait decides on the
-//! type URL alone. [`ConfigDump::opaque_types`] lists them.
+//! type URL alone. [`ConfigDump::opaque_types`] lists them. The TCP
+//! metadata exchange, whose fields Strait translates, is served as a
+//! `TypedStruct` instead, its fields intact.
 
 use std::{collections::BTreeSet, path::Path};
+
+/// Istio's types whose fields Strait reads (it translates the message
+/// itself): kept, as a `TypedStruct`, instead of emptied.
+const KEPT_AS_TYPED_STRUCT: &[&str] = &["envoy.tcp.metadataexchange.config.MetadataExchange"];
 
 use envoy_types::pb::google::protobuf::Any;
 use prost_reflect::{
@@ -418,6 +424,21 @@ impl Loader {
                         self.opaque.contains(*name) || self.pool.get_message_by_name(name).is_none()
                     })
                     .map(str::to_owned);
+                if let Some(name) = unknown.as_deref()
+                    && KEPT_AS_TYPED_STRUCT.contains(&name)
+                {
+                    // Its fields are the config Strait runs: served as the
+                    // `TypedStruct` istiod could have sent, fields intact.
+                    let type_url = obj.remove("@type").unwrap_or_default();
+                    let fields = std::mem::take(obj);
+                    obj.insert(
+                        "@type".into(),
+                        Json::String("type.googleapis.com/udpa.type.v1.TypedStruct".into()),
+                    );
+                    obj.insert("type_url".into(), type_url);
+                    obj.insert("value".into(), Json::Object(fields));
+                    return Ok(());
+                }
                 if let Some(name) = unknown {
                     let type_url = obj.get("@type").cloned().unwrap_or_default();
                     obj.clear();
@@ -514,7 +535,9 @@ mod tests {
              "name": "c1", "type": "STATIC", "connectTimeout": "1s",
              "filters": [{"name": "istio.metadata_exchange", "typed_config": {
                "@type": "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange",
-               "protocol": "istio-peer-exchange"}}]}}]},
+               "protocol": "istio-peer-exchange"}},
+              {"name": "opaque", "typed_config": {
+               "@type": "type.googleapis.com/io.istio.example.Opaque", "x": 1}}]}}]},
           {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
            "dynamic_route_configs": [{"route_config": {
              "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
@@ -524,8 +547,18 @@ mod tests {
         assert_eq!(ConfigDump::names(&d.routes), ["80"]);
         assert_eq!(
             d.opaque_types.iter().collect::<Vec<_>>(),
-            ["type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange"]
+            ["type.googleapis.com/io.istio.example.Opaque"]
         );
+        // The exchange's fields are kept, in a `TypedStruct`.
+        let cluster: envoy_types::pb::envoy::config::cluster::v3::Cluster =
+            prost::Message::decode(d.clusters[0].1.value.as_slice()).expect("cluster");
+        let mx = cluster.filters[0]
+            .typed_config
+            .as_ref()
+            .expect("typed_config");
+        assert_eq!(mx.type_url, "type.googleapis.com/udpa.type.v1.TypedStruct");
+        let text = String::from_utf8_lossy(&mx.value);
+        assert!(text.contains("MetadataExchange") && text.contains("istio-peer-exchange"));
     }
 
     #[test]

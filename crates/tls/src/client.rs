@@ -18,6 +18,9 @@ use crate::{
     versions::{Side, provider_and_versions},
 };
 
+/// The ALPN protocol of Istio's TCP metadata exchange.
+const ISTIO_PEER_EXCHANGE: &str = "istio-peer-exchange";
+
 /// A TLS-originated upstream connection.
 pub type ClientTlsStream<IO> = tokio_rustls::client::TlsStream<IO>;
 
@@ -29,6 +32,12 @@ pub struct ClientTls {
     /// When the context names no ALPN protocols: the same config offering
     /// `h2`, and offering `http/1.1` (Envoy offers the cluster's protocol).
     by_protocol: Option<(tokio_rustls::TlsConnector, tokio_rustls::TlsConnector)>,
+    /// When the context names `istio-peer-exchange`: the same config
+    /// without it, for HTTP connections. That protocol starts Istio's TCP
+    /// metadata exchange, which only the TCP proxy runs (as a cluster
+    /// filter); an HTTP connection offering it would get the peer's
+    /// preamble where it expects HTTP.
+    for_http: Option<tokio_rustls::TlsConnector>,
     /// `sni`, when set; otherwise the peer's IP names the server (rustls
     /// sends no SNI for an IP, matching Envoy without `sni`).
     sni: Option<ServerName<'static>>,
@@ -104,6 +113,16 @@ impl ClientTls {
                 tokio_rustls::TlsConnector::from(Arc::new(h1)),
             )
         });
+        let for_http = common
+            .alpn
+            .iter()
+            .any(|p| p == ISTIO_PEER_EXCHANGE)
+            .then(|| {
+                let mut http = config.clone();
+                http.alpn_protocols
+                    .retain(|p| p.as_slice() != ISTIO_PEER_EXCHANGE.as_bytes());
+                tokio_rustls::TlsConnector::from(Arc::new(http))
+            });
         let sni = if ctx.sni.is_empty() {
             None
         } else {
@@ -114,6 +133,7 @@ impl ClientTls {
         Ok(ClientTls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             by_protocol,
+            for_http,
             sni,
         })
     }
@@ -133,9 +153,10 @@ impl ClientTls {
             .sni
             .clone()
             .unwrap_or(ServerName::IpAddress(peer.into()));
-        let connector = match (&self.by_protocol, alpn) {
-            (Some((h2, _)), DefaultAlpn::Http2) => h2,
-            (Some((_, h1)), DefaultAlpn::Http1) => h1,
+        let connector = match (&self.by_protocol, &self.for_http, alpn) {
+            (Some((h2, _)), _, DefaultAlpn::Http2) => h2,
+            (Some((_, h1)), _, DefaultAlpn::Http1) => h1,
+            (_, Some(http), DefaultAlpn::Http1 | DefaultAlpn::Http2) => http,
             _ => &self.connector,
         };
         connector.connect(name, io).await

@@ -313,3 +313,50 @@ fn istios_cipher_suites_compile_without_the_rsa_key_exchange_ones() {
     let err = compile(&["AES256-GCM-SHA384", "AES128-GCM-SHA256"]).expect_err("only RSA kx");
     assert!(err.to_string().contains("is not supported"), "{err}");
 }
+
+/// A cluster offering `istio-peer-exchange` (it runs Istio's TCP metadata
+/// exchange as a cluster filter) offers it on the TCP proxy's connections
+/// only: its HTTP connections, which would not run the exchange, leave it
+/// out, so a server that accepts it never picks it for them.
+#[tokio::test]
+async fn http_connections_never_offer_istio_peer_exchange() {
+    let ca = Ca::new();
+    let server_tls = ServerTls::compile(&DownstreamTls {
+        common: CommonTls {
+            secrets: TlsSecrets {
+                certificates: vec![ca.leaf(REVIEWS, &[], false)],
+                validation: Some(ca.validation(Some(PRODUCTPAGE))),
+            },
+            alpn: vec!["istio-peer-exchange".into(), "h2".into(), "http/1.1".into()],
+            ..CommonTls::default()
+        },
+        require_client_certificate: true,
+        prefer_client_ciphers: false,
+    })
+    .expect("server compiles");
+    let client_tls = client_offering(
+        &ca,
+        ca.leaf(PRODUCTPAGE, &[], false),
+        REVIEWS,
+        &["istio-peer-exchange", "istio"],
+    );
+    for (alpn, want) in [
+        (DefaultAlpn::None, Some(&b"istio-peer-exchange"[..])),
+        (DefaultAlpn::Http1, None),
+        (DefaultAlpn::Http2, None),
+    ] {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = server_tls.clone();
+        let srv = tokio::spawn(async move {
+            let mut s = server.accept(a).await.expect("server handshake");
+            let mut byte = [0u8; 1];
+            s.read_exact(&mut byte).await.expect("server read");
+        });
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut c = client_tls.connect(b, peer, alpn).await.expect("client");
+        c.write_all(b"x").await.expect("write");
+        c.flush().await.expect("flush");
+        srv.await.expect("server task");
+        assert_eq!(c.get_ref().1.alpn_protocol(), want, "{alpn:?}");
+    }
+}

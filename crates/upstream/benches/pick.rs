@@ -34,6 +34,7 @@ fn spec(policy: LbPolicy, hosts: u32, weighted: bool) -> model::Cluster {
         transport_socket_matches: Vec::new(),
         source_address: None,
         tcp_keepalive: None,
+        filters: Vec::new(),
     }
 }
 

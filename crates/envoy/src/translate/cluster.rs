@@ -128,10 +128,25 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
     // names are re-resolved every `dns_refresh_rate`, as Envoy does when a
     // TTL is unknown. Only the timing of refreshes differs.
     let _ = respect_dns_ttl;
+    let mut cluster_filters = Vec::new();
     for (i, f) in filters.iter().enumerate() {
         let fpath = item(path, "filters", i);
         match &f.typed_config {
             Some(any) if inert(any, Slot::ClusterFilter).is_some() => {}
+            Some(any)
+                if super::istio::recognise(any)
+                    .is_some_and(|(kind, _)| kind == super::istio::TCP_MX) =>
+            {
+                // The upstream side of Istio's TCP metadata exchange, run
+                // by the TCP proxy on this cluster's connections.
+                let config = super::istio::recognise(any)
+                    .map(|(_, c)| c)
+                    .unwrap_or_default();
+                let cpath = at(&fpath, "typed_config");
+                if let Some(e) = super::istio::tcp_metadata_exchange(cx, &config, &cpath) {
+                    cluster_filters.push(e);
+                }
+            }
             Some(any) => cx.unsupported(
                 at(&fpath, "typed_config.@type"),
                 format!("cluster filter {}", effective_type_url(any)),
@@ -366,7 +381,20 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         Some(ts) => super::tls::upstream(cx, ts, &at(path, "transport_socket")).flatten(),
         None => None,
     };
-    let transport_socket_matches = transport::matches(cx, path, transport_socket_matches);
+    let mut tls = tls;
+    let mut transport_socket_matches = transport::matches(cx, path, transport_socket_matches);
+    if cluster_filters.is_empty() {
+        // Without the exchange on the cluster, its connections must not
+        // offer the protocol that starts it.
+        let all = tls.iter_mut().chain(
+            transport_socket_matches
+                .iter_mut()
+                .filter_map(|m| m.tls.as_mut()),
+        );
+        for t in all {
+            super::tls::without_peer_exchange(&mut t.common.alpn);
+        }
+    }
     if cx.problems.len() != before {
         return None;
     }
@@ -388,6 +416,7 @@ pub(super) fn cluster(cx: &mut Context, c: &Cluster, path: &str) -> Option<model
         transport_socket_matches,
         source_address,
         tcp_keepalive,
+        filters: cluster_filters,
     })
 }
 

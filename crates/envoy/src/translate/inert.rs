@@ -36,7 +36,7 @@ pub struct Inert {
     pub why: &'static str,
 }
 
-use Slot::{ClusterFilter, HttpFilter, NetworkFilter};
+use Slot::{HttpFilter, NetworkFilter};
 
 /// The list. `docs/CONFIG.md` repeats it for users.
 pub const INERT_EXTENSIONS: &[Inert] = &[
@@ -44,13 +44,6 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
         type_name: "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
         slots: &[HttpFilter],
         why: "counts gRPC messages and statuses into stats; requests pass unchanged",
-    },
-    Inert {
-        type_name: "envoy.tcp.metadataexchange.config.MetadataExchange",
-        slots: &[NetworkFilter, ClusterFilter],
-        why: "Istio's TCP metadata exchange runs only on connections that negotiated ALPN \
-              istio-peer-exchange; Strait removes that protocol from every ALPN list it \
-              offers or accepts, so the exchange never starts on either side",
     },
     Inert {
         type_name: "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
@@ -304,12 +297,15 @@ mod tests {
 
     #[test]
     fn typed_structs_are_judged_by_their_inner_type() {
-        let mx = typed_struct("envoy.tcp.metadataexchange.config.MetadataExchange", None);
-        assert!(inert(&mx, Slot::ClusterFilter).is_some());
-        assert!(inert(&mx, Slot::HttpFilter).is_none(), "wrong slot");
+        let alpn = typed_struct(
+            "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+            None,
+        );
+        assert!(inert(&alpn, Slot::HttpFilter).is_some());
+        assert!(inert(&alpn, Slot::NetworkFilter).is_none(), "wrong slot");
         assert_eq!(
-            effective_type_url(&mx),
-            "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange"
+            effective_type_url(&alpn),
+            "type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig"
         );
     }
 

@@ -23,7 +23,7 @@ use crate::model::{
     extension::Extension,
     istio::{
         Dimension, IstioMetric, IstioStats, MetricOverride, PeerField, PeerMetadata, Reporter,
-        Workload, type_url,
+        TcpMetadataExchange, Workload, type_url,
     },
 };
 
@@ -33,6 +33,8 @@ pub(super) const WASM_STATS: &str = "envoy.wasm.stats";
 /// The HTTP exchange's message and null-VM plugin name.
 pub(super) const PEER_METADATA: &str = "io.istio.http.peer_metadata.Config";
 pub(super) const WASM_MX: &str = "envoy.wasm.metadata_exchange";
+/// The TCP exchange's message.
+pub(super) const TCP_MX: &str = "envoy.tcp.metadataexchange.config.MetadataExchange";
 
 /// Istio's filter default for `tcp_reporting_duration`.
 const TCP_REPORTING_DEFAULT: Duration = Duration::from_secs(5);
@@ -44,6 +46,7 @@ pub(super) fn recognise(any: &Any) -> Option<(&'static str, Json)> {
         return match type_name(&url) {
             STATS => Some((STATS, value)),
             PEER_METADATA => Some((PEER_METADATA, value)),
+            TCP_MX => Some((TCP_MX, value)),
             _ => wasm(any),
         };
     }
@@ -56,6 +59,11 @@ pub(super) fn recognise(any: &Any) -> Option<(&'static str, Json)> {
         PEER_METADATA => Some((
             PEER_METADATA,
             proto::PeerConfig::decode(any.value.as_slice())
+                .map_or_else(|_| Json::Null, |c| c.to_json()),
+        )),
+        TCP_MX => Some((
+            TCP_MX,
+            proto::MetadataExchange::decode(any.value.as_slice())
                 .map_or_else(|_| Json::Null, |c| c.to_json()),
         )),
         _ => wasm(any),
@@ -356,6 +364,67 @@ pub(super) fn peer_metadata(
     (cx.problems.len() == before).then(|| Extension::new(type_url::PEER_METADATA, out))
 }
 
+/// The TCP metadata exchange (`envoy.tcp.metadataexchange.config.MetadataExchange`),
+/// as a listener's network filter or a cluster's filter: the local
+/// workload it sends is resolved here, from the node's metadata.
+pub(super) fn tcp_metadata_exchange(
+    cx: &mut Context,
+    config: &Json,
+    path: &str,
+) -> Option<Extension> {
+    let Some(obj) = config.as_object() else {
+        cx.invalid(path, format!("{TCP_MX}: not a valid config"));
+        return None;
+    };
+    let before = cx.problems.len();
+    let mut out = TcpMetadataExchange {
+        protocol: String::new(),
+        additional_labels: Vec::new(),
+        id: String::new(),
+        metadata: Vec::new(),
+    };
+    for (key, value) in obj {
+        let fpath = at(path, key);
+        match snake(key).as_str() {
+            "protocol" => match value.as_str() {
+                Some(p) => out.protocol = p.to_owned(),
+                None => cx.invalid(fpath, "must be a string"),
+            },
+            // A lookup of the peer in the workload metadata xDS when the
+            // exchange brings nothing: Strait does not subscribe to it, so
+            // the lookup finds nothing and the peer stays unknown, which is
+            // what the exchange alone gives such a peer.
+            "enable_discovery" => {
+                if !value.is_boolean() {
+                    cx.invalid(fpath, "must be a boolean");
+                }
+            }
+            "additional_labels" => match value.as_array() {
+                Some(list) => {
+                    for (i, l) in list.iter().enumerate() {
+                        match l.as_str() {
+                            Some(l) => out.additional_labels.push(l.to_owned()),
+                            None => cx.invalid(item(path, key, i), "must be a string"),
+                        }
+                    }
+                }
+                None => cx.invalid(fpath, "must be a list of strings"),
+            },
+            other => cx.unsupported(fpath, format!("{TCP_MX} field {other}")),
+        }
+    }
+    // Istio's filter never matches an empty ALPN protocol: the exchange
+    // would never run, which a config surely did not mean.
+    if out.protocol.is_empty() {
+        cx.invalid(at(path, "protocol"), "is required");
+    }
+    let labels: Vec<&str> = out.additional_labels.iter().map(String::as_str).collect();
+    let local = cx.local_workload(&labels);
+    out.id = cx.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+    out.metadata = encode_peer_bytes(&local);
+    (cx.problems.len() == before).then(|| Extension::new(type_url::TCP_METADATA_EXCHANGE, out))
+}
+
 /// A one-key object: its key and value.
 fn single_key(v: &Json) -> Option<(&str, &Map<String, Json>)> {
     let obj = v.as_object()?;
@@ -460,6 +529,12 @@ pub(crate) fn workload_of(metadata: Option<&Struct>, keep: Option<&[&str]>) -> W
 /// order, base64 (standard alphabet, padded).
 pub(crate) fn encode_peer(w: &Workload) -> String {
     use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(encode_peer_bytes(w))
+}
+
+/// The `Struct` [`encode_peer`] sends, before base64: what the TCP
+/// exchange sends as is.
+pub(crate) fn encode_peer_bytes(w: &Workload) -> Vec<u8> {
     let mut labels: Vec<(&str, &str)> = Vec::new();
     for (k, v) in [
         (CANONICAL_NAME, &w.canonical_name),
@@ -521,7 +596,7 @@ pub(crate) fn encode_peer(w: &Workload) -> String {
         prost::encoding::encode_varint(entry.len() as u64, &mut bytes);
         bytes.extend_from_slice(&entry);
     }
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    bytes
 }
 
 /// A `Value` holding `s`, its entries in key order.
@@ -669,6 +744,28 @@ mod proto {
         pub shared_with_upstream: bool,
         #[prost(string, repeated, tag = "6")]
         pub additional_labels: Vec<String>,
+    }
+
+    /// `envoy.tcp.metadataexchange.config.MetadataExchange` (Istio's
+    /// proxy, `metadata_exchange.proto`).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MetadataExchange {
+        #[prost(string, tag = "1")]
+        pub protocol: String,
+        #[prost(bool, tag = "2")]
+        pub enable_discovery: bool,
+        #[prost(string, repeated, tag = "3")]
+        pub additional_labels: Vec<String>,
+    }
+
+    impl MetadataExchange {
+        pub fn to_json(&self) -> Json {
+            json!({
+                "protocol": self.protocol,
+                "enable_discovery": self.enable_discovery,
+                "additional_labels": self.additional_labels,
+            })
+        }
     }
 
     #[derive(Clone, PartialEq, prost::Message)]

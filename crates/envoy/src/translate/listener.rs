@@ -535,6 +535,24 @@ fn filter_chain(cx: &mut Context, fc: &FilterChain, path: &str) -> Option<model:
         }
         terminal = network_filter(cx, f, &fpath);
     }
+    // Istio's TCP metadata exchange runs on the TCP proxy's chains only.
+    // istiod also renders it before the HTTP connection manager, on chains
+    // whose ALPN never names its protocol; Strait's HTTP path would not
+    // take a preamble off the bytes, so there it is dropped, with its
+    // protocol, and the exchange never starts (the HTTP peer metadata
+    // exchange labels those requests).
+    let is_exchange = |f: &model::ReadFilter| {
+        f.config.type_url() == crate::model::istio::type_url::TCP_METADATA_EXCHANGE
+    };
+    if !matches!(terminal, Some(model::NetworkFilter::Tcp(_))) {
+        read_filters.retain(|f| !is_exchange(f));
+    }
+    let mut tls = tls;
+    if !read_filters.iter().any(is_exchange)
+        && let Some(t) = tls.as_mut()
+    {
+        super::tls::without_peer_exchange(&mut t.common.alpn);
+    }
     Some(model::FilterChain {
         name: name.clone(),
         matcher,
@@ -581,10 +599,14 @@ fn read_filter(cx: &mut Context, f: &Filter, path: &str) -> Option<Extension> {
         return super::ratelimit::network_local(cx, any, &path);
     }
     if let Some((kind, config)) = super::istio::recognise(any) {
-        use super::istio::{STATS, WASM_STATS};
+        use super::istio::{STATS, TCP_MX, WASM_STATS};
         if matches!(kind, STATS | WASM_STATS) {
             // `istio.stats` as a network filter: Istio's TCP metrics.
             return super::istio::stats(cx, kind, &config, &path);
+        }
+        if kind == TCP_MX {
+            // The downstream side of Istio's TCP metadata exchange.
+            return super::istio::tcp_metadata_exchange(cx, &config, &path);
         }
     }
     let before = cx.problems.len();

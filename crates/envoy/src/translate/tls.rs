@@ -34,6 +34,14 @@ enum Socket<'a> {
 /// The ALPN protocol of Istio's TCP metadata exchange.
 const ISTIO_PEER_EXCHANGE: &str = "istio-peer-exchange";
 
+/// Removes `istio-peer-exchange` from `alpn`: Istio's TCP metadata
+/// exchange starts when that protocol is negotiated, so a filter chain or
+/// cluster that does not run the exchange must neither accept nor offer
+/// it (the peer then stays on plain `istio`, and sends no preamble).
+pub(super) fn without_peer_exchange(alpn: &mut Vec<String>) {
+    alpn.retain(|p| p.as_str() != ISTIO_PEER_EXCHANGE);
+}
+
 fn socket<'a>(cx: &mut Context, ts: &'a TransportSocket, path: &str) -> Option<Socket<'a>> {
     // Envoy picks the implementation by type URL; the name is a label,
     // except for a socket written by name alone, as older Istio writes
@@ -167,14 +175,10 @@ fn common_tls(cx: &mut Context, c: Option<&CommonTlsContext>, path: &str) -> Opt
         custom_handshaker, key_log,
     );
     let mut out = CommonTls {
-        // Istio's TCP metadata exchange (accepted without effect, see
-        // `inert`) starts only when this protocol is negotiated; never
-        // offering or accepting it keeps peers on plain `istio`.
-        alpn: alpn_protocols
-            .iter()
-            .filter(|p| p.as_str() != ISTIO_PEER_EXCHANGE)
-            .cloned()
-            .collect(),
+        // `istio-peer-exchange` is kept here; the filter chain and the
+        // cluster remove it where no exchange is configured
+        // ([`without_peer_exchange`]).
+        alpn: alpn_protocols.clone(),
         ..CommonTls::default()
     };
     if let Some(p) = tls_params {

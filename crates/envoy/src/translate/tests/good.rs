@@ -305,6 +305,7 @@ static_resources:
                 transport_socket_matches: vec![],
                 source_address: None,
                 tcp_keepalive: None,
+                filters: Vec::new(),
             },
             Cluster {
                 name: "dns_backend".into(),
@@ -327,6 +328,7 @@ static_resources:
                 transport_socket_matches: vec![],
                 source_address: None,
                 tcp_keepalive: None,
+                filters: Vec::new(),
             },
             Cluster {
                 name: "legacy_h2".into(),
@@ -346,6 +348,7 @@ static_resources:
                 transport_socket_matches: vec![],
                 source_address: None,
                 tcp_keepalive: None,
+                filters: Vec::new(),
             },
         ],
         node: None,

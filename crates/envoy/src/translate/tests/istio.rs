@@ -322,8 +322,8 @@ fn istio_fields_that_would_change_behaviour_are_refused_by_path() {
 }
 
 /// `istio.stats` as a network filter is run (a read filter, reporter from
-/// the listener's direction), no longer inert; the TCP exchange before it
-/// still is.
+/// the listener's direction), no longer inert; so is the TCP exchange
+/// before it.
 #[test]
 fn network_istio_stats_is_a_read_filter() {
     use crate::model::istio::{IstioStats, Reporter};
@@ -360,12 +360,123 @@ static_resources:
 "#;
     let c = load(yaml).unwrap_or_else(|e| panic!("{e:?}"));
     let chain = &c.listeners[0].filter_chains[0];
-    assert_eq!(chain.read_filters.len(), 1, "{:?}", chain.read_filters);
-    let stats = chain.read_filters[0]
+    assert_eq!(chain.read_filters.len(), 2, "{:?}", chain.read_filters);
+    let stats = chain.read_filters[1]
         .config
         .get::<IstioStats>()
         .expect("istio.stats");
     assert_eq!(stats.reporter, Reporter::Destination);
     assert_eq!(stats.local.workload_name, "reviews-v2");
     assert_eq!(stats.tcp_reporting, std::time::Duration::from_secs(2));
+}
+
+/// Istio's TCP metadata exchange: a read filter on TCP chains (keeping
+/// `istio-peer-exchange` in the chain's ALPN), dropped with that protocol
+/// before the HTTP connection manager, a cluster filter on clusters
+/// (keeping the protocol in their ALPN); unknown fields refused by name.
+#[test]
+fn tcp_metadata_exchange_on_chains_and_clusters() {
+    use crate::model::{NetworkFilter, istio::TcpMetadataExchange};
+    const MX: &str = r#"
+          "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+          type_url: type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange
+          value: {protocol: istio-peer-exchange, enable_discovery: true, additional_labels: [role]EXTRA}"#;
+    let yaml = |extra: &str| {
+        format!(
+            r#"
+node: {{id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", metadata: {{WORKLOAD_NAME: reviews-v2, NAMESPACE: bookinfo, LABELS: {{role: db}}}}}}
+static_resources:
+  listeners:
+  - name: virtualInbound
+    traffic_direction: INBOUND
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 15006}}}}
+    filter_chains:
+    - filter_chain_match: {{application_protocols: [istio-peer-exchange]}}
+      transport_socket:
+        name: tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: {{alpn_protocols: [istio-peer-exchange, h2, http/1.1]}}
+      filters:
+      - name: istio.metadata_exchange
+        typed_config:{mx}
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: inbound
+          cluster: inbound
+    - filter_chain_match: {{application_protocols: [h2]}}
+      transport_socket:
+        name: tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: {{alpn_protocols: [istio-peer-exchange, h2, http/1.1]}}
+      filters:
+      - name: istio.metadata_exchange
+        typed_config:{mx}
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inbound
+          route_config: {{name: r}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: inbound
+    type: STATIC
+    filters:
+    - name: istio.metadata_exchange
+      typed_config:{mx}
+    transport_socket:
+      name: tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context: {{alpn_protocols: [istio-peer-exchange, istio]}}
+    load_assignment:
+      cluster_name: inbound
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 9000}}}}}}}}]}}]
+"#,
+            mx = MX.replace("EXTRA", extra)
+        )
+    };
+    let c = load(&yaml("")).unwrap_or_else(|e| panic!("{e:?}"));
+    let tcp = &c.listeners[0].filter_chains[0];
+    assert!(matches!(tcp.terminal, NetworkFilter::Tcp(_)));
+    assert_eq!(tcp.read_filters.len(), 1);
+    let mx = tcp.read_filters[0]
+        .config
+        .get::<TcpMetadataExchange>()
+        .expect("exchange");
+    assert_eq!(mx.protocol, "istio-peer-exchange");
+    assert_eq!(mx.additional_labels, ["role"]);
+    assert_eq!(mx.id, "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local");
+    // The local workload, as the HTTP exchange encodes it (before base64).
+    assert!(!mx.metadata.is_empty());
+    let alpn =
+        |t: &Option<crate::model::tls::DownstreamTls>| t.as_ref().map(|t| t.common.alpn.clone());
+    assert_eq!(
+        alpn(&tcp.tls),
+        Some(vec![
+            "istio-peer-exchange".into(),
+            "h2".into(),
+            "http/1.1".into()
+        ])
+    );
+    // Before the HTTP connection manager: dropped, and its protocol too.
+    let http = &c.listeners[0].filter_chains[1];
+    assert!(http.read_filters.is_empty(), "{:?}", http.read_filters);
+    assert_eq!(alpn(&http.tls), Some(vec!["h2".into(), "http/1.1".into()]));
+    // On the cluster: its filter, and the protocol offered.
+    let cluster = &c.clusters[0];
+    assert_eq!(cluster.filters.len(), 1);
+    assert_eq!(cluster.filters[0].get::<TcpMetadataExchange>(), Some(mx));
+    assert_eq!(
+        cluster.tls.as_ref().map(|t| t.common.alpn.clone()),
+        Some(vec!["istio-peer-exchange".into(), "istio".into()])
+    );
+    // An unknown field is refused by name, everywhere it occurs.
+    let err = load(&yaml(", max_peers: 3")).expect_err("unknown field");
+    let text = format!("{err:?}");
+    assert!(text.contains("max_peers"), "{text}");
 }
