@@ -62,18 +62,11 @@ impl Val<'_> {
 }
 
 /// `n` in decimal, without `fmt`'s machinery.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+fn push_u64(out: &mut String, n: u64) {
+    if n >= 10 {
+        push_u64(out, n / 10);
     }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// `a` as Envoy prints it (`[v6]:port` for IPv6; an IPv4-mapped address

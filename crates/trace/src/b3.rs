@@ -25,12 +25,32 @@ pub struct TraceId {
 
 impl TraceId {
     pub fn hex(&self) -> String {
-        if self.wide {
-            format!("{:016x}{:016x}", self.high, self.low)
-        } else {
-            format!("{:016x}", self.low)
-        }
+        let mut out = String::with_capacity(32);
+        self.push_hex(&mut out);
+        out
     }
+
+    fn push_hex(&self, out: &mut String) {
+        if self.wide {
+            push_hex64(out, self.high);
+        }
+        push_hex64(out, self.low);
+    }
+}
+
+/// `v` as 16 lower-case hex digits. Every request of a traced connection
+/// manager carries its ids, sampled or not: `format!` cost more here than
+/// the trace decision itself (`cargo xtask bench --telemetry --callgrind`).
+fn push_hex64(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[((v >> (shift * 4)) & 0xf) as usize]));
+    }
+}
+
+/// A header value from ASCII text built here; never fails for hex digits.
+fn value(v: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(v).ok()
 }
 
 /// What a request carried.
@@ -126,25 +146,33 @@ pub struct Outgoing {
 /// request came with.
 pub fn inject(h: &mut HeaderMap, out: &Outgoing, single: bool) {
     let sampled = if out.sampled { "1" } else { "0" };
+    let mut buf = String::with_capacity(72);
     if single {
-        let mut v = format!("{}-{:016x}-{sampled}", out.trace.hex(), out.span);
+        out.trace.push_hex(&mut buf);
+        buf.push('-');
+        push_hex64(&mut buf, out.span);
+        buf.push('-');
+        buf.push_str(sampled);
         if let Some(p) = out.parent {
-            v.push_str(&format!("-{p:016x}"));
+            buf.push('-');
+            push_hex64(&mut buf, p);
         }
-        if let Ok(v) = HeaderValue::try_from(v) {
+        if let Some(v) = value(&buf) {
             h.insert(B3.clone(), v);
         }
         return;
     }
-    let set = |h: &mut HeaderMap, name: &HeaderName, v: String| {
-        if let Ok(v) = HeaderValue::try_from(v) {
+    let mut set = |h: &mut HeaderMap, name: &HeaderName, write: &dyn Fn(&mut String)| {
+        buf.clear();
+        write(&mut buf);
+        if let Some(v) = value(&buf) {
             h.insert(name.clone(), v);
         }
     };
-    set(h, &TRACE_ID, out.trace.hex());
-    set(h, &SPAN_ID, format!("{:016x}", out.span));
+    set(h, &TRACE_ID, &|b| out.trace.push_hex(b));
+    set(h, &SPAN_ID, &|b| push_hex64(b, out.span));
     match out.parent {
-        Some(p) => set(h, &PARENT_ID, format!("{p:016x}")),
+        Some(p) => set(h, &PARENT_ID, &|b| push_hex64(b, p)),
         None => {
             h.remove(&PARENT_ID);
         }
