@@ -194,8 +194,12 @@ impl LogFiles {
             return;
         }
         self.inner.stats.write_buffered.increment(1);
-        let waiting = queue.bytes.fetch_add(len, Ordering::Relaxed) + len;
-        if waiting >= FLUSH_BYTES || queue.lines.is_full() {
+        let before = queue.bytes.fetch_add(len, Ordering::Relaxed);
+        // Wake the writer only on the push that crosses the threshold: the
+        // writer shares the worker's core, so until it runs every later
+        // push would pay for another futex wake (`unpark` keeps its token,
+        // so a wake while the writer is busy is not lost).
+        if (before < FLUSH_BYTES && before + len >= FLUSH_BYTES) || queue.lines.is_full() {
             self.wake();
         }
     }
