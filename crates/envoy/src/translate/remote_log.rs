@@ -260,8 +260,14 @@ fn kv_key<'a>(kv: &'a KeyValue, path: &str, cx: &mut Context) -> Option<(&'a str
     }
 }
 
-/// `attributes` (and a `kvlist_value` inside a format).
-fn format_list(cx: &mut Context, kv: &KeyValueList, path: &str) -> Vec<(String, OtelFormat)> {
+/// A `KeyValueList`'s entries, each value translated by `value` (formats
+/// for `attributes`, literals for `resource_attributes`).
+fn kv_list<T>(
+    cx: &mut Context,
+    kv: &KeyValueList,
+    path: &str,
+    value: fn(&mut Context, &AnyValue, &str) -> Option<T>,
+) -> Vec<(String, T)> {
     let KeyValueList { values } = kv;
     values
         .iter()
@@ -269,9 +275,14 @@ fn format_list(cx: &mut Context, kv: &KeyValueList, path: &str) -> Vec<(String, 
         .filter_map(|(i, kv)| {
             let p = item(path, "values", i);
             let (k, v) = kv_key(kv, &p, cx)?;
-            Some((k.to_owned(), otel_format(cx, v, &at(&p, "value"))?))
+            Some((k.to_owned(), value(cx, v, &at(&p, "value"))?))
         })
         .collect()
+}
+
+/// `attributes` (and a `kvlist_value` inside a format).
+fn format_list(cx: &mut Context, kv: &KeyValueList, path: &str) -> Vec<(String, OtelFormat)> {
+    kv_list(cx, kv, path, otel_format)
 }
 
 /// A formatted `AnyValue`: Envoy accepts strings (formats), key-value
@@ -306,16 +317,7 @@ fn otel_format(cx: &mut Context, v: &AnyValue, path: &str) -> Option<OtelFormat>
 
 /// `resource_attributes`: literal values, any kind.
 fn literal_list(cx: &mut Context, kv: &KeyValueList, path: &str) -> Vec<(String, ModelValue)> {
-    let KeyValueList { values } = kv;
-    values
-        .iter()
-        .enumerate()
-        .filter_map(|(i, kv)| {
-            let p = item(path, "values", i);
-            let (k, v) = kv_key(kv, &p, cx)?;
-            Some((k.to_owned(), literal(cx, v, &at(&p, "value"))?))
-        })
-        .collect()
+    kv_list(cx, kv, path, literal)
 }
 
 fn literal(cx: &mut Context, v: &AnyValue, path: &str) -> Option<ModelValue> {
