@@ -12,6 +12,7 @@ use std::{
     task::{Context, Poll, ready},
 };
 
+use strait_tls::Rewind;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{
@@ -21,16 +22,15 @@ use crate::{
 
 /// `inner` with the exchange on it; the peer goes to `slot`.
 pub struct Exchanged<S> {
-    inner: S,
+    /// The connection; bytes read past the peer's preamble are replayed
+    /// from here before more reads.
+    inner: Rewind<S>,
     /// The local preamble still to write, from `written`.
     preamble: Arc<[u8]>,
     written: usize,
     /// The peer's first bytes while its preamble is incomplete; `None`
     /// once it is read (or found missing).
     head: Option<Vec<u8>>,
-    /// Bytes read past the peer's preamble, handed on before more reads.
-    rest: Vec<u8>,
-    rest_at: usize,
     slot: Arc<PeerSlot>,
     additional_labels: Arc<[String]>,
 }
@@ -44,12 +44,10 @@ impl<S> Exchanged<S> {
     ) -> Self {
         slot.expect();
         Exchanged {
-            inner,
+            inner: Rewind::new(Vec::new(), inner),
             preamble,
             written: 0,
             head: Some(Vec::new()),
-            rest: Vec::new(),
-            rest_at: 0,
             slot,
             additional_labels,
         }
@@ -95,7 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Exchanged<S> {
             if got.is_empty() {
                 // The peer closed before a whole preamble: what came is data.
                 this.slot.set(None);
-                this.rest = this.head.take().unwrap_or_default();
+                this.inner.replay(this.head.take().unwrap_or_default());
                 break;
             }
             head.extend_from_slice(got);
@@ -103,25 +101,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Exchanged<S> {
                 Parsed::NeedMore if head.len() <= MAX_PREAMBLE + 8 => continue,
                 Parsed::NeedMore | Parsed::Invalid => {
                     this.slot.set(None);
-                    this.rest = this.head.take().unwrap_or_default();
+                    this.inner.replay(this.head.take().unwrap_or_default());
                 }
                 Parsed::Peer { len, metadata, .. } => {
                     let peer = decode_struct(&metadata, &this.additional_labels).map(Arc::new);
                     this.slot.set(peer);
                     let mut head = this.head.take().unwrap_or_default();
-                    this.rest = head.split_off(len);
+                    this.inner.replay(head.split_off(len));
                 }
             }
-        }
-        if this.rest_at < this.rest.len() {
-            let n = buf.remaining().min(this.rest.len() - this.rest_at);
-            buf.put_slice(&this.rest[this.rest_at..this.rest_at + n]);
-            this.rest_at += n;
-            if this.rest_at == this.rest.len() {
-                this.rest = Vec::new();
-                this.rest_at = 0;
-            }
-            return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }

@@ -28,6 +28,17 @@ impl<IO> Rewind<IO> {
         }
     }
 
+    /// Queues `bytes` to be read before anything more from the
+    /// connection, after what is still queued.
+    pub fn replay(&mut self, mut bytes: Vec<u8>) {
+        if self.pos == self.prefix.len() {
+            self.prefix = bytes;
+            self.pos = 0;
+        } else {
+            self.prefix.append(&mut bytes);
+        }
+    }
+
     /// The bytes not yet replayed, and the connection.
     pub fn into_parts(mut self) -> (Vec<u8>, IO) {
         let rest = self.prefix.split_off(self.pos);
@@ -87,5 +98,31 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn replays_prefix_then_queued_bytes_then_the_connection() {
+        let mut r = Rewind::new(b"ab".to_vec(), &b"xyz"[..]);
+        let mut one = [0u8; 1];
+        r.read_exact(&mut one).await.expect("read");
+        assert_eq!(&one, b"a");
+        // Queued behind the unread rest of the prefix.
+        r.replay(b"cd".to_vec());
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).await.expect("read");
+        assert_eq!(rest, b"bcdxyz");
+        // Once everything is replayed, a new replay starts afresh.
+        let mut r = Rewind::new(Vec::new(), &b"z"[..]);
+        r.replay(b"y".to_vec());
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).await.expect("read");
+        assert_eq!(all, b"yz");
     }
 }
