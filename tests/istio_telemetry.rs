@@ -92,10 +92,8 @@ fn dump_filters(inbound: bool) -> (Value, Value) {
                         found.0 = tc["value"].clone();
                     }
                     if h["name"] == "istio.stats" && found.1.is_null() {
-                        // Direct `stats.PluginConfig`: its fields beside `@type`.
-                        let mut v = tc.clone();
-                        v.as_object_mut().expect("object").remove("@type");
-                        found.1 = v;
+                        // Direct `stats.PluginConfig`, served as the dump has it.
+                        found.1 = tc.clone();
                     }
                 }
             }
@@ -166,7 +164,7 @@ admin:
         ns = metadata["NAMESPACE"].as_str().expect("namespace"),
         metadata = metadata,
         mx = typed_struct("io.istio.http.peer_metadata.Config", &mx),
-        stats = typed_struct("stats.PluginConfig", &stats),
+        stats = stats,
         ip = upstream.ip(),
         port = upstream.port(),
     )

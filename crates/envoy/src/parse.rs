@@ -225,6 +225,27 @@ fn unwrap_typed_structs(
                     pool.get_message_by_name(u.rsplit('/').next().unwrap_or(u))
                         .is_some()
                 });
+            // An `Any` written directly (`{"@type": U, fields...}`) of a type
+            // the pool lacks: Istio's config dumps show `stats.PluginConfig`
+            // and its other extensions this way, since istio-proxy knows
+            // them. Read as the `TypedStruct` it is equivalent to, so the
+            // translator judges it by `U` (taking it, or refusing it by
+            // name) instead of the whole file failing to parse.
+            let bare_unknown = !is_typed_struct
+                && map.get("@type").and_then(Value::as_str).is_some_and(|t| {
+                    pool.get_message_by_name(t.rsplit('/').next().unwrap_or(t))
+                        .is_none()
+                });
+            if bare_unknown {
+                let type_url = map.remove("@type").unwrap_or_default();
+                let fields = std::mem::take(map);
+                map.insert(
+                    "@type".to_owned(),
+                    Value::String(format!("type.googleapis.com/{}", TYPED_STRUCTS[1])),
+                );
+                map.insert("type_url".to_owned(), type_url);
+                map.insert("value".to_owned(), Value::Object(fields));
+            }
             if is_typed_struct && inner_known {
                 let invalid = |message: &str| ParseError {
                     path: path.clone(),
@@ -368,6 +389,28 @@ static_resources:
             "@type": "type.googleapis.com/xds.type.v3.TypedStruct", "value": {}}}]}"#;
         let err = parse_bootstrap(json).expect_err("no type_url");
         assert_eq!(err.path, "bootstrap_extensions[0].typed_config", "{err}");
+    }
+
+    #[test]
+    fn any_of_a_type_the_pool_lacks_reads_as_its_typed_struct() {
+        let direct = r#"{"bootstrap_extensions": [{"name": "x", "typed_config": {
+            "@type": "type.googleapis.com/stats.PluginConfig",
+            "disable_host_header_fallback": true}}]}"#;
+        let wrapped = r#"{"bootstrap_extensions": [{"name": "x", "typed_config": {
+            "@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+            "type_url": "type.googleapis.com/stats.PluginConfig",
+            "value": {"disable_host_header_fallback": true}}}]}"#;
+        let a = parse_bootstrap(direct).expect("direct form parses");
+        let b = parse_bootstrap(wrapped).expect("wrapped form parses");
+        let any = a.bootstrap_extensions[0].typed_config.clone().expect("any");
+        assert!(any.type_url.ends_with("xds.type.v3.TypedStruct"), "{any:?}");
+        assert_eq!(a, b, "the two spellings are one config");
+        // A known type keeps strict parsing: a typo is still refused.
+        let typo = r#"{"bootstrap_extensions": [{"name": "x", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
+            "buffer_size": 64}}]}"#;
+        let err = parse_bootstrap(typo).expect_err("unknown field refused");
+        assert!(err.to_string().contains("buffer_size"), "{err}");
     }
 
     #[test]
