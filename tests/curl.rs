@@ -171,12 +171,27 @@ fn curl_head_gets_headers_and_no_body() {
 #[test]
 fn curl_expect_100_continue_upload() {
     for cluster_extra in UPSTREAMS {
-        expect_100_continue(cluster_extra);
+        expect_100_continue(cluster_extra, false);
     }
 }
 
-fn expect_100_continue(cluster_extra: &str) {
-    let (_up, proxy) = setup_with(cluster_extra);
+/// `proxy_100_continue: true` (Istio sets it on every connection manager):
+/// the upstream is asked too, and curl still gets its 100 and sends.
+#[test]
+fn curl_expect_100_continue_proxied() {
+    for cluster_extra in UPSTREAMS {
+        expect_100_continue(cluster_extra, true);
+    }
+}
+
+fn expect_100_continue(cluster_extra: &str, proxied: bool) {
+    let up = http_echo("curl");
+    let hcm = if proxied {
+        "          proxy_100_continue: true"
+    } else {
+        ""
+    };
+    let proxy = TestProxy::start(&http_config(up.addr, hcm, cluster_extra), 1);
     let addr = proxy.listener("listener");
     let dir = TempDir::new("curl");
     // Above 1 MiB curl asks `Expect: 100-continue` by itself; on a small body
@@ -209,7 +224,11 @@ fn expect_100_continue(cluster_extra: &str) {
         let echo = r.json();
         assert_eq!(echo["method"], "POST");
         assert_eq!(echo["body_len"], len);
-        assert!(!saw(&echo, "expect"), "Expect is hop-local: {echo}");
+        assert_eq!(
+            saw(&echo, "expect"),
+            proxied,
+            "Expect reaches the upstream only with proxy_100_continue: {echo}"
+        );
     }
 }
 

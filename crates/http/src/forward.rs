@@ -250,8 +250,14 @@ fn upstream_request(
         h.insert(X_ORIGINAL_PATH.clone(), v);
     }
     // Envoy answers `Expect: 100-continue` itself (hyper sends the 100 when
-    // the body is first read), so the upstream must not be asked again.
-    h.remove(header::EXPECT);
+    // the body is first read), so the upstream must not be asked again;
+    // with `proxy_100_continue` the upstream is asked. Strait's 100 still
+    // goes out when it starts forwarding the body, not when the upstream's
+    // arrives: hyper's server sends it on the body's first read (see
+    // docs/CONFIG.md).
+    if !hcm.proxy_100_continue {
+        h.remove(header::EXPECT);
+    }
     if hcm.generate_request_id && !h.contains_key(&X_REQUEST_ID) {
         h.insert(X_REQUEST_ID.clone(), headers::request_id());
     }

@@ -132,8 +132,12 @@ impl<'a> Plan<'a> {
         let any_reset = on.contains(RetryOn::RESET)
             || on.contains(RetryOn::FIVE_XX)
             || on.contains(RetryOn::GATEWAY_ERROR);
+        let before_request = on.contains(RetryOn::RESET_BEFORE_REQUEST);
         match failure {
-            Failure::Connect => any_reset || on.contains(RetryOn::CONNECT_FAILURE),
+            Failure::Connect => {
+                any_reset || before_request || on.contains(RetryOn::CONNECT_FAILURE)
+            }
+            Failure::ResetBeforeRequest => any_reset || before_request,
             Failure::Reset | Failure::PerTryTimeout => any_reset,
             Failure::RefusedStream => any_reset || on.contains(RetryOn::REFUSED_STREAM),
             Failure::Overflow => false,
@@ -160,6 +164,8 @@ impl<'a> Plan<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
     Connect,
+    /// The connection closed before the request was written.
+    ResetBeforeRequest,
     Reset,
     RefusedStream,
     PerTryTimeout,
@@ -245,6 +251,18 @@ mod tests {
         let plan = Plan::new(Some(&p), None, &mut HeaderMap::new(), true);
         assert!(plan.retry_failure(Failure::Connect));
         assert!(!plan.retry_failure(Failure::Reset));
+        // Istio's default since 1.31: only what never reached the upstream.
+        let p = policy("reset-before-request");
+        let plan = Plan::new(Some(&p), None, &mut HeaderMap::new(), true);
+        assert!(plan.retry_failure(Failure::ResetBeforeRequest));
+        assert!(plan.retry_failure(Failure::Connect));
+        assert!(!plan.retry_failure(Failure::Reset));
+        assert!(!plan.retry_failure(Failure::PerTryTimeout));
+        assert!(!plan.retry_failure(Failure::RefusedStream));
+        // "reset" covers it too: a reset before the request is a reset.
+        let p = policy("reset");
+        let plan = Plan::new(Some(&p), None, &mut HeaderMap::new(), true);
+        assert!(plan.retry_failure(Failure::ResetBeforeRequest));
     }
 
     #[test]

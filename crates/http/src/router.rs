@@ -221,6 +221,10 @@ fn failure(e: UpstreamError) -> Failure {
         Failure::Overflow
     } else if refused_stream(&e) {
         Failure::RefusedStream
+    } else if matches!(&e, UpstreamError::Reset(h) if h.is_canceled()) {
+        // hyper cancels a request it never wrote: the connection closed
+        // before it (Envoy's "reset before request").
+        Failure::ResetBeforeRequest
     } else {
         Failure::Reset
     }
@@ -248,7 +252,9 @@ fn finish(
         Failure::Connect => LocalReply::ConnectFailure,
         Failure::PerTryTimeout => LocalReply::UpstreamTimeout,
         Failure::Overflow => LocalReply::Overflow,
-        Failure::Reset | Failure::RefusedStream => LocalReply::UpstreamReset,
+        Failure::Reset | Failure::ResetBeforeRequest | Failure::RefusedStream => {
+            LocalReply::UpstreamReset
+        }
     })
 }
 

@@ -363,6 +363,9 @@ pub struct HttpConnectionManager {
     pub client: ClientTrust,
     /// `generate_request_id` (default true).
     pub generate_request_id: bool,
+    /// `proxy_100_continue` (default false): `Expect: 100-continue` is
+    /// forwarded upstream instead of being answered and removed here.
+    pub proxy_100_continue: bool,
     /// HTTP filters before the router, in order.
     pub http_filters: Vec<HttpFilter>,
     /// The terminal filter, last in `http_filters` in Envoy's config: the
@@ -411,6 +414,7 @@ impl HttpConnectionManager {
             use_remote_address: false,
             client: ClientTrust::default(),
             generate_request_id: true,
+            proxy_100_continue: false,
             http_filters: Vec::new(),
             router: filter::router(),
             strip_host_port: StripHostPort::None,

@@ -183,6 +183,10 @@ impl RetryOn {
     pub const GRPC_RESOURCE_EXHAUSTED: RetryOn = RetryOn(1 << 10);
     pub const GRPC_UNAVAILABLE: RetryOn = RetryOn(1 << 11);
     pub const GRPC_INTERNAL: RetryOn = RetryOn(1 << 12);
+    /// The upstream reset or closed before the request was sent (a pooled
+    /// connection closing as it is reused, or a connect failure): safe to
+    /// retry even for a non-idempotent request.
+    pub const RESET_BEFORE_REQUEST: RetryOn = RetryOn(1 << 13);
 
     /// The condition an Envoy `retry_on` token names, `None` for tokens
     /// Strait does not know (Envoy ignores those in request headers).
@@ -192,6 +196,7 @@ impl RetryOn {
             "gateway-error" => Self::GATEWAY_ERROR,
             "reset" => Self::RESET,
             "connect-failure" => Self::CONNECT_FAILURE,
+            "reset-before-request" => Self::RESET_BEFORE_REQUEST,
             "retriable-4xx" => Self::RETRIABLE_4XX,
             "refused-stream" => Self::REFUSED_STREAM,
             "retriable-status-codes" => Self::RETRIABLE_STATUS_CODES,

@@ -109,7 +109,7 @@ pub(super) fn connection_manager(
         scheme_header_transformation, stream_flush_timeout, drain_timeout_jitter,
         original_ip_detection_extensions, early_header_mutation_extensions,
         via, preserve_external_request_id,
-        always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue,
+        always_set_request_id_in_response, forward_client_cert_matcher,
         represent_ipv4_remote_address_as_ipv4_mapped_ipv6, merge_slashes,
         path_normalization_options,
         strip_trailing_host_dot, proxy_status_config, typed_header_validation_config,
@@ -324,6 +324,8 @@ pub(super) fn connection_manager(
                 .map(|c| internal_addresses(cx, &at(path, "internal_address_config"), c)),
         },
         generate_request_id: bool_value(generate_request_id, true),
+        // Istio (1.31) sets it on every connection manager.
+        proxy_100_continue: *proxy_100_continue,
         http_filters,
         router: model::filter::router(),
         strip_host_port,

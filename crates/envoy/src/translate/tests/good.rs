@@ -227,6 +227,7 @@ static_resources:
                         use_remote_address: true,
                         client: ClientTrust::default(),
                         generate_request_id: false,
+                        proxy_100_continue: false,
                         http_filters: vec![],
                         router: crate::model::filter::router(),
                         strip_host_port: StripHostPort::None,
