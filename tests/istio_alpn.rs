@@ -262,14 +262,26 @@ async fn requests(m: &Mesh, http2: bool) -> anyhow::Result<Vec<(Option<String>, 
 async fn with_istio_alpn_http1_and_http2_land_on_the_peers_http_chain() -> anyhow::Result<()> {
     let m = mesh(true);
     let http = |p: &str| (Some("http".to_owned()), Some(p.to_owned()));
-    assert_eq!(requests(&m, false).await?, [http("HTTP/1.1"), http("HTTP/1.1")]);
+    assert_eq!(
+        requests(&m, false).await?,
+        [http("HTTP/1.1"), http("HTTP/1.1")]
+    );
     assert_eq!(requests(&m, true).await?, [http("HTTP/2"), http("HTTP/2")]);
     let admin = m.envoy.admin();
-    assert_eq!(envoy_counter(admin, "http.inbound_http.downstream_rq_total"), 4);
+    assert_eq!(
+        envoy_counter(admin, "http.inbound_http.downstream_rq_total"),
+        4
+    );
     // One connection per upstream protocol (each with its own ALPN list),
     // reused by the second request.
-    assert_eq!(envoy_counter(admin, "http.inbound_http.downstream_cx_total"), 2);
-    assert_eq!(envoy_counter(admin, "tcp.inbound_tcp.downstream_cx_total"), 0);
+    assert_eq!(
+        envoy_counter(admin, "http.inbound_http.downstream_cx_total"),
+        2
+    );
+    assert_eq!(
+        envoy_counter(admin, "tcp.inbound_tcp.downstream_cx_total"),
+        0
+    );
     Ok(())
 }
 
@@ -280,7 +292,13 @@ async fn without_istio_alpn_the_peer_serves_the_tcp_chain() -> anyhow::Result<()
     assert_eq!(requests(&m, false).await?, [none.clone(), none.clone()]);
     assert_eq!(requests(&m, true).await?, [none.clone(), none]);
     let admin = m.envoy.admin();
-    assert_eq!(envoy_counter(admin, "http.inbound_http.downstream_rq_total"), 0);
-    assert_eq!(envoy_counter(admin, "tcp.inbound_tcp.downstream_cx_total"), 2);
+    assert_eq!(
+        envoy_counter(admin, "http.inbound_http.downstream_rq_total"),
+        0
+    );
+    assert_eq!(
+        envoy_counter(admin, "tcp.inbound_tcp.downstream_cx_total"),
+        2
+    );
     Ok(())
 }

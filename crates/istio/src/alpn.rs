@@ -109,7 +109,10 @@ mod tests {
             f.for_upstream(false).map(|l| l.iter().collect::<Vec<_>>()),
             Some(vec!["istio-http/1.1", "istio", "http/1.1"])
         );
-        assert!(f.for_upstream(true).is_none(), "an empty list is no override");
+        assert!(
+            f.for_upstream(true).is_none(),
+            "an empty list is no override"
+        );
         let h2 = IstioAlpnFilter::new(&IstioAlpn {
             http2: v(&["istio-h2", "istio", "h2"]),
             ..IstioAlpn::default()

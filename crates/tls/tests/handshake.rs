@@ -363,7 +363,11 @@ async fn http_connections_never_offer_istio_peer_exchange() {
 
 /// The ALPN list a client's ClientHello offers, read off the wire by the
 /// TLS inspector's parser (no server answers).
-async fn offered(client: &ClientTls, alpn: DefaultAlpn, over: Option<&ApplicationProtocols>) -> Vec<String> {
+async fn offered(
+    client: &ClientTls,
+    alpn: DefaultAlpn,
+    over: Option<&ApplicationProtocols>,
+) -> Vec<String> {
     let (a, mut b) = tokio::io::duplex(64 * 1024);
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let client = client.clone();
@@ -412,7 +416,10 @@ async fn an_alpn_override_replaces_the_contexts_list_on_http_connections() {
         offered(&istio, DefaultAlpn::Http1, Some(&h2)).await,
         s(&["istio-h2", "istio", "h2"])
     );
-    assert_eq!(offered(&istio, DefaultAlpn::Http2, None).await, s(&["istio"]));
+    assert_eq!(
+        offered(&istio, DefaultAlpn::Http2, None).await,
+        s(&["istio"])
+    );
     assert_eq!(
         offered(&istio, DefaultAlpn::Http1, Some(&only_mx)).await,
         s(&["istio"]),

@@ -157,10 +157,7 @@ impl Cluster {
             alpn: alpn_override,
         };
         let (conn, pooled) = match protocol {
-            Protocol::Http1 => {
-                self.lease_h1(at, priority, pool_opts.idle_timeout)
-                    .await?
-            }
+            Protocol::Http1 => self.lease_h1(at, priority, pool_opts.idle_timeout).await?,
             Protocol::Http2 => {
                 let limits = H2Limits {
                     max_requests: pool_opts.max_requests_per_connection,

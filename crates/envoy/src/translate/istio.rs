@@ -22,7 +22,6 @@ use super::{Context, at, inert, item, type_name};
 
 mod alpn;
 
-pub(super) use alpn::{ALPN, alpn};
 use crate::model::{
     TrafficDirection,
     extension::Extension,
@@ -31,6 +30,7 @@ use crate::model::{
         TcpMetadataExchange, Workload, type_url,
     },
 };
+pub(super) use alpn::{ALPN, alpn};
 
 /// The stats plugin's message and null-VM plugin name.
 pub(super) const STATS: &str = "stats.PluginConfig";

@@ -88,10 +88,9 @@ fn entry_of(cx: &mut Context, entry: &Json, path: &str) -> Option<(usize, Vec<St
                         Some(p) if !p.is_empty() && p.len() <= MAX_PROTOCOL_LEN => {
                             protocols.push(p.to_owned());
                         }
-                        Some(_) => cx.invalid(
-                            item(path, key, i),
-                            "an ALPN protocol is 1 to 255 bytes",
-                        ),
+                        Some(_) => {
+                            cx.invalid(item(path, key, i), "an ALPN protocol is 1 to 255 bytes")
+                        }
                         None => cx.invalid(item(path, key, i), "must be a string"),
                     }
                 }
@@ -246,7 +245,8 @@ mod tests {
     #[test]
     fn unknown_protocols_and_fields_are_refused_by_name() {
         let mut c = cx();
-        let h3 = json!({"alpn_override": [{"alpn_override": ["h3"], "upstream_protocol": "HTTP3"}]});
+        let h3 =
+            json!({"alpn_override": [{"alpn_override": ["h3"], "upstream_protocol": "HTTP3"}]});
         assert!(alpn(&mut c, &h3, "f").is_none());
         let bytes = FilterConfig {
             alpn_override: vec![AlpnOverride {
@@ -267,6 +267,9 @@ mod tests {
         );
         assert!(text[1].contains("upstream_protocol 7"), "{text:#?}");
         assert!(text[2].contains("f.downstream_protocol"), "{text:#?}");
-        assert!(text[3].contains("f.alpn_override[0].alpn_override[0]"), "{text:#?}");
+        assert!(
+            text[3].contains("f.alpn_override[0].alpn_override[0]"),
+            "{text:#?}"
+        );
     }
 }
