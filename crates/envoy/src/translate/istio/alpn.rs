@@ -111,9 +111,9 @@ fn protocol_of(v: &Json) -> Option<usize> {
             _ => None,
         },
         Json::Number(n) => match n.as_f64() {
-            Some(f) if f == 0.0 => Some(0),
-            Some(f) if f == 1.0 => Some(1),
-            Some(f) if f == 2.0 => Some(2),
+            Some(0.0) => Some(0),
+            Some(1.0) => Some(1),
+            Some(2.0) => Some(2),
             _ => None,
         },
         _ => None,
