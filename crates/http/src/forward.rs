@@ -7,6 +7,7 @@ use http::{HeaderName, HeaderValue, Request, Response, Uri, Version, header, uri
 use hyper_util::rt::TokioIo;
 use strait_codec::{Body, FrameHook, headers};
 use strait_model::HttpConnectionManager;
+use strait_tls::ApplicationProtocols;
 
 use crate::{
     access_log::UpstreamFacts,
@@ -29,13 +30,15 @@ static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-p
 /// and streams the response back.
 /// `body_hook` passes the request body through the HTTP filters' body
 /// steps (only for a chain that has such filters). `facts` learns where
-/// the attempts went.
+/// the attempts went. `alpn` is the ALPN override the filters set: every
+/// attempt goes out on a connection that offered it.
 pub(crate) async fn forward(
     mut req: Request<DownstreamBody>,
     s: &Stream<'_>,
     routed: &Routed<'_>,
     body_hook: Option<Box<dyn FrameHook>>,
     facts: &mut UpstreamFacts,
+    alpn: Option<&ApplicationProtocols>,
 ) -> Response<ProxyBody> {
     let Stream {
         conn,
@@ -129,6 +132,7 @@ pub(crate) async fn forward(
         auto_host: matches!(routed.host, HostAction::Auto),
         recording,
         original_dst,
+        alpn,
         facts,
     };
     let idle = timeouts::stream_idle(action.idle_timeout, hcm.stream_idle_timeout);

@@ -17,6 +17,7 @@ use strait_model::{
     TrafficDirection, filter::FilterOverride, ratelimit::RouteRateLimits,
 };
 use strait_route::{RequestView, RouteResult};
+use strait_tls::ApplicationProtocols;
 
 use crate::{
     access_log::{Pending, UpstreamFacts},
@@ -308,17 +309,19 @@ impl<'t> Action<'t> {
         }
     }
 
-    /// The router's part: forward, or send the local answer.
+    /// The router's part: forward (on connections offering `alpn`, the
+    /// ALPN override a filter set, if any), or send the local answer.
     async fn run(
         self,
         req: Request<DownstreamBody>,
         s: &Stream<'_>,
         hook: Option<Box<dyn FrameHook>>,
         facts: &mut UpstreamFacts,
+        alpn: Option<&ApplicationProtocols>,
     ) -> Response<ProxyBody> {
         match self {
             Action::Forward(routed) => {
-                let mut resp = forward(req, s, &routed, hook, facts).await;
+                let mut resp = forward(req, s, &routed, hook, facts, alpn).await;
                 // Route-level response header changes apply to every
                 // response of the route, local replies included, as
                 // Envoy's router does (a local action has them already).
@@ -349,7 +352,7 @@ async fn filtered(
 ) -> Response<ProxyBody> {
     let Some(chain) = filters.filter(|f| !f.is_empty()) else {
         return action
-            .run(req.map(DownstreamBody::new), s, None, facts)
+            .run(req.map(DownstreamBody::new), s, None, facts, None)
             .await;
     };
     let (mut parts, body) = req.into_parts();
@@ -400,8 +403,11 @@ async fn filtered(
                     counted: request_bytes.clone(),
                 }) as Box<dyn FrameHook>
             });
+            // Envoy's `envoy.network.application_protocols`: the upstream
+            // ALPN a filter (Istio's `istio.alpn`) chose for this request.
+            let alpn = decoded.state.get::<ApplicationProtocols>();
             action
-                .run(Request::from_parts(parts, body), s, hook, &mut *facts)
+                .run(Request::from_parts(parts, body), s, hook, &mut *facts, alpn)
                 .await
         }
     };

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use strait_codec::{Body, RecordingWatch};
+use strait_tls::ApplicationProtocols;
 use strait_upstream::{
     Cluster, LbContext, Lease, PooledBody, RetryGuard, RoutingPriority, UpstreamError,
 };
@@ -32,6 +33,9 @@ pub(crate) struct Attempts<'a> {
     pub(crate) recording: Option<RecordingWatch>,
     /// ORIGINAL_DST clusters: the one destination every attempt goes to.
     pub(crate) original_dst: Option<SocketAddr>,
+    /// The ALPN override a filter set (`istio.alpn`): every attempt's
+    /// connection offered it.
+    pub(crate) alpn: Option<&'a ApplicationProtocols>,
     /// Where the attempts went, for the access log and the reply's details.
     pub(crate) facts: &'a mut UpstreamFacts,
 }
@@ -88,7 +92,14 @@ pub(crate) async fn send(
         if a.auto_host && !host.hostname().is_empty() {
             set_host(&mut req, host.hostname());
         }
-        let one = one_attempt(a.cluster, host, req, a.plan.per_try_timeout, &mut *a.facts);
+        let one = one_attempt(
+            a.cluster,
+            host,
+            req,
+            a.plan.per_try_timeout,
+            a.alpn,
+            &mut *a.facts,
+        );
         let outcome = tokio::select! {
             biased;
             reply = &mut deadline => {
@@ -186,13 +197,15 @@ async fn one_attempt(
     host: Arc<strait_upstream::Host>,
     req: Request<Body>,
     per_try: Option<Duration>,
+    alpn: Option<&ApplicationProtocols>,
     facts: &mut UpstreamFacts,
 ) -> Result<Response<PooledBody>, Failure> {
     let go = async {
         // The request is already in the upstream's version (HTTP/2 exactly
         // when the cluster, or the downstream it mirrors, says so).
         let h2 = req.version() == Version::HTTP_2;
-        let lease = match cluster.lease_for(host, RoutingPriority::Default, h2).await {
+        let leased = cluster.lease_offering(host, RoutingPriority::Default, h2, alpn);
+        let lease = match leased.await {
             Ok(l) => l,
             Err(e) => {
                 facts.failure = e.transport_failure_reason();

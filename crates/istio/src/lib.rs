@@ -6,13 +6,18 @@
 //! - `istio.metadata_exchange` over HTTP (`io.istio.http.peer_metadata.Config`,
 //!   or the null-VM Wasm `envoy.wasm.metadata_exchange`) ([`exchange`]):
 //!   the `x-envoy-peer-metadata` headers that let two sidecars label each
-//!   other's requests.
+//!   other's requests;
+//! - `istio.alpn` ([`alpn`]): the ALPN a request's upstream TLS connection
+//!   offers (`istio-http/1.1`, `istio-h2`), so the peer sidecar serves it
+//!   on its HTTP filter chain (decision 0020);
+//! - the TCP metadata exchange and `istio.stats` as a network filter.
 //!
 //! The front end translates both configs into `strait_model::istio`
 //! (with the node's metadata and the listener's direction resolved);
 //! [`register`] adds the factories to a proxy's registries. Depends on the
 //! model and the data tier only.
 
+pub mod alpn;
 pub mod exchange;
 pub mod peer;
 pub mod stats;
@@ -21,6 +26,7 @@ pub mod tcp_filter;
 pub mod tcp_stats;
 pub mod tcp_stream;
 
+pub use alpn::IstioAlpnFactory;
 pub use exchange::PeerMetadataFactory;
 pub use stats::IstioStatsFactory;
 pub use tcp_filter::TcpExchangeFactory;
@@ -48,5 +54,8 @@ pub fn register(
     }
     if !http.has(type_url::PEER_METADATA) {
         http.register(PeerMetadataFactory);
+    }
+    if !http.has(type_url::ALPN) {
+        http.register(IstioAlpnFactory);
     }
 }

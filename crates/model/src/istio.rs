@@ -1,7 +1,8 @@
 //! Istio's telemetry filters as validated data: the stats plugin
-//! (`istio.stats`, `stats.PluginConfig`, HTTP and network) and the HTTP
-//! peer metadata exchange (`io.istio.http.peer_metadata.Config`).
-//! `strait-istio` runs them.
+//! (`istio.stats`, `stats.PluginConfig`, HTTP and network), the HTTP
+//! peer metadata exchange (`io.istio.http.peer_metadata.Config`), the TCP
+//! one, and the upstream ALPN override (`istio.alpn`). `strait-istio` runs
+//! them.
 //!
 //! The front end resolves everything a filter needs from outside its own
 //! config when it translates: the reporter from the listener's
@@ -20,6 +21,9 @@ pub mod type_url {
     /// The TCP metadata exchange (network filter, and cluster filter).
     pub const TCP_METADATA_EXCHANGE: &str =
         "type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange";
+    /// `istio.alpn`: the upstream ALPN override (HTTP filter).
+    pub const ALPN: &str =
+        "type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig";
 }
 
 /// The workload facts Istio's metrics label by, as Istio reads them from
@@ -210,4 +214,24 @@ pub struct TcpMetadataExchange {
     /// The local workload sent (`x-envoy-peer-metadata`): a
     /// `google.protobuf.Struct`, protobuf-encoded, keys in order.
     pub metadata: Vec<u8>,
+}
+
+/// `istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig`, validated:
+/// Istio's `istio.alpn` HTTP filter. For a request routed to a cluster, the
+/// list of the protocol the cluster will use upstream replaces the ALPN its
+/// TLS connections offer (istiod renders `istio-http/1.1, istio, http/1.1`
+/// and `istio-h2, istio, h2`), so the peer sidecar's listener, which
+/// matches filter chains on `istio-http/1.0`, `istio-http/1.1` and
+/// `istio-h2`, serves the connection on its HTTP chain. An empty list is no
+/// override.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IstioAlpn {
+    /// `upstream_protocol: HTTP10`. Kept as configured; Envoy 1.40 never
+    /// picks HTTP/1.0 upstream (an HTTP/1.0 request goes out as HTTP/1.1),
+    /// so it never applies.
+    pub http10: Vec<String>,
+    /// `upstream_protocol: HTTP11`: requests sent upstream over HTTP/1.1.
+    pub http11: Vec<String>,
+    /// `upstream_protocol: HTTP2`: requests sent upstream over HTTP/2.
+    pub http2: Vec<String>,
 }

@@ -16,14 +16,17 @@
 //! encoded. Such an `Any` is served with its type URL and an empty value:
 //! neither the test nor Strait has the schema, and Strait decides on the
 //! type URL alone. [`ConfigDump::opaque_types`] lists them. The TCP
-//! metadata exchange, whose fields Strait translates, is served as a
-//! `TypedStruct` instead, its fields intact.
+//! metadata exchange and `istio.alpn`, whose fields Strait translates, are
+//! served as `TypedStruct`s instead, their fields intact.
 
 use std::{collections::BTreeSet, path::Path};
 
 /// Istio's types whose fields Strait reads (it translates the message
 /// itself): kept, as a `TypedStruct`, instead of emptied.
-const KEPT_AS_TYPED_STRUCT: &[&str] = &["envoy.tcp.metadataexchange.config.MetadataExchange"];
+const KEPT_AS_TYPED_STRUCT: &[&str] = &[
+    "envoy.tcp.metadataexchange.config.MetadataExchange",
+    "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
+];
 
 use envoy_types::pb::google::protobuf::Any;
 use prost_reflect::{

@@ -29,6 +29,9 @@ pub type ClientTlsStream<IO> = tokio_rustls::client::TlsStream<IO>;
 #[derive(Clone)]
 pub struct ClientTls {
     connector: tokio_rustls::TlsConnector,
+    /// The compiled config, from which a connection offering an ALPN
+    /// override ([`ApplicationProtocols`]) gets its own copy.
+    config: Arc<rustls::ClientConfig>,
     /// When the context names no ALPN protocols: the same config offering
     /// `h2`, and offering `http/1.1` (Envoy offers the cluster's protocol).
     by_protocol: Option<(tokio_rustls::TlsConnector, tokio_rustls::TlsConnector)>,
@@ -130,8 +133,10 @@ impl ClientTls {
                 TlsError::Unsupported(format!("sni {:?} is not a valid server name", ctx.sni))
             })?)
         };
+        let config = Arc::new(config);
         Ok(ClientTls {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            connector: tokio_rustls::TlsConnector::from(Arc::clone(&config)),
+            config,
             by_protocol,
             for_http,
             sni,
@@ -149,10 +154,47 @@ impl ClientTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        self.connect_offering(io, peer, alpn, None).await
+    }
+
+    /// Like [`ClientTls::connect`], offering `alpn_override` instead of the
+    /// context's ALPN on an HTTP connection (Envoy's precedence: a
+    /// request's override, then the context's list, then the protocol's
+    /// default). `istio-peer-exchange` is left out of an override too (see
+    /// `for_http`); an override with nothing else is no override. The TCP
+    /// proxy's connections ([`DefaultAlpn::None`]) never take one.
+    ///
+    /// Allocates the override's client config (a copy of the compiled
+    /// one): once per new connection, never per request.
+    pub async fn connect_offering<IO>(
+        &self,
+        io: IO,
+        peer: IpAddr,
+        alpn: DefaultAlpn,
+        alpn_override: Option<&ApplicationProtocols>,
+    ) -> std::io::Result<ClientTlsStream<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let name = self
             .sni
             .clone()
             .unwrap_or(ServerName::IpAddress(peer.into()));
+        if alpn != DefaultAlpn::None
+            && let Some(over) = alpn_override
+        {
+            let offered: Vec<Vec<u8>> = over
+                .iter()
+                .filter(|p| *p != ISTIO_PEER_EXCHANGE)
+                .map(|p| p.as_bytes().to_vec())
+                .collect();
+            if !offered.is_empty() {
+                let mut config = (*self.config).clone();
+                config.alpn_protocols = offered;
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+                return connector.connect(name, io).await;
+            }
+        }
         let connector = match (&self.by_protocol, &self.for_http, alpn) {
             (Some((h2, _)), _, DefaultAlpn::Http2) => h2,
             (Some((_, h1)), _, DefaultAlpn::Http1) => h1,
@@ -175,6 +217,53 @@ pub enum DefaultAlpn {
     None,
     Http1,
     Http2,
+}
+
+/// The ALPN protocols a request's upstream connection offers instead of
+/// its cluster's: Envoy's filter-state object
+/// `envoy.network.application_protocols`, which Istio's `istio.alpn`
+/// filter sets per request (`istio-http/1.1`, `istio-h2`, ...) so the peer
+/// sidecar picks its HTTP filter chain. An HTTP filter stores it in the
+/// request's filter state; the router hands it to the pool, where it is
+/// part of the pool's key (connections offering different lists are never
+/// shared). Cheap to clone (one `Arc`); compared by value.
+#[derive(Clone, Eq)]
+pub struct ApplicationProtocols(Arc<[Box<str>]>);
+
+impl ApplicationProtocols {
+    /// The list, in preference order.
+    pub fn new<S: Into<Box<str>>>(protocols: impl IntoIterator<Item = S>) -> Self {
+        ApplicationProtocols(protocols.into_iter().map(Into::into).collect())
+    }
+
+    /// The protocols, in preference order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|p| &**p)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for ApplicationProtocols {
+    fn eq(&self, other: &Self) -> bool {
+        // The common case is the one list a filter config shares with
+        // every request it sets it on: a pointer compare.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for ApplicationProtocols {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl std::fmt::Debug for ApplicationProtocols {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// Envoy's upstream verification: the chain against `trusted_ca` (when

@@ -8,7 +8,8 @@
 //! - [`ClientTls`]: a rustls client config compiled from a cluster's
 //!   `UpstreamTlsContext` (SNI, ALPN, client certificate, server chain and
 //!   SAN verification such as SPIFFE URIs), and the handshake that
-//!   originates TLS.
+//!   originates TLS, offering a request's [`ApplicationProtocols`]
+//!   override when one is set.
 //! - [`ClusterTransports`]: a cluster's `transport_socket` and its
 //!   `transport_socket_matches`, compiled, for the per-host choice.
 //! - [`PeerChain`]: the client certificate of a terminated connection, read
@@ -34,7 +35,7 @@ mod stream;
 mod transports;
 mod versions;
 
-pub use client::{ClientTls, ClientTlsStream, DefaultAlpn};
+pub use client::{ApplicationProtocols, ClientTls, ClientTlsStream, DefaultAlpn};
 pub use peer::{PeerChain, PeerIdentity};
 pub use rewind::Rewind;
 pub use server::{ServerTls, ServerTlsStream};

@@ -14,7 +14,7 @@ use strait_model::{
         TlsSecrets, UpstreamTls,
     },
 };
-use strait_tls::{ClientTls, DefaultAlpn, ServerTls, TlsError};
+use strait_tls::{ApplicationProtocols, ClientTls, DefaultAlpn, ServerTls, TlsError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Ca {
@@ -359,4 +359,90 @@ async fn http_connections_never_offer_istio_peer_exchange() {
         srv.await.expect("server task");
         assert_eq!(c.get_ref().1.alpn_protocol(), want, "{alpn:?}");
     }
+}
+
+/// The ALPN list a client's ClientHello offers, read off the wire by the
+/// TLS inspector's parser (no server answers).
+async fn offered(
+    client: &ClientTls,
+    alpn: DefaultAlpn,
+    over: Option<&ApplicationProtocols>,
+) -> Vec<String> {
+    let (a, mut b) = tokio::io::duplex(64 * 1024);
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let client = client.clone();
+    let over = over.cloned();
+    let handshake = tokio::spawn(async move {
+        let _ = client.connect_offering(a, peer, alpn, over.as_ref()).await;
+    });
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = b.read(&mut chunk).await.expect("read hello");
+        assert!(n > 0, "client closed before its ClientHello");
+        buf.extend_from_slice(&chunk[..n]);
+        match strait_tls::hello::peek(&buf) {
+            strait_tls::hello::Peek::ClientHello(info) => {
+                handshake.abort();
+                return info.alpn;
+            }
+            strait_tls::hello::Peek::Incomplete => {}
+            other => panic!("not a ClientHello: {other:?}"),
+        }
+    }
+}
+
+/// Envoy's precedence for an upstream connection's ALPN: a request's
+/// override (Istio's `istio.alpn`), else the context's list, else the
+/// protocol's default; `istio-peer-exchange` never on HTTP connections,
+/// and the TCP proxy never takes an override.
+#[tokio::test]
+async fn an_alpn_override_replaces_the_contexts_list_on_http_connections() {
+    let ca = Ca::new();
+    let istio = client_offering(
+        &ca,
+        ca.leaf(PRODUCTPAGE, &[], false),
+        REVIEWS,
+        &["istio-peer-exchange", "istio"],
+    );
+    let h2 = ApplicationProtocols::new(["istio-h2", "istio", "h2"]);
+    let only_mx = ApplicationProtocols::new(["istio-peer-exchange"]);
+    let s = |l: &[&str]| l.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        offered(&istio, DefaultAlpn::Http2, Some(&h2)).await,
+        s(&["istio-h2", "istio", "h2"])
+    );
+    assert_eq!(
+        offered(&istio, DefaultAlpn::Http1, Some(&h2)).await,
+        s(&["istio-h2", "istio", "h2"])
+    );
+    assert_eq!(
+        offered(&istio, DefaultAlpn::Http2, None).await,
+        s(&["istio"])
+    );
+    assert_eq!(
+        offered(&istio, DefaultAlpn::Http1, Some(&only_mx)).await,
+        s(&["istio"]),
+        "an override of nothing but the exchange is no override"
+    );
+    assert_eq!(
+        offered(&istio, DefaultAlpn::None, Some(&h2)).await,
+        s(&["istio-peer-exchange", "istio"]),
+        "the TCP proxy keeps the context's list"
+    );
+    let bare = client_offering(&ca, ca.leaf(PRODUCTPAGE, &[], false), REVIEWS, &[]);
+    assert_eq!(offered(&bare, DefaultAlpn::Http2, None).await, s(&["h2"]));
+    let h11 = ApplicationProtocols::new(["istio-http/1.1", "istio", "http/1.1"]);
+    assert_eq!(
+        offered(&bare, DefaultAlpn::Http1, Some(&h11)).await,
+        s(&["istio-http/1.1", "istio", "http/1.1"])
+    );
+}
+
+#[test]
+fn application_protocols_compare_by_value() {
+    let a = ApplicationProtocols::new(["istio-h2", "h2"]);
+    assert_eq!(a, a.clone());
+    assert_eq!(a, ApplicationProtocols::new(["istio-h2", "h2"]));
+    assert_ne!(a, ApplicationProtocols::new(["h2", "istio-h2"]));
 }

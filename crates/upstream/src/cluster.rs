@@ -140,6 +140,13 @@ impl Cluster {
 
     /// The protocol for a request that came over HTTP/2 (`downstream_h2`)
     /// or not: fixed by the cluster, or the downstream's.
+    /// Whether a request that came over HTTP/2 (`downstream_h2`) or not
+    /// goes upstream over HTTP/2 (Envoy's `upstreamHttpProtocol`, for
+    /// filters that decide by it, such as Istio's `istio.alpn`).
+    pub fn upstream_http2(&self, downstream_h2: bool) -> bool {
+        matches!(self.protocol(downstream_h2), Protocol::Http2)
+    }
+
     pub(crate) fn protocol(&self, downstream_h2: bool) -> Protocol {
         match self.spec.load().protocol {
             UpstreamProtocol::Http1 => Protocol::Http1,
@@ -299,7 +306,7 @@ impl Cluster {
         self.spec.store(Arc::new(spec.clone()));
         if protocol_changed {
             for h in &self.lb.load().hosts {
-                h.pool.clear();
+                h.pools.clear();
             }
         }
         self.resolve().await;
@@ -337,10 +344,10 @@ impl Cluster {
     /// in every host's pool, ORIGINAL_DST hosts included.
     pub(crate) fn sweep_pools(&self, idle_timeout: Option<Duration>) {
         for h in &self.lb.load().hosts {
-            h.pool.sweep(idle_timeout);
+            h.pools.sweep(idle_timeout);
         }
         for h in self.original_dst.load().values() {
-            h.pool.sweep(idle_timeout);
+            h.pools.sweep(idle_timeout);
         }
     }
 

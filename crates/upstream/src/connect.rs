@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use strait_codec::{ClientConn, ConnectError, Protocol};
-use strait_tls::{ClientTlsStream, DefaultAlpn, MaybeTls};
+use strait_tls::{ApplicationProtocols, ClientTlsStream, DefaultAlpn, MaybeTls};
 use tokio::net::TcpStream;
 
 use crate::{
@@ -18,12 +18,14 @@ pub type UpstreamStream = MaybeTls<TcpStream, ClientTlsStream<TcpStream>>;
 
 impl Cluster {
     /// TCP connect plus, when the host's transport socket is TLS, the TLS
-    /// handshake, all within `connect_timeout` (Envoy counts both as
+    /// handshake (offering `alpn_override` instead of the context's ALPN
+    /// when set), all within `connect_timeout` (Envoy counts both as
     /// connecting).
     async fn transport(
         &self,
         host: &Host,
         alpn: DefaultAlpn,
+        alpn_override: Option<&ApplicationProtocols>,
     ) -> Result<UpstreamStream, ConnectError> {
         let timeout = self.connect_timeout();
         let attempt = async {
@@ -39,7 +41,7 @@ impl Cluster {
             match host.transport() {
                 None => Ok(MaybeTls::Plain(tcp)),
                 Some(tls) => tls
-                    .connect(tcp, host.addr().ip(), alpn)
+                    .connect_offering(tcp, host.addr().ip(), alpn, alpn_override)
                     .await
                     .map(|s| MaybeTls::Tls(Box::new(s)))
                     .map_err(ConnectError::Tls),
@@ -56,12 +58,13 @@ impl Cluster {
         host: &Host,
         protocol: Protocol,
         bytes: Arc<ByteStats>,
+        alpn_override: Option<&ApplicationProtocols>,
     ) -> Result<ClientConn, ConnectError> {
         let alpn = match protocol {
             Protocol::Http1 => DefaultAlpn::Http1,
             Protocol::Http2 => DefaultAlpn::Http2,
         };
-        let transport = self.transport(host, alpn).await?;
+        let transport = self.transport(host, alpn, alpn_override).await?;
         let local = match &transport {
             MaybeTls::Plain(tcp) => tcp.local_addr().ok(),
             MaybeTls::Tls(tls) => tls.get_ref().0.local_addr().ok(),
@@ -77,7 +80,7 @@ impl Cluster {
     /// Opens a connection to `host` for the TCP proxy (TLS when the cluster
     /// has it), counted in the cluster's connection stats.
     pub async fn connect_tcp(&self, host: &Host) -> Result<UpstreamStream, UpstreamError> {
-        match self.transport(host, DefaultAlpn::None).await {
+        match self.transport(host, DefaultAlpn::None, None).await {
             Ok(s) => {
                 self.stats.cx_total.increment(1);
                 Ok(s)

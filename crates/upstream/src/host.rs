@@ -14,7 +14,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use strait_model::{self as model, EndpointHealth, Locality};
 use strait_tls::ClientTls;
 
-use crate::pool::{HostCounters, Pool};
+use crate::pool::{HostCounters, HostPools};
 
 /// `transport_choice` when no `transport_socket_matches` entry applies.
 const NO_MATCH: usize = usize::MAX;
@@ -42,7 +42,8 @@ pub struct Host {
     locality: ArcSwap<Locality>,
     eds_health: AtomicU8,
     flags: AtomicU8,
-    pub(crate) pool: Pool,
+    /// The default pool and one per ALPN override requests asked for.
+    pub(crate) pools: HostPools,
     /// The transport socket this host's endpoint metadata chose (`None`:
     /// plaintext). Pools are per host, so one choice per host keys them.
     transport: ArcSwapOption<ClientTls>,
@@ -113,7 +114,7 @@ impl Host {
             locality: ArcSwap::from_pointee(ep.locality.clone()),
             eds_health: AtomicU8::new(health_code(ep.health)),
             flags: AtomicU8::new(0),
-            pool: Pool::new(),
+            pools: HostPools::new(),
             transport: ArcSwapOption::empty(),
             transport_choice: AtomicUsize::new(NO_MATCH),
             counters: Arc::new(HostCounters::default()),
@@ -157,7 +158,7 @@ impl Host {
         // Store before clearing so no new connection uses the old socket.
         self.transport.store(tls.cloned().map(Arc::new));
         if before != code {
-            self.pool.clear();
+            self.pools.clear();
         }
     }
 
@@ -264,7 +265,7 @@ impl Host {
 
     /// Idle pooled HTTP/1.1 connections (for `/clusters` and tests).
     pub fn idle_connections(&self) -> usize {
-        self.pool.idle_len()
+        self.pools.idle_len()
     }
 
     /// Counters for `/clusters`: `(name, value)` in Envoy's order.

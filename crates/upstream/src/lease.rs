@@ -16,13 +16,14 @@ use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use strait_codec::{Body, ClientConn, ConnectError, Protocol};
+use strait_tls::ApplicationProtocols;
 
 use crate::{
     breaker::{BreakerGuard, RoutingPriority},
     cluster::Cluster,
     host::Host,
     outlier::Outcome,
-    pool::{CxGuard, H2Limits, HostCounters, StreamSlot},
+    pool::{CxGuard, H2Limits, HostCounters, Pool, StreamSlot},
 };
 
 /// Why a request could not be sent or answered upstream.
@@ -87,6 +88,9 @@ pub struct Lease {
     pooled: Option<(CxGuard, u32)>,
     in_flight: InFlight,
     host: Arc<Host>,
+    /// The host's pool the connection came from (the default one, or the
+    /// one of the request's ALPN override), where it goes back.
+    pool: Arc<Pool>,
     cluster: Arc<Cluster>,
     started: Instant,
 }
@@ -119,6 +123,21 @@ impl Cluster {
         priority: RoutingPriority,
         downstream_h2: bool,
     ) -> Result<Lease, UpstreamError> {
+        self.lease_offering(host, priority, downstream_h2, None)
+            .await
+    }
+
+    /// Like [`Cluster::lease_for`], on a connection that offered
+    /// `alpn_override` instead of the TLS context's ALPN (a request's
+    /// `envoy.network.application_protocols`, set by Istio's `istio.alpn`):
+    /// taken from, and returned to, the host's pool of that list only.
+    pub async fn lease_offering(
+        self: &Arc<Self>,
+        host: Arc<Host>,
+        priority: RoutingPriority,
+        downstream_h2: bool,
+        alpn_override: Option<&ApplicationProtocols>,
+    ) -> Result<Lease, UpstreamError> {
         let rq = self
             .acquire_request(priority)
             .ok_or(UpstreamError::Overflow)?;
@@ -131,17 +150,20 @@ impl Cluster {
         };
         let protocol = self.protocol(downstream_h2);
         let pool_opts = self.spec.load().pool;
+        let pool = host.pools.get(alpn_override);
+        let at = At {
+            host: &host,
+            pool: &pool,
+            alpn: alpn_override,
+        };
         let (conn, pooled) = match protocol {
-            Protocol::Http1 => {
-                self.lease_h1(&host, priority, pool_opts.idle_timeout)
-                    .await?
-            }
+            Protocol::Http1 => self.lease_h1(at, priority, pool_opts.idle_timeout).await?,
             Protocol::Http2 => {
                 let limits = H2Limits {
                     max_requests: pool_opts.max_requests_per_connection,
                     max_streams: pool_opts.max_concurrent_streams,
                 };
-                let (conn, slot) = self.lease_h2(&host, limits).await?;
+                let (conn, slot) = self.lease_h2(at, limits).await?;
                 in_flight._stream = Some(slot);
                 (conn, None)
             }
@@ -151,6 +173,7 @@ impl Cluster {
             pooled,
             in_flight,
             host,
+            pool,
             cluster: Arc::clone(self),
             started: Instant::now(),
         })
@@ -158,11 +181,12 @@ impl Cluster {
 
     async fn lease_h1(
         &self,
-        host: &Arc<Host>,
+        at: At<'_>,
         priority: RoutingPriority,
         idle_timeout: Option<Duration>,
     ) -> Result<(ClientConn, Option<(CxGuard, u32)>), UpstreamError> {
-        if let Some((conn, cx, uses)) = host.pool.take_idle(idle_timeout) {
+        let pool = at.pool;
+        if let Some((conn, cx, uses)) = pool.take_idle(idle_timeout) {
             return Ok((conn, Some((cx, uses))));
         }
         if !self.connection_allowed() {
@@ -171,8 +195,8 @@ impl Cluster {
                 .ok_or(UpstreamError::Overflow)?;
             let deadline = tokio::time::Instant::now() + self.connect_timeout();
             loop {
-                let released = host.pool.released();
-                if let Some((conn, cx, uses)) = host.pool.take_idle(idle_timeout) {
+                let released = pool.released();
+                if let Some((conn, cx, uses)) = pool.take_idle(idle_timeout) {
                     return Ok((conn, Some((cx, uses))));
                 }
                 if self
@@ -187,24 +211,25 @@ impl Cluster {
                 }
             }
         }
-        let (conn, cx) = self.connect(host, Protocol::Http1).await?;
+        let (conn, cx) = self.connect(at, Protocol::Http1).await?;
         Ok((conn, Some((cx, 0))))
     }
 
     async fn lease_h2(
         &self,
-        host: &Arc<Host>,
+        at: At<'_>,
         limits: H2Limits,
     ) -> Result<(ClientConn, StreamSlot), UpstreamError> {
-        if let Some(c) = host.pool.take_shared(limits) {
+        let pool = at.pool;
+        if let Some(c) = pool.take_shared(limits) {
             return Ok(c);
         }
-        let failures = host.pool.h2_failures();
-        let _connecting = host.pool.h2_connect_turn().await;
-        if let Some(c) = host.pool.take_shared(limits) {
+        let failures = pool.h2_failures();
+        let _connecting = pool.h2_connect_turn().await;
+        if let Some(c) = pool.take_shared(limits) {
             return Ok(c);
         }
-        if host.pool.h2_failures() != failures {
+        if pool.h2_failures() != failures {
             return Err(UpstreamError::Connect(ConnectError::Io(
                 std::io::Error::other("shared HTTP/2 connection attempt failed"),
             )));
@@ -212,27 +237,29 @@ impl Cluster {
         if !self.connection_allowed() {
             return Err(UpstreamError::Overflow);
         }
-        match self.connect(host, Protocol::Http2).await {
+        match self.connect(at, Protocol::Http2).await {
             Ok((conn, cx)) => {
-                let (lease, slot) = host.pool.add_shared(conn, cx, limits.max_requests);
+                let (lease, slot) = pool.add_shared(conn, cx, limits.max_requests);
                 Ok((lease.ok_or(UpstreamError::Overflow)?, slot))
             }
             Err(e) => {
-                host.pool.h2_failed();
+                pool.h2_failed();
                 Err(e)
             }
         }
     }
 
-    /// Opens a new connection to `host`, counted against `max_connections`.
+    /// Opens a new connection to `at.host` for `at.pool`, counted against
+    /// `max_connections`.
     async fn connect(
         &self,
-        host: &Arc<Host>,
+        at: At<'_>,
         protocol: Protocol,
     ) -> Result<(ClientConn, CxGuard), UpstreamError> {
+        let At { host, pool, alpn } = at;
         let bytes = Arc::clone(&self.stats.bytes);
-        let cx = host.pool.count_connection(&self.breakers, &host.counters);
-        match self.open(host, protocol, bytes).await {
+        let cx = pool.count_connection(&self.breakers, &host.counters);
+        match self.open(host, protocol, bytes, alpn).await {
             Ok(c) => {
                 self.stats.cx_total.increment(1);
                 host.counters.cx_total.fetch_add(1, Ordering::Relaxed);
@@ -248,7 +275,7 @@ impl Cluster {
                 }
                 self.report(host, Outcome::LocalFailure);
                 drop(cx);
-                host.pool.release_all();
+                pool.release_all();
                 Err(e.into())
             }
         }
@@ -305,7 +332,7 @@ impl Lease {
             conn,
             pooled,
             in_flight,
-            host,
+            pool,
             ..
         } = self;
         // An upgraded (101) connection belongs to the tunnel now; an HTTP/2
@@ -315,7 +342,7 @@ impl Lease {
                 conn,
                 cx,
                 uses: uses + 1,
-                host,
+                pool,
                 max_uses: cluster.spec.load().pool.max_requests_per_connection,
             }),
             _ => None,
@@ -333,13 +360,22 @@ impl Lease {
     }
 }
 
+/// Where a lease's connection comes from: the host, its pool for the
+/// request's ALPN override, and that override (for new connections).
+#[derive(Clone, Copy)]
+struct At<'a> {
+    host: &'a Arc<Host>,
+    pool: &'a Pool,
+    alpn: Option<&'a ApplicationProtocols>,
+}
+
 /// An HTTP/1.1 connection on its way back to the pool.
 #[derive(Debug)]
 struct Returning {
     conn: ClientConn,
     cx: CxGuard,
     uses: u32,
-    host: Arc<Host>,
+    pool: Arc<Pool>,
     max_uses: Option<u32>,
 }
 
@@ -349,27 +385,27 @@ impl Returning {
             conn,
             cx,
             uses,
-            host,
+            pool,
             max_uses,
         } = self;
         if max_uses.is_some_and(|m| uses >= m) {
             // Used up: closing it frees a `max_connections` slot.
             drop((conn, cx));
-            host.pool.release_one();
+            pool.release_one();
             return;
         }
         if conn.is_ready() {
-            host.pool.check_in(conn, cx, uses);
+            pool.check_in(conn, cx, uses);
         } else {
             // hyper marks the connection ready a moment after the body's
             // last frame; wait for that off the request path.
             tokio::spawn(async move {
                 let mut conn = conn;
                 if conn.ready().await.is_ok() {
-                    host.pool.check_in(conn, cx, uses);
+                    pool.check_in(conn, cx, uses);
                 } else {
                     drop((conn, cx));
-                    host.pool.release_one();
+                    pool.release_one();
                 }
             });
         }
@@ -402,9 +438,9 @@ impl Drop for PooledBody {
             self.release();
         } else if let Some(r) = self.back.take() {
             // Closed mid-body: wake anyone waiting for a connection slot.
-            let host = Arc::clone(&r.host);
+            let pool = Arc::clone(&r.pool);
             drop(r);
-            host.pool.release_one();
+            pool.release_one();
         }
     }
 }

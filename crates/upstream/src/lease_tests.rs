@@ -88,7 +88,7 @@ async fn a_connection_in_use_during_a_clear_is_not_pooled() {
     // Cleared while the response body is still unread.
     let lease = cluster.lease(Arc::clone(&host)).await.expect("lease");
     let resp = lease.send(get()).await.expect("response");
-    host.pool.clear();
+    host.pools.clear();
     resp.into_body().collect().await.expect("body");
     // Returning may finish off the request path; give it a moment.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -97,4 +97,54 @@ async fn a_connection_in_use_during_a_clear_is_not_pooled() {
     let lease = cluster.lease(Arc::clone(&host)).await.expect("lease");
     lease.send(get()).await.expect("response");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+/// The ALPN override a request's connection offered is part of the pool's
+/// key (Envoy hashes it into the connection pool's): a connection opened
+/// for one list never serves a request with another or with none, and
+/// requests with an equal list (not the same allocation) share.
+#[tokio::test]
+async fn pools_with_different_alpn_overrides_are_not_shared() {
+    use strait_tls::ApplicationProtocols;
+
+    let (addr, accepted) = server().await;
+    let cluster = cluster_to(addr).await;
+    let host = cluster.pick().expect("host");
+    let h11 = ApplicationProtocols::new(["istio-http/1.1", "istio", "http/1.1"]);
+    let h2 = ApplicationProtocols::new(["istio-h2", "istio", "h2"]);
+    let again = ApplicationProtocols::new(["istio-http/1.1", "istio", "http/1.1"]);
+    let send = |alpn: Option<ApplicationProtocols>| {
+        let cluster = Arc::clone(&cluster);
+        let host = Arc::clone(&host);
+        async move {
+            let lease = cluster
+                .lease_offering(host, crate::RoutingPriority::Default, false, alpn.as_ref())
+                .await
+                .expect("lease");
+            let resp = lease.send(get()).await.expect("response");
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(&body[..], b"ok");
+            // The connection goes back to its pool off the request path.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let steps: [(Option<&ApplicationProtocols>, usize); 6] = [
+        (Some(&h11), 1),
+        (Some(&h11), 1),
+        (Some(&h2), 2),
+        (None, 3),
+        (Some(&again), 3),
+        (None, 3),
+    ];
+    for (i, (alpn, connections)) in steps.into_iter().enumerate() {
+        send(alpn.cloned()).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            connections,
+            "step {i}: override {alpn:?}"
+        );
+    }
+    assert_eq!(host.idle_connections(), 3, "one idle connection per list");
+    host.pools.clear();
+    assert_eq!(host.idle_connections(), 0, "a clear empties every pool");
 }

@@ -10,9 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_queue::ArrayQueue;
 use strait_codec::ClientConn;
+use strait_tls::ApplicationProtocols;
 use tokio::sync::{Notify, futures::Notified};
 
 use crate::breaker::BreakerCounts;
@@ -20,6 +21,12 @@ use crate::breaker::BreakerCounts;
 /// Idle HTTP/1.1 connections kept per host. Beyond this, a returned
 /// connection is closed.
 const MAX_IDLE_PER_HOST: usize = 256;
+
+/// Distinct ALPN overrides a host keeps a pool for. Overrides come from
+/// filter configs (Istio's `istio.alpn` sets one list per upstream
+/// protocol), so a host sees one or two; the bound only stops a filter
+/// that made up lists per request from growing the host without end.
+const MAX_ALPN_POOLS: usize = 8;
 
 /// Per-host counters for `/clusters` and least-request balancing, shared
 /// with the connection and request guards (which must not keep the host,
@@ -332,6 +339,87 @@ impl Pool {
             })
             .cloned()
             .collect()
+    }
+}
+
+/// A host's pools: the default one, and one per ALPN override
+/// ([`ApplicationProtocols`]) that requests asked for. The override is part
+/// of the pool's key, as in Envoy's connection pool hash: a connection
+/// offering one list never serves a request that asked for another (the
+/// peer may have picked a different filter chain by it).
+#[derive(Debug)]
+pub(crate) struct HostPools {
+    default: Arc<Pool>,
+    /// Unset (no allocation) until a request brings an override: most
+    /// hosts never see one.
+    by_alpn: ArcSwapOption<Vec<(ApplicationProtocols, Arc<Pool>)>>,
+}
+
+impl HostPools {
+    pub(crate) fn new() -> Self {
+        HostPools {
+            default: Arc::new(Pool::new()),
+            by_alpn: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The pool of connections offering `alpn` (the default pool for
+    /// none). Lock-free: one load and a compare per known list (a pointer
+    /// compare for the list a filter config shares). The first request
+    /// with a new list adds its pool; past [`MAX_ALPN_POOLS`] lists, the
+    /// pool is the request's own and its connection is not kept.
+    pub(crate) fn get(&self, alpn: Option<&ApplicationProtocols>) -> Arc<Pool> {
+        let Some(alpn) = alpn else {
+            return Arc::clone(&self.default);
+        };
+        if let Some(known) = self.by_alpn.load().as_deref()
+            && let Some((_, p)) = known.iter().find(|(k, _)| k == alpn)
+        {
+            return Arc::clone(p);
+        }
+        let fresh = Arc::new(Pool::new());
+        let mut chosen = Arc::clone(&fresh);
+        self.by_alpn.rcu(|current| {
+            let known = current.as_deref().map_or(&[][..], Vec::as_slice);
+            if let Some((_, p)) = known.iter().find(|(k, _)| k == alpn) {
+                // Another request added it first.
+                chosen = Arc::clone(p);
+                return current.clone();
+            }
+            chosen = Arc::clone(&fresh);
+            if known.len() >= MAX_ALPN_POOLS {
+                return current.clone();
+            }
+            let mut more = known.to_vec();
+            more.push((alpn.clone(), Arc::clone(&fresh)));
+            Some(Arc::new(more))
+        });
+        chosen
+    }
+
+    /// Every pool, the default first.
+    fn each(&self, mut f: impl FnMut(&Pool)) {
+        f(&self.default);
+        if let Some(known) = self.by_alpn.load().as_deref() {
+            known.iter().for_each(|(_, p)| f(p));
+        }
+    }
+
+    /// [`Pool::clear`] on every pool (new transport or protocol).
+    pub(crate) fn clear(&self) {
+        self.each(Pool::clear);
+    }
+
+    /// [`Pool::sweep`] on every pool. Control runtime only.
+    pub(crate) fn sweep(&self, timeout: Option<Duration>) {
+        self.each(|p| p.sweep(timeout));
+    }
+
+    /// Idle HTTP/1.1 connections in every pool.
+    pub(crate) fn idle_len(&self) -> usize {
+        let mut n = 0;
+        self.each(|p| n += p.idle_len());
+        n
     }
 }
 

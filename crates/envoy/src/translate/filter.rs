@@ -81,10 +81,11 @@ pub(super) fn http_filter_config(cx: &mut Context, any: &Any, path: &str) -> Opt
     } else if name == super::jwt::ISTIO_AUTHN {
         super::jwt::istio_authn(cx, any, path)
     } else if let Some((kind, config)) = super::istio::recognise(any) {
-        use super::istio::{PEER_METADATA, STATS, WASM_MX, WASM_STATS};
+        use super::istio::{ALPN, PEER_METADATA, STATS, WASM_MX, WASM_STATS};
         match kind {
             STATS | WASM_STATS => super::istio::stats(cx, kind, &config, path),
             PEER_METADATA | WASM_MX => super::istio::peer_metadata(cx, kind, &config, path),
+            ALPN => super::istio::alpn(cx, &config, path),
             _ => None,
         }
     } else {

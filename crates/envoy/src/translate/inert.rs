@@ -46,13 +46,6 @@ pub const INERT_EXTENSIONS: &[Inert] = &[
         why: "counts gRPC messages and statuses into stats; requests pass unchanged",
     },
     Inert {
-        type_name: "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
-        slots: &[HttpFilter],
-        why: "istio.alpn: only rewrites the ALPN offered on Istio mTLS upstream connections so \
-              the peer sidecar picks its HTTP chain; without it the peer serves the connection \
-              on its TCP chain and traffic is unchanged",
-    },
-    Inert {
         type_name: "io.istio.network.authn.Config",
         slots: &[NetworkFilter],
         why: "istio_authn (network, Istio >= 1.18): records the mTLS peer identity in filter \
@@ -297,16 +290,19 @@ mod tests {
 
     #[test]
     fn typed_structs_are_judged_by_their_inner_type() {
+        let authn = typed_struct("io.istio.network.authn.Config", None);
+        assert!(inert(&authn, Slot::NetworkFilter).is_some());
+        assert!(inert(&authn, Slot::HttpFilter).is_none(), "wrong slot");
+        assert_eq!(
+            effective_type_url(&authn),
+            "type.googleapis.com/io.istio.network.authn.Config"
+        );
+        // `istio.alpn` runs now (`translate::istio::alpn`): no longer inert.
         let alpn = typed_struct(
             "istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig",
             None,
         );
-        assert!(inert(&alpn, Slot::HttpFilter).is_some());
-        assert!(inert(&alpn, Slot::NetworkFilter).is_none(), "wrong slot");
-        assert_eq!(
-            effective_type_url(&alpn),
-            "type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig"
-        );
+        assert!(inert(&alpn, Slot::HttpFilter).is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Istio's telemetry extensions: the stats plugin (`stats.PluginConfig`,
-//! or the null-VM Wasm plugin `envoy.wasm.stats`) and the HTTP peer
+//! or the null-VM Wasm plugin `envoy.wasm.stats`), the HTTP peer
 //! metadata exchange (`io.istio.http.peer_metadata.Config`, or the null-VM
-//! Wasm plugin `envoy.wasm.metadata_exchange`).
+//! Wasm plugin `envoy.wasm.metadata_exchange`), the TCP one, and
+//! `istio.alpn` (`alpn`).
 //!
 //! Neither message is in the descriptor set `envoy-types` ships. A config
 //! arrives as a `TypedStruct` (its `value` in the proto3 JSON form), as the
@@ -18,6 +19,9 @@ use prost::Message;
 use serde_json::{Map, Value as Json};
 
 use super::{Context, at, inert, item, type_name};
+
+mod alpn;
+
 use crate::model::{
     TrafficDirection,
     extension::Extension,
@@ -26,6 +30,7 @@ use crate::model::{
         TcpMetadataExchange, Workload, type_url,
     },
 };
+pub(super) use alpn::{ALPN, alpn};
 
 /// The stats plugin's message and null-VM plugin name.
 pub(super) const STATS: &str = "stats.PluginConfig";
@@ -47,6 +52,7 @@ pub(super) fn recognise(any: &Any) -> Option<(&'static str, Json)> {
             STATS => Some((STATS, value)),
             PEER_METADATA => Some((PEER_METADATA, value)),
             TCP_MX => Some((TCP_MX, value)),
+            ALPN => Some((ALPN, value)),
             _ => wasm(any),
         };
     }
@@ -64,6 +70,11 @@ pub(super) fn recognise(any: &Any) -> Option<(&'static str, Json)> {
         TCP_MX => Some((
             TCP_MX,
             proto::MetadataExchange::decode(any.value.as_slice())
+                .map_or_else(|_| Json::Null, |c| c.to_json()),
+        )),
+        ALPN => Some((
+            ALPN,
+            alpn::FilterConfig::decode(any.value.as_slice())
                 .map_or_else(|_| Json::Null, |c| c.to_json()),
         )),
         _ => wasm(any),
