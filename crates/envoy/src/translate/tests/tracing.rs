@@ -286,7 +286,7 @@ fn what_the_opentelemetry_tracer_does_not_do_is_refused_by_name() {
     );
     otel_refused(
         json!({"provider": otel(json!({"exporter": {"name": "x", "typed_config": {
-            "@type": "type.googleapis.com/google.protobuf.Empty"}}}))}),
+            "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"}}}))}),
         &format!("{o}.exporter"),
         "exporter",
     );
@@ -309,7 +309,7 @@ fn what_the_opentelemetry_tracer_does_not_do_is_refused_by_name() {
     }
     otel_refused(
         json!({"provider": otel(json!({"resource_detectors": [{"name": "d", "typed_config": {
-            "@type": "type.googleapis.com/google.protobuf.Empty"}}]}))}),
+            "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"}}]}))}),
         &format!("{o}.resource_detectors[0].typed_config.@type"),
         "unknown resource detector",
     );
@@ -323,7 +323,7 @@ fn what_the_opentelemetry_tracer_does_not_do_is_refused_by_name() {
     }
     otel_refused(
         json!({"provider": otel(json!({"sampler": {"name": "s", "typed_config": {
-            "@type": "type.googleapis.com/google.protobuf.Empty"}}}))}),
+            "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig"}}}))}),
         &format!("{o}.sampler.typed_config.@type"),
         "unknown sampler",
     );
