@@ -396,12 +396,15 @@ fn opentelemetry(
             cx.unsupported(spath, format!("unknown sampler {url:?}"));
         }
     }
-    // Envoy accepts a tracer without an exporter and sends nothing; so
-    // would Strait, but a mesh config without a collector is a mistake
-    // better named than silently dropped.
+    // Envoy accepts a tracer without an exporter: it propagates context
+    // and reports nothing. Not implemented (every tracer here has its
+    // collector); refused rather than half done.
     let Some(service) = grpc_service else {
         if http_service.is_none() {
-            cx.invalid(at(path, "grpc_service"), "is required");
+            cx.unsupported(
+                at(path, "grpc_service"),
+                "an OpenTelemetry tracer without grpc_service (context only, no export)",
+            );
         }
         return None;
     };

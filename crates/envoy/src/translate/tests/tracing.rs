@@ -333,6 +333,13 @@ fn what_the_opentelemetry_tracer_does_not_do_is_refused_by_name() {
         "nowhere",
     );
     otel_refused(
+        json!({"provider": {"name": "o", "typed_config": {
+            "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+            "service_name": "s"}}}),
+        &format!("{o}.grpc_service"),
+        "without grpc_service",
+    );
+    otel_refused(
         json!({"spawn_upstream_span": true, "provider": otel(json!({}))}),
         "spawn_upstream_span",
         "spawn_upstream_span",
