@@ -83,7 +83,7 @@ pub(crate) fn start<B>(
             let incoming = b3::extract(req.headers());
             // The name is filled in only for a sampled span: an unsampled
             // one allocates nothing.
-            let span = Span::start(
+            let mut span = Span::start(
                 z,
                 kind,
                 &incoming,
@@ -95,7 +95,6 @@ pub(crate) fn start<B>(
             if !span.context.sampled {
                 return (reason, None);
             }
-            let mut span = span;
             span.name = authority(req).to_owned();
             (span, conn.shared.tracers.get(z, &t.node.cluster))
         }
