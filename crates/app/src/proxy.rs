@@ -156,6 +156,16 @@ impl Proxy {
                 }),
                 Arc::clone(&stats.recorder),
             )));
+        // OpenTelemetry tracers export OTLP spans from the control runtime.
+        shared
+            .conn
+            .http
+            .tracers
+            .set_otel(Arc::new(strait_remote_log::OtelTracers::new(
+                Arc::clone(shared.registry()),
+                control.handle().clone(),
+                Arc::clone(&stats.recorder),
+            )));
         let reloader = Arc::new(Reloader::new(
             opts.config.clone(),
             opts.overrides.clone(),

@@ -115,7 +115,7 @@ pub(crate) struct Context {
     direction: model::TrafficDirection,
     /// The bootstrap's tracer, for connection managers with `tracing` and
     /// no provider of their own.
-    bootstrap_tracer: Option<Arc<model::tracing::Zipkin>>,
+    bootstrap_tracer: Option<model::tracing::Provider>,
 }
 
 /// The extension parsers a translation consults: those of the registries
@@ -404,7 +404,7 @@ pub fn translate_listener_in(
     path: &str,
     parsers: &Parsers,
     node: Option<&model::Node>,
-    tracer: Option<&Arc<model::tracing::Zipkin>>,
+    tracer: Option<&model::tracing::Provider>,
 ) -> Result<model::Listener, Vec<ConfigError>> {
     let mut cx = Context::with(parsers);
     if let Some(n) = node {

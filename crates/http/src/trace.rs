@@ -1,5 +1,5 @@
 //! The connection manager's tracing (see `docs/decisions/0018-tracing.md`):
-//! the trace decision, the B3 context handed upstream, and a sampled
+//! the trace decision, the B3 or W3C context handed upstream, and a sampled
 //! request's span, finished and queued for export when its stream ends.
 //!
 //! A manager without `tracing` costs nothing here. A request that is not
@@ -15,9 +15,13 @@ use http::{HeaderMap, HeaderName, Request, Version};
 use strait_codec::{Progress, headers};
 use strait_model::{
     TrafficDirection,
-    tracing::{TagValue, Tracing},
+    tracing::{Provider, TagValue, Tracing},
 };
-use strait_trace::{Reason, Span, b3, export::Exporter, span::Kind};
+use strait_trace::{
+    Reason, Span, SpanSink, b3,
+    span::Kind,
+    w3c::{self, Extracted},
+};
 
 use strait_access_log::DynamicMetadata;
 
@@ -33,7 +37,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 /// export when dropped (the end of the stream).
 pub(crate) struct InFlight {
     span: Span,
-    exporter: Arc<Exporter>,
+    exporter: Arc<dyn SpanSink>,
     started: Instant,
     status: u16,
     flags: &'static str,
@@ -65,7 +69,7 @@ pub(crate) fn start<B>(
     started: Instant,
 ) -> (Reason, Option<Box<InFlight>>) {
     let reason = strait_trace::decide(req.headers_mut(), t, headers::random_u64());
-    let Some(z) = &t.provider else {
+    let Some(provider) = &t.provider else {
         return (reason, None);
     };
     let kind = match direction {
@@ -74,36 +78,64 @@ pub(crate) fn start<B>(
         // ingress.
         TrafficDirection::Inbound | TrafficDirection::Unspecified => Kind::Server,
     };
-    let incoming = b3::extract(req.headers());
-    // The name is filled in only for a sampled span: an unsampled one
-    // allocates nothing.
-    let mut span = Span::start(
-        z,
-        kind,
-        &incoming,
-        reason.traced(),
-        headers::random_u64,
-        String::new(),
-    );
-    b3::inject(req.headers_mut(), &span.context, incoming.single);
-    if !span.context.sampled {
-        return (reason, None);
-    }
-    span.name = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or_default()
-        .to_owned();
+    let (mut span, exporter): (Span, Arc<dyn SpanSink>) = match provider {
+        Provider::Zipkin(z) => {
+            let incoming = b3::extract(req.headers());
+            // The name is filled in only for a sampled span: an unsampled
+            // one allocates nothing.
+            let mut span = Span::start(
+                z,
+                kind,
+                &incoming,
+                reason.traced(),
+                headers::random_u64,
+                String::new(),
+            );
+            b3::inject(req.headers_mut(), &span.context, incoming.single);
+            if !span.context.sampled {
+                return (reason, None);
+            }
+            span.name = authority(req).to_owned();
+            (span, conn.shared.tracers.get(z, &t.node.cluster))
+        }
+        Provider::OpenTelemetry(o) => {
+            let parent = w3c::extract(req.headers());
+            // An invalid `traceparent`: Envoy starts no span and writes no
+            // context.
+            let Some(mut span) = Span::otel(kind, parent, reason.traced(), headers::random_u64)
+            else {
+                return (reason, None);
+            };
+            // A root's `tracestate` is Envoy's empty one, whatever came.
+            let state = match parent {
+                Extracted::Parent { .. } => w3c::tracestate(req.headers()),
+                _ => None,
+            };
+            if span.context.sampled
+                && let Some(s) = &state
+            {
+                span.trace_state = String::from_utf8_lossy(s.as_bytes()).into_owned();
+            }
+            let c = &span.context;
+            w3c::inject(req.headers_mut(), &c.trace, c.span, c.sampled, state);
+            if !span.context.sampled {
+                return (reason, None);
+            }
+            // Envoy's operation name: `egress <host>` outbound, `ingress`
+            // inbound.
+            span.name = match kind {
+                Kind::Client => format!("egress {}", authority(req)),
+                Kind::Server => "ingress".to_owned(),
+            };
+            let Some(exporter) = conn.shared.tracers.otel(o) else {
+                return (reason, None);
+            };
+            (span, exporter)
+        }
+    };
     span.tags.reserve(24);
     span.start = SystemTime::now() - started.elapsed();
     request_tags(&mut span, t, req, conn);
-    let exporter = conn.shared.tracers.get(z, &t.node.cluster);
     (
         reason,
         Some(Box::new(InFlight {
@@ -123,6 +155,19 @@ pub(crate) fn start<B>(
             metadata: None,
         })),
     )
+}
+
+/// The request's `:authority` (or `Host`).
+fn authority<B>(req: &Request<B>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or_default()
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
@@ -145,7 +190,7 @@ fn request_tags<B>(span: &mut Span, t: &Tracing, req: &Request<B>, conn: &ConnCt
     // `max_path_tag_length` cuts the path (with its query), not the URL.
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let path = path.get(..t.max_path_tag_length as usize).unwrap_or(path);
-    span.tag("http.url", format!("{scheme}://{}{path}", span.name));
+    span.tag("http.url", format!("{scheme}://{}{path}", authority(req)));
     span.tag("http.method", req.method().as_str());
     span.tag(
         "downstream_cluster",
@@ -254,6 +299,8 @@ impl Drop for InFlight {
                 start: s.start,
                 duration_us: 0,
                 tags: Vec::new(),
+                remote_parent: false,
+                trace_state: String::new(),
             },
         );
         self.exporter.send(span);

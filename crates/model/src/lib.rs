@@ -75,7 +75,7 @@ pub struct Config {
     pub stats_sinks: Option<stats::StatsSinks>,
     /// The bootstrap's `tracing.http` tracer: used by connection managers
     /// whose `tracing` names no provider (listeners from xDS too).
-    pub tracer: Option<std::sync::Arc<tracing::Zipkin>>,
+    pub tracer: Option<tracing::Provider>,
 }
 
 impl Config {

@@ -23,7 +23,7 @@ pub struct Tracing {
     /// Where spans go; `None` when neither the manager nor the bootstrap
     /// names a tracer: the decision is still made and recorded in
     /// `x-request-id`, as Envoy does with its null tracer.
-    pub provider: Option<Arc<Zipkin>>,
+    pub provider: Option<Provider>,
     /// The node the spans describe (`node_id`, `zone` tags, the Zipkin
     /// local endpoint's service name).
     pub node: TraceNode,
@@ -109,4 +109,45 @@ pub struct Zipkin {
     /// `shared_span_context` (default true): a server span reuses the
     /// incoming span id.
     pub shared_span_context: bool,
+}
+
+/// The tracer a connection manager's spans go to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Zipkin(Arc<Zipkin>),
+    OpenTelemetry(Arc<OpenTelemetry>),
+}
+
+impl Provider {
+    /// The collector cluster, which must exist when a manager uses it.
+    pub fn cluster(&self) -> &str {
+        match self {
+            Provider::Zipkin(z) => &z.cluster,
+            Provider::OpenTelemetry(o) => &o.channel.cluster,
+        }
+    }
+}
+
+/// `envoy.tracers.opentelemetry` (`OpenTelemetryConfig`): W3C trace
+/// context (`traceparent`, `tracestate`), spans exported as OTLP over gRPC
+/// (`TraceService/Export`) to `channel`'s cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OpenTelemetry {
+    /// `grpc_service` (`envoy_grpc`): cluster, authority, deadline and
+    /// initial metadata. The logger-only fields of the channel stay at
+    /// their defaults (spans batch as Envoy's tracer does, by count).
+    pub channel: crate::access_log::RemoteChannel,
+    /// `service_name` (Envoy's default `unknown_service:envoy`).
+    pub service_name: String,
+    /// `set_service_name_resource_attribute` (default true).
+    pub service_name_attribute: bool,
+    /// `set_telemetry_sdk_resource_attributes` (default true):
+    /// `telemetry.sdk.{name,version,language}` on the resource.
+    pub sdk_attributes: bool,
+    /// `set_instrumentation_scope` (default true): the scope's name and
+    /// version on the batch.
+    pub scope: bool,
+    /// `max_cache_size` (default 1024): spans waiting for the collector
+    /// before new ones are dropped.
+    pub max_cache_size: u32,
 }

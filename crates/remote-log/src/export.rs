@@ -205,7 +205,7 @@ impl Exporter {
 
 /// A gRPC unary call to `channel`'s cluster: the answer's message bytes,
 /// or why there is none.
-async fn unary(
+pub(crate) async fn unary(
     upstreams: &ClusterRegistry,
     channel: &RemoteChannel,
     path: &str,

@@ -1,5 +1,6 @@
 //! Strait's remote access loggers: `envoy.access_loggers.open_telemetry`
-//! (OTLP logs over gRPC to a cluster).
+//! (OTLP logs over gRPC to a cluster), and the OpenTelemetry tracer's OTLP
+//! span export ([`trace`], same gRPC client).
 //!
 //! The data path (`strait-access-log`) hands each accepted record to
 //! [`RemoteLoggers`] through `strait_access_log::RemoteLogs`: on the
@@ -14,6 +15,7 @@
 
 mod export;
 pub mod otlp;
+pub mod trace;
 
 use std::{
     collections::HashMap,
@@ -28,6 +30,7 @@ use strait_upstream::ClusterRegistry;
 pub use export::QUEUE_RECORDS;
 use export::{ExportStats, Exporter};
 pub use otlp::LocalInfo;
+pub use trace::OtelTracers;
 
 /// Exporters by the address of the `OtelLog` they serve, with a `Weak` to
 /// it that keeps the address from being reused while the entry exists.

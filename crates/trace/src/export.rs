@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, UdpSocket},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -20,7 +20,10 @@ use http::{HeaderValue, Request, header};
 use http_body_util::BodyExt;
 use metrics::Counter;
 use strait_codec::Body;
-use strait_model::{UpstreamProtocol, tracing::Zipkin};
+use strait_model::{
+    UpstreamProtocol,
+    tracing::{OpenTelemetry, Zipkin},
+};
 use strait_upstream::{ClusterRegistry, RoutingPriority};
 use tokio::sync::mpsc;
 
@@ -63,15 +66,29 @@ impl Stats {
     }
 }
 
+/// Where a finished span goes: its tracer's exporter, which queues it
+/// without waiting.
+pub trait SpanSink: Send + Sync {
+    fn send(&self, span: Span);
+}
+
+/// The OpenTelemetry tracers' exporters: OTLP is protobuf, so they live
+/// above the data tier (`strait-remote-log`) and the composition sets
+/// them here ([`Exporters::set_otel`]).
+pub trait OtelSinks: Send + Sync {
+    /// The exporter of `config`, made on first use; lock-free after.
+    fn sink(&self, config: &Arc<OpenTelemetry>) -> Arc<dyn SpanSink>;
+}
+
 /// One collector's queue.
 pub struct Exporter {
     tx: mpsc::Sender<Span>,
     dropped: Counter,
 }
 
-impl Exporter {
+impl SpanSink for Exporter {
     /// Queues a finished span; never waits.
-    pub fn send(&self, span: Span) {
+    fn send(&self, span: Span) {
         if self.tx.try_send(span).is_err() {
             self.dropped.increment(1);
         }
@@ -86,6 +103,7 @@ pub struct Exporters {
     recorder: Arc<dyn metrics::Recorder + Send + Sync>,
     map: ArcSwap<HashMap<Key, Arc<Exporter>>>,
     ipv4: Ipv4Addr,
+    otel: OnceLock<Arc<dyn OtelSinks>>,
 }
 
 impl std::fmt::Debug for Exporters {
@@ -104,7 +122,20 @@ impl Exporters {
             recorder,
             map: ArcSwap::default(),
             ipv4: local_ipv4(),
+            otel: OnceLock::new(),
         }
+    }
+
+    /// Sets where OpenTelemetry spans go (once, by the composition).
+    pub fn set_otel(&self, sinks: Arc<dyn OtelSinks>) {
+        let _ = self.otel.set(sinks);
+    }
+
+    /// The exporter of an OpenTelemetry tracer; `None` when the
+    /// composition set none (a proxy built without OTLP export), whose
+    /// spans are then not sent.
+    pub fn otel(&self, config: &Arc<OpenTelemetry>) -> Option<Arc<dyn SpanSink>> {
+        self.otel.get().map(|s| s.sink(config))
     }
 
     /// The exporter for `z` and the node's `service` name, its task

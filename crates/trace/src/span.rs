@@ -8,7 +8,10 @@ use std::{net::Ipv4Addr, time::SystemTime};
 use serde_json::{Map, Value, json};
 use strait_model::tracing::Zipkin;
 
-use crate::b3::{Incoming, Outgoing, TraceId};
+use crate::{
+    b3::{Incoming, Outgoing, TraceId},
+    w3c::Extracted,
+};
 
 /// `SERVER` (ingress: the listener is inbound) or `CLIENT` (egress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,11 @@ pub struct Span {
     pub start: SystemTime,
     pub duration_us: u64,
     pub tags: Vec<(String, String)>,
+    /// The OpenTelemetry span's parent came in the request's
+    /// `traceparent` (OTLP's `SPAN_FLAGS_CONTEXT_IS_REMOTE`).
+    pub remote_parent: bool,
+    /// The OpenTelemetry span's `tracestate` (carried from the request).
+    pub trace_state: String,
 }
 
 impl Span {
@@ -83,7 +91,61 @@ impl Span {
             start: SystemTime::now(),
             duration_us: 0,
             tags: Vec::new(),
+            remote_parent: false,
+            trace_state: String::new(),
         }
+    }
+
+    /// Starts an OpenTelemetry span (Envoy's OpenTelemetry tracer): a
+    /// child of the request's `traceparent` when it had a valid one, else
+    /// a root with a random 128-bit trace id. Sampled only when the
+    /// connection manager traces the request and, with a parent, the
+    /// parent is sampled too (Envoy 1.40 honours neither alone). `None`
+    /// for an invalid `traceparent`, which Envoy answers with no span.
+    pub fn otel(
+        kind: Kind,
+        parent: Extracted,
+        traced: bool,
+        mut random: impl FnMut() -> u64,
+    ) -> Option<Span> {
+        let (trace, parent, sampled) = match parent {
+            Extracted::Invalid => return None,
+            Extracted::Absent => (
+                TraceId {
+                    high: random(),
+                    low: random(),
+                    wide: true,
+                },
+                None,
+                traced,
+            ),
+            Extracted::Parent {
+                trace,
+                span,
+                sampled,
+            } => (trace, Some(span), traced && sampled),
+        };
+        Some(Span {
+            context: Outgoing {
+                trace,
+                span: random(),
+                parent,
+                sampled,
+            },
+            kind,
+            name: String::new(),
+            shared: false,
+            start: SystemTime::now(),
+            duration_us: 0,
+            tags: Vec::new(),
+            remote_parent: parent.is_some(),
+            trace_state: String::new(),
+        })
+    }
+
+    /// Whether Envoy's `error` tag is set (an OTLP status of `ERROR`).
+    pub fn is_error(&self) -> bool {
+        self.tags.iter().any(|(k, v)| k == "error" && v == "true")
     }
 
     pub fn tag(&mut self, k: impl Into<String>, v: impl Into<String>) {

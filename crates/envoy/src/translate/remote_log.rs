@@ -189,10 +189,10 @@ fn common_parts<'a>(cx: &mut Context, c: &'a CommonGrpcAccessLogConfig, path: &s
     }
 }
 
-type Target = (String, String, Option<Duration>, Vec<(String, String)>);
+pub(super) type Target = (String, String, Option<Duration>, Vec<(String, String)>);
 
 /// A `GrpcService`: the cluster, authority, deadline and metadata.
-fn grpc_target(cx: &mut Context, g: &GrpcService, gpath: &str) -> Option<Target> {
+pub(super) fn grpc_target(cx: &mut Context, g: &GrpcService, gpath: &str) -> Option<Target> {
     let GrpcService {
         timeout,
         initial_metadata,

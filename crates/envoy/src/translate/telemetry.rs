@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::{
     config::trace::v3::{
-        ZipkinConfig,
+        OpenTelemetryConfig, ZipkinConfig,
         tracing::{Http as TracingProvider, http as tracing_http},
         zipkin_config::{CollectorEndpointVersion, TraceContextOption},
     },
@@ -22,6 +22,7 @@ use envoy_types::pb::envoy::{
         v3::Percent,
     },
 };
+use envoy_types::pb::google::protobuf::BoolValue;
 use prost::Name;
 use strait_model::tracing as model;
 
@@ -29,8 +30,7 @@ use super::{Context, at, item, type_name};
 
 /// Tracers Strait knows of but does not implement: refused by name (a
 /// config naming one would expect spans and context headers).
-const REFUSED_TRACERS: [&str; 4] = [
-    "envoy.config.trace.v3.OpenTelemetryConfig",
+const REFUSED_TRACERS: [&str; 3] = [
     "envoy.config.trace.v3.DatadogConfig",
     "envoy.config.trace.v3.LightstepConfig",
     "envoy.config.trace.v3.SkyWalkingConfig",
@@ -114,8 +114,8 @@ pub(super) fn tracing(
         // Envoy falls back to the bootstrap's (deprecated) tracer.
         None => {
             let tracer = cx.bootstrap_tracer.clone();
-            if let Some(z) = &tracer {
-                cx.require_cluster(at(path, "provider"), &z.cluster);
+            if let Some(p) = &tracer {
+                cx.require_cluster(at(path, "provider"), p.cluster());
             }
             tracer
         }
@@ -128,7 +128,7 @@ pub(super) fn provider(
     cx: &mut Context,
     ppath: &str,
     p: &TracingProvider,
-) -> Option<Arc<model::Zipkin>> {
+) -> Option<model::Provider> {
     let TracingProvider {
         // A label; the type URL picks the tracer.
         name: _,
@@ -143,7 +143,14 @@ pub(super) fn provider(
             // Envoy checks the collector cluster when a connection manager
             // makes the tracer: the bootstrap's is checked by its users.
             let checked = ppath != BOOTSTRAP_PATH;
-            zipkin(cx, &tpath, &z, checked).map(Arc::new)
+            zipkin(cx, &tpath, &z, checked).map(|z| model::Provider::Zipkin(Arc::new(z)))
+        }
+        Some(tracing_http::ConfigType::TypedConfig(any))
+            if type_name(&any.type_url) == OpenTelemetryConfig::full_name() =>
+        {
+            let tpath = at(ppath, "typed_config");
+            let o = super::decode_any::<OpenTelemetryConfig>(cx, &tpath, any)?;
+            opentelemetry(cx, &tpath, &o).map(|o| model::Provider::OpenTelemetry(Arc::new(o)))
         }
         Some(tracing_http::ConfigType::TypedConfig(any))
             if REFUSED_TRACERS.contains(&type_name(&any.type_url)) =>
@@ -151,7 +158,7 @@ pub(super) fn provider(
             cx.unsupported(
                 at(ppath, "typed_config.@type"),
                 format!(
-                    "tracer {} (Strait implements envoy.tracers.zipkin)",
+                    "tracer {} (Strait implements envoy.tracers.zipkin and envoy.tracers.opentelemetry)",
                     any.type_url
                 ),
             );
@@ -310,6 +317,126 @@ fn zipkin(
         },
         trace_id_128bit: *trace_id_128bit,
         shared_span_context: shared_span_context.as_ref().is_none_or(|b| b.value),
+    })
+}
+
+/// Envoy's service name when `service_name` is empty.
+const DEFAULT_SERVICE_NAME: &str = "unknown_service:envoy";
+
+/// Envoy's `max_cache_size` default.
+const DEFAULT_MAX_CACHE_SIZE: u32 = 1024;
+
+/// Resource detectors Envoy 1.40 knows; none is implemented (each adds
+/// resource attributes a collector would group spans by).
+const RESOURCE_DETECTORS: [&str; 3] = [
+    "envoy.extensions.tracers.opentelemetry.resource_detectors.v3.EnvironmentResourceDetectorConfig",
+    "envoy.extensions.tracers.opentelemetry.resource_detectors.v3.DynatraceResourceDetectorConfig",
+    "envoy.extensions.tracers.opentelemetry.resource_detectors.v3.StaticConfigResourceDetectorConfig",
+];
+
+/// Samplers Envoy 1.40 knows; none is implemented (each replaces the
+/// connection manager's decision for the span).
+const SAMPLERS: [&str; 5] = [
+    "envoy.extensions.tracers.opentelemetry.samplers.v3.AlwaysOnSamplerConfig",
+    "envoy.extensions.tracers.opentelemetry.samplers.v3.ParentBasedSamplerConfig",
+    "envoy.extensions.tracers.opentelemetry.samplers.v3.TraceIdRatioBasedSamplerConfig",
+    "envoy.extensions.tracers.opentelemetry.samplers.v3.CelSamplerConfig",
+    "envoy.extensions.tracers.opentelemetry.samplers.v3.DynatraceSamplerConfig",
+];
+
+/// `OpenTelemetryConfig`: W3C trace context and OTLP spans over gRPC.
+fn opentelemetry(
+    cx: &mut Context,
+    path: &str,
+    o: &OpenTelemetryConfig,
+) -> Option<model::OpenTelemetry> {
+    let OpenTelemetryConfig {
+        grpc_service,
+        http_service,
+        exporter,
+        service_name,
+        resource_detectors,
+        sampler,
+        max_cache_size,
+        set_telemetry_sdk_resource_attributes,
+        set_service_name_resource_attribute,
+        set_instrumentation_scope,
+    } = o;
+    let before = cx.problems.len();
+    // OTLP/HTTP and custom exporters are not implemented: spans would not
+    // reach the collector.
+    reject_set!(cx, path; http_service, exporter);
+    for (i, d) in resource_detectors.iter().enumerate() {
+        let dpath = item(path, "resource_detectors", i);
+        let url = d
+            .typed_config
+            .as_ref()
+            .map_or("", |a| type_name(&a.type_url));
+        if RESOURCE_DETECTORS.contains(&url) {
+            cx.unsupported(
+                at(&dpath, "typed_config.@type"),
+                format!("resource detector {url}"),
+            );
+        } else {
+            cx.unsupported(
+                at(&dpath, "typed_config.@type"),
+                format!("unknown resource detector {url:?}"),
+            );
+        }
+    }
+    if let Some(s) = sampler {
+        let url = s
+            .typed_config
+            .as_ref()
+            .map_or("", |a| type_name(&a.type_url));
+        let spath = at(&at(path, "sampler"), "typed_config.@type");
+        if SAMPLERS.contains(&url) {
+            cx.unsupported(spath, format!("sampler {url}"));
+        } else {
+            cx.unsupported(spath, format!("unknown sampler {url:?}"));
+        }
+    }
+    // Envoy accepts a tracer without an exporter: it propagates context
+    // and reports nothing. Not implemented (every tracer here has its
+    // collector); refused rather than half done.
+    let Some(service) = grpc_service else {
+        if http_service.is_none() {
+            cx.unsupported(
+                at(path, "grpc_service"),
+                "an OpenTelemetry tracer without grpc_service (context only, no export)",
+            );
+        }
+        return None;
+    };
+    let target = super::remote_log::grpc_target(cx, service, &at(path, "grpc_service"));
+    if cx.problems.len() != before {
+        return None;
+    }
+    let (cluster, authority, timeout, initial_metadata) = target?;
+    let flag = |b: &Option<BoolValue>| b.as_ref().is_none_or(|b| b.value);
+    Some(model::OpenTelemetry {
+        channel: strait_model::access_log::RemoteChannel {
+            cluster,
+            authority,
+            timeout,
+            initial_metadata,
+            log_name: String::new(),
+            flush_interval: std::time::Duration::from_secs(5),
+            buffer_bytes: 0,
+            stat_prefix: String::new(),
+        },
+        service_name: if service_name.is_empty() {
+            DEFAULT_SERVICE_NAME.to_owned()
+        } else {
+            service_name.clone()
+        },
+        service_name_attribute: flag(set_service_name_resource_attribute),
+        sdk_attributes: flag(set_telemetry_sdk_resource_attributes),
+        scope: flag(set_instrumentation_scope),
+        max_cache_size: max_cache_size
+            .as_ref()
+            .map_or(DEFAULT_MAX_CACHE_SIZE, |v| v.value)
+            .max(1),
     })
 }
 
