@@ -177,7 +177,7 @@ pub(crate) struct Compiled {
     /// The HTTP form's label sets by what their values follow from (see
     /// [`Inputs`]): a request with known inputs hashes a few short values
     /// instead of its 25 labels, and builds none of them.
-    by_inputs: ArcSwap<HashMap<u64, Vec<(OwnedInputs, Arc<LabelSet>)>>>,
+    by_inputs: ArcSwap<HashMap<u64, Vec<KnownInputs>>>,
     /// Hashes a request's label values (25 strings) for `cache`. foldhash
     /// is ten times cheaper than SipHash here (measured with callgrind:
     /// `cargo xtask bench --telemetry`); its random seed keeps peers, who
@@ -492,6 +492,9 @@ pub(crate) struct OwnedInputs {
     grpc_status: Option<u32>,
     flags: Box<str>,
 }
+
+/// Inputs seen before, and their label set.
+type KnownInputs = (OwnedInputs, Arc<LabelSet>);
 
 /// How many input keys one filter keeps: past it, requests take the
 /// label path (bounded on its own).
@@ -863,6 +866,53 @@ mod tests {
             tcp_reporting: std::time::Duration::from_secs(5),
             overrides,
         }
+    }
+
+    #[test]
+    fn label_sets_are_found_by_their_inputs() {
+        let c = Compiled::new(config(vec![]), None);
+        let set = Arc::new(LabelSet {
+            values: Box::new([]),
+            handles: Vec::new(),
+        });
+        let peer = Arc::new(Workload::default());
+        // The exchange's cache holds the peer too.
+        let cached = Arc::clone(&peer);
+        let key = Inputs {
+            peer: Some(&peer),
+            host: Some("reviews:9080"),
+            cluster: Some("outbound|9080||reviews.default.svc.cluster.local"),
+            peer_san: None,
+            mtls: None,
+            grpc: false,
+            status: 200,
+            grpc_status: None,
+            flags: "",
+        };
+        let hash = key.hash(&c.hasher);
+        assert!(c.by_inputs(&key, hash).is_none());
+        c.remember(&key, hash, &set);
+        let found = c.by_inputs(&key, hash).expect("remembered");
+        assert!(Arc::ptr_eq(&found, &set));
+        // Another status is other inputs.
+        let failed = Inputs {
+            status: 503,
+            flags: "UF",
+            ..key
+        };
+        assert!(c.by_inputs(&failed, failed.hash(&c.hasher)).is_none());
+        // An equal peer decoded for this request alone is another peer,
+        // and not remembered: it would never be seen again.
+        let decoded = Arc::new(Workload::default());
+        let once = Inputs {
+            peer: Some(&decoded),
+            ..key
+        };
+        let h = once.hash(&c.hasher);
+        assert!(c.by_inputs(&once, h).is_none());
+        c.remember(&once, h, &set);
+        assert!(c.by_inputs(&once, h).is_none());
+        drop(cached);
     }
 
     #[test]

@@ -592,3 +592,79 @@ impl From<String> for HeaderRef {
 /// second, `N` digits, 9 by default) and `%ENS` (seconds with `N`
 /// fraction digits). Anything else is refused at config time.
 pub const START_TIME_CONVERSIONS: &str = "YmdHMSTFDzZsjyeaAbBhpIRn%";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(name: &str, alternative: Option<&str>) -> FormatPart {
+        FormatPart::Command(FormatCommand::Request {
+            name: name.into(),
+            alternative: alternative.map(HeaderRef::from),
+            max_len: None,
+        })
+    }
+
+    fn text(parts: Vec<FormatPart>) -> BodyFormat {
+        BodyFormat {
+            kind: FormatKind::Text(parts),
+            content_type: String::new(),
+            omit_empty_values: false,
+        }
+    }
+
+    #[test]
+    fn needs_name_the_headers_formats_read() {
+        let log = AccessLog::new(
+            LogSink::Stdout,
+            None,
+            text(vec![
+                req(":method", None),
+                req("x-envoy-original-path", Some(":path")),
+                req(":authority", None),
+                req("user-agent", None),
+                req("user-agent", None),
+                FormatPart::Command(FormatCommand::Response {
+                    name: "x-envoy-upstream-service-time".into(),
+                    alternative: None,
+                    max_len: None,
+                }),
+            ]),
+        );
+        let n = log.needs();
+        assert!(n.request && !n.all_request_headers);
+        let names: Vec<&str> = n.request_headers.iter().map(|h| h.as_str()).collect();
+        // `:authority` falls back to `Host`; pseudo-headers are the
+        // request line's; each name once.
+        assert_eq!(names, ["x-envoy-original-path", "host", "user-agent"]);
+        assert!(n.response && !n.all_response_headers);
+        assert_eq!(n.response_headers, ["x-envoy-upstream-service-time"]);
+        assert!(!n.metadata);
+    }
+
+    #[test]
+    fn a_filter_reading_headers_keeps_them_all() {
+        let log = AccessLog::new(
+            LogSink::Stdout,
+            Some(LogFilter::Runtime(RuntimeSample {
+                numerator: 1,
+                denominator: 100,
+                independent_randomness: false,
+            })),
+            text(vec![FormatPart::Command(FormatCommand::ResponseCode)]),
+        );
+        assert!(log.needs().request && log.needs().all_request_headers);
+        assert!(!log.needs().response);
+    }
+
+    #[test]
+    fn header_refs_resolve_once() {
+        assert_eq!(HeaderRef::new(":path").key(), &HeaderKey::Path);
+        assert_eq!(
+            HeaderRef::new("x-a").key(),
+            &HeaderKey::Name(http::HeaderName::from_static("x-a"))
+        );
+        assert_eq!(HeaderRef::new("bad name").key(), &HeaderKey::Invalid);
+        assert_eq!(HeaderRef::new("x-a"), HeaderRef::from("x-a"));
+    }
+}
