@@ -13,11 +13,11 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 use strait_model::access_log::{
-    AddressOf, BodyFormat, FormatCommand, FormatKind, FormatPart, JsonFormatValue,
+    AddressOf, BodyFormat, FormatCommand, FormatKind, FormatPart, HeaderRef, JsonFormatValue,
 };
 
 use crate::{
-    record::{Record, hostname, long_flag, value},
+    record::{Record, hostname, long_flag, value_ref},
     time,
 };
 
@@ -36,12 +36,12 @@ enum Val<'a> {
 }
 
 impl Val<'_> {
-    fn push_to(&self, out: &mut String) {
+    fn push_to(&self, out: &mut Vec<u8>) {
         match self {
-            Val::Str(s) => out.push_str(s),
+            Val::Str(s) => out.extend_from_slice(s.as_bytes()),
             Val::Num(n) => push_u64(out, *n),
-            Val::Json(Value::String(s)) => out.push_str(s),
-            Val::Json(v) => out.push_str(&v.to_string()),
+            Val::Json(Value::String(s)) => out.extend_from_slice(s.as_bytes()),
+            Val::Json(v) => out.extend_from_slice(v.to_string().as_bytes()),
             Val::Addr(a, without_port) => push_addr(out, *a, *without_port),
             Val::Start(t) => time::push_default_start_time(out, *t),
         }
@@ -53,31 +53,47 @@ impl Val<'_> {
             Val::Num(n) => Value::from(n),
             Val::Json(v) => v,
             other => {
-                let mut s = String::new();
+                let mut s = Vec::new();
                 other.push_to(&mut s);
-                Value::String(s)
+                Value::String(text_of(s))
             }
         }
     }
 }
 
-/// `n` in decimal, without `fmt`'s machinery.
-fn push_u64(out: &mut String, n: u64) {
-    if n >= 10 {
-        push_u64(out, n / 10);
+/// `n` in decimal, without `fmt`'s machinery: digits filled from the end
+/// of a stack buffer and appended once (a `push` per digit cost more than
+/// the rest of a status code's or port's rendering; callgrind, `cargo
+/// xtask bench --telemetry`).
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    out.push(char::from(b'0' + (n % 10) as u8));
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// A line rendered from `&str` pieces as text: valid UTF-8 by construction
+/// (the lossy path is never taken).
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `a` as Envoy prints it (`[v6]:port` for IPv6; an IPv4-mapped address
 /// without its port as plain IPv4).
-fn push_addr(out: &mut String, a: std::net::SocketAddr, without_port: bool) {
-    use std::fmt::Write as _;
+fn push_addr(out: &mut Vec<u8>, a: std::net::SocketAddr, without_port: bool) {
+    use std::io::Write as _;
     match (a.ip().to_canonical(), without_port) {
         (std::net::IpAddr::V4(ip), true) => push_ipv4(out, ip),
         (std::net::IpAddr::V4(ip), false) if a.is_ipv4() => {
             push_ipv4(out, ip);
-            out.push(':');
+            out.push(b':');
             push_u64(out, u64::from(a.port()));
         }
         (ip, true) => {
@@ -89,13 +105,27 @@ fn push_addr(out: &mut String, a: std::net::SocketAddr, without_port: bool) {
     }
 }
 
-fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+fn push_ipv4(out: &mut Vec<u8>, ip: std::net::Ipv4Addr) {
+    // Into a stack buffer, appended once.
+    let mut buf = [0u8; 15];
+    let mut len = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            buf[len] = b'.';
+            len += 1;
         }
-        push_u64(out, u64::from(octet));
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
     }
+    out.extend_from_slice(&buf[..len]);
 }
 
 /// `f` rendered over `r`, and the format's default content type. Text is
@@ -104,9 +134,9 @@ fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
 pub fn render(f: &BodyFormat, r: &Record<'_>) -> (Vec<u8>, &'static str) {
     match &f.kind {
         FormatKind::Text(parts) => {
-            let mut out = String::with_capacity(256);
+            let mut out = Vec::with_capacity(256);
             text(parts, r, f.omit_empty_values, &mut out);
-            (out.into_bytes(), "text/plain")
+            (out, "text/plain")
         }
         FormatKind::Json(fields) => {
             let obj = json_object(fields, r, f.omit_empty_values);
@@ -120,18 +150,20 @@ pub fn render(f: &BodyFormat, r: &Record<'_>) -> (Vec<u8>, &'static str) {
 /// `parts` rendered as one string, `-` for a command without a value (the
 /// OpenTelemetry logger's strings).
 pub fn render_string(parts: &[FormatPart], r: &Record<'_>) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     text(parts, r, false, &mut out);
-    out
+    text_of(out)
 }
 
-fn text(parts: &[FormatPart], r: &Record<'_>, omit_empty: bool, out: &mut String) {
+/// Renders into bytes: digits and addresses are appended without a UTF-8
+/// check per piece (every piece is text).
+fn text(parts: &[FormatPart], r: &Record<'_>, omit_empty: bool, out: &mut Vec<u8>) {
     for p in parts {
         match p {
-            FormatPart::Text(t) => out.push_str(t),
+            FormatPart::Text(t) => out.extend_from_slice(t.as_bytes()),
             FormatPart::Command(c) => match command(c, r) {
                 Some(v) => v.push_to(out),
-                None if !omit_empty => out.push('-'),
+                None if !omit_empty => out.push(b'-'),
                 None => {}
             },
         }
@@ -163,9 +195,9 @@ fn json_value(v: &JsonFormatValue, r: &Record<'_>, omit_empty: bool) -> Value {
         JsonFormatValue::Format(parts) => match parts.as_slice() {
             [FormatPart::Command(c)] => command(c, r).map_or(Value::Null, Val::into_json),
             parts => {
-                let mut out = String::new();
+                let mut out = Vec::new();
                 text(parts, r, false, &mut out);
-                Value::String(out)
+                Value::String(text_of(out))
             }
         },
     }
@@ -264,8 +296,8 @@ fn command<'a>(c: &FormatCommand, r: &Record<'a>) -> Option<Val<'a>> {
         } => {
             let req = r.request?;
             let v = req
-                .header(name)
-                .or_else(|| alternative.as_deref().and_then(|a| req.header(a)))?;
+                .header_ref(name)
+                .or_else(|| alternative.as_ref().and_then(|a| req.header_ref(a)))?;
             Some(Val::Str(truncate(
                 Cow::Borrowed(v),
                 max_len.unwrap_or(usize::MAX),
@@ -275,22 +307,22 @@ fn command<'a>(c: &FormatCommand, r: &Record<'a>) -> Option<Val<'a>> {
             name,
             alternative,
             max_len,
-        } => header_of(r.response_headers?, name, alternative.as_deref(), *max_len),
+        } => header_of(r.response_headers?, name, alternative.as_ref(), *max_len),
         FormatCommand::Trailer {
             name,
             alternative,
             max_len,
-        } => header_of(r.response_trailers?, name, alternative.as_deref(), *max_len),
+        } => header_of(r.response_trailers?, name, alternative.as_ref(), *max_len),
     }
 }
 
 fn header_of<'a>(
     h: &'a http::HeaderMap,
-    name: &str,
-    alternative: Option<&str>,
+    name: &HeaderRef,
+    alternative: Option<&HeaderRef>,
     max_len: Option<usize>,
 ) -> Option<Val<'a>> {
-    let v = value(h, name).or_else(|| alternative.and_then(|a| value(h, a)))?;
+    let v = value_ref(h, name).or_else(|| alternative.and_then(|a| value_ref(h, a)))?;
     Some(Val::Str(truncate(
         Cow::Borrowed(v),
         max_len.unwrap_or(usize::MAX),
@@ -440,11 +472,13 @@ mod tests {
     #[test]
     fn numbers_and_addresses_print_as_display_does() {
         for n in [0, 7, 10, 65_535, u64::MAX] {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_u64(&mut out, n);
-            assert_eq!(out, n.to_string());
+            assert_eq!(text_of(out), n.to_string());
         }
         for (addr, without_port, want) in [
+            ("0.0.0.0:0", false, "0.0.0.0:0"),
+            ("255.199.100.9:65535", false, "255.199.100.9:65535"),
             ("10.1.2.3:8080", false, "10.1.2.3:8080"),
             ("10.1.2.3:8080", true, "10.1.2.3"),
             ("[::1]:80", false, "[::1]:80"),
@@ -452,9 +486,9 @@ mod tests {
             ("[::ffff:10.0.0.1]:80", false, "[::ffff:10.0.0.1]:80"),
             ("[::ffff:10.0.0.1]:80", true, "10.0.0.1"),
         ] {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_addr(&mut out, addr.parse().expect("addr"), without_port);
-            assert_eq!(out, want, "{addr} without_port={without_port}");
+            assert_eq!(text_of(out), want, "{addr} without_port={without_port}");
         }
     }
 }

@@ -10,6 +10,7 @@ use std::{
 };
 
 use http::{HeaderMap, Method, Uri, Version};
+use strait_model::access_log::{HeaderKey, HeaderRef};
 
 use crate::DynamicMetadata;
 
@@ -37,6 +38,45 @@ impl RequestHead {
             ":scheme" => self.uri.scheme_str(),
             _ => value(&self.headers, name),
         }
+    }
+}
+
+impl RequestHead {
+    /// [`RequestHead::header`] for a name resolved at config time.
+    pub fn header_ref(&self, h: &HeaderRef) -> Option<&str> {
+        match h.key() {
+            HeaderKey::Path => self.uri.path_and_query().map(|p| p.as_str()),
+            HeaderKey::Method => Some(self.method.as_str()),
+            HeaderKey::Authority => self.uri.authority().map(|a| a.as_str()).or_else(|| {
+                self.headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+            }),
+            HeaderKey::Scheme => self.uri.scheme_str(),
+            HeaderKey::Name(n) => first(&self.headers, n),
+            HeaderKey::Invalid => None,
+        }
+    }
+}
+
+/// The first value of `n` in `h`, when it is text. The maps a log keeps
+/// hold only the few headers its formats name: a scan of those is cheaper
+/// than hashing the name.
+fn first<'a>(h: &'a HeaderMap, n: &http::HeaderName) -> Option<&'a str> {
+    let v = if h.len() <= 8 {
+        h.iter().find(|(k, _)| *k == n).map(|(_, v)| v)
+    } else {
+        h.get(n)
+    };
+    v.and_then(|v| v.to_str().ok())
+}
+
+/// The first value of `h` in a response's headers or trailers, when it is
+/// text (the request line's pseudo-headers are not there).
+pub fn value_ref<'a>(headers: &'a HeaderMap, h: &HeaderRef) -> Option<&'a str> {
+    match h.key() {
+        HeaderKey::Name(n) => first(headers, n),
+        _ => None,
     }
 }
 

@@ -6,9 +6,10 @@ use std::{cell::Cell, fmt::Write as _, time::SystemTime};
 
 /// Envoy's default: `%Y-%m-%dT%H:%M:%E3SZ`.
 pub fn default_start_time(t: SystemTime) -> String {
-    let mut out = String::with_capacity(24);
+    let mut out = Vec::with_capacity(24);
     push_default_start_time(&mut out, t);
-    out
+    // ASCII digits and separators only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 thread_local! {
@@ -19,7 +20,7 @@ thread_local! {
 }
 
 /// Appends `t` in Envoy's default format to `out`, without allocating.
-pub fn push_default_start_time(out: &mut String, t: SystemTime) {
+pub fn push_default_start_time(out: &mut Vec<u8>, t: SystemTime) {
     let (secs, millis) = match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, d.subsec_millis()),
         Err(_) => (0, 0),
@@ -34,14 +35,14 @@ pub fn push_default_start_time(out: &mut String, t: SystemTime) {
             }
             // A year past 9999: not cacheable, and not worth a fast path.
             Err(_) => {
-                out.push_str(&text);
-                let _ = write!(out, ".{millis:03}Z");
+                out.extend_from_slice(text.as_bytes());
+                let _ = std::io::Write::write_fmt(out, format_args!(".{millis:03}Z"));
                 return;
             }
         }
     }
     // The prefix came from `format_time`: ASCII digits and separators.
-    out.push_str(std::str::from_utf8(&prefix).unwrap_or_default());
+    out.extend_from_slice(&prefix);
     let digits = [
         b'.',
         b'0' + (millis / 100) as u8,
@@ -49,7 +50,7 @@ pub fn push_default_start_time(out: &mut String, t: SystemTime) {
         b'0' + (millis % 10) as u8,
         b'Z',
     ];
-    out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+    out.extend_from_slice(&digits);
 }
 
 const DAYS: [&str; 7] = [

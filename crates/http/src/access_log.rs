@@ -17,10 +17,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use http::{HeaderMap, Request, Response, Version};
+use http::{HeaderMap, HeaderName, Request, Response, Version};
 use strait_access_log::{DynamicMetadata, LogFiles, Record, RequestHead};
 use strait_codec::Progress;
-use strait_model::access_log::AccessLogs;
+use strait_model::access_log::{AccessLogs, Needs};
 
 use crate::conn::ConnCtx;
 
@@ -95,14 +95,13 @@ impl Pending {
         if logs.is_empty() {
             return None;
         }
-        let request = logs
-            .iter()
-            .any(|l| l.reads_request_headers())
-            .then(|| RequestHead {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                headers: req.headers().clone(),
-            });
+        let request = logs.iter().any(|l| l.needs().request).then(|| RequestHead {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: kept(req.headers(), logs, |n| {
+                (n.all_request_headers, &n.request_headers)
+            }),
+        });
         let remote = if client == conn.peer.ip() {
             conn.peer
         } else {
@@ -120,7 +119,7 @@ impl Pending {
             route_name: None,
             cluster: None,
             upstream: UpstreamFacts {
-                wants_metadata: logs.iter().any(|l| l.reads_metadata()),
+                wants_metadata: logs.iter().any(|l| l.needs().metadata),
                 ..UpstreamFacts::default()
             },
             response_at: None,
@@ -129,7 +128,7 @@ impl Pending {
             details: None,
             response_headers: None,
             trailers: None,
-            reads_response: logs.iter().any(|l| l.reads_response_headers()),
+            reads_response: logs.iter().any(|l| l.needs().response),
             bytes_sent: 0,
             ended_at: None,
             local: conn.local,
@@ -165,7 +164,7 @@ impl Pending {
             }
         }
         if self.reads_response {
-            self.response_headers = Some(resp.headers().clone());
+            self.response_headers = Some(kept(resp.headers(), &self.logs, response_needs));
         }
     }
 
@@ -176,7 +175,7 @@ impl Pending {
         } else if let Some(t) = frame.trailers_ref()
             && self.reads_response
         {
-            self.trailers = Some(t.clone());
+            self.trailers = Some(kept(t, &self.logs, response_needs));
         }
     }
 
@@ -184,6 +183,40 @@ impl Pending {
     pub(crate) fn ended(&mut self) {
         self.ended_at.get_or_insert_with(Instant::now);
     }
+}
+
+/// What of a response's headers and trailers a log reads.
+fn response_needs(n: &Needs) -> (bool, &[HeaderName]) {
+    (n.all_response_headers, &n.response_headers)
+}
+
+/// The headers of `from` that `logs` read (`needs` says which of a log's
+/// needs apply): all of them when some log reads every header (a filter,
+/// a remote logger), else only those the formats name. Copying a whole
+/// map and dropping it again cost more than rendering the line
+/// (callgrind, `cargo xtask bench --telemetry`).
+fn kept(
+    from: &HeaderMap,
+    logs: &AccessLogs,
+    needs: impl Fn(&Needs) -> (bool, &[HeaderName]),
+) -> HeaderMap {
+    if logs.iter().any(|l| needs(l.needs()).0) {
+        return from.clone();
+    }
+    let names = logs.iter().map(|l| needs(l.needs()).1.len()).sum();
+    let mut out = HeaderMap::with_capacity(names);
+    for (i, log) in logs.iter().enumerate() {
+        for name in needs(log.needs()).1 {
+            // Two logs may name the same header: keep its values once.
+            if i > 0 && out.contains_key(name) {
+                continue;
+            }
+            for v in from.get_all(name) {
+                out.append(name.clone(), v.clone());
+            }
+        }
+    }
+    out
 }
 
 fn since(from: Instant, to: Instant) -> Duration {

@@ -623,10 +623,13 @@ pub(crate) struct Completing {
     pub(crate) grpc_status: Option<u32>,
 }
 
-/// A `grpc-status` header's value.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// A `grpc-status` header's value (looked up by a ready name: every
+/// completed response asks).
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
     headers
-        .get("grpc-status")
+        .get(&GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }

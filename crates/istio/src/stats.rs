@@ -174,6 +174,10 @@ pub(crate) struct Compiled {
     /// when configs are only checked.
     recorder: Option<Arc<ClusterRegistry>>,
     cache: ArcSwap<HashMap<u64, Vec<Arc<LabelSet>>>>,
+    /// The HTTP form's label sets by what their values follow from (see
+    /// [`Inputs`]): a request with known inputs hashes a few short values
+    /// instead of its 25 labels, and builds none of them.
+    by_inputs: ArcSwap<HashMap<u64, Vec<KnownInputs>>>,
     /// Hashes a request's label values (25 strings) for `cache`. foldhash
     /// is ten times cheaper than SipHash here (measured with callgrind:
     /// `cargo xtask bench --telemetry`); its random seed keeps peers, who
@@ -266,6 +270,7 @@ impl Compiled {
             metrics,
             recorder,
             cache: ArcSwap::default(),
+            by_inputs: ArcSwap::default(),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -456,6 +461,121 @@ pub(crate) fn destination_service<'a>(
     (service, name)
 }
 
+/// What an HTTP request's label values follow from when the filter has no
+/// dimensions of its own: its peer (by identity: the exchange's cache
+/// hands out one `Arc` per known peer), the head's facts, the response's
+/// status and flags. Equal inputs give equal labels, so they key the same
+/// label set.
+#[derive(Debug, Clone, Copy)]
+struct Inputs<'a> {
+    peer: Option<&'a Arc<Workload>>,
+    host: Option<&'a str>,
+    cluster: Option<&'a str>,
+    peer_san: Option<&'a str>,
+    mtls: Option<bool>,
+    grpc: bool,
+    status: u16,
+    grpc_status: Option<u32>,
+    flags: &'a str,
+}
+
+/// [`Inputs`] kept in the filter's map.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedInputs {
+    peer: Option<Arc<Workload>>,
+    host: Option<Box<str>>,
+    cluster: Option<Box<str>>,
+    peer_san: Option<Box<str>>,
+    mtls: Option<bool>,
+    grpc: bool,
+    status: u16,
+    grpc_status: Option<u32>,
+    flags: Box<str>,
+}
+
+/// Inputs seen before, and their label set.
+type KnownInputs = (OwnedInputs, Arc<LabelSet>);
+
+/// How many input keys one filter keeps: past it, requests take the
+/// label path (bounded on its own).
+const MAX_INPUTS: usize = 10_000;
+
+impl Inputs<'_> {
+    fn hash(&self, h: &foldhash::fast::RandomState) -> u64 {
+        h.hash_one((
+            self.peer.map(|p| Arc::as_ptr(p) as usize),
+            self.host,
+            self.cluster,
+            self.peer_san,
+            self.mtls,
+            self.grpc,
+            self.status,
+            self.grpc_status,
+            self.flags,
+        ))
+    }
+
+    fn is(&self, o: &OwnedInputs) -> bool {
+        let peer = match (self.peer, &o.peer) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        peer && self.status == o.status
+            && self.grpc == o.grpc
+            && self.grpc_status == o.grpc_status
+            && self.mtls == o.mtls
+            && self.host == o.host.as_deref()
+            && self.cluster == o.cluster.as_deref()
+            && self.peer_san == o.peer_san.as_deref()
+            && self.flags == &*o.flags
+    }
+
+    fn owned(&self) -> OwnedInputs {
+        OwnedInputs {
+            peer: self.peer.cloned(),
+            host: self.host.map(Box::from),
+            cluster: self.cluster.map(Box::from),
+            peer_san: self.peer_san.map(Box::from),
+            mtls: self.mtls,
+            grpc: self.grpc,
+            status: self.status,
+            grpc_status: self.grpc_status,
+            flags: self.flags.into(),
+        }
+    }
+}
+
+impl Compiled {
+    fn by_inputs(&self, key: &Inputs<'_>, hash: u64) -> Option<Arc<LabelSet>> {
+        let map = self.by_inputs.load();
+        map.get(&hash)?
+            .iter()
+            .find(|(o, _)| key.is(o))
+            .map(|(_, set)| Arc::clone(set))
+    }
+
+    fn remember(&self, key: &Inputs<'_>, hash: u64, set: &Arc<LabelSet>) {
+        // A peer only this request holds (decoded, not cached by the
+        // exchange) would never be seen again: keying by it would only
+        // fill the map.
+        if key.peer.is_some_and(|p| Arc::strong_count(p) < 2)
+            || self.by_inputs.load().len() >= MAX_INPUTS
+        {
+            return;
+        }
+        let owned = key.owned();
+        self.by_inputs.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            let v = m.entry(hash).or_default();
+            if !v.iter().any(|(o, _)| key.is(o)) {
+                v.push((owned.clone(), Arc::clone(set)));
+            }
+            m
+        });
+    }
+}
+
 /// The factory of `istio.stats` as an HTTP filter.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IstioStatsFactory;
@@ -587,12 +707,59 @@ impl HttpFilter for IstioStatsFilter {
         let Some(facts) = done.state.get::<Facts>().filter(|_| c.produces(&HTTP)) else {
             return;
         };
-        let peer = match c.config.reporter {
+        let peer_arc = match c.config.reporter {
             Reporter::Destination => downstream_peer(done.state),
             Reporter::Source => upstream_peer(done.state),
-        }
-        .map(|p| &**p);
+        };
+        let peer = peer_arc.map(|p| &**p);
         let host = facts.host.as_ref().and_then(|h| h.to_str().ok());
+        // Without dimensions, the labels follow from these inputs alone.
+        let inputs = c.dims.is_empty().then(|| {
+            let key = Inputs {
+                peer: peer_arc,
+                host,
+                cluster: facts.cluster.as_deref(),
+                peer_san: facts.peer_san.as_deref(),
+                mtls: facts.mtls,
+                grpc: facts.grpc,
+                status: done.status.as_u16(),
+                grpc_status: done.grpc_status.filter(|_| facts.grpc),
+                flags: done.response_flags,
+            };
+            (key, key.hash(&c.hasher))
+        });
+        let known = inputs.and_then(|(key, hash)| c.by_inputs(&key, hash));
+        let set = match known {
+            Some(set) => set,
+            None => {
+                let Some(set) = self.label_set(done, facts, peer, host) else {
+                    return;
+                };
+                if let Some((key, hash)) = &inputs {
+                    c.remember(key, *hash, &set);
+                }
+                set
+            }
+        };
+        set.add(Metric::RequestsTotal, 1);
+        let ms = u64::try_from(done.duration.as_millis()).unwrap_or(u64::MAX);
+        set.record(Metric::RequestDuration, ms as f64);
+        set.record(Metric::RequestBytes, done.request_body_bytes as f64);
+        set.record(Metric::ResponseBytes, done.response_body_bytes as f64);
+    }
+}
+
+impl IstioStatsFilter {
+    /// The label set of a completed request, its labels built and looked
+    /// up.
+    fn label_set(
+        &self,
+        done: &Completion<'_>,
+        facts: &Facts,
+        peer: Option<&Workload>,
+        host: Option<&str>,
+    ) -> Option<Arc<LabelSet>> {
+        let c = &self.0;
         let service = destination_service(facts.cluster.as_deref(), host);
         let grpc_status;
         let mut values: Vec<&str> = vec![""; STANDARD_LABELS.len() + c.dims.len()];
@@ -631,14 +798,7 @@ impl HttpFilter for IstioStatsFilter {
                 _ => facts.dims[j].as_deref().unwrap_or("unknown"),
             };
         }
-        let Some(set) = c.label_set(&mut values) else {
-            return;
-        };
-        set.add(Metric::RequestsTotal, 1);
-        let ms = u64::try_from(done.duration.as_millis()).unwrap_or(u64::MAX);
-        set.record(Metric::RequestDuration, ms as f64);
-        set.record(Metric::RequestBytes, done.request_body_bytes as f64);
-        set.record(Metric::ResponseBytes, done.response_body_bytes as f64);
+        c.label_set(&mut values)
     }
 }
 
@@ -706,6 +866,53 @@ mod tests {
             tcp_reporting: std::time::Duration::from_secs(5),
             overrides,
         }
+    }
+
+    #[test]
+    fn label_sets_are_found_by_their_inputs() {
+        let c = Compiled::new(config(vec![]), None);
+        let set = Arc::new(LabelSet {
+            values: Box::new([]),
+            handles: Vec::new(),
+        });
+        let peer = Arc::new(Workload::default());
+        // The exchange's cache holds the peer too.
+        let cached = Arc::clone(&peer);
+        let key = Inputs {
+            peer: Some(&peer),
+            host: Some("reviews:9080"),
+            cluster: Some("outbound|9080||reviews.default.svc.cluster.local"),
+            peer_san: None,
+            mtls: None,
+            grpc: false,
+            status: 200,
+            grpc_status: None,
+            flags: "",
+        };
+        let hash = key.hash(&c.hasher);
+        assert!(c.by_inputs(&key, hash).is_none());
+        c.remember(&key, hash, &set);
+        let found = c.by_inputs(&key, hash).expect("remembered");
+        assert!(Arc::ptr_eq(&found, &set));
+        // Another status is other inputs.
+        let failed = Inputs {
+            status: 503,
+            flags: "UF",
+            ..key
+        };
+        assert!(c.by_inputs(&failed, failed.hash(&c.hasher)).is_none());
+        // An equal peer decoded for this request alone is another peer,
+        // and not remembered: it would never be seen again.
+        let decoded = Arc::new(Workload::default());
+        let once = Inputs {
+            peer: Some(&decoded),
+            ..key
+        };
+        let h = once.hash(&c.hasher);
+        assert!(c.by_inputs(&once, h).is_none());
+        c.remember(&once, h, &set);
+        assert!(c.by_inputs(&once, h).is_none());
+        drop(cached);
     }
 
     #[test]

@@ -19,6 +19,31 @@ pub struct AccessLog {
     /// `filter`: only entries it accepts are written.
     pub filter: Option<LogFilter>,
     pub format: BodyFormat,
+    /// What the entry reads, worked out once ([`AccessLog::new`]) so a
+    /// request does not walk the format to know what to keep.
+    needs: Needs,
+}
+
+/// What one access log reads of a request: the data path keeps only
+/// that.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Needs {
+    /// The request's head (method, URI, headers) at all.
+    pub request: bool,
+    /// Every request header (a filter or a remote logger reads them);
+    /// else only [`Needs::request_headers`].
+    pub all_request_headers: bool,
+    /// The request headers the format names (`Host` for `:authority`).
+    pub request_headers: Vec<http::HeaderName>,
+    /// The response's headers or trailers at all.
+    pub response: bool,
+    /// Every response header and trailer (a remote logger reads them);
+    /// else only [`Needs::response_headers`].
+    pub all_response_headers: bool,
+    /// The response headers and trailers the format names.
+    pub response_headers: Vec<http::HeaderName>,
+    /// Dynamic metadata.
+    pub metadata: bool,
 }
 
 /// Where lines (or records) go.
@@ -126,6 +151,68 @@ impl LogSink {
 }
 
 impl AccessLog {
+    /// An entry writing `format` to `sink` when `filter` (if any) accepts.
+    pub fn new(sink: LogSink, filter: Option<LogFilter>, format: BodyFormat) -> Self {
+        let mut log = AccessLog {
+            sink,
+            filter,
+            format,
+            needs: Needs::default(),
+        };
+        fn add(names: &mut Vec<http::HeaderName>, n: http::HeaderName) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let mut request_headers = Vec::new();
+        let mut response_headers = Vec::new();
+        log.format.for_each_command(&mut |c| match c {
+            FormatCommand::Request {
+                name, alternative, ..
+            } => {
+                for h in std::iter::once(name).chain(alternative) {
+                    match h.key() {
+                        HeaderKey::Name(n) => add(&mut request_headers, n.clone()),
+                        HeaderKey::Authority => add(&mut request_headers, http::header::HOST),
+                        _ => {}
+                    }
+                }
+            }
+            FormatCommand::Response {
+                name, alternative, ..
+            }
+            | FormatCommand::Trailer {
+                name, alternative, ..
+            } => {
+                for h in std::iter::once(name).chain(alternative) {
+                    if let HeaderKey::Name(n) = h.key() {
+                        add(&mut response_headers, n.clone());
+                    }
+                }
+            }
+            _ => {}
+        });
+        log.needs = Needs {
+            request: log.reads_request_headers(),
+            all_request_headers: log.sink.reads(Reads::RequestHeaders)
+                || log
+                    .filter
+                    .as_ref()
+                    .is_some_and(LogFilter::reads_request_headers),
+            request_headers,
+            response: log.reads_response_headers(),
+            all_response_headers: log.sink.reads(Reads::ResponseHeaders),
+            response_headers,
+            metadata: log.reads_metadata(),
+        };
+        log
+    }
+
+    /// What the entry reads.
+    pub fn needs(&self) -> &Needs {
+        &self.needs
+    }
+
     /// Whether formatting or filtering reads the request's headers.
     pub fn reads_request_headers(&self) -> bool {
         self.format.reads(Reads::RequestHeaders)
@@ -267,6 +354,29 @@ impl FormatCommand {
 }
 
 impl BodyFormat {
+    /// Calls `f` with every command of the format.
+    pub fn for_each_command(&self, f: &mut impl FnMut(&FormatCommand)) {
+        fn parts(p: &[FormatPart], f: &mut impl FnMut(&FormatCommand)) {
+            for part in p {
+                if let FormatPart::Command(c) = part {
+                    f(c);
+                }
+            }
+        }
+        fn json(v: &JsonFormatValue, f: &mut impl FnMut(&FormatCommand)) {
+            match v {
+                JsonFormatValue::Format(p) => parts(p, f),
+                JsonFormatValue::Struct(kv) => kv.iter().for_each(|(_, v)| json(v, f)),
+                JsonFormatValue::List(l) => l.iter().for_each(|v| json(v, f)),
+                JsonFormatValue::Literal(_) => {}
+            }
+        }
+        match &self.kind {
+            FormatKind::Text(p) => parts(p, f),
+            FormatKind::Json(kv) => kv.iter().for_each(|(_, v)| json(v, f)),
+        }
+    }
+
     /// Whether rendering it reads the request's headers or method/path.
     pub fn reads_request_headers(&self) -> bool {
         self.reads(Reads::RequestHeaders)
@@ -390,22 +500,91 @@ pub enum FormatCommand {
     /// `%REQ(name?alternative):max%` (names lower-cased; `:path`,
     /// `:method`, `:authority`, `:scheme` read the request line).
     Request {
-        name: String,
-        alternative: Option<String>,
+        name: HeaderRef,
+        alternative: Option<HeaderRef>,
         max_len: Option<usize>,
     },
     /// `%RESP(name?alternative):max%`: the response's headers.
     Response {
-        name: String,
-        alternative: Option<String>,
+        name: HeaderRef,
+        alternative: Option<HeaderRef>,
         max_len: Option<usize>,
     },
     /// `%TRAILER(name?alternative):max%`: the response's trailers.
     Trailer {
-        name: String,
-        alternative: Option<String>,
+        name: HeaderRef,
+        alternative: Option<HeaderRef>,
         max_len: Option<usize>,
     },
+}
+
+/// A header a format reads (`%REQ(name)%`), its name (lower-cased)
+/// resolved once, when the config is made: a lookup by string would parse
+/// and validate the name again for every request.
+#[derive(Debug, Clone)]
+pub struct HeaderRef {
+    name: String,
+    key: HeaderKey,
+}
+
+/// What a [`HeaderRef`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderKey {
+    /// `:path`, `:method`, `:authority`, `:scheme`: the request line's
+    /// (no response header has them).
+    Path,
+    Method,
+    Authority,
+    Scheme,
+    /// A header.
+    Name(http::HeaderName),
+    /// Not a valid header name: never has a value.
+    Invalid,
+}
+
+impl HeaderRef {
+    /// The header `name` (lower-cased, as Envoy's formatter matches).
+    pub fn new(name: impl Into<String>) -> Self {
+        let name: String = name.into();
+        let key = match name.as_str() {
+            ":path" => HeaderKey::Path,
+            ":method" => HeaderKey::Method,
+            ":authority" => HeaderKey::Authority,
+            ":scheme" => HeaderKey::Scheme,
+            n => http::HeaderName::from_bytes(n.as_bytes())
+                .map_or(HeaderKey::Invalid, HeaderKey::Name),
+        };
+        HeaderRef { name, key }
+    }
+
+    /// The name as configured (lower-cased).
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// What the name resolves to.
+    pub fn key(&self) -> &HeaderKey {
+        &self.key
+    }
+}
+
+impl PartialEq for HeaderRef {
+    fn eq(&self, other: &Self) -> bool {
+        // The key follows from the name.
+        self.name == other.name
+    }
+}
+
+impl From<&str> for HeaderRef {
+    fn from(name: &str) -> Self {
+        HeaderRef::new(name)
+    }
+}
+
+impl From<String> for HeaderRef {
+    fn from(name: String) -> Self {
+        HeaderRef::new(name)
+    }
 }
 
 /// The `strftime` conversions `%START_TIME(...)%` may use: the common
@@ -413,3 +592,79 @@ pub enum FormatCommand {
 /// second, `N` digits, 9 by default) and `%ENS` (seconds with `N`
 /// fraction digits). Anything else is refused at config time.
 pub const START_TIME_CONVERSIONS: &str = "YmdHMSTFDzZsjyeaAbBhpIRn%";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(name: &str, alternative: Option<&str>) -> FormatPart {
+        FormatPart::Command(FormatCommand::Request {
+            name: name.into(),
+            alternative: alternative.map(HeaderRef::from),
+            max_len: None,
+        })
+    }
+
+    fn text(parts: Vec<FormatPart>) -> BodyFormat {
+        BodyFormat {
+            kind: FormatKind::Text(parts),
+            content_type: String::new(),
+            omit_empty_values: false,
+        }
+    }
+
+    #[test]
+    fn needs_name_the_headers_formats_read() {
+        let log = AccessLog::new(
+            LogSink::Stdout,
+            None,
+            text(vec![
+                req(":method", None),
+                req("x-envoy-original-path", Some(":path")),
+                req(":authority", None),
+                req("user-agent", None),
+                req("user-agent", None),
+                FormatPart::Command(FormatCommand::Response {
+                    name: "x-envoy-upstream-service-time".into(),
+                    alternative: None,
+                    max_len: None,
+                }),
+            ]),
+        );
+        let n = log.needs();
+        assert!(n.request && !n.all_request_headers);
+        let names: Vec<&str> = n.request_headers.iter().map(|h| h.as_str()).collect();
+        // `:authority` falls back to `Host`; pseudo-headers are the
+        // request line's; each name once.
+        assert_eq!(names, ["x-envoy-original-path", "host", "user-agent"]);
+        assert!(n.response && !n.all_response_headers);
+        assert_eq!(n.response_headers, ["x-envoy-upstream-service-time"]);
+        assert!(!n.metadata);
+    }
+
+    #[test]
+    fn a_filter_reading_headers_keeps_them_all() {
+        let log = AccessLog::new(
+            LogSink::Stdout,
+            Some(LogFilter::Runtime(RuntimeSample {
+                numerator: 1,
+                denominator: 100,
+                independent_randomness: false,
+            })),
+            text(vec![FormatPart::Command(FormatCommand::ResponseCode)]),
+        );
+        assert!(log.needs().request && log.needs().all_request_headers);
+        assert!(!log.needs().response);
+    }
+
+    #[test]
+    fn header_refs_resolve_once() {
+        assert_eq!(HeaderRef::new(":path").key(), &HeaderKey::Path);
+        assert_eq!(
+            HeaderRef::new("x-a").key(),
+            &HeaderKey::Name(http::HeaderName::from_static("x-a"))
+        );
+        assert_eq!(HeaderRef::new("bad name").key(), &HeaderKey::Invalid);
+        assert_eq!(HeaderRef::new("x-a"), HeaderRef::from("x-a"));
+    }
+}

@@ -116,11 +116,7 @@ pub(super) fn access_logs(
             None
         };
         if let Some((sink, format)) = made {
-            out.push(Log {
-                sink,
-                filter,
-                format,
-            });
+            out.push(Log::new(sink, filter, format));
         }
     }
     out.into()

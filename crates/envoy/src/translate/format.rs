@@ -11,7 +11,7 @@ use envoy_types::pb::{
 
 use super::{Context, at, route};
 use crate::model::access_log::{
-    AddressOf, BodyFormat, FormatCommand, FormatKind, FormatPart, JsonFormatValue,
+    AddressOf, BodyFormat, FormatCommand, FormatKind, FormatPart, HeaderRef, JsonFormatValue,
     START_TIME_CONVERSIONS,
 };
 
@@ -259,10 +259,10 @@ fn command(cx: &mut Context, spec: &str, path: &str) -> Option<FormatCommand> {
                 return None;
             };
             let (name, alternative) = match arg.split_once('?') {
-                Some((n, a)) => (n, Some(a.to_ascii_lowercase())),
+                Some((n, a)) => (n, Some(HeaderRef::new(a.to_ascii_lowercase()))),
                 None => (arg, None),
             };
-            let name = name.to_ascii_lowercase();
+            let name = HeaderRef::new(name.to_ascii_lowercase());
             Some(match name_of(spec) {
                 "REQ" => FormatCommand::Request {
                     name,
