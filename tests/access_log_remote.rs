@@ -607,6 +607,13 @@ async fn grpc_access_log_service_entries_match_envoy() -> anyhow::Result<()> {
         assert_eq!(a, b, "entries differ");
     }
     assert_eq!(o.1.len(), t.1.len());
+    // Their stats, as Envoy names and counts them (the TCP logger's entries
+    // flushed, not counted written).
+    let stats = same_als_stats(strait.admin(), envoy.admin(), "grpc_entries_flushed 5").await?;
+    assert!(
+        stats.iter().any(|l| l.ends_with("logs_written 4")),
+        "{stats:?}"
+    );
     // One long-lived stream per logger, with gRPC's headers.
     for rec in [&ours, &theirs] {
         let calls = rec.calls();
@@ -620,4 +627,68 @@ async fn grpc_access_log_service_entries_match_envoy() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A gRPC access log service that is down: requests and connections are
+/// served at once through both proxies, every entry was taken by the
+/// logger (`logs_written`), and none could be flushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn als_collector_down_serves() -> anyhow::Result<()> {
+    let (http, tcp) = (http_echo("a"), tcp_echo());
+    let (dead, down) = (closed_port(), closed_port());
+    let config = als_bootstrap(http.addr.port(), tcp.addr.port(), down, dead);
+    let strait = TestProxy::start(&config, 1);
+    let envoy = Envoy::start(&config);
+    for (who, addr, tcp_addr) in [
+        ("strait", strait.listener("http"), strait.listener("tcp")),
+        ("envoy", envoy.listener("http"), envoy.listener("tcp")),
+    ] {
+        let started = std::time::Instant::now();
+        for _ in 0..5 {
+            assert_eq!(get(addr, "/bytes/3").await?, 200, "{who}");
+        }
+        let echoed = tcp_round_trip(tcp_addr, b"ping").await?;
+        assert!(echoed.starts_with(b"ping"), "{who}: {echoed:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{who}: requests slowed by a down collector: {:?}",
+            started.elapsed()
+        );
+    }
+    // Handed to a stream that never connects: flushed, as Envoy counts.
+    let stats = same_als_stats(strait.admin(), envoy.admin(), "grpc_entries_flushed 6").await?;
+    assert!(
+        stats.iter().any(|l| l.ends_with("logs_written 5")),
+        "{stats:?}"
+    );
+    Ok(())
+}
+
+/// Waits until both proxies count `want` (a gRPC access log stat and its
+/// value), then checks every such stat is the same in both; returns them.
+async fn same_als_stats(
+    strait: SocketAddr,
+    envoy: SocketAddr,
+    want: &str,
+) -> anyhow::Result<Vec<String>> {
+    let line = format!("envoy_access_logs_grpc_access_log_{want}");
+    for (who, a) in [("strait", strait), ("envoy", envoy)] {
+        let line = line.clone();
+        eventually(
+            &format!("{who} to count {line}"),
+            Duration::from_secs(15),
+            || {
+                let line = line.clone();
+                async move {
+                    let lines = admin::prometheus_lines(a, "grpc_access_log").await.ok()?;
+                    lines.contains(&line).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let ours = admin::prometheus_lines(strait, "grpc_access_log").await?;
+    let theirs = admin::prometheus_lines(envoy, "grpc_access_log").await?;
+    assert_eq!(ours, theirs, "gRPC access log stats differ");
+    Ok(ours)
 }

@@ -6,12 +6,17 @@
 //! `buffer_size_bytes` wait. The first message of each stream carries the
 //! identifier (the bootstrap node and `log_name`), later ones entries only.
 //!
-//! A worker never waits: a full queue drops the entry and counts it
-//! (`logs_dropped`). A stream that fails (or a cluster that cannot be
-//! reached) loses the batch it was given (counted dropped, as Envoy counts
-//! it) and is opened again at the next flush; entries written onto the
-//! stream count `logs_written` (Envoy counts at the same moment: the
-//! service never acknowledges entries).
+//! A worker never waits: a queued HTTP entry counts `logs_written`
+//! (Envoy's "sent to the logger, not dropped, not necessarily flushed";
+//! Envoy 1.40's TCP logger does not count its entries there, checked, nor
+//! does Strait's), a full queue drops the entry and counts `logs_dropped`.
+//! Entries handed to the stream count `grpc_entries_flushed` (the service
+//! never acknowledges them). The stream is opened lazily, as Envoy's async
+//! gRPC client starts one: messages wait in it while the connection is
+//! made, so a collector that is down still counts them flushed, as
+//! Envoy's does; the stream then fails and the next flush opens another.
+//! Messages a stream that is behind (or already closed) cannot take count
+//! `grpc_entries_flush_failed`.
 
 use std::{
     future::Future,
@@ -67,6 +72,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) struct StreamStats {
     logs_written: Counter,
     logs_dropped: Counter,
+    flushed: Counter,
+    flush_failed: Counter,
 }
 
 impl StreamStats {
@@ -74,6 +81,10 @@ impl StreamStats {
         StreamStats {
             logs_written: metrics::counter!("envoy_access_logs_grpc_access_log_logs_written"),
             logs_dropped: metrics::counter!("envoy_access_logs_grpc_access_log_logs_dropped"),
+            flushed: metrics::counter!("envoy_access_logs_grpc_access_log_grpc_entries_flushed"),
+            flush_failed: metrics::counter!(
+                "envoy_access_logs_grpc_access_log_grpc_entries_flush_failed"
+            ),
         }
     }
 }
@@ -128,9 +139,13 @@ impl StreamExporter {
     /// Queues `entry` (worker side): never waits.
     pub(crate) fn push(&self, entry: Entry) {
         let len = entry.encoded_len();
+        let http = matches!(entry, Entry::Http(_));
         if self.queue.push(entry).is_err() {
             self.stats.logs_dropped.increment(1);
             return;
+        }
+        if http {
+            self.stats.logs_written.increment(1);
         }
         let waiting = self.bytes.fetch_add(len, Ordering::Relaxed) + len;
         if u64::try_from(waiting).unwrap_or(u64::MAX) >= self.channel.buffer_bytes {
@@ -156,30 +171,21 @@ impl StreamExporter {
                     break;
                 }
                 let n = batch.len() as u64;
-                if open.as_ref().is_none_or(|o| o.call.is_finished()) {
-                    open = match self.open(&upstreams).await {
-                        Ok(o) => Some(o),
-                        Err(e) => {
-                            tracing::debug!(cluster = %self.channel.cluster, error = %e, "access log stream failed to open");
-                            None
-                        }
-                    };
-                }
-                let Some(o) = open.as_mut() else {
-                    self.stats.logs_dropped.increment(n);
-                    continue;
+                let o = match &mut open {
+                    Some(o) if !o.call.is_finished() => o,
+                    slot => slot.insert(self.open(&upstreams)),
                 };
                 let msg = self.message(batch, !o.identified);
                 match o.tx.try_send(msg) {
                     Ok(()) => {
                         o.identified = true;
-                        self.stats.logs_written.increment(n);
+                        self.stats.flushed.increment(n);
                     }
                     Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                        self.stats.logs_dropped.increment(n);
+                        self.stats.flush_failed.increment(n);
                     }
                     Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                        self.stats.logs_dropped.increment(n);
+                        self.stats.flush_failed.increment(n);
                         open = None;
                     }
                 }
@@ -228,8 +234,9 @@ impl StreamExporter {
         }
     }
 
-    /// Opens a stream to a host of the logger's cluster.
-    async fn open(&self, upstreams: &Arc<ClusterRegistry>) -> Result<Open, BoxError> {
+    /// Starts a stream to a host of the logger's cluster (connected when
+    /// its first message is sent).
+    fn open(&self, upstreams: &Arc<ClusterRegistry>) -> Open {
         // Envoy's `envoy_grpc` sends the authority (the cluster name when
         // unset); a name that is no URI authority gets a neutral one. The
         // connector ignores the URI.
@@ -244,10 +251,9 @@ impl StreamExporter {
             registry: Arc::clone(upstreams),
             cluster: Arc::from(self.channel.cluster.as_str()),
         };
-        let transport =
-            tokio::time::timeout(CONNECT_DEADLINE, endpoint.connect_with_connector(connector))
-                .await
-                .map_err(|_| "connect timeout")??;
+        let transport = endpoint
+            .connect_timeout(CONNECT_DEADLINE)
+            .connect_with_connector_lazy(connector);
         let mut client = AccessLogServiceClient::new(transport);
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
@@ -265,11 +271,11 @@ impl StreamExporter {
                 tracing::debug!(%cluster, error = %e, "access log stream ended");
             }
         });
-        Ok(Open {
+        Open {
             tx,
             call,
             identified: false,
-        })
+        }
     }
 }
 
@@ -352,6 +358,10 @@ mod tests {
         let page = handle.render();
         assert!(
             page.contains("envoy_access_logs_grpc_access_log_logs_dropped 1"),
+            "{page}"
+        );
+        assert!(
+            page.contains("envoy_access_logs_grpc_access_log_logs_written 3"),
             "{page}"
         );
         let first = e.message(e.take_batch(), true);
