@@ -22,11 +22,12 @@ use http::{HeaderMap, Method, Version};
 use strait_access_log::{Record, RequestHead};
 use strait_model::access_log::GrpcLog;
 
-/// One entry, queued for its logger's stream.
+/// One entry, queued for its logger's stream. Boxed: an entry is ~2 KB
+/// inline, and the queue's slots are allocated up front.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Entry {
-    Http(HttpAccessLogEntry),
-    Tcp(TcpAccessLogEntry),
+    Http(Box<HttpAccessLogEntry>),
+    Tcp(Box<TcpAccessLogEntry>),
 }
 
 impl Entry {
@@ -42,8 +43,8 @@ impl Entry {
 /// `r` as `log`'s kind of entry.
 pub(crate) fn entry(log: &GrpcLog, r: &Record<'_>) -> Entry {
     match log.kind {
-        strait_model::access_log::GrpcLogKind::Http => Entry::Http(http_entry(log, r)),
-        strait_model::access_log::GrpcLogKind::Tcp => Entry::Tcp(tcp_entry(r)),
+        strait_model::access_log::GrpcLogKind::Http => Entry::Http(Box::new(http_entry(log, r))),
+        strait_model::access_log::GrpcLogKind::Tcp => Entry::Tcp(Box::new(tcp_entry(r))),
     }
 }
 

@@ -216,8 +216,8 @@ impl StreamExporter {
         let mut tcp = Vec::new();
         for e in batch {
             match e {
-                Entry::Http(h) => http.push(h),
-                Entry::Tcp(t) => tcp.push(t),
+                Entry::Http(h) => http.push(*h),
+                Entry::Tcp(t) => tcp.push(*t),
             }
         }
         let log_entries = if tcp.is_empty() {
@@ -312,9 +312,7 @@ impl Service<Uri> for ClusterConnector {
 
 #[cfg(test)]
 mod tests {
-    use envoy_types::pb::envoy::data::accesslog::v3::{
-        ConnectionProperties, HttpAccessLogEntry, TcpAccessLogEntry,
-    };
+    use envoy_types::pb::envoy::data::accesslog::v3::{ConnectionProperties, TcpAccessLogEntry};
 
     use super::*;
 
@@ -332,13 +330,13 @@ mod tests {
     }
 
     fn tcp(bytes: u64) -> Entry {
-        Entry::Tcp(TcpAccessLogEntry {
+        Entry::Tcp(Box::new(TcpAccessLogEntry {
             common_properties: None,
             connection_properties: Some(ConnectionProperties {
                 received_bytes: bytes,
                 sent_bytes: bytes,
             }),
-        })
+        }))
     }
 
     #[test]
@@ -377,7 +375,7 @@ mod tests {
         let second = e.message(e.take_batch(), false);
         assert!(second.identifier.is_none());
         assert!(e.take_batch().is_empty());
-        let http = e.message(vec![Entry::Http(HttpAccessLogEntry::default())], false);
+        let http = e.message(vec![Entry::Http(Box::default())], false);
         assert!(matches!(http.log_entries, Some(LogEntries::HttpLogs(_))));
     }
 }
