@@ -515,6 +515,14 @@ fn als_received(
                             anyhow::ensure!(r.request_headers_bytes > 0, "{r:?}");
                             r.request_headers_bytes = 0;
                         }
+                        // A forwarded response's header bytes include
+                        // `x-envoy-upstream-service-time`, a latency in ms
+                        // whose digits vary: set, compared for local
+                        // replies only.
+                        if let Some(r) = e.response.as_mut().filter(|_| forwarded) {
+                            anyhow::ensure!(r.response_headers_bytes > 0, "{r:?}");
+                            r.response_headers_bytes = 0;
+                        }
                         // Header byte meters: not measured by Strait.
                         if let Some(r) = e.request.as_mut() {
                             r.upstream_header_bytes_sent = 0;
