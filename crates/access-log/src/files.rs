@@ -79,7 +79,7 @@ impl Dest {
             LogSink::File(p) => Some(Dest::File(p.clone())),
             LogSink::Stdout => Some(Dest::Stdout),
             LogSink::Stderr => Some(Dest::Stderr),
-            LogSink::OpenTelemetry(_) => None,
+            LogSink::OpenTelemetry(_) | LogSink::GrpcService(_) => None,
         }
     }
 }
@@ -185,7 +185,7 @@ impl LogFiles {
             LogSink::Stdout => self.queue_for(|d| *d == Dest::Stdout, sink),
             LogSink::Stderr => self.queue_for(|d| *d == Dest::Stderr, sink),
             // Remote sinks go through `remote()`.
-            LogSink::OpenTelemetry(_) => return,
+            LogSink::OpenTelemetry(_) | LogSink::GrpcService(_) => return,
         };
         let len = line.len();
         if queue.lines.push(line).is_err() {

@@ -369,7 +369,7 @@ mod tests {
         r.status = 503;
         r.flags = "UF,URX";
         r.duration = Some(Duration::from_millis(12));
-        r.transport_failure = Some("delayed_connect_error: Connection refused");
+        r.transport_failure = Some("delayed connect error: Connection refused");
         r.protocol = Some(http::Version::HTTP_11);
         r
     }

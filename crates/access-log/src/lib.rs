@@ -35,7 +35,7 @@ pub fn write(files: &LogFiles, log: &AccessLog, r: &Record<'_>) {
     if log.filter.as_ref().is_some_and(|f| !matches(f, r)) {
         return;
     }
-    if let LogSink::OpenTelemetry(_) = &log.sink {
+    if let LogSink::OpenTelemetry(_) | LogSink::GrpcService(_) = &log.sink {
         files.remote(&log.sink, r);
         return;
     }

@@ -60,6 +60,37 @@ pub enum LogSink {
     /// over gRPC (`LogsService/Export`) to a cluster. `format` of the
     /// [`AccessLog`] is unused: `body` and `attributes` are the format.
     OpenTelemetry(Arc<OtelLog>),
+    /// `envoy.access_loggers.http_grpc` / `tcp_grpc`: Envoy's gRPC access
+    /// log service (`AccessLogService/StreamAccessLogs`, one long-lived
+    /// client stream). `format` of the [`AccessLog`] is unused: the entry's
+    /// shape is fixed by `envoy.data.accesslog.v3`.
+    GrpcService(Arc<GrpcLog>),
+}
+
+/// A gRPC access log service logger (`HttpGrpcAccessLogConfig`,
+/// `TcpGrpcAccessLogConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcLog {
+    /// Where and how entries are sent; `log_name` goes in the identifier
+    /// of each stream's first message. Loggers with equal configs share
+    /// one stream.
+    pub channel: RemoteChannel,
+    /// `HTTPAccessLogEntry` (`http_grpc`) or `TCPAccessLogEntry`
+    /// (`tcp_grpc`).
+    pub kind: GrpcLogKind,
+    /// `additional_request_headers_to_log`, lower-case.
+    pub request_headers: Vec<String>,
+    /// `additional_response_headers_to_log`, lower-case.
+    pub response_headers: Vec<String>,
+    /// `additional_response_trailers_to_log`, lower-case.
+    pub response_trailers: Vec<String>,
+}
+
+/// Which entries a gRPC access log service logger sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrpcLogKind {
+    Http,
+    Tcp,
 }
 
 /// An OpenTelemetry access logger (`OpenTelemetryAccessLogConfig`).
@@ -145,6 +176,9 @@ impl LogSink {
                 o.body.as_ref().is_some_and(|b| b.reads(what))
                     || o.attributes.iter().any(|(_, v)| v.reads(what))
             }
+            // The entry carries the request line, a few request headers,
+            // header byte counts and the additional headers.
+            LogSink::GrpcService(_) => what != Reads::Metadata,
             _ => false,
         }
     }

@@ -105,6 +105,9 @@ pub struct LocalInfo {
     pub cluster_name: String,
     /// `node.locality.zone`.
     pub zone_name: String,
+    /// The whole node's protobuf encoding (the gRPC access log service's
+    /// identifier carries it).
+    pub node_encoded: Vec<u8>,
 }
 
 impl LocalInfo {
@@ -123,7 +126,18 @@ impl LocalInfo {
             node_name: node.id.clone(),
             cluster_name: node.cluster.clone(),
             zone_name: zone,
+            node_encoded: node.encoded.clone(),
         }
+    }
+
+    /// The bootstrap's node, as Envoy's identifier sends it (`None` when
+    /// the bootstrap has none).
+    pub fn node(&self) -> Option<envoy_types::pb::envoy::config::core::v3::Node> {
+        use prost::Message as _;
+        if self.node_encoded.is_empty() && self.node_name.is_empty() {
+            return None;
+        }
+        envoy_types::pb::envoy::config::core::v3::Node::decode(self.node_encoded.as_slice()).ok()
     }
 }
 
@@ -284,6 +298,7 @@ mod tests {
             node_name: "n".into(),
             cluster_name: "c".into(),
             zone_name: "z".into(),
+            ..LocalInfo::default()
         };
         let s = |v: &str| Some(Value::StringValue(v.into()));
         assert_eq!(

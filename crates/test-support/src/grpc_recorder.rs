@@ -1,7 +1,8 @@
 //! A gRPC server that records every call it receives (its path and each
 //! request message, unframed) and answers each with an empty message and
 //! `grpc-status: 0`: the collector of the remote access-log tests (OTLP
-//! `LogsService/Export`), whose messages the test decodes itself.
+//! `LogsService/Export`, the access log service's client stream
+//! `StreamAccessLogs`), whose messages the test decodes itself.
 
 use std::{
     convert::Infallible,
@@ -62,6 +63,19 @@ fn unframe(mut body: Bytes) -> Vec<Bytes> {
     out
 }
 
+/// How many bytes at the start of `buf` are whole messages.
+fn complete_prefix(buf: &[u8]) -> usize {
+    let mut at = 0;
+    while buf.len() >= at + 5 {
+        let len = u32::from_be_bytes([buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4]]) as usize;
+        if buf.len() < at + 5 + len {
+            break;
+        }
+        at += 5 + len;
+    }
+    at
+}
+
 /// An answer of one empty message and `grpc-status: 0` trailers.
 struct Ok2 {
     sent: u8,
@@ -103,18 +117,29 @@ pub fn grpc_recorder() -> (Upstream, Arc<Recorded>) {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let rec = Arc::clone(&rec);
                         async move {
-                            let (head, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
-                            if let Ok(mut calls) = rec.calls.lock() {
+                            let (head, mut body) = req.into_parts();
+                            // Recorded as the messages arrive, so a client
+                            // stream that stays open (the gRPC access log
+                            // service's) is seen while it lasts.
+                            let index = rec.calls.lock().map_or(0, |mut calls| {
                                 calls.push(Call {
                                     path: head.uri.path().to_owned(),
                                     headers: head.headers,
-                                    messages: unframe(body),
+                                    messages: Vec::new(),
                                 });
+                                calls.len() - 1
+                            });
+                            let mut pending = bytes::BytesMut::new();
+                            while let Some(Ok(frame)) = body.frame().await {
+                                let Ok(data) = frame.into_data() else {
+                                    continue;
+                                };
+                                pending.extend_from_slice(&data);
+                                let whole = complete_prefix(&pending);
+                                let done = unframe(pending.split_to(whole).freeze());
+                                if let Ok(mut calls) = rec.calls.lock() {
+                                    calls[index].messages.extend(done);
+                                }
                             }
                             let mut resp = Response::new(Ok2 { sent: 0 });
                             resp.headers_mut().insert(

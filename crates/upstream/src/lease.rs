@@ -49,9 +49,10 @@ impl UpstreamError {
 
     /// Envoy's transport failure reason (`%UPSTREAM_TRANSPORT_FAILURE_
     /// REASON%`) for a connection refused or unreachable: the socket error
-    /// as the C library words it, after `delayed_connect_error: ` (Envoy
-    /// connects without blocking, so the error arrives later). `None` for
-    /// other failures.
+    /// as the C library words it, after `delayed connect error: ` (Envoy
+    /// connects without blocking, so the error arrives later; spaces and
+    /// all, as the gRPC access log service's entries carry it: formats and
+    /// details print them as `_`). `None` for other failures.
     pub fn transport_failure_reason(&self) -> Option<String> {
         let UpstreamError::Connect(ConnectError::Io(io)) = self else {
             return None;
@@ -60,7 +61,7 @@ impl UpstreamError {
         let text = io.to_string();
         // Rust adds " (os error N)" to the C library's message.
         let text = text.split(" (os error").next().unwrap_or(&text);
-        Some(format!("delayed_connect_error: {text}"))
+        Some(format!("delayed connect error: {text}"))
     }
 }
 

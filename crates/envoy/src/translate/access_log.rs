@@ -1,9 +1,9 @@
 //! `access_log` entries of a listener, an HTTP connection manager or a
 //! TCP proxy, and the `AccessLogFilter`s they (and local reply mappers)
 //! select with. The file, stdout and stderr loggers are translated field
-//! by field, and the OpenTelemetry logger in `remote_log.rs`; every other
-//! logger is refused by its type URL (the gRPC access log service's
-//! `http_grpc` and `tcp_grpc` included).
+//! by field, the OpenTelemetry and gRPC access log service (`http_grpc`,
+//! `tcp_grpc`) loggers in `remote_log.rs`; every other logger is refused
+//! by its type URL.
 
 use envoy_types::pb::envoy::{
     config::accesslog::v3::{
@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::{
     },
     extensions::access_loggers::{
         file::v3::{FileAccessLog, file_access_log},
+        grpc::v3::{HttpGrpcAccessLogConfig, TcpGrpcAccessLogConfig},
         open_telemetry::v3::OpenTelemetryAccessLogConfig,
         stream::v3::{StderrAccessLog, StdoutAccessLog, stderr_access_log, stdout_access_log},
     },
@@ -104,6 +105,17 @@ pub(super) fn access_logs(
             // (an empty one, which reads nothing).
             decode_any::<OpenTelemetryAccessLogConfig>(cx, &tpath, any).and_then(|c| {
                 let sink = remote_log::open_telemetry(cx, &c, &tpath)?;
+                Some((sink, plain(FormatKind::Text(Vec::new()))))
+            })
+        } else if name == HttpGrpcAccessLogConfig::full_name() {
+            // The entry's shape is fixed: no line format.
+            decode_any::<HttpGrpcAccessLogConfig>(cx, &tpath, any).and_then(|c| {
+                let sink = remote_log::http_grpc(cx, &c, &tpath)?;
+                Some((sink, plain(FormatKind::Text(Vec::new()))))
+            })
+        } else if name == TcpGrpcAccessLogConfig::full_name() {
+            decode_any::<TcpGrpcAccessLogConfig>(cx, &tpath, any).and_then(|c| {
+                let sink = remote_log::tcp_grpc(cx, &c, &tpath)?;
                 Some((sink, plain(FormatKind::Text(Vec::new()))))
             })
         } else {

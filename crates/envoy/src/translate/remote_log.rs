@@ -1,8 +1,8 @@
 //! The remote access loggers: `envoy.access_loggers.open_telemetry`
-//! (`OpenTelemetryAccessLogConfig`), translated field by field (checked
-//! against what Envoy 1.40 accepts). The gRPC
-//! access log service loggers (`http_grpc`, `tcp_grpc`) are refused by
-//! type URL in `access_log.rs`.
+//! (`OpenTelemetryAccessLogConfig`) and the gRPC access log service's
+//! `envoy.access_loggers.http_grpc` / `tcp_grpc` (`HttpGrpcAccessLogConfig`,
+//! `TcpGrpcAccessLogConfig`), translated field by field (checked against
+//! what Envoy 1.40 accepts).
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +12,8 @@ use envoy_types::pb::envoy::{
         grpc_service::{EnvoyGrpc, TargetSpecifier},
     },
     extensions::access_loggers::{
-        grpc::v3::CommonGrpcAccessLogConfig, open_telemetry::v3::OpenTelemetryAccessLogConfig,
+        grpc::v3::{CommonGrpcAccessLogConfig, HttpGrpcAccessLogConfig, TcpGrpcAccessLogConfig},
+        open_telemetry::v3::OpenTelemetryAccessLogConfig,
     },
 };
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
@@ -22,7 +23,7 @@ use envoy_types::pb::opentelemetry::proto::common::v1::{
 
 use super::{Context, at, duration, ext_authz::headers, format, item};
 use crate::model::access_log::{
-    AnyValue as ModelValue, LogSink, OtelFormat, OtelLog, RemoteChannel,
+    AnyValue as ModelValue, GrpcLog, GrpcLogKind, LogSink, OtelFormat, OtelLog, RemoteChannel,
 };
 
 /// Envoy's defaults for `buffer_flush_interval` and `buffer_size_bytes`.
@@ -124,6 +125,9 @@ struct Common<'a> {
     grpc_service: Option<&'a GrpcService>,
     flush_interval: Option<Duration>,
     buffer_bytes: u64,
+    /// `filter_state_objects_to_log`: read by the gRPC access log service
+    /// loggers only.
+    filter_state: &'a [String],
 }
 
 impl Default for Common<'_> {
@@ -133,6 +137,7 @@ impl Default for Common<'_> {
             grpc_service: None,
             flush_interval: Some(FLUSH_INTERVAL),
             buffer_bytes: BUFFER_BYTES,
+            filter_state: &[],
         }
     }
 }
@@ -155,12 +160,12 @@ fn common_parts<'a>(cx: &mut Context, c: &'a CommonGrpcAccessLogConfig, path: &s
         transport_api_version,
         buffer_flush_interval,
         buffer_size_bytes,
-        // Read by the gRPC access log service loggers only: Envoy 1.40's
-        // OpenTelemetry logger adds the top-level list's objects to a
-        // record, never this one's (checked against Envoy with a filter
-        // state object in both places). Istio's `envoyOtelAls` sets it to
-        // its peer metadata keys.
-        filter_state_objects_to_log: _,
+        // Read by the gRPC access log service loggers only (refused there
+        // when set): Envoy 1.40's OpenTelemetry logger adds the top-level
+        // list's objects to a record, never this one's (checked against
+        // Envoy with a filter state object in both places). Istio's
+        // `envoyOtelAls` sets it to its peer metadata keys.
+        filter_state_objects_to_log,
         grpc_stream_retry_policy,
         custom_tags,
     } = c;
@@ -186,7 +191,96 @@ fn common_parts<'a>(cx: &mut Context, c: &'a CommonGrpcAccessLogConfig, path: &s
         buffer_bytes: buffer_size_bytes
             .as_ref()
             .map_or(BUFFER_BYTES, |v| u64::from(v.value)),
+        filter_state: filter_state_objects_to_log,
     }
+}
+
+/// An `HttpGrpcAccessLogConfig` (`envoy.access_loggers.http_grpc`).
+pub(super) fn http_grpc(
+    cx: &mut Context,
+    c: &HttpGrpcAccessLogConfig,
+    path: &str,
+) -> Option<LogSink> {
+    let HttpGrpcAccessLogConfig {
+        common_config,
+        additional_request_headers_to_log,
+        additional_response_headers_to_log,
+        additional_response_trailers_to_log,
+    } = c;
+    // Envoy 1.40 takes any string (checked with `--mode validate`); one
+    // that is no header name simply never matches.
+    let names =
+        |list: &[String]| -> Vec<String> { list.iter().map(|h| h.to_ascii_lowercase()).collect() };
+    let request_headers = names(additional_request_headers_to_log);
+    let response_headers = names(additional_response_headers_to_log);
+    let response_trailers = names(additional_response_trailers_to_log);
+    grpc_log(cx, common_config.as_ref(), path, GrpcLogKind::Http).map(|mut g| {
+        g.request_headers = request_headers;
+        g.response_headers = response_headers;
+        g.response_trailers = response_trailers;
+        LogSink::GrpcService(Arc::new(g))
+    })
+}
+
+/// A `TcpGrpcAccessLogConfig` (`envoy.access_loggers.tcp_grpc`).
+pub(super) fn tcp_grpc(
+    cx: &mut Context,
+    c: &TcpGrpcAccessLogConfig,
+    path: &str,
+) -> Option<LogSink> {
+    let TcpGrpcAccessLogConfig { common_config } = c;
+    grpc_log(cx, common_config.as_ref(), path, GrpcLogKind::Tcp)
+        .map(|g| LogSink::GrpcService(Arc::new(g)))
+}
+
+/// The `common_config` of a gRPC access log service logger: required,
+/// with its `grpc_service` and `log_name`.
+fn grpc_log(
+    cx: &mut Context,
+    common: Option<&CommonGrpcAccessLogConfig>,
+    path: &str,
+    kind: GrpcLogKind,
+) -> Option<GrpcLog> {
+    let cpath = at(path, "common_config");
+    let Some(common) = common else {
+        cx.invalid(cpath, "is required");
+        return None;
+    };
+    let before = cx.problems.len();
+    let parts = common_parts(cx, common, &cpath);
+    // Filter state objects in the entry are not implemented.
+    if !parts.filter_state.is_empty() {
+        cx.unsupported(
+            at(&cpath, "filter_state_objects_to_log"),
+            "filter_state_objects_to_log",
+        );
+    }
+    let Some(service) = parts.grpc_service else {
+        cx.invalid(at(&cpath, "grpc_service"), "is required");
+        return None;
+    };
+    let target = grpc_target(cx, service, &at(&cpath, "grpc_service"));
+    if cx.problems.len() != before {
+        return None;
+    }
+    let (cluster, authority, timeout, initial_metadata) = target?;
+    Some(GrpcLog {
+        channel: RemoteChannel {
+            cluster,
+            authority,
+            timeout,
+            initial_metadata,
+            log_name: parts.log_name.to_owned(),
+            flush_interval: parts.flush_interval?,
+            buffer_bytes: parts.buffer_bytes,
+            // Envoy's gRPC access log service loggers have no stat prefix.
+            stat_prefix: String::new(),
+        },
+        kind,
+        request_headers: Vec::new(),
+        response_headers: Vec::new(),
+        response_trailers: Vec::new(),
+    })
 }
 
 pub(super) type Target = (String, String, Option<Duration>, Vec<(String, String)>);

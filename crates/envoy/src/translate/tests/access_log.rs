@@ -404,22 +404,123 @@ fn open_telemetry_fields_not_implemented_are_refused_by_name() {
     assert!(e.contains("common_config.log_name"), "{e}");
 }
 
-#[test]
-fn grpc_access_log_service_loggers_are_refused_by_type() {
-    for (name, ty) in [
-        ("envoy.access_loggers.http_grpc", "HttpGrpcAccessLogConfig"),
-        ("envoy.access_loggers.tcp_grpc", "TcpGrpcAccessLogConfig"),
-    ] {
-        let log = json!({"name": name, "typed_config": {
-            "@type": format!("type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.{ty}"),
-            "common_config": {"log_name": "l", "transport_api_version": "V3",
-                "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}}}}});
-        let e = otel_errors(log);
-        assert!(
-            e.contains(&format!(
-                "access logger type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.{ty}"
-            )),
-            "{e}"
-        );
+/// A gRPC access log service logger (`http_grpc` or `tcp_grpc`) to the
+/// `otel` cluster, `common` merged into its `common_config`, `extra` into
+/// its config.
+fn als(ty: &str, common: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    let mut cc = json!({
+        "log_name": "l",
+        "transport_api_version": "V3",
+        "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}},
+    });
+    if let (Some(c), Some(e)) = (cc.as_object_mut(), common.as_object()) {
+        c.extend(e.clone());
     }
+    let mut c = json!({
+        "@type": format!("type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.{ty}"),
+        "common_config": cc,
+    });
+    if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    json!({"name": "als", "typed_config": c})
+}
+
+#[test]
+fn grpc_access_log_service_loggers_translate() {
+    use crate::model::access_log::GrpcLogKind;
+    let http = als(
+        "HttpGrpcAccessLogConfig",
+        json!({"buffer_flush_interval": "0.25s", "buffer_size_bytes": 100,
+               "filter_state_objects_to_log": []}),
+        json!({"additional_request_headers_to_log": ["X-A"],
+               "additional_response_headers_to_log": ["x-b"],
+               "additional_response_trailers_to_log": ["grpc-status"]}),
+    );
+    let c = load_ok(&edited(&[
+        (&format!("{HCM}/access_log"), json!([http])),
+        (
+            &format!("{TCP}/access_log"),
+            json!([als("TcpGrpcAccessLogConfig", json!({}), json!({}))]),
+        ),
+        ("/static_resources/clusters/1", otel_cluster()),
+    ]));
+    let NetworkFilter::Http(hcm) = &c.listeners[0].filter_chains[0].terminal else {
+        panic!("not an HCM")
+    };
+    let LogSink::GrpcService(g) = &hcm.access_logs[0].sink else {
+        panic!("{:?}", hcm.access_logs[0].sink)
+    };
+    assert_eq!(g.kind, GrpcLogKind::Http);
+    assert_eq!(
+        (g.channel.cluster.as_str(), g.channel.log_name.as_str()),
+        ("otel", "l")
+    );
+    assert_eq!(
+        (g.channel.flush_interval, g.channel.buffer_bytes),
+        (std::time::Duration::from_millis(250), 100)
+    );
+    assert_eq!(g.request_headers, ["x-a"]);
+    assert_eq!(g.response_headers, ["x-b"]);
+    assert_eq!(g.response_trailers, ["grpc-status"]);
+    let NetworkFilter::Tcp(tcp) = &c.listeners[1].filter_chains[0].terminal else {
+        panic!("not a TCP proxy")
+    };
+    let LogSink::GrpcService(t) = &tcp.access_logs[0].sink else {
+        panic!("{:?}", tcp.access_logs[0].sink)
+    };
+    assert_eq!(t.kind, GrpcLogKind::Tcp);
+    // Envoy's defaults.
+    assert_eq!(
+        (t.channel.flush_interval, t.channel.buffer_bytes),
+        (std::time::Duration::from_secs(1), 16_384)
+    );
+}
+
+#[test]
+fn grpc_access_log_service_fields_not_implemented_are_refused_by_name() {
+    for ty in ["HttpGrpcAccessLogConfig", "TcpGrpcAccessLogConfig"] {
+        for (common, field) in [
+            (
+                json!({"filter_state_objects_to_log": ["k"]}),
+                "common_config.filter_state_objects_to_log",
+            ),
+            (
+                json!({"grpc_stream_retry_policy": {"num_retries": 1}}),
+                "common_config.grpc_stream_retry_policy",
+            ),
+            (
+                json!({"custom_tags": [{"tag": "t", "literal": {"value": "v"}}]}),
+                "common_config.custom_tags",
+            ),
+            (
+                json!({"grpc_service": {"google_grpc": {"target_uri": "x", "stat_prefix": "s"}}}),
+                "grpc_service.google_grpc",
+            ),
+            (
+                json!({"grpc_service": {"envoy_grpc": {"cluster_name": "otel"},
+                    "retry_policy": {"num_retries": 1}}}),
+                "grpc_service.retry_policy",
+            ),
+            // Envoy refuses these itself.
+            (
+                json!({"transport_api_version": "V2"}),
+                "common_config.transport_api_version",
+            ),
+            (json!({"log_name": ""}), "common_config.log_name"),
+            (
+                json!({"grpc_service": {"envoy_grpc": {"cluster_name": "nope"}}}),
+                "cluster_name",
+            ),
+        ] {
+            let e = otel_errors(als(ty, common, json!({})));
+            assert!(e.contains(field), "{ty} {field}: {e}");
+        }
+    }
+    let mut no_common = als("TcpGrpcAccessLogConfig", json!({}), json!({}));
+    no_common["typed_config"]
+        .as_object_mut()
+        .map(|c| c.remove("common_config"));
+    let e = otel_errors(no_common);
+    assert!(e.contains("typed_config.common_config"), "{e}");
 }

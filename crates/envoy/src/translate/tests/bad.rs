@@ -320,7 +320,7 @@ fn bad_configs_name_the_field() {
             vec![(
                 hcm("access_log"),
                 json!([{"name": "als", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"}}]),
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.fluentd.v3.FluentdAccessLogConfig"}}]),
             )],
             hcm_path("access_log[0].typed_config.@type"),
             "access logger",
