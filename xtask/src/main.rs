@@ -17,12 +17,16 @@
 //! - `layers`: the layering guard: tiers declared in every manifest, no
 //!   dependency on a higher tier, no import circle inside a library crate
 //!   (see `layers.rs` and docs/decisions/0009-tiers-and-layering-guard.md).
+//! - `istio-bookinfo`: the real istiod and pilot-agent drive Strait through
+//!   BookInfo in network namespaces (see `istio_box/`); `bookinfo-app` is
+//!   internal, the stand-in app it runs in each pod.
 //! - `loadgen`: internal; the open-loop fixed-rate load generator that `bench`
 //!   runs pinned to its own core (see `loadgen.rs`).
 
 mod bench;
 mod callgrind;
 mod configs;
+mod istio_box;
 mod layers;
 mod loadgen;
 mod procs;
@@ -40,6 +44,8 @@ commands:
             (`cargo xtask bench --help` for options)
   bench xds a large xDS push to Strait and Envoy: apply time and RSS
             (`cargo xtask bench xds --help` for options)
+  istio-bookinfo  Istio's istiod and pilot-agent drive Strait sidecars and
+            a gateway through BookInfo in network namespaces (root)
   layers    the layering guard: tiers, protobuf below the front end,
             import circles (`cargo xtask layers --help`)
 ";
@@ -71,6 +77,14 @@ fn run() -> Result<()> {
             bench::run(&options)
         }
         Some("layers") => layers::run(&rest),
+        Some("istio-bookinfo") => {
+            let Some(options) = istio_box::Options::parse(&rest)? else {
+                print!("{}", istio_box::USAGE);
+                return Ok(());
+            };
+            istio_box::run(&options)
+        }
+        Some("bookinfo-app") => istio_box::run_app(istio_box::AppArgs::parse(&rest)?),
         Some("loadgen") => loadgen::run(&loadgen::Args::parse(&rest)?),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
