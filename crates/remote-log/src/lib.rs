@@ -18,8 +18,8 @@
 mod als;
 mod export;
 pub mod otlp;
-pub mod trace;
 mod stream;
+pub mod trace;
 
 use std::{
     collections::HashMap,
@@ -34,8 +34,8 @@ use strait_upstream::ClusterRegistry;
 pub use export::QUEUE_RECORDS;
 use export::{ExportStats, Exporter};
 pub use otlp::LocalInfo;
-pub use trace::OtelTracers;
 use stream::{StreamExporter, StreamStats};
+pub use trace::OtelTracers;
 
 /// Exporters by the address of the `OtelLog` they serve, with a `Weak` to
 /// it that keeps the address from being reused while the entry exists.
