@@ -113,7 +113,7 @@ pub fn run(options: &Options) -> Result<()> {
     if let Err(e) = &alive {
         println!("\n{e:#}");
     }
-    println!("\n{:<4} {:<58} {}", "#", "scenario", "result");
+    println!("\n{:<4} {:<58} result", "#", "scenario");
     for r in &results {
         let verdict = match &r.outcome {
             Ok(detail) => format!("pass  {detail}"),
@@ -125,9 +125,8 @@ pub fn run(options: &Options) -> Result<()> {
         println!("{:<4} {:<58} {verdict}", r.number, r.title);
     }
     println!(
-        "\nIstio {} ({}), {} xDS, {:.0} s; logs in {}",
+        "\nIstio {} (istio.io/istio master of 2026-04-23), {} xDS, {:.0} s; logs in {}",
         istio::VERSION,
-        "istio.io/istio master of 2026-04-23",
         if options.sotw {
             "state-of-the-world"
         } else {
