@@ -78,8 +78,10 @@ async fn main() -> anyhow::Result<()> {
     let accept = Arc::clone(&shared);
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
-            let conn = Connection::new(Arc::from("embedded"), 0, addr, peer);
-            let Some(svc) = HttpService::new(Arc::clone(&accept), conn) else {
+            // Chain 0 of listener `embedded`, as the live config has it.
+            let Some(svc) = Connection::live(&accept, "embedded", 0, addr, peer)
+                .and_then(|conn| HttpService::new(Arc::clone(&accept), conn))
+            else {
                 continue;
             };
             tokio::spawn(async move {

@@ -377,3 +377,101 @@ async fn in_flight_request_finishes_on_its_version() -> anyhow::Result<()> {
     assert!(ups.a.paths().iter().all(|p| !p.starts_with("/delay/")));
     Ok(())
 }
+
+/// A listener whose chain `x` (connections from 127.0.0.1) answers `x`
+/// when `with_x`, and whose default chain answers `fallback`.
+fn chains_cfg(with_x: bool, fallback: &str) -> String {
+    let hcm = |answer: &str| {
+        format!(
+            r#"
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                direct_response: {{status: 200, body: {{inline_string: {answer}}}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}"#
+        )
+    };
+    let x = if with_x {
+        format!(
+            r#"
+    - name: x
+      filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 127.0.0.1, prefix_len: 32}}]}}
+      filters:{}"#,
+            hcm("x")
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: listener
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:{x}
+    - name: other
+      filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 10.0.0.0, prefix_len: 8}}]}}
+      filters:{other}
+    default_filter_chain:
+      name: default
+      filters:{fallback}
+"#,
+        other = hcm("other"),
+        fallback = hcm(fallback),
+    )
+}
+
+/// Envoy's filter-chain-only update: a connection stays on the chain it
+/// was accepted with. When an update removes that chain, the connection is
+/// drained (never served by whichever chain now sits at its old place);
+/// when the update keeps it, the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_filter_chain_drains_its_connections() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let proxy = TestProxy::start(&chains_cfg(true, "default-1"), 2);
+    let addr = proxy.listener("listener");
+    let mut on_x = Client::http1(addr).await?;
+    assert_eq!(on_x.get("/").await?.text(), "x");
+
+    // Only the default chain changes: the connection on `x` goes on.
+    proxy.rewrite(&chains_cfg(true, "default-2"));
+    eventually("version 2 live", APPLY, || async {
+        (proxy.version() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        on_x.get("/").await?.text(),
+        "x",
+        "an unchanged chain keeps its connections"
+    );
+
+    // `x` goes: its connection is closed, not served by the chain that
+    // now comes first.
+    proxy.rewrite(&chains_cfg(false, "default-3"));
+    eventually("version 3 live", APPLY, || async {
+        (proxy.version() == 3).then_some(())
+    })
+    .await;
+    eventually(
+        "the connection on the removed chain is closed",
+        APPLY,
+        || async { on_x.is_closed().then_some(()) },
+    )
+    .await;
+    let r = Client::http1(addr).await?.get("/").await?;
+    assert_eq!(
+        r.text(),
+        "default-3",
+        "a new connection takes the new chain"
+    );
+    Ok(())
+}

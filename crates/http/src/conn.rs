@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arc_swap::ArcSwap;
 use http::HeaderValue;
+use strait_snapshot::{ChainRef, ListenerEntry, Snapshot};
 use strait_tls::PeerIdentity;
 
 use crate::{shared::Shared, stats::HttpStats};
@@ -22,8 +24,10 @@ pub struct Connection {
     /// The listener that accepted it (after any `use_original_dst`
     /// hand-off).
     pub listener: Arc<str>,
-    /// The filter chain it matched: an index into the listener's chains.
-    pub chain: usize,
+    /// The filter chain it matched, in the listener entry it was accepted
+    /// on. Requests read the live copy of that chain while the live config
+    /// has it, and the accepted one while the connection drains.
+    pub chain: ChainRef,
     /// TLS-terminated (`x-forwarded-proto: https`).
     pub tls: bool,
     /// Its destination: the local address, or the original destination
@@ -45,9 +49,25 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A plaintext connection of chain `chain` of listener `listener` as
+    /// the live config has it, from `peer` to `local`; `None` when the live
+    /// config has no such listener or chain. For embedders that accept
+    /// connections themselves.
+    pub fn live(
+        shared: &Shared,
+        listener: &str,
+        chain: usize,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<Self> {
+        let snapshot = shared.store.load();
+        let chain = ChainRef::new(Arc::clone(snapshot.listener(listener)?), chain)?;
+        Some(Connection::new(Arc::from(listener), chain, local, peer))
+    }
+
     /// A plaintext connection of `listener`'s chain `chain`, from `peer` to
     /// `local`.
-    pub fn new(listener: Arc<str>, chain: usize, local: SocketAddr, peer: SocketAddr) -> Self {
+    pub fn new(listener: Arc<str>, chain: ChainRef, local: SocketAddr, peer: SocketAddr) -> Self {
         Connection {
             listener,
             chain,
@@ -67,9 +87,9 @@ impl Connection {
 pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) listener: Arc<str>,
-    /// The filter chain the connection matched (index into the listener's
-    /// chains).
-    pub(crate) chain: usize,
+    /// The filter chain the connection matched, as of the newest snapshot
+    /// seen that still has it (see [`ConnCtx::chain_in`]).
+    pub(crate) chain: ArcSwap<ChainRef>,
     /// The connection is TLS-terminated (`x-forwarded-proto: https`).
     pub(crate) tls: bool,
     /// This hop's `x-forwarded-client-cert` element, built at the
@@ -114,7 +134,7 @@ impl ConnCtx {
         ConnCtx {
             shared,
             listener,
-            chain,
+            chain: ArcSwap::from_pointee(chain),
             tls,
             xfcc,
             server_name,
@@ -125,6 +145,38 @@ impl ConnCtx {
             stats,
             streams: StreamCount::new(),
             filter_state: ConnectionState::default(),
+        }
+    }
+}
+
+impl ConnCtx {
+    /// The connection's listener and chain index in `snapshot`: the live
+    /// copy of its chain while `snapshot` has it (so routes are the newest),
+    /// else the copy in `held`, the entry it was accepted on, which it
+    /// finishes on while it drains. A pointer comparison per request; a
+    /// scan of the listener's chains once per listener change.
+    pub(crate) fn chain_in<'a>(
+        &self,
+        snapshot: &'a Snapshot,
+        held: &'a ChainRef,
+    ) -> (&'a ListenerEntry, usize) {
+        let Some(live) = snapshot.listener(&self.listener) else {
+            return (held.entry(), held.index());
+        };
+        if Arc::ptr_eq(live, held.entry()) {
+            return (live, held.index());
+        }
+        match held
+            .follow(live)
+            .and_then(|i| ChainRef::new(Arc::clone(live), i))
+        {
+            Some(moved) => {
+                let index = moved.index();
+                // Later requests find it at once, and the old entry is freed.
+                self.chain.store(Arc::new(moved));
+                (live, index)
+            }
+            None => (held.entry(), held.index()),
         }
     }
 }

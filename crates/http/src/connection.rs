@@ -28,9 +28,9 @@ fn header_read_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
 }
 
 /// Serves one downstream connection with the HTTP connection manager `hcm`
-/// until it closes, `drain` fires (HTTP/1.1 closes after the current
-/// response, HTTP/2 sends GOAWAY) or it has been idle for the manager's
-/// `idle_timeout`. Every request loads the snapshot afresh.
+/// until it closes, `drain` fires or its filter chain leaves the live
+/// config (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY),
+/// or it has been idle for the manager's `idle_timeout`. Every request loads the snapshot afresh.
 pub async fn serve_connection<I>(
     io: I,
     hcm: &HttpConnectionManager,
@@ -52,6 +52,9 @@ pub async fn serve_connection<I>(
         max_header_bytes: hcm.max_request_headers_kb as usize * 1024,
         header_read_timeout: header_read_timeout(hcm),
     };
+    // Envoy drains the connections of a filter chain that a listener
+    // update removed or changed.
+    let retired = conn.chain.tenure().ended();
     let ctx = Arc::new(ConnCtx::new(shared, conn, Arc::clone(&stats)));
     let idle = idle_watch(Arc::clone(&ctx), hcm.idle_timeout);
     let svc = service_fn(move |req| {
@@ -63,6 +66,7 @@ pub async fn serve_connection<I>(
         tokio::select! {
             () = drain.signaled() => {}
             () = idle => {}
+            () = retired => {}
         }
     };
     if let Err(e) = server::serve(io, &opts, svc, stop).await {

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use strait_codec::{FrameHook, headers};
 use strait_model::{
     HttpConnectionManager, NetworkFilter, RouteAction, ServerHeaderTransformation,
-    TrafficDirection, filter::FilterOverride, ratelimit::RouteRateLimits,
+    filter::FilterOverride, ratelimit::RouteRateLimits,
 };
 use strait_route::{RequestView, RouteResult};
 use strait_tls::ApplicationProtocols;
@@ -65,11 +65,12 @@ pub(crate) async fn handle(
     let started = Instant::now();
     conn.stats.rq_total.increment(1);
     let snapshot = conn.shared.store.load();
-    let listener = snapshot.listener(&conn.listener);
-    let limit = listener.map_or(0, |l| l.spec.buffer_limit as usize);
-    let direction = listener.map_or(TrafficDirection::Unspecified, |l| l.spec.direction);
+    let held = conn.chain.load_full();
+    let (listener, chain) = conn.chain_in(&snapshot, &held);
+    let limit = listener.spec.buffer_limit as usize;
+    let direction = listener.spec.direction;
     let hcm = listener
-        .and_then(|l| l.chain(conn.chain))
+        .chain(chain)
         .and_then(|(spec, compiled)| match &spec.terminal {
             NetworkFilter::Http(hcm) => {
                 // The registry's chain; `None` only for a manager without

@@ -61,13 +61,9 @@ impl HttpService {
     /// A service for requests of `conn`. `None` when the live snapshot has
     /// no HTTP connection manager at `conn`'s listener and chain.
     pub fn new(shared: Arc<Shared>, conn: Connection) -> Option<HttpService> {
-        let prefix = {
-            let snapshot = shared.store.load();
-            let (spec, _) = snapshot.listener(&conn.listener)?.chain(conn.chain)?;
-            match &spec.terminal {
-                NetworkFilter::Http(hcm) => hcm.stat_prefix.clone(),
-                NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => return None,
-            }
+        let prefix = match &conn.chain.get().0.terminal {
+            NetworkFilter::Http(hcm) => hcm.stat_prefix.clone(),
+            NetworkFilter::Tcp(_) | NetworkFilter::Extension(_) => return None,
         };
         let stats = shared.http_stats(&prefix);
         Some(HttpService {

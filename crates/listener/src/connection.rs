@@ -11,7 +11,7 @@ use strait_access_log::Record;
 
 use strait_model::NetworkFilter;
 use strait_net::DrainWatch;
-use strait_snapshot::ConnectionInfo;
+use strait_snapshot::{ChainRef, ConnectionInfo};
 use strait_tls::{MaybeTls, PeerChain};
 use tokio::net::TcpStream;
 
@@ -227,10 +227,12 @@ async fn serve_connection(
                 _ => None,
             };
             let hcm = hcm.clone();
-            drop(entry);
+            let Some(chain) = ChainRef::new(Arc::clone(&entry), index) else {
+                return;
+            };
             let conn = strait_http::Connection {
                 listener: name,
-                chain: index,
+                chain,
                 tls: io.is_tls(),
                 local,
                 peer,

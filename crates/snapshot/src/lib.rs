@@ -21,8 +21,10 @@
 mod chains;
 #[cfg(test)]
 mod secret_tests;
+mod tenure;
 
 pub use chains::ConnectionInfo;
+pub use tenure::{ChainRef, Tenure};
 
 use std::{
     any::Any,
@@ -134,6 +136,10 @@ pub struct ChainEntry {
     pub read_filters: Vec<CompiledFilters>,
     /// `Some` when the chain terminates TLS.
     pub tls: Option<ServerTls>,
+    /// Shared with the same chain (same spec) in later snapshots; ended
+    /// when a published snapshot drops the chain, which drains the
+    /// connections on it.
+    pub tenure: Tenure,
 }
 
 /// Filters compiled by a crate above the snapshot, kept opaque here.
@@ -225,6 +231,9 @@ pub struct Snapshot {
     clusters: HashMap<String, Arc<Cluster>>,
     /// Compiled transport sockets of the clusters that have any TLS.
     cluster_tls: HashMap<String, ClusterTransports>,
+    /// The previous snapshot's chains this one drops, ended at
+    /// [`Store::publish`].
+    ending: Vec<Tenure>,
 }
 
 impl Snapshot {
@@ -239,6 +248,7 @@ impl Snapshot {
             by_address: HashMap::new(),
             clusters: HashMap::new(),
             cluster_tls: HashMap::new(),
+            ending: Vec::new(),
         }
     }
 
@@ -294,7 +304,10 @@ impl Snapshot {
                 // Only secrets changed (a rotation): keep the route tables
                 // and the contexts whose secrets did not change.
                 Some(old) => recompile_tls(old, &config, &previous.config).map(Arc::new),
-                None => compile_listener(spec, &config, filters).map(Arc::new),
+                None => {
+                    let before = previous.listeners.get(&spec.name).map(|e| &**e);
+                    compile_listener(spec, &config, filters, before).map(Arc::new)
+                }
             };
             let entry = match entry {
                 Ok(e) => e,
@@ -353,6 +366,12 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let ending = previous
+            .listeners
+            .iter()
+            .filter(|(name, old)| !listeners.get(*name).is_some_and(|n| Arc::ptr_eq(n, old)))
+            .flat_map(|(name, old)| tenure::ending(old, listeners.get(name).map(|n| &**n)))
+            .collect();
         Ok(Snapshot {
             version,
             last_updated: now_secs(),
@@ -362,6 +381,7 @@ impl Snapshot {
             by_address,
             clusters,
             cluster_tls,
+            ending,
         })
     }
 
@@ -432,12 +452,16 @@ fn same_rds(spec: &Listener, new: &Config, old: &Config) -> bool {
     })
 }
 
+/// Compiles `spec`; chains with the same spec as one of `before`'s keep
+/// its tenure (their connections go on).
 fn compile_listener(
     spec: &Listener,
     config: &Config,
     filters: &dyn ChainCompiler,
+    before: Option<&ListenerEntry>,
 ) -> Result<ListenerEntry, SnapshotError> {
     let mut chains = Vec::with_capacity(spec.filter_chains.len() + 1);
+    let mut carried = tenure::Carried::from(before);
     for (i, chain) in spec.chains().enumerate() {
         let http_filters =
             match &chain.terminal {
@@ -497,6 +521,7 @@ fn compile_listener(
             network,
             read_filters,
             tls,
+            tenure: carried.tenure(i, chain),
         });
     }
     let mut listener_filters = Vec::with_capacity(spec.listener_filters.registered.len());
@@ -544,6 +569,7 @@ fn recompile_tls(
             network: entry.network.clone(),
             read_filters: entry.read_filters.clone(),
             tls,
+            tenure: entry.tenure.clone(),
         });
     }
     Ok(ListenerEntry {
@@ -630,11 +656,16 @@ impl Store {
         self.current.load_full()
     }
 
-    /// Makes `snapshot` live and tells watchers its version.
-    pub fn publish(&self, snapshot: Snapshot) {
+    /// Makes `snapshot` live and tells watchers its version, then drains
+    /// the connections on the chains it dropped.
+    pub fn publish(&self, mut snapshot: Snapshot) {
         let version = snapshot.version;
+        let ending = std::mem::take(&mut snapshot.ending);
         self.current.store(Arc::new(snapshot));
         self.version.send_replace(version);
+        for tenure in ending {
+            tenure.end();
+        }
     }
 
     /// True once a config has been published (version > 0).

@@ -66,6 +66,11 @@ const SCENARIOS: &[(u32, &str, Scenario)] = &[
     ),
     (7, "AuthorizationPolicy DENY of one caller", deny_policy),
     (
+        12,
+        "RequestAuthentication: JWT at productpage (401, 403, 200)",
+        request_authentication,
+    ),
+    (
         8,
         "telemetry: istio_requests_total on 15020 with workloads",
         telemetry,
@@ -492,6 +497,75 @@ spec:
         Ok(productpage(None)?["details"]["service"] == "details")
     })?;
     Ok("details answers productpage 403 under the policy, 200 without".into())
+}
+
+/// Issue 18's item 7, second half: a RequestAuthentication with an inline
+/// JWKS and an AuthorizationPolicy requiring a request principal at
+/// productpage, checked through the gateway.
+fn request_authentication(mesh: &mut Mesh) -> Result<String> {
+    use strait_jwt::testing::{RSA_PKCS8, TestKey, jwks};
+    const ISSUER: &str = "testing@secure.istio.io";
+    let key = TestKey::rsa(RSA_PKCS8, "box-1", "RS256");
+    let stranger = TestKey::ec("box-1", "ES256");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": "jason", "iat": now, "exp": now + 3600,
+    });
+    let good = key.sign(&claims);
+    let forged = stranger.sign(&claims);
+    // Both resources in one file: the policy never exists without the
+    // authentication it relies on.
+    mesh.apply(
+        "requestauthentication-productpage.yaml",
+        &format!(
+            "apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata:
+  name: productpage-jwt
+  namespace: default
+spec:
+  selector:
+    matchLabels: {{app: productpage}}
+  jwtRules:
+  - issuer: {ISSUER}
+    jwks: '{}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: productpage-needs-jwt
+  namespace: default
+spec:
+  selector:
+    matchLabels: {{app: productpage}}
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        requestPrincipals: [\"{ISSUER}/jason\"]
+",
+            jwks(&[&key])
+        ),
+    )?;
+    let page = |token: Option<&str>| -> Result<u16> {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .as_deref()
+            .map(|b| ("authorization", b))
+            .into_iter()
+            .collect();
+        Ok(get(GATEWAY.ip, GATEWAY_PORT, "/productpage", &headers)?.0)
+    };
+    settle(Duration::from_secs(30), 3, || Ok(page(None)? == 403))?;
+    let forged_status = page(Some(&forged))?;
+    ensure!(forged_status == 401, "a forged token got {forged_status}");
+    let good_status = page(Some(&good))?;
+    ensure!(good_status == 200, "a valid token got {good_status}");
+    mesh.remove("requestauthentication-productpage.yaml")?;
+    settle(Duration::from_secs(30), 3, || Ok(page(None)? == 200))?;
+    Ok("no token 403, forged 401, valid 200; open again once removed".into())
 }
 
 fn telemetry(mesh: &mut Mesh) -> Result<String> {
