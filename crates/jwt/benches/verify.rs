@@ -72,6 +72,7 @@ fn bench(c: &mut Criterion) {
                 forward_payload_header: "x-payload".into(),
                 pad_forward_payload_header: false,
                 payload_in_metadata: "p".into(),
+                space_delimited_claims: Vec::new(),
                 header_in_metadata: String::new(),
                 clock_skew_seconds: 0,
                 claim_to_headers: Vec::new(),

@@ -725,10 +725,30 @@ impl Authn {
             );
         }
         if !p.config.payload_in_metadata.is_empty() {
+            let mut payload = jwt.payload.clone();
+            normalize(&mut payload, &p.config.space_delimited_claims);
             out.metadata.insert(
                 p.config.payload_in_metadata.clone(),
-                Value::Object(jwt.payload.clone()),
+                Value::Object(payload),
             );
+        }
+    }
+}
+
+/// Envoy's `normalize_payload_in_metadata`: each named top-level claim
+/// holding a string becomes the list of its space-separated words (empty
+/// words skipped); other claims and other types are left as they are.
+fn normalize(payload: &mut serde_json::Map<String, Value>, claims: &[String]) {
+    for claim in claims {
+        if let Some(v) = payload.get_mut(claim)
+            && let Value::String(s) = v
+        {
+            let words = s
+                .split(' ')
+                .filter(|w| !w.is_empty())
+                .map(|w| Value::String(w.to_owned()))
+                .collect();
+            *v = Value::Array(words);
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct JwtProvider {
     pub pad_forward_payload_header: bool,
     /// `payload_in_metadata`; empty for none.
     pub payload_in_metadata: String,
+    /// `normalize_payload_in_metadata.space_delimited_claims`: top-level
+    /// string claims written to the metadata as lists of their
+    /// space-separated words (RFC 8693's `scope`).
+    pub space_delimited_claims: Vec<String>,
     /// `header_in_metadata`; empty for none.
     pub header_in_metadata: String,
     /// `clock_skew_seconds` (0 in the config means Envoy's 60).

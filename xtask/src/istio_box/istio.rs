@@ -169,11 +169,19 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// Kills the process group (what the process started dies too), then
+    /// reaps the process. Never waits for long: a teardown that hangs hides
+    /// the table it follows.
     fn drop(&mut self) {
+        // `--`: procps-ng's kill reads a bare `-PGID` as an option, does
+        // nothing and exits 0.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
             .stderr(Stdio::null())
             .status();
-        let _ = self.child.wait();
+        if matches!(self.wait_exit(Duration::from_secs(5)), Ok(None) | Err(_)) {
+            let _ = self.child.kill();
+            let _ = self.wait_exit(Duration::from_secs(5));
+        }
     }
 }

@@ -163,12 +163,17 @@ spec:
 }
 
 /// istiod's mesh config: plaintext xDS, no tracing collector (there is no
-/// DNS here for `zipkin.istio-system`), access logs to stdout.
+/// DNS here for `zipkin.istio-system`), access logs to stdout, and the
+/// Prometheus metrics provider Istio's Helm chart makes the default
+/// (`telemetry.v2.prometheus.enabled`): without it istiod adds no stats
+/// filter.
 pub fn mesh_config() -> String {
     "rootNamespace: istio-system
 trustDomain: cluster.local
 enableTracing: false
 accessLogFile: /dev/stdout
+defaultProviders:
+  metrics: [prometheus]
 defaultConfig:
   discoveryAddress: 10.10.0.2:15010
   controlPlaneAuthPolicy: NONE

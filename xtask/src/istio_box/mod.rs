@@ -81,6 +81,7 @@ pub fn run(options: &Options) -> Result<()> {
     }
     let target = target_dir()?;
     let binaries = if std::env::var_os("STRAIT_ISTIO_BOX_INSIDE").is_none() {
+        tools()?;
         istio::build(&target)?;
         build_strait()?;
         istio::bootstrap_template()?;
@@ -142,6 +143,28 @@ pub fn run(options: &Options) -> Result<()> {
     );
     if failed > 0 {
         bail!("{failed} scenario(s) failed");
+    }
+    Ok(())
+}
+
+/// The programs the harness and pilot-agent run, checked up front so a
+/// missing one is named rather than found half-way through the set-up.
+fn tools() -> Result<()> {
+    let missing: Vec<&str> = [
+        ("go", "golang"),
+        ("unshare", "util-linux"),
+        ("nsenter", "util-linux"),
+        ("ip", "iproute2"),
+        ("iptables", "iptables"),
+        ("iptables-save", "iptables"),
+        ("iptables-restore", "iptables"),
+    ]
+    .into_iter()
+    .filter(|(tool, _)| crate::procs::find_program(tool).is_none())
+    .map(|(tool, package)| if tool == "go" { "go (https://go.dev/dl)" } else { package })
+    .collect();
+    if !missing.is_empty() {
+        bail!("istio-bookinfo needs: {}", missing.join(", "));
     }
     Ok(())
 }

@@ -128,7 +128,12 @@ fn provider(cx: &mut Context, p: &JwtProvider, path: &str) -> Option<model::jwt:
         jwks_source_specifier,
     } = p;
     reject_set!(cx, path; subjects, require_expiration, max_lifetime,
-        normalize_payload_in_metadata, failed_status_in_metadata, clear_route_cache);
+        failed_status_in_metadata, clear_route_cache);
+    // Istio sets it (`scope` and `permission`) on every provider.
+    let space_delimited_claims = normalize_payload_in_metadata
+        .as_ref()
+        .map(|n| n.space_delimited_claims.clone())
+        .unwrap_or_default();
     let before = cx.problems.len();
     let jwks = match jwks_source_specifier {
         Some(JwksSourceSpecifier::LocalJwks(ds)) => local_jwks(cx, ds, &at(path, "local_jwks")),
@@ -217,6 +222,7 @@ fn provider(cx: &mut Context, p: &JwtProvider, path: &str) -> Option<model::jwt:
         forward_payload_header: forward_payload_header.to_ascii_lowercase(),
         pad_forward_payload_header: *pad_forward_payload_header,
         payload_in_metadata: payload_in_metadata.clone(),
+        space_delimited_claims,
         header_in_metadata: header_in_metadata.clone(),
         clock_skew_seconds: u64::from(*clock_skew_seconds),
         claim_to_headers,

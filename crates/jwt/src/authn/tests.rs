@@ -186,6 +186,7 @@ fn provider(issuer: &str, key: &TestKey, extra: impl FnOnce(&mut JwtProvider)) -
         forward_payload_header: String::new(),
         pad_forward_payload_header: false,
         payload_in_metadata: String::new(),
+        space_delimited_claims: Vec::new(),
         header_in_metadata: String::new(),
         clock_skew_seconds: 0,
         claim_to_headers: Vec::new(),
@@ -255,6 +256,7 @@ fn a_good_token_is_removed_forwarded_and_published() {
             provider("https://issuer", &k, |p| {
                 p.forward_payload_header = "x-payload".into();
                 p.payload_in_metadata = "payload".into();
+                p.space_delimited_claims = vec!["scope".into(), "permission".into(), "sub".into()];
                 p.claim_to_headers = vec![strait_model::jwt::ClaimToHeader {
                     header_name: "x-sub".into(),
                     claim_name: "sub".into(),
@@ -263,7 +265,7 @@ fn a_good_token_is_removed_forwarded_and_published() {
         )],
         provider_req("p"),
     );
-    let token = k.sign(&claims(json!({})));
+    let token = k.sign(&claims(json!({"scope": " read  write ", "permission": ["x y"]})));
     let out = run(&c, &bearer(&token), "/");
     assert_eq!(out.result, Ok(()));
     let payload_b64 = token.split('.').nth(1).expect("payload");
@@ -279,7 +281,11 @@ fn a_good_token_is_removed_forwarded_and_published() {
         out.edits
             .contains(&Edit::Remove(http::header::AUTHORIZATION))
     );
-    assert_eq!(out.metadata["payload"]["sub"], json!("alice"));
+    // Space-delimited claims become lists in the metadata (not in the
+    // forwarded payload); a claim that is not a string is left alone.
+    assert_eq!(out.metadata["payload"]["sub"], json!(["alice"]));
+    assert_eq!(out.metadata["payload"]["scope"], json!(["read", "write"]));
+    assert_eq!(out.metadata["payload"]["permission"], json!(["x y"]));
 }
 
 #[test]

@@ -194,11 +194,6 @@ fn unsupported_fields_are_refused_by_name() {
             format!("{f}.providers[p].failed_status_in_metadata"),
         ),
         (
-            json!({"normalize_payload_in_metadata": {"space_delimited_claims": ["scope"]}}),
-            json!({}),
-            format!("{f}.providers[p].normalize_payload_in_metadata"),
-        ),
-        (
             json!({"claim_to_headers": [{"header_name": "x", "claim_path": [{"key": "a"}]}]}),
             json!({}),
             format!("{f}.providers[p].claim_to_headers[0].claim_path"),
