@@ -51,7 +51,10 @@ impl<'t> Routed<'t> {
         action: &'t ForwardAction,
         view: &RequestView<'_>,
     ) -> Self {
-        let chosen = matched.cluster(view);
+        // One choice per request: a weighted route's rotation advances
+        // with each.
+        let choice = matched.choice(view);
+        let chosen = choice.as_ref().map(Choice::as_chosen);
         let host = match matched.host_rewrite(view, chosen.as_ref()) {
             HostRewriteOutcome::Keep => HostAction::Keep,
             HostRewriteOutcome::Set(h) => {
@@ -62,7 +65,7 @@ impl<'t> Routed<'t> {
         Routed {
             action,
             matched,
-            choice: matched.choice(view).unwrap_or(Choice {
+            choice: choice.unwrap_or(Choice {
                 name: "".into(),
                 weighted: None,
             }),

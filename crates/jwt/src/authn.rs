@@ -727,10 +727,8 @@ impl Authn {
         if !p.config.payload_in_metadata.is_empty() {
             let mut payload = jwt.payload.clone();
             normalize(&mut payload, &p.config.space_delimited_claims);
-            out.metadata.insert(
-                p.config.payload_in_metadata.clone(),
-                Value::Object(payload),
-            );
+            out.metadata
+                .insert(p.config.payload_in_metadata.clone(), Value::Object(payload));
         }
     }
 }

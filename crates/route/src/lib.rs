@@ -13,9 +13,10 @@
 //! `grpc-timeout`. Retry, hash and mirror policies are carried by the model
 //! and applied by their consumers.
 //!
-//! Pure and I/O-free: no async, no locks, no clocks, no randomness (the
-//! caller passes each request's random value in its [`RequestView`]), no
-//! logging. Compilation (regexes included) runs when config is published;
+//! I/O-free: no async, no locks, no clocks, no randomness (the caller
+//! passes each request's random value in its [`RequestView`]), no logging.
+//! The one piece of state is a weighted route's rotation, an atomic counter
+//! that spreads its requests over the clusters by weight. Compilation (regexes included) runs when config is published;
 //! matching is the per-request hot path and does not allocate in the common
 //! case. Must not depend on any Strait crate but `strait-model`, nor on
 //! anything beyond `http` and `regex`.
@@ -88,13 +89,15 @@
 //! };
 //! let table = RouteTable::compile(&config)?;
 //!
-//! // Weighted clusters: the request's random value picks the cluster.
+//! // Weighted clusters: the route's rotation spreads requests by weight.
 //! let headers = HeaderMap::new();
-//! let view = RequestView::new("www.Example.com", "/api/users?page=2", &Method::GET, &headers)
-//!     .with_random(75);
+//! let view = RequestView::new("www.Example.com", "/api/users?page=2", &Method::GET, &headers);
 //! let matched = table.route(&view).matched().expect("routed");
 //! assert_eq!(matched.route().name(), "split");
-//! assert_eq!(matched.cluster(&view).expect("forwards").name(), "reviews-v3");
+//! let picks: Vec<_> = (0..4)
+//!     .map(|_| matched.cluster(&view).expect("forwards").name().to_owned())
+//!     .collect();
+//! assert_eq!(picks, ["reviews-v1", "reviews-v3", "reviews-v1", "reviews-v3"]);
 //! assert_eq!(matched.rewritten_path(view.path).as_deref(), Some("/users?page=2"));
 //!
 //! // Header match.

@@ -384,11 +384,11 @@ impl<'t> Matched<'t> {
 
     /// The cluster a forwarding route sends `request` to: its `cluster`,
     /// the first value of its `cluster_header`, or the `weighted_clusters`
-    /// entry that the request's random value (or `random_value_header`)
-    /// selects. `None` for redirect and direct-response routes.
+    /// entry that the route's rotation (or `random_value_header`) selects.
+    /// `None` for redirect and direct-response routes.
     ///
-    /// Pass the same view the route was matched with. Pure; does not
-    /// allocate.
+    /// Pass the same view the route was matched with. Does not allocate;
+    /// call once per request (a weighted choice advances the rotation).
     pub fn cluster<'a>(&self, request: &RequestView<'a>) -> Option<ChosenCluster<'a>>
     where
         't: 'a,

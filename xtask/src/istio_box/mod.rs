@@ -161,7 +161,13 @@ fn tools() -> Result<()> {
     ]
     .into_iter()
     .filter(|(tool, _)| crate::procs::find_program(tool).is_none())
-    .map(|(tool, package)| if tool == "go" { "go (https://go.dev/dl)" } else { package })
+    .map(|(tool, package)| {
+        if tool == "go" {
+            "go (https://go.dev/dl)"
+        } else {
+            package
+        }
+    })
     .collect();
     if !missing.is_empty() {
         bail!("istio-bookinfo needs: {}", missing.join(", "));

@@ -265,7 +265,9 @@ fn a_good_token_is_removed_forwarded_and_published() {
         )],
         provider_req("p"),
     );
-    let token = k.sign(&claims(json!({"scope": " read  write ", "permission": ["x y"]})));
+    let token = k.sign(&claims(
+        json!({"scope": " read  write ", "permission": ["x y"]}),
+    ));
     let out = run(&c, &bearer(&token), "/");
     assert_eq!(out.result, Ok(()));
     let payload_b64 = token.split('.').nth(1).expect("payload");

@@ -82,44 +82,58 @@ fn weighted_clusters() {
             Some("x-rand"),
         ),
     );
-    let cases: &[(u64, Pairs, &str)] = &[
-        (0, &[], "v1"),
-        (49, &[], "v1"),
-        (50, &[], "v3"),
-        (79, &[], "v3"),
-        (80, &[("x-c", "picked")], "picked"),
-        (99, &[], ""),
-        (100, &[], "v1"),
-        (u64::MAX, &[], "v1"),
-        // The random value header overrides the request's value.
-        (0, &[("x-rand", "60")], "v3"),
-        (60, &[("x-rand", "not-a-number")], "v3"),
+    // The random value header decides, modulo the total weight (Envoy).
+    let cases: &[(&str, Pairs, &str)] = &[
+        ("0", &[], "v1"),
+        ("49", &[], "v1"),
+        ("50", &[], "v3"),
+        ("79", &[], "v3"),
+        ("80", &[("x-c", "picked")], "picked"),
+        ("99", &[], ""),
+        ("100", &[], "v1"),
+        ("18446744073709551615", &[], "v1"),
     ];
     for (random, hs, want) in cases {
-        let hs = headers(hs);
-        let view = RequestView::new("h", "/", &Method::GET, &hs).with_random(*random);
+        let mut hs = headers(hs);
+        hs.insert("x-rand", http::HeaderValue::from_static(random));
+        // The request's own random value does not count.
+        let view = RequestView::new("h", "/", &Method::GET, &hs).with_random(60);
         let matched = table.route(&view).matched().expect("matches");
         let chosen = matched.cluster(&view).expect("forwards");
         assert_eq!(chosen.name(), *want, "random {random}");
         assert!(chosen.weighted().is_some());
     }
 
-    // Over many requests the split follows the weights.
+    // Without a number in the header the route's rotation decides: every
+    // 100 requests split exactly 50/30/20.
+    let mut counts = std::collections::BTreeMap::new();
+    let hs = headers(&[("x-rand", "not-a-number"), ("x-c", "h")]);
+    for _ in 0..300 {
+        let view = RequestView::new("h", "/", &Method::GET, &hs);
+        let m = table.route(&view).matched().expect("matches");
+        *counts
+            .entry(m.cluster(&view).expect("forwards").name().to_owned())
+            .or_insert(0) += 1;
+    }
+    let want: std::collections::BTreeMap<String, i32> =
+        [("v1".into(), 150), ("v3".into(), 90), ("h".into(), 60)].into();
+    assert_eq!(counts, want);
+
+    // A 1:3 split, interleaved: every window of 4 requests holds one `a`
+    // (so no run of `b` is longer than 6).
     let table = one_route(RouteMatch::default(), weighted(&[("a", 1), ("b", 3)], None));
     let hs = HeaderMap::new();
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut a = 0;
-    for _ in 0..10_000 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let view = RequestView::new("h", "/", &Method::GET, &hs).with_random(rng);
-        let m = table.route(&view).matched().expect("matches");
-        if m.cluster(&view).expect("forwards").name() == "a" {
-            a += 1;
-        }
+    let picks: Vec<bool> = (0..10_000)
+        .map(|_| {
+            let view = RequestView::new("h", "/", &Method::GET, &hs);
+            let m = table.route(&view).matched().expect("matches");
+            m.cluster(&view).expect("forwards").name() == "a"
+        })
+        .collect();
+    assert_eq!(picks.iter().filter(|a| **a).count(), 2500);
+    for window in picks.chunks(4) {
+        assert_eq!(window.iter().filter(|a| **a).count(), 1, "{picks:?}");
     }
-    assert!((2200..=2800).contains(&a), "{a} of 10000 to a (want ~2500)");
 
     let zero = RouteTable::compile(&RouteConfig {
         virtual_hosts: vec![VirtualHost {
