@@ -2,7 +2,7 @@
 //! handshake (over the socket, or over any stream the caller layered on it,
 //! such as TLS), with the connection driven by a task on the current runtime.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use http::{Request, Response};
 use hyper::{
@@ -46,6 +46,9 @@ pub enum ConnectError {
 pub struct ClientConn {
     send: Sender,
     local: Option<SocketAddr>,
+    /// The first URI SAN of the server's certificate on a TLS connection
+    /// (Istio's `destination_principal` for the client side).
+    peer_uri_san: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -95,6 +98,7 @@ impl ClientConn {
                 Ok(ClientConn {
                     send: Sender::Http1(send),
                     local: None,
+                    peer_uri_san: None,
                 })
             }
             Protocol::Http2 => {
@@ -110,6 +114,7 @@ impl ClientConn {
                 Ok(ClientConn {
                     send: Sender::Http2(send),
                     local: None,
+                    peer_uri_san: None,
                 })
             }
         }
@@ -123,6 +128,16 @@ impl ClientConn {
     /// Records the connection's local address.
     pub fn set_local_addr(&mut self, addr: Option<SocketAddr>) {
         self.local = addr;
+    }
+
+    /// The server certificate's first URI SAN, when the caller recorded it.
+    pub fn peer_uri_san(&self) -> Option<&Arc<str>> {
+        self.peer_uri_san.as_ref()
+    }
+
+    /// Records the server certificate's first URI SAN.
+    pub fn set_peer_uri_san(&mut self, san: Option<Arc<str>>) {
+        self.peer_uri_san = san;
     }
 
     /// Whether it is an HTTP/1.1 connection.
@@ -170,6 +185,7 @@ impl ClientConn {
             Sender::Http2(s) => Some(ClientConn {
                 send: Sender::Http2(s.clone()),
                 local: self.local,
+                peer_uri_san: self.peer_uri_san.clone(),
             }),
         }
     }

@@ -34,6 +34,8 @@ pub(crate) struct UpstreamFacts {
     pub(crate) host: Option<SocketAddr>,
     /// The local address of the last attempt's connection.
     pub(crate) local: Option<SocketAddr>,
+    /// The first URI SAN of the last attempt's server certificate.
+    pub(crate) peer_uri_san: Option<Arc<str>>,
     /// Attempts made (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`).
     pub(crate) attempts: u32,
     /// Why the last attempt's connection could not be made, as Envoy words

@@ -146,6 +146,10 @@ pub struct Completion<'a> {
     /// The response's `grpc-status` (its trailers', or its head's for a
     /// trailers-only reply), when it has one.
     pub grpc_status: Option<u32>,
+    /// The first URI SAN of the certificate the upstream presented, when
+    /// the last attempt went over TLS (Istio's `destination_principal` on
+    /// the client side).
+    pub upstream_peer_uri_san: Option<&'a str>,
     /// What the filters stored for the request.
     pub state: &'a FilterState,
 }
@@ -621,6 +625,7 @@ pub(crate) struct Completing {
     pub(crate) request_bytes: Arc<AtomicU64>,
     pub(crate) response_bytes: u64,
     pub(crate) grpc_status: Option<u32>,
+    pub(crate) upstream_peer_uri_san: Option<Arc<str>>,
 }
 
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
@@ -672,6 +677,7 @@ impl Drop for ResponseBodyFilters {
             response_body_bytes: c.response_bytes,
             duration: c.started.elapsed(),
             grpc_status: c.grpc_status,
+            upstream_peer_uri_san: c.upstream_peer_uri_san.as_deref(),
             state: &self.state,
         };
         c.filters.iter().for_each(|f| f.on_complete(&done));

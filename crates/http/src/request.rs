@@ -428,6 +428,7 @@ async fn filtered(
         request_bytes: request_bytes.unwrap_or_default(),
         response_bytes: 0,
         grpc_status: crate::chain::grpc_status(resp.headers()),
+        upstream_peer_uri_san: facts.peer_uri_san.clone(),
     });
     let observe_only = body_filters.is_none();
     if body_filters.is_some() || completion.is_some() {

@@ -213,6 +213,7 @@ async fn one_attempt(
             }
         };
         facts.local = lease.local_addr();
+        facts.peer_uri_san = lease.peer_uri_san().cloned();
         lease.send(req).await.map_err(failure)
     };
     match per_try {

@@ -713,13 +713,14 @@ impl HttpFilter for IstioStatsFilter {
         };
         let peer = peer_arc.map(|p| &**p);
         let host = facts.host.as_ref().and_then(|h| h.to_str().ok());
+        let peer_san = peer_principal(c.config.reporter, facts, done);
         // Without dimensions, the labels follow from these inputs alone.
         let inputs = c.dims.is_empty().then(|| {
             let key = Inputs {
                 peer: peer_arc,
                 host,
                 cluster: facts.cluster.as_deref(),
-                peer_san: facts.peer_san.as_deref(),
+                peer_san,
                 mtls: facts.mtls,
                 grpc: facts.grpc,
                 status: done.status.as_u16(),
@@ -732,7 +733,7 @@ impl HttpFilter for IstioStatsFilter {
         let set = match known {
             Some(set) => set,
             None => {
-                let Some(set) = self.label_set(done, facts, peer, host) else {
+                let Some(set) = self.label_set(done, facts, peer, peer_san, host) else {
                     return;
                 };
                 if let Some((key, hash)) = &inputs {
@@ -749,6 +750,20 @@ impl HttpFilter for IstioStatsFilter {
     }
 }
 
+/// The peer's identity: the downstream client certificate's URI SAN
+/// inbound, the upstream server certificate's outbound (Istio's
+/// `source_principal` and `destination_principal`).
+fn peer_principal<'a>(
+    reporter: Reporter,
+    facts: &'a Facts,
+    done: &Completion<'a>,
+) -> Option<&'a str> {
+    match reporter {
+        Reporter::Destination => facts.peer_san.as_deref(),
+        Reporter::Source => done.upstream_peer_uri_san,
+    }
+}
+
 impl IstioStatsFilter {
     /// The label set of a completed request, its labels built and looked
     /// up.
@@ -757,6 +772,7 @@ impl IstioStatsFilter {
         done: &Completion<'_>,
         facts: &Facts,
         peer: Option<&Workload>,
+        peer_san: Option<&str>,
         host: Option<&str>,
     ) -> Option<Arc<LabelSet>> {
         let c = &self.0;
@@ -766,7 +782,7 @@ impl IstioStatsFilter {
         c.peer_labels(
             &mut values,
             peer,
-            facts.peer_san.as_deref().unwrap_or(""),
+            peer_san.unwrap_or(""),
             facts.mtls,
             service,
         );

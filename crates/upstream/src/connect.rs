@@ -65,15 +65,21 @@ impl Cluster {
             Protocol::Http2 => DefaultAlpn::Http2,
         };
         let transport = self.transport(host, alpn, alpn_override).await?;
-        let local = match &transport {
-            MaybeTls::Plain(tcp) => tcp.local_addr().ok(),
-            MaybeTls::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+        let (local, peer_san) = match &transport {
+            MaybeTls::Plain(tcp) => (tcp.local_addr().ok(), None),
+            MaybeTls::Tls(tls) => (
+                tls.get_ref().0.local_addr().ok(),
+                // Once per connection, not per request.
+                strait_tls::PeerChain::of_upstream(tls)
+                    .and_then(|p| p.uri_sans().next().map(Arc::<str>::from)),
+            ),
         };
         let mut conn = match transport {
             MaybeTls::Plain(tcp) => ClientConn::handshake(tcp, protocol, bytes).await?,
             tls @ MaybeTls::Tls(_) => ClientConn::handshake(tls, protocol, bytes).await?,
         };
         conn.set_local_addr(local);
+        conn.set_peer_uri_san(peer_san);
         Ok(conn)
     }
 

@@ -293,6 +293,11 @@ impl Lease {
         self.conn.local_addr()
     }
 
+    /// The first URI SAN of the server certificate, on a TLS connection.
+    pub fn peer_uri_san(&self) -> Option<&Arc<str>> {
+        self.conn.peer_uri_san()
+    }
+
     /// Sends `req` and returns the response with a body that gives the
     /// connection back to the pool once it has been read to the end. The
     /// result feeds outlier detection.
