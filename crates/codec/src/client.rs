@@ -40,15 +40,24 @@ pub enum ConnectError {
     Tls(std::io::Error),
 }
 
-/// One upstream connection's request sender, and its local address (the
-/// access log's `%UPSTREAM_LOCAL_ADDRESS%`).
+/// One upstream connection's request sender, and what the opener recorded
+/// of it ([`ConnFacts`]).
 #[derive(Debug)]
 pub struct ClientConn {
     send: Sender,
-    local: Option<SocketAddr>,
+    /// Behind one pointer: a response body holds its connection, and the
+    /// connection manager's futures hold response bodies by value.
+    facts: Option<Arc<ConnFacts>>,
+}
+
+/// What the opener of a connection recorded of it, once per connection.
+#[derive(Debug, Default, Clone)]
+pub struct ConnFacts {
+    /// The local address (the access log's `%UPSTREAM_LOCAL_ADDRESS%`).
+    pub local: Option<SocketAddr>,
     /// The first URI SAN of the server's certificate on a TLS connection
-    /// (Istio's `destination_principal` for the client side).
-    peer_uri_san: Option<Arc<str>>,
+    /// (Istio's `destination_principal` on the client side).
+    pub peer_uri_san: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -71,7 +80,10 @@ impl ClientConn {
         let stream = connect_tcp(addr, timeout).await?;
         let local = stream.local_addr().ok();
         let mut conn = Self::handshake(stream, protocol, counter).await?;
-        conn.local = local;
+        conn.set_facts(ConnFacts {
+            local,
+            peer_uri_san: None,
+        });
         Ok(conn)
     }
 
@@ -97,8 +109,7 @@ impl ClientConn {
                 });
                 Ok(ClientConn {
                     send: Sender::Http1(send),
-                    local: None,
-                    peer_uri_san: None,
+                    facts: None,
                 })
             }
             Protocol::Http2 => {
@@ -113,31 +124,25 @@ impl ClientConn {
                 });
                 Ok(ClientConn {
                     send: Sender::Http2(send),
-                    local: None,
-                    peer_uri_san: None,
+                    facts: None,
                 })
             }
         }
     }
 
-    /// The connection's local address, when the caller recorded it.
+    /// The connection's local address, when the opener recorded it.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local
+        self.facts.as_ref().and_then(|f| f.local)
     }
 
-    /// Records the connection's local address.
-    pub fn set_local_addr(&mut self, addr: Option<SocketAddr>) {
-        self.local = addr;
-    }
-
-    /// The server certificate's first URI SAN, when the caller recorded it.
+    /// The server certificate's first URI SAN, when the opener recorded it.
     pub fn peer_uri_san(&self) -> Option<&Arc<str>> {
-        self.peer_uri_san.as_ref()
+        self.facts.as_ref().and_then(|f| f.peer_uri_san.as_ref())
     }
 
-    /// Records the server certificate's first URI SAN.
-    pub fn set_peer_uri_san(&mut self, san: Option<Arc<str>>) {
-        self.peer_uri_san = san;
+    /// Records what the opener knows of the connection.
+    pub fn set_facts(&mut self, facts: ConnFacts) {
+        self.facts = Some(Arc::new(facts));
     }
 
     /// Whether it is an HTTP/1.1 connection.
@@ -184,8 +189,7 @@ impl ClientConn {
             Sender::Http1(_) => None,
             Sender::Http2(s) => Some(ClientConn {
                 send: Sender::Http2(s.clone()),
-                local: self.local,
-                peer_uri_san: self.peer_uri_san.clone(),
+                facts: self.facts.clone(),
             }),
         }
     }

@@ -16,7 +16,7 @@ pub mod progress;
 pub mod server;
 
 pub use body::{Body, FrameHook, Recorded, RecordingWatch, ReplayFrame};
-pub use client::{ClientConn, ConnectError, Protocol};
+pub use client::{ClientConn, ConnFacts, ConnectError, Protocol};
 pub use io::{ByteCounter, Counted};
 pub use progress::Progress;
 pub use server::{ServerOptions, ServerProtocol};

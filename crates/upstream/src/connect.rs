@@ -78,8 +78,10 @@ impl Cluster {
             MaybeTls::Plain(tcp) => ClientConn::handshake(tcp, protocol, bytes).await?,
             tls @ MaybeTls::Tls(_) => ClientConn::handshake(tls, protocol, bytes).await?,
         };
-        conn.set_local_addr(local);
-        conn.set_peer_uri_san(peer_san);
+        conn.set_facts(strait_codec::ConnFacts {
+            local,
+            peer_uri_san: peer_san,
+        });
         Ok(conn)
     }
 
