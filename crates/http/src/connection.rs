@@ -29,8 +29,9 @@ fn header_read_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
 
 /// Serves one downstream connection with the HTTP connection manager `hcm`
 /// until it closes, `drain` fires or its filter chain leaves the live
-/// config (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY),
-/// or it has been idle for the manager's `idle_timeout`. Every request loads the snapshot afresh.
+/// config (HTTP/1.1 closes after the current response, HTTP/2 sends
+/// GOAWAY), or it has been idle for the manager's `idle_timeout`. Every
+/// request loads the snapshot afresh.
 pub async fn serve_connection<I>(
     io: I,
     hcm: &HttpConnectionManager,

@@ -150,8 +150,8 @@ pub fn run(options: &Options) -> Result<()> {
 /// The programs the harness and pilot-agent run, checked up front so a
 /// missing one is named rather than found half-way through the set-up.
 fn tools() -> Result<()> {
-    let missing: Vec<&str> = [
-        ("go", "golang"),
+    let mut missing: Vec<&str> = [
+        ("go", "go (https://go.dev/dl)"),
         ("unshare", "util-linux"),
         ("nsenter", "util-linux"),
         ("ip", "iproute2"),
@@ -161,14 +161,9 @@ fn tools() -> Result<()> {
     ]
     .into_iter()
     .filter(|(tool, _)| crate::procs::find_program(tool).is_none())
-    .map(|(tool, package)| {
-        if tool == "go" {
-            "go (https://go.dev/dl)"
-        } else {
-            package
-        }
-    })
+    .map(|(_, package)| package)
     .collect();
+    missing.dedup();
     if !missing.is_empty() {
         bail!("istio-bookinfo needs: {}", missing.join(", "));
     }
